@@ -1,0 +1,132 @@
+"""The `iotsim` command: a thin layer over the library (parse arguments, call, print)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from iotsim.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate IoT sensor fleets: cloud offload vs "
+                  "on-device TinyML, with real int8 models, radio airtime and an exact energy ledger.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: InputError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario YAML file, e.g. scenarios/farm.yaml"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="results folder (default: the scenario's outputs.dir)"),
+    seed: Optional[int] = typer.Option(None, help="override the scenario's seed"),
+    no_plots: bool = typer.Option(False, "--no-plots", help="skip PNG plots and the HTML report"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Run every policy of a scenario on the same fleet and write tables, plots and a report."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from iotsim.engine import run_scenario
+    from iotsim.results import write_results
+    from iotsim.scenario import load_scenario
+
+    try:
+        sc = load_scenario(scenario)
+        if seed is not None:
+            sc = sc.model_copy(update={"seed": seed})
+        out_dir = out or Path(sc.outputs.dir)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TimeElapsedColumn(), console=err_console, disable=quiet, transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(phase: str, done: float, total: float) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(phase, total=max(total, 1))
+                bar.update(tasks[phase], completed=done, total=max(total, 1))
+
+            result = run_scenario(sc, progress=progress)
+            progress("writing results", 0, 1)
+            write_results(result, out_dir, command=" ".join(["iotsim", *sys.argv[1:]]),
+                          plots=False if no_plots else None, report=False if no_plots else None)
+            progress("writing results", 1, 1)
+    except InputError as exc:
+        _fail(exc)
+    from iotsim.results.tables import summary_table
+
+    _print_summary(summary_table(result), sc.name, result.n_nodes, sc.duration, result.wall_s)
+    console.print(f"results: {out_dir}/ (summary.csv, nodes.parquet, events.parquet, packets.parquet, "
+                  "manifest.json, plots, report.html)")
+
+
+def _fmt(value, digits=3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return f"{value:,}"
+
+
+def _print_summary(summary, name: str, nodes: int, duration_s: float, wall_s: float) -> None:
+    table = Table(title=f"{name}: {nodes:,} nodes, {duration_s / 86400:g} days simulated in {wall_s:.1f} s")
+    cols = [
+        ("policy", "policy"), ("group", "group"), ("energy_j_per_node_day", "J/node/day"),
+        ("battery_life_days", "battery (d)"), ("bytes_uplinked_per_node_day", "B/node/day"),
+        ("packets_sent", "pkts sent"), ("packets_lost", "pkts lost"), ("latency_p50_s", "lat p50 (s)"),
+        ("latency_p95_s", "lat p95 (s)"), ("precision", "precision"), ("recall", "recall"),
+        ("cloud_inferences", "cloud inf."),
+    ]
+    for _, header in cols:
+        table.add_column(header, justify="right" if header not in ("policy", "group") else "left")
+    for row in summary.to_dict("records"):
+        table.add_row(*[_fmt(row[c]) for c, _ in cols])
+    console.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (for editor completion and checking)."""
+    from iotsim.scenario.loader import scenario_json_schema
+
+    typer.echo(json.dumps(scenario_json_schema(), indent=2))
+
+
+@app.command()
+def airtime(
+    sf: int = typer.Option(..., min=6, max=12, help="spreading factor"),
+    bw: int = typer.Option(125_000, help="bandwidth (Hz)"),
+    payload: int = typer.Option(..., min=0, max=255, help="PHY payload (bytes); with --lorawan the application payload"),
+    cr: str = typer.Option("4/5", help="coding rate 4/5 .. 4/8"),
+    preamble: int = typer.Option(8, help="preamble symbols"),
+    lorawan: bool = typer.Option(False, "--lorawan", help="add the 13-byte LoRaWAN frame overhead"),
+    no_crc: bool = typer.Option(False, "--no-crc"),
+    implicit_header: bool = typer.Option(False, "--implicit-header"),
+) -> None:
+    """Print LoRa time on air (Semtech SX1276 datasheet 4.1.1.7 / AN1200.13)."""
+    from iotsim.radio import lora
+
+    try:
+        rate = lora.parse_coding_rate(cr)
+    except (InputError, ValueError) as exc:
+        _fail(exc if isinstance(exc, InputError) else InputError(str(exc), field="--cr"))
+    phy = payload + (lora.LORAWAN_OVERHEAD_BYTES if lorawan else 0)
+    toa = lora.time_on_air_s(phy, sf, bandwidth_hz=bw, coding_rate=rate, preamble_symbols=preamble,
+                             explicit_header=not implicit_header, crc=not no_crc)
+    typer.echo(f"{float(toa) * 1e3:.3f} ms  (SF{sf}, {bw / 1e3:g} kHz, CR {cr}, {phy} B PHY payload)")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,276 @@
+"""Everything about a fleet group that does not depend on the policy.
+
+Placement, radio links and spreading factors, the window timeline, ground-truth events, and the
+on-device and cloud models' verdict on every window. This is computed once per run and shared by
+all policies, so the policy comparison is paired.
+
+Windows and inference. A node's windows are back to back (or every `window_period`) from a random
+phase. Windows that overlap a ground-truth event are generated fresh from the signal generator
+with the event's samples marked, so partial overlap is real. Event-free windows are drawn from a
+per-group pool of `simulation.background_pool` windows generated and inferred once (a Monte Carlo
+sample of the workload); the false-alarm rate is therefore estimated from the pool, and its
+standard error is reported. Inference runs in large batches outside the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from iotsim.errors import InputError
+from iotsim.radio import lora, lorawan, propagation
+
+# random streams: every draw comes from a generator keyed by (seed, stream, node id) or (seed, stream, group)
+STREAM_NODE = 1
+STREAM_POOL = 2
+STREAM_EVENT_WINDOWS = 3
+STREAM_CHANNELS = 4
+
+INFERENCE_BATCH = 8192
+
+
+def node_rng(seed: int, stream: int, node_id: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, node_id)))
+
+
+def group_rng(seed: int, stream: int, group_index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, 1_000_000_000 + group_index)))
+
+
+@dataclass
+class Verdicts:
+    """What both models say about a set of windows."""
+
+    device_positive: np.ndarray  # bool
+    device_confidence: np.ndarray  # float32, confidence of the predicted class
+    cloud_positive: np.ndarray  # bool
+
+
+@dataclass
+class GroupPlan:
+    index: int
+    name: str
+    spec: object  # scenario FleetGroup
+    board: object
+    workload: object
+    model: object
+    cloud_model: object
+    node_ids: np.ndarray  # global ids, int64
+    positions_m: np.ndarray  # (n, 2)
+    rx_power_dbm: np.ndarray  # (n, n_gateways): static link budget incl. shadowing
+    sf: np.ndarray  # int64 per node
+    sample_period_s: float
+    window_samples: int
+    window_span_s: float  # first sample to window ready
+    window_period_s: float
+    phase_s: np.ndarray  # first window start per node
+    n_windows: np.ndarray  # int64 per node (windows that complete within the run)
+    window_offset: np.ndarray  # int64 (n+1,), flat index of each node's first window
+    verdicts: Verdicts  # per flat window
+    event_id: np.ndarray  # int64 per flat window: first overlapping event, -1 if none
+    event_node: np.ndarray  # local node index per event
+    event_onset_s: np.ndarray
+    event_end_s: np.ndarray
+    inference_time_s: float  # per window on the node's MCU
+    inference_cost_source: str
+    raw_window_bytes: int
+    pool_false_positive_rate: float
+    pool_false_positive_se: float
+    pool_size: int
+    fresh_windows: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.node_ids.shape[0])
+
+    def window_end_s(self, flat_index: np.ndarray) -> np.ndarray:
+        """Time each window's data is complete (ready for inference or sending)."""
+        node = np.searchsorted(self.window_offset, flat_index, side="right") - 1
+        k = flat_index - self.window_offset[node]
+        return self.phase_s[node] + k * self.window_period_s + self.window_span_s
+
+
+def _predict(model, cloud_model, windows: np.ndarray) -> Verdicts:
+    cls, conf = model.predict(windows)
+    cloud_cls, _ = cloud_model.predict(windows)
+    return Verdicts(
+        device_positive=(cls == model.positive_class),
+        device_confidence=conf.astype(np.float32),
+        cloud_positive=(cloud_cls == cloud_model.positive_class),
+    )
+
+
+def _concat(parts: list[Verdicts]) -> Verdicts:
+    if not parts:
+        return Verdicts(np.zeros(0, bool), np.zeros(0, np.float32), np.zeros(0, bool))
+    return Verdicts(
+        np.concatenate([p.device_positive for p in parts]),
+        np.concatenate([p.device_confidence for p in parts]),
+        np.concatenate([p.cloud_positive for p in parts]),
+    )
+
+
+def _infer_generated(workload, model, cloud_model, rng, masks: np.ndarray, progress=None) -> Verdicts:
+    parts = []
+    for lo in range(0, masks.shape[0], INFERENCE_BATCH):
+        windows = workload.generate(rng, masks[lo : lo + INFERENCE_BATCH])
+        parts.append(_predict(model, cloud_model, windows))
+        if progress:
+            progress(min(lo + INFERENCE_BATCH, masks.shape[0]), masks.shape[0])
+    return _concat(parts)
+
+
+def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray, resources, progress=None) -> GroupPlan:
+    """Build the policy-independent plan of fleet group `index`."""
+    spec = scenario.fleet[index]
+    where = f"fleet.{index}"
+    board, workload, model, cloud_model = resources
+    lw = scenario.network.lorawan
+    prop = scenario.network.propagation
+    seed = scenario.seed
+    duration = scenario.duration
+    n = spec.count
+    node_ids = np.arange(node_id_start, node_id_start + n, dtype=np.int64)
+
+    # --- timing of samples and windows
+    wl = spec.workload
+    window_samples = wl.window or workload.window_samples
+    model_window = model.input_shape[0]
+    if window_samples != model_window:
+        raise InputError(
+            f"workload window is {window_samples} samples but model '{spec.model}' takes {model_window}",
+            field=f"{where}.workload.window",
+        )
+    if wl.sample_period is not None:
+        sample_period = wl.sample_period
+    elif wl.sample_rate_hz is not None:
+        sample_period = 1.0 / wl.sample_rate_hz
+    else:
+        sample_period = 1.0 / workload.sample_rate_hz
+    span = window_samples * sample_period
+    period = wl.window_period if wl.window_period is not None else span
+    if period < span:
+        raise InputError(
+            f"window_period ({period:g} s) is shorter than a window ({window_samples} samples x "
+            f"{sample_period:g} s = {span:g} s)",
+            field=f"{where}.workload.window_period",
+        )
+    events_per_day = wl.events_per_day if wl.events_per_day is not None else workload.default_events_per_day
+    event_duration = wl.event_duration if wl.event_duration is not None else workload.default_event_duration_s
+
+    # --- per-node draws, in a fixed order from each node's own generator
+    positions = np.empty((n, 2))
+    phase = np.empty(n)
+    shadow = np.empty((n, gateways_xy.shape[0]))
+    ev_node, ev_onset = [], []
+    pool_size = scenario.simulation.background_pool
+    pool_draws = []
+    placement = spec.placement
+    for i, nid in enumerate(node_ids.tolist()):
+        rng = node_rng(seed, STREAM_NODE, nid)
+        if placement.kind == "uniform":
+            positions[i] = np.asarray(placement.origin_m) + rng.random(2) * np.asarray(placement.area_m)
+        else:
+            positions[i] = placement.points_m[i % len(placement.points_m)]
+        phase[i] = rng.random() * period
+        shadow[i] = rng.normal(0.0, prop.shadowing_sigma_db, size=gateways_xy.shape[0])
+        n_ev = rng.poisson(events_per_day * duration / 86400.0)
+        if n_ev:
+            ev_node.append(np.full(n_ev, i))
+            ev_onset.append(np.sort(rng.random(n_ev) * duration))
+        nw = max(int(np.floor((duration - span - phase[i]) / period)) + 1, 0) if duration >= span + phase[i] else 0
+        pool_draws.append(rng.integers(0, pool_size, size=nw))
+    n_windows = np.array([d.shape[0] for d in pool_draws], dtype=np.int64)
+    offset = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(n_windows, out=offset[1:])
+    total_windows = int(offset[-1])
+
+    # --- radio links and spreading factor
+    dist = np.hypot(positions[:, None, 0] - gateways_xy[None, :, 0], positions[:, None, 1] - gateways_xy[None, :, 1])
+    pl = propagation.path_loss_db(np.maximum(dist, 1.0), pl_d0_db=prop.pl_d0_db, d0_m=prop.d0_m, exponent=prop.exponent)
+    rx_power = lw.tx_power_dbm - pl + shadow
+    if lw.sf == "auto":
+        best = rx_power.max(axis=1)
+        sf = np.full(n, 12, dtype=np.int64)
+        for candidate in range(12, 6, -1):
+            ok = best >= lorawan_sensitivity(candidate, lw.bandwidth_hz) + lw.adr_margin_db
+            sf[ok] = candidate
+    else:
+        sf = np.full(n, int(lw.sf), dtype=np.int64)
+
+    # --- ground-truth events and the windows they touch
+    event_node = np.concatenate(ev_node) if ev_node else np.zeros(0, np.int64)
+    event_onset = np.concatenate(ev_onset) if ev_onset else np.zeros(0)
+    event_end = event_onset + event_duration
+    pairs_e, pairs_k = [], []
+    for e in range(event_node.shape[0]):
+        i = event_node[e]
+        k_lo = max(int(np.floor((event_onset[e] - span - phase[i]) / period)) + 1, 0)
+        k_hi = min(int(np.ceil((event_end[e] - phase[i]) / period)) - 1, int(n_windows[i]) - 1)
+        if k_hi >= k_lo:
+            ks = np.arange(k_lo, k_hi + 1)
+            pairs_e.append(np.full(ks.shape, e))
+            pairs_k.append(ks)
+    pe = np.concatenate(pairs_e) if pairs_e else np.zeros(0, np.int64)
+    pk = np.concatenate(pairs_k) if pairs_k else np.zeros(0, np.int64)
+    pn = event_node[pe] if pe.size else np.zeros(0, np.int64)
+    flat = offset[pn] + pk
+    sample_t = (phase[pn] + pk * period)[:, None] + np.arange(window_samples)[None, :] * sample_period
+    pair_mask = (sample_t >= event_onset[pe][:, None]) & (sample_t < event_end[pe][:, None])
+    order = np.lexsort((pe, flat))
+    flat, pe, pair_mask = flat[order], pe[order], pair_mask[order]
+    uniq, first = np.unique(flat, return_index=True)
+    masks = np.logical_or.reduceat(pair_mask, first, axis=0) if uniq.size else np.zeros((0, window_samples), bool)
+    has_event = masks.any(axis=1)
+    fresh_flat = uniq[has_event]
+    fresh_event = pe[first][has_event]
+    masks = masks[has_event]
+
+    # --- inference: the pool once, fresh event windows in batches
+    pool_masks = np.zeros((pool_size, window_samples), dtype=bool)
+    pool = _infer_generated(workload, model, cloud_model, group_rng(seed, STREAM_POOL, index), pool_masks,
+                            progress=None)
+    fresh = _infer_generated(workload, model, cloud_model, group_rng(seed, STREAM_EVENT_WINDOWS, index), masks,
+                             progress=progress)
+    pool_index = np.concatenate(pool_draws) if pool_draws else np.zeros(0, np.int64)
+    verdicts = Verdicts(
+        pool.device_positive[pool_index],
+        pool.device_confidence[pool_index],
+        pool.cloud_positive[pool_index],
+    )
+    verdicts.device_positive[fresh_flat] = fresh.device_positive
+    verdicts.device_confidence[fresh_flat] = fresh.device_confidence
+    verdicts.cloud_positive[fresh_flat] = fresh.cloud_positive
+    event_id = np.full(total_windows, -1, dtype=np.int64)
+    event_id[fresh_flat] = fresh_event
+
+    fp = float(pool.device_positive.mean()) if pool_size else 0.0
+    se = float(np.sqrt(fp * (1 - fp) / pool_size)) if pool_size else 0.0
+
+    macs = float(model.card.get("macs", 0))
+    inference_time = macs * board.mcu.cycles_per_mac / board.mcu.clock_hz
+    cost_source = (
+        f"estimated: {macs:,.0f} MACs x {board.mcu.cycles_per_mac:g} cycles/MAC / "
+        f"{board.mcu.clock_hz / 1e6:g} MHz ({board.mcu.name})"
+    )
+    raw_bytes = window_samples * len(workload.channels) * workload.bytes_per_sample
+
+    return GroupPlan(
+        index=index, name=spec.group, spec=spec, board=board, workload=workload, model=model,
+        cloud_model=cloud_model, node_ids=node_ids, positions_m=positions, rx_power_dbm=rx_power, sf=sf,
+        sample_period_s=sample_period, window_samples=window_samples, window_span_s=span,
+        window_period_s=period, phase_s=phase, n_windows=n_windows, window_offset=offset,
+        verdicts=verdicts, event_id=event_id, event_node=event_node, event_onset_s=event_onset,
+        event_end_s=event_end, inference_time_s=inference_time, inference_cost_source=cost_source,
+        raw_window_bytes=raw_bytes, pool_false_positive_rate=fp, pool_false_positive_se=se,
+        pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]),
+    )
+
+
+def lorawan_sensitivity(sf: int, bandwidth_hz: float) -> float:
+    return float(lora.gateway_sensitivity_dbm(sf, bandwidth_hz))
+
+
+__all__ = ["GroupPlan", "plan_group", "Verdicts", "node_rng", "group_rng", "lorawan", "STREAM_CHANNELS"]

@@ -1,0 +1,25 @@
+"""The one error type for bad user input (scenario, device profile, model file, parameter).
+
+The CLI turns it into a single message and exit code 2; library users catch it like any exception.
+"""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Bad input, located: `where` names the file (and line) and `field` the dotted field path."""
+
+    def __init__(self, message: str, *, where: str | None = None, field: str | None = None):
+        self.message = message
+        self.where = where
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.where:
+            parts.append(self.where)
+        if self.field:
+            parts.append(f"field '{self.field}'")
+        prefix = ": ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message

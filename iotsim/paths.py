@@ -1,0 +1,15 @@
+"""Where the project's data folders live (device profiles, scenarios, model zoo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+ZOO_DIR = PACKAGE_DIR / "zoo"
+
+
+def devices_dir() -> Path:
+    """Device profiles: $IOTSIM_DEVICES if set, else the repository's devices/ folder."""
+    return Path(os.environ.get("IOTSIM_DEVICES", REPO_DIR / "devices"))

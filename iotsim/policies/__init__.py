@@ -1,0 +1,24 @@
+"""Policies: small strategy objects deciding what each node sends."""
+
+from __future__ import annotations
+
+from iotsim.policies.base import ACTION_KINDS, NOTHING, SEND_EVENT, SEND_RAW, Policy
+from iotsim.policies.cascade import Cascade
+from iotsim.policies.cloud_offload import CloudOffload
+from iotsim.policies.on_device import OnDevice
+
+__all__ = ["Policy", "CloudOffload", "OnDevice", "Cascade", "make_policy", "NOTHING", "SEND_EVENT",
+           "SEND_RAW", "ACTION_KINDS"]
+
+
+def make_policy(entry) -> Policy:
+    """Build a policy from a scenario entry: 'cloud_offload', 'on_device', 'cascade' or {cascade: {...}}."""
+    if entry == "cloud_offload":
+        return CloudOffload()
+    if entry == "on_device":
+        return OnDevice()
+    if entry == "cascade":
+        return Cascade()
+    if hasattr(entry, "cascade"):
+        return Cascade(confidence_below=entry.cascade.confidence_below)
+    raise ValueError(f"unknown policy {entry!r}")

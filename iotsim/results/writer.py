@@ -1,0 +1,113 @@
+"""Write a run's results folder atomically: everything goes into a temporary sibling folder that is
+renamed into place only when complete, so a failed run leaves no half-written output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+import iotsim
+from iotsim.results.tables import events_table, nodes_table, packets_table, summary_table
+from iotsim.scenario.loader import scenario_hash
+
+VERSIONED_PACKAGES = ("numpy", "pandas", "simpy", "ai-edge-litert", "pyarrow", "pydantic", "matplotlib", "networkx")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"iotsim": iotsim.__version__, "python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def build_manifest(result, command: str | None) -> dict:
+    scenario = result.scenario
+    return {
+        "scenario": scenario.name,
+        "scenario_sha256": scenario_hash(scenario),
+        "seed": scenario.seed,
+        "duration_s": scenario.duration,
+        "policies": [o.policy.describe() for o in result.outcomes],
+        "nodes": result.n_nodes,
+        "models": {
+            p.name: {
+                "node_model": p.model.name,
+                "node_interpreter": p.model.interpreter_name,
+                "cloud_model": p.cloud_model.name,
+                "cloud_interpreter": p.cloud_model.interpreter_name,
+                "inference_cost": p.inference_cost_source,
+            }
+            for p in result.plans
+        },
+        "versions": package_versions(),
+        "command": command if command is not None else " ".join(sys.argv),
+    }
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    # no pandas index, fixed compression; row order is deterministic, so bytes are too
+    frame.to_parquet(path, index=False, compression="zstd")
+
+
+def write_results(result, out_dir: str | Path, *, command: str | None = None, plots: bool | None = None,
+                  report: bool | None = None, packets: bool | None = None) -> Path:
+    """Write summary.csv, nodes.parquet, events.parquet, packets.parquet, manifest.json, plots and
+    report.html into `out_dir`, replacing it atomically. Returns the folder."""
+    outputs = result.scenario.outputs
+    plots = outputs.plots if plots is None else plots
+    report = (outputs.report == "html") if report is None else report
+    packets = outputs.packets_table if packets is None else packets
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        nodes = nodes_table(result)
+        summary = summary_table(result, nodes)
+        events = events_table(result)
+        summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
+        _write_parquet(nodes, tmp / "nodes.parquet")
+        _write_parquet(events, tmp / "events.parquet")
+        packet_frame = packets_table(result) if (packets or plots) else None
+        if packets:
+            _write_parquet(packet_frame, tmp / "packets.parquet")
+        manifest = build_manifest(result, command)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if plots or report:
+            from iotsim.report import write_plots, write_report
+
+            plot_paths = write_plots(tmp, summary, nodes, events, packet_frame) if plots else []
+            if report:
+                write_report(tmp, summary, result.scenario.name, result.scenario.description, manifest,
+                             plot_paths, result.notes)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put `new` at `target`; an existing `target` is moved aside first and removed after."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,217 @@
+"""Typed scenario: what a YAML scenario file may say, validated by pydantic v2.
+
+Units: SI inside the program. In the file, durations are written with a unit ("5min", "7d",
+"40ms"; a bare number means seconds) and other non-SI quantities carry the unit in the field name.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+
+from iotsim.radio.lora import parse_coding_rate
+from iotsim.units import parse_duration_s
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration_s),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "description": "seconds"},
+                {"type": "string", "pattern": r"^\s*[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*(us|ms|s|min|h|d)?\s*$"},
+            ],
+            "description": "a duration: a number of seconds or a string with a unit (us, ms, s, min, h, d)",
+        }
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Placement(_Strict):
+    """Where a group's nodes stand. `uniform`: random in a rectangle; `points`: listed positions."""
+
+    kind: Literal["uniform", "points"] = "uniform"
+    area_m: tuple[float, float] | None = Field(None, description="width and height of the rectangle (m)")
+    origin_m: tuple[float, float] = (0.0, 0.0)
+    points_m: list[tuple[float, float]] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Placement":
+        if self.kind == "uniform":
+            if self.area_m is None:
+                raise ValueError("uniform placement needs area_m: [width, height]")
+            if min(self.area_m) < 0:
+                raise ValueError("area_m must not be negative")
+        elif not self.points_m:
+            raise ValueError("points placement needs points_m: [[x, y], ...]")
+        return self
+
+
+class Workload(_Strict):
+    """The sensor signal a group samples, and how it is cut into inference windows."""
+
+    signal: str = Field(description="labelled signal generator, e.g. farm.soil_climate")
+    sample_period: Duration | None = Field(None, description="time between samples inside a window")
+    sample_rate_hz: float | None = Field(None, gt=0, description="alternative to sample_period")
+    window: int | None = Field(None, ge=1, description="samples per inference window (default: the signal's)")
+    window_period: Duration | None = Field(
+        None, description="time from one window's start to the next (default: back to back)"
+    )
+    events_per_day: float | None = Field(None, ge=0, description="ground-truth event rate per node")
+    event_duration: Duration | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Workload":
+        if self.sample_period is not None and self.sample_rate_hz is not None:
+            raise ValueError("give sample_period or sample_rate_hz, not both")
+        if self.sample_period is not None and self.sample_period <= 0:
+            raise ValueError("sample_period must be positive")
+        return self
+
+
+class FleetGroup(_Strict):
+    group: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    count: int = Field(ge=1, le=10_000_000)
+    device: str = Field(description="a board profile in devices/board/")
+    placement: Placement
+    workload: Workload
+    model: str = Field(description="zoo model name or path to an int8 .tflite file with its .json card")
+    heartbeat: Duration = Field(6 * 3600.0, description="on-device policies report alive this often")
+    event_payload_bytes: int = Field(
+        4, ge=1, description="application payload of an event message (class, confidence, window time)"
+    )
+    heartbeat_payload_bytes: int = Field(4, ge=1, description="application payload of a heartbeat")
+
+
+class LoRaWanSettings(_Strict):
+    sf: Literal["auto"] | Annotated[int, Field(ge=7, le=12)] = "auto"
+    bandwidth_hz: Literal[125000, 250000, 500000] = 125000
+    coding_rate: str = "4/5"
+    tx_power_dbm: float = 14.0
+    confirmed: Literal[False] = Field(False, description="confirmed uplinks are not modelled yet")
+    preamble_symbols: int = Field(8, ge=6)
+    adr_margin_db: float = Field(
+        10.0,
+        description="link margin kept when choosing SF (Semtech ADR recommendation; TTN's default is 10 dB)",
+    )
+    rx_window_symbols: int = Field(
+        8, ge=4, description="symbols a class A receive window stays open when no downlink comes"
+    )
+    rx2_sf: int = Field(12, ge=7, le=12, description="RX2 data rate (EU868 default DR0 = SF12; TTN uses SF9)")
+    duty_cycle_mode: Literal["wait", "drop"] = Field(
+        "wait", description="when the duty cycle forbids sending: wait for the next allowed time, or drop"
+    )
+    fragment_header_bytes: int = Field(2, ge=0, description="per-frame header when a raw window is split")
+
+    @field_validator("coding_rate")
+    @classmethod
+    def _cr(cls, v: str) -> str:
+        parse_coding_rate(v)
+        return v
+
+
+class Propagation(_Strict):
+    """Log-distance path loss with log-normal shadowing (defaults: Bor et al., MSWiM 2016)."""
+
+    pl_d0_db: float = 127.41
+    d0_m: float = Field(40.0, gt=0)
+    exponent: float = Field(2.08, gt=0)
+    shadowing_sigma_db: float = Field(3.57, ge=0)
+    capture_threshold_db: float = Field(6.0, ge=0)
+
+
+class Backhaul(_Strict):
+    latency: Duration = 0.04
+    bandwidth_bps: float = Field(10e6, gt=0)
+
+
+class Gateway(_Strict):
+    id: str
+    position_m: tuple[float, float]
+    backhaul: Backhaul | None = None
+
+
+class Cloud(_Strict):
+    inference_time: Duration = Field(0.008, description="service time of one cloud inference")
+    servers: int = Field(4, ge=1)
+    model: str | None = Field(None, description="model the cloud runs (default: the node model's float twin)")
+
+
+class Network(_Strict):
+    technology: Literal["lorawan"] = "lorawan"
+    region: Literal["EU868"] = "EU868"
+    lorawan: LoRaWanSettings = LoRaWanSettings()
+    propagation: Propagation = Propagation()
+    gateways: list[Gateway] = Field(min_length=1)
+    backhaul: Backhaul = Backhaul()
+    cloud: Cloud = Cloud()
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "Network":
+        ids = [g.id for g in self.gateways]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"gateway ids must be unique, repeated: {sorted(dup)}")
+        return self
+
+
+class CascadeSettings(_Strict):
+    confidence_below: float = Field(0.8, gt=0, le=1, description="windows below this confidence go up raw")
+
+
+class CascadePolicy(_Strict):
+    cascade: CascadeSettings
+
+
+PolicyEntry = Union[Literal["cloud_offload", "on_device", "cascade"], CascadePolicy]
+
+
+class Outputs(_Strict):
+    dir: str = "results"
+    plots: bool = True
+    report: Literal["html", "none"] = "html"
+    packets_table: bool = Field(True, description="write the per-frame packets table (large for big fleets)")
+
+
+class Simulation(_Strict):
+    background_pool: int = Field(
+        20000,
+        ge=100,
+        description="event-free windows generated and inferred once per group; nodes draw from this "
+        "Monte Carlo pool (event windows are always generated fresh)",
+    )
+
+
+class Scenario(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    duration: Duration
+    fleet: list[FleetGroup] = Field(min_length=1)
+    network: Network
+    policies: list[PolicyEntry] = Field(min_length=1)
+    outputs: Outputs = Outputs()
+    simulation: Simulation = Simulation()
+
+    @model_validator(mode="after")
+    def _check(self) -> "Scenario":
+        if self.duration <= 0:
+            raise ValueError("duration must be positive")
+        groups = [g.group for g in self.fleet]
+        dup = {g for g in groups if groups.count(g) > 1}
+        if dup:
+            raise ValueError(f"fleet group names must be unique, repeated: {sorted(dup)}")
+        names = [policy_name(p) for p in self.policies]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"each policy may appear once, repeated: {sorted(dup)}")
+        return self
+
+
+def policy_name(entry: PolicyEntry) -> str:
+    return entry if isinstance(entry, str) else "cascade"

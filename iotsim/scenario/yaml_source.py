@@ -1,0 +1,112 @@
+"""Read YAML while remembering where each value came from, so errors can name file and line.
+
+Scenario files never execute code: only PyYAML's safe constructors are used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from iotsim.errors import InputError
+
+
+class YamlDocument:
+    """A parsed YAML document plus its node tree, for turning a field path into a line number."""
+
+    def __init__(self, data: Any, root: yaml.Node | None, where: str):
+        self.data = data
+        self.root = root
+        self.where = where
+
+    def line_of(self, loc: Sequence[str | int]) -> int | None:
+        """1-based line of the deepest node along `loc` that exists in the file."""
+        node = self.root
+        line = node.start_mark.line + 1 if node is not None else None
+        for key in loc:
+            if isinstance(node, yaml.MappingNode):
+                match = None
+                for k_node, v_node in node.value:
+                    if isinstance(k_node, yaml.ScalarNode) and k_node.value == str(key):
+                        match = (k_node, v_node)
+                        break
+                if match is None:
+                    break
+                line = match[0].start_mark.line + 1
+                node = match[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
+                node = node.value[key]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line
+
+    def locate(self, loc: Sequence[str | int]) -> str:
+        line = self.line_of(loc)
+        return f"{self.where}:{line}" if line else self.where
+
+
+def _check_duplicate_keys(node: yaml.Node, where: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for k_node, v_node in node.value:
+            if isinstance(k_node, yaml.ScalarNode):
+                if k_node.value in seen:
+                    raise InputError(
+                        f"key '{k_node.value}' appears twice (first on line {seen[k_node.value]})",
+                        where=f"{where}:{k_node.start_mark.line + 1}",
+                    )
+                seen[k_node.value] = k_node.start_mark.line + 1
+            _check_duplicate_keys(v_node, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(item, where)
+
+
+def parse_yaml_text(text: str, where: str) -> YamlDocument:
+    """Parse YAML text (safe loader); syntax errors become InputError with the line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            _check_duplicate_keys(root, where)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = f"{where}:{mark.line + 1}" if mark else where
+        raise InputError(f"YAML syntax error: {exc.problem or exc}", where=loc) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"YAML error: {exc}", where=where) from None
+    return YamlDocument(data, root, where)
+
+
+def read_yaml(path: str | Path) -> YamlDocument:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", where=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read file: {exc}", where=str(path)) from None
+    return parse_yaml_text(text, str(path))
+
+
+def pydantic_error_to_input_error(exc: Any, doc: YamlDocument) -> InputError:
+    """Turn the first error of a pydantic ValidationError into one located InputError."""
+    err = exc.errors()[0]
+    loc = [p for p in err.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-"))]
+    # pydantic puts tagged-union / validator names into loc; keep only real field names and indices
+    field = ".".join(str(p) for p in loc) or None
+    msg = err.get("msg", "invalid value")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown field (check the spelling; `iotsim schema` lists the fields)"
+    elif "input" in err and err.get("type") not in ("missing",):
+        shown = repr(err["input"])
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        msg = f"{msg} (got {shown})"
+    count = len(exc.errors())
+    if count > 1:
+        msg += f" [and {count - 1} more problem(s)]"
+    return InputError(msg, where=doc.locate(loc), field=field)

@@ -1,0 +1,55 @@
+"""Synthetic sensor workloads with labelled events.
+
+    from iotsim.signals import get_workload
+    wl = get_workload("farm.soil_climate")
+    windows = wl.generate(np.random.default_rng(1), np.zeros((100, wl.window_samples), bool))
+"""
+
+from __future__ import annotations
+
+from iotsim.errors import InputError
+from iotsim.signals.base import Workload
+from iotsim.signals.farm import FarmSoilClimate
+from iotsim.signals.vibration import FactoryVibration, bpfo_hz
+
+_REGISTRY: dict[str, type[Workload]] = {
+    "farm.soil_climate": FarmSoilClimate,
+    "factory.vibration": FactoryVibration,
+}
+
+
+def workload_names() -> list[str]:
+    """Names accepted by `get_workload`."""
+    return sorted(_REGISTRY)
+
+
+def get_workload(name: str, **params) -> Workload:
+    """The workload registered under `name`, with its default parameters unless overridden.
+
+    Keyword arguments override fields of the workload (e.g. `window_samples=24`, or a
+    generator parameter such as `shaft_hz=(30.0, 30.0)`). Unknown names or fields raise
+    InputError listing what is known.
+    """
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        known = ", ".join(workload_names())
+        raise InputError(f"unknown workload {name!r}; known workloads: {known}", field="signal")
+    fields = {f for f in cls.__dataclass_fields__ if not f.startswith("_")} - {"name"}
+    bad = sorted(set(params) - fields)
+    if bad:
+        raise InputError(
+            f"workload {name!r} has no parameter(s) {', '.join(bad)}; known: {', '.join(sorted(fields))}",
+            where=name,
+            field=bad[0],
+        )
+    wl = cls(**params)
+    if wl.window_samples < 1 or not wl.sample_rate_hz > 0:
+        raise InputError(
+            f"window_samples must be >= 1 and sample_rate_hz > 0, got {wl.window_samples} and {wl.sample_rate_hz}",
+            where=name,
+            field="window_samples",
+        )
+    return wl
+
+
+__all__ = ["Workload", "FarmSoilClimate", "FactoryVibration", "bpfo_hz", "get_workload", "workload_names"]
