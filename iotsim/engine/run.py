@@ -262,7 +262,8 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         0, len(region.channels_hz), size=len(frames)
     )
     air_idx = np.flatnonzero(on_air)
-    sens = np.array([lora.gateway_sensitivity_dbm(s, lw.bandwidth_hz) for s in range(13)], dtype=np.float64)
+    sens = np.full(13, np.inf)  # indexed by SF
+    sens[7:] = [lora.gateway_sensitivity_dbm(s, lw.bandwidth_hz) for s in range(7, 13)]
     rec = resolve_receptions(
         frames.start_s[air_idx], frames.airtime_s[air_idx], channel[air_idx], frames.sf[air_idx],
         rx_power[frames.node[air_idx]], sens[frames.sf[air_idx]], scenario.network.propagation.capture_threshold_db,

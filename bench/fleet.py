@@ -1,0 +1,106 @@
+"""Fleet-day benchmark: 10,000 nodes x 1 day x 1 window per minute, on_device and cloud_offload.
+
+In the same process it times the event floor: a bare SimPy loop with one process per node doing
+one timeout per window (14.4 M events at full size). It prints the wall times and the ratios
+policy / floor. Targets (issue 2): on_device <= 0.5 x floor, cloud_offload <= 3 x floor.
+
+    python bench/fleet.py                   # full size
+    python bench/fleet.py --nodes 1000      # quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import time
+
+import numpy as np
+import simpy
+
+from iotsim.engine import run_scenario
+from iotsim.results.tables import summary_table
+from iotsim.scenario.model import Scenario
+
+
+def event_floor_s(nodes: int, duration_s: float, period_s: float, seed: int = 0) -> tuple[float, int]:
+    """Wall time of one SimPy timeout per window per node, and the number of events."""
+    rng = np.random.default_rng(seed)
+    phases = (rng.random(nodes) * period_s).tolist()
+    env = simpy.Environment()
+    count = [0]
+
+    def node(env, phase):
+        yield env.timeout(phase)
+        while True:
+            count[0] += 1
+            yield env.timeout(period_s)
+
+    t0 = time.perf_counter()
+    for p in phases:
+        env.process(node(env, p))
+    env.run(until=duration_s)
+    return time.perf_counter() - t0, count[0]
+
+
+def bench_scenario(nodes: int, duration_s: float, policy: str) -> Scenario:
+    side_m = 6000.0
+    gateways = [{"id": f"gw{i}{j}", "position_m": [side_m * (i + 0.5) / 3, side_m * (j + 0.5) / 3]}
+                for i in range(3) for j in range(3)]
+    return Scenario.model_validate({
+        "name": "bench_fleet",
+        "seed": 1,
+        "duration": duration_s,
+        "fleet": [{
+            "group": "nodes",
+            "count": nodes,
+            "device": "nrf52840_sx1262_2xaa",
+            "placement": {"kind": "uniform", "area_m": [side_m, side_m]},
+            "workload": {"signal": "farm.soil_climate", "sample_period": "5s", "window": 12},
+            "model": "farm_soil_int8",
+            "heartbeat": "6h",
+        }],
+        "network": {"gateways": gateways, "lorawan": {"sf": "auto", "tx_power_dbm": 14}},
+        "policies": [policy],
+        "outputs": {"plots": False, "report": "none", "packets_table": False},
+    })
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=10_000)
+    ap.add_argument("--hours", type=float, default=24.0)
+    ap.add_argument("--json", action="store_true", help="print one JSON line instead of text")
+    args = ap.parse_args()
+    duration = args.hours * 3600.0
+    floor_s, events = event_floor_s(args.nodes, duration, 60.0)
+    gc.collect()
+    rows = {"nodes": args.nodes, "hours": args.hours, "windows": events, "floor_s": floor_s,
+            "floor_events_per_s": events / floor_s}
+    for policy in ("on_device", "cloud_offload"):
+        scenario = bench_scenario(args.nodes, duration, policy)
+        t0 = time.perf_counter()
+        result = run_scenario(scenario)
+        summary = summary_table(result)
+        wall = time.perf_counter() - t0
+        rows[f"{policy}_s"] = wall
+        rows[f"{policy}_ratio"] = wall / floor_s
+        rows[f"{policy}_frames"] = int(summary.packets_sent.sum())
+        rows[f"{policy}_delivered"] = int(summary.packets_delivered.sum())
+        del result, summary
+        gc.collect()
+    rows["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"fleet: {args.nodes:,} nodes x {args.hours:g} h x 1 window/min = {events:,} windows")
+    print(f"event floor (bare SimPy, one timeout per window): {floor_s:8.2f} s  ({events / floor_s:,.0f} events/s)")
+    for policy in ("on_device", "cloud_offload"):
+        print(f"{policy:>14}: {rows[policy + '_s']:8.2f} s  = {rows[policy + '_ratio']:.2f} x floor  "
+              f"({rows[policy + '_frames']:,} frames sent, {rows[policy + '_delivered']:,} delivered)")
+    print(f"peak RSS {rows['peak_rss_mb']:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

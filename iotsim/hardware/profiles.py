@@ -1,0 +1,760 @@
+"""Device profiles: the YAML files in ``devices/`` and the typed, SI-unit objects built from them.
+
+Layout (``iotsim.paths.devices_dir()``, overridable with ``$IOTSIM_DEVICES``)::
+
+    devices/mcu/<name>.yaml  devices/radio/<name>.yaml  devices/battery/<name>.yaml
+    devices/sensor/<name>.yaml  devices/board/<name>.yaml
+
+Every number in a profile is written with its source, ``{value: 3.3, source: "..."}``; a bare
+number is an error. YAML field names carry their unit (``active_current_ma``, ``clock_mhz``);
+the Python objects returned by :func:`load_board` / :func:`load_profile` are frozen dataclasses
+whose attributes are plain floats in SI units (``active_current_a``, ``clock_hz``), with the
+source of each attribute in ``obj.sources[attribute_name]``.
+
+Any problem with a file (YAML syntax, bare number, unknown field, out-of-range value, unknown
+part named by a board) raises one :class:`iotsim.errors.InputError` naming the file, the line
+when known, and the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from iotsim.errors import InputError
+from iotsim.paths import devices_dir as _default_devices_dir
+
+KINDS: tuple[str, ...] = ("mcu", "radio", "battery", "sensor", "board")
+TECHNOLOGIES: tuple[str, ...] = ("lora", "ble", "wifi", "ieee802154", "nbiot", "ltem")
+
+# --------------------------------------------------------------------------------------------
+# File schema (what a YAML profile may contain). Units are in the field names.
+# --------------------------------------------------------------------------------------------
+
+
+class Sourced(BaseModel):
+    """A number with the citation it comes from: ``{value: 3.3, source: "datasheet, table 6"}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float = Field(strict=True, allow_inf_nan=False)
+    source: str = Field(strict=True, min_length=1)
+
+    @field_validator("source")
+    @classmethod
+    def _source_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("source must not be blank: say where the number comes from")
+        return v
+
+
+def _check(predicate, text: str):
+    def check(s: Sourced) -> Sourced:
+        if not predicate(s.value):
+            raise ValueError(f"value must be {text}, got {s.value:g}")
+        return s
+
+    return check
+
+
+Positive = Annotated[Sourced, AfterValidator(_check(lambda v: v > 0, "> 0"))]
+NonNegative = Annotated[Sourced, AfterValidator(_check(lambda v: v >= 0, ">= 0"))]
+UnitFraction = Annotated[Sourced, AfterValidator(_check(lambda v: 0 < v <= 1, "in (0, 1]"))]
+Fraction01 = Annotated[Sourced, AfterValidator(_check(lambda v: 0 <= v < 1, "in [0, 1)"))]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class McuSpec(_Spec):
+    kind: Literal["mcu"]
+    core: str = Field(min_length=1)
+    clock_mhz: Positive
+    active_current_ma: Positive
+    sleep_current_ua: NonNegative
+    cycles_per_mac: Positive
+    cpi: Positive
+    wake_time_ms: NonNegative
+    flash_kib: Positive | None = None
+    ram_kib: Positive | None = None
+
+
+class RadioSpec(_Spec):
+    kind: Literal["radio"]
+    technology: Literal["lora", "ble", "wifi", "ieee802154", "nbiot", "ltem"]
+    sleep_current_ua: NonNegative
+    standby_current_ma: NonNegative
+    rx_current_ma: Positive
+    tx_current_ma: dict[str, Positive] = Field(min_length=1)
+    bitrate_bps: Positive | None = None
+    startup_time_ms: NonNegative
+
+    @field_validator("tx_current_ma", mode="before")
+    @classmethod
+    def _keys_as_text(cls, v: Any) -> Any:
+        # YAML reads `14:` as an int key and `"14":` as a string; accept both.
+        if isinstance(v, dict):
+            return {str(k): val for k, val in v.items()}
+        return v
+
+    @field_validator("tx_current_ma")
+    @classmethod
+    def _keys_are_dbm(cls, v: dict[str, Sourced]) -> dict[str, Sourced]:
+        for key in v:
+            try:
+                p = float(key)
+            except ValueError:
+                raise ValueError(f"keys are TX powers in dBm, e.g. \"14\"; got {key!r}") from None
+            if not math.isfinite(p):
+                raise ValueError(f"TX power key must be finite, got {key!r}")
+        return v
+
+
+class BatterySpec(_Spec):
+    kind: Literal["battery"]
+    chemistry: str = Field(min_length=1)
+    nominal_voltage_v: Positive
+    capacity_mah: Positive
+    usable_fraction: UnitFraction
+    self_discharge_per_year: Fraction01
+    cutoff_voltage_v: Positive | None = None
+
+
+class SensorPartSpec(BaseModel):
+    """One chip or probe of a sensor module; the parts of a module are sampled in parallel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    active_current_ma: NonNegative
+    sleep_current_ua: NonNegative
+    sample_time_ms: Positive
+
+
+class SensorSpec(_Spec):
+    kind: Literal["sensor"]
+    channels: list[str] = Field(min_length=1)
+    parts: list[SensorPartSpec] = Field(min_length=1)
+    max_sample_rate_hz: Positive | None = None
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"channel names must be unique, got {v}")
+        return v
+
+
+class BoardSpec(_Spec):
+    kind: Literal["board"]
+    mcu: str = Field(min_length=1)
+    radio: str = Field(min_length=1)
+    battery: str = Field(min_length=1)
+    sensors: list[str] = Field(default_factory=list)
+    supply_voltage_v: Positive
+
+
+_SPECS: dict[str, type[_Spec]] = {
+    "mcu": McuSpec,
+    "radio": RadioSpec,
+    "battery": BatterySpec,
+    "sensor": SensorSpec,
+    "board": BoardSpec,
+}
+
+# --------------------------------------------------------------------------------------------
+# Runtime objects (what the engine consumes). SI units, plain floats.
+# --------------------------------------------------------------------------------------------
+
+_Sources = Mapping[str, str]
+
+
+def _no_sources() -> _Sources:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Mcu:
+    """A microcontroller. Currents in A, clock in Hz, times in s."""
+
+    name: str
+    core: str
+    clock_hz: float
+    active_current_a: float
+    sleep_current_a: float
+    cycles_per_mac: float
+    cpi: float
+    wake_time_s: float
+    flash_bytes: float | None = None
+    ram_bytes: float | None = None
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+    sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
+
+    def inference_time_s(self, macs: float) -> float:
+        """Time for one inference of ``macs`` multiply-accumulates: macs * cycles_per_mac / clock."""
+        return float(macs) * self.cycles_per_mac / self.clock_hz
+
+    def instructions_time_s(self, instructions: float) -> float:
+        """Time to execute a counted number of instructions: instructions * cpi / clock."""
+        return float(instructions) * self.cpi / self.clock_hz
+
+
+@dataclass(frozen=True)
+class Radio:
+    """A radio transceiver. Currents in A, times in s, TX power in dBm."""
+
+    name: str
+    technology: str
+    sleep_current_a: float
+    standby_current_a: float
+    rx_current_a: float
+    tx_currents_a: Mapping[float, float]
+    startup_time_s: float
+    bitrate_bps: float | None = None
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+    sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
+
+    @property
+    def tx_powers_dbm(self) -> list[float]:
+        """The TX powers (dBm) the profile gives a current for, ascending."""
+        return sorted(self.tx_currents_a)
+
+    def tx_current_a(self, tx_power_dbm: float) -> float:
+        """Supply current while transmitting at ``tx_power_dbm``; only tabulated powers exist."""
+        p = float(tx_power_dbm)
+        for power, current in self.tx_currents_a.items():
+            if abs(power - p) < 1e-9:
+                return current
+        available = ", ".join(f"{x:g}" for x in self.tx_powers_dbm)
+        raise InputError(
+            f"radio '{self.name}' has no TX current for {p:g} dBm; available powers: {available} dBm",
+            where=str(self.path) if self.path else None,
+            field="tx_current_ma",
+        )
+
+
+@dataclass(frozen=True)
+class Battery:
+    """A battery (pack). ``capacity_mah`` and ``nominal_voltage_v`` are for the whole pack."""
+
+    name: str
+    chemistry: str
+    nominal_voltage_v: float
+    capacity_mah: float
+    usable_fraction: float
+    self_discharge_per_year: float
+    cutoff_voltage_v: float | None = None
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+    sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
+
+    @property
+    def capacity_c(self) -> float:
+        """Rated charge in coulombs (mAh x 3.6)."""
+        return self.capacity_mah * 3.6
+
+    @property
+    def usable_energy_j(self) -> float:
+        """Usable energy: capacity_mah * 3.6 * nominal_voltage_v * usable_fraction (J)."""
+        return self.capacity_mah * 3.6 * self.nominal_voltage_v * self.usable_fraction
+
+
+@dataclass(frozen=True)
+class SensorPart:
+    """One chip or probe of a sensor module."""
+
+    name: str
+    active_current_a: float
+    sleep_current_a: float
+    sample_time_s: float
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """A sensor module (one or more parts sampled together).
+
+    The module's figures are charge-preserving combinations of its parts, sampled in parallel:
+    ``sample_time_s`` is the longest part's, ``active_current_a`` is the total charge per sample
+    divided by ``sample_time_s`` (so current x time equals the sum of the parts' charges), and
+    ``sleep_current_a`` is the sum of the parts' sleep currents. For a streaming sensor read at
+    its output data rate, ``sample_time_s`` is one sample period; a window of N samples keeps it
+    active N sample periods.
+    """
+
+    name: str
+    channels: tuple[str, ...]
+    active_current_a: float
+    sleep_current_a: float
+    sample_time_s: float
+    parts: tuple[SensorPart, ...] = ()
+    max_sample_rate_hz: float | None = None
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+    sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
+
+    @property
+    def charge_per_sample_c(self) -> float:
+        """Charge drawn by one sample of all channels (C)."""
+        return self.active_current_a * self.sample_time_s
+
+
+@dataclass(frozen=True)
+class Board:
+    """A node: MCU + radio + battery + sensors, powered at ``supply_voltage_v``."""
+
+    name: str
+    supply_voltage_v: float
+    mcu: Mcu
+    radio: Radio
+    battery: Battery
+    sensors: tuple[Sensor, ...]
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+    sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """All sensor channels of the board, in sensor order."""
+        return tuple(c for s in self.sensors for c in s.channels)
+
+
+Profile = Union[Mcu, Radio, Battery, Sensor, Board]
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def _dir(devices_dir: Path | str | None) -> Path:
+    return Path(devices_dir) if devices_dir is not None else _default_devices_dir()
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise InputError(f"unknown device kind {kind!r}; kinds are: {', '.join(KINDS)}")
+
+
+def list_profiles(kind: str, devices_dir: Path | str | None = None) -> list[str]:
+    """Names of the ``kind`` profiles (file stems of ``devices/<kind>/*.yaml``), sorted."""
+    _check_kind(kind)
+    folder = _dir(devices_dir) / kind
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.is_file())
+
+
+def _profile_path(kind: str, name: str, devices_dir: Path, where: str | None, fld: str | None) -> Path:
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise InputError(f"invalid {kind} name {name!r}", where=where, field=fld)
+    path = devices_dir / kind / f"{name}.yaml"
+    if not path.is_file():
+        available = list_profiles(kind, devices_dir)
+        listing = ", ".join(available) if available else f"none (no files in {devices_dir / kind})"
+        raise InputError(f"unknown {kind} {name!r}; available: {listing}", where=where, field=fld)
+    return path
+
+
+def load_profile(kind: str, name: str, devices_dir: Path | str | None = None) -> Profile:
+    """Load one profile: ``load_profile("radio", "sx1262")``. Boards come with their parts."""
+    _check_kind(kind)
+    root = _dir(devices_dir)
+    path = _profile_path(kind, name, root, where=str(root / kind), fld=None)
+    return _load(kind, path, root)
+
+
+def load_board(name: str, devices_dir: Path | str | None = None) -> Board:
+    """Load a board and the MCU, radio, battery and sensors it names."""
+    board = load_profile("board", name, devices_dir)
+    assert isinstance(board, Board)
+    return board
+
+
+def load_file(path: Path | str, devices_dir: Path | str | None = None) -> Profile:
+    """Load a profile from an explicit file; its kind is read from the file's ``kind`` field.
+
+    A board's parts are looked up in ``devices_dir`` (default: the file's grandparent folder).
+    """
+    path = Path(path)
+    data, lines = _read_yaml(path)
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise InputError(
+            f"field 'kind' must be one of {', '.join(KINDS)}, got {kind!r}",
+            where=_where(path, lines, ("kind",)),
+            field="kind",
+        )
+    root = Path(devices_dir) if devices_dir is not None else path.resolve().parent.parent
+    return _load(kind, path, root, data=data, lines=lines, check_location=False)
+
+
+def _load(
+    kind: str,
+    path: Path,
+    root: Path,
+    *,
+    data: dict | None = None,
+    lines: dict | None = None,
+    check_location: bool = True,
+) -> Profile:
+    if data is None or lines is None:
+        data, lines = _read_yaml(path)
+    spec = _validate(kind, path, data, lines)
+    if check_location and spec.name != path.stem:
+        raise InputError(
+            f"name {spec.name!r} differs from the file name {path.stem!r}; make them equal",
+            where=_where(path, lines, ("name",)),
+            field="name",
+        )
+    if isinstance(spec, McuSpec):
+        return _build_mcu(spec, path)
+    if isinstance(spec, RadioSpec):
+        return _build_radio(spec, path)
+    if isinstance(spec, BatterySpec):
+        return _build_battery(spec, path)
+    if isinstance(spec, SensorSpec):
+        return _build_sensor(spec, path)
+    assert isinstance(spec, BoardSpec)
+    return _build_board(spec, path, root, lines)
+
+
+# ---- YAML reading with line numbers ---------------------------------------------------------
+
+
+def _where(path: Path, lines: Mapping[tuple, int], loc: tuple) -> str:
+    """``file:line`` for the deepest known prefix of ``loc``."""
+    key = tuple(str(x) for x in loc)
+    while key:
+        if key in lines:
+            return f"{path}:{lines[key]}"
+        key = key[:-1]
+    return str(path)
+
+
+def _read_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
+    """Parse ``path``; return the data and a map from field path to 1-based line number.
+
+    Rejects YAML syntax errors, duplicate keys, non-mapping documents and bare numbers.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}", where=str(path)) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"YAML syntax error: {problem}", where=where) from None
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        raise InputError("a device profile must be a YAML mapping (key: value lines)", where=str(path))
+    lines: dict[tuple, int] = {}
+    texts: dict[tuple, str] = {}
+    _walk(node, (), path, lines, texts)
+    for loc, text in texts.items():  # e.g. `battery: 18650` names the file 18650.yaml
+        target: Any = data
+        for part in loc[:-1]:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        last = loc[-1]
+        if isinstance(target, list):
+            target[int(last)] = text
+        else:
+            target[last] = text
+    return data, lines
+
+
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+# Fields holding names or text: a number written there is a name (`battery: 18650`), not a quantity.
+_TEXT_FIELDS = frozenset(
+    {"kind", "name", "description", "core", "chemistry", "technology", "mcu", "radio", "battery", "sensors", "channels"}
+)
+
+
+def _walk(
+    node: yaml.Node, loc: tuple, path: Path, lines: dict[tuple, int], texts: dict[tuple, str]
+) -> None:
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise InputError(
+                    f"duplicate key {key!r}", where=f"{path}:{key_node.start_mark.line + 1}",
+                    field=".".join(map(str, loc + (key,))),
+                )
+            seen.add(key)
+            child = loc + (key,)
+            lines[child] = value_node.start_mark.line + 1
+            if (
+                key == "value"
+                and isinstance(value_node, yaml.ScalarNode)
+                and value_node.tag in _NUMBER_TAGS
+            ):
+                if "source" not in keys:
+                    raise InputError(
+                        f"every number needs its source: add source: \"...\" next to value: {value_node.value}",
+                        where=f"{path}:{value_node.start_mark.line + 1}",
+                        field=".".join(map(str, loc)),
+                    )
+                continue
+            _walk(value_node, child, path, lines, texts)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, loc + (str(i),), path, lines, texts)
+    elif isinstance(node, yaml.ScalarNode) and node.tag in _NUMBER_TAGS:
+        named = [x for x in loc if not x.isdigit()]
+        if named and named[-1] in _TEXT_FIELDS:
+            texts[loc] = node.value
+            return
+        raise InputError(
+            f"every number needs its source: write {{value: {node.value}, source: \"...\"}} "
+            f"instead of the bare number {node.value}",
+            where=f"{path}:{node.start_mark.line + 1}",
+            field=".".join(map(str, loc)) or None,
+        )
+
+
+def _validate(kind: str, path: Path, data: dict, lines: dict[tuple, int]) -> _Spec:
+    spec_cls = _SPECS[kind]
+    if "kind" in data and data["kind"] != kind:
+        raise InputError(
+            f"file is in devices/{kind}/ but says kind: {data['kind']!r}",
+            where=_where(path, lines, ("kind",)),
+            field="kind",
+        )
+    try:
+        return spec_cls.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        err = errors[0]
+        loc = tuple(x for x in err["loc"] if x != "[key]")
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise InputError(
+            _describe(err, spec_cls, loc) + more,
+            where=_where(path, lines, loc),
+            field=".".join(str(x) for x in loc) or None,
+        ) from None
+
+
+def _describe(err: dict, spec_cls: type[BaseModel], loc: tuple) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(spec_cls, loc[:-1])
+        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        return f"unknown field {loc[-1]!r}{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind in ("model_type", "dict_type") and isinstance(err.get("input"), (int, float)):
+        return f"every number needs its source: write {{value: {err['input']}, source: \"...\"}}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the sub-model reached by ``loc`` (best effort)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        info = current.model_fields.get(str(part))
+        if info is None:
+            # a dict key (e.g. a TX power): descend into the dict's value type
+            continue
+        current = _inner_model(info.annotation)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    meta = getattr(annotation, "__origin__", None)
+    if meta is not None and isinstance(meta, type) and issubclass(meta, BaseModel):
+        return meta
+    return None
+
+
+# ---- builders ---------------------------------------------------------------------------------
+
+
+def _opt(s: Sourced | None, scale: float) -> float | None:
+    return None if s is None else s.value * scale
+
+
+def _build_mcu(spec: McuSpec, path: Path) -> Mcu:
+    src = {
+        "clock_hz": spec.clock_mhz.source,
+        "active_current_a": spec.active_current_ma.source,
+        "sleep_current_a": spec.sleep_current_ua.source,
+        "cycles_per_mac": spec.cycles_per_mac.source,
+        "cpi": spec.cpi.source,
+        "wake_time_s": spec.wake_time_ms.source,
+    }
+    if spec.flash_kib is not None:
+        src["flash_bytes"] = spec.flash_kib.source
+    if spec.ram_kib is not None:
+        src["ram_bytes"] = spec.ram_kib.source
+    return Mcu(
+        name=spec.name,
+        core=spec.core,
+        clock_hz=spec.clock_mhz.value * 1e6,
+        active_current_a=spec.active_current_ma.value * 1e-3,
+        sleep_current_a=spec.sleep_current_ua.value * 1e-6,
+        cycles_per_mac=spec.cycles_per_mac.value,
+        cpi=spec.cpi.value,
+        wake_time_s=spec.wake_time_ms.value * 1e-3,
+        flash_bytes=_opt(spec.flash_kib, 1024.0),
+        ram_bytes=_opt(spec.ram_kib, 1024.0),
+        description=spec.description,
+        path=path,
+        sources=MappingProxyType(src),
+    )
+
+
+def _build_radio(spec: RadioSpec, path: Path) -> Radio:
+    tx = {float(k): v.value * 1e-3 for k, v in spec.tx_current_ma.items()}
+    if len(tx) != len(spec.tx_current_ma):
+        raise InputError("two TX power keys name the same power", where=str(path), field="tx_current_ma")
+    src = {
+        "sleep_current_a": spec.sleep_current_ua.source,
+        "standby_current_a": spec.standby_current_ma.source,
+        "rx_current_a": spec.rx_current_ma.source,
+        "startup_time_s": spec.startup_time_ms.source,
+    }
+    for k, v in spec.tx_current_ma.items():
+        src[f"tx_current_a[{float(k):g}]"] = v.source
+    if spec.bitrate_bps is not None:
+        src["bitrate_bps"] = spec.bitrate_bps.source
+    return Radio(
+        name=spec.name,
+        technology=spec.technology,
+        sleep_current_a=spec.sleep_current_ua.value * 1e-6,
+        standby_current_a=spec.standby_current_ma.value * 1e-3,
+        rx_current_a=spec.rx_current_ma.value * 1e-3,
+        tx_currents_a=MappingProxyType(dict(sorted(tx.items()))),
+        startup_time_s=spec.startup_time_ms.value * 1e-3,
+        bitrate_bps=_opt(spec.bitrate_bps, 1.0),
+        description=spec.description,
+        path=path,
+        sources=MappingProxyType(src),
+    )
+
+
+def _build_battery(spec: BatterySpec, path: Path) -> Battery:
+    src = {
+        "nominal_voltage_v": spec.nominal_voltage_v.source,
+        "capacity_mah": spec.capacity_mah.source,
+        "usable_fraction": spec.usable_fraction.source,
+        "self_discharge_per_year": spec.self_discharge_per_year.source,
+    }
+    if spec.cutoff_voltage_v is not None:
+        src["cutoff_voltage_v"] = spec.cutoff_voltage_v.source
+    return Battery(
+        name=spec.name,
+        chemistry=spec.chemistry,
+        nominal_voltage_v=spec.nominal_voltage_v.value,
+        capacity_mah=spec.capacity_mah.value,
+        usable_fraction=spec.usable_fraction.value,
+        self_discharge_per_year=spec.self_discharge_per_year.value,
+        cutoff_voltage_v=_opt(spec.cutoff_voltage_v, 1.0),
+        description=spec.description,
+        path=path,
+        sources=MappingProxyType(src),
+    )
+
+
+def _build_sensor(spec: SensorSpec, path: Path) -> Sensor:
+    parts = tuple(
+        SensorPart(
+            name=p.name,
+            active_current_a=p.active_current_ma.value * 1e-3,
+            sleep_current_a=p.sleep_current_ua.value * 1e-6,
+            sample_time_s=p.sample_time_ms.value * 1e-3,
+            description=p.description,
+        )
+        for p in spec.parts
+    )
+    sample_time = max(p.sample_time_s for p in parts)
+    charge = sum(p.active_current_a * p.sample_time_s for p in parts)
+    src = {
+        "active_current_a": "charge-weighted combination of the parts: "
+        + "; ".join(f"{p.name}: {q.active_current_ma.source}" for p, q in zip(parts, spec.parts)),
+        "sleep_current_a": "sum of the parts: "
+        + "; ".join(f"{p.name}: {q.sleep_current_ua.source}" for p, q in zip(parts, spec.parts)),
+        "sample_time_s": "longest part: "
+        + "; ".join(f"{p.name}: {q.sample_time_ms.source}" for p, q in zip(parts, spec.parts)),
+    }
+    if spec.max_sample_rate_hz is not None:
+        src["max_sample_rate_hz"] = spec.max_sample_rate_hz.source
+    return Sensor(
+        name=spec.name,
+        channels=tuple(spec.channels),
+        active_current_a=charge / sample_time,
+        sleep_current_a=sum(p.sleep_current_a for p in parts),
+        sample_time_s=sample_time,
+        parts=parts,
+        max_sample_rate_hz=_opt(spec.max_sample_rate_hz, 1.0),
+        description=spec.description,
+        path=path,
+        sources=MappingProxyType(src),
+    )
+
+
+def _build_board(spec: BoardSpec, path: Path, root: Path, lines: dict[tuple, int]) -> Board:
+    def part(kind: str, name: str, loc: tuple) -> Profile:
+        fld = ".".join(map(str, loc))
+        part_path = _profile_path(kind, name, root, where=_where(path, lines, loc), fld=fld)
+        return _load(kind, part_path, root)
+
+    mcu = part("mcu", spec.mcu, ("mcu",))
+    radio = part("radio", spec.radio, ("radio",))
+    battery = part("battery", spec.battery, ("battery",))
+    sensors = tuple(part("sensor", s, ("sensors", i)) for i, s in enumerate(spec.sensors))
+    channels = [c for s in sensors for c in s.channels]  # type: ignore[union-attr]
+    duplicated = sorted({c for c in channels if channels.count(c) > 1})
+    if duplicated:
+        raise InputError(
+            f"two sensors give the same channel(s) {', '.join(duplicated)}; channel names must be unique on a board",
+            where=_where(path, lines, ("sensors",)),
+            field="sensors",
+        )
+    return Board(
+        name=spec.name,
+        supply_voltage_v=spec.supply_voltage_v.value,
+        mcu=mcu,  # type: ignore[arg-type]
+        radio=radio,  # type: ignore[arg-type]
+        battery=battery,  # type: ignore[arg-type]
+        sensors=sensors,  # type: ignore[arg-type]
+        description=spec.description,
+        path=path,
+        sources=MappingProxyType({"supply_voltage_v": spec.supply_voltage_v.source}),
+    )
