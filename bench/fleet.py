@@ -44,7 +44,7 @@ def event_floor_s(nodes: int, duration_s: float, period_s: float, seed: int = 0)
     return time.perf_counter() - t0, count[0]
 
 
-def bench_scenario(nodes: int, duration_s: float, policy: str) -> Scenario:
+def bench_scenario(nodes: int, duration_s: float, policy: str, model: str = "farm_soil_int8") -> Scenario:
     side_m = 6000.0
     gateways = [{"id": f"gw{i}{j}", "position_m": [side_m * (i + 0.5) / 3, side_m * (j + 0.5) / 3]}
                 for i in range(3) for j in range(3)]
@@ -58,7 +58,7 @@ def bench_scenario(nodes: int, duration_s: float, policy: str) -> Scenario:
             "device": "nrf52840_sx1262_2xaa",
             "placement": {"kind": "uniform", "area_m": [side_m, side_m]},
             "workload": {"signal": "farm.soil_climate", "sample_period": "5s", "window": 12},
-            "model": "farm_soil_int8",
+            "model": model,
             "heartbeat": "6h",
         }],
         "network": {"gateways": gateways, "lorawan": {"sf": "auto", "tx_power_dbm": 14}},
@@ -71,6 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=10_000)
     ap.add_argument("--hours", type=float, default=24.0)
+    ap.add_argument("--model", default="farm_soil_int8", help="int8 model taking 12 x 3 farm windows")
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     args = ap.parse_args()
     duration = args.hours * 3600.0
@@ -79,7 +80,7 @@ def main() -> None:
     rows = {"nodes": args.nodes, "hours": args.hours, "windows": events, "floor_s": floor_s,
             "floor_events_per_s": events / floor_s}
     for policy in ("on_device", "cloud_offload"):
-        scenario = bench_scenario(args.nodes, duration, policy)
+        scenario = bench_scenario(args.nodes, duration, policy, args.model)
         t0 = time.perf_counter()
         result = run_scenario(scenario)
         summary = summary_table(result)

@@ -14,9 +14,10 @@ from rich.table import Table
 
 from iotsim.errors import InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate IoT sensor fleets: cloud offload vs "
+app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False, no_args_is_help=True, help="Simulate IoT sensor fleets: cloud offload vs "
                   "on-device TinyML, with real int8 models, radio airtime and an exact energy ledger.")
-console = Console()
+# wide enough for the summary table even when output is piped
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
@@ -71,8 +72,10 @@ def run(
 def _fmt(value, digits=3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if isinstance(value, str):
+        return value
     if isinstance(value, float):
-        return f"{value:,.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}g}"
     return f"{value:,}"
 
 

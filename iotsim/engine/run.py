@@ -29,7 +29,10 @@ from iotsim.radio import lora, lorawan
 # frame fates beyond the reception codes (0 delivered, 1 below_sensitivity, 2 collision)
 FRAME_DUTY_CYCLE = 3
 FRAME_NODE_DEAD = 4  # the node died before it could send: not counted as sent
-FRAME_FATES = {0: "", **LOSS_REASONS, FRAME_DUTY_CYCLE: "duty_cycle", FRAME_NODE_DEAD: "node_dead"}
+FRAME_PENDING = 5  # still waiting for the duty cycle when the run ended: not counted as sent
+FRAME_FATES = {0: "", **LOSS_REASONS, FRAME_DUTY_CYCLE: "duty_cycle", FRAME_NODE_DEAD: "node_dead",
+               FRAME_PENDING: "pending_at_end"}
+NOT_SENT = (FRAME_NODE_DEAD, FRAME_PENDING)
 
 Progress = Callable[[str, float, float], None]
 
@@ -238,10 +241,12 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         died[died > duration] = np.inf
     lifetime = np.minimum(died, duration)
 
-    # frames after death are never sent; dropped frames keep their duty-cycle fate while alive
+    # frames a node would start after its death, or after the end of the run, are never sent;
+    # dropped frames keep their duty-cycle fate while the node is alive
     frame_t = np.where(frames.dropped, frames.ready_s, frames.start_s)
-    dead = frame_t >= lifetime[frames.node]
-    on_air = sent_mask & ~dead
+    dead = frame_t >= died[frames.node]
+    pending = ~dead & (frame_t >= duration)
+    on_air = sent_mask & ~dead & ~pending
 
     # ---- energy ledger
     ledger = EnergyLedger(n_nodes)
@@ -259,7 +264,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
 
     # ---- reception at the gateways
     channel = group_rng(scenario.seed, STREAM_CHANNELS, policy_index).integers(
-        0, len(region.channels_hz), size=len(frames)
+        0, len(region.uplink_channels_hz), size=len(frames)
     )
     air_idx = np.flatnonzero(on_air)
     sens = np.full(13, np.inf)  # indexed by SF
@@ -269,7 +274,8 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         rx_power[frames.node[air_idx]], sens[frames.sf[air_idx]], scenario.network.propagation.capture_threshold_db,
     )
     status = np.full(len(frames), FRAME_NODE_DEAD, dtype=np.int8)
-    status[frames.dropped & ~dead] = FRAME_DUTY_CYCLE
+    status[pending] = FRAME_PENDING
+    status[frames.dropped & ~dead & ~pending] = FRAME_DUTY_CYCLE
     status[air_idx] = rec.status
     gateway = np.full(len(frames), -1, dtype=np.int64)
     gateway[air_idx] = rec.gateway
@@ -359,4 +365,4 @@ def methodology_notes(scenario, plans: list[GroupPlan]) -> list[str]:
     return notes
 
 
-__all__ = ["run_scenario", "RunResult", "PolicyOutcome", "simulate_policy", "FRAME_FATES", "SLOTS"]
+__all__ = ["run_scenario", "RunResult", "PolicyOutcome", "simulate_policy", "FRAME_FATES", "NOT_SENT", "SLOTS"]

@@ -7,14 +7,14 @@ import pandas as pd
 
 from iotsim.energy.battery import SECONDS_PER_DAY
 from iotsim.energy.ledger import COMPONENTS, EnergyLedger
-from iotsim.engine.run import FRAME_FATES, FRAME_NODE_DEAD, RunResult
+from iotsim.engine.run import FRAME_FATES, FRAME_NODE_DEAD, FRAME_PENDING, NOT_SENT, RunResult
 from iotsim.engine.uplink import KIND_NAMES
 
 SUMMARY_COLUMNS = [
     "policy", "group", "nodes", "energy_j_per_node_day", "battery_life_days", "battery_life_p10_days",
     "nodes_died", "bytes_uplinked_per_node_day", "airtime_s_per_node_day", "packets_sent", "packets_delivered",
     "packets_lost", "packets_lost_collision", "packets_lost_below_sensitivity", "packets_lost_duty_cycle",
-    "messages_sent", "messages_delivered", "latency_p50_s", "latency_p95_s", "events", "events_detected",
+    "packets_pending_at_end", "messages_sent", "messages_delivered", "latency_p50_s", "latency_p95_s", "events", "events_detected",
     "precision", "recall", "cloud_inferences", "cloud_wait_p95_s",
 ]
 
@@ -23,8 +23,7 @@ def nodes_table(result: RunResult) -> pd.DataFrame:
     parts = []
     for out in result.outcomes:
         by_comp = EnergyLedger.by_component(out.energy_slots_j)
-        on_air = out.frame_status != FRAME_NODE_DEAD
-        on_air &= ~out.frames.dropped
+        on_air = ~np.isin(out.frame_status, NOT_SENT) & ~out.frames.dropped
         n = out.energy_slots_j.shape[0]
         bytes_up = np.bincount(out.frames.node[on_air], weights=out.frames.phy_bytes[on_air], minlength=n)
         airtime = np.bincount(out.frames.node[on_air], weights=out.frames.airtime_s[on_air], minlength=n)
@@ -72,7 +71,8 @@ def events_table(result: RunResult) -> pd.DataFrame:
 
 
 def packets_table(result: RunResult) -> pd.DataFrame:
-    """One row per LoRaWAN frame the application handed to the MAC (frames of dead nodes excluded)."""
+    """One row per LoRaWAN frame the node handed to its MAC within the run (the frames a node would have
+    sent after dying are left out; frames still waiting for the duty cycle at the end are listed)."""
     parts = []
     group_names = np.array([p.name for p in result.plans], dtype=object)
     node_ids = np.concatenate([p.node_ids for p in result.plans])
@@ -119,14 +119,13 @@ def summary_table(result: RunResult, nodes: pd.DataFrame | None = None) -> pd.Da
         frame_group = m.group[f.message]
         for gi, plan in enumerate(result.plans):
             nd = nodes[(nodes.policy == out.policy.name) & (nodes.group == plan.name)]
-            in_group = (frame_group == plan.index) & (status != FRAME_NODE_DEAD)
+            in_group = (frame_group == plan.index) & ~np.isin(status, NOT_SENT)
             st = status[in_group]
+            pending = int(((frame_group == plan.index) & (status == FRAME_PENDING)).sum())
             msg_in = (m.group == plan.index)
             msg_sent = msg_in & np.isin(np.arange(len(m)), f.message[in_group])
             latency = out.event_latency_s[gi]
             days = nd.lifetime_in_run_s.to_numpy() / 86400.0
-            cloud_sel = (m.kind[np.isfinite(out.decision_time_s)] == 2)
-            del cloud_sel
             raw_in_group = msg_in & (m.kind == 2) & out.message_delivered
             waits = out.decision_time_s[raw_in_group] - out.message_arrival_s[raw_in_group] - \
                 result.scenario.network.cloud.inference_time
@@ -146,6 +145,7 @@ def summary_table(result: RunResult, nodes: pd.DataFrame | None = None) -> pd.Da
                 "packets_lost_collision": int((st == 2).sum()),
                 "packets_lost_below_sensitivity": int((st == 1).sum()),
                 "packets_lost_duty_cycle": int((st == 3).sum()),
+                "packets_pending_at_end": pending,
                 "messages_sent": int(msg_sent.sum()),
                 "messages_delivered": int((msg_in & out.message_delivered).sum()),
                 "latency_p50_s": _pct(latency, 50),
