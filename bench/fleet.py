@@ -20,6 +20,7 @@ import numpy as np
 import simpy
 
 from iotsim.engine import run_scenario
+from iotsim.radio.propagation import hata_open_area_log_distance
 from iotsim.results.tables import summary_table
 from iotsim.scenario.model import Scenario
 
@@ -46,6 +47,7 @@ def event_floor_s(nodes: int, duration_s: float, period_s: float, seed: int = 0)
 
 def bench_scenario(nodes: int, duration_s: float, policy: str, model: str = "farm_soil_int8") -> Scenario:
     side_m = 6000.0
+    pl_d0, d0, exponent = hata_open_area_log_distance()
     gateways = [{"id": f"gw{i}{j}", "position_m": [side_m * (i + 0.5) / 3, side_m * (j + 0.5) / 3]}
                 for i in range(3) for j in range(3)]
     return Scenario.model_validate({
@@ -61,7 +63,12 @@ def bench_scenario(nodes: int, duration_s: float, policy: str, model: str = "far
             "model": model,
             "heartbeat": "6h",
         }],
-        "network": {"gateways": gateways, "lorawan": {"sf": "auto", "tx_power_dbm": 14}},
+        "network": {
+            "gateways": gateways,
+            "lorawan": {"sf": "auto", "tx_power_dbm": 14},
+            # open farmland (Okumura-Hata open area, 30 m masts): most nodes reach a gateway at SF7-SF8
+            "propagation": {"pl_d0_db": pl_d0, "d0_m": d0, "exponent": exponent, "shadowing_sigma_db": 8.0},
+        },
         "policies": [policy],
         "outputs": {"plots": False, "report": "none", "packets_table": False},
     })

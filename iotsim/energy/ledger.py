@@ -36,7 +36,7 @@ class EnergyLedger:
         self.lifetime_s = np.zeros(n_nodes, dtype=np.float64)
 
     def charge(self, component: str, state: str, nodes: np.ndarray, seconds: np.ndarray | float) -> None:
-        """Add active time in a non-sleep state; `nodes` may repeat (accumulated with np.add.at)."""
+        """Add active time in a non-sleep state; `nodes` may repeat (times are summed per node)."""
         if state == "sleep":
             raise ValueError("sleep time is derived from the lifetime; charge active states only")
         slot = SLOT_INDEX[(component, state)]
@@ -44,7 +44,7 @@ class EnergyLedger:
         seconds = np.broadcast_to(np.asarray(seconds, dtype=np.float64), nodes.shape)
         if nodes.size and (seconds < 0).any():
             raise ValueError("negative time charged to the ledger")
-        np.add.at(self.time_s[:, slot], nodes, seconds)
+        self.time_s[:, slot] += np.bincount(nodes, weights=seconds, minlength=self.n_nodes)
 
     def close(self, lifetime_s: np.ndarray) -> None:
         """Set each node's lifetime in the run and derive the sleep time of every component."""

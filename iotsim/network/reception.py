@@ -73,8 +73,9 @@ def resolve_receptions(
         diff = power[i] - power[j]  # (pairs, gateways)
         lose_i = diff < capture_threshold_db
         lose_j = -diff < capture_threshold_db
-        np.logical_or.at(collided, i, lose_i)
-        np.logical_or.at(collided, j, lose_j)
+        # within one offset d every i (and every j = i + d) appears once: plain fancy indexing is exact
+        collided[i] |= lose_i
+        collided[j] |= lose_j
         d += 1
 
     decoded = audible & ~collided

@@ -90,3 +90,31 @@ def max_range_m(
     budget = np.asarray(tx_power_dbm, dtype=float) + antenna_gains_db - np.asarray(sensitivity_dbm, dtype=float)
     d = d0_m * 10.0 ** ((budget - pl_d0_db) / (10.0 * exponent))
     return float(d) if np.ndim(d) == 0 else d
+
+
+def hata_open_area_db(distance_m, frequency_hz: float = 868e6, gateway_height_m: float = 30.0,
+                      node_height_m: float = 1.0):
+    """Okumura-Hata path loss for open (rural) areas, small/medium-city mobile antenna correction.
+
+    Hata, "Empirical formula for propagation loss in land mobile radio services", IEEE Trans. Veh.
+    Technol. 29(3):317-325, 1980 (valid for 150-1500 MHz, base antenna 30-200 m, 1-20 km):
+        L_urban = 69.55 + 26.16 log f - 13.82 log h_b - a(h_m) + (44.9 - 6.55 log h_b) log d
+        a(h_m)  = (1.1 log f - 0.7) h_m - (1.56 log f - 0.8)
+        L_open  = L_urban - 4.78 (log f)^2 + 18.33 log f - 40.94
+    with f in MHz and d in km.
+    """
+    d_km = _distance(distance_m) / 1000.0
+    f = frequency_hz / 1e6
+    lf = np.log10(f)
+    a_hm = (1.1 * lf - 0.7) * node_height_m - (1.56 * lf - 0.8)
+    urban = 69.55 + 26.16 * lf - 13.82 * np.log10(gateway_height_m) - a_hm \
+        + (44.9 - 6.55 * np.log10(gateway_height_m)) * np.log10(d_km)
+    return urban - 4.78 * lf**2 + 18.33 * lf - 40.94
+
+
+def hata_open_area_log_distance(frequency_hz: float = 868e6, gateway_height_m: float = 30.0,
+                                node_height_m: float = 1.0) -> tuple[float, float, float]:
+    """The Hata open-area model written as log-distance parameters: (pl_d0_db, d0_m, exponent)."""
+    pl_1km = float(hata_open_area_db(1000.0, frequency_hz, gateway_height_m, node_height_m))
+    exponent = (44.9 - 6.55 * np.log10(gateway_height_m)) / 10.0
+    return pl_1km, 1000.0, float(exponent)
