@@ -92,13 +92,27 @@ def read_yaml(path: str | Path) -> YamlDocument:
     return parse_yaml_text(text, str(path))
 
 
+def _is_field_name(part: object) -> bool:
+    """pydantic puts union branch tags ("literal['a','b']", "CascadePolicy", "function-after[...]")
+    into error locations; only real field names and list indices belong in a field path."""
+    if isinstance(part, int):
+        return True
+    return isinstance(part, str) and part.isidentifier() and not part[:1].isupper()
+
+
 def pydantic_error_to_input_error(exc: Any, doc: YamlDocument) -> InputError:
     """Turn the first error of a pydantic ValidationError into one located InputError."""
-    err = exc.errors()[0]
-    loc = [p for p in err.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-"))]
-    # pydantic puts tagged-union / validator names into loc; keep only real field names and indices
+    # an unknown field is usually a typo that also causes a "field required": report the typo
+    errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
+    err = errors[0]
+    loc = [p for p in err.get("loc", ()) if _is_field_name(p)]
     field = ".".join(str(p) for p in loc) or None
     msg = err.get("msg", "invalid value")
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    # the other branches of a union failing at the same place are one problem, not several
+    same_place = [e for e in errors if [p for p in e.get("loc", ()) if _is_field_name(p)] == loc]
     if err.get("type") == "extra_forbidden":
         msg = "unknown field (check the spelling; `iotsim schema` lists the fields)"
     elif "input" in err and err.get("type") not in ("missing",):
@@ -106,7 +120,7 @@ def pydantic_error_to_input_error(exc: Any, doc: YamlDocument) -> InputError:
         if len(shown) > 60:
             shown = shown[:57] + "..."
         msg = f"{msg} (got {shown})"
-    count = len(exc.errors())
-    if count > 1:
-        msg += f" [and {count - 1} more problem(s)]"
+    others = len(errors) - len(same_place)
+    if others > 0:
+        msg += f" [and {others} more problem(s)]"
     return InputError(msg, where=doc.locate(loc), field=field)
