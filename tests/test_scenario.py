@@ -60,7 +60,7 @@ def test_at_least_farm_and_factory_ship():
         ("duration: 1d", "duration: 1 fortnight", 3, "duration", "duration"),
         ("sample_period: 5min", "sample_period: 5parsec", 9, "fleet.0.workload.sample_period", "unit"),
         ("device: nrf52840_sx1262_2xaa", "device: no_such_board", 7, "fleet.0.device", "no_such_board"),
-        ("model: farm_soil_int8", "model: missing_model", 10, "fleet.0.model", "not found"),
+        ("model: farm_soil_int8", "model: missing_model", 10, "fleet.0.model", "unknown model"),
         ("signal: farm.soil_climate", "signal: farm.nope", 9, "fleet.0.workload.signal", "farm.nope"),
         ("policies: [cloud_offload, on_device]", "policies: [cloud_offload, magic]", 14, "policies.1", "magic"),
     ],
