@@ -64,6 +64,8 @@ def run(
         _fail(exc)
     from iotsim.results.tables import summary_table
 
+    for warning in result.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     _print_summary(summary_table(result), sc.name, result.n_nodes, sc.duration, result.wall_s)
     console.print(f"results: {out_dir}/ (summary.csv, nodes.parquet, events.parquet, packets.parquet, "
                   "manifest.json, plots, report.html)")

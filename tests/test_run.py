@@ -215,3 +215,13 @@ def test_cli_runs_the_farm_scenario_end_to_end(tmp_path):
     nodes = pd.read_parquet(out / "nodes.parquet")
     assert len(nodes) == 3 * 300
     assert {"node_id", "policy", "group", "energy_j", "energy_mcu_j", "energy_radio_j", "energy_sensor_j"} <= set(nodes)
+
+
+def test_sampling_unlike_the_models_training_is_flagged(small_result):
+    assert small_result.warnings == []
+    text = SMALL.replace("sample_period: 5min", "sample_period: 5s").replace("duration: 2d", "duration: 2h")
+    result = run_scenario(load_scenario_text(text))
+    assert len(result.warnings) == 1 and "300 s apart" in result.warnings[0] and "5 s" in result.warnings[0]
+    assert any(n.startswith("Warning:") for n in result.notes)
+    # the generator runs at the scenario's timing: a 12-sample window spans a minute
+    assert result.plans[0].window_span_s == 60.0

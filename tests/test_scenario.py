@@ -116,3 +116,12 @@ def test_schema_is_json_schema_with_the_fields():
     assert {"name", "seed", "duration", "fleet", "network", "policies"} <= set(schema["properties"])
     assert "$defs" in schema and "FleetGroup" in schema["$defs"]
     assert schema["$defs"]["FleetGroup"]["additionalProperties"] is False
+
+
+def test_cli_airtime_prints_the_semtech_value():
+    proc = _cli("airtime", "--sf", "7", "--bw", "125000", "--payload", "20")
+    assert proc.returncode == 0 and proc.stdout.startswith("56.576 ms"), proc.stdout
+    proc = _cli("airtime", "--sf", "12", "--payload", "20", "--lorawan")
+    assert proc.returncode == 0 and proc.stdout.startswith("1810.432 ms"), proc.stdout
+    proc = _cli("airtime", "--sf", "9", "--payload", "13", "--cr", "4/9")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

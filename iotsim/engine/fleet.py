@@ -14,6 +14,7 @@ standard error is reported. Inference runs in large batches outside the event lo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,7 +80,7 @@ class GroupPlan:
     pool_false_positive_se: float
     pool_size: int
     fresh_windows: int
-    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_nodes(self) -> int:
@@ -149,6 +150,10 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         sample_period = 1.0 / wl.sample_rate_hz
     else:
         sample_period = 1.0 / workload.sample_rate_hz
+    if abs(sample_period * workload.sample_rate_hz - 1.0) > 1e-9:
+        # generate the signal at the scenario's timing, not the workload's default
+        workload = dataclasses.replace(workload, sample_rate_hz=1.0 / sample_period)
+    warnings = model_fit_warnings(spec, model, workload, sample_period)
     span = window_samples * sample_period
     period = wl.window_period if wl.window_period is not None else span
     if period < span:
@@ -265,8 +270,24 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         verdicts=verdicts, event_id=event_id, event_node=event_node, event_onset_s=event_onset,
         event_end_s=event_end, inference_time_s=inference_time, inference_cost_source=cost_source,
         raw_window_bytes=raw_bytes, pool_false_positive_rate=fp, pool_false_positive_se=se,
-        pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]),
+        pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]), warnings=warnings,
     )
+
+
+def model_fit_warnings(spec, model, workload, sample_period_s: float) -> list[str]:
+    """Ways in which a group's windows differ from what its model was trained on."""
+    out = []
+    card = model.card
+    trained_on = card.get("workload")
+    if trained_on and trained_on != workload.name:
+        out.append(f"group {spec.group}: model {model.name} was trained on '{trained_on}' windows, but the group "
+                   f"samples '{workload.name}': its detection quality here is not what its card reports")
+    trained_rate = card.get("sample_rate_hz")
+    if trained_rate and abs(sample_period_s * float(trained_rate) - 1.0) > 1e-6:
+        out.append(f"group {spec.group}: model {model.name} was trained on samples {1 / float(trained_rate):g} s "
+                   f"apart, but the group samples every {sample_period_s:g} s: detection quality numbers are "
+                   "not meaningful (energy, traffic and timing are)")
+    return out
 
 
 def lorawan_sensitivity(sf: int, bandwidth_hz: float) -> float:

@@ -68,6 +68,7 @@ class RunResult:
     outcomes: list[PolicyOutcome]
     gateway_ids: list[str]
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
 
     @property
@@ -124,7 +125,8 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         outcomes.append(simulate_policy(scenario, plans, policy, pi))
         say(f"policy {policy.name}", 1, 1)
     result = RunResult(scenario, plans, outcomes, [g.id for g in scenario.network.gateways])
-    result.notes = methodology_notes(scenario, plans)
+    result.warnings = [w for p in plans for w in p.warnings]
+    result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans)
     result.wall_s = time.perf_counter() - t0
     return result
 

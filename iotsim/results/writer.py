@@ -50,6 +50,7 @@ def build_manifest(result, command: str | None) -> dict:
             }
             for p in result.plans
         },
+        "warnings": list(result.warnings),
         "versions": package_versions(),
         "command": command if command is not None else " ".join(sys.argv),
     }
