@@ -1,0 +1,62 @@
+"""Recipe: farm_soil_int8 -- irrigation-leak detector for the farm.soil_climate workload.
+
+Input: one window of 12 samples (1 h at 5 min) x 3 channels (soil moisture %VWC, air
+temperature degC, air humidity %RH), normalized per channel. A small MLP (the window is only
+36 numbers; a static Reshape instead of Flatten so the converter emits no shape ops):
+
+    Reshape(36) -> Dense(64, relu) -> Dense(32, relu) -> Dense(2, softmax)
+
+about 4.5 k parameters and 4.4 k MACs.
+
+Rebuild the zoo files:  python -m iotsim.tinyml.recipes.farm --out iotsim/zoo
+"""
+
+from __future__ import annotations
+
+from iotsim.tinyml.train import Recipe, main_for, train_recipe
+
+
+def build_model(input_shape: tuple[int, int], n_classes: int):
+    import keras
+    from keras import layers
+
+    inp = keras.Input(input_shape, name="window")
+    x = layers.Reshape((input_shape[0] * input_shape[1],))(inp)
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dense(32, activation="relu")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name="farm_soil")
+
+
+RECIPE = Recipe(
+    name="farm_soil_int8",
+    float_name="farm_soil_float",
+    task="Binary classification of 1-h soil/climate windows: irrigation leak (positive) vs normal "
+    "(including rain and scheduled irrigation, which must not be flagged).",
+    workload="farm.soil_climate",
+    build_model=build_model,
+    n_train=60000,
+    n_val=10000,
+    n_test=20000,
+    epochs=30,
+    batch_size=128,
+    learning_rate=3e-3,
+    seed=20240601,
+    positive_fraction=0.5,
+    partial_fraction=0.4,
+    min_overlap=1.0 / 3.0,
+    n_representative=1000,
+    recipe="iotsim.tinyml.recipes.farm",
+    architecture="Reshape(36) -> Dense(64, relu) -> Dense(32, relu) -> Dense(2, softmax)",
+)
+
+SMALL = RECIPE.small(n_train=8000, n_val=2000, n_test=4000, epochs=8, n_representative=300)
+
+
+def build(out_dir, small: bool = False) -> dict:
+    """Train, quantize and write the model files into out_dir; return the card dict."""
+    return train_recipe(SMALL if small else RECIPE, out_dir)
+
+
+if __name__ == "__main__":
+    main_for(RECIPE, SMALL)
