@@ -304,7 +304,7 @@ def test_report_escapes_scenario_name_and_is_deterministic(tmp_path, tables):
     assert "<farm & co>" not in text
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert "<b>barn</b>" not in text and "&lt;b&gt;barn&lt;/b&gt;" in text
-    assert f"<title>iotsim report \u2014 &lt;farm &amp; co&gt;</title>" in text
+    assert "<title>iotsim report \u2014 &lt;farm &amp; co&gt;</title>" in text
 
 
 def test_report_references_plots_relative_to_report_folder(tmp_path, tables):

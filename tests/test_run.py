@@ -13,7 +13,7 @@ from iotsim.engine import run_scenario
 from iotsim.hardware import load_board
 from iotsim.radio import lora
 from iotsim.results import nodes_table, packets_table, summary_table, write_results
-from iotsim.scenario import load_scenario, load_scenario_text
+from iotsim.scenario import load_scenario_text
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "farm_soil_int8"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from iotsim.errors import InputError
-from iotsim.radio import lora, lorawan, propagation
+from iotsim.radio import lora, propagation
 
 # random streams: every draw comes from a generator keyed by (seed, stream, node id) or (seed, stream, group)
 STREAM_NODE = 1
@@ -294,4 +294,4 @@ def lorawan_sensitivity(sf: int, bandwidth_hz: float) -> float:
     return float(lora.gateway_sensitivity_dbm(sf, bandwidth_hz))
 
 
-__all__ = ["GroupPlan", "plan_group", "Verdicts", "node_rng", "group_rng", "lorawan", "STREAM_CHANNELS"]
+__all__ = ["GroupPlan", "plan_group", "Verdicts", "node_rng", "group_rng", "STREAM_CHANNELS"]

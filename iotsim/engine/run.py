@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from iotsim.energy.battery import SECONDS_PER_DAY, LinearBattery
+from iotsim.energy.battery import LinearBattery
 from iotsim.energy.ledger import COMPONENTS, SLOT_INDEX, SLOTS, EnergyLedger, slot_currents_a
 from iotsim.engine.fleet import STREAM_CHANNELS, GroupPlan, group_rng, plan_group
 from iotsim.engine.uplink import KIND_HEARTBEAT, Frames, Messages, build_frames, receive_windows_s, schedule
