@@ -102,7 +102,7 @@ def receive_windows_s(sf: np.ndarray, settings) -> tuple[np.ndarray, float]:
 
 def min_gap_s(frames: Frames, settings, duty_cycle: float) -> np.ndarray:
     """Shortest time from a frame's start to the same node's next frame's start."""
-    rx1, rx2 = receive_windows_s(frames.sf, settings)
+    _, rx2 = receive_windows_s(frames.sf, settings)  # the node is free once RX2 has closed
     rx_done = frames.airtime_s + lorawan.EU868.rx2_delay_s + rx2
     return np.maximum(frames.airtime_s / duty_cycle, rx_done)
 
