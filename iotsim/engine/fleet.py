@@ -27,8 +27,10 @@ STREAM_NODE = 1
 STREAM_POOL = 2
 STREAM_EVENT_WINDOWS = 3
 STREAM_CHANNELS = 4
+STREAM_LINK = 5
 
 INFERENCE_BATCH = 8192
+INFERENCE_BATCH_ELEMENTS = 1 << 22  # cap on samples x channels per batch (1 s audio windows: 262 per batch)
 
 
 def node_rng(seed: int, stream: int, node_id: int) -> np.random.Generator:
@@ -115,11 +117,13 @@ def _concat(parts: list[Verdicts]) -> Verdicts:
 
 def _infer_generated(workload, model, cloud_model, rng, masks: np.ndarray, progress=None) -> Verdicts:
     parts = []
-    for lo in range(0, masks.shape[0], INFERENCE_BATCH):
-        windows = workload.generate(rng, masks[lo : lo + INFERENCE_BATCH])
+    per_window = max(1, masks.shape[1] * workload.n_channels)
+    batch = max(16, min(INFERENCE_BATCH, INFERENCE_BATCH_ELEMENTS // per_window))
+    for lo in range(0, masks.shape[0], batch):
+        windows = workload.generate(rng, masks[lo : lo + batch])
         parts.append(_predict(model, cloud_model, windows))
         if progress:
-            progress(min(lo + INFERENCE_BATCH, masks.shape[0]), masks.shape[0])
+            progress(min(lo + batch, masks.shape[0]), masks.shape[0])
     return _concat(parts)
 
 
@@ -138,7 +142,7 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     # --- timing of samples and windows
     wl = spec.workload
     window_samples = wl.window or workload.window_samples
-    model_window = model.input_shape[0]
+    model_window = model.window_shape[0]
     if window_samples != model_window:
         raise InputError(
             f"workload window is {window_samples} samples but model '{spec.model}' takes {model_window}",
@@ -195,8 +199,10 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     # --- radio links and spreading factor
     dist = np.hypot(positions[:, None, 0] - gateways_xy[None, :, 0], positions[:, None, 1] - gateways_xy[None, :, 1])
     pl = propagation.path_loss_db(np.maximum(dist, 1.0), pl_d0_db=prop.pl_d0_db, d0_m=prop.d0_m, exponent=prop.exponent)
-    rx_power = lw.tx_power_dbm - pl + shadow
-    if lw.sf == "auto":
+    rx_power = scenario.network.tx_power_dbm - pl + shadow
+    if scenario.network.technology != "lorawan":
+        sf = np.zeros(n, dtype=np.int64)  # no spreading factor outside LoRa
+    elif lw.sf == "auto":
         best = rx_power.max(axis=1)
         sf = np.full(n, 12, dtype=np.int64)
         for candidate in range(12, 6, -1):

@@ -18,7 +18,8 @@ import numpy as np
 
 from iotsim.energy.battery import LinearBattery
 from iotsim.energy.ledger import COMPONENTS, SLOT_INDEX, SLOTS, EnergyLedger, slot_currents_a
-from iotsim.engine.fleet import STREAM_CHANNELS, GroupPlan, group_rng, plan_group
+from iotsim.engine import starlink
+from iotsim.engine.fleet import STREAM_CHANNELS, STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.uplink import KIND_HEARTBEAT, Frames, Messages, build_frames, receive_windows_s, schedule
 from iotsim.network.cloud import simulate_cloud
 from iotsim.network.reception import LOSS_REASONS, resolve_receptions
@@ -30,8 +31,9 @@ from iotsim.radio import lora, lorawan
 FRAME_DUTY_CYCLE = 3
 FRAME_NODE_DEAD = 4  # the node died before it could send: not counted as sent
 FRAME_PENDING = 5  # still waiting for the duty cycle when the run ended: not counted as sent
+FRAME_LINK_RETRIES = 6  # BLE / Wi-Fi: every link-layer attempt failed
 FRAME_FATES = {0: "", **LOSS_REASONS, FRAME_DUTY_CYCLE: "duty_cycle", FRAME_NODE_DEAD: "node_dead",
-               FRAME_PENDING: "pending_at_end"}
+               FRAME_PENDING: "pending_at_end", FRAME_LINK_RETRIES: "link_retries"}
 NOT_SENT = (FRAME_NODE_DEAD, FRAME_PENDING)
 
 Progress = Callable[[str, float, float], None]
@@ -173,26 +175,43 @@ def _policy_messages(scenario, plans: list[GroupPlan], policy: Policy) -> Messag
 
 def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_index: int) -> PolicyOutcome:
     t0 = time.perf_counter()
-    lw = scenario.network.lorawan
+    net = scenario.network
+    lw = net.lorawan
     region = lorawan.EU868
     duration = scenario.duration
     n_nodes = sum(p.n_nodes for p in plans)
     node_group = np.concatenate([np.full(p.n_nodes, p.index, dtype=np.int64) for p in plans])
     node_sf = np.concatenate([p.sf for p in plans])
     rx_power = np.concatenate([p.rx_power_dbm for p in plans])
-    currents = np.concatenate([np.tile(slot_currents_a(p.board, lw.tx_power_dbm), (p.n_nodes, 1)) for p in plans])
+    currents = np.concatenate([np.tile(slot_currents_a(p.board, net.tx_power_dbm), (p.n_nodes, 1)) for p in plans])
     voltage = np.concatenate([np.full(p.n_nodes, p.board.supply_voltage_v) for p in plans])
+    startup = np.concatenate([np.full(p.n_nodes, p.board.radio.startup_time_s) for p in plans])
+    phase = np.concatenate([p.phase_s for p in plans])
 
     messages = _policy_messages(scenario, plans, policy)
-    frames = build_frames(messages, node_sf, lw)
-    schedule(frames, messages, lw, region.duty_cycle)
+    keep_alive = None
+    if net.technology == "lorawan":
+        frames = build_frames(messages, node_sf, lw)
+        schedule(frames, messages, lw, region.duty_cycle)
+        rx1, rx2 = receive_windows_s(frames.sf, lw)
+        frame_tx_s, frame_rx_s, frame_standby_s = frames.airtime_s, rx1 + rx2, startup[frames.node]
+        frame_busy_s = frames.airtime_s
+        link = None
+    else:
+        frames = starlink.build_frames(messages, net)
+        node_gw, node_p = starlink.node_links(rx_power, net)
+        u = 1.0 - group_rng(scenario.seed, STREAM_LINK, policy_index).random(len(frames))  # in (0, 1]
+        link = starlink.link_timing(frames, net, startup, node_gw, node_p, u)
+        starlink.schedule(frames, link, net, startup, phase)
+        frame_tx_s, frame_rx_s, frame_standby_s = link.tx_s, link.rx_s, link.standby_s
+        frame_busy_s = link.duration_s
+        keep_alive = starlink.keepalive(net, startup)
 
     # ---- per-node activity outside the radio: sampling and on-device inference, per window
     win_delta_j = np.zeros(n_nodes)  # energy above sleep per window
     mcu_active_per_window = np.zeros(n_nodes)
     sensor_active_per_window = np.zeros(n_nodes)
     period = np.zeros(n_nodes)
-    phase = np.concatenate([p.phase_s for p in plans])
     span = np.zeros(n_nodes)
     n_windows = np.concatenate([p.n_windows for p in plans])
     node_start = 0
@@ -214,16 +233,22 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         span[sl] = p.window_span_s
         node_start += p.n_nodes
 
-    rx1, rx2 = receive_windows_s(frames.sf, lw)
-    startup = np.concatenate([np.full(p.n_nodes, p.board.radio.startup_time_s) for p in plans])
     fc = currents[frames.node]
+    sleep_i = fc[:, SLOT_INDEX[("radio", "sleep")]]
     burst_j = voltage[frames.node] * (
-        startup[frames.node] * (fc[:, SLOT_INDEX[("radio", "standby")]] - fc[:, SLOT_INDEX[("radio", "sleep")]])
-        + frames.airtime_s * (fc[:, SLOT_INDEX[("radio", "tx")]] - fc[:, SLOT_INDEX[("radio", "sleep")]])
-        + (rx1 + rx2) * (fc[:, SLOT_INDEX[("radio", "rx")]] - fc[:, SLOT_INDEX[("radio", "sleep")]])
+        frame_standby_s * (fc[:, SLOT_INDEX[("radio", "standby")]] - sleep_i)
+        + frame_tx_s * (fc[:, SLOT_INDEX[("radio", "tx")]] - sleep_i)
+        + frame_rx_s * (fc[:, SLOT_INDEX[("radio", "rx")]] - sleep_i)
     )
     sleep_w = voltage * currents[:, [SLOT_INDEX[(c, "sleep")] for c in COMPONENTS]].sum(axis=1)
     steady_w = sleep_w + win_delta_j / period
+    if keep_alive is not None:  # the link's keep-alive traffic is a steady load
+        rs = currents[:, SLOT_INDEX[("radio", "sleep")]]
+        steady_w = steady_w + voltage * (
+            keep_alive.standby_s * (currents[:, SLOT_INDEX[("radio", "standby")]] - rs)
+            + keep_alive.tx_s * (currents[:, SLOT_INDEX[("radio", "tx")]] - rs)
+            + keep_alive.rx_s * (currents[:, SLOT_INDEX[("radio", "rx")]] - rs)
+        ) / keep_alive.period_s
     sent_mask = ~frames.dropped
     burst_total = np.bincount(frames.node[sent_mask], weights=burst_j[sent_mask], minlength=n_nodes)
 
@@ -258,36 +283,47 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     ledger.charge("mcu", "active", all_nodes, windows_alive * mcu_active_per_window)
     ledger.charge("sensor", "active", all_nodes, windows_alive * sensor_active_per_window)
     air_nodes = frames.node[on_air]
-    ledger.charge("radio", "standby", air_nodes, startup[air_nodes])
-    ledger.charge("radio", "tx", air_nodes, frames.airtime_s[on_air])
-    ledger.charge("radio", "rx", air_nodes, rx1[on_air] + rx2)
+    ledger.charge("radio", "standby", air_nodes, np.broadcast_to(frame_standby_s, on_air.shape)[on_air])
+    ledger.charge("radio", "tx", air_nodes, frame_tx_s[on_air])
+    ledger.charge("radio", "rx", air_nodes, frame_rx_s[on_air])
+    if keep_alive is not None:
+        # a steady load: charged for the time alive (the mean over whole keep-alive periods)
+        k = lifetime / keep_alive.period_s
+        ledger.charge("radio", "standby", all_nodes, k * keep_alive.standby_s)
+        ledger.charge("radio", "tx", all_nodes, k * keep_alive.tx_s)
+        ledger.charge("radio", "rx", all_nodes, k * keep_alive.rx_s)
     ledger.close(lifetime)
     energy_slots = ledger.energy_j(currents, voltage)
 
     # ---- reception at the gateways
-    channel = group_rng(scenario.seed, STREAM_CHANNELS, policy_index).integers(
-        0, len(region.uplink_channels_hz), size=len(frames)
-    )
-    air_idx = np.flatnonzero(on_air)
-    sens = np.full(13, np.inf)  # indexed by SF
-    sens[7:] = [lora.gateway_sensitivity_dbm(s, lw.bandwidth_hz) for s in range(7, 13)]
-    rec = resolve_receptions(
-        frames.start_s[air_idx], frames.airtime_s[air_idx], channel[air_idx], frames.sf[air_idx],
-        rx_power[frames.node[air_idx]], sens[frames.sf[air_idx]], scenario.network.propagation.capture_threshold_db,
-    )
     status = np.full(len(frames), FRAME_NODE_DEAD, dtype=np.int8)
     status[pending] = FRAME_PENDING
     status[frames.dropped & ~dead & ~pending] = FRAME_DUTY_CYCLE
-    status[air_idx] = rec.status
     gateway = np.full(len(frames), -1, dtype=np.int64)
-    gateway[air_idx] = rec.gateway
+    air_idx = np.flatnonzero(on_air)
+    if link is None:
+        channel = group_rng(scenario.seed, STREAM_CHANNELS, policy_index).integers(
+            0, len(region.uplink_channels_hz), size=len(frames)
+        )
+        sens = np.full(13, np.inf)  # indexed by SF
+        sens[7:] = [lora.gateway_sensitivity_dbm(s, lw.bandwidth_hz) for s in range(7, 13)]
+        rec = resolve_receptions(
+            frames.start_s[air_idx], frames.airtime_s[air_idx], channel[air_idx], frames.sf[air_idx],
+            rx_power[frames.node[air_idx]], sens[frames.sf[air_idx]], net.propagation.capture_threshold_db,
+        )
+        status[air_idx] = rec.status
+        gateway[air_idx] = rec.gateway
+    else:
+        channel = np.full(len(frames), -1, dtype=np.int64)  # BLE hops, Wi-Fi has one channel: not tracked
+        status[air_idx] = np.where(link.delivered[air_idx], 0, FRAME_LINK_RETRIES)
+        gateway[air_idx] = np.where(link.delivered[air_idx], link.gateway[air_idx], -1)
 
     # ---- messages: delivered when every fragment is; arrival after the backhaul
     topology = build_topology(scenario.network)
     paths = [path_to_cloud(topology, g.id) for g in scenario.network.gateways]
     gw_latency = np.array([p.latency_s for p in paths] + [np.nan])
     gw_per_byte = np.array([p.seconds_per_byte for p in paths] + [np.nan])
-    frame_arrival = frames.start_s + frames.airtime_s + gw_latency[gateway] + frames.phy_bytes * gw_per_byte[gateway]
+    frame_arrival = frames.start_s + frame_busy_s + gw_latency[gateway] + frames.phy_bytes * gw_per_byte[gateway]
     frame_arrival = np.where(status == 0, frame_arrival, np.nan)
     first_frame = np.flatnonzero(np.concatenate(([True], np.diff(frames.message) != 0)))
     n_msg = len(messages)

@@ -59,14 +59,16 @@ def check_scenario_references(scenario: Scenario, doc: YamlDocument | None = Non
         _check(doc, ["fleet", i, "workload", "signal"], lambda g=group: get_workload(g.workload.signal))
         _check(doc, ["fleet", i, "model"], lambda g=group: load_model(g.model, require_int8=True))
         board = load_board(group.device)
-        lw = scenario.network.lorawan
-        _check(doc, ["network", "lorawan", "tx_power_dbm"], lambda b=board: b.radio.tx_current_a(lw.tx_power_dbm))
-        if board.radio.technology != "lora":
+        net = scenario.network
+        if board.radio.technology != net.radio_technology:
             raise InputError(
-                f"board '{group.device}' has a {board.radio.technology} radio, but the network is LoRaWAN",
+                f"board '{group.device}' has a {board.radio.technology} radio, but the network is "
+                f"{net.technology} (needs a {net.radio_technology} radio)",
                 where=doc.locate(["fleet", i, "device"]) if doc else None,
                 field=f"fleet.{i}.device",
             )
+        tech = net.technology
+        _check(doc, ["network", tech, "tx_power_dbm"], lambda b=board, p=net.tx_power_dbm: b.radio.tx_current_a(p))
     if scenario.network.cloud.model:
         _check(doc, ["network", "cloud", "model"], lambda: load_model(scenario.network.cloud.model))
 

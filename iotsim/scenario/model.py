@@ -115,6 +115,76 @@ class LoRaWanSettings(_Strict):
         return v
 
 
+class BleSettings(_Strict):
+    """A Bluetooth LE connection from each node (peripheral) to its gateway (central: phone or hub).
+
+    Data goes up as GATT notifications; timing per the Bluetooth Core Specification (Vol 6 Part B).
+    """
+
+    phy: Literal["1M", "2M"] = Field("1M", description="LE PHY (Core spec Vol 6 Part A 3.1)")
+    connection_interval: Duration = Field(
+        1.0, description="connection interval, 7.5 ms to 4 s (Core spec Vol 6 Part B 4.5.1)"
+    )
+    peripheral_latency: int = Field(
+        0, ge=0, le=499, description="connection events the node may skip when it has nothing to send"
+    )
+    supervision_timeout: Duration = Field(
+        4.0, description="link dropped after this long without a received packet (100 ms to 32 s)"
+    )
+    max_ll_payload_bytes: int = Field(
+        251, ge=27, le=251, description="LL data payload: 27 (BLE 4.0/4.1) or up to 251 with data length extension"
+    )
+    packets_per_event: int = Field(
+        4, ge=1, description="data packets the node sends per connection event (stack dependent)"
+    )
+    encrypted: bool = Field(True, description="link-layer encryption adds a 4-byte MIC to every data PDU")
+    tx_power_dbm: float = 0.0
+    gateway_sensitivity_dbm: float = Field(
+        -95.0,
+        description="gateway receiver sensitivity at BER 1e-3; default: nRF52840 PS, RX sensitivity, "
+        "1 Mbps BLE, ideal transmitter, <= 37 B packets: -95 dBm (a gateway with the same class of radio)",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "BleSettings":
+        if not 0.0075 <= self.connection_interval <= 4.0:
+            raise ValueError("connection_interval must be between 7.5ms and 4s (Core spec Vol 6 Part B 4.5.1)")
+        if not 0.1 <= self.supervision_timeout <= 32.0:
+            raise ValueError("supervision_timeout must be between 100ms and 32s")
+        if self.supervision_timeout <= 2 * self.connection_interval * (1 + self.peripheral_latency):
+            raise ValueError(
+                "supervision_timeout must exceed 2 x connection_interval x (1 + peripheral_latency) (Core spec)"
+            )
+        return self
+
+
+class WifiSettings(_Strict):
+    """An 802.11 station (the node) associated with an access point (the gateway), 2.4 GHz."""
+
+    standard: Literal["802.11n", "802.11g"] = "802.11n"
+    mcs: int = Field(7, ge=0, le=7, description="802.11n HT20 MCS (one stream), or the index of the 802.11g rate "
+                     "in 6, 9, 12, 18, 24, 36, 48, 54 Mbit/s")
+    tx_power_dbm: float = 14.0
+    power_save: Literal["connected", "reconnect"] = Field(
+        "connected",
+        description="connected: stay associated, wake for every DTIM beacon; reconnect: radio off between "
+        "messages, (re)associate before each one (the radio's startup time, spent receiving)",
+    )
+    beacon_interval: Duration = Field(0.1024, description="AP beacon interval (100 TU = 102.4 ms default)")
+    dtim_period: int = Field(3, ge=1, description="the station wakes for every DTIM-th beacon")
+    beacon_listen: Duration = Field(
+        0.003, description="radio on per DTIM beacon: early wake-up margin + a ~250 B beacon at 1 Mbit/s"
+    )
+    max_attempts: int = Field(7, ge=1, description="transmissions per frame (dot11ShortRetryLimit = 7)")
+    ip_overhead_bytes: int = Field(28, ge=0, description="IPv4 (20 B) + UDP (8 B) headers per frame")
+    mtu_bytes: int = Field(1500, ge=68, description="IP MTU; larger messages are fragmented")
+    ap_sensitivity_dbm: float | None = Field(
+        None,
+        description="AP receiver sensitivity; default: IEEE 802.11-2016 minimum input sensitivity for the rate "
+        "(Table 19-23 for HT20, Table 17-18 for OFDM)",
+    )
+
+
 class Propagation(_Strict):
     """Log-distance path loss with log-normal shadowing (defaults: Bor et al., MSWiM 2016)."""
 
@@ -143,13 +213,25 @@ class Cloud(_Strict):
 
 
 class Network(_Strict):
-    technology: Literal["lorawan"] = "lorawan"
+    technology: Literal["lorawan", "ble", "wifi"] = "lorawan"
     region: Literal["EU868"] = "EU868"
     lorawan: LoRaWanSettings = LoRaWanSettings()
+    ble: BleSettings = BleSettings()
+    wifi: WifiSettings = WifiSettings()
     propagation: Propagation = Propagation()
     gateways: list[Gateway] = Field(min_length=1)
     backhaul: Backhaul = Backhaul()
     cloud: Cloud = Cloud()
+
+    @property
+    def tx_power_dbm(self) -> float:
+        """The nodes' TX power under the chosen technology."""
+        return {"lorawan": self.lorawan, "ble": self.ble, "wifi": self.wifi}[self.technology].tx_power_dbm
+
+    @property
+    def radio_technology(self) -> str:
+        """The radio a board needs for this network (a radio profile's `technology`)."""
+        return {"lorawan": "lora", "ble": "ble", "wifi": "wifi"}[self.technology]
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Network":

@@ -7,15 +7,28 @@
 
 from __future__ import annotations
 
+import importlib
+
 from iotsim.errors import InputError
 from iotsim.signals.base import Workload
-from iotsim.signals.farm import FarmSoilClimate
-from iotsim.signals.vibration import FactoryVibration, bpfo_hz
 
-_REGISTRY: dict[str, type[Workload]] = {
-    "farm.soil_climate": FarmSoilClimate,
-    "factory.vibration": FactoryVibration,
+# name -> "module:class"; modules are imported on first use
+_REGISTRY: dict[str, str] = {
+    "farm.soil_climate": "iotsim.signals.farm:FarmSoilClimate",
+    "factory.vibration": "iotsim.signals.vibration:FactoryVibration",
+    "wearable.ecg": "iotsim.signals.ecg:WearableEcg",
+    "smart_home.keyword": "iotsim.signals.keywords:KeywordAudio",
 }
+
+
+def workload_class(name: str) -> type[Workload]:
+    """The Workload subclass registered under `name` (InputError listing the known names if none)."""
+    target = _REGISTRY.get(name)
+    if target is None:
+        known = ", ".join(workload_names())
+        raise InputError(f"unknown workload {name!r}; known workloads: {known}", field="signal")
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def workload_names() -> list[str]:
@@ -30,10 +43,7 @@ def get_workload(name: str, **params) -> Workload:
     generator parameter such as `shaft_hz=(30.0, 30.0)`). Unknown names or fields raise
     InputError listing what is known.
     """
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        known = ", ".join(workload_names())
-        raise InputError(f"unknown workload {name!r}; known workloads: {known}", field="signal")
+    cls = workload_class(name)
     fields = {f for f in cls.__dataclass_fields__ if not f.startswith("_")} - {"name"}
     bad = sorted(set(params) - fields)
     if bad:
@@ -52,4 +62,4 @@ def get_workload(name: str, **params) -> Workload:
     return wl
 
 
-__all__ = ["Workload", "FarmSoilClimate", "FactoryVibration", "bpfo_hz", "get_workload", "workload_names"]
+__all__ = ["Workload", "get_workload", "workload_class", "workload_names"]

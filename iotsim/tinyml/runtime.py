@@ -51,16 +51,188 @@ import numpy as np
 
 from iotsim.errors import InputError
 from iotsim.paths import ZOO_DIR
+from iotsim.tinyml.adapters import adapter_from_spec
 
 DEFAULT_BATCH = 4096
 DEFAULT_OP_RESOLVER = {True: "builtin", False: "xnnpack"}  # keyed by is_int8
 
+# op_resolver -> (LiteRT OpResolverType or None for TFLite Micro, interpreter name in manifests)
 _RESOLVERS = {
     "xnnpack": ("AUTO", "litert-xnnpack"),
     "builtin": ("BUILTIN_WITHOUT_DEFAULT_DELEGATES", "litert-builtin"),
     "reference": ("BUILTIN_REF", "litert-reference"),
+    "tflm": (None, "tflm"),
 }
+INTERPRETERS = tuple(_RESOLVERS)
 _REQUIRED_CARD_FIELDS = ("class_names", "positive_class", "input_shape", "normalization")
+
+
+def interpreter_name(op_resolver: str) -> str:
+    """The name a manifest gives the interpreter selected by `op_resolver`."""
+    return _check_resolver(op_resolver)[1]
+
+
+def _check_resolver(op_resolver: str) -> tuple[str | None, str]:
+    if op_resolver not in _RESOLVERS:
+        raise InputError(
+            f"unknown interpreter {op_resolver!r}; choose one of {', '.join(_RESOLVERS)}", field="op_resolver"
+        )
+    return _RESOLVERS[op_resolver]
+
+
+def check_tflite_bytes(content: bytes, where: str) -> None:
+    """Raise InputError unless `content` carries the TFLite flatbuffer identifier."""
+    # A TFLite flatbuffer carries the file identifier "TFL3" at bytes 4..7.
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise InputError("not a TFLite model (no 'TFL3' flatbuffer identifier); is the file corrupt?", where=where)
+
+
+class RawInterpreter:
+    """One model's flatbuffer run by one interpreter, on ready input tensors, in batches.
+
+    No card and no pre-processing: `invoke(x)` takes the input tensor values of n rows
+    (n, *input_shape) in the model's input dtype and returns the output tensor values
+    (n, *output_shape). Works for any single-input, single-output model, ours or not.
+
+    op_resolver:
+    - "builtin", "xnnpack", "reference": LiteRT with the kernel set named (see module doc);
+      batched by resizing the input to [batch, ...];
+    - "tflm": TFLite Micro's Python runtime (`tflite-micro` package), the golden reference
+      for what runs on the MCU; batch 1 only, so rows run one by one (about 50 us per row
+      for a tiny model, milliseconds for the MLPerf Tiny models).
+    """
+
+    def __init__(
+        self,
+        content: bytes,
+        op_resolver: str,
+        *,
+        where: str = "model",
+        num_threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ):
+        resolver_type, self.interpreter_name = _check_resolver(op_resolver)
+        if int(batch_size) < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}", field="batch_size")
+        check_tflite_bytes(content, where)
+        self.op_resolver = op_resolver
+        self.where = where
+        self.num_threads = num_threads
+        self.batch_size = int(batch_size) if resolver_type is not None else 1
+        self._content = content
+        self._interpreters: dict[int, Any] = {}
+        if resolver_type is None:
+            try:
+                from tflite_micro import runtime as tflm_runtime
+            except ImportError:
+                raise InputError(
+                    "the TFLite Micro interpreter needs the tflite-micro package: pip install tflite-micro",
+                    where=where,
+                    field="op_resolver",
+                ) from None
+            try:
+                self._tflm = tflm_runtime.Interpreter.from_bytes(content)
+                ins = self._tflm.get_input_details(0)
+                outs = self._tflm.get_output_details(0)
+            except Exception as exc:  # the binding raises RuntimeError/ValueError/... on bad models
+                raise InputError(f"TFLite Micro cannot load this model: {exc}", where=where) from None
+            self._check_single_io(self._tflm)
+            self.input_shape = tuple(int(d) for d in ins["shape"][1:])
+            self.output_shape = tuple(int(d) for d in outs["shape"][1:])
+            self.input_dtype = np.dtype(ins["dtype"])
+            self.output_dtype = np.dtype(outs["dtype"])
+            self.input_quantization = _tflm_quant(ins)
+            self.output_quantization = _tflm_quant(outs)
+        else:
+            from ai_edge_litert import interpreter as litert
+
+            self._litert = litert
+            self._resolver = getattr(litert.OpResolverType, resolver_type)
+            interp = self._make_litert(1, probe=True)
+            ins, outs = interp.get_input_details(), interp.get_output_details()
+            if len(ins) != 1 or len(outs) != 1:
+                raise InputError(
+                    f"expected a model with one input and one output, got {len(ins)} and {len(outs)}", where=where
+                )
+            self._in, self._out = ins[0], outs[0]
+            self.input_shape = tuple(int(d) for d in self._in["shape"][1:])
+            self.output_shape = tuple(int(d) for d in self._out["shape"][1:])
+            self.input_dtype = np.dtype(self._in["dtype"])
+            self.output_dtype = np.dtype(self._out["dtype"])
+            self.input_quantization = tuple(self._in["quantization"])
+            self.output_quantization = tuple(self._out["quantization"])
+            if int(self._in["shape"][0]) == 1:
+                self._interpreters[1] = interp
+
+    def _check_single_io(self, tflm) -> None:
+        for getter, what in ((tflm.get_input_details, "input"), (tflm.get_output_details, "output")):
+            try:
+                getter(1)
+            except Exception:
+                continue
+            raise InputError(f"expected a model with one {what}, got several", where=self.where)
+
+    def _make_litert(self, batch: int, probe: bool = False):
+        try:
+            interp = self._litert.Interpreter(
+                model_content=self._content,
+                num_threads=self.num_threads,
+                experimental_op_resolver_type=self._resolver,
+            )
+            if not probe:
+                detail = interp.get_input_details()[0]
+                interp.resize_tensor_input(detail["index"], [batch, *list(detail["shape"])[1:]])
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise InputError(f"LiteRT cannot load this model: {exc}", where=self.where) from None
+        return interp
+
+    def _litert_for(self, batch: int):
+        interp = self._interpreters.get(batch)
+        if interp is None:
+            interp = self._make_litert(batch)
+            self._interpreters[batch] = interp
+        return interp
+
+    def invoke(self, inputs: np.ndarray) -> np.ndarray:
+        """Output tensor values (n, *output_shape) for input tensor values (n, *input_shape)."""
+        x = np.ascontiguousarray(inputs, dtype=self.input_dtype)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise InputError(
+                f"expected input tensors of shape (n, {', '.join(map(str, self.input_shape))}), got {x.shape}",
+                where=self.where,
+                field="input",
+            )
+        n = x.shape[0]
+        out = np.empty((n, *self.output_shape), dtype=self.output_dtype)
+        if self.op_resolver == "tflm":
+            for i in range(n):
+                self._tflm.set_input(x[i : i + 1], 0)
+                self._tflm.invoke()
+                out[i] = self._tflm.get_output(0).reshape(self.output_shape)
+            return out
+        b = self.batch_size
+        for a in range(0, n, b):
+            chunk = x[a : a + b]
+            m = chunk.shape[0]
+            size = b if m == b else min(b, 1 << (m - 1).bit_length())  # pad to a power of two
+            if size != m:
+                padded = np.zeros((size, *self.input_shape), dtype=self.input_dtype)
+                padded[:m] = chunk
+                chunk = padded
+            interp = self._litert_for(size)
+            interp.set_tensor(self._in["index"], chunk)
+            interp.invoke()
+            out[a : a + m] = interp.get_tensor(self._out["index"])[:m].reshape(m, *self.output_shape)
+        return out
+
+
+def _tflm_quant(detail: dict) -> tuple[float, int]:
+    q = detail.get("quantization_parameters") or {}
+    scales, zps = q.get("scales"), q.get("zero_points")
+    if scales is None or len(scales) == 0:
+        return (0.0, 0)
+    return (float(scales[0]), int(zps[0]))
 
 
 def zoo_names() -> list[str]:
@@ -111,6 +283,10 @@ def _read_card(card_path: Path) -> dict:
         card = json.loads(card_path.read_text())
     except ValueError as exc:
         raise InputError(f"model card is not valid JSON: {exc}", where=str(card_path)) from None
+    return _check_card(card, card_path)
+
+
+def _check_card(card: object, card_path: Path | str) -> dict:
     if not isinstance(card, dict):
         raise InputError("model card must be a JSON object", where=str(card_path))
     for f in _REQUIRED_CARD_FIELDS:
@@ -123,9 +299,10 @@ def _read_card(card_path: Path) -> dict:
 
 
 class TfliteModel:
-    """A TFLite classifier (int8 or float) with its card, run by LiteRT in batches.
+    """A TFLite classifier (int8 or float) with its card, run in batches by one interpreter.
 
-    Use `TfliteModel.load(name_or_path)` (or `Int8Model.load`, which insists on int8 I/O).
+    Use `TfliteModel.load(name_or_path)` (or `Int8Model.load`, which insists on int8 I/O), or
+    `TfliteModel.from_card(path, card)` for a model whose card comes from elsewhere (a scenario).
     """
 
     def __init__(
@@ -133,43 +310,29 @@ class TfliteModel:
         path: Path,
         content: bytes,
         card: dict,
-        card_path: Path,
+        card_path: Path | str,
         *,
         op_resolver: str | None = None,
         num_threads: int | None = None,
         batch_size: int = DEFAULT_BATCH,
     ):
-        from ai_edge_litert import interpreter as litert
-
-        if op_resolver is not None and op_resolver not in _RESOLVERS:
-            raise InputError(
-                f"unknown op_resolver {op_resolver!r}; choose one of {', '.join(_RESOLVERS)}", field="op_resolver"
-            )
-        chosen = op_resolver or "builtin"  # probe with built-in kernels when the choice is automatic
+        if op_resolver is not None:
+            _check_resolver(op_resolver)
         if int(batch_size) < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}", field="batch_size")
-        self._litert = litert
-        self._set_resolver(chosen)
+        where = str(path)
+        # probe with built-in kernels when the choice is automatic
+        raw = RawInterpreter(content, op_resolver or "builtin", where=where, num_threads=num_threads,
+                             batch_size=batch_size)
         self.num_threads = num_threads
         self.batch_size = int(batch_size)
         self.path = path
         self.card_path = card_path
         self.card = card
         self._content = content
-        self._interpreters: dict[int, Any] = {}
-
-        where = str(path)
-        interp = self._make_interpreter(1, probe=True)
-        ins = interp.get_input_details()
-        outs = interp.get_output_details()
-        if len(ins) != 1 or len(outs) != 1:
-            raise InputError(
-                f"expected a model with one input and one output, got {len(ins)} and {len(outs)}", where=where
-            )
-        self._in, self._out = ins[0], outs[0]
-        self.input_shape: tuple[int, ...] = tuple(int(d) for d in self._in["shape"][1:])
-        self.input_dtype = np.dtype(self._in["dtype"])
-        self.output_dtype = np.dtype(self._out["dtype"])
+        self.input_shape: tuple[int, ...] = raw.input_shape
+        self.input_dtype = raw.input_dtype
+        self.output_dtype = raw.output_dtype
         self.is_int8 = self.input_dtype == np.int8 and self.output_dtype == np.int8
         if not self.is_int8 and not (self.input_dtype == np.float32 and self.output_dtype == np.float32):
             raise InputError(
@@ -177,7 +340,12 @@ class TfliteModel:
                 "(int8/int8 or float32/float32 are supported)",
                 where=where,
             )
-        self.n_classes = int(self._out["shape"][-1])
+        if len(raw.output_shape) != 1:
+            raise InputError(
+                f"expected a classifier with output shape (n, classes), got (n, {', '.join(map(str, raw.output_shape))})",
+                where=where,
+            )
+        self.n_classes = int(raw.output_shape[0])
         self.name: str = path.stem
         self.class_names: list[str] = [str(c) for c in card["class_names"]]
         self.positive_class = int(card["positive_class"])
@@ -202,6 +370,8 @@ class TfliteModel:
                 where=str(card_path),
                 field="positive_class",
             )
+        self.adapter = adapter_from_spec(card.get("input_adapter"), self.input_shape, where=str(card_path))
+        self.window_shape: tuple[int, ...] = self.adapter.window_shape
         n_ch = self.input_shape[-1]
         self.norm_mean = np.asarray(card["normalization"]["mean"], dtype=np.float32).reshape(-1)
         self.norm_std = np.asarray(card["normalization"]["std"], dtype=np.float32).reshape(-1)
@@ -212,24 +382,20 @@ class TfliteModel:
                 field="normalization",
             )
         if self.is_int8:
-            self.input_scale, self.input_zero_point = (float(v) for v in self._in["quantization"])
-            self.output_scale, self.output_zero_point = (float(v) for v in self._out["quantization"])
+            self.input_scale, self.input_zero_point = (float(v) for v in raw.input_quantization)
+            self.output_scale, self.output_zero_point = (float(v) for v in raw.output_quantization)
             self.input_zero_point, self.output_zero_point = int(self.input_zero_point), int(self.output_zero_point)
             if self.input_scale <= 0 or self.output_scale <= 0:
                 raise InputError("int8 model has no quantization parameters on its input/output", where=where)
         else:
             self.input_scale = self.output_scale = 1.0
             self.input_zero_point = self.output_zero_point = 0
-        if op_resolver is None and DEFAULT_OP_RESOLVER[self.is_int8] != chosen:
-            self._set_resolver(DEFAULT_OP_RESOLVER[self.is_int8])
-        else:
-            self._interpreters[1] = interp
-
-    def _set_resolver(self, op_resolver: str) -> None:
-        self._resolver = getattr(self._litert.OpResolverType, _RESOLVERS[op_resolver][0])
-        self.interpreter_name = _RESOLVERS[op_resolver][1]
-        self.op_resolver = op_resolver
-        self._interpreters = {}
+        chosen = op_resolver or DEFAULT_OP_RESOLVER[self.is_int8]
+        self._raw = raw if chosen == raw.op_resolver else RawInterpreter(
+            content, chosen, where=where, num_threads=num_threads, batch_size=batch_size
+        )
+        self.op_resolver = chosen
+        self.interpreter_name = self._raw.interpreter_name
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -248,17 +414,41 @@ class TfliteModel:
         disagrees with the model, or (with require_int8) a model without int8 input/output.
         """
         path = _resolve_path(name_or_path)
+        card_path = None
+        if path.is_file():
+            card_path = _find_card(path)
+        return cls._load(path, card_path, None, require_int8, op_resolver, num_threads, batch_size)
+
+    @classmethod
+    def from_card(
+        cls,
+        path: str | Path,
+        card: dict,
+        *,
+        where: str,
+        require_int8: bool = False,
+        op_resolver: str | None = None,
+        num_threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> "TfliteModel":
+        """Load a .tflite file described by a card given here (e.g. written in a scenario at `where`)."""
+        return cls._load(Path(path), None, (card, where), require_int8, op_resolver, num_threads, batch_size)
+
+    @classmethod
+    def _load(cls, path, card_path, given, require_int8, op_resolver, num_threads, batch_size):
         where = str(path)
         if not path.is_file():
             raise InputError("model file not found", where=where)
         content = path.read_bytes()
-        # A TFLite flatbuffer carries the file identifier "TFL3" at bytes 4..7.
-        if len(content) < 8 or content[4:8] != b"TFL3":
-            raise InputError("not a TFLite model (no 'TFL3' flatbuffer identifier); is the file corrupt?", where=where)
-        card_path = _find_card(path)
-        card = _read_card(card_path)
+        check_tflite_bytes(content, where)
+        if given is not None:
+            card, card_where = given
+            card = _check_card(card, card_where)
+        else:
+            card_where = card_path
+            card = _read_card(card_path)
         model = cls(
-            path, content, card, card_path, op_resolver=op_resolver, num_threads=num_threads, batch_size=batch_size
+            path, content, card, card_where, op_resolver=op_resolver, num_threads=num_threads, batch_size=batch_size
         )
         if require_int8 and not model.is_int8:
             raise InputError(
@@ -268,35 +458,12 @@ class TfliteModel:
             )
         return model
 
-    def _make_interpreter(self, batch: int, probe: bool = False):
-        try:
-            interp = self._litert.Interpreter(
-                model_content=self._content,
-                num_threads=self.num_threads,
-                experimental_op_resolver_type=self._resolver,
-            )
-            if not probe or batch != 1:
-                idx = interp.get_input_details()[0]["index"]
-                shape = list(interp.get_input_details()[0]["shape"])
-                interp.resize_tensor_input(idx, [batch, *shape[1:]])
-            interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise InputError(f"LiteRT cannot load this model: {exc}", where=str(self.path)) from None
-        return interp
-
-    def _interpreter(self, batch: int):
-        interp = self._interpreters.get(batch)
-        if interp is None:
-            interp = self._make_interpreter(batch)
-            self._interpreters[batch] = interp
-        return interp
-
     # ------------------------------------------------------------------ checks
     def check_window(self, window_samples: int, n_channels: int, *, where: str | None = None) -> None:
         """Raise InputError unless windows of (window_samples, n_channels) fit this model."""
-        if (int(window_samples), int(n_channels)) != tuple(self.input_shape):
+        if (int(window_samples), int(n_channels)) != tuple(self.window_shape):
             raise InputError(
-                f"model {self.name} expects windows of shape {tuple(self.input_shape)} (samples, channels) "
+                f"model {self.name} expects windows of shape {tuple(self.window_shape)} (samples, channels) "
                 f"but the workload gives ({int(window_samples)}, {int(n_channels)})",
                 where=where or str(self.path),
                 field="window",
@@ -304,9 +471,9 @@ class TfliteModel:
 
     def _check_windows(self, windows: np.ndarray) -> np.ndarray:
         x = np.asarray(windows)
-        if x.ndim != 1 + len(self.input_shape) or tuple(x.shape[1:]) != self.input_shape:
+        if x.ndim != 1 + len(self.window_shape) or tuple(x.shape[1:]) != self.window_shape:
             raise InputError(
-                f"expected windows of shape (n, {', '.join(map(str, self.input_shape))}) for model {self.name}, "
+                f"expected windows of shape (n, {', '.join(map(str, self.window_shape))}) for model {self.name}, "
                 f"got {x.shape}",
                 where=str(self.path),
                 field="window",
@@ -316,16 +483,27 @@ class TfliteModel:
         return x
 
     # ------------------------------------------------------------------ inference
+    def features(self, windows: np.ndarray) -> np.ndarray:
+        """The input adapter's output for windows in physical units (the window itself by default)."""
+        return self.adapter(self._check_windows(windows).astype(np.float32, copy=False))
+
     def normalize(self, windows: np.ndarray) -> np.ndarray:
-        """Apply the card's per-channel normalization: (x - mean) / std, float32."""
-        x = self._check_windows(windows).astype(np.float32, copy=False)
-        return (x - self.norm_mean) / self.norm_std
+        """Features of the windows with the card's per-channel normalization: (f - mean) / std, float32."""
+        return self.normalize_features(self.features(windows))
+
+    def normalize_features(self, features: np.ndarray) -> np.ndarray:
+        """(f - mean) / std per channel, for features already computed by the input adapter."""
+        return (np.asarray(features, dtype=np.float32) - self.norm_mean) / self.norm_std
 
     def quantize(self, windows: np.ndarray) -> np.ndarray:
         """Windows in physical units -> the model's int8 input tensor values (int8 models only)."""
+        return self.quantize_features(self.features(windows))
+
+    def quantize_features(self, features: np.ndarray) -> np.ndarray:
+        """Adapter features -> the model's int8 input tensor values (int8 models only)."""
         if not self.is_int8:
             raise InputError(f"model {self.name} has float input; nothing to quantize", where=str(self.path))
-        z = self.normalize(windows)
+        z = self.normalize_features(features)
         q = round_half_away(z / np.float32(self.input_scale)) + self.input_zero_point
         return np.clip(q, -128, 127).astype(np.int8)
 
@@ -334,33 +512,21 @@ class TfliteModel:
 
         Returns the raw output tensor values (int8 for an int8 model), batch by batch.
         """
-        x = np.ascontiguousarray(inputs, dtype=self.input_dtype)
-        n = x.shape[0]
-        out = np.empty((n, self.n_classes), dtype=self.output_dtype)
-        b = self.batch_size
-        for a in range(0, n, b):
-            chunk = x[a : a + b]
-            m = chunk.shape[0]
-            size = b if m == b else min(b, 1 << (m - 1).bit_length())  # pad to a power of two
-            if size != m:
-                padded = np.zeros((size, *self.input_shape), dtype=self.input_dtype)
-                padded[:m] = chunk
-                chunk = padded
-            interp = self._interpreter(size)
-            interp.set_tensor(self._in["index"], chunk)
-            interp.invoke()
-            out[a : a + m] = interp.get_tensor(self._out["index"])[:m].reshape(m, self.n_classes)
-        return out
+        return self._raw.invoke(inputs)
 
     def scores(self, windows: np.ndarray) -> np.ndarray:
         """Class scores (dequantized model outputs, float32 (n, n_classes)) for windows in physical units."""
         x = self._check_windows(windows)
         if x.shape[0] == 0:
             return np.zeros((0, self.n_classes), dtype=np.float32)
+        return self.scores_features(self.features(x))
+
+    def scores_features(self, features: np.ndarray) -> np.ndarray:
+        """Class scores for features already computed by the input adapter."""
         if self.is_int8:
-            y = self.invoke(self.quantize(x)).astype(np.float32)
+            y = self.invoke(self.quantize_features(features)).astype(np.float32)
             return (y - np.float32(self.output_zero_point)) * np.float32(self.output_scale)
-        return self.invoke(self.normalize(x)).astype(np.float32, copy=False)
+        return self.invoke(self.normalize_features(features)).astype(np.float32, copy=False)
 
     def predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(class index int64 (n,), confidence float32 (n,)): argmax of the scores and its score."""

@@ -68,6 +68,12 @@ class Recipe:
     architecture: str = ""
     notes: str = ""
     workload_params: dict = field(default_factory=dict)
+    # what the node computes from a window before the model: {"name": "mfcc", "params": {...}}
+    # (iotsim.tinyml.adapters); None = the window itself
+    input_adapter: dict | None = None
+    # extra held-out evaluation (e.g. on real recordings): f(int8_model, float_model) -> dict,
+    # stored in the card under "extra_evaluation" ({label: {metric: value}}) and shown in its Markdown
+    extra_evaluation: Callable[[Any, Any], dict] | None = None
 
     def small(self, **changes) -> "Recipe":
         return replace(self, **changes)
@@ -82,12 +88,18 @@ def make_dataset(
     positive_fraction: float = 0.5,
     partial_fraction: float = 0.4,
     min_overlap: float = 0.25,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    chunk: int = 2048,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n labelled windows: (x float32 (n, W, C), y int64 (n,), event_mask bool (n, W)).
 
     round(n * positive_fraction) windows carry the event; `partial_fraction` of those overlap
     it only partly (covering [min_overlap, 1) of the window, at its start or end). A window's
     label is the positive class when any of its samples is in the event. Order is shuffled.
+
+    With a `transform` (an input adapter), windows are generated `chunk` at a time and x holds
+    the transformed features (n, *feature_shape), so long raw windows (1 s of audio) never
+    all sit in memory at once.
     """
     w = workload.window_samples
     n_pos = int(round(n * positive_fraction))
@@ -96,7 +108,11 @@ def make_dataset(
         rng, n_pos, partial_fraction=partial_fraction, min_overlap=min_overlap
     )
     mask = mask[rng.permutation(n)]
-    x = workload.generate(rng, mask)
+    if transform is None:
+        x = workload.generate(rng, mask)
+    else:
+        parts = [transform(workload.generate(rng, mask[a : a + chunk])) for a in range(0, n, chunk)]
+        x = np.concatenate(parts) if parts else np.zeros((0,), dtype=np.float32)
     neg = 1 - workload.positive_class if len(workload.class_names) == 2 else 0
     y = np.where(mask.any(axis=1), workload.positive_class, neg).astype(np.int64)
     return x, y, mask
@@ -110,6 +126,7 @@ def recipe_dataset(recipe: Recipe, split: str, n: int | None = None, seed: int |
     """The (x, y, mask) of a recipe's split, as used in training (or with another seed)."""
     wl = get_workload(recipe.workload, **recipe.workload_params)
     size = {"train": recipe.n_train, "val": recipe.n_val, "test": recipe.n_test}.get(split, recipe.n_representative)
+    adapter = recipe_adapter(recipe, wl)
     return make_dataset(
         wl,
         int(n if n is not None else size),
@@ -117,7 +134,18 @@ def recipe_dataset(recipe: Recipe, split: str, n: int | None = None, seed: int |
         positive_fraction=recipe.positive_fraction,
         partial_fraction=recipe.partial_fraction,
         min_overlap=recipe.min_overlap,
+        transform=None if adapter.name == "identity" else adapter,
     )
+
+
+def recipe_adapter(recipe: Recipe, workload: Workload):
+    """The recipe's input adapter, bound to the workload's window shape."""
+    from iotsim.tinyml.adapters import ADAPTERS, InputAdapter
+
+    spec = recipe.input_adapter or {"name": "identity"}
+    if spec["name"] not in ADAPTERS:
+        raise InputError(f"unknown input adapter {spec['name']!r}", where=recipe.recipe, field="input_adapter")
+    return InputAdapter(spec["name"], (workload.window_samples, workload.n_channels), dict(spec.get("params") or {}))
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -202,8 +230,7 @@ def card_markdown(card: dict) -> str:
         f"- workload: `{card['workload']}` ({card.get('workload_description', '')})",
         f"- classes: {', '.join(f'{i}={c}' for i, c in enumerate(card['class_names']))} "
         f"(positive: {card['class_names'][card['positive_class']]})",
-        f"- input: {card['input_shape'][0]} samples x {card['input_shape'][1]} channels "
-        f"({', '.join(card.get('channels', []))}), int8; output: {len(card['class_names'])} int8 scores (softmax)",
+        _input_line(card),
         f"- architecture: {card.get('architecture', '')}",
         f"- float twin: `{card['float_model']}`",
         "",
@@ -263,9 +290,33 @@ def card_markdown(card: dict) -> str:
         f"by less than {card['dataset']['min_overlap']:.0%} are absent from the test set; in a "
         "simulation they occur and are mostly missed (that is detection latency).",
     ]
+    extra = card.get("extra_evaluation") or {}
+    if extra:
+        metrics = sorted({m for v in extra.values() if isinstance(v, dict) for m in v})
+        lines += ["", "## Other held-out evaluations", "", "| data | " + " | ".join(metrics) + " |",
+                  "| --- |" + " --- |" * len(metrics)]
+        for label, vals in extra.items():
+            if isinstance(vals, dict):
+                lines.append(f"| {label} | " + " | ".join(_fmt(vals.get(m, "")) for m in metrics) + " |")
     if card.get("notes"):
         lines += ["", "## Notes", "", card["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _input_line(card: dict) -> str:
+    shape = card["input_shape"]
+    channels = ", ".join(card.get("channels", []))
+    outputs = f"output: {len(card['class_names'])} int8 scores (softmax)"
+    adapter = card.get("input_adapter")
+    if adapter:
+        window = " x ".join(map(str, adapter["window_shape"]))
+        return (f"- input: windows of {window} (samples x channels: {channels}) -> `{adapter['name']}` adapter -> "
+                f"{' x '.join(map(str, shape))} features, int8; {outputs}")
+    return f"- input: {shape[0]} samples x {shape[-1]} channels ({channels}), int8; {outputs}"
 
 
 # ---------------------------------------------------------------------------- training
@@ -280,16 +331,19 @@ def train_recipe(recipe: Recipe, out_dir: str | Path, *, verbose: int = 0) -> di
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     wl = get_workload(recipe.workload, **recipe.workload_params)
-    input_shape = (wl.window_samples, wl.n_channels)
+    adapter = recipe_adapter(recipe, wl)
     n_classes = len(wl.class_names)
 
+    # x_* hold the adapter's features (the windows themselves without an adapter)
     x_tr, y_tr, m_tr = recipe_dataset(recipe, "train")
     x_va, y_va, _ = recipe_dataset(recipe, "val")
     x_te, y_te, m_te = recipe_dataset(recipe, "test")
     x_rep, _, _ = recipe_dataset(recipe, "representative")
+    input_shape = tuple(int(d) for d in x_tr.shape[1:])
+    axes = tuple(range(x_tr.ndim - 1))  # normalization per channel (last axis)
 
-    mean = x_tr.mean(axis=(0, 1)).astype(np.float64)
-    std = x_tr.std(axis=(0, 1)).astype(np.float64)
+    mean = x_tr.mean(axis=axes).astype(np.float64)
+    std = x_tr.std(axis=axes).astype(np.float64)
     std = np.where(std > 0, std, 1.0)
     mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
 
@@ -339,6 +393,8 @@ def train_recipe(recipe: Recipe, out_dir: str | Path, *, verbose: int = 0) -> di
         "class_names": list(wl.class_names),
         "positive_class": int(wl.positive_class),
         "input_shape": list(input_shape),
+        "window_shape": [wl.window_samples, wl.n_channels],
+        **({"input_adapter": adapter.to_card()} if adapter.name != "identity" else {}),
         "normalization": {"mean": [float(v) for v in mean32], "std": [float(v) for v in std32]},
         "architecture": recipe.architecture,
         "params": int(model.count_params()),
@@ -379,10 +435,10 @@ def train_recipe(recipe: Recipe, out_dir: str | Path, *, verbose: int = 0) -> di
         (tmpd / f"{recipe.name}.json").write_text(json.dumps(card))
         m8 = TfliteModel.load(tmpd / int8_path.name, require_int8=True)  # the simulator's default kernels
         mf = TfliteModel.load(tmpd / float_path.name)
-        q_te = m8.quantize(x_te)
+        q_te = m8.quantize_features(x_te)
         raw8 = m8.invoke(q_te).astype(np.int32)
         pred8 = np.argmax(raw8, axis=1)
-        predf, _ = mf.predict(x_te)
+        predf = np.argmax(mf.scores_features(x_te), axis=1)
         # How far the other LiteRT kernel sets are from the reference kernels (closest to TFLM).
         rawref = TfliteModel.load(tmpd / int8_path.name, op_resolver="reference").invoke(q_te).astype(np.int32)
         predref = np.argmax(rawref, axis=1)
@@ -403,6 +459,8 @@ def train_recipe(recipe: Recipe, out_dir: str | Path, *, verbose: int = 0) -> di
         card["interpreter_check"] = check
         card["input_quantization"] = {"scale": m8.input_scale, "zero_point": m8.input_zero_point}
         card["output_quantization"] = {"scale": m8.output_scale, "zero_point": m8.output_zero_point}
+        if recipe.extra_evaluation is not None:
+            card["extra_evaluation"] = recipe.extra_evaluation(m8, mf)
     acc_f, f1_f = accuracy_f1(y_te, predf, wl.positive_class)
     acc_8, f1_8 = accuracy_f1(y_te, pred8, wl.positive_class)
     full = m_te.all(axis=1)
