@@ -129,6 +129,106 @@ def airtime(
     typer.echo(f"{float(toa) * 1e3:.3f} ms  (SF{sf}, {bw / 1e3:g} kHz, CR {cr}, {phy} B PHY payload)")
 
 
+models_app = typer.Typer(no_args_is_help=True, help="The TinyML model zoo: list, build, statistics, interpreters.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(as_json: bool = typer.Option(False, "--json", help="print the cards' key figures as JSON")) -> None:
+    """Zoo models with their workload, float and int8 accuracy, size and training time."""
+    from iotsim.tinyml.zoo import zoo_cards
+
+    rows = [
+        {k: card.get(k) for k in ("name", "workload", "float_accuracy", "int8_accuracy", "float_f1", "int8_f1",
+                                  "params", "macs", "tflite_bytes", "train_time_s", "class_names")}
+        for card in zoo_cards()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"iotsim model zoo: {len(rows)} int8 models (held-out test sets, see each model's .md card)")
+    for header in ("model", "workload", "float acc", "int8 acc", "int8 - float", "int8 F1", "params", "MACs",
+                   "int8 bytes", "train (s)"):
+        table.add_column(header, justify="left" if header in ("model", "workload") else "right")
+    for r in rows:
+        table.add_row(r["name"], r["workload"], f"{r['float_accuracy']:.4f}", f"{r['int8_accuracy']:.4f}",
+                      f"{r['int8_accuracy'] - r['float_accuracy']:+.4f}", f"{r['int8_f1']:.4f}", f"{r['params']:,}",
+                      f"{r['macs']:,}", f"{r['tflite_bytes']:,}", f"{r['train_time_s']:.0f}")
+    console.print(table)
+
+
+@models_app.command("build")
+def models_build(
+    name: str = typer.Argument(..., help="zoo model (e.g. farm_soil_int8) or alias (farm, factory, wearable, smart_home)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: the package zoo)"),
+    small: bool = typer.Option(False, "--small", help="reduced configuration (fewer windows and epochs)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no per-epoch output"),
+) -> None:
+    """Train, quantize to full int8, evaluate and write a zoo model (.tflite + card). Needs TensorFlow."""
+    from iotsim.paths import ZOO_DIR
+    from iotsim.tinyml.recipes import get_recipe
+
+    try:
+        recipe = get_recipe(name, small=small)
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            raise InputError("building models needs TensorFlow: pip install -e '.[train]'", field="NAME") from None
+        from iotsim.tinyml.train import train_recipe
+
+        card = train_recipe(recipe, out or ZOO_DIR, verbose=0 if quiet else 2)
+    except InputError as exc:
+        _fail(exc)
+    console.print(
+        f"{card['name']}: float accuracy {card['float_accuracy']:.4f}, int8 {card['int8_accuracy']:.4f} "
+        f"(F1 {card['int8_f1']:.4f}), {card['params']:,} params, {card['macs']:,} MACs, {card['tflite_bytes']:,} B, "
+        f"{card['train_time_s']:.0f} s -> {(out or ZOO_DIR) / (card['name'] + '.tflite')}"
+    )
+
+
+@models_app.command("stats")
+def models_stats(
+    model: str = typer.Argument(..., help="a .tflite file or a zoo model name"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Parameters, MACs, flash and peak activation memory (arena lower bound) per op and in total."""
+    from iotsim.tinyml.runtime import resolve_model_path
+    from iotsim.tinyml.stats import format_stats, model_stats
+
+    try:
+        stats = model_stats(resolve_model_path(model))
+    except InputError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(stats, indent=2) if as_json else format_stats(stats))
+
+
+@models_app.command("compare")
+def models_compare(
+    model: str = typer.Argument(..., help="a .tflite file or a zoo model name"),
+    vectors: int = typer.Option(100, "--vectors", "-n", min=1, help="input rows to run"),
+    inputs: str = typer.Option("random", help="random: uniform int8 tensors; real: windows of the model's workload "
+                               "(zoo models and models with a card)"),
+    seed: int = typer.Option(0, help="seed of the inputs"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Run the same int8 inputs through TFLite Micro and LiteRT's kernel sets; report how they differ."""
+    from iotsim.tinyml.compare import compare_interpreters, format_comparison, zoo_inputs
+    from iotsim.tinyml.runtime import resolve_model_path
+
+    try:
+        path = resolve_model_path(model)
+        if inputs == "real":
+            tensors = zoo_inputs(str(path), vectors, seed)
+        elif inputs == "random":
+            tensors = None
+        else:
+            raise InputError(f"--inputs must be 'random' or 'real', got {inputs!r}", field="--inputs")
+        result = compare_interpreters(path, vectors=vectors, seed=seed, inputs=tensors)
+    except InputError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_comparison(result))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

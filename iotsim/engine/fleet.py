@@ -145,7 +145,7 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     model_window = model.window_shape[0]
     if window_samples != model_window:
         raise InputError(
-            f"workload window is {window_samples} samples but model '{spec.model}' takes {model_window}",
+            f"workload window is {window_samples} samples but model '{model.name}' takes {model_window}",
             field=f"{where}.workload.window",
         )
     if wl.sample_period is not None:
@@ -260,7 +260,7 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     fp = float(pool.device_positive.mean()) if pool_size else 0.0
     se = float(np.sqrt(fp * (1 - fp) / pool_size)) if pool_size else 0.0
 
-    macs = float(model.card.get("macs", 0))
+    macs = float(model.macs)
     inference_time = macs * board.mcu.cycles_per_mac / board.mcu.clock_hz
     cost_source = (
         f"estimated: {macs:,.0f} MACs x {board.mcu.cycles_per_mac:g} cycles/MAC / "

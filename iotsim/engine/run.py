@@ -82,7 +82,7 @@ def load_group_resources(scenario, index: int, cache: dict):
     """Board, workload generator, node model and cloud model of a fleet group (loaded once per name)."""
     from iotsim.hardware import load_board
     from iotsim.signals import get_workload
-    from iotsim.tinyml.runtime import load_model
+    from iotsim.tinyml.runtime import load_model, model_key
 
     spec = scenario.fleet[index]
 
@@ -93,12 +93,14 @@ def load_group_resources(scenario, index: int, cache: dict):
 
     board = cached(("board", spec.device), lambda: load_board(spec.device))
     workload = cached(("workload", spec.workload.signal), lambda: get_workload(spec.workload.signal))
-    model = cached(("model", spec.model), lambda: load_model(spec.model, require_int8=True))
+    model = cached(("model", model_key(spec.model)), lambda: load_model(spec.model, require_int8=True))
     cloud_name = scenario.network.cloud.model
     if cloud_name is None:
         # the cloud runs the node model's float twin when the card names one, else the node model
         twin = model.card.get("float_model")
-        cloud_name = str(model.path.parent / twin) if twin else str(model.path)
+        if not twin:
+            return board, workload, model, model
+        cloud_name = str(model.path.parent / twin)
     cloud_model = cached(("model", cloud_name), lambda: load_model(cloud_name))
     return board, workload, model, cloud_model
 
@@ -378,17 +380,49 @@ def _battery(board) -> LinearBattery:
     return LinearBattery(b.capacity_mah, b.nominal_voltage_v, b.usable_fraction, b.self_discharge_per_year)
 
 
+def _link_notes(net) -> list[str]:
+    ledger = "Energy: exact time-in-state ledger per component (MCU, sensor, radio); sleep is the rest of each node's lifetime."
+    if net.technology == "lorawan":
+        lw = net.lorawan
+        return [
+            f"{ledger} LoRaWAN class A: each uplink opens RX1 (uplink SF) and RX2 (SF{lw.rx2_sf}) for "
+            f"{lw.rx_window_symbols} symbols.",
+            "Radio: LoRa time on air per the Semtech formula; EU868 payload limits with fragmentation of raw windows; "
+            "1 % duty cycle applied across all channels; collisions per gateway, channel and SF with a "
+            f"{net.propagation.capture_threshold_db:g} dB capture threshold; unconfirmed uplinks.",
+        ]
+    common = (
+        "each node keeps a link to its strongest gateway; every attempt succeeds with the probability that a "
+        "Rayleigh-faded signal stays above the gateway's sensitivity "
+        f"({starlink.gateway_sensitivity_dbm(net):g} dBm), up to {starlink.max_attempts(net)} attempts per frame "
+        "(then lost: link_retries); collisions between nodes are not modelled."
+    )
+    if net.technology == "ble":
+        b = net.ble
+        return [
+            f"{ledger} Bluetooth LE keep-alive: every {b.connection_interval * (1 + b.peripheral_latency) * 1e3:g} ms "
+            "the node ramps up its radio and exchanges empty PDUs with its central.",
+            f"Radio: BLE LE {b.phy} packets per the Core spec (GATT notifications, {b.max_ll_payload_bytes}-byte LL "
+            f"payloads, {'encrypted' if b.encrypted else 'unencrypted'}), {b.packets_per_event} packets per connection "
+            f"event; {common}",
+        ]
+    w = net.wifi
+    mode = (f"stays associated and wakes for every DTIM beacon ({w.beacon_interval * w.dtim_period * 1e3:g} ms, "
+            f"{w.beacon_listen * 1e3:g} ms receiving)" if w.power_save == "connected"
+            else "re-associates before every message (the radio's startup time, receiving)")
+    return [
+        f"{ledger} Wi-Fi power save: the node {mode}.",
+        f"Radio: {w.standard} PPDU durations per IEEE 802.11-2016 (rate index {w.mcs}), DIFS + binary exponential "
+        f"backoff, SIFS + ACK per attempt; {common}",
+    ]
+
+
 def methodology_notes(scenario, plans: list[GroupPlan]) -> list[str]:
     notes = [
         "Battery life: linear battery (usable-capacity derating, self-discharge); for nodes alive at the end, "
         "projected as usable energy / (mean load power over the run + self-discharge power); nodes that died "
         "report the time they died.",
-        "Energy: exact time-in-state ledger per component (MCU, sensor, radio); sleep is the rest of each "
-        "node's lifetime. LoRaWAN class A: each uplink opens RX1 (uplink SF) and RX2 "
-        f"(SF{scenario.network.lorawan.rx2_sf}) for {scenario.network.lorawan.rx_window_symbols} symbols.",
-        "Radio: LoRa time on air per the Semtech formula; EU868 payload limits with fragmentation of raw windows; "
-        "1 % duty cycle applied across all channels; collisions per gateway, channel and SF with a "
-        f"{scenario.network.propagation.capture_threshold_db:g} dB capture threshold; unconfirmed uplinks.",
+        *_link_notes(scenario.network),
         "Cloud: FIFO queue with "
         f"{scenario.network.cloud.servers} server(s), {scenario.network.cloud.inference_time * 1e3:g} ms per inference.",
     ]

@@ -47,6 +47,17 @@ def _check(doc: YamlDocument | None, loc: list[Any], action: Callable[[], Any]) 
                          field=".".join(map(str, loc))) from None
 
 
+def _check_model_fits(group) -> None:
+    """The group's model loads as an int8 model and takes the group's windows."""
+    from iotsim.signals import get_workload
+    from iotsim.tinyml.runtime import load_model
+
+    model = load_model(group.model, require_int8=True)
+    wl = get_workload(group.workload.signal)
+    window = group.workload.window or wl.window_samples
+    model.check_window(window, wl.n_channels, where=str(model.path))
+
+
 def check_scenario_references(scenario: Scenario, doc: YamlDocument | None = None) -> None:
     """Check that every named device, signal and model exists and fits the group's workload."""
     # imported here so that schema-only use (iotsim schema) stays light
@@ -57,7 +68,7 @@ def check_scenario_references(scenario: Scenario, doc: YamlDocument | None = Non
     for i, group in enumerate(scenario.fleet):
         _check(doc, ["fleet", i, "device"], lambda g=group: load_board(g.device))
         _check(doc, ["fleet", i, "workload", "signal"], lambda g=group: get_workload(g.workload.signal))
-        _check(doc, ["fleet", i, "model"], lambda g=group: load_model(g.model, require_int8=True))
+        _check(doc, ["fleet", i, "model"], lambda g=group: _check_model_fits(g))
         board = load_board(group.device)
         net = scenario.network
         if board.radio.technology != net.radio_technology:

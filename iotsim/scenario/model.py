@@ -74,13 +74,52 @@ class Workload(_Strict):
         return self
 
 
+class Normalization(_Strict):
+    mean: list[float]
+    std: list[float]
+
+
+class ModelSpec(_Strict):
+    """Bring your own model: any int8 .tflite file, described here instead of by a card beside it."""
+
+    file: str = Field(description="path to an int8 .tflite file (relative to the working directory)")
+    class_names: list[str] = Field(min_length=2, description="one name per model output")
+    positive_class: int = Field(1, ge=0, description="index of the class that means 'event'")
+    normalization: Normalization | None = Field(
+        None, description="per-channel (x - mean) / std applied before quantization (default: none)"
+    )
+    input_adapter: dict | None = Field(
+        None,
+        description="feature extraction before the model, e.g. {name: mfcc, window_shape: [16000, 1], params: {}}; "
+        "default: the window itself",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelSpec":
+        if self.positive_class >= len(self.class_names):
+            raise ValueError(f"positive_class {self.positive_class} is out of range for {len(self.class_names)} classes")
+        return self
+
+    def card(self) -> dict:
+        """The model card this entry stands for."""
+        card: dict = {"class_names": list(self.class_names), "positive_class": self.positive_class}
+        if self.normalization is not None:
+            card["normalization"] = {"mean": list(self.normalization.mean), "std": list(self.normalization.std)}
+        if self.input_adapter is not None:
+            card["input_adapter"] = self.input_adapter
+        return card
+
+
 class FleetGroup(_Strict):
     group: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     count: int = Field(ge=1, le=10_000_000)
     device: str = Field(description="a board profile in devices/board/")
     placement: Placement
     workload: Workload
-    model: str = Field(description="zoo model name or path to an int8 .tflite file with its .json card")
+    model: str | ModelSpec = Field(
+        description="zoo model name, path to an int8 .tflite file with its .json card beside it, or a mapping "
+        "{file, class_names, positive_class, normalization, input_adapter} for any int8 .tflite file"
+    )
     heartbeat: Duration = Field(6 * 3600.0, description="on-device policies report alive this often")
     event_payload_bytes: int = Field(
         4, ge=1, description="application payload of an event message (class, confidence, window time)"

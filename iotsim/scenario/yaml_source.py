@@ -103,7 +103,11 @@ def _is_field_name(part: object) -> bool:
 def pydantic_error_to_input_error(exc: Any, doc: YamlDocument) -> InputError:
     """Turn the first error of a pydantic ValidationError into one located InputError."""
     # an unknown field is usually a typo that also causes a "field required": report the typo
-    errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
+    # and where a union takes a name or a mapping, a mapping's problems beat "should be a string"
+    errors = sorted(
+        exc.errors(),
+        key=lambda e: (e.get("type") != "extra_forbidden", e.get("type") == "string_type" and isinstance(e.get("input"), dict)),
+    )
     err = errors[0]
     loc = [p for p in err.get("loc", ()) if _is_field_name(p)]
     field = ".".join(str(p) for p in loc) or None

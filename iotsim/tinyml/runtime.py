@@ -122,6 +122,14 @@ class RawInterpreter:
         self._content = content
         self._interpreters: dict[int, Any] = {}
         if resolver_type is None:
+            from iotsim.tinyml.stats import read_model
+
+            graph = read_model(content, where=where)
+            if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+                raise InputError(
+                    f"expected a model with one input and one output, got {len(graph.inputs)} and {len(graph.outputs)}",
+                    where=where,
+                )
             try:
                 from tflite_micro import runtime as tflm_runtime
             except ImportError:
@@ -136,7 +144,6 @@ class RawInterpreter:
                 outs = self._tflm.get_output_details(0)
             except Exception as exc:  # the binding raises RuntimeError/ValueError/... on bad models
                 raise InputError(f"TFLite Micro cannot load this model: {exc}", where=where) from None
-            self._check_single_io(self._tflm)
             self.input_shape = tuple(int(d) for d in ins["shape"][1:])
             self.output_shape = tuple(int(d) for d in outs["shape"][1:])
             self.input_dtype = np.dtype(ins["dtype"])
@@ -163,14 +170,6 @@ class RawInterpreter:
             self.output_quantization = tuple(self._out["quantization"])
             if int(self._in["shape"][0]) == 1:
                 self._interpreters[1] = interp
-
-    def _check_single_io(self, tflm) -> None:
-        for getter, what in ((tflm.get_input_details, "input"), (tflm.get_output_details, "output")):
-            try:
-                getter(1)
-            except Exception:
-                continue
-            raise InputError(f"expected a model with one {what}, got several", where=self.where)
 
     def _make_litert(self, batch: int, probe: bool = False):
         try:
@@ -245,6 +244,14 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     return np.copysign(np.floor(np.abs(x) + 0.5), x)
 
 
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A zoo model name or a .tflite path -> the file's path (InputError if it does not exist)."""
+    path = _resolve_path(name_or_path)
+    if not path.is_file():
+        raise InputError("model file not found", where=str(path))
+    return path
+
+
 def _resolve_path(name_or_path: str | Path) -> Path:
     s = str(name_or_path)
     p = Path(s)
@@ -286,13 +293,13 @@ def _read_card(card_path: Path) -> dict:
     return _check_card(card, card_path)
 
 
-def _check_card(card: object, card_path: Path | str) -> dict:
+def _check_card(card: object, card_path: Path | str, required: tuple[str, ...] = _REQUIRED_CARD_FIELDS) -> dict:
     if not isinstance(card, dict):
         raise InputError("model card must be a JSON object", where=str(card_path))
-    for f in _REQUIRED_CARD_FIELDS:
+    for f in required:
         if f not in card:
             raise InputError("model card is missing a required field", where=str(card_path), field=f)
-    norm = card["normalization"]
+    norm = card.get("normalization", {"mean": [], "std": []})
     if not (isinstance(norm, dict) and "mean" in norm and "std" in norm):
         raise InputError("normalization must have 'mean' and 'std' lists", where=str(card_path), field="normalization")
     return card
@@ -351,7 +358,7 @@ class TfliteModel:
         self.positive_class = int(card["positive_class"])
         self.workload: str | None = card.get("workload")
 
-        card_shape = tuple(int(d) for d in card["input_shape"])
+        card_shape = tuple(int(d) for d in card.get("input_shape", self.input_shape))
         if card_shape != self.input_shape:
             raise InputError(
                 f"model card says input shape {card_shape} but the model's input is {self.input_shape}",
@@ -373,8 +380,9 @@ class TfliteModel:
         self.adapter = adapter_from_spec(card.get("input_adapter"), self.input_shape, where=str(card_path))
         self.window_shape: tuple[int, ...] = self.adapter.window_shape
         n_ch = self.input_shape[-1]
-        self.norm_mean = np.asarray(card["normalization"]["mean"], dtype=np.float32).reshape(-1)
-        self.norm_std = np.asarray(card["normalization"]["std"], dtype=np.float32).reshape(-1)
+        norm = card.get("normalization") or {"mean": [0.0] * n_ch, "std": [1.0] * n_ch}
+        self.norm_mean = np.asarray(norm["mean"], dtype=np.float32).reshape(-1)
+        self.norm_std = np.asarray(norm["std"], dtype=np.float32).reshape(-1)
         if self.norm_mean.size != n_ch or self.norm_std.size != n_ch or not (self.norm_std > 0).all():
             raise InputError(
                 f"normalization needs {n_ch} means and {n_ch} positive stds (one per channel)",
@@ -443,7 +451,7 @@ class TfliteModel:
         check_tflite_bytes(content, where)
         if given is not None:
             card, card_where = given
-            card = _check_card(card, card_where)
+            card = _check_card(card, card_where, required=("class_names", "positive_class"))
         else:
             card_where = card_path
             card = _read_card(card_path)
@@ -457,6 +465,17 @@ class TfliteModel:
                 where=where,
             )
         return model
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per inference: the card's figure, else counted from the flatbuffer."""
+        if "macs" in self.card:
+            return int(self.card["macs"])
+        if not hasattr(self, "_macs"):
+            from iotsim.tinyml.stats import model_stats
+
+            self._macs = int(model_stats(self._content, where=str(self.path))["totals"]["macs"])
+        return self._macs
 
     # ------------------------------------------------------------------ checks
     def check_window(self, window_samples: int, n_channels: int, *, where: str | None = None) -> None:
@@ -549,6 +568,16 @@ class Int8Model(TfliteModel):
         return super().load(name_or_path, **kwargs)  # type: ignore[return-value]
 
 
-def load_model(name_or_path: str | Path, **kwargs) -> TfliteModel:
-    """Shorthand for `TfliteModel.load(name_or_path, **kwargs)`."""
+def load_model(name_or_path, *, where: str = "scenario", **kwargs) -> TfliteModel:
+    """Load a model named by a scenario: a zoo name, a .tflite path with its card, or a ModelSpec
+    (any object with `.file` and `.card()`, e.g. `iotsim.scenario.model.ModelSpec`)."""
+    if hasattr(name_or_path, "card") and hasattr(name_or_path, "file"):
+        return TfliteModel.from_card(name_or_path.file, name_or_path.card(), where=where, **kwargs)
     return TfliteModel.load(name_or_path, **kwargs)
+
+
+def model_key(name_or_spec) -> str:
+    """A hashable key naming the model a scenario entry loads (for caches)."""
+    if hasattr(name_or_spec, "model_dump_json"):
+        return name_or_spec.model_dump_json()
+    return str(name_or_spec)

@@ -1,0 +1,32 @@
+"""Training recipes of the zoo models, by model name (each module defines RECIPE, SMALL and build)."""
+
+from __future__ import annotations
+
+import importlib
+
+from iotsim.errors import InputError
+
+# int8 model name -> recipe module; short aliases name the same recipes
+RECIPE_MODULES = {
+    "farm_soil_int8": "iotsim.tinyml.recipes.farm",
+    "factory_bearing_int8": "iotsim.tinyml.recipes.factory",
+    "wearable_ecg_int8": "iotsim.tinyml.recipes.wearable",
+    "smart_home_kws_int8": "iotsim.tinyml.recipes.smart_home",
+}
+ALIASES = {"farm": "farm_soil_int8", "factory": "factory_bearing_int8", "wearable": "wearable_ecg_int8",
+           "smart_home": "smart_home_kws_int8", "kws": "smart_home_kws_int8", "ecg": "wearable_ecg_int8"}
+
+
+def recipe_names() -> list[str]:
+    return sorted(RECIPE_MODULES)
+
+
+def get_recipe(name: str, *, small: bool = False):
+    """The Recipe that builds zoo model `name` (or an alias such as 'farm'); SMALL for tests."""
+    key = ALIASES.get(name, name)
+    module = RECIPE_MODULES.get(key)
+    if module is None:
+        known = ", ".join(recipe_names() + sorted(ALIASES))
+        raise InputError(f"no recipe builds {name!r}; known: {known}", field="NAME")
+    mod = importlib.import_module(module)
+    return mod.SMALL if small else mod.RECIPE
