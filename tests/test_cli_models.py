@@ -64,7 +64,9 @@ def test_stats_agree_with_the_card(name):
     total = stats["totals"]
     assert total["macs"] == pytest.approx(card["macs"], rel=0.05)
     assert total["params"] == pytest.approx(card["params"], rel=0.05)
-    assert total["flash_bytes"] <= card["tflite_bytes"]
+    assert stats["flash"]["total"] == card["tflite_bytes"]
+    assert stats["flash"]["weights"] + stats["flash"]["graph"] == card["tflite_bytes"]
+    assert 0 < stats["memory"]["arena_lower_bound"] <= stats["memory"]["arena_plan_bytes"]
 
 
 def test_compare_reports_every_pair_against_tflm():
