@@ -1,7 +1,9 @@
 """Recipe: farm_soil_int8 -- irrigation-leak detector for the farm.soil_climate workload.
 
 Input: one window of 12 samples (1 h at 5 min) x 3 channels (soil moisture %VWC, air
-temperature degC, air humidity %RH), normalized per channel. A small MLP (the window is only
+temperature degC, air humidity %RH), normalized per channel. The air channels follow real
+weather (NREL TMY3 year of Greensboro NC, windows at random times of the year), so the rain
+confounder comes with the humidity and temperature that real rain hours had. A small MLP (the window is only
 36 numbers; a static Reshape instead of Flatten so the converter emits no shape ops):
 
     Reshape(36) -> Dense(64, relu) -> Dense(32, relu) -> Dense(2, softmax)
@@ -31,8 +33,8 @@ def build_model(input_shape: tuple[int, int], n_classes: int):
 RECIPE = Recipe(
     name="farm_soil_int8",
     float_name="farm_soil_float",
-    task="Binary classification of 1-h soil/climate windows: irrigation leak (positive) vs normal "
-    "(including rain and scheduled irrigation, which must not be flagged).",
+    task="Binary classification of 1-h soil/climate windows under real (TMY3) weather: irrigation leak "
+    "(positive) vs normal (including rain and scheduled irrigation, which must not be flagged).",
     workload="farm.soil_climate",
     build_model=build_model,
     n_train=60000,
@@ -48,6 +50,8 @@ RECIPE = Recipe(
     n_representative=1000,
     recipe="iotsim.tinyml.recipes.farm",
     architecture="Reshape(36) -> Dense(64, relu) -> Dense(32, relu) -> Dense(2, softmax)",
+    # recorded in the card: the weather table and the part of the year the model saw
+    workload_params={"weather": "tmy3_723170", "start_day_of_year": [0.0, 365.0]},
 )
 
 SMALL = RECIPE.small(n_train=8000, n_val=2000, n_test=4000, epochs=8, n_representative=300)
