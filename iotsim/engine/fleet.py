@@ -267,6 +267,11 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         f"{board.mcu.clock_hz / 1e6:g} MHz ({board.mcu.name})"
     )
     raw_bytes = window_samples * len(workload.channels) * workload.bytes_per_sample
+    if inference_time > period:
+        warnings.append(
+            f"group {spec.group}: one inference takes {inference_time * 1e3:.1f} ms on {board.mcu.name}, longer than "
+            f"the {period * 1e3:.1f} ms between windows: the node cannot keep up (windows would queue without bound)"
+        )
 
     return GroupPlan(
         index=index, name=spec.group, spec=spec, board=board, workload=workload, model=model,

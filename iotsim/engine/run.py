@@ -223,6 +223,9 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         mcu_t = p.window_samples * min(p.board.mcu.wake_time_s, sp)
         if policy.runs_on_device_inference:
             mcu_t += p.inference_time_s
+        # a node that samples continuously (audio, ECG) infers while the next window streams in by DMA:
+        # the MCU is at most always active (plan_group warns when inference cannot keep up)
+        mcu_t = min(mcu_t, p.window_period_s)
         sens_t = p.window_samples * min(max((s.sample_time_s for s in p.board.sensors), default=0.0), sp)
         mcu_active_per_window[sl] = mcu_t
         sensor_active_per_window[sl] = sens_t
