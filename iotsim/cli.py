@@ -162,21 +162,20 @@ def models_build(
     name: str = typer.Argument(..., help="zoo model (e.g. farm_soil_int8) or alias (farm, factory, wearable, smart_home)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: the package zoo)"),
     small: bool = typer.Option(False, "--small", help="reduced configuration (fewer windows and epochs)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no per-epoch output"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="accepted for compatibility; training prints a summary only"),
 ) -> None:
     """Train, quantize to full int8, evaluate and write a zoo model (.tflite + card). Needs TensorFlow."""
     from iotsim.paths import ZOO_DIR
-    from iotsim.tinyml.recipes import get_recipe
+    from iotsim.tinyml.recipes import build, get_recipe
 
     try:
-        recipe = get_recipe(name, small=small)
+        get_recipe(name, small=small)
         try:
             import tensorflow  # noqa: F401
         except ImportError:
             raise InputError("building models needs TensorFlow: pip install -e '.[train]'", field="NAME") from None
-        from iotsim.tinyml.train import train_recipe
-
-        card = train_recipe(recipe, out or ZOO_DIR, verbose=0 if quiet else 2)
+        console.print(f"training {name} ({'small configuration' if small else 'full recipe'}) ...")
+        card = build(name, out or ZOO_DIR, small=small)
     except InputError as exc:
         _fail(exc)
     console.print(

@@ -34,7 +34,10 @@ Background (every window, positive or not; all with their own probabilities):
 - room reverberation (`p_reverb`): impulse response = direct sound + exponentially decaying
   Gaussian noise tail starting 2-10 ms after it (decay of 60 dB in T60, uniform in `t60_s`,
   truncated at `ir_s`), direct-to-reverberant energy ratio uniform in `drr_db` (6 dB lower for
-  the babble); the T60 range is an assumption for furnished living rooms;
+  the babble); the T60 range is an assumption for furnished living rooms. Keyword and
+  foreground word are convolved linearly (the tail past the window end is cut), the babble
+  circularly over the window (continuous TV sound: the tail of earlier speech rings into the
+  window's start);
 - ADC: the sum is clipped to full scale and quantised to 16 bits.
 
 Event (positive class "keyword"): the keyword is spoken. Let [first, last] be the span of

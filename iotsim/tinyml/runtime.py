@@ -17,28 +17,28 @@ Rounding half away from zero is what TFLite's reference QUANTIZE kernel does (st
 tensorflow/lite/kernels/internal/reference/quantize.h); np.round (half to even) differs only on
 exact ties. A float twin (float32 input/output) skips the quantize/dequantize steps.
 
-Which LiteRT kernels run (`op_resolver`; by default "builtin" for int8 models and "xnnpack"
-for float models):
+Which interpreter runs (`op_resolver`; by default "builtin" for int8 models and "xnnpack" for
+float models):
 - "builtin": LiteRT's optimized built-in kernels, no delegate ("litert-builtin");
 - "xnnpack": LiteRT's default delegate, XNNPACK ("litert-xnnpack"); for float32 models it is
-  the fast path (factory float twin: 33 us/window vs 102 us with built-in kernels) and there
-  is no requantization to disagree about;
-- "reference": reference kernels, BUILTIN_REF ("litert-reference"): closest to TFLite Micro,
-  which is what runs on the MCU (shared/reference/TOOLCHAIN.md), but slow.
-The int8 default is chosen by agreement with the reference kernels, measured on the zoo
-models' test sets (cards' `interpreter_check`; speed on this machine, 2 CPUs, batches of 4096):
+  the fast path and there is no requantization to disagree about;
+- "reference": LiteRT's reference kernels, BUILTIN_REF ("litert-reference"), slow;
+- "tflm": TFLite Micro's Python runtime ("tflm"), row by row: the interpreter MCUs run and the
+  golden reference for bit-exactness (shared/reference/TOOLCHAIN.md), too slow for whole fleets.
+The int8 default is the LiteRT kernel set closest to TFLite Micro, measured on the first 2,000
+test windows of each zoo model (cards' `interpreter_check`; `iotsim models compare` reruns it):
 
-| model | kernels | us/window | int8 outputs identical to reference | same class as reference |
+| model | kernels | outputs identical to TFLM | largest difference | same class as TFLM |
 | --- | --- | --- | --- | --- |
-| factory_bearing_int8 | builtin | 36 | 95.6 % (max 5 LSB) | 99.97 % |
-| factory_bearing_int8 | xnnpack | 20 | 34.2 % (max 71 LSB) | 99.22 % |
-| factory_bearing_int8 | reference | 250-450 | - | - |
-| farm_soil_int8 | builtin | 0.6 | 92.8 % (max 16 LSB) | 99.99 % |
-| farm_soil_int8 | xnnpack | 0.6 | 100 % | 100 % |
+| factory_bearing_int8 | builtin / reference / xnnpack | 99.7 % / 94.6 % / 29.4 % | 1 / 4 / 67 LSB | 100 % / 99.95 % / 98.95 % |
+| farm_soil_int8 | builtin / reference / xnnpack | 99.6 % / 92.2 % / 92.2 % | 1 / 6 / 6 LSB | 100 % / 99.95 % / 99.95 % |
+| smart_home_kws_int8 | builtin / reference / xnnpack | 100 % / 99.95 % / 58.1 % | 0 / 2 / 13 LSB | 100 % / 100 % / 99.6 % |
+| wearable_ecg_int8 | builtin / reference / xnnpack | 99.95 % / 98.9 % / 50.9 % | 1 / 2 / 35 LSB | 100 % / 100 % / 99.85 % |
 
-Likely cause (not traced op by op): XNNPACK's int8 kernels requantize with a float scale
-where TFLite's kernels use fixed-point multipliers; on the deeper factory model the 1-LSB
-differences accumulate and flip about 1 % of decisions. Each model card's `interpreter_check` records these figures for that model.
+LiteRT's reference kernels are not the closest to TFLite Micro: their FULLY_CONNECTED differs by
+1 LSB from TFLM's from the first dense layer on (found with `iotsim.tinyml.compare.op_divergence`),
+while the built-in kernels agree on convolutions and dense layers alike. XNNPACK requantizes with
+float scales and drifts furthest. Each run's manifest names the interpreter that made the decisions.
 """
 
 from __future__ import annotations

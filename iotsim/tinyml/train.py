@@ -248,7 +248,7 @@ def card_markdown(card: dict) -> str:
         "",
         "## Size and cost",
         "",
-        f"- parameters: {card['params']}",
+        f"- parameters: {card['params']} in the int8 graph (Keras count: {card.get('keras_params', card['params'])})",
         f"- MACs per inference: {card['macs']} (conv and dense layers)",
         f"- int8 flatbuffer: {card['tflite_bytes']} bytes",
         "",
@@ -403,7 +403,12 @@ def train_recipe(recipe: Recipe, out_dir: str | Path, *, verbose: int = 0) -> di
         **({"input_adapter": adapter.to_card()} if adapter.name != "identity" else {}),
         "normalization": {"mean": [float(v) for v in mean32], "std": [float(v) for v in std32]},
         "architecture": recipe.architecture,
-        "params": int(model.count_params()),
+        # trainable weights: batch-norm moving statistics are not parameters (and the converter folds
+        # batch norm into the convolutions)
+        # parameters of the deployed int8 graph (batch norm folded into the convolutions), as
+        # `iotsim models stats` counts them; Keras' own count (with batch-norm statistics) beside it
+        "params": _deployed_params(int8_bytes),
+        "keras_params": int(model.count_params()),
         "macs": count_macs(model),
         "tflite_bytes": len(int8_bytes),
         "float_model": float_path.name,
@@ -520,6 +525,12 @@ def refresh_interpreter_check(recipe: Recipe, out_dir: str | Path) -> dict:
     _atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode())
     _atomic_write(out / f"{recipe.name}.md", card_markdown(card).encode())
     return card
+
+
+def _deployed_params(int8_bytes: bytes) -> int:
+    from iotsim.tinyml.stats import model_stats
+
+    return int(model_stats(int8_bytes, where="converted model")["totals"]["params"])
 
 
 def _keep_best_callback():

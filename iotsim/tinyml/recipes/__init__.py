@@ -21,6 +21,13 @@ def recipe_names() -> list[str]:
     return sorted(RECIPE_MODULES)
 
 
+def build(name: str, out_dir, *, small: bool = False) -> dict:
+    """Train, quantize, evaluate and write zoo model `name` into out_dir with the recipe module's own
+    `build` (which may add recipe-specific evaluations to the card); returns the card."""
+    recipe = get_recipe(name, small=small)
+    return importlib.import_module(recipe.recipe).build(out_dir, small=small)
+
+
 def get_recipe(name: str, *, small: bool = False):
     """The Recipe that builds zoo model `name` (or an alias such as 'farm'); SMALL for tests."""
     key = ALIASES.get(name, name)
