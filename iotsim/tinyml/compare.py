@@ -325,48 +325,6 @@ def format_comparison(result: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- op by op
-def _all_tensor_runner(content: bytes, op_resolver: str, where: str):
-    """A callable row -> {tensor index: values} keeping every intermediate tensor.
-
-    RawInterpreter returns the model output only; locating where two interpreters part ways
-    needs every op's output, so this builds the interpreter with its keep-all-tensors option
-    (TFLM: InterpreterConfig.kPreserveAllTensors; LiteRT: experimental_preserve_all_tensors),
-    with the same kernel sets as `iotsim.tinyml.runtime` (its resolver table decides them).
-    """
-    from iotsim.tinyml import runtime
-
-    resolver_type, _ = runtime._check_resolver(op_resolver)
-    if resolver_type is None:
-        from tflite_micro import runtime as tflm_runtime
-
-        interp = tflm_runtime.Interpreter.from_bytes(
-            content, intrepreter_config=tflm_runtime.InterpreterConfig.kPreserveAllTensors
-        )
-
-        def run(row: np.ndarray, tensors: list[int]) -> dict[int, np.ndarray]:
-            interp.set_input(row[None], 0)
-            interp.invoke()
-            return {t: np.asarray(interp.GetTensor(t, 0)["tensor_data"]) for t in tensors}
-
-        return run
-    from ai_edge_litert import interpreter as litert
-
-    interp = litert.Interpreter(
-        model_content=content,
-        experimental_op_resolver_type=getattr(litert.OpResolverType, resolver_type),
-        experimental_preserve_all_tensors=True,
-    )
-    interp.allocate_tensors()
-    index = interp.get_input_details()[0]["index"]
-
-    def run(row: np.ndarray, tensors: list[int]) -> dict[int, np.ndarray]:
-        interp.set_tensor(index, row[None])
-        interp.invoke()
-        return {t: interp.get_tensor(t) for t in tensors}
-
-    return run
-
-
 def op_divergence(path_or_bytes, inputs: np.ndarray, a: str = "tflm", b: str = "reference", *,
                   where: str | None = None) -> list[dict]:
     """Where two interpreters part ways: per op, how its output tensors differ between a and b.
@@ -382,11 +340,8 @@ def op_divergence(path_or_bytes, inputs: np.ndarray, a: str = "tflm", b: str = "
     x = _check_inputs(graph, inputs)
     tensors = sorted({t for op in graph.ops for t in op.outputs if t >= 0})
     a, b = (_resolver(n) for n in _labels([a, b]))
-    try:
-        run_a = _all_tensor_runner(content, a, where)
-        run_b = _all_tensor_runner(content, b, where)
-    except (ImportError, RuntimeError, ValueError) as exc:
-        raise InputError(f"cannot load the model with all tensors kept: {exc}", where=where) from None
+    run_a = RawInterpreter(content, a, where=where, keep_all_tensors=True).tensors
+    run_b = RawInterpreter(content, b, where=where, keep_all_tensors=True).tensors
     rows = {op.index: 0 for op in graph.ops}
     worst = {op.index: 0 for op in graph.ops}
     for i in range(x.shape[0]):

@@ -100,6 +100,10 @@ class RawInterpreter:
     - "tflm": TFLite Micro's Python runtime (`tflite-micro` package), the golden reference
       for what runs on the MCU; batch 1 only, so rows run one by one (about 50 us per row
       for a tiny model, milliseconds for the MLPerf Tiny models).
+
+    With `keep_all_tensors=True` the interpreter keeps every intermediate tensor (TFLM:
+    kPreserveAllTensors; LiteRT: experimental_preserve_all_tensors) and runs batch 1, so that
+    `tensors(row, indices)` can return each op's output (to find where interpreters part ways).
     """
 
     def __init__(
@@ -110,8 +114,12 @@ class RawInterpreter:
         where: str = "model",
         num_threads: int | None = None,
         batch_size: int = DEFAULT_BATCH,
+        keep_all_tensors: bool = False,
     ):
         resolver_type, self.interpreter_name = _check_resolver(op_resolver)
+        self.keep_all_tensors = bool(keep_all_tensors)
+        if keep_all_tensors:
+            batch_size = 1
         if int(batch_size) < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}", field="batch_size")
         check_tflite_bytes(content, where)
@@ -139,7 +147,11 @@ class RawInterpreter:
                     field="op_resolver",
                 ) from None
             try:
-                self._tflm = tflm_runtime.Interpreter.from_bytes(content)
+                config = tflm_runtime.InterpreterConfig
+                self._tflm = tflm_runtime.Interpreter.from_bytes(
+                    content,
+                    intrepreter_config=config.kPreserveAllTensors if keep_all_tensors else config.kAllocationRecording,
+                )
                 ins = self._tflm.get_input_details(0)
                 outs = self._tflm.get_output_details(0)
             except Exception as exc:  # the binding raises RuntimeError/ValueError/... on bad models
@@ -177,6 +189,7 @@ class RawInterpreter:
                 model_content=self._content,
                 num_threads=self.num_threads,
                 experimental_op_resolver_type=self._resolver,
+                experimental_preserve_all_tensors=self.keep_all_tensors,
             )
             if not probe:
                 detail = interp.get_input_details()[0]
@@ -224,6 +237,21 @@ class RawInterpreter:
             interp.invoke()
             out[a : a + m] = interp.get_tensor(self._out["index"])[:m].reshape(m, *self.output_shape)
         return out
+
+
+    def tensors(self, row: np.ndarray, indices: list[int]) -> dict[int, np.ndarray]:
+        """Run one input row and return the values of the given tensors (needs keep_all_tensors)."""
+        if not self.keep_all_tensors:
+            raise ValueError("tensors() needs an interpreter built with keep_all_tensors=True")
+        x = np.ascontiguousarray(row, dtype=self.input_dtype)[None]
+        if self.op_resolver == "tflm":
+            self._tflm.set_input(x, 0)
+            self._tflm.invoke()
+            return {t: np.asarray(self._tflm.GetTensor(t, 0)["tensor_data"]) for t in indices}
+        interp = self._litert_for(1)
+        interp.set_tensor(self._in["index"], x)
+        interp.invoke()
+        return {t: interp.get_tensor(t) for t in indices}
 
 
 def _tflm_quant(detail: dict) -> tuple[float, int]:
