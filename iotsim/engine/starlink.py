@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iotsim.engine.uplink import Frames, Messages
+from iotsim.engine.uplink import Frames, Messages, serve_in_order
 from iotsim.radio import ble, wifi
 
 FRAGMENT_HEADER_BYTES = 2  # per-frame application header when a message is split (as for LoRaWAN)
@@ -177,36 +177,25 @@ def schedule(frames: Frames, timing: LinkTiming, network, node_startup_s: np.nda
 
     Frames must be sorted by (node, ready, fragment).
     """
-    n = len(frames)
-    if n == 0:
+    if len(frames) == 0:
         return
-    bounds = np.flatnonzero(np.diff(frames.node)) + 1
-    starts = np.concatenate(([0], bounds))
-    ends = np.concatenate((bounds, [n]))
     if network.technology == "ble":
         b = network.ble
         phase = node_phase_s[frames.node]
         pair = 2 * ble.T_IFS_S + ble.empty_packet_time_s(b.phy)  # central's packet + IFS around ours
-        # first packet slot at or after the ready time (slots of a connection event start with the event)
+        # in units of packet slots: the first slot at or after the ready time (slots of a connection
+        # event start with the event), each attempt taking one slot
         events = np.ceil((frames.ready_s - phase) / b.connection_interval - 1e-12)
         earliest = np.maximum(events, 0) * b.packets_per_event
-        used = timing.attempts.astype(np.float64)
-        for lo, hi in zip(starts.tolist(), ends.tolist()):
-            g = np.concatenate(([0.0], np.cumsum(used[lo : hi - 1])))
-            first_slot = g + np.maximum.accumulate(earliest[lo:hi] - g)
-            ev = np.floor(first_slot / b.packets_per_event)
-            within = first_slot - ev * b.packets_per_event
-            frames.start_s[lo:hi] = phase[lo:hi] + ev * b.connection_interval + within * (pair + frames.airtime_s[lo:hi])
+        first_slot = serve_in_order(earliest, timing.attempts.astype(np.float64), frames.node)
+        ev = np.floor(first_slot / b.packets_per_event)
+        within = first_slot - ev * b.packets_per_event
+        frames.start_s[:] = phase + ev * b.connection_interval + within * (pair + frames.airtime_s)
         return
-    w = network.wifi
-    ready = frames.ready_s.copy()
-    if w.power_save == "reconnect":
-        first_of_msg = frames.fragment == 0
-        ready = np.where(first_of_msg, ready + node_startup_s[frames.node], ready)
-    for lo, hi in zip(starts.tolist(), ends.tolist()):
-        dur = timing.duration_s[lo:hi]
-        g = np.concatenate(([0.0], np.cumsum(dur[:-1])))
-        frames.start_s[lo:hi] = g + np.maximum.accumulate(ready[lo:hi] - g)
+    ready = frames.ready_s
+    if network.wifi.power_save == "reconnect":
+        ready = np.where(frames.fragment == 0, ready + node_startup_s[frames.node], ready)
+    frames.start_s[:] = serve_in_order(ready, timing.duration_s, frames.node)
 
 
 def keepalive(network, node_startup_s: np.ndarray) -> KeepAlive | None:
