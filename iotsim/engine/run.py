@@ -288,7 +288,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     ledger.charge("mcu", "active", all_nodes, windows_alive * mcu_active_per_window)
     ledger.charge("sensor", "active", all_nodes, windows_alive * sensor_active_per_window)
     air_nodes = frames.node[on_air]
-    ledger.charge("radio", "standby", air_nodes, np.broadcast_to(frame_standby_s, on_air.shape)[on_air])
+    ledger.charge("radio", "standby", air_nodes, frame_standby_s[on_air])
     ledger.charge("radio", "tx", air_nodes, frame_tx_s[on_air])
     ledger.charge("radio", "rx", air_nodes, frame_rx_s[on_air])
     if keep_alive is not None:

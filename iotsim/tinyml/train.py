@@ -511,22 +511,6 @@ def interpreter_check(int8_path: Path, q: np.ndarray, y: np.ndarray, positive: i
     return check
 
 
-def refresh_interpreter_check(recipe: Recipe, out_dir: str | Path) -> dict:
-    """Recompute a built model's interpreter check (no retraining) and rewrite its card files."""
-    from iotsim.tinyml.runtime import TfliteModel
-
-    out = Path(out_dir)
-    card_path = out / f"{recipe.name}.json"
-    card = json.loads(card_path.read_text())
-    wl = get_workload(recipe.workload, **recipe.workload_params)
-    x_te, y_te, _ = recipe_dataset(recipe, "test")
-    m8 = TfliteModel.load(out / f"{recipe.name}.tflite", require_int8=True)
-    card["interpreter_check"] = interpreter_check(m8.path, m8.quantize_features(x_te), y_te, wl.positive_class)
-    _atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode())
-    _atomic_write(out / f"{recipe.name}.md", card_markdown(card).encode())
-    return card
-
-
 def _deployed_params(int8_bytes: bytes) -> int:
     from iotsim.tinyml.stats import model_stats
 
