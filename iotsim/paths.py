@@ -13,3 +13,6 @@ ZOO_DIR = PACKAGE_DIR / "zoo"
 def devices_dir() -> Path:
     """Device profiles: $IOTSIM_DEVICES if set, else the repository's devices/ folder."""
     return Path(os.environ.get("IOTSIM_DEVICES", REPO_DIR / "devices"))
+
+
+FIRMWARE_REF_DIR = REPO_DIR / "firmware_ref"  # the reference C firmware (kernels, boards, scripts)

@@ -227,6 +227,22 @@ class ModelGraph:
     outputs: tuple[int, ...]
     buffer_bytes: dict[int, int]  # buffer index -> bytes of data (buffers holding data only)
     metadata: dict[str, int]  # metadata name -> bytes of its buffer
+    content: bytes = field(default=b"", repr=False)  # the flatbuffer itself, for constant data
+
+    def constant_array(self, index: int):
+        """The stored values of constant tensor `index` as a numpy array of its shape and dtype."""
+        import numpy as np
+
+        t = self.tensors[index]
+        if not t.constant:
+            raise ValueError(f"tensor {index} ({t.name!r}) holds no constant data")
+        if t.dtype in ("string", "resource", "variant", "int4"):
+            raise ValueError(f"tensor {index} ({t.name!r}) has dtype {t.dtype}, which has no plain array form")
+        tflite = _tflite()
+        buf = tflite.Model.GetRootAsModel(self.content, 0).Buffers(t.buffer)
+        off = int(buf.Offset())
+        raw = self.content[off : off + int(buf.Size())] if off > 1 else buf.DataAsNumpy().tobytes()
+        return np.frombuffer(raw, dtype=np.dtype(t.dtype).newbyteorder("<")).reshape(t.shape).copy()
 
     def producers(self) -> dict[int, int]:
         """tensor -> index of the op that writes it."""
@@ -454,6 +470,7 @@ def _parse(tflite, content: bytes, where: str) -> ModelGraph:
         outputs=check(_ints(sg.OutputsAsNumpy()), "subgraph output", False),
         buffer_bytes=buffer_bytes,
         metadata=metadata,
+        content=content,
     )
 
 
