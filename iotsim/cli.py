@@ -228,6 +228,65 @@ def models_compare(
     typer.echo(json.dumps(result, indent=2) if as_json else format_comparison(result))
 
 
+firmware_app = typer.Typer(no_args_is_help=True, help="Reference C firmware: export a model, run it on emulated "
+                           "Cortex-M boards, verify it against TFLite Micro, measure its cost.")
+app.add_typer(firmware_app, name="firmware")
+
+
+@firmware_app.command("export")
+def firmware_export(
+    model: str = typer.Argument(..., help="a .tflite file or a zoo model name"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for model.c, model.h, manifest.json"),
+    as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON"),
+) -> None:
+    """Turn an int8 .tflite model into C sources: weights in flash, a static plan, a planned arena."""
+    from iotsim.firmware.export import export_model
+    from iotsim.tinyml.runtime import resolve_model_path
+
+    try:
+        res = export_model(resolve_model_path(model), out)
+    except InputError as exc:
+        _fail(exc)
+    m = res.manifest
+    if as_json:
+        typer.echo(json.dumps(m, indent=2))
+        return
+    run_ops = sum(not o["folded"] for o in m["ops"])
+    typer.echo(f"{m['model']} -> {out}/ (model.c, model.h, manifest.json)\n"
+               f"  {run_ops} ops run, {len(m['folded_ops'])} shape ops folded at export\n"
+               f"  flash: weights {m['weight_bytes']:,} B (+ kernel code and parameters: see `iotsim firmware verify`)\n"
+               f"  RAM:   arena {m['arena_bytes']:,} B (planned like TFLite Micro's greedy planner)\n"
+               f"  input {m['input']['shape']} {m['input']['dtype']}, output {m['output']['shape']} {m['output']['dtype']}\n"
+               f"  kernels: {', '.join(m['sources'])}")
+
+
+@firmware_app.command("verify")
+def firmware_verify(
+    model: str = typer.Argument(..., help="a .tflite file or a zoo model name"),
+    board: str = typer.Option("mps2-an386", help="emulated board: mps2-an386 (Cortex-M4), mps2-an505 (Cortex-M33), "
+                              "mps2-an385 (Cortex-M3)"),
+    vectors: int = typer.Option(100, "--vectors", "-n", min=1, help="input vectors to run"),
+    inputs: str = typer.Option("random", help="random, or real: data of the kind the model expects"),
+    seed: int = typer.Option(0, help="seed of the inputs"),
+    record: bool = typer.Option(True, "--record/--no-record", help="store a bit-exact measurement in the model's "
+                                "cost table, for the simulator"),
+    keep: Optional[Path] = typer.Option(None, "--keep", help="keep the export and build in this folder"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Run N inputs through the firmware in QEMU, TFLite Micro and LiteRT; exit 1 unless bit-exact with TFLM."""
+    from iotsim.firmware.verify import format_report, verify_model
+
+    try:
+        with err_console.status("verifying") as status:
+            report = verify_model(model, board=board, vectors=vectors, inputs=inputs, seed=seed, record=record,
+                                  build_dir=keep, progress=lambda text: status.update(text))
+    except InputError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    if not report["bit_exact"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

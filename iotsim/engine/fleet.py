@@ -260,12 +260,7 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     fp = float(pool.device_positive.mean()) if pool_size else 0.0
     se = float(np.sqrt(fp * (1 - fp) / pool_size)) if pool_size else 0.0
 
-    macs = float(model.macs)
-    inference_time = macs * board.mcu.cycles_per_mac / board.mcu.clock_hz
-    cost_source = (
-        f"estimated: {macs:,.0f} MACs x {board.mcu.cycles_per_mac:g} cycles/MAC / "
-        f"{board.mcu.clock_hz / 1e6:g} MHz ({board.mcu.name})"
-    )
+    inference_time, cost_source = inference_cost(model, board.mcu)
     raw_bytes = window_samples * len(workload.channels) * workload.bytes_per_sample
     if inference_time > period:
         warnings.append(
@@ -282,6 +277,30 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         event_end_s=event_end, inference_time_s=inference_time, inference_cost_source=cost_source,
         raw_window_bytes=raw_bytes, pool_false_positive_rate=fp, pool_false_positive_se=se,
         pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]), warnings=warnings,
+    )
+
+
+def inference_cost(model, mcu) -> tuple[float, str]:
+    """(seconds per inference on this MCU, where the figure comes from).
+
+    Measured when the reference firmware's instruction count for this exact model (by sha256)
+    on the MCU's core is in a cost table (iotsim.firmware.cost): instructions x CPI / clock.
+    Otherwise estimated from the model's MACs x the MCU's cycles per MAC / clock.
+    """
+    from iotsim.firmware.cost import emulated_core, lookup
+
+    core = emulated_core(mcu.core)
+    measured = lookup(getattr(model, "path", None), model.sha256, core) if core else None
+    if measured is not None:
+        seconds = mcu.instructions_time_s(measured.instructions_per_inference)
+        return seconds, (f"{measured.describe()} x {mcu.cpi:g} cycles/instruction / {mcu.clock_hz / 1e6:g} MHz "
+                         f"({mcu.name})")
+    macs = float(model.macs)
+    why = (f"no measured cost for this model on {core}: run `iotsim firmware verify` to measure it" if core
+           else f"no emulated core for {mcu.core}")
+    return macs * mcu.cycles_per_mac / mcu.clock_hz, (
+        f"estimated: {macs:,.0f} MACs x {mcu.cycles_per_mac:g} cycles/MAC / {mcu.clock_hz / 1e6:g} MHz "
+        f"({mcu.name}; {why})"
     )
 
 

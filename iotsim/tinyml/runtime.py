@@ -495,6 +495,15 @@ class TfliteModel:
         return model
 
     @property
+    def sha256(self) -> str:
+        """sha256 of the model file's bytes: what measured costs and caches are keyed by."""
+        if not hasattr(self, "_sha256"):
+            import hashlib
+
+            self._sha256 = hashlib.sha256(self._content).hexdigest()
+        return self._sha256
+
+    @property
     def macs(self) -> int:
         """Multiply-accumulates per inference: the card's figure, else counted from the flatbuffer."""
         if "macs" in self.card:

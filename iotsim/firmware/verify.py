@@ -1,0 +1,162 @@
+"""Verify the reference firmware against TFLite Micro on an emulated board, and measure its cost.
+
+    report = verify_model("model.tflite", board="mps2-an386", vectors=100, inputs="random")
+
+Steps: export the model to C (export.py), cross-build it for the board (build.py), run the
+vectors through it in QEMU counting the instructions of each inference (qemu.py), run the same
+vectors through TFLite Micro's Python runtime (the golden reference: what MCUs run) and through
+LiteRT's reference kernels, and compare outputs bit for bit.
+
+The report (JSON-ready dict):
+  bit_exact                 the firmware's outputs equal TFLM's on every vector
+  vectors, inputs           how many, and which kind (random / real, with their origin)
+  mismatches, max_lsb       vectors whose output differs from TFLM's, largest difference (LSB)
+  litert_ref_mismatches     vectors where the firmware differs from LiteRT's reference kernels
+  litert_ref_max_lsb        (and TFLM vs LiteRT reference: tflm_vs_litert_ref_mismatches)
+  instructions_per_inference  median over the vectors (min and max beside it)
+  flash_bytes, ram_bytes    of the linked ELF (see build.py for what each counts)
+  board, core, compiler, model, model_sha256, timings_s {export, build, run, reference, total}
+With record=True a bit-exact measurement is written to the model's cost table (cost.py),
+which the simulator then uses for this model on that core.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from iotsim.errors import InputError
+from iotsim.firmware import cost as cost_table
+from iotsim.firmware.export import export_model, model_sha256
+from iotsim.firmware.vectors import make_vectors
+from iotsim.tinyml.stats import read_model
+
+
+def _compare(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """(rows that differ, largest absolute difference) of two (n, ...) output arrays."""
+    if a.dtype.kind == "f":  # float outputs: bit patterns compared, difference in value
+        differ = (a.view(np.uint32) != b.view(np.uint32)).reshape(len(a), -1).any(axis=1)
+        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        return int(differ.sum()), float(diff.max()) if diff.size else 0.0
+    diff = np.abs(a.astype(np.int64) - b.astype(np.int64)).reshape(len(a), -1)
+    return int((diff > 0).any(axis=1).sum()), int(diff.max()) if diff.size else 0
+
+
+def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs: str = "random",
+                 seed: int = 0, record: bool = False, build_dir: Path | None = None,
+                 progress=None) -> dict:
+    """Run `vectors` inputs through the firmware on `board`, TFLM and LiteRT's reference kernels."""
+    from iotsim.firmware.build import BOARDS, build_elf
+    from iotsim.firmware.qemu import run_qemu
+    from iotsim.tinyml.runtime import RawInterpreter, resolve_model_path
+
+    def step(text: str) -> None:
+        if progress is not None:
+            progress(text)
+
+    if board not in BOARDS:
+        raise InputError(f"unknown board {board!r}; expected one of {', '.join(sorted(BOARDS))}", field="board")
+    t0 = time.perf_counter()
+    path = resolve_model_path(model)
+    content = path.read_bytes()
+    sha = model_sha256(content)
+    graph = read_model(content, where=str(path))
+    x, origin = make_vectors(path, graph, vectors, inputs, seed)
+    timings: dict[str, float] = {}
+    work = Path(build_dir) if build_dir else Path(tempfile.mkdtemp(prefix="iotsim-verify-"))
+    try:
+        step("exporting")
+        t = time.perf_counter()
+        exported = export_model(path, work / "export")
+        timings["export"] = time.perf_counter() - t
+        step(f"building for {board}")
+        t = time.perf_counter()
+        built = build_elf(work / "export", board, work / "build")
+        timings["build"] = time.perf_counter() - t
+        step(f"running {len(x)} vectors in QEMU")
+        t = time.perf_counter()
+        run = run_qemu(built.elf, board, np.ascontiguousarray(x).tobytes(), exported.input_bytes,
+                       exported.output_bytes, count=True)
+        timings["run"] = time.perf_counter() - t
+    finally:
+        if build_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    out_t = graph.tensors[graph.outputs[0]]
+    fw = np.frombuffer(run.outputs, dtype=np.dtype(out_t.dtype)).reshape(len(x), *out_t.shape[1:])
+
+    step("running TFLite Micro and LiteRT reference kernels")
+    t = time.perf_counter()
+    tflm = RawInterpreter(content, "tflm", where=str(path)).invoke(x)
+    ref = RawInterpreter(content, "reference", where=str(path)).invoke(x)
+    timings["reference"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+
+    mismatches, max_lsb = _compare(fw, tflm.reshape(fw.shape))
+    ref_mismatches, ref_max = _compare(fw, ref.reshape(fw.shape))
+    tflm_ref_mismatches, tflm_ref_max = _compare(tflm.reshape(fw.shape), ref.reshape(fw.shape))
+    counts = np.asarray(run.instructions, dtype=np.int64)
+    if len(counts) != len(x):
+        raise InputError(f"the emulator reported {len(counts)} instruction counts for {len(x)} vectors",
+                         where=str(built.elf))
+    spec = BOARDS[board]
+    report = {
+        "model": path.name,
+        "model_path": str(path),
+        "model_sha256": sha,
+        "board": board,
+        "core": spec.core,
+        "emulator": "qemu-system-arm " + spec.machine,
+        "compiler": built.compiler,
+        "inputs": inputs,
+        "input_origin": origin,
+        "seed": seed,
+        "vectors": int(len(x)),
+        "bit_exact": mismatches == 0,
+        "mismatches": mismatches,
+        "max_lsb": max_lsb,
+        "litert_ref_mismatches": ref_mismatches,
+        "litert_ref_max_lsb": ref_max,
+        "tflm_vs_litert_ref_mismatches": tflm_ref_mismatches,
+        "tflm_vs_litert_ref_max_lsb": tflm_ref_max,
+        "instructions_per_inference": int(np.median(counts)),
+        "instructions_min": int(counts.min()),
+        "instructions_max": int(counts.max()),
+        "flash_bytes": int(built.flash_bytes),
+        "ram_bytes": int(built.ram_bytes),
+        "arena_bytes": int(exported.manifest["arena_bytes"]),
+        "weight_bytes": int(exported.manifest["weight_bytes"]),
+        "ops": len(exported.lowered),
+        "folded_ops": len(exported.manifest["folded_ops"]),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    if record and report["bit_exact"]:
+        measured = cost_table.MeasuredCost(
+            core=spec.core, board=board, instructions_per_inference=report["instructions_per_inference"],
+            instructions_min=report["instructions_min"], instructions_max=report["instructions_max"],
+            vectors=report["vectors"], bit_exact=True, flash_bytes=report["flash_bytes"],
+            ram_bytes=report["ram_bytes"], compiler=built.compiler,
+        )
+        report["cost_table"] = str(cost_table.record(path, sha, measured))
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [
+        f"{r['model']} on {r['board']} ({r['core']}), {r['vectors']} {r['inputs']} vectors ({r['input_origin']})",
+        f"  vs TFLite Micro:        {'BIT-EXACT' if r['bit_exact'] else 'DIFFERS'}: {r['mismatches']} vectors differ"
+        f" (max {r['max_lsb']} LSB)",
+        f"  vs LiteRT reference:    {r['litert_ref_mismatches']} vectors differ (max {r['litert_ref_max_lsb']} LSB);"
+        f" TFLM vs LiteRT reference: {r['tflm_vs_litert_ref_mismatches']}",
+        f"  instructions/inference: {r['instructions_per_inference']:,} (min {r['instructions_min']:,}, "
+        f"max {r['instructions_max']:,})",
+        f"  flash {r['flash_bytes']:,} B, RAM {r['ram_bytes']:,} B (arena {r['arena_bytes']:,} B, weights "
+        f"{r['weight_bytes']:,} B); {r['ops']} ops, {r['folded_ops']} folded",
+        f"  time: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["timings_s"].items()),
+    ]
+    if "cost_table" in r:
+        lines.append(f"  recorded in {r['cost_table']}")
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Measured inference cost tables and how the simulator uses them (iotsim.firmware.cost, engine.fleet)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from iotsim.engine.fleet import inference_cost
+from iotsim.firmware import cost
+from iotsim.hardware.profiles import load_profile
+from iotsim.tinyml.runtime import TfliteModel
+
+
+def _measured(core="cortex-m4", instructions=1_000_000):
+    return cost.MeasuredCost(core=core, board="mps2-an386", instructions_per_inference=instructions,
+                             instructions_min=instructions - 10, instructions_max=instructions + 10, vectors=5,
+                             bit_exact=True, flash_bytes=20_000, ram_bytes=4_000, compiler="arm-none-eabi-gcc test")
+
+
+@pytest.fixture()
+def user_model(tmp_path, monkeypatch):
+    """A copy of a zoo model (with its card) outside the zoo, and an empty user cache."""
+    monkeypatch.setenv("IOTSIM_CACHE_DIR", str(tmp_path / "cache"))
+    from iotsim.paths import ZOO_DIR
+
+    for suffix in (".tflite", ".json"):
+        shutil.copy(ZOO_DIR / f"farm_soil_int8{suffix}", tmp_path / f"farm_soil_int8{suffix}")
+    return tmp_path / "farm_soil_int8.tflite"
+
+
+def test_record_then_lookup_round_trip_and_sha_guard(user_model):
+    sha = cost.file_sha256(user_model)
+    assert cost.lookup(user_model, sha, "cortex-m4") is None
+    path = cost.record(user_model, sha, _measured())
+    assert path == cost.cache_dir() / f"{sha}.json"  # not a zoo model: the user cache
+    got = cost.lookup(user_model, sha, "cortex-m4")
+    assert got == _measured()
+    assert cost.lookup(user_model, sha, "cortex-m33") is None
+    # a second core is added, the first kept
+    cost.record(user_model, sha, _measured("cortex-m33", 2_000_000))
+    table = json.loads(path.read_text())
+    assert sorted(table["costs"]) == ["cortex-m33", "cortex-m4"]
+    # another model's hash never matches this table
+    assert cost.lookup(user_model, "0" * 64, "cortex-m4") is None
+
+
+def test_damaged_table_is_ignored(user_model):
+    sha = cost.file_sha256(user_model)
+    cost.cache_dir().mkdir(parents=True)
+    (cost.cache_dir() / f"{sha}.json").write_text("{not json")
+    assert cost.lookup(user_model, sha, "cortex-m4") is None
+
+
+def test_core_aliases():
+    assert cost.emulated_core("cortex-m4f") == "cortex-m4"
+    assert cost.emulated_core("Cortex-M33") == "cortex-m33"
+    assert cost.emulated_core("xtensa-lx6") is None
+
+
+def test_engine_uses_measured_cost_when_recorded(user_model):
+    mcu = load_profile("mcu", "stm32l4r5")
+    model = TfliteModel.load(user_model)
+    seconds, source = inference_cost(model, mcu)
+    assert source.startswith("estimated") and "iotsim firmware verify" in source
+    assert seconds == pytest.approx(model.macs * mcu.cycles_per_mac / mcu.clock_hz)
+
+    cost.record(user_model, model.sha256, _measured(instructions=1_234_567))
+    seconds, source = inference_cost(model, mcu)
+    assert source.startswith("measured: 1,234,567 instructions") and "cortex-m4" in source
+    assert seconds == pytest.approx(1_234_567 * mcu.cpi / mcu.clock_hz)
+
+
+def test_engine_estimates_for_cores_without_emulator(user_model):
+    mcu = load_profile("mcu", "esp32")
+    model = TfliteModel.load(user_model)
+    cost.record(user_model, model.sha256, _measured())
+    seconds, source = inference_cost(model, mcu)
+    assert source.startswith("estimated") and "no emulated core for xtensa-lx6" in source
