@@ -109,7 +109,7 @@ def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs
         "model_sha256": sha,
         "board": board,
         "core": spec.core,
-        "emulator": "qemu-system-arm " + spec.machine,
+        "emulator": "qemu-system-arm -M " + spec.qemu_machine,
         "compiler": built.compiler,
         "inputs": inputs,
         "input_origin": origin,
