@@ -14,7 +14,11 @@ The report (JSON-ready dict):
   litert_ref_mismatches     vectors where the firmware differs from LiteRT's reference kernels
   litert_ref_max_lsb        (and TFLM vs LiteRT reference: tflm_vs_litert_ref_mismatches)
   instructions_per_inference  median over the vectors (min and max beside it)
-  flash_bytes, ram_bytes    of the linked ELF (see build.py for what each counts)
+  flash_bytes, ram_bytes    of the linked ELF: flash = vectors + code + constants + .data image,
+                            RAM = static .data + .bss (arena included; stack and heap reserves not)
+  model_flash_bytes, model_ram_bytes  the model's and kernels' own share (from the linker map;
+                            the rest is startup, semihosting stdio and libc)
+  stack_peak_bytes          deepest stack use of one inference, measured (painted stack)
   board, core, compiler, model, model_sha256, timings_s {export, build, run, reference, total}
 With record=True a bit-exact measurement is written to the model's cost table (cost.py),
 which the simulator then uses for this model on that core.
@@ -127,6 +131,9 @@ def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs
         "instructions_max": int(counts.max()),
         "flash_bytes": int(built.flash_bytes),
         "ram_bytes": int(built.ram_bytes),
+        "model_flash_bytes": int(built.model_flash_bytes),
+        "model_ram_bytes": int(built.model_ram_bytes),
+        "stack_peak_bytes": run.stack_peak_bytes,
         "arena_bytes": int(exported.manifest["arena_bytes"]),
         "weight_bytes": int(exported.manifest["weight_bytes"]),
         "ops": len(exported.lowered),
@@ -153,8 +160,9 @@ def format_report(r: dict) -> str:
         f" TFLM vs LiteRT reference: {r['tflm_vs_litert_ref_mismatches']}",
         f"  instructions/inference: {r['instructions_per_inference']:,} (min {r['instructions_min']:,}, "
         f"max {r['instructions_max']:,})",
-        f"  flash {r['flash_bytes']:,} B, RAM {r['ram_bytes']:,} B (arena {r['arena_bytes']:,} B, weights "
-        f"{r['weight_bytes']:,} B); {r['ops']} ops, {r['folded_ops']} folded",
+        f"  flash {r['flash_bytes']:,} B (model and kernels {r['model_flash_bytes']:,} B, weights "
+        f"{r['weight_bytes']:,} B); RAM {r['ram_bytes']:,} B static (model {r['model_ram_bytes']:,} B, arena "
+        f"{r['arena_bytes']:,} B) + stack peak {r['stack_peak_bytes']} B; {r['ops']} ops, {r['folded_ops']} folded",
         f"  time: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["timings_s"].items()),
     ]
     if "cost_table" in r:
