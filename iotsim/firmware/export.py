@@ -126,7 +126,8 @@ def plan_model(path_or_bytes, *, where: str | None = None) -> tuple[ModelGraph, 
     for ti in graph.tensors:
         if ti.variable:
             raise UnsupportedOpError(f"tensor {ti.index} ({ti.name}) is a variable (stateful model)", where=where)
-    graph = _with_shapes(graph, _shape_overrides(graph))
+    overrides = _shape_overrides(graph)
+    graph = _with_shapes(graph, overrides)
 
     folded_tensors = compile_time_tensors(graph)
     folded_ops = [
@@ -161,7 +162,8 @@ def plan_model(path_or_bytes, *, where: str | None = None) -> tuple[ModelGraph, 
     plan = plan_arena(graph, life)
     if plan.conflicts():
         raise AssertionError(f"arena plan overlaps live tensors: {plan.conflicts()[:3]}")
-    arena = {"bytes": plan.size, "alignment": ALIGNMENT, "offsets": plan.offsets}
+    arena = {"bytes": plan.size, "alignment": ALIGNMENT, "offsets": plan.offsets,
+             "corrected_shapes": {int(t): list(shape) for t, shape in sorted(overrides.items())}}
     return graph, lowered, folded_ops, arena
 
 
@@ -295,6 +297,8 @@ def export_model(model, out_dir, *, where: str | None = None) -> ExportResult:
             {"index": op.index, "op": op.name, "folded": op.index in folded} for op in graph.ops
         ],
         "folded_ops": folded,
+        # tensors whose stored shape is not what runs (a dynamic batch stored as 1), and the shape used
+        "corrected_shapes": {str(t): shape for t, shape in arena["corrected_shapes"].items()},
     }
     _write_atomic(Path(out_dir), {
         "model.h": h,
