@@ -10,6 +10,7 @@ import pytest
 from iotsim.engine.fleet import inference_cost
 from iotsim.firmware import cost
 from iotsim.hardware.profiles import load_profile
+from iotsim.paths import ZOO_DIR
 from iotsim.tinyml.runtime import TfliteModel
 
 
@@ -23,11 +24,12 @@ def _measured(core="cortex-m4", instructions=1_000_000):
 def user_model(tmp_path, monkeypatch):
     """A copy of a zoo model (with its card) outside the zoo, and an empty user cache."""
     monkeypatch.setenv("IOTSIM_CACHE_DIR", str(tmp_path / "cache"))
-    from iotsim.paths import ZOO_DIR
 
-    for suffix in (".tflite", ".json"):
-        shutil.copy(ZOO_DIR / f"farm_soil_int8{suffix}", tmp_path / f"farm_soil_int8{suffix}")
-    return tmp_path / "farm_soil_int8.tflite"
+    shutil.copy(ZOO_DIR / "farm_soil_int8.json", tmp_path / "farm_soil_int8.json")
+    # other bytes than the zoo model (trailing padding after the flatbuffer): no zoo table matches
+    path = tmp_path / "farm_soil_int8.tflite"
+    path.write_bytes((ZOO_DIR / "farm_soil_int8.tflite").read_bytes() + bytes(16))
+    return path
 
 
 def test_record_then_lookup_round_trip_and_sha_guard(user_model):
@@ -51,6 +53,15 @@ def test_damaged_table_is_ignored(user_model):
     cost.cache_dir().mkdir(parents=True)
     (cost.cache_dir() / f"{sha}.json").write_text("{not json")
     assert cost.lookup(user_model, sha, "cortex-m4") is None
+
+
+def test_a_copy_of_a_zoo_model_finds_the_zoo_measurement(tmp_path, monkeypatch):
+    monkeypatch.setenv("IOTSIM_CACHE_DIR", str(tmp_path / "cache"))
+    copy = tmp_path / "renamed.tflite"
+    shutil.copy(ZOO_DIR / "farm_soil_int8.tflite", copy)
+    got = cost.lookup(copy, cost.file_sha256(copy), "cortex-m4")
+    table = json.loads(cost.sidecar_path(ZOO_DIR / "farm_soil_int8.tflite").read_text())
+    assert got is not None and got.instructions_per_inference == table["costs"]["cortex-m4"]["instructions_per_inference"]
 
 
 def test_core_aliases():

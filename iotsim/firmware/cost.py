@@ -11,6 +11,8 @@ Where the tables live
   one per model, measured on all three emulated cores);
 - otherwise in the user cache: `$IOTSIM_CACHE_DIR/firmware/<model sha256>.json`
   (default `~/.cache/iotsim`).
+Lookup tries the model's own sidecar, then the user cache, then every zoo table: a copy of a
+zoo model under another name or path gets the zoo's measurement (same bytes, same cost).
 
 A table is keyed by the model file's sha256: a retrained or edited model no longer matches its
 old table, and the simulator falls back to the MAC-count estimate (and says so).
@@ -93,6 +95,7 @@ def lookup(model_path: Path | None, sha256: str, core: str) -> MeasuredCost | No
     if model_path is not None:
         candidates.append(sidecar_path(model_path))
     candidates.append(cache_dir() / f"{sha256}.json")
+    candidates.extend(sorted(ZOO_DIR.glob("*.firmware.json")))  # the same bytes under another name
     for path in candidates:
         table = _read_table(path, sha256)
         if table and core in table.get("costs", {}):
