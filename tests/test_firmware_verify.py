@@ -142,3 +142,23 @@ def test_dilated_conv_firmware_follows_the_right_interpreter():
     r = verify_model(OP_MODELS / "dilated_int8.tflite", board="mps2-an386", vectors=10, record=False)
     assert r["litert_ref_mismatches"] == 0
     assert r["mismatches"] == 10 and r["max_lsb"] > 20 and not r["bit_exact"]
+
+
+def test_cpi_calibration_predicts_published_mlperf_latencies():
+    """The M4F profiles' cpi (devices/mcu/stm32l4r5.yaml) is calibrated on MLPerf Tiny v0.5's reference
+    latencies: measured instructions x cpi / clock must land within -20 %..+35 % of each published figure."""
+    import csv
+
+    from iotsim.hardware.profiles import load_profile
+
+    results = MLPERF_DIR / "results.csv"
+    if not results.is_file():
+        pytest.skip(f"MLPerf Tiny results not found: {results}")
+    published = {row["task"]: float(row["latency_ms"]) / 1e3 for row in csv.DictReader(results.open())
+                 if row["round"] == "v0.5" and row["board"] == "Nucleo-L4R5ZI"}
+    mcu = load_profile("mcu", "stm32l4r5")
+    tasks = {"kws_ref_model": "kws", "vww_96_int8": "vww", "pretrainedResnet_quant": "ic", "ad01_int8": "ad"}
+    for name, task in tasks.items():
+        r = verify(name, board="mps2-an386", vectors=2, inputs="random", seed=0)
+        predicted = mcu.instructions_time_s(r["instructions_per_inference"])
+        assert 0.80 <= predicted / published[task] <= 1.35, (name, predicted, published[task])
