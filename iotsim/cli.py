@@ -237,7 +237,9 @@ app.add_typer(firmware_app, name="firmware")
 def firmware_export(
     model: str = typer.Argument(..., help="a .tflite file or a zoo model name"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for model.c, model.h, manifest.json"),
-    as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON"),
+    board: Optional[str] = typer.Option(None, help="also cross-build for this board (e.g. mps2-an386) and report "
+                                        "the linked firmware's flash and RAM"),
+    as_json: bool = typer.Option(False, "--json", help="print the manifest (and build sizes) as JSON"),
 ) -> None:
     """Turn an int8 .tflite model into C sources: weights in flash, a static plan, a planned arena."""
     from iotsim.firmware.export import export_model
@@ -245,19 +247,35 @@ def firmware_export(
 
     try:
         res = export_model(resolve_model_path(model), out)
+        m = dict(res.manifest)
+        if board is not None:
+            from iotsim.firmware.build import build_elf
+
+            built = build_elf(out, board, Path(out) / "build")
+            m["build"] = {"board": board, "elf": str(built.elf), "flash_bytes": built.flash_bytes,
+                          "ram_bytes": built.ram_bytes, "model_flash_bytes": built.model_flash_bytes,
+                          "model_ram_bytes": built.model_ram_bytes, "stack_reserve_bytes": built.stack_reserve_bytes,
+                          "compiler": built.compiler}
     except InputError as exc:
         _fail(exc)
-    m = res.manifest
     if as_json:
         typer.echo(json.dumps(m, indent=2))
         return
     run_ops = sum(not o["folded"] for o in m["ops"])
-    typer.echo(f"{m['model']} -> {out}/ (model.c, model.h, manifest.json)\n"
-               f"  {run_ops} ops run, {len(m['folded_ops'])} shape ops folded at export\n"
-               f"  flash: weights {m['weight_bytes']:,} B (+ kernel code and parameters: see `iotsim firmware verify`)\n"
-               f"  RAM:   arena {m['arena_bytes']:,} B (planned like TFLite Micro's greedy planner)\n"
-               f"  input {m['input']['shape']} {m['input']['dtype']}, output {m['output']['shape']} {m['output']['dtype']}\n"
-               f"  kernels: {', '.join(m['sources'])}")
+    lines = [f"{m['model']} -> {out}/ (model.c, model.h, manifest.json)",
+             f"  {run_ops} ops run, {len(m['folded_ops'])} shape ops folded at export",
+             f"  flash: weights {m['weight_bytes']:,} B",
+             f"  RAM:   arena {m['arena_bytes']:,} B (planned like TFLite Micro's greedy planner)",
+             f"  input {m['input']['shape']} {m['input']['dtype']}, output {m['output']['shape']} {m['output']['dtype']}",
+             f"  kernels: {', '.join(m['sources'])}"]
+    if "build" in m:
+        b = m["build"]
+        lines.append(f"  {board} firmware: flash {b['flash_bytes']:,} B (model and kernels {b['model_flash_bytes']:,} B), "
+                     f"static RAM {b['ram_bytes']:,} B (model {b['model_ram_bytes']:,} B) + {b['stack_reserve_bytes']:,} B "
+                     f"stack reserve; {b['elf']}")
+    else:
+        lines.append("  (--board mps2-an386 also builds it and reports the firmware's flash and RAM)")
+    typer.echo("\n".join(lines))
 
 
 @firmware_app.command("verify")

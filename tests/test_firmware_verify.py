@@ -162,3 +162,14 @@ def test_cpi_calibration_predicts_published_mlperf_latencies():
         r = verify(name, board="mps2-an386", vectors=2, inputs="random", seed=0)
         predicted = mcu.instructions_time_s(r["instructions_per_inference"])
         assert 0.80 <= predicted / published[task] <= 1.35, (name, predicted, published[task])
+
+
+def test_cli_export_with_board_reports_the_linked_firmware(tmp_path):
+    result = CliRunner().invoke(app, ["firmware", "export", "farm_soil_int8", "--out", str(tmp_path), "--board",
+                                      "mps2-an386", "--json"])
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.output)
+    b = m["build"]
+    assert Path(b["elf"]).is_file()
+    assert b["flash_bytes"] > b["model_flash_bytes"] >= m["weight_bytes"]
+    assert b["ram_bytes"] >= b["model_ram_bytes"] >= m["arena_bytes"]
