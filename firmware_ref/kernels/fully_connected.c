@@ -12,9 +12,11 @@ void iotsim_fully_connected_s8(const iotsim_fc_params_t *p, const int8_t *input,
     const int32_t input_offset = p->input_offset, filter_offset = p->filter_offset;
     const int32_t output_offset = p->output_offset;
     const int32_t act_min = p->act_min, act_max = p->act_max;
+    const int32_t batches = p->batches, per_channel = p->per_channel;
+    const int32_t *const out_mult = p->out_mult, *const out_shift = p->out_shift;
     int8_t *out = output;
 
-    for (int32_t b = 0; b < p->batches; ++b) {
+    for (int32_t b = 0; b < batches; ++b) {
         const int8_t *x = input + b * accum;
         const int8_t *w = filter;
         for (int32_t oc = 0; oc < depth; ++oc, w += accum) {
@@ -24,8 +26,8 @@ void iotsim_fully_connected_s8(const iotsim_fc_params_t *p, const int8_t *input,
             }
             if (bias) acc += bias[oc];
             {
-                const int32_t ch = p->per_channel ? oc : 0;
-                acc = iotsim_mbqm(acc, p->out_mult[ch], (int)p->out_shift[ch]);
+                const int32_t ch = per_channel ? oc : 0;
+                acc = iotsim_mbqm(acc, out_mult[ch], (int)out_shift[ch]);
             }
             acc += output_offset;
             *out++ = (int8_t)iotsim_clamp_i32(acc, act_min, act_max);

@@ -14,6 +14,7 @@ void iotsim_mean_s8(const iotsim_mean_params_t *p, const int8_t *input, int8_t *
     const int32_t *ks = p->kept_size, *kt = p->kept_stride;
     const int32_t *rs = p->red_size, *rt = p->red_stride;
     const int32_t zp_sum = (int32_t)((int64_t)p->input_zp * (int64_t)p->num_elements);
+    const int32_t multiplier = p->multiplier, shift = p->shift, output_zp = p->output_zp;
     int8_t *out = output;
 
     for (int32_t k0 = 0; k0 < ks[0]; ++k0)
@@ -29,8 +30,8 @@ void iotsim_mean_s8(const iotsim_mean_params_t *p, const int8_t *input, int8_t *
             for (int32_t r3 = 0; r3 < rs[3]; ++r3, px += rt[3]) sum += *px;
         }
         {
-            int32_t v = iotsim_mbqm((int32_t)((uint32_t)sum - (uint32_t)zp_sum), p->multiplier, (int)p->shift);
-            v += p->output_zp;
+            int32_t v = iotsim_mbqm((int32_t)((uint32_t)sum - (uint32_t)zp_sum), multiplier, (int)shift);
+            v += output_zp;
             *out++ = iotsim_sat_i8(v);
         }
     }

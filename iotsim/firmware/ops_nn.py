@@ -7,10 +7,16 @@ float32/float64 steps as TFLite Micro's Prepare (kernel sources cited per op), a
 depthwise_conv,fully_connected,pooling,mean}.c, declared in firmware_ref/include/nn_ops.h;
 their loops are TFLM's reference kernels (tensorflow/lite/kernels/internal/reference/...).
 
-Variants TFLM runs that these lowerings refuse (UnsupportedOpError): non-int8 tensors, int4
-or non-constant weights, fused activations other than NONE/RELU/RELU6/RELU_N1_TO_1, shuffled
-FC weights, pooling whose input and
-output quantization differ (TFLM's Prepare refuses those too), MEAN with a non-constant axis.
+Refused (UnsupportedOpError): non-int8 tensors; int4, non-constant or unquantized weights;
+fused activations other than NONE/RELU/RELU6/RELU_N1_TO_1; shuffled FC weights; depthwise
+convolution without bias (TFLM's Prepare crashes on it, LiteRT refuses it); pooling whose input
+and output quantization differ and FC whose bias scale is off (TFLM's Prepare refuses both);
+MEAN with a non-constant axis or an input of rank > 5.
+
+Two facts pinned down against the installed TFLM (tests/test_firmware_nn_ops.py): per-tensor
+FC/conv multipliers use the double product double(in) * double(w) / double(out) (not a float32
+product), and int8 MEAN always goes through QuantizedMeanOrSum's integer multiplier, also when
+input and output share scale and zero point (no truncating integer division).
 """
 
 from __future__ import annotations
@@ -274,6 +280,9 @@ def lower_depthwise_conv_2d(graph: ModelGraph, op: OpInfo) -> LoweredOp:
     out_scale, out_zp = _qparams(graph, op, t_out, "output")
     mults, shifts = conv_multipliers(in_scale, wq.scales, out_scale, out_c)
     act_min, act_max = _activation(graph, op, t_out)
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        # TFLM's depthwise Prepare dereferences the missing bias (crashes), LiteRT refuses it
+        raise unsupported(graph, op, "depthwise convolution without bias (TFLite and TFLite Micro cannot run it)")
     bias = _bias(graph, op, 2, out_c)
 
     p = f"op{op.index}"
