@@ -96,7 +96,7 @@ def trace_host(model_path, inputs: np.ndarray, *, keep: Path | None = None):
             raise InputError(f"host run failed ({proc.returncode}): {proc.stderr[-2000:]}")
         out_t = graph.tensors[graph.outputs[0]]
         out_dtype = np.dtype(out_t.dtype)
-        outputs = np.frombuffer((work / "out.bin").read_bytes(), dtype=out_dtype).reshape(len(x), *out_t.shape[1:] or (1,))
+        outputs = np.frombuffer((work / "out.bin").read_bytes(), dtype=out_dtype).reshape(len(x), -1)
         raw = (work / "trace.bin").read_bytes()
         traces: dict[int, dict[int, list[np.ndarray]]] = {}
         pos = 0

@@ -150,6 +150,8 @@ class RawInterpreter:
                 config = tflm_runtime.InterpreterConfig
                 self._tflm = tflm_runtime.Interpreter.from_bytes(
                     content,
+                    # TFLM's default arena is 10 x the model's size: too small for tiny models
+                    arena_size=max(10 * len(content), 1 << 20),
                     intrepreter_config=config.kPreserveAllTensors if keep_all_tensors else config.kAllocationRecording,
                 )
                 ins = self._tflm.get_input_details(0)
