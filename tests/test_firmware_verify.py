@@ -146,7 +146,7 @@ def test_dilated_conv_firmware_follows_the_right_interpreter():
 
 def test_cpi_calibration_predicts_published_mlperf_latencies():
     """The M4F profiles' cpi (devices/mcu/stm32l4r5.yaml) is calibrated on MLPerf Tiny v0.5's reference
-    latencies: measured instructions x cpi / clock must land within -20 %..+35 % of each published figure."""
+    latencies: measured instructions x cpi / clock must land within -25 %..+40 % of each published figure."""
     import csv
 
     from iotsim.hardware.profiles import load_profile
@@ -161,7 +161,7 @@ def test_cpi_calibration_predicts_published_mlperf_latencies():
     for name, task in tasks.items():
         r = verify(name, board="mps2-an386", vectors=2, inputs="random", seed=0)
         predicted = mcu.instructions_time_s(r["instructions_per_inference"])
-        assert 0.80 <= predicted / published[task] <= 1.35, (name, predicted, published[task])
+        assert 0.75 <= predicted / published[task] <= 1.40, (name, predicted, published[task])
 
 
 def test_cli_export_with_board_reports_the_linked_firmware(tmp_path):
