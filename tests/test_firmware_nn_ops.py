@@ -5,7 +5,7 @@ AVERAGE_POOL_2D, MAX_POOL_2D, MEAN) against TFLite Micro, bit for bit.
   1/2, SAME/VALID, dilation 2, depth_multiplier 2, groups, per-channel and per-tensor weights,
   with and without bias, NONE/RELU/RELU6/RELU_N1_TO_1, batches, keep_num_dims, pooling with
   SAME padding, MEAN over several axis patterns and quantizations. Each is exported with
-  iotsim.firmware.export, compiled for the host with devcheck.compile_host, run on random int8
+  iotsim.firmware.export, compiled for the host with build.build_host, run on random int8
   inputs and compared with the `tflite_micro` Python interpreter.
 - The ops of the zoo and MLPerf Tiny models, each run on TFLM's own input tensor for that op
   (an op-level harness, independent of the other ops' kernels).
@@ -231,41 +231,19 @@ def tflm_outputs(content: bytes, x: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
-_RUN_MAIN = r"""
-#include <stdio.h>
-#include "model.h"
-int main(int argc, char **argv)
-{
-    static unsigned char in[IOTSIM_INPUT_BYTES], out[IOTSIM_OUTPUT_BYTES];
-    FILE *fi, *fo;
-    if (argc != 3) return 2;
-    fi = fopen(argv[1], "rb");
-    fo = fopen(argv[2], "wb");
-    if (!fi || !fo) return 2;
-    while (fread(in, 1, IOTSIM_INPUT_BYTES, fi) == IOTSIM_INPUT_BYTES) {
-        if (iotsim_model_invoke(in, out) != 0) return 3;
-        fwrite(out, 1, IOTSIM_OUTPUT_BYTES, fo);
-    }
-    fclose(fo);
-    return 0;
-}
-"""
-
-
 def exported_outputs(content: bytes, x: np.ndarray, work: Path) -> np.ndarray:
     """Export the model (iotsim.firmware.export), build it for the host, run x: (n, elements)."""
-    from iotsim.firmware.devcheck import compile_host
+    from iotsim.firmware.build import build_host
     from iotsim.firmware.export import export_model
+    from iotsim.firmware.qemu import run_host
 
     work.mkdir(parents=True, exist_ok=True)
-    export_model(content, work / "export", where="test model")
-    exe = compile_host(work / "export", _RUN_MAIN, work / "run", extra_flags=["-Werror"])
-    (work / "in.bin").write_bytes(np.ascontiguousarray(x).tobytes())
-    proc = subprocess.run([str(exe), str(work / "in.bin"), str(work / "out.bin")], check=False, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    res = export_model(content, work / "export", where="test model")
+    exe = build_host(work / "export", work / "build", extra_cflags=("-Werror",))
+    out = run_host(exe, np.ascontiguousarray(x).tobytes(), res.input_bytes, res.output_bytes)
     graph = read_model(content)
     out_t = graph.tensors[graph.outputs[0]]
-    return np.frombuffer((work / "out.bin").read_bytes(), dtype=np.dtype(out_t.dtype)).reshape(len(x), -1)
+    return np.frombuffer(out, dtype=np.dtype(out_t.dtype)).reshape(len(x), -1)
 
 
 def random_int8(shape, n: int, seed: int) -> np.ndarray:

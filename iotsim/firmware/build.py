@@ -566,10 +566,12 @@ def build_elf(
     return result
 
 
-def build_host(export_dir: str | os.PathLike, build_dir: str | os.PathLike, *, extra_cflags: tuple[str, ...] = ()) -> Path:
+def build_host(export_dir: str | os.PathLike, build_dir: str | os.PathLike, *, extra_cflags: tuple[str, ...] = (),
+               main_source: str | os.PathLike | None = None) -> Path:
     """Compile the exported model and main.c for this machine (markers are no-ops). Returns the exe.
 
     Run it as `exe input.bin output.bin` (see run_host in qemu.py). Cached like build_elf.
+    `main_source` replaces firmware_ref/main.c (devcheck's tracing main does).
     """
     exp = read_export(export_dir)
     cc = host_cc()
@@ -577,7 +579,8 @@ def build_host(export_dir: str | os.PathLike, build_dir: str | os.PathLike, *, e
     fw = FIRMWARE_REF_DIR
     out_dir = Path(build_dir) / "host"
     exe = out_dir / "iotsim_host"
-    sources = [fw / "main.c", exp.dir / "model.c", *exp.sources]
+    main = Path(main_source) if main_source is not None else fw / "main.c"
+    sources = [main, exp.dir / "model.c", *exp.sources]
     cflags = (*HOST_CFLAGS, *extra_cflags)
     key = _hash_inputs([version, *cflags], [*sources, *_headers([exp.dir, fw / "include"])])
     stamp = out_dir / "build.json"

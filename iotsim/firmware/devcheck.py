@@ -22,10 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from iotsim.errors import InputError
+from iotsim.firmware.build import build_host
 from iotsim.firmware.export import export_model
-from iotsim.paths import FIRMWARE_REF_DIR
-
-HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
 _TRACE_MAIN = r"""
 #include <stdio.h>
@@ -60,25 +58,6 @@ int main(int argc, char **argv)
 """
 
 
-def compile_host(export_dir: Path, main_c: str, exe: Path, *, extra_flags: list[str] | None = None) -> Path:
-    """Compile an exported model with a given main() for the host (gcc)."""
-    import json
-
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    if gcc is None:
-        raise InputError("no host C compiler (gcc) on PATH: apt-get install gcc")
-    manifest = json.loads((export_dir / "manifest.json").read_text())
-    main_path = export_dir / "host_main.c"
-    main_path.write_text(main_c)
-    cmd = [gcc, *HOST_CFLAGS, *(extra_flags or []), "-I", str(export_dir), "-I", str(FIRMWARE_REF_DIR / "include"),
-           str(main_path), str(export_dir / "model.c"),
-           *[str(FIRMWARE_REF_DIR / "kernels" / s) for s in manifest["sources"]], "-o", str(exe), "-lm"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise InputError("host build of the exported model failed:\n" + proc.stderr[-4000:], where=str(export_dir))
-    return exe
-
-
 def trace_host(model_path, inputs: np.ndarray, *, keep: Path | None = None):
     """Run inputs through the host build with tracing: (outputs (n, ...), {op: {tensor: (n, ...)}}, manifest)."""
     from iotsim.tinyml.stats import read_model
@@ -87,10 +66,12 @@ def trace_host(model_path, inputs: np.ndarray, *, keep: Path | None = None):
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="iotsim-devcheck-"))
     try:
         res = export_model(model_path, work / "export")
-        exe = compile_host(work / "export", _TRACE_MAIN, work / "trace_host", extra_flags=["-DIOTSIM_TRACE"])
+        (work / "trace_main.c").write_text(_TRACE_MAIN)
+        exe = build_host(work / "export", work / "build", main_source=work / "trace_main.c",
+                         extra_cflags=("-DIOTSIM_TRACE",))
         x = np.ascontiguousarray(inputs)
         (work / "in.bin").write_bytes(x.tobytes())
-        proc = subprocess.run([str(exe), str(work / "in.bin"), str(work / "out.bin"), str(work / "trace.bin")],
+        proc = subprocess.run([str(exe), str(work / "in.bin"), str(work / "out.bin"), str(work / "trace.bin")], check=False,
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise InputError(f"host run failed ({proc.returncode}): {proc.stderr[-2000:]}")

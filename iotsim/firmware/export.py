@@ -36,7 +36,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from iotsim.errors import InputError
-from iotsim.firmware.lower import C_TYPES, LoweredOp, UnsupportedOpError, c_array, registry
+from iotsim.firmware.lower import (
+    C_TYPES,
+    LoweredOp,
+    UnsupportedOpError,
+    c_array,
+    registry,
+)
 from iotsim.tinyml.stats import (
     ALIGNMENT,
     ModelGraph,

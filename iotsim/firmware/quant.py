@@ -95,7 +95,7 @@ def rounding_divide_by_pot(x: int, exponent: int) -> int:
 
 def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
     """MultiplyByQuantizedMultiplier (double rounding): the requantization step of every kernel."""
-    left = shift if shift > 0 else 0
+    left = max(0, shift)
     right = 0 if shift > 0 else -shift
     x = ((x * (1 << left)) + 2**31) % 2**32 - 2**31  # int32 wrap, as in C++
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)

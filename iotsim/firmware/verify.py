@@ -119,7 +119,7 @@ def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs
         "inputs": inputs,
         "input_origin": origin,
         "seed": seed,
-        "vectors": int(len(x)),
+        "vectors": len(x),
         "bit_exact": mismatches == 0,
         "mismatches": mismatches,
         "max_lsb": max_lsb,
@@ -165,7 +165,7 @@ def format_report(r: dict) -> str:
         f"  flash {r['flash_bytes']:,} B (model and kernels {r['model_flash_bytes']:,} B, weights "
         f"{r['weight_bytes']:,} B); RAM {r['ram_bytes']:,} B static (model {r['model_ram_bytes']:,} B, arena "
         f"{r['arena_bytes']:,} B) + stack peak {r['stack_peak_bytes']} B; {r['ops']} ops, {r['folded_ops']} folded",
-        f"  time: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["timings_s"].items()),
+        "  time: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["timings_s"].items()),
     ]
     if r["mismatches"] and r["corrected_shapes"] and not r["litert_ref_mismatches"]:
         lines.append(f"  note: {r['corrected_shapes']} tensors have a stored batch of 1 where the graph computes more "
