@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from pathlib import Path
 
 from iotsim.firmware.verify import verify_model
+from iotsim.paths import mlperf_dir
 
-MLPERF_DIR = Path(os.environ.get("IOTSIM_MLPERF_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"
-                                 / "mlperf_tiny"))
+MLPERF_DIR = mlperf_dir()
 
 
 def main() -> None:

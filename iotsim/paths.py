@@ -16,3 +16,9 @@ def devices_dir() -> Path:
 
 
 FIRMWARE_REF_DIR = REPO_DIR / "firmware_ref"  # the reference C firmware (kernels, boards, scripts)
+
+
+def mlperf_dir() -> Path:
+    """The MLPerf Tiny reference models (test and benchmark data, not shipped): $IOTSIM_MLPERF_DIR,
+    else ../shared/reference/mlperf_tiny beside the repository."""
+    return Path(os.environ.get("IOTSIM_MLPERF_DIR", REPO_DIR.parent / "shared" / "reference" / "mlperf_tiny"))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from reference_models import mlperf_model
 
 from iotsim.errors import InputError
-from iotsim.paths import REPO_DIR, ZOO_DIR
+from iotsim.paths import ZOO_DIR
 from iotsim.tinyml import compare as cmp
 from iotsim.tinyml.compare import (
     compare_interpreters,
@@ -22,14 +21,7 @@ from iotsim.tinyml.compare import (
 
 pytest.importorskip("tflite_micro")
 
-MLPERF_DIR = Path(os.environ.get("IOTSIM_MLPERF_DIR", REPO_DIR.parent / "shared" / "reference" / "mlperf_tiny"))
 
-
-def _mlperf(name: str) -> Path:
-    path = MLPERF_DIR / name
-    if not path.is_file():
-        pytest.skip(f"MLPerf Tiny reference model not found: {path} (set IOTSIM_MLPERF_DIR)")
-    return path
 
 
 def _pair(result: dict, a: str, b: str) -> dict:
@@ -42,7 +34,7 @@ def _zoo_int8() -> list[str]:
 
 def test_kws_tflm_and_reference_kernels_agree_bit_exactly():
     """shared/reference/TOOLCHAIN.md: LiteRT BUILTIN_REF matches TFLite Micro on KWS."""
-    result = compare_interpreters(_mlperf("kws_ref_model.tflite"), vectors=20, seed=0)
+    result = compare_interpreters(mlperf_model("kws_ref_model.tflite"), vectors=20, seed=0)
     assert result["vectors"] == 20 and result["input_source"] == "random"
     assert result["classifier"] is True and result["reference"] == "tflm"
     assert all(rep["error"] is None and rep["us_per_row"] > 0 for rep in result["interpreters"].values())
@@ -60,7 +52,7 @@ def test_kws_tflm_and_reference_kernels_agree_bit_exactly():
 
 def test_ad_autoencoder_differs_by_at_most_3_lsb():
     """TOOLCHAIN.md: on the AD autoencoder the reference kernels differ from TFLM on every row, up to 3 LSB."""
-    result = compare_interpreters(_mlperf("ad01_int8.tflite"), vectors=30, interpreters=("tflm", "reference"))
+    result = compare_interpreters(mlperf_model("ad01_int8.tflite"), vectors=30, interpreters=("tflm", "reference"))
     p = _pair(result, "tflm", "reference")
     assert p["max_lsb"] <= 3
     assert p["rows_differing"] > 0
@@ -69,7 +61,7 @@ def test_ad_autoencoder_differs_by_at_most_3_lsb():
 
 
 def test_interpreter_against_itself_has_no_difference():
-    path = _mlperf("ad01_int8.tflite")
+    path = mlperf_model("ad01_int8.tflite")
     result = compare_interpreters(path, vectors=10, interpreters=("tflm", "tflm", "builtin", "builtin"))
     assert list(result["interpreters"]) == ["tflm", "tflm#2", "builtin", "builtin#2"]
     for a, b in (("tflm", "tflm#2"), ("builtin", "builtin#2")):
@@ -78,7 +70,7 @@ def test_interpreter_against_itself_has_no_difference():
 
 
 def test_same_seed_same_inputs_and_given_inputs():
-    path = _mlperf("ad01_int8.tflite")
+    path = mlperf_model("ad01_int8.tflite")
     x = random_inputs((640,), np.int8, 12, seed=3)
     assert x.dtype == np.int8 and x.min() < -100 and x.max() > 100
     np.testing.assert_array_equal(x, random_inputs((640,), np.int8, 12, seed=3))
@@ -105,7 +97,7 @@ def test_interpreter_that_cannot_load_is_reported_not_raised(monkeypatch):
         return real(content, op_resolver, **kwargs)
 
     monkeypatch.setattr(cmp, "RawInterpreter", fake)
-    result = compare_interpreters(_mlperf("ad01_int8.tflite"), vectors=4)
+    result = compare_interpreters(mlperf_model("ad01_int8.tflite"), vectors=4)
     reps = result["interpreters"]
     assert "simulated failure" in reps["xnnpack"]["error"] and reps["xnnpack"]["us_per_row"] is None
     assert "RuntimeError" in reps["builtin"]["error"]
@@ -127,10 +119,10 @@ def test_bad_model_raises_input_error(tmp_path):
 
 def test_op_divergence_locates_first_differing_op():
     x = random_inputs((640,), np.int8, 10, seed=0)
-    rows = op_divergence(_mlperf("ad01_int8.tflite"), x, "tflm", "reference")
+    rows = op_divergence(mlperf_model("ad01_int8.tflite"), x, "tflm", "reference")
     assert [r["op"] for r in rows] == ["FULLY_CONNECTED"] * 10
     assert any(r["rows_differing"] for r in rows)
-    same = op_divergence(_mlperf("ad01_int8.tflite"), x[:3], "tflm", "tflm")
+    same = op_divergence(mlperf_model("ad01_int8.tflite"), x[:3], "tflm", "tflm")
     assert all(r["rows_differing"] == 0 for r in same)
 
 

@@ -16,31 +16,24 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from reference_models import mlperf_model
 
 from iotsim.firmware import arbiter as arb
 from iotsim.firmware.quant import multiply_by_quantized_multiplier, quantize_multiplier
 from iotsim.firmware.vectors import make_vectors
-from iotsim.paths import REPO_DIR, ZOO_DIR
+from iotsim.paths import ZOO_DIR
 from iotsim.tinyml.stats import read_model
 
 pytest.importorskip("tflite_micro")
 
 FARM = ZOO_DIR / "farm_soil_int8.tflite"
-MLPERF_DIR = Path(os.environ.get("IOTSIM_MLPERF_DIR", REPO_DIR.parent / "shared" / "reference" / "mlperf_tiny"))
 
-
-def _mlperf(name: str) -> Path:
-    path = MLPERF_DIR / name
-    if not path.is_file():
-        pytest.skip(f"MLPerf Tiny reference model not found: {path} (set IOTSIM_MLPERF_DIR)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +214,7 @@ def test_exact_values_of_conv_mean_softmax_match_tflm_up_to_double_rounding():
 
 
 def test_exact_values_of_depthwise_and_average_pool_match_tflm_up_to_double_rounding():
-    stats = _exact_vs_interpreter(_mlperf("kws_ref_model.tflite"), ("DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D"), 2, 100)
+    stats = _exact_vs_interpreter(mlperf_model("kws_ref_model.tflite"), ("DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D"), 2, 100)
     assert {k.split()[1] for k in stats} == {"DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D"}
     for key, st in stats.items():
         assert st["equal"] + st["explained"] == st["elements"], (key, st)
@@ -254,7 +247,7 @@ def test_exact_values_of_add_and_logistic():
 
 # ----------------------------------------------------------------------------- MLPerf Tiny AD
 def test_ad01_litert_reference_right_in_every_disagreement():
-    path = _mlperf("ad01_int8.tflite")
+    path = mlperf_model("ad01_int8.tflite")
     graph = read_model(path)
     x, _ = make_vectors(path, graph, 100, "real", seed=0)
     s = arb.arbitrate(path, x, max_cases=10_000, float_check=False)
@@ -274,7 +267,7 @@ def test_ad01_tflm_per_tensor_multiplier_uses_the_double_product():
     double product."""
     from iotsim.tinyml.runtime import RawInterpreter
 
-    path = _mlperf("ad01_int8.tflite")
+    path = mlperf_model("ad01_int8.tflite")
     graph = read_model(path)
     x, _ = make_vectors(path, graph, 100, "real", seed=0)
     run = RawInterpreter(path.read_bytes(), "tflm", keep_all_tensors=True)

@@ -9,11 +9,11 @@ cost tables are current, and the CLI's JSON report carries the fields the issue 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
+from reference_models import MLPERF_DIR, mlperf_model
 from typer.testing import CliRunner
 
 from iotsim.cli import app
@@ -25,7 +25,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs Debian's gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (.ci/run installs them)",
 )
 
-MLPERF_DIR = Path(os.environ.get("IOTSIM_MLPERF_DIR", REPO_DIR.parent / "shared" / "reference" / "mlperf_tiny"))
 ZOO = sorted(p.stem for p in ZOO_DIR.glob("*_int8.tflite"))
 MLPERF = ["kws_ref_model", "vww_96_int8", "pretrainedResnet_quant", "ad01_int8"]
 BOARDS = ["mps2-an385", "mps2-an386", "mps2-an505"]
@@ -34,10 +33,7 @@ BOARDS = ["mps2-an385", "mps2-an386", "mps2-an505"]
 def model_path(name: str) -> Path:
     if name in ZOO:
         return ZOO_DIR / f"{name}.tflite"
-    path = MLPERF_DIR / f"{name}.tflite"
-    if not path.is_file():
-        pytest.skip(f"MLPerf Tiny reference model not found: {path} (set IOTSIM_MLPERF_DIR)")
-    return path
+    return mlperf_model(f"{name}.tflite")
 
 
 def verify(name, **kw):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
+from reference_models import mlperf_model
 
 from iotsim.errors import InputError
-from iotsim.paths import REPO_DIR, ZOO_DIR
+from iotsim.paths import ZOO_DIR
 from iotsim.tinyml.stats import (
     ALIGNMENT,
     activation_lower_bound,
@@ -20,8 +19,6 @@ from iotsim.tinyml.stats import (
     read_model,
     tensor_lifetimes,
 )
-
-MLPERF_DIR = Path(os.environ.get("IOTSIM_MLPERF_DIR", REPO_DIR.parent / "shared" / "reference" / "mlperf_tiny"))
 
 # shared/reference/NUMBERS.md, "MLPerf Tiny" table (mlcommons/tiny, benchmark/training/*/trained_models/):
 # file -> (params, MACs, the last digit given for each)
@@ -33,12 +30,6 @@ MLPERF = {
 }
 
 
-def _mlperf(name: str) -> Path:
-    path = MLPERF_DIR / name
-    if not path.is_file():
-        pytest.skip(f"MLPerf Tiny reference model not found: {path} (set IOTSIM_MLPERF_DIR)")
-    return path
-
 
 def _zoo_int8() -> list[str]:
     return sorted(p.stem for p in ZOO_DIR.glob("*_int8.tflite") if p.with_suffix(".json").exists())
@@ -47,7 +38,7 @@ def _zoo_int8() -> list[str]:
 # ---------------------------------------------------------------------------- MLPerf Tiny
 @pytest.mark.parametrize("name", sorted(MLPERF))
 def test_mlperf_params_and_macs_match_numbers_md(name):
-    stats = model_stats(_mlperf(name))
+    stats = model_stats(mlperf_model(name))
     params, macs, params_digit, macs_digit = MLPERF[name]
     assert stats["totals"]["params"] == pytest.approx(params, rel=0.05)
     assert stats["totals"]["macs"] == pytest.approx(macs, rel=0.05)
@@ -55,13 +46,13 @@ def test_mlperf_params_and_macs_match_numbers_md(name):
     assert abs(stats["totals"]["params"] - params) <= params_digit / 2
     assert abs(stats["totals"]["macs"] - macs) <= macs_digit / 2
     assert stats["subgraph_count"] == 1 and stats["int8"]
-    assert stats["flash"]["total"] == _mlperf(name).stat().st_size
+    assert stats["flash"]["total"] == mlperf_model(name).stat().st_size
     assert stats["flash"]["weights"] + stats["flash"]["graph"] == stats["flash"]["total"]
     json.dumps(stats)  # JSON-ready
 
 
 def test_kws_op_list_tensors_and_closed_forms():
-    stats = model_stats(_mlperf("kws_ref_model.tflite"))
+    stats = model_stats(mlperf_model("kws_ref_model.tflite"))
     assert stats["op_counts"] == {
         "CONV_2D": 5, "DEPTHWISE_CONV_2D": 4, "AVERAGE_POOL_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 1, "SOFTMAX": 1,
     }
@@ -87,7 +78,7 @@ def test_kws_op_list_tensors_and_closed_forms():
 
 
 def test_resnet_residual_keeps_three_maps_live():
-    stats = model_stats(_mlperf("pretrainedResnet_quant.tflite"))
+    stats = model_stats(mlperf_model("pretrainedResnet_quant.tflite"))
     assert stats["op_counts"]["ADD"] == 3
     # the first block: its input, the inner conv output and the second conv output (32x32x16 each)
     assert stats["memory"]["arena_lower_bound"] == 3 * 32 * 32 * 16
@@ -95,7 +86,7 @@ def test_resnet_residual_keeps_three_maps_live():
 
 @pytest.mark.parametrize("name", sorted(MLPERF))
 def test_arena_plan_is_valid_and_above_lower_bound(name):
-    graph = read_model(_mlperf(name))
+    graph = read_model(mlperf_model(name))
     life = tensor_lifetimes(graph)
     lb = activation_lower_bound(graph, life)
     plan = plan_arena(graph, life)
@@ -118,7 +109,7 @@ def test_plan_matches_tflite_micro_arena_head(capfd):
     """The greedy plan reproduces TFLM's own non-persistent arena ("head") on the MLPerf models."""
     runtime = pytest.importorskip("tflite_micro").runtime
     for name in sorted(MLPERF):
-        path = _mlperf(name)
+        path = mlperf_model(name)
         plan = model_stats(path)["memory"]["arena_plan_bytes"]
         capfd.readouterr()
         runtime.Interpreter.from_bytes(path.read_bytes()).print_allocations()
@@ -216,7 +207,7 @@ def test_bad_files_raise_input_error_with_path(tmp_path):
 def test_truncated_model_raises_input_error(tmp_path, keep):
     src = ZOO_DIR / "farm_soil_int8.tflite"
     if not src.is_file():
-        src = _mlperf("kws_ref_model.tflite")
+        src = mlperf_model("kws_ref_model.tflite")
     content = src.read_bytes()
     n = int(len(content) * keep) if keep < 1 else keep
     cut = tmp_path / "cut.tflite"

@@ -199,6 +199,35 @@ def _shape4(graph: ModelGraph, op: OpInfo, t: int, what: str) -> tuple[int, int,
     return tuple(int(d) for d in shape)  # type: ignore[return-value]
 
 
+def _window(graph: ModelGraph, op: OpInfo, in_hw: tuple[int, int], filt_hw: tuple[int, int],
+            out_hw: tuple[int, int], *, dilated: bool = True) -> dict[str, int]:
+    """Strides, dilations and padding of a sliding-window op, checked against its stored output size."""
+    stride_h, stride_w = _options_int(graph, op, "stride_h"), _options_int(graph, op, "stride_w")
+    dil_h = _options_int(graph, op, "dilation_h_factor", 1) if dilated else 1
+    dil_w = _options_int(graph, op, "dilation_w_factor", 1) if dilated else 1
+    padding = _padding(graph, op)
+    pad_h, pad_w, eo_h, eo_w = compute_padding_hw(padding, stride_h, stride_w, dil_h, dil_w, *in_hw, *filt_hw)
+    if (eo_h, eo_w) != tuple(out_hw):
+        raise unsupported(graph, op, f"output is {out_hw[0]}x{out_hw[1]}, padding {padding} gives {eo_h}x{eo_w}")
+    return {"stride_h": stride_h, "stride_w": stride_w, "dil_h": dil_h, "dil_w": dil_w,
+            "pad_h": pad_h, "pad_w": pad_w}
+
+
+def _filter_requant(graph: ModelGraph, op: OpInfo, t_in: int, t_w: int, t_out: int, out_c: int,
+                    channel_dim: int, what: str) -> dict:
+    """Zero points, per-channel multipliers/shifts and activation clamp of a conv-like op's output."""
+    wq = graph.tensors[t_w].quantization
+    if len(wq.scales) not in (1, out_c):
+        raise unsupported(graph, op, f"filter has {len(wq.scales)} scales for {out_c} output channels")
+    if len(wq.scales) > 1 and wq.quantized_dimension != channel_dim:
+        raise unsupported(graph, op, f"per-channel {what} not quantized along dimension {channel_dim}")
+    in_scale, in_zp = _qparams(graph, op, t_in, "input")
+    out_scale, out_zp = _qparams(graph, op, t_out, "output")
+    mults, shifts = conv_multipliers(in_scale, wq.scales, out_scale, out_c)
+    act_min, act_max = _activation(graph, op, t_out)
+    return {"in_zp": in_zp, "out_zp": out_zp, "mults": mults, "shifts": shifts, "act_min": act_min, "act_max": act_max}
+
+
 # ------------------------------------------------------------------------------ CONV_2D
 def lower_conv_2d(graph: ModelGraph, op: OpInfo) -> LoweredOp:
     """CONV_2D int8 (conv_common.cc ConvPrepare + reference_integer_ops::ConvPerChannel)."""
@@ -216,34 +245,18 @@ def lower_conv_2d(graph: ModelGraph, op: OpInfo) -> LoweredOp:
     groups = in_c // f_in_c
     if out_c % groups:
         raise unsupported(graph, op, f"{out_c} filters do not split into {groups} groups")
-    stride_h, stride_w = _options_int(graph, op, "stride_h"), _options_int(graph, op, "stride_w")
-    dil_h = _options_int(graph, op, "dilation_h_factor", 1)
-    dil_w = _options_int(graph, op, "dilation_w_factor", 1)
-    padding = _padding(graph, op)
-    pad_h, pad_w, eo_h, eo_w = compute_padding_hw(padding, stride_h, stride_w, dil_h, dil_w, in_h, in_w, f_h, f_w)
-    if (eo_h, eo_w) != (out_h, out_w):
-        raise unsupported(graph, op, f"output is {out_h}x{out_w}, padding {padding} gives {eo_h}x{eo_w}")
-
-    wq = graph.tensors[t_w].quantization
-    if len(wq.scales) not in (1, out_c):
-        raise unsupported(graph, op, f"filter has {len(wq.scales)} scales for {out_c} output channels")
-    if len(wq.scales) > 1 and wq.quantized_dimension != 0:
-        raise unsupported(graph, op, "per-channel filter not quantized along dimension 0")
-    in_scale, in_zp = _qparams(graph, op, t_in, "input")
-    out_scale, out_zp = _qparams(graph, op, t_out, "output")
-    mults, shifts = conv_multipliers(in_scale, wq.scales, out_scale, out_c)
-    act_min, act_max = _activation(graph, op, t_out)
+    win = _window(graph, op, (in_h, in_w), (f_h, f_w), (out_h, out_w))
+    rq = _filter_requant(graph, op, t_in, t_w, t_out, out_c, 0, "filter")
     bias = _bias(graph, op, 2, out_c)
 
     p = f"op{op.index}"
-    arrays, per_channel = _requant_arrays(p, mults, shifts)
+    arrays, per_channel = _requant_arrays(p, rq["mults"], rq["shifts"])
     decls = arrays + _struct("iotsim_conv_params_t", f"{p}_params", {
         "batches": n, "in_h": in_h, "in_w": in_w, "in_c": in_c,
         "out_h": out_h, "out_w": out_w, "out_c": out_c,
         "filt_h": f_h, "filt_w": f_w, "filt_in_c": f_in_c, "filters_per_group": out_c // groups,
-        "stride_h": stride_h, "stride_w": stride_w, "dil_h": dil_h, "dil_w": dil_w,
-        "pad_h": pad_h, "pad_w": pad_w,
-        "input_offset": -in_zp, "output_offset": out_zp, "act_min": act_min, "act_max": act_max,
+        **win,
+        "input_offset": -rq["in_zp"], "output_offset": rq["out_zp"], "act_min": rq["act_min"], "act_max": rq["act_max"],
         "per_channel": per_channel, "out_mult": f"{p}_mult", "out_shift": f"{p}_shift",
     })
     call = f"iotsim_conv_s8(&{p}_params, {{T{t_in}}}, {{T{t_w}}}, {bias}, {{T{t_out}}});"
@@ -263,37 +276,21 @@ def lower_depthwise_conv_2d(graph: ModelGraph, op: OpInfo) -> LoweredOp:
     dm = _options_int(graph, op, "depth_multiplier", 1)
     if one != 1 or on != n or oc != out_c or in_c * dm != out_c:
         raise unsupported(graph, op, f"shapes input {in_c} x depth_multiplier {dm} != output depth {out_c}")
-    stride_h, stride_w = _options_int(graph, op, "stride_h"), _options_int(graph, op, "stride_w")
-    dil_h = _options_int(graph, op, "dilation_h_factor", 1)
-    dil_w = _options_int(graph, op, "dilation_w_factor", 1)
-    padding = _padding(graph, op)
-    pad_h, pad_w, eo_h, eo_w = compute_padding_hw(padding, stride_h, stride_w, dil_h, dil_w, in_h, in_w, f_h, f_w)
-    if (eo_h, eo_w) != (out_h, out_w):
-        raise unsupported(graph, op, f"output is {out_h}x{out_w}, padding {padding} gives {eo_h}x{eo_w}")
-
-    wq = graph.tensors[t_w].quantization
-    if len(wq.scales) not in (1, out_c):
-        raise unsupported(graph, op, f"filter has {len(wq.scales)} scales for {out_c} output channels")
-    if len(wq.scales) > 1 and wq.quantized_dimension != 3:
-        raise unsupported(graph, op, "per-channel depthwise filter not quantized along dimension 3")
-    in_scale, in_zp = _qparams(graph, op, t_in, "input")
-    out_scale, out_zp = _qparams(graph, op, t_out, "output")
-    mults, shifts = conv_multipliers(in_scale, wq.scales, out_scale, out_c)
-    act_min, act_max = _activation(graph, op, t_out)
+    win = _window(graph, op, (in_h, in_w), (f_h, f_w), (out_h, out_w))
+    rq = _filter_requant(graph, op, t_in, t_w, t_out, out_c, 3, "depthwise filter")
     if len(op.inputs) < 3 or op.inputs[2] < 0:
         # TFLM's depthwise Prepare dereferences the missing bias (crashes), LiteRT refuses it
         raise unsupported(graph, op, "depthwise convolution without bias (TFLite and TFLite Micro cannot run it)")
     bias = _bias(graph, op, 2, out_c)
 
     p = f"op{op.index}"
-    arrays, per_channel = _requant_arrays(p, mults, shifts)
+    arrays, per_channel = _requant_arrays(p, rq["mults"], rq["shifts"])
     decls = arrays + _struct("iotsim_dwconv_params_t", f"{p}_params", {
         "batches": n, "in_h": in_h, "in_w": in_w, "in_c": in_c,
         "out_h": out_h, "out_w": out_w, "depth_multiplier": dm,
         "filt_h": f_h, "filt_w": f_w,
-        "stride_h": stride_h, "stride_w": stride_w, "dil_h": dil_h, "dil_w": dil_w,
-        "pad_h": pad_h, "pad_w": pad_w,
-        "input_offset": -in_zp, "output_offset": out_zp, "act_min": act_min, "act_max": act_max,
+        **win,
+        "input_offset": -rq["in_zp"], "output_offset": rq["out_zp"], "act_min": rq["act_min"], "act_max": rq["act_max"],
         "per_channel": per_channel, "out_mult": f"{p}_mult", "out_shift": f"{p}_shift",
     })
     call = f"iotsim_depthwise_conv_s8(&{p}_params, {{T{t_in}}}, {{T{t_w}}}, {bias}, {{T{t_out}}});"
@@ -374,12 +371,9 @@ def _lower_pool(graph: ModelGraph, op: OpInfo, fn: str) -> LoweredOp:
     out_scale, out_zp = _qparams(graph, op, t_out, "output")
     if not abs(in_scale - out_scale) <= 1.0e-6 or in_zp != out_zp:
         raise unsupported(graph, op, "input and output quantization differ (TFLite Micro refuses this)")
-    stride_h, stride_w = _options_int(graph, op, "stride_h"), _options_int(graph, op, "stride_w")
     f_h, f_w = _options_int(graph, op, "filter_height"), _options_int(graph, op, "filter_width")
-    padding = _padding(graph, op)
-    pad_h, pad_w, eo_h, eo_w = compute_padding_hw(padding, stride_h, stride_w, 1, 1, in_h, in_w, f_h, f_w)
-    if (eo_h, eo_w) != (out_h, out_w):
-        raise unsupported(graph, op, f"output is {out_h}x{out_w}, padding {padding} gives {eo_h}x{eo_w}")
+    win = _window(graph, op, (in_h, in_w), (f_h, f_w), (out_h, out_w), dilated=False)
+    stride_h, stride_w, pad_h, pad_w = win["stride_h"], win["stride_w"], win["pad_h"], win["pad_w"]
     act_min, act_max = _activation(graph, op, t_out)
     if fn == "avg":
         # AveragePool returns false (Eval error) if a window holds no input element

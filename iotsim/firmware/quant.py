@@ -47,14 +47,6 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     return q_fixed, shift
 
 
-def quantize_multiplier_smaller_than_one_exp(real_multiplier: float) -> tuple[int, int]:
-    """QuantizeMultiplierSmallerThanOneExp: (multiplier, left_shift <= 0)."""
-    assert 0.0 < real_multiplier < 1.0, real_multiplier
-    q, shift = quantize_multiplier(real_multiplier)
-    assert shift <= 0
-    return q, shift
-
-
 def activation_range_int8(activation: str, scale: float, zero_point: int, qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
     """CalculateActivationRangeQuantized for int8 outputs: the clamp of a fused activation."""
 

@@ -37,13 +37,15 @@ def random_vectors(graph: ModelGraph, n: int, seed: int = 0) -> np.ndarray:
 
 
 def _quantize(x: np.ndarray, graph: ModelGraph) -> np.ndarray:
+    from iotsim.tinyml.runtime import round_half_away
+
     t = graph.tensors[graph.inputs[0]]
     if t.dtype == "float32":
         return x.astype(np.float32)
     scale = t.quantization.scales[0]
     zp = t.quantization.zero_points[0]
     info = np.iinfo(np.dtype(t.dtype))
-    q = np.copysign(np.floor(np.abs(x / scale) + 0.5), x / scale) + zp
+    q = round_half_away(x / scale) + zp
     return np.clip(q, info.min, info.max).astype(t.dtype)
 
 
