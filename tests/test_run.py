@@ -71,6 +71,9 @@ def test_packets_sent_equal_delivered_plus_lost_with_reasons(small_result):
         assert by_policy[row.policy] == row.packets_sent
     # something was actually lost and something delivered, so the identity is not vacuous
     assert summary.packets_lost.sum() > 0 and summary.packets_delivered.sum() > 0
+    np.testing.assert_allclose(summary.packet_delivery_ratio, summary.packets_delivered / summary.packets_sent)
+    np.testing.assert_allclose(summary.message_delivery_ratio, summary.messages_delivered / summary.messages_sent)
+    assert (summary.message_delivery_ratio < 1).any() and (summary.message_delivery_ratio > 0).all()
 
 
 def test_policies_are_paired_and_ordered_as_expected(small_result):

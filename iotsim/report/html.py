@@ -34,6 +34,7 @@ SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("packets_sent", "Packets sent", "int"),
     ("packets_delivered", "Packets delivered", "int"),
     ("packets_lost", "Packets lost", "int"),
+    ("message_delivery_ratio", "Messages delivered (ratio)", "ratio"),
     ("latency_p50_s", "Latency p50 (s)", "float"),
     ("latency_p95_s", "Latency p95 (s)", "float"),
     ("precision", "Precision", "ratio"),

@@ -14,7 +14,8 @@ SUMMARY_COLUMNS = [
     "policy", "group", "nodes", "energy_j_per_node_day", "battery_life_days", "battery_life_p10_days",
     "nodes_died", "bytes_uplinked_per_node_day", "airtime_s_per_node_day", "packets_sent", "packets_delivered",
     "packets_lost", "packets_lost_collision", "packets_lost_below_sensitivity", "packets_lost_duty_cycle",
-    "packets_pending_at_end", "messages_sent", "messages_delivered", "latency_p50_s", "latency_p95_s", "events", "events_detected",
+    "packets_pending_at_end", "packet_delivery_ratio", "messages_sent", "messages_delivered",
+    "message_delivery_ratio", "latency_p50_s", "latency_p95_s", "events", "events_detected",
     "precision", "recall", "cloud_inferences", "cloud_wait_p95_s",
 ]
 
@@ -109,6 +110,10 @@ def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else float("nan")
 
 
+def _ratio(part: int, whole: int) -> float:
+    return part / whole if whole else float("nan")
+
+
 def summary_table(result: RunResult, nodes: pd.DataFrame | None = None) -> pd.DataFrame:
     nodes = nodes_table(result) if nodes is None else nodes
     rows = []
@@ -146,8 +151,10 @@ def summary_table(result: RunResult, nodes: pd.DataFrame | None = None) -> pd.Da
                 "packets_lost_below_sensitivity": int((st == 1).sum()),
                 "packets_lost_duty_cycle": int((st == 3).sum()),
                 "packets_pending_at_end": pending,
+                "packet_delivery_ratio": _ratio(int((st == 0).sum()), int(st.size)),
                 "messages_sent": int(msg_sent.sum()),
                 "messages_delivered": int((msg_in & out.message_delivered).sum()),
+                "message_delivery_ratio": _ratio(int((msg_in & out.message_delivered).sum()), int(msg_sent.sum())),
                 "latency_p50_s": _pct(latency, 50),
                 "latency_p95_s": _pct(latency, 95),
                 "events": int(latency.shape[0]),
