@@ -71,6 +71,91 @@ def run(
                   "manifest.json, plots, report.html)")
 
 
+def _run_progress(quiet: bool):
+    """A rich progress bar for runs: done / to compute, elapsed and ETA (cached runs are not timed)."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn(), console=err_console, disable=quiet, transient=True)
+    state: dict = {}
+
+    def progress(done: int, total: int, cached: int) -> None:
+        if "task" not in state:
+            label = f"runs ({cached} of {total} cached)" if cached else "runs"
+            state["task"] = bar.add_task(label, total=max(total - cached, 1))
+        bar.update(state["task"], completed=done - cached)
+
+    return bar, progress
+
+
+SWEEP_COLUMNS = [("energy_j_per_node_day", "J/node/day"), ("battery_life_days", "battery (d)"),
+                 ("message_delivery_ratio", "msgs delivered"), ("latency_p50_s", "lat p50 (s)"),
+                 ("recall", "recall")]
+
+
+def _print_points(points, params: list[str], title: str) -> None:
+    table = Table(title=title)
+    for p in params:
+        table.add_column(p, justify="right")
+    table.add_column("policy")
+    table.add_column("group")
+    for _, header in SWEEP_COLUMNS:
+        table.add_column(f"{header} (mean ± 95 % CI)", justify="right")
+    wide = points.pivot_table(index=["point", "policy", "group"], columns="metric", values=["mean", "ci95_half_width"],
+                              sort=False, dropna=False)
+    first = points.drop_duplicates(["point", "policy", "group"]).set_index(["point", "policy", "group"])
+    for index in wide.index:
+        cells = [_fmt(first.loc[index, p]) for p in params] + [index[1], index[2]]
+        for metric, _ in SWEEP_COLUMNS:
+            mean = wide.loc[index, ("mean", metric)]
+            half = wide.loc[index, ("ci95_half_width", metric)]
+            cells.append(_fmt(mean) + ("" if math.isnan(half) else f" ± {_fmt(half, 2)}"))
+        table.add_row(*cells)
+    console.print(table)
+
+
+@app.command()
+def sweep(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    set_: list[str] = typer.Option(..., "--set", help="PATH=V1,V2,...: values to try for a scenario field, e.g. "
+                                   "fleet.soil.count=100,200 (repeat for a grid)"),
+    replications: int = typer.Option(1, "--replications", "-r", min=1, help="seeds per grid point (seed, seed+1, ...)"),
+    out: Path = typer.Option(..., "--out", "-o", help="sweep folder (tables, plots, manifest, run cache)"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0,
+                                          help="local Dask worker processes (default: the core count; 0: this process)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="run on an existing Dask cluster, tcp://HOST:PORT"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="result cache folder (default: OUT/runs)"),
+    no_plots: bool = typer.Option(False, "--no-plots", help="skip the plots"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Run a scenario over a grid of overrides x replications (cached, resumable, on Dask); write tables
+    with mean and 95 % CI per grid point, and plots."""
+    from iotsim.sweep import Executor, RunCache, parse_set, plan_sweep, run_sweep
+
+    try:
+        plan = plan_sweep(scenario, [parse_set(s) for s in set_], replications)
+        err_console.print(f"{plan.n_runs} runs: {len(plan.points)} grid point(s) x {replications} replication(s)",
+                          highlight=False)
+        bar, progress = _run_progress(quiet)
+        with bar, Executor(workers, scheduler) as executor:
+            result = run_sweep(plan, out, executor=executor, cache_dir=cache, plots=not no_plots, progress=progress,
+                               command=" ".join(["iotsim", *sys.argv[1:]]))
+    except InputError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        kept = RunCache(cache if cache is not None else out / "runs")
+        done = sum(1 for key in {s.key for _, _, s in plan.runs} if key in kept)
+        err_console.print(f"interrupted: {done} of {plan.n_runs} runs are finished and kept in {kept.root}/; "
+                          "run the same command to resume", highlight=False)
+        raise typer.Exit(130)
+    _print_points(result.points, plan.params,
+                  f"{plan.base.name}: {plan.n_runs} runs, {result.computed} computed and {result.cached} cached, "
+                  f"{result.wall_s:.1f} s on {executor.description}")
+    console.print(f"results: {out}/ (sweep.parquet, sweep.csv, sweep_points.parquet, sweep_points.csv, "
+                  f"{len(result.plots)} plots, sweep.json)")
+
+
 def _fmt(value, digits=3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"

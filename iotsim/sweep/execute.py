@@ -1,0 +1,202 @@
+"""Execute single runs on a Dask `distributed` cluster (local by default) or in this process.
+
+Each run is a whole scenario with its seed: `run_one` rebuilds it from JSON on the worker,
+simulates it and returns its summary rows. The client stores every finished run in the cache as
+soon as it arrives, so an interrupted sweep keeps everything that finished. Results depend only on
+the scenario and seed, never on the worker that ran them or the order they finished in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from iotsim.errors import InputError
+from iotsim.scenario.loader import scenario_hash
+from iotsim.sweep.cache import RunCache, code_version
+
+# called with (runs finished, runs to do, of which served from the cache)
+Progress = Callable[[int, int, int], None]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run to do: a validated scenario (its seed set), its cache key and a label for messages."""
+
+    key: str
+    scenario: Any  # iotsim.scenario.Scenario
+    label: str
+
+
+def run_one(scenario_json: dict) -> dict:
+    """Simulate one scenario (given as JSON) and return its summary rows. Runs on a worker."""
+    from iotsim.engine import run_scenario
+    from iotsim.results.tables import summary_table
+    from iotsim.scenario.loader import scenario_hash
+    from iotsim.scenario.model import Scenario
+
+    t0 = time.perf_counter()
+    scenario = Scenario.model_validate(scenario_json)
+    result = run_scenario(scenario)
+    rows = summary_table(result).to_dict("records")
+    return {
+        "scenario_sha256": scenario_hash(scenario),
+        "seed": scenario.seed,
+        "iotsim_version": code_version(),
+        "rows": rows,
+        "warnings": list(result.warnings),
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def worker_payload(scenario) -> dict:
+    """The scenario as JSON with model files named by absolute path (workers may run elsewhere)."""
+    from iotsim.tinyml.runtime import resolve_model_path
+    from iotsim.paths import ZOO_DIR
+
+    data = scenario.model_dump(mode="json")
+
+    def absolute(name: str) -> str:
+        path = resolve_model_path(name)
+        return name if path.parent.resolve() == ZOO_DIR.resolve() else str(path.resolve())
+
+    for group in data["fleet"]:
+        if isinstance(group["model"], dict):
+            group["model"]["file"] = str(Path(group["model"]["file"]).resolve())
+        else:
+            group["model"] = absolute(group["model"])
+    cloud = data["network"]["cloud"]
+    if cloud.get("model"):
+        cloud["model"] = absolute(cloud["model"])
+    return data
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+class Executor:
+    """Where runs execute: `workers=0` in this process; else a `distributed` cluster, a LocalCluster
+    of `workers` single-threaded processes on loopback (default: one per core) or, with `scheduler`,
+    an existing cluster ("tcp://HOST:PORT"). Started on first use, shut down on exit."""
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None):
+        if workers is not None and workers < 0:
+            raise InputError(f"--workers must be 0 (this process) or more, not {workers}")
+        self.workers = default_workers() if workers is None else workers
+        self.scheduler = scheduler
+        self._client = None
+        self._cluster = None
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def description(self) -> str:
+        if self.scheduler:
+            return f"Dask cluster at {self.scheduler}"
+        if self.workers == 0:
+            return "this process"
+        return f"local Dask cluster, {self.workers} worker process(es)"
+
+    def _connect(self):
+        if self._client is not None:
+            return self._client
+        from distributed import Client, LocalCluster
+
+        if self.scheduler:
+            try:
+                self._client = Client(self.scheduler, timeout="15s")
+            except (OSError, TimeoutError) as exc:
+                raise InputError(f"cannot reach the Dask scheduler: {exc}", where=f"--scheduler {self.scheduler}") from None
+        else:
+            self._cluster = LocalCluster(
+                n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, silence_logs=logging.ERROR,
+            )
+            self._client = Client(self._cluster)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def execute(self, runs: Iterable[RunSpec], cache: RunCache, progress: Progress | None = None) -> dict[str, dict]:
+        """Every run's record by key: from the cache, else computed and cached as it finishes."""
+        runs = list(runs)
+        unique: dict[str, RunSpec] = {}
+        for spec in runs:
+            unique.setdefault(spec.key, spec)
+        records: dict[str, dict] = {}
+        todo: list[RunSpec] = []
+        for key, spec in unique.items():
+            record = cache.get(key)
+            if record is not None:
+                records[key] = record
+            else:
+                todo.append(spec)
+        total, cached = len(unique), len(records)
+        say = progress or (lambda done, total, cached: None)
+        say(cached, total, cached)
+        if not todo:
+            return records
+        version = code_version()
+
+        def finish(spec: RunSpec, record: dict) -> None:
+            record["scenario_sha256"] = scenario_hash(spec.scenario)  # as named here, not on the worker
+            if record.get("iotsim_version") != version:
+                raise InputError(
+                    f"a worker runs iotsim {record.get('iotsim_version')}, this process {version}: install the "
+                    "same iotsim on every worker", where=self.description)
+            cache.put(spec.key, record)
+            records[spec.key] = record
+            say(len(records), total, cached)
+
+        if self.workers == 0 and not self.scheduler:
+            for spec in todo:
+                finish(spec, _run_here(spec))
+            return records
+        self._run_on_cluster(todo, finish)
+        return records
+
+    def _run_on_cluster(self, todo: list[RunSpec], finish: Callable[[RunSpec, dict], None]) -> None:
+        from distributed import as_completed
+
+        client = self._connect()
+        by_key = {}
+        futures = []
+        for spec in todo:
+            fut = client.submit(run_one, worker_payload(spec.scenario), key=f"iotsim-run-{spec.key}", pure=False)
+            by_key[fut.key] = spec
+            futures.append(fut)
+        try:
+            for fut in as_completed(futures):
+                spec = by_key[fut.key]
+                try:
+                    record = fut.result()
+                except Exception as exc:  # the run's own error, raised on the worker
+                    message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+                    raise InputError(message, where=f"run {spec.label}") from None
+                finish(spec, record)
+        finally:
+            pending = [f for f in futures if not f.done()]
+            if pending:
+                client.cancel(pending)
+
+
+def _run_here(spec: RunSpec) -> dict:
+    try:
+        return run_one(worker_payload(spec.scenario))
+    except InputError as exc:
+        raise InputError(str(exc), where=f"run {spec.label}") from None
