@@ -147,7 +147,7 @@ def sweep(
         kept = RunCache(cache if cache is not None else out / "runs")
         done = sum(1 for key in {s.key for _, _, s in plan.runs} if key in kept)
         err_console.print(f"interrupted: {done} of {plan.n_runs} runs are finished and kept in {kept.root}/; "
-                          "run the same command to resume", highlight=False)
+                          "run the same command to resume", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     _print_points(result.points, plan.params,
                   f"{plan.base.name}: {plan.n_runs} runs, {result.computed} computed and {result.cached} cached, "

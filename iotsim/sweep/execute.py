@@ -119,7 +119,7 @@ class Executor:
         else:
             self._cluster = LocalCluster(
                 n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=logging.ERROR,
+                dashboard_address=None, silence_logs=logging.ERROR, preload=["iotsim.sweep.worker"],
             )
             self._client = Client(self._cluster)
         return self._client

@@ -28,7 +28,10 @@ def runs_table(plan: SweepPlan, records: dict[str, dict]) -> pd.DataFrame:
         for summary in records[spec.key]["rows"]:
             rows.append({"point": point.index, **point.values, "replication": replication,
                          "seed": spec.scenario.seed, "run_key": spec.key, **summary})
+    # fixed column order: a record read back from the cache has its keys sorted
+    head = ["point", *plan.params, "replication", "seed", "run_key"]
     frame = pd.DataFrame(rows)
+    frame = frame[head + [c for c in SUMMARY_COLUMNS if c in frame] + sorted(set(frame) - set(head) - set(SUMMARY_COLUMNS))]
     for column in METRICS:
         if column in frame:
             frame[column] = pd.to_numeric(frame[column]).astype(np.float64 if frame[column].isna().any()

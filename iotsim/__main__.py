@@ -1,0 +1,5 @@
+"""`python -m iotsim ...` is the `iotsim` command."""
+
+from iotsim.cli import main
+
+main()
