@@ -156,6 +156,102 @@ def sweep(
                   f"{len(result.plots)} plots, sweep.json)")
 
 
+def _parse_range(text: Optional[str]) -> tuple[Optional[float], Optional[float]]:
+    if text is None:
+        return None, None
+    lo, sep, hi = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return (float(lo) if lo.strip() else None), (float(hi) if hi.strip() else None)
+    except ValueError:
+        raise InputError("expected LO:HI (either may be empty), e.g. 10:5000", where=f"--range {text}") from None
+
+
+def _probe_table(result) -> Table:
+    table = Table(title="probes (mean over replications ± 95 % CI; judged on the mean)")
+    table.add_column(result.path, justify="right")
+    table.add_column("meets", justify="center")
+    keys = list(result.probes[0].stats) if result.probes else []
+    several = len({g for _, g in keys}) > 1
+    for metric, group in keys:
+        table.add_column(f"{metric} ({group})" if several else metric, justify="right")
+    table.add_column("runs (cached)", justify="right")
+    for probe in sorted(result.probes, key=lambda p: p.value):
+        cells = [_fmt(probe.value), "yes" if probe.feasible else "no"]
+        for key in keys:
+            n, mean, half = probe.stats[key]
+            cells.append(_fmt(mean) + ("" if math.isnan(half) else f" ± {_fmt(half, 2)}"))
+        cells.append(f"{probe.runs} ({probe.cached})")
+        table.add_row(*cells)
+    return table
+
+
+@app.command()
+def size(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    vary: str = typer.Option(..., "--vary", help="the field to size, e.g. fleet.soil.count"),
+    constraint: list[str] = typer.Option(..., "--constraint", "-c", help="METRIC>=X (or <=, >, <) on a summary "
+                                         "metric, e.g. message_delivery_ratio>=0.99; repeat for several"),
+    policy: str = typer.Option(..., "--policy", "-p", help="the policy the constraints apply to"),
+    smallest: bool = typer.Option(False, "--smallest", help="find the smallest value that meets them (default: largest)"),
+    group: Optional[str] = typer.Option(None, "--group", help="judge one fleet group (default: every group)"),
+    value_range: Optional[str] = typer.Option(None, "--range", help="LO:HI bounds of the search (default: the field's)"),
+    start: Optional[float] = typer.Option(None, "--start", help="first probe (default: the scenario's value)"),
+    step: Optional[float] = typer.Option(None, "--step", help="first galloping step (default: half the start)"),
+    resolution: Optional[float] = typer.Option(None, "--resolution", help="real fields: stop when the bracket is "
+                                               "this narrow (default: 1 % of the start)"),
+    replications: int = typer.Option(3, "--replications", "-r", min=1, help="seeds per probe"),
+    set_: list[str] = typer.Option([], "--set", help="PATH=VALUE: fix another field for the whole search"),
+    max_probes: int = typer.Option(40, "--max-probes", min=1),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write size.csv and size.json here"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0,
+                                          help="local Dask worker processes (default: the core count; 0: this process)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="run on an existing Dask cluster, tcp://HOST:PORT"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="result cache (default: OUT/runs, else the user cache)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no line per probe"),
+) -> None:
+    """Find the largest (or smallest) value of one field that meets every constraint: galloping then
+    bisection, replications at each probe; prints the answer with the probes that support it."""
+    from iotsim.sweep import Executor, RunCache, parse_set
+    from iotsim.sweep.cache import user_run_cache
+    from iotsim.sweep.size import describe, parse_constraint, size_scenario, write_size
+
+    try:
+        constraints = [parse_constraint(c) for c in constraint]
+        fixed = []
+        for text in set_:
+            o = parse_set(text, single=True)
+            fixed.append((o.path, o.values[0]))
+        lo, hi = _parse_range(value_range)
+        run_cache = RunCache(cache if cache is not None else (out / "runs" if out is not None else user_run_cache()))
+
+        def on_probe(probe) -> None:
+            if not quiet:
+                verdict = "meets" if probe.feasible else "fails: " + "; ".join(probe.failed)
+                err_console.print(f"probe {vary}={_fmt(probe.value)}: {verdict}", highlight=False, soft_wrap=True)
+
+        with Executor(workers, scheduler) as executor:
+            result = size_scenario(scenario, vary, constraints, policy, goal="smallest" if smallest else "largest",
+                                   replications=replications, fixed=fixed, lo=lo, hi=hi, start=start, step=step,
+                                   resolution=resolution, group=group, max_probes=max_probes, executor=executor,
+                                   cache=run_cache, on_probe=on_probe)
+        if out is not None:
+            write_size(result, out, command=" ".join(["iotsim", *sys.argv[1:]]))
+    except InputError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished runs are kept in the cache; run the same command to resume",
+                          highlight=False)
+        raise typer.Exit(130)
+    console.print(_probe_table(result))
+    console.print(describe(result), highlight=False, soft_wrap=True)
+    if out is not None:
+        console.print(f"results: {out}/ (size.csv, size.json)")
+    if result.answer is None:
+        raise typer.Exit(1)
+
+
 def _fmt(value, digits=3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"

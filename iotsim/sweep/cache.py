@@ -18,7 +18,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import iotsim
 from iotsim.paths import PACKAGE_DIR, devices_dir
+from iotsim.sweep.files import atomic_write
 
 RECORD_FORMAT = 1
 _FINGERPRINT_SUFFIXES = {".py", ".tflite", ".json", ".npz", ".csv", ".yaml", ".yml"}
@@ -42,6 +42,11 @@ def code_version() -> str:
             digest.update(str(path.relative_to(root)).encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     return f"{iotsim.__version__}+{digest.hexdigest()[:12]}"
+
+
+def user_run_cache() -> Path:
+    """The shared run cache: $IOTSIM_CACHE_DIR/runs, else ~/.cache/iotsim/runs."""
+    return Path(os.environ.get("IOTSIM_CACHE_DIR", Path.home() / ".cache" / "iotsim")) / "runs"
 
 
 def run_inputs(scenario, resources: dict) -> dict[str, Any]:
@@ -114,16 +119,8 @@ class RunCache:
         record = {"format": RECORD_FORMAT, "key": key, **record}
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(_json_safe(record), fh, sort_keys=True, separators=(",", ":"))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = json.dumps(_json_safe(record), sort_keys=True, separators=(",", ":"))
+        atomic_write(path, lambda tmp: tmp.write_text(text), sync=True)
         return path
 
     def keys(self) -> list[str]:
@@ -133,7 +130,7 @@ class RunCache:
         """Delete temporary files left by a killed writer (only old ones: another sweep may be writing)."""
         now = time.time()
         removed = 0
-        for tmp in self.root.glob("??/.tmp-*"):
+        for tmp in self.root.glob("??/.*.tmp-*"):
             try:
                 if now - tmp.stat().st_mtime > older_than_s:
                     tmp.unlink()

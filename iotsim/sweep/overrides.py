@@ -135,7 +135,11 @@ def set_value(data: Any, loc: Sequence[str | int], value: Any) -> None:
 
 def get_value(data: Any, loc: Sequence[str | int]) -> Any:
     node = data
-    for key in loc:
+    for depth, key in enumerate(loc):
+        if isinstance(node, dict) and key not in node:
+            inside = ".".join(map(str, loc[:depth])) or "the scenario"
+            raise InputError(f"no field '{key}' in {inside} (fields: {', '.join(sorted(node))})",
+                             field=".".join(map(str, loc)))
         node = node[key]
     return node
 

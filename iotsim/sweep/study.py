@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 import pandas as pd
 
 from iotsim.scenario.loader import scenario_hash
 from iotsim.sweep.cache import RunCache, code_version
 from iotsim.sweep.execute import Executor, Progress
+from iotsim.sweep.files import atomic_replace_dir, atomic_write
 from iotsim.sweep.grid import SweepPlan
 from iotsim.sweep.plots import plot_name, plottable_metrics, write_sweep_plots
 from iotsim.sweep.tables import points_table, runs_table
@@ -45,18 +41,6 @@ class SweepResult:
     cached: int  # runs served from the cache
     wall_s: float
     plots: list[Path]
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_table(frame: pd.DataFrame, folder: Path, stem: str) -> None:
@@ -102,21 +86,12 @@ def _plots(points: pd.DataFrame, params: list[str], folder: Path) -> list[Path]:
     source = folder / PLOTS_SOURCE
     if source.exists() and source.read_text().strip() == digest and all(p.exists() for p in expected):
         return expected
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".plots.tmp-", dir=folder.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         write_sweep_plots(points, params, tmp)
         (tmp / PLOTS_SOURCE).write_text(digest + "\n")
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".plots.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_replace_dir(folder, fill)
     return expected
 
 

@@ -1,0 +1,54 @@
+"""Atomic file and folder writes: a reader (or a resumed sweep) sees the old content or the new,
+never a half-written file, whenever the writer is killed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would have given the file
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], *, sync: bool = False) -> None:
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it into place
+    (`sync`: flush it to disk first, so the rename never exposes an empty file after a crash)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    os.close(fd)
+    try:
+        os.chmod(tmp, _FILE_MODE)
+        write(Path(tmp))
+        if sync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_replace_dir(folder: Path, fill: Callable[[Path], None]) -> None:
+    """Call `fill(tmp)` on a temporary folder beside `folder`, then swap it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        fill(tmp)
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
