@@ -181,7 +181,7 @@ def _probe_table(result) -> Table:
         cells = [_fmt(probe.value), "yes" if probe.feasible else "no"]
         for key in keys:
             n, mean, half = probe.stats[key]
-            cells.append(_fmt(mean) + ("" if math.isnan(half) else f" ± {_fmt(half, 2)}"))
+            cells.append(_fmt(mean, 5) + ("" if math.isnan(half) else f" ± {_fmt(half, 2)}"))
         cells.append(f"{probe.runs} ({probe.cached})")
         table.add_row(*cells)
     return table

@@ -75,10 +75,16 @@ def _counting(predicate):
 @pytest.mark.parametrize("start", [1, 100, 1234, 1235, 5000, 10**6])
 def test_search_finds_the_largest_integer_in_logarithmic_probes(start):
     f, calls = _counting(lambda v: v <= 1234)
-    ok, bad, limit = search(f, start, lo=1)
+    ok, bad, limit = search(f, start, lo=1, resolution=1)
     assert (ok, bad, limit) == (1234, 1235, "")
     assert len(calls) <= 2 * math.ceil(math.log2(max(start, 1234))) + 3
     assert len(set(calls)) == len(calls)  # no value probed twice
+
+
+def test_search_stops_by_default_within_one_percent():
+    ok, bad, limit = search(lambda v: v <= 16_336, 300, lo=1)
+    assert ok <= 16_336 < bad and bad - ok <= 0.01 * bad and limit == ""
+    assert search(lambda v: v <= 37, 300, lo=1) == (37, 38, "")  # small values: to one integer step
 
 
 def test_search_finds_the_smallest_and_real_values_to_the_resolution():

@@ -254,6 +254,17 @@ def test_bad_set_fails_before_anything_runs_or_is_written(scenario_file, tmp_pat
     assert not out.exists()
 
 
+def test_an_unreachable_scheduler_is_one_clear_error_and_nothing_is_written(scenario_file, tmp_path, monkeypatch):
+    import iotsim.sweep.execute as execute
+
+    monkeypatch.setattr(execute, "SCHEDULER_TIMEOUT_S", 1)
+    plan = plan_sweep(scenario_file, [parse_set("fleet.soil.count=6")], 1)
+    with pytest.raises(InputError) as err, Executor(scheduler="tcp://127.0.0.1:9") as ex:
+        run_sweep(plan, tmp_path / "out", executor=ex)
+    assert str(err.value).startswith("--scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler")
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- Dask: a real LocalCluster on loopback
 
 

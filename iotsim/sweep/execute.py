@@ -19,6 +19,8 @@ from iotsim.errors import InputError
 from iotsim.scenario.loader import scenario_hash
 from iotsim.sweep.cache import RunCache, code_version
 
+SCHEDULER_TIMEOUT_S = 15  # how long to try to reach a --scheduler
+
 # called with (runs finished, runs to do, of which served from the cache)
 Progress = Callable[[int, int, int], None]
 
@@ -113,7 +115,7 @@ class Executor:
 
         if self.scheduler:
             try:
-                self._client = Client(self.scheduler, timeout="15s")
+                self._client = Client(self.scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
             except (OSError, TimeoutError) as exc:
                 raise InputError(f"cannot reach the Dask scheduler: {exc}", where=f"--scheduler {self.scheduler}") from None
         else:

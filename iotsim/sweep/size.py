@@ -4,7 +4,8 @@
 yes/no answer at each value. The search assumes the answer flips once: the constraints hold up
 to some value and fail beyond it (for `largest`; the mirror image for `smallest`). It gallops
 from the start value (steps doubling) until the answer flips, then bisects the bracket down to
-one integer step or to `resolution` for real fields. Each probe runs `replications` seeds, and a
+`resolution`, by default 1 % of the value (and at least one integer step): near the boundary a
+metric's replication noise is usually wider than a finer step. Each probe runs `replications` seeds, and a
 constraint is judged on the mean over them; the probe table keeps each mean with its 95 % CI, so
 a user can see how close the deciding probes were.
 """
@@ -33,6 +34,7 @@ from iotsim.sweep.overrides import Override, apply_overrides, numeric_bounds, va
 from iotsim.sweep.stats import mean_ci
 from iotsim.sweep.tables import METRICS, runs_table
 
+RELATIVE_RESOLUTION = 0.01  # default: stop bisecting when the bracket is within 1 % of the value
 OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|>|<)\s*(\S+)\s*$")
 
@@ -104,8 +106,15 @@ def search(feasible: Callable[[Any], bool], start: float, *, goal: str = "larges
         raise ValueError("goal is 'largest' or 'smallest'")
     d = 1 if goal == "largest" else -1
     unit = 1 if is_int else 0.0
-    resolution = 1 if is_int else (resolution if resolution is not None else max(abs(start), 1e-9) * 0.01)
-    step = step if step is not None else max(unit or resolution, abs(start) / 2)
+
+    def narrow(a, b) -> bool:
+        """The bracket is closed: to `resolution`, else to 1 % of the values (at least one integer step)."""
+        width = abs(b - a)
+        if resolution is not None:
+            return width <= max(resolution, unit)
+        return width <= max(unit, RELATIVE_RESOLUTION * max(abs(a), abs(b)))
+
+    step = step if step is not None else max(unit, abs(start) / 2) or 1.0
     if is_int:
         step = max(1, int(round(step)))
     toward_end = hi if d > 0 else lo  # the end the goal pushes to
@@ -153,7 +162,7 @@ def search(feasible: Callable[[Any], bool], start: float, *, goal: str = "larges
                 ok = v
                 break
             bad = v
-    while abs(bad - ok) > resolution:  # bisect the bracket
+    while not narrow(ok, bad):  # bisect the bracket
         if probes >= max_probes:
             return ok, bad, "probes"
         mid = ok + (bad - ok) // 2 if is_int else (ok + bad) / 2
@@ -256,6 +265,14 @@ def write_size(result: SizeResult, out_dir: str | Path, *, command: str | None =
     return out_dir
 
 
+def _groups(probe: Probe, c: Constraint) -> list[str]:
+    return [g for m, g in probe.stats if m == c.metric]
+
+
+def _straddles(c: Constraint, mean: float, half: float) -> bool:
+    return math.isfinite(half) and half > 0 and (mean - half) <= c.threshold <= (mean + half)
+
+
 def describe(result: SizeResult) -> str:
     """One paragraph: the answer and the probes that decide it."""
     cons = " and ".join(str(c) for c in result.constraints)
@@ -269,6 +286,13 @@ def describe(result: SizeResult) -> str:
     text = f"{what}: {ok:g}"
     if bad is not None:
         text += f" ({bad:g} fails: {'; '.join(by_value[bad].failed)})"
+    noisy = [f"{c.metric} {by_value[v].stats[(c.metric, g)][1]:.6g} ± {by_value[v].stats[(c.metric, g)][2]:.2g}"
+             f" at {v:g}"
+             for v in (ok, bad) if v is not None for c in result.constraints for g in _groups(by_value[v], c)
+             if _straddles(c, *by_value[v].stats[(c.metric, g)][1:])]
+    if noisy:
+        text += (f". The 95 % CI of the deciding probes includes the threshold ({'; '.join(noisy)}): "
+                 "more replications (-r) would make the answer firmer")
     if result.limit == "range":
         text += " - the end of the range: widen --range to look further"
     elif result.limit == "probes":

@@ -54,7 +54,6 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, *, executor: Executor | None
     """Compute what the cache lacks, then write the tables, plots and manifest into `out_dir`."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     cache = RunCache(cache_dir if cache_dir is not None else out_dir / "runs")
     cache.remove_stale_temporaries()
     specs = [spec for _, _, spec in plan.runs]
@@ -68,6 +67,7 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, *, executor: Executor | None
             executor.close()
     runs = runs_table(plan, records)
     points = points_table(plan, runs)
+    out_dir.mkdir(parents=True, exist_ok=True)
     _write_table(runs, out_dir, "sweep")
     _write_table(points, out_dir, "sweep_points")
     plot_paths = _plots(points, plan.params, out_dir / "plots") if plots else []
