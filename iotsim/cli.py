@@ -149,6 +149,8 @@ def sweep(
         err_console.print(f"interrupted: {done} of {plan.n_runs} runs are finished and kept in {kept.root}/; "
                           "run the same command to resume", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
+    for warning in result.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     _print_points(result.points, plan.params,
                   f"{plan.base.name}: {plan.n_runs} runs, {result.computed} computed and {result.cached} cached, "
                   f"{result.wall_s:.1f} s on {executor.description}")

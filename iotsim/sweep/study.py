@@ -41,6 +41,7 @@ class SweepResult:
     cached: int  # runs served from the cache
     wall_s: float
     plots: list[Path]
+    warnings: list[str]  # the runs' warnings, each once
 
 
 def _write_table(frame: pd.DataFrame, folder: Path, stem: str) -> None:
@@ -72,7 +73,9 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, *, executor: Executor | None
     _write_table(points, out_dir, "sweep_points")
     plot_paths = _plots(points, plan.params, out_dir / "plots") if plots else []
     unique = len({s.key for s in specs})
-    result = SweepResult(plan, runs, points, out_dir, unique - before, before, time.perf_counter() - t0, plot_paths)
+    warnings = sorted({w for rec in records.values() for w in rec.get("warnings", [])})
+    result = SweepResult(plan, runs, points, out_dir, unique - before, before, time.perf_counter() - t0, plot_paths,
+                         warnings)
     manifest = _manifest(result, records, executor.description, command)
     atomic_write(out_dir / "sweep.json",
                  lambda p: p.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"))
@@ -110,7 +113,7 @@ def _manifest(result: SweepResult, records: dict[str, dict], where: str, command
         "seeds": "scenario seed + replication (0-based)",
         "runs": [{"point": pt.index, "replication": r, "seed": spec.scenario.seed, "key": spec.key,
                   "wall_s": records[spec.key].get("wall_s")} for pt, r, spec in plan.runs],
-        "warnings": sorted({w for rec in records.values() for w in rec.get("warnings", [])}),
+        "warnings": result.warnings,
         "iotsim_version": code_version(),
         "versions": package_versions(),
         "executed_on": where,
