@@ -210,9 +210,10 @@ def size_scenario(scenario: str | YamlDocument, vary: str, constraints: Sequence
     if lo is not None and hi is not None and lo > hi:
         raise InputError(f"empty range {lo} .. {hi}", where="--range")
     probes: list[Probe] = []
+    resources: dict = {}  # models loaded once for all probes' cache keys
 
     def feasible(value) -> bool:
-        plan = plan_sweep(doc, [Override(vary, (value,))], replications, fixed=fixed)
+        plan = plan_sweep(doc, [Override(vary, (value,))], replications, fixed=fixed, resources=resources)
         specs = [s for _, _, s in plan.runs]
         cached = sum(1 for s in {sp.key for sp in specs} if s in cache)
         records = executor.execute(specs, cache)
