@@ -38,7 +38,7 @@ def _resolve(start, air, ch, sf, power, sens=-120.0, capture=6.0):
         power = power[:, None]
     n = len(start)
     return resolve_receptions(np.asarray(start, float), np.asarray(air, float), np.asarray(ch), np.asarray(sf),
-                              power, np.full(n, sens), capture)
+                              np.arange(n), power, np.full(n, sens), capture)
 
 
 def test_overlapping_frames_of_equal_power_collide():
@@ -100,6 +100,36 @@ def test_reception_is_vectorized_consistently_with_pairwise_rule():
                     break
             ok_any |= ok
         assert (r.status[i] == DELIVERED) == ok_any, i
+
+
+@pytest.mark.parametrize("block_elements", [1, 7, 1 << 22])
+def test_reception_in_blocks_of_frames_matches_the_pairwise_rule(monkeypatch, block_elements):
+    # nodes send several frames each; powers come from the node table; blocks as small as one frame
+    from iotsim.network import reception
+
+    monkeypatch.setattr(reception, "BLOCK_ELEMENTS", block_elements)
+    rng = np.random.default_rng(5)
+    n, n_nodes, n_gw, sens, capture = 300, 40, 3, -118.0, 6.0
+    node = rng.integers(0, n_nodes, n)
+    node_power = rng.uniform(-125, -95, (n_nodes, n_gw))
+    start = rng.random(n) * 10
+    air = rng.uniform(0.05, 0.4, n)
+    ch = rng.integers(0, 2, n).astype(np.int8)
+    sf = rng.integers(7, 9, n)
+    r = resolve_receptions(start, air, ch, sf, node, node_power, np.full(n, sens), capture)
+    power = node_power[node]
+    for i in range(n):
+        overlaps = [j for j in range(n) if j != i and ch[j] == ch[i] and sf[j] == sf[i]
+                    and start[j] < start[i] + air[i] and start[i] < start[j] + air[j]]
+        decoded = [g for g in range(n_gw) if power[i, g] >= sens
+                   and all(power[i, g] - power[j, g] >= capture for j in overlaps)]
+        if decoded:
+            assert r.status[i] == DELIVERED, i
+            assert r.gateway[i] == max(decoded, key=lambda g: power[i, g]), i
+        else:
+            expected = LOST_COLLISION if (power[i] >= sens).any() else LOST_BELOW_SENSITIVITY
+            assert r.status[i] == expected and r.gateway[i] == -1, i
+        assert r.gateways_decoding[i] == len(decoded), i
 
 
 def test_topology_path_delay():

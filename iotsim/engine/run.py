@@ -45,8 +45,8 @@ class PolicyOutcome:
     messages: Messages
     frames: Frames
     frame_status: np.ndarray  # int8 fate per frame (FRAME_FATES)
-    frame_channel: np.ndarray
-    frame_gateway: np.ndarray
+    frame_channel: np.ndarray  # int8 uplink channel index per frame, -1 where not tracked (BLE, Wi-Fi)
+    frame_gateway: np.ndarray  # int16 gateway index per frame, -1 if none received it
     message_delivered: np.ndarray
     message_arrival_s: np.ndarray  # at the network server; NaN if not delivered
     decision_time_s: np.ndarray  # per message: when the application knows; NaN if no decision
@@ -238,21 +238,19 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         span[sl] = p.window_span_s
         node_start += p.n_nodes
 
-    fc = currents[frames.node]
-    sleep_i = fc[:, SLOT_INDEX[("radio", "sleep")]]
+    # radio current above sleep per node; looked up per frame (no frames x slots matrix)
+    standby_a, tx_a, rx_a = (currents[:, SLOT_INDEX[("radio", state)]] - currents[:, SLOT_INDEX[("radio", "sleep")]]
+                             for state in ("standby", "tx", "rx"))
     burst_j = voltage[frames.node] * (
-        frame_standby_s * (fc[:, SLOT_INDEX[("radio", "standby")]] - sleep_i)
-        + frame_tx_s * (fc[:, SLOT_INDEX[("radio", "tx")]] - sleep_i)
-        + frame_rx_s * (fc[:, SLOT_INDEX[("radio", "rx")]] - sleep_i)
+        frame_standby_s * standby_a[frames.node]
+        + frame_tx_s * tx_a[frames.node]
+        + frame_rx_s * rx_a[frames.node]
     )
     sleep_w = voltage * currents[:, [SLOT_INDEX[(c, "sleep")] for c in COMPONENTS]].sum(axis=1)
     steady_w = sleep_w + win_delta_j / period
     if keep_alive is not None:  # the link's keep-alive traffic is a steady load
-        rs = currents[:, SLOT_INDEX[("radio", "sleep")]]
         steady_w = steady_w + voltage * (
-            keep_alive.standby_s * (currents[:, SLOT_INDEX[("radio", "standby")]] - rs)
-            + keep_alive.tx_s * (currents[:, SLOT_INDEX[("radio", "tx")]] - rs)
-            + keep_alive.rx_s * (currents[:, SLOT_INDEX[("radio", "rx")]] - rs)
+            keep_alive.standby_s * standby_a + keep_alive.tx_s * tx_a + keep_alive.rx_s * rx_a
         ) / keep_alive.period_s
     sent_mask = ~frames.dropped
     burst_total = np.bincount(frames.node[sent_mask], weights=burst_j[sent_mask], minlength=n_nodes)
@@ -304,22 +302,22 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     status = np.full(len(frames), FRAME_NODE_DEAD, dtype=np.int8)
     status[pending] = FRAME_PENDING
     status[frames.dropped & ~dead & ~pending] = FRAME_DUTY_CYCLE
-    gateway = np.full(len(frames), -1, dtype=np.int64)
+    gateway = np.full(len(frames), -1, dtype=np.int16)
     air_idx = np.flatnonzero(on_air)
     if link is None:
         channel = group_rng(scenario.seed, STREAM_CHANNELS, policy_index).integers(
             0, len(region.uplink_channels_hz), size=len(frames)
-        )
+        ).astype(np.int8)
         sens = np.full(13, np.inf)  # indexed by SF
         sens[7:] = [lora.gateway_sensitivity_dbm(s, lw.bandwidth_hz) for s in range(7, 13)]
         rec = resolve_receptions(
             frames.start_s[air_idx], frames.airtime_s[air_idx], channel[air_idx], frames.sf[air_idx],
-            rx_power[frames.node[air_idx]], sens[frames.sf[air_idx]], net.propagation.capture_threshold_db,
+            frames.node[air_idx], rx_power, sens[frames.sf[air_idx]], net.propagation.capture_threshold_db,
         )
         status[air_idx] = rec.status
         gateway[air_idx] = rec.gateway
     else:
-        channel = np.full(len(frames), -1, dtype=np.int64)  # BLE hops, Wi-Fi has one channel: not tracked
+        channel = np.full(len(frames), -1, dtype=np.int8)  # BLE hops, Wi-Fi has one channel: not tracked
         status[air_idx] = np.where(link.delivered[air_idx], 0, FRAME_LINK_RETRIES)
         gateway[air_idx] = np.where(link.delivered[air_idx], link.gateway[air_idx], -1)
 
