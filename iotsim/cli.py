@@ -56,10 +56,9 @@ def run(
                 bar.update(tasks[phase], completed=done, total=max(total, 1))
 
             result = run_scenario(sc, progress=progress)
-            progress("writing results", 0, 1)
             write_results(result, out_dir, command=" ".join(["iotsim", *sys.argv[1:]]),
-                          plots=False if no_plots else None, report=False if no_plots else None)
-            progress("writing results", 1, 1)
+                          plots=False if no_plots else None, report=False if no_plots else None,
+                          progress=lambda step, done, total: progress(f"writing {step}", done, total))
     except InputError as exc:
         _fail(exc)
     from iotsim.results.tables import summary_table

@@ -21,6 +21,7 @@ from iotsim.report.plots import (
     DPI,
     ENERGY_BREAKDOWN_PNG,
     LATENCY_CDF_PNG,
+    PACKET_COLUMNS,
     energy_per_node_day,
     packet_fate,
 )
@@ -225,6 +226,15 @@ def test_energy_per_node_day_new_component_and_unattributed_rest(tables):
     assert list(table.columns) == ["mcu", "sensor", "radio", "storage_leak", "other (unattributed)"]
     assert table["storage_leak"].tolist() == pytest.approx([0.25] * 4)
     assert table["other (unattributed)"].tolist() == pytest.approx([1.0] * 4)
+
+
+def test_plots_read_only_the_packet_columns_they_declare(tmp_path, tables):
+    # the writer hands the plots only PACKET_COLUMNS of the packets table: the plots must not change
+    summary, nodes, events, packets = tables
+    full = write_plots(tmp_path / "full", summary, nodes, events, packets)
+    slim = write_plots(tmp_path / "slim", summary, nodes, events, packets[PACKET_COLUMNS])
+    for a, b in zip(full, slim):
+        assert a.read_bytes() == b.read_bytes(), a.name
 
 
 def test_packet_fate_counts_delivered_and_each_loss_reason(tables):

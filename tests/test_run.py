@@ -1,5 +1,6 @@
 """End to end: conservation, closed-form battery life, node death, determinism, atomic output."""
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -7,12 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from iotsim.engine import run_scenario
 from iotsim.hardware import load_board
 from iotsim.radio import lora
 from iotsim.results import nodes_table, packets_table, summary_table, write_results
+from iotsim.results.tables import PACKETS_ROW_GROUP_ROWS, packets_row_groups
 from iotsim.scenario import load_scenario_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,6 +182,61 @@ def test_same_seed_gives_byte_identical_results(tmp_path):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     other = write_results(run_scenario(scenario.model_copy(update={"seed": 4})), tmp_path / "c", command="test")
     assert (other / "summary.csv").read_bytes() != (a / "summary.csv").read_bytes()
+
+
+@pytest.mark.parametrize("rows_per_group", [500, 1237, PACKETS_ROW_GROUP_ROWS])
+def test_packets_row_groups_rebuild_the_packets_table(small_result, rows_per_group):
+    table = packets_table(small_result)
+    groups = list(packets_row_groups(small_result, rows_per_group))
+    assert [len(g) for g in groups[:-1]] == [rows_per_group] * (len(groups) - 1)
+    assert 0 < len(groups[-1]) <= rows_per_group
+    pd.testing.assert_frame_equal(pd.concat(groups, ignore_index=True), table)
+    if rows_per_group < len(table):
+        assert any(g.policy.nunique() > 1 for g in groups)  # some row group spans two policies
+
+
+@pytest.mark.parametrize("rows_per_group", [500, PACKETS_ROW_GROUP_ROWS])
+def test_packets_file_written_by_row_groups_equals_the_in_memory_tables_file(tmp_path, small_result,
+                                                                               rows_per_group):
+    from iotsim.report.plots import PACKET_COLUMNS
+    from iotsim.results.writer import _write_packets
+
+    table = packets_table(small_result)
+    table.to_parquet(tmp_path / "whole.parquet", index=False, compression="zstd", row_group_size=rows_per_group)
+    kept = _write_packets(small_result, tmp_path / "chunked.parquet", PACKET_COLUMNS, rows_per_group)
+    assert (tmp_path / "chunked.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    assert pq.ParquetFile(tmp_path / "chunked.parquet").metadata.num_row_groups == -(-len(table) // rows_per_group)
+    pd.testing.assert_frame_equal(kept, table[PACKET_COLUMNS])
+    # and write_results writes that file
+    out = write_results(small_result, tmp_path / "out", command="test")
+    table.to_parquet(tmp_path / "default.parquet", index=False, compression="zstd")
+    assert (out / "packets.parquet").read_bytes() == (tmp_path / "default.parquet").read_bytes()
+
+
+def test_a_policy_without_packets_keeps_the_packets_column_types(tmp_path, small_result):
+    from iotsim.engine.run import FRAME_NODE_DEAD
+    from iotsim.results.writer import _write_packets
+
+    silent = small_result.outcomes[1]
+    silent = dataclasses.replace(silent, frame_status=np.full_like(silent.frame_status, FRAME_NODE_DEAD))
+    result = dataclasses.replace(small_result, outcomes=[small_result.outcomes[0], silent, small_result.outcomes[2]])
+    table = packets_table(result)
+    assert silent.policy.name not in set(table.policy)
+    full = packets_table(small_result)
+    assert table.dtypes.to_dict() == full.dtypes.to_dict()
+    _write_packets(result, tmp_path / "chunked.parquet", None, 500)
+    table.to_parquet(tmp_path / "whole.parquet", index=False, compression="zstd", row_group_size=500)
+    assert (tmp_path / "chunked.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    written = pq.read_schema(tmp_path / "chunked.parquet")
+    assert written.field("group").type == pa.Table.from_pandas(full).schema.field("group").type
+
+
+def test_write_results_reports_each_step(tmp_path, small_result):
+    calls = []
+    write_results(small_result, tmp_path / "out", command="test", plots=True, report=True,
+                  progress=lambda step, done, total: calls.append((step, done, total)))
+    steps = ["tables", "packets", "plots", "report"]
+    assert calls == [c for step in steps for c in ((step, 0, 1), (step, 1, 1))]
 
 
 def test_failed_write_leaves_no_half_written_folder(tmp_path, monkeypatch, small_result):

@@ -61,6 +61,8 @@ _LOSS_COLORS = {
     "duty_cycle_drop": "#ff7f0e",
     "fragment_lost": "#8c564b",
 }
+# The columns of the packets table the plots read (the writer passes only these for large runs).
+PACKET_COLUMNS = ["policy", "group", "airtime_s", "delivered", "loss_reason"]
 _GROUP_LINESTYLES = ["-", "--", ":", "-."]
 _GROUP_HATCHES = ["", "//", "..", "xx", "\\\\", "++"]
 
@@ -79,8 +81,12 @@ def _require(df: pd.DataFrame, columns: list[str], name: str) -> None:
 
 
 def _with_group(df: pd.DataFrame) -> pd.DataFrame:
-    """Return ``df`` with a string ``group`` column ("all" when absent)."""
-    df = df.copy()
+    """Return ``df`` with a string ``group`` column ("all" when absent).
+
+    A shallow copy: the columns are replaced, never written in place, so ``df`` is left as it was
+    without copying a large packets table.
+    """
+    df = df.copy(deep=False)
     if "group" not in df.columns:
         df["group"] = "all"
     df["group"] = df["group"].astype(str)
@@ -92,7 +98,7 @@ def _ordered_unique(*series: pd.Series) -> list[str]:
     """Unique string values in order of first appearance across ``series``."""
     seen: dict[str, None] = {}
     for s in series:
-        for v in s.astype(str).tolist():
+        for v in pd.unique(s.astype(str)).tolist():  # pd.unique keeps the order of appearance
             seen.setdefault(v, None)
     return list(seen)
 

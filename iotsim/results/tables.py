@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from iotsim.energy.battery import SECONDS_PER_DAY
 from iotsim.energy.ledger import COMPONENTS, EnergyLedger
 from iotsim.engine.run import FRAME_FATES, FRAME_NODE_DEAD, FRAME_PENDING, NOT_SENT, RunResult
 from iotsim.engine.uplink import KIND_NAMES
 
+PACKETS_ROW_GROUP_ROWS = 1024 * 1024  # pyarrow's default maximum row group length (pyarrow.parquet.write_table)
 SUMMARY_COLUMNS = [
     "policy", "group", "nodes", "energy_j_per_node_day", "battery_life_days", "battery_life_p10_days",
     "nodes_died", "bytes_uplinked_per_node_day", "airtime_s_per_node_day", "packets_sent", "packets_delivered",
@@ -71,38 +73,87 @@ def events_table(result: RunResult) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def _packet_rows(outcome) -> np.ndarray:
+    """Frames of one policy listed in the packets table: all but those a node never sent because it died."""
+    return np.flatnonzero(outcome.frame_status != FRAME_NODE_DEAD)
+
+
+def _packets_part(result: RunResult, outcome, rows: np.ndarray) -> pd.DataFrame:
+    """Rows of the packets table for the frames `rows` (indices into outcome.frames) of one policy."""
+    group_names = [p.name for p in result.plans]
+    node_ids = np.concatenate([p.node_ids for p in result.plans])
+    fate_names = [FRAME_FATES[k] for k in range(len(FRAME_FATES))]
+    kind_names = [KIND_NAMES[k] for k in range(len(KIND_NAMES))]
+    gw_names = result.gateway_ids + [""]  # frame_gateway -1 (none) is the last
+    f = outcome.frames
+    m = outcome.messages
+    msg = f.message[rows]
+    status = outcome.frame_status[rows]
+    return pd.DataFrame({
+        "node_id": node_ids[f.node[rows]],
+        "policy": outcome.policy.name,
+        "group": _text(group_names, m.group[msg]),
+        "message": msg,
+        "kind": _text(kind_names, m.kind[msg]),
+        "fragment": f.fragment[rows],
+        "ready_s": f.ready_s[rows],
+        "start_s": f.start_s[rows],
+        "airtime_s": np.where(f.dropped[rows], 0.0, f.airtime_s[rows]),
+        "bytes": f.phy_bytes[rows],
+        "sf": f.sf[rows],
+        "channel": outcome.frame_channel[rows].astype(np.int64),  # int8 in memory, int64 in the table
+        "gateway": _text(gw_names, outcome.frame_gateway[rows]),
+        "delivered": status == 0,
+        "loss_reason": _text(fate_names, status),
+    })
+
+
+def _text(names: list[str], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """names[codes] as a pandas string column; negative codes count from the end, as in numpy.
+
+    Taken in Arrow, several times faster than pandas converting an object array of Python
+    strings. The column gets pandas' default dtype for Arrow strings, chosen by type, not by value:
+    an empty part has the same dtype as the others, so concatenating parts never turns a string
+    column into object dtype (which parquet would store as another type).
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    codes = np.where(codes < 0, codes + len(names), codes)
+    return pa.array(names, type=pa.large_string()).take(codes).to_pandas().array
+
+
 def packets_table(result: RunResult) -> pd.DataFrame:
     """One row per LoRaWAN frame the node handed to its MAC within the run (the frames a node would have
     sent after dying are left out; frames still waiting for the duty cycle at the end are listed)."""
-    parts = []
-    group_names = np.array([p.name for p in result.plans], dtype=object)
-    node_ids = np.concatenate([p.node_ids for p in result.plans])
-    fate_names = np.array([FRAME_FATES[k] for k in range(len(FRAME_FATES))], dtype=object)
-    kind_names = np.array([KIND_NAMES[k] for k in range(len(KIND_NAMES))], dtype=object)
-    gw_names = np.array(result.gateway_ids + [""], dtype=object)
+    return pd.concat([_packets_part(result, out, _packet_rows(out)) for out in result.outcomes], ignore_index=True)
+
+
+def packets_row_groups(result: RunResult, rows_per_group: int = PACKETS_ROW_GROUP_ROWS):
+    """The rows of `packets_table`, in order, as frames of `rows_per_group` rows (the last one shorter).
+
+    Each frame is built from its own rows only, so the whole table is never in memory at once; a
+    frame that spans two policies is the concatenation of their parts, as in `packets_table`.
+    """
+    parts, filled, total = [], 0, 0
     for out in result.outcomes:
-        f = out.frames
-        m = out.messages
-        keep = out.frame_status != FRAME_NODE_DEAD
-        msg = f.message[keep]
-        parts.append(pd.DataFrame({
-            "node_id": node_ids[f.node[keep]],
-            "policy": out.policy.name,
-            "group": group_names[m.group[msg]],
-            "message": msg,
-            "kind": kind_names[m.kind[msg]],
-            "fragment": f.fragment[keep],
-            "ready_s": f.ready_s[keep],
-            "start_s": f.start_s[keep],
-            "airtime_s": np.where(f.dropped[keep], 0.0, f.airtime_s[keep]),
-            "bytes": f.phy_bytes[keep],
-            "sf": f.sf[keep],
-            "channel": out.frame_channel[keep],
-            "gateway": gw_names[out.frame_gateway[keep]],
-            "delivered": out.frame_status[keep] == 0,
-            "loss_reason": fate_names[out.frame_status[keep]],
-        }))
-    return pd.concat(parts, ignore_index=True)
+        rows = _packet_rows(out)
+        lo = 0
+        while lo < rows.size:
+            hi = min(lo + rows_per_group - filled, rows.size)
+            parts.append(_packets_part(result, out, rows[lo:hi]))
+            filled += hi - lo
+            total += hi - lo
+            lo = hi
+            if filled == rows_per_group:
+                yield _concat_parts(parts)
+                parts, filled = [], 0
+    if parts:
+        yield _concat_parts(parts)
+    elif total == 0:  # an empty table is still one frame, which carries the columns
+        yield packets_table(result)
+
+
+def _concat_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def _pct(values: np.ndarray, q: float) -> float:

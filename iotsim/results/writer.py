@@ -9,13 +9,17 @@ import platform
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 import iotsim
-from iotsim.results.tables import events_table, nodes_table, packets_table, summary_table
+from iotsim.engine.run import Progress
+from iotsim.results.tables import PACKETS_ROW_GROUP_ROWS, events_table, nodes_table, packets_row_groups, summary_table
 from iotsim.scenario.loader import scenario_hash
 
 VERSIONED_PACKAGES = ("numpy", "pandas", "simpy", "ai-edge-litert", "pyarrow", "pydantic", "matplotlib", "networkx")
@@ -56,15 +60,48 @@ def build_manifest(result, command: str | None) -> dict:
     }
 
 
+PARQUET_COMPRESSION = "zstd"
+
+
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     # no pandas index, fixed compression; row order is deterministic, so bytes are too
-    frame.to_parquet(path, index=False, compression="zstd")
+    frame.to_parquet(path, index=False, compression=PARQUET_COMPRESSION)
+
+
+def _write_packets(result, path: Path | None, keep_columns: list[str] | None,
+                   rows_per_group: int = PACKETS_ROW_GROUP_ROWS) -> pd.DataFrame | None:
+    """Build the packets table one row group at a time, write each to `path` (unless None) and keep
+    only `keep_columns` of it (None: keep nothing), so the whole table is never in memory.
+
+    The file has the bytes `packets_table(result).to_parquet(path, index=False, compression="zstd",
+    row_group_size=rows_per_group)` gives (by default the bytes of `_write_parquet`): the same row
+    groups, schema, pandas metadata and options, written by the same pyarrow writer.
+    """
+    kept = []
+    writer = None
+    try:
+        for frame in packets_row_groups(result, rows_per_group):
+            if path is not None:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema, compression=PARQUET_COMPRESSION)
+                writer.write_table(table, row_group_size=rows_per_group)
+            if keep_columns is not None:
+                kept.append(frame[keep_columns].copy())  # a copy lets the other columns go
+    finally:
+        if writer is not None:
+            writer.close()
+    return pd.concat(kept, ignore_index=True) if keep_columns is not None else None
 
 
 def write_results(result, out_dir: str | Path, *, command: str | None = None, plots: bool | None = None,
-                  report: bool | None = None, packets: bool | None = None) -> Path:
+                  report: bool | None = None, packets: bool | None = None,
+                  progress: Progress | None = None) -> Path:
     """Write summary.csv, nodes.parquet, events.parquet, packets.parquet, manifest.json, plots and
-    report.html into `out_dir`, replacing it atomically. Returns the folder."""
+    report.html into `out_dir`, replacing it atomically. Returns the folder.
+
+    `progress(step, done, total)` is called with done = 0 when a step starts and done = total = 1
+    when it ends; steps: "tables", "packets", "plots", "report" (those that run)."""
     outputs = result.scenario.outputs
     plots = outputs.plots if plots is None else plots
     report = (outputs.report == "html") if report is None else report
@@ -73,29 +110,49 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        nodes = nodes_table(result)
-        summary = summary_table(result, nodes)
-        events = events_table(result)
-        summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
-        _write_parquet(nodes, tmp / "nodes.parquet")
-        _write_parquet(events, tmp / "events.parquet")
-        packet_frame = packets_table(result) if (packets or plots) else None
-        if packets:
-            _write_parquet(packet_frame, tmp / "packets.parquet")
-        manifest = build_manifest(result, command)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        with _step(progress, "tables"):
+            nodes = nodes_table(result)
+            summary = summary_table(result, nodes)
+            events = events_table(result)
+            summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
+            _write_parquet(nodes, tmp / "nodes.parquet")
+            _write_parquet(events, tmp / "events.parquet")
+            manifest = build_manifest(result, command)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        packet_frame = None
+        if packets or plots:
+            plot_columns = None
+            if plots:
+                from iotsim.report.plots import PACKET_COLUMNS
+
+                plot_columns = PACKET_COLUMNS
+            with _step(progress, "packets"):
+                packet_frame = _write_packets(result, tmp / "packets.parquet" if packets else None, plot_columns)
         if plots or report:
             from iotsim.report import write_plots, write_report
 
-            plot_paths = write_plots(tmp, summary, nodes, events, packet_frame) if plots else []
+            plot_paths = []
+            if plots:
+                with _step(progress, "plots"):
+                    plot_paths = write_plots(tmp, summary, nodes, events, packet_frame)
             if report:
-                write_report(tmp, summary, result.scenario.name, result.scenario.description, manifest,
-                             plot_paths, result.notes)
+                with _step(progress, "report"):
+                    write_report(tmp, summary, result.scenario.name, result.scenario.description, manifest,
+                                 plot_paths, result.notes)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+@contextmanager
+def _step(progress: Progress | None, name: str):
+    if progress:
+        progress(name, 0, 1)
+    yield
+    if progress:
+        progress(name, 1, 1)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
