@@ -31,6 +31,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from iotsim.errors import InputError
 from iotsim.paths import devices_dir as _default_devices_dir
 
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when built with it: same safe constructors
+
 KINDS: tuple[str, ...] = ("mcu", "radio", "battery", "sensor", "board")
 TECHNOLOGIES: tuple[str, ...] = ("lora", "ble", "wifi", "ieee802154", "nbiot", "ltem")
 
@@ -455,8 +457,8 @@ def _read_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror or exc}", where=str(path)) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=SAFE_LOADER)
+        data = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
