@@ -118,7 +118,7 @@ def _print_points(points, params: list[str], title: str) -> None:
 def sweep(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
     set_: list[str] = typer.Option(..., "--set", help="PATH=V1,V2,...: values to try for a scenario field, e.g. "
-                                   "fleet.soil.count=100,200 (repeat for a grid)"),
+                                   "fleet.soil.count=100,200 (repeat for a grid; one value fixes the field)"),
     replications: int = typer.Option(1, "--replications", "-r", min=1, help="seeds per grid point (seed, seed+1, ...)"),
     out: Path = typer.Option(..., "--out", "-o", help="sweep folder (tables, plots, manifest, run cache)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0,
@@ -133,7 +133,10 @@ def sweep(
     from iotsim.sweep import Executor, RunCache, parse_set, plan_sweep, run_sweep
 
     try:
-        plan = plan_sweep(scenario, [parse_set(s) for s in set_], replications)
+        overrides = [parse_set(s) for s in set_]
+        # a field given one value is fixed for the whole sweep (recorded in sweep.json), not a grid axis
+        plan = plan_sweep(scenario, [o for o in overrides if len(o.values) > 1], replications,
+                          fixed=[(o.path, o.values[0]) for o in overrides if len(o.values) == 1])
         err_console.print(f"{plan.n_runs} runs: {len(plan.points)} grid point(s) x {replications} replication(s)",
                           highlight=False)
         bar, progress = _run_progress(quiet)

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from iotsim.sweep.tables import METRICS
 
@@ -31,6 +29,10 @@ def plottable_metrics(points: pd.DataFrame) -> list[str]:
 
 
 def write_sweep_plots(points: pd.DataFrame, params: list[str], folder: Path) -> list[Path]:
+    # matplotlib only when drawing: a cached re-run that keeps its plots never imports it
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     folder.mkdir(parents=True, exist_ok=True)
     policies = list(dict.fromkeys(points["policy"]))
     groups = list(dict.fromkeys(points["group"]))
