@@ -38,7 +38,6 @@ def run_one(scenario_json: dict) -> dict:
     """Simulate one scenario (given as JSON) and return its summary rows. Runs on a worker."""
     from iotsim.engine import run_scenario
     from iotsim.results.tables import summary_table
-    from iotsim.scenario.loader import scenario_hash
     from iotsim.scenario.model import Scenario
 
     t0 = time.perf_counter()
@@ -46,7 +45,6 @@ def run_one(scenario_json: dict) -> dict:
     result = run_scenario(scenario)
     rows = summary_table(result).to_dict("records")
     return {
-        "scenario_sha256": scenario_hash(scenario),
         "seed": scenario.seed,
         "iotsim_version": code_version(),
         "rows": rows,
@@ -184,7 +182,7 @@ class Executor:
         version = code_version()
 
         def finish(spec: RunSpec, record: dict) -> None:
-            record["scenario_sha256"] = scenario_hash(spec.scenario)  # as named here, not on the worker
+            record["scenario_sha256"] = scenario_hash(spec.scenario)  # the scenario as named here
             if record.get("iotsim_version") != version:
                 raise InputError(
                     f"a worker runs iotsim {record.get('iotsim_version')}, this process {version}: install the "

@@ -32,10 +32,6 @@ class Override:
     path: str  # as written, e.g. "fleet.soil.count"
     values: tuple[Any, ...]
 
-    @property
-    def option(self) -> str:
-        return f"--set {self.path}=..."
-
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
     """Split on `sep` outside brackets, braces and quotes: "1,[2, 3],'a,b'" -> ["1", "[2, 3]", "'a,b'"]."""
