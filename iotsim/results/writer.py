@@ -4,11 +4,8 @@ renamed into place only when complete, so a failed run leaves no half-written ou
 from __future__ import annotations
 
 import json
-import os
 import platform
-import shutil
 import sys
-import tempfile
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -18,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import iotsim
+from iotsim.files import atomic_replace_dir
 from iotsim.engine.run import Progress
 from iotsim.results.tables import PACKETS_ROW_GROUP_ROWS, events_table, nodes_table, packets_row_groups, summary_table
 from iotsim.scenario.loader import scenario_hash
@@ -107,9 +105,8 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
     report = (outputs.report == "html") if report is None else report
     packets = outputs.packets_table if packets is None else packets
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         with _step(progress, "tables"):
             nodes = nodes_table(result)
             summary = summary_table(result, nodes)
@@ -139,10 +136,8 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
                 with _step(progress, "report"):
                     write_report(tmp, summary, result.scenario.name, result.scenario.description, manifest,
                                  plot_paths, result.notes)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_replace_dir(out_dir, fill)
     return out_dir
 
 
@@ -153,19 +148,3 @@ def _step(progress: Progress | None, name: str):
     yield
     if progress:
         progress(name, 1, 1)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Put `new` at `target`; an existing `target` is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

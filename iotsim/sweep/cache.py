@@ -25,7 +25,7 @@ from typing import Any
 
 import iotsim
 from iotsim.paths import PACKAGE_DIR, devices_dir
-from iotsim.sweep.files import atomic_write
+from iotsim.files import atomic_write
 
 RECORD_FORMAT = 1
 _FINGERPRINT_SUFFIXES = {".py", ".tflite", ".json", ".npz", ".csv", ".yaml", ".yml"}

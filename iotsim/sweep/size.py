@@ -28,7 +28,7 @@ from iotsim.errors import InputError
 from iotsim.scenario.yaml_source import YamlDocument, read_yaml
 from iotsim.sweep.cache import RunCache, code_version
 from iotsim.sweep.execute import Executor
-from iotsim.sweep.files import atomic_write
+from iotsim.files import atomic_write
 from iotsim.sweep.grid import plan_sweep
 from iotsim.sweep.overrides import Override, apply_overrides, numeric_bounds, validated_value
 from iotsim.sweep.stats import mean_ci

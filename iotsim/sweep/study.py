@@ -23,7 +23,7 @@ import pandas as pd
 from iotsim.scenario.loader import scenario_hash
 from iotsim.sweep.cache import RunCache, code_version
 from iotsim.sweep.execute import Executor, Progress
-from iotsim.sweep.files import atomic_replace_dir, atomic_write
+from iotsim.files import atomic_replace_dir, atomic_write
 from iotsim.sweep.grid import SweepPlan
 from iotsim.sweep.plots import plot_name, plottable_metrics, write_sweep_plots
 from iotsim.sweep.tables import points_table, runs_table

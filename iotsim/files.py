@@ -46,7 +46,12 @@ def atomic_replace_dir(folder: Path, fill: Callable[[Path], None]) -> None:
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             os.replace(folder, old)
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except BaseException:
+            if old is not None:
+                os.replace(old, folder)  # put the previous content back
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
