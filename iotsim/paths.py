@@ -15,6 +15,15 @@ def devices_dir() -> Path:
     return Path(os.environ.get("IOTSIM_DEVICES", REPO_DIR / "devices"))
 
 
+def user_cache_dir() -> Path:
+    """iotsim's user cache (firmware cost tables, the QEMU plugin, sweep runs): $IOTSIM_CACHE_DIR,
+    else $XDG_CACHE_HOME/iotsim, else ~/.cache/iotsim."""
+    if os.environ.get("IOTSIM_CACHE_DIR"):
+        return Path(os.environ["IOTSIM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "iotsim"
+
+
 FIRMWARE_REF_DIR = REPO_DIR / "firmware_ref"  # the reference C firmware (kernels, boards, scripts)
 
 

@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from iotsim.paths import ZOO_DIR
+from iotsim.paths import ZOO_DIR, user_cache_dir
 
 TABLE_FORMAT = 1
 
@@ -71,7 +71,7 @@ def file_sha256(path: Path) -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("IOTSIM_CACHE_DIR", Path.home() / ".cache" / "iotsim")) / "firmware"
+    return user_cache_dir() / "firmware"
 
 
 def sidecar_path(model_path: Path) -> Path:

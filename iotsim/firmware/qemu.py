@@ -36,10 +36,9 @@ from iotsim.firmware.build import (
     marker_addresses,
     read_elf,
 )
-from iotsim.paths import FIRMWARE_REF_DIR
+from iotsim.paths import FIRMWARE_REF_DIR, user_cache_dir
 
 QEMU_ENV = "IOTSIM_QEMU"  # override qemu-system-arm (path or name)
-CACHE_ENV = "IOTSIM_CACHE_DIR"
 PLUGIN_SOURCE = FIRMWARE_REF_DIR / "qemu_plugin" / "icount.c"
 
 EXIT_MEANINGS = {
@@ -81,20 +80,13 @@ def qemu_executable() -> str:
     return path
 
 
-def cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "iotsim"
-
-
 def plugin_path() -> Path:
     """The instruction-counting plugin, compiled on first use (cached by source and compiler)."""
     cc = host_cc()
     src = PLUGIN_SOURCE.read_bytes()
     flags = ["-O2", "-std=gnu11", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall"]
     key = hashlib.sha256(src + compiler_version(cc).encode() + " ".join(flags).encode()).hexdigest()[:16]
-    out = cache_dir() / "qemu_plugin" / f"libicount-{key}.so"
+    out = user_cache_dir() / "qemu_plugin" / f"libicount-{key}.so"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,14 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import iotsim
-from iotsim.paths import PACKAGE_DIR, devices_dir
+from iotsim.paths import PACKAGE_DIR, devices_dir, user_cache_dir
 from iotsim.files import atomic_write
 
 RECORD_FORMAT = 1
@@ -45,8 +44,8 @@ def code_version() -> str:
 
 
 def user_run_cache() -> Path:
-    """The shared run cache: $IOTSIM_CACHE_DIR/runs, else ~/.cache/iotsim/runs."""
-    return Path(os.environ.get("IOTSIM_CACHE_DIR", Path.home() / ".cache" / "iotsim")) / "runs"
+    """The shared run cache: `runs/` in iotsim's user cache (iotsim.paths.user_cache_dir)."""
+    return user_cache_dir() / "runs"
 
 
 def run_inputs(scenario, resources: dict) -> dict[str, Any]:
