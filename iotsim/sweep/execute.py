@@ -25,6 +25,18 @@ SCHEDULER_TIMEOUT_S = 15  # how long to try to reach a --scheduler
 Progress = Callable[[int, int, int], None]
 
 
+@dataclass
+class Execution:
+    """What `Executor.execute` gives back: every run's record by key, and how many came from the cache."""
+
+    records: dict[str, dict]
+    cached: int
+
+    @property
+    def computed(self) -> int:
+        return len(self.records) - self.cached
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One run to do: a validated scenario (its seed set), its cache key and a label for messages."""
@@ -160,7 +172,7 @@ class Executor:
             self._cluster.close()
             self._cluster = None
 
-    def execute(self, runs: Iterable[RunSpec], cache: RunCache, progress: Progress | None = None) -> dict[str, dict]:
+    def execute(self, runs: Iterable[RunSpec], cache: RunCache, progress: Progress | None = None) -> Execution:
         """Every run's record by key: from the cache, else computed and cached as it finishes."""
         runs = list(runs)
         unique: dict[str, RunSpec] = {}
@@ -178,7 +190,7 @@ class Executor:
         say = progress or (lambda done, total, cached: None)
         say(cached, total, cached)
         if not todo:
-            return records
+            return Execution(records, cached)
         version = code_version()
 
         def finish(spec: RunSpec, record: dict) -> None:
@@ -194,9 +206,9 @@ class Executor:
         if self.workers == 0 and not self.scheduler:
             for spec in todo:
                 finish(spec, _run_here(spec))
-            return records
-        self._run_on_cluster(todo, finish)
-        return records
+        else:
+            self._run_on_cluster(todo, finish)
+        return Execution(records, cached)
 
     def _run_on_cluster(self, todo: list[RunSpec], finish: Callable[[RunSpec, dict], None]) -> None:
         from distributed import as_completed

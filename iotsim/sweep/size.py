@@ -215,11 +215,10 @@ def size_scenario(scenario: str | YamlDocument, vary: str, constraints: Sequence
     def feasible(value) -> bool:
         plan = plan_sweep(doc, [Override(vary, (value,))], replications, fixed=fixed, resources=resources)
         specs = [s for _, _, s in plan.runs]
-        cached = sum(1 for s in {sp.key for sp in specs} if s in cache)
-        records = executor.execute(specs, cache)
-        runs = runs_table(plan, records)
+        done = executor.execute(specs, cache)
+        runs = runs_table(plan, done.records)
         runs = runs[runs.policy == policy]
-        probe = Probe(value, True, len(specs), cached)
+        probe = Probe(value, True, len(specs), done.cached)
         for c in constraints:
             for g in ([group] if group else groups):
                 n, mean, _, half = mean_ci(runs.loc[runs.group == g, c.metric].to_numpy(dtype=np.float64))

@@ -58,23 +58,22 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, *, executor: Executor | None
     cache = RunCache(cache_dir if cache_dir is not None else out_dir / "runs")
     cache.remove_stale_temporaries()
     specs = [spec for _, _, spec in plan.runs]
-    before = sum(1 for key in {s.key for s in specs} if key in cache)
     own = executor is None
     executor = executor or Executor()
     try:
-        records = executor.execute(specs, cache, progress)
+        done = executor.execute(specs, cache, progress)
     finally:
         if own:
             executor.close()
+    records = done.records
     runs = runs_table(plan, records)
     points = points_table(plan, runs)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_table(runs, out_dir, "sweep")
     _write_table(points, out_dir, "sweep_points")
-    plot_paths = _plots(points, plan.params, out_dir / "plots") if plots else []
-    unique = len({s.key for s in specs})
+    plot_paths = _plots(points, plan.params, out_dir / "plots", out_dir / "sweep_points.csv") if plots else []
     warnings = sorted({w for rec in records.values() for w in rec.get("warnings", [])})
-    result = SweepResult(plan, runs, points, out_dir, unique - before, before, time.perf_counter() - t0, plot_paths,
+    result = SweepResult(plan, runs, points, out_dir, done.computed, done.cached, time.perf_counter() - t0, plot_paths,
                          warnings)
     manifest = _manifest(result, records, executor.description, command)
     atomic_write(out_dir / "sweep.json",
@@ -82,9 +81,9 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, *, executor: Executor | None
     return result
 
 
-def _plots(points: pd.DataFrame, params: list[str], folder: Path) -> list[Path]:
-    """Redraw only when the points table changed (a cached re-run reuses the plots)."""
-    digest = hashlib.sha256(points.to_csv(index=False).encode() + json.dumps(params).encode()).hexdigest()
+def _plots(points: pd.DataFrame, params: list[str], folder: Path, points_csv: Path) -> list[Path]:
+    """Redraw only when the points table (as written) changed: a cached re-run reuses the plots."""
+    digest = hashlib.sha256(points_csv.read_bytes() + json.dumps(params).encode()).hexdigest()
     expected = [folder / plot_name(m, p) for m in plottable_metrics(points) for p in params]
     source = folder / PLOTS_SOURCE
     if source.exists() and source.read_text().strip() == digest and all(p.exists() for p in expected):
