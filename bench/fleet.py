@@ -98,7 +98,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
         rows[f"{policy}_s"] = wall
         rows[f"{policy}_ratio"] = wall / floor_s
-        rows[f"{policy}_frames"] = int(summary.packets_sent.sum())
+        rows[f"{policy}_frames"] = int(summary.packets_on_air.sum())
         rows[f"{policy}_delivered"] = int(summary.packets_delivered.sum())
         rows["warnings"] = result.warnings
         del result, summary
@@ -111,7 +111,7 @@ def main() -> None:
     print(f"event floor (bare SimPy, one timeout per window): {floor_s:8.2f} s  ({events / floor_s:,.0f} events/s)")
     for policy in ("on_device", "cloud_offload"):
         print(f"{policy:>14}: {rows[policy + '_s']:8.2f} s  = {rows[policy + '_ratio']:.2f} x floor  "
-              f"({rows[policy + '_frames']:,} frames sent, {rows[policy + '_delivered']:,} delivered)")
+              f"({rows[policy + '_frames']:,} frames on air, {rows[policy + '_delivered']:,} delivered)")
     print(f"peak RSS {rows['peak_rss_mb']:,.0f} MB")
     for warning in rows["warnings"]:
         print(f"note: {warning}")

@@ -194,7 +194,7 @@ def main() -> None:
     print(f"{args.nodes:,} nodes x {args.days:g} d, {n_gw} gateways, policies: "
           f"{', '.join(o.policy.name for o in result.outcomes)}")
     for o in result.outcomes:
-        print(f"  {o.policy.name:>14}: {len(o.messages):,} messages, {len(o.frames):,} frames")
+        print(f"  {o.policy.name:>14}: {len(o.messages):,} messages, {len(o.tx):,} frames")
     print(f"{'phase':<28} {'wall (s)':>9} {'peak RSS (MB)':>14}")
     for name, wall in clock.rows:
         print(f"{name:<28} {wall:9.1f} {sampler.peaks.get(name, 0) / 2**20:14,.0f}")

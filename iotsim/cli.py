@@ -267,14 +267,11 @@ def _fmt(value, digits=3) -> str:
 
 
 def _print_summary(summary, name: str, nodes: int, duration_s: float, wall_s: float) -> None:
+    from iotsim.results.metrics import METRICS
+
     table = Table(title=f"{name}: {nodes:,} nodes, {duration_s / 86400:g} days simulated in {wall_s:.1f} s")
-    cols = [
-        ("policy", "policy"), ("group", "group"), ("energy_j_per_node_day", "J/node/day"),
-        ("battery_life_days", "battery (d)"), ("bytes_uplinked_per_node_day", "B/node/day"),
-        ("packets_sent", "pkts sent"), ("packets_lost", "pkts lost"), ("latency_p50_s", "lat p50 (s)"),
-        ("latency_p95_s", "lat p95 (s)"), ("precision", "precision"), ("recall", "recall"),
-        ("cloud_inferences", "cloud inf."),
-    ]
+    cols = [("policy", "policy"), ("group", "group")] + [
+        (m.name, m.short) for m in METRICS if m.terminal and m.name in summary.columns]
     for _, header in cols:
         table.add_column(header, justify="right" if header not in ("policy", "group") else "left")
     for row in summary.to_dict("records"):

@@ -62,21 +62,28 @@ def test_energy_columns_add_up_per_node(small_result):
         np.testing.assert_allclose(t[:, 4:8].sum(1), out.ledger.lifetime_s)  # radio
 
 
-def test_packets_sent_equal_delivered_plus_lost_with_reasons(small_result):
+def test_packets_offered_equal_delivered_plus_lost_with_reasons(small_result):
     summary = summary_table(small_result)
-    assert (summary.packets_sent == summary.packets_delivered + summary.packets_lost).all()
-    reasons = summary.packets_lost_collision + summary.packets_lost_below_sensitivity + summary.packets_lost_duty_cycle
+    assert (summary.packets_offered == summary.packets_delivered + summary.packets_lost).all()
+    reasons = summary.filter(regex=r"^packets_lost_").sum(axis=1)
     assert (summary.packets_lost == reasons).all()
+    # every loss reason of a LoRaWAN frame has its column
+    assert {f"packets_lost_{r}" for r in ("below_sensitivity", "collision", "demodulators_busy",
+                                          "gateway_transmitting", "duty_cycle")} <= set(summary.columns)
+    assert (summary.packets_on_air == summary.packets_offered - summary.packets_lost_duty_cycle).all()
     packets = packets_table(small_result)
     sent = packets[packets.loss_reason != "pending_at_end"]
     assert (sent.delivered == (sent.loss_reason == "")).all()
     by_policy = sent.groupby("policy").size()
     for row in summary.itertuples():
-        assert by_policy[row.policy] == row.packets_sent
+        assert by_policy[row.policy] == row.packets_offered
+        lost = sent[(sent.policy == row.policy) & ~sent.delivered].loss_reason.value_counts()
+        for reason, count in lost.items():
+            assert getattr(row, f"packets_lost_{reason}") == count
     # something was actually lost and something delivered, so the identity is not vacuous
     assert summary.packets_lost.sum() > 0 and summary.packets_delivered.sum() > 0
-    np.testing.assert_allclose(summary.packet_delivery_ratio, summary.packets_delivered / summary.packets_sent)
-    np.testing.assert_allclose(summary.message_delivery_ratio, summary.messages_delivered / summary.messages_sent)
+    np.testing.assert_allclose(summary.packet_delivery_ratio, summary.packets_delivered / summary.packets_offered)
+    np.testing.assert_allclose(summary.message_delivery_ratio, summary.messages_delivered / summary.messages_offered)
     assert (summary.message_delivery_ratio < 1).any() and (summary.message_delivery_ratio > 0).all()
 
 
@@ -141,7 +148,8 @@ def test_battery_life_matches_closed_form_for_constant_duty_cycle():
     nominal = bat.capacity_mah * 3.6 * bat.nominal_voltage_v
     life_s = nominal * bat.usable_fraction / (energy / T + nominal * bat.self_discharge_per_year / (365.25 * 86400))
     np.testing.assert_allclose(nodes.battery_life_days, life_s / 86400, rtol=1e-9)
-    assert (summary_table(result, nodes).packets_sent == 3 * windows).all()
+    summary = summary_table(result, nodes)
+    assert (summary.packets_offered == 3 * windows).all() and (summary.packets_on_air == 3 * windows).all()
 
 
 def test_a_node_whose_battery_empties_dies_and_stops_sending(tmp_path, monkeypatch):
@@ -214,11 +222,11 @@ def test_packets_file_written_by_row_groups_equals_the_in_memory_tables_file(tmp
 
 
 def test_a_policy_without_packets_keeps_the_packets_column_types(tmp_path, small_result):
-    from iotsim.engine.run import FRAME_NODE_DEAD
+    from iotsim.network.fate import Fate
     from iotsim.results.writer import _write_packets
 
     silent = small_result.outcomes[1]
-    silent = dataclasses.replace(silent, frame_status=np.full_like(silent.frame_status, FRAME_NODE_DEAD))
+    silent = dataclasses.replace(silent, tx=dataclasses.replace(silent.tx, fate=np.full_like(silent.tx.fate, Fate.NODE_DEAD)))
     result = dataclasses.replace(small_result, outcomes=[small_result.outcomes[0], silent, small_result.outcomes[2]])
     table = packets_table(result)
     assert silent.policy.name not in set(table.policy)
@@ -269,7 +277,7 @@ def test_cli_runs_the_farm_scenario_end_to_end(tmp_path):
         assert (out / name).stat().st_size > 0, name
     summary = pd.read_csv(out / "summary.csv")
     required = ["policy", "group", "nodes", "energy_j_per_node_day", "battery_life_days",
-                "bytes_uplinked_per_node_day", "packets_sent", "packets_delivered", "packets_lost",
+                "bytes_uplinked_per_node_day", "packets_offered", "packets_on_air", "packets_delivered", "packets_lost",
                 "latency_p50_s", "latency_p95_s", "precision", "recall", "cloud_inferences"]
     assert list(summary.columns[: 2]) == ["policy", "group"] and set(required) <= set(summary.columns)
     assert set(summary.policy) == {"cloud_offload", "on_device", "cascade"}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from iotsim.engine import run_scenario
-from iotsim.engine.run import FRAME_FATES
-from iotsim.engine.starlink import attempt_success_probability, draw_attempts
+from iotsim.network.fate import REASON_NAMES
+from iotsim.link.star import attempt_success_probability, draw_attempts
 from iotsim.errors import InputError
 from iotsim.hardware import load_board
 from iotsim.radio import ble, wifi
@@ -102,10 +102,10 @@ def test_ble_run_conserves_energy_and_packets(ble_result):
         t = out.ledger.time_s
         np.testing.assert_allclose(t[:, 4:8].sum(1), out.ledger.lifetime_s)
     packets = packets_table(ble_result)
-    assert set(packets.loss_reason.unique()) <= set(FRAME_FATES.values())
+    assert set(packets.loss_reason.unique()) <= set(REASON_NAMES)
     summary = summary_table(ble_result).set_index("policy")
     for pol, row in summary.iterrows():
-        assert row.packets_sent == row.packets_delivered + row.packets_lost
+        assert row.packets_offered == row.packets_delivered + row.packets_lost
 
 
 def test_ble_keepalive_energy_matches_closed_form(ble_result):
@@ -119,7 +119,7 @@ def test_ble_keepalive_energy_matches_closed_form(ble_result):
     frame_rx = out.ledger.time_s[:, 6] - rx_keep  # rx slot beyond the keep-alive = frames' acks
     assert (frame_rx >= -1e-9).all()
     # one empty-PDU receive per attempt (the central's answer)
-    n_attempts = np.bincount(out.frames.node, minlength=30)
+    n_attempts = np.bincount(out.tx.node, weights=out.tx.attempts, minlength=30)
     assert frame_rx.sum() == pytest.approx(n_attempts.sum() * empty, rel=0.2)
     standby_keep = events * (radio.startup_time_s + ble.T_IFS_S)
     assert (out.ledger.time_s[:, 5] >= standby_keep - 1e-6).all()
@@ -128,7 +128,7 @@ def test_ble_keepalive_energy_matches_closed_form(ble_result):
 def test_ble_frames_ride_connection_events(ble_result):
     out = ble_result.outcomes[0]
     plan = ble_result.plans[0]
-    f = out.frames
+    f = out.tx
     sent = ~np.isnan(f.start_s)
     offset = (f.start_s[sent] - plan.phase_s[f.node[sent]]) / 0.5
     # every first packet of an event sits on the node's connection-event grid, later ones within it
@@ -171,7 +171,7 @@ def test_wifi_connected_vs_reconnect():
     for res in (connected, reconnect):
         s = summary_table(res).set_index("policy")
         for _, row in s.iterrows():
-            assert row.packets_sent == row.packets_delivered + row.packets_lost
+            assert row.packets_offered == row.packets_delivered + row.packets_lost
     radio_rx = lambda res, i: res.outcomes[i].ledger.time_s[:, 6].sum()
     # connected: the DTIM beacons every 307.2 ms dominate the receive time
     beacons = 86400.0 / (0.1024 * 3) * 0.003

@@ -28,6 +28,7 @@ STREAM_POOL = 2
 STREAM_EVENT_WINDOWS = 3
 STREAM_CHANNELS = 4
 STREAM_LINK = 5
+STREAM_HEARTBEATS = 6
 
 INFERENCE_BATCH = 8192
 INFERENCE_BATCH_ELEMENTS = 1 << 22  # cap on samples x channels per batch (1 s audio windows: 262 per batch)
@@ -68,6 +69,7 @@ class GroupPlan:
     window_span_s: float  # first sample to window ready
     window_period_s: float
     phase_s: np.ndarray  # first window start per node
+    heartbeat_phase_s: np.ndarray  # first heartbeat per node (periodic heartbeats), independent of phase_s
     n_windows: np.ndarray  # int64 per node (windows that complete within the run)
     window_offset: np.ndarray  # int64 (n+1,), flat index of each node's first window
     verdicts: Verdicts  # per flat window
@@ -82,11 +84,37 @@ class GroupPlan:
     pool_false_positive_se: float
     pool_size: int
     fresh_windows: int
+    seed: int = 0
+    duration_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
     @property
     def n_nodes(self) -> int:
         return int(self.node_ids.shape[0])
+
+    def heartbeats(self) -> tuple[np.ndarray, np.ndarray]:
+        """(local node, time) of every heartbeat within the run, sorted by node then time.
+
+        Periodic: every `heartbeat` from the node's own heartbeat phase. Poisson: a Poisson process of
+        mean interval `heartbeat` per node (counts then uniform times, from the group's own stream).
+        """
+        period = self.spec.heartbeat
+        duration = self.duration_s
+        if self.spec.heartbeat_arrivals == "poisson":
+            rng = group_rng(self.seed, STREAM_HEARTBEATS, self.index)
+            counts = rng.poisson(duration / period, size=self.n_nodes)
+            node = np.repeat(np.arange(self.n_nodes), counts)
+            t = rng.random(node.shape[0]) * duration
+            order = np.lexsort((t, node))
+            return node[order], t[order]
+        counts = np.maximum(np.ceil((duration - self.heartbeat_phase_s) / period).astype(np.int64), 0)
+        node = np.repeat(np.arange(self.n_nodes), counts)
+        first = np.zeros(self.n_nodes + 1, dtype=np.int64)
+        np.cumsum(counts, out=first[1:])
+        j = np.arange(node.shape[0]) - first[node]
+        t = self.heartbeat_phase_s[node] + j * period
+        keep = t < duration
+        return node[keep], t[keep]
 
     def window_end_s(self, flat_index: np.ndarray) -> np.ndarray:
         """Time each window's data is complete (ready for inference or sending)."""
@@ -127,8 +155,9 @@ def _infer_generated(workload, model, cloud_model, rng, masks: np.ndarray, progr
     return _concat(parts)
 
 
-def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray, resources, progress=None) -> GroupPlan:
-    """Build the policy-independent plan of fleet group `index`."""
+def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray, resources, link,
+               progress=None) -> GroupPlan:
+    """Build the policy-independent plan of fleet group `index` (`link`: the run's `iotsim.link.Link`)."""
     spec = scenario.fleet[index]
     where = f"fleet.{index}"
     board, workload, model, cloud_model = resources
@@ -172,6 +201,7 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     # --- per-node draws, in a fixed order from each node's own generator
     positions = np.empty((n, 2))
     phase = np.empty(n)
+    hb_phase = np.empty(n)
     shadow = np.empty((n, gateways_xy.shape[0]))
     ev_node, ev_onset = [], []
     pool_size = scenario.simulation.background_pool
@@ -191,6 +221,7 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
             ev_onset.append(np.sort(rng.random(n_ev) * duration))
         nw = max(int(np.floor((duration - span - phase[i]) / period)) + 1, 0) if duration >= span + phase[i] else 0
         pool_draws.append(rng.integers(0, pool_size, size=nw))
+        hb_phase[i] = rng.random() * spec.heartbeat
     n_windows = np.array([d.shape[0] for d in pool_draws], dtype=np.int64)
     offset = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(n_windows, out=offset[1:])
@@ -198,14 +229,21 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
 
     # --- radio links and spreading factor
     dist = np.hypot(positions[:, None, 0] - gateways_xy[None, :, 0], positions[:, None, 1] - gateways_xy[None, :, 1])
-    pl = propagation.path_loss_db(np.maximum(dist, 1.0), pl_d0_db=prop.pl_d0_db, d0_m=prop.d0_m, exponent=prop.exponent)
-    rx_power = scenario.network.tx_power_dbm - pl + shadow
-    if scenario.network.technology != "lorawan":
+    d = np.maximum(dist, 1.0)
+    # never below free-space loss at the carrier: fitted models undershoot it close to the antenna
+    pl = np.maximum(
+        propagation.path_loss_db(d, pl_d0_db=prop.pl_d0_db, d0_m=prop.d0_m, exponent=prop.exponent),
+        propagation.free_space_path_loss_db(d, link.carrier_frequency_hz),
+    )
+    rx_power = link.tx_power_dbm - pl + shadow
+    if link.technology != "lorawan":
         sf = np.zeros(n, dtype=np.int64)  # no spreading factor outside LoRa
     elif lw.sf == "auto":
+        # the fastest data rate of the region that keeps the ADR margin at the strongest gateway
+        sfs = link.uplink_sfs()
         best = rx_power.max(axis=1)
-        sf = np.full(n, 12, dtype=np.int64)
-        for candidate in range(12, 6, -1):
+        sf = np.full(n, max(sfs), dtype=np.int64)
+        for candidate in sorted(sfs, reverse=True):
             ok = best >= lorawan_sensitivity(candidate, lw.bandwidth_hz) + lw.adr_margin_db
             sf[ok] = candidate
     else:
@@ -272,11 +310,12 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         index=index, name=spec.group, spec=spec, board=board, workload=workload, model=model,
         cloud_model=cloud_model, node_ids=node_ids, positions_m=positions, rx_power_dbm=rx_power, sf=sf,
         sample_period_s=sample_period, window_samples=window_samples, window_span_s=span,
-        window_period_s=period, phase_s=phase, n_windows=n_windows, window_offset=offset,
+        window_period_s=period, phase_s=phase, heartbeat_phase_s=hb_phase, n_windows=n_windows, window_offset=offset,
         verdicts=verdicts, event_id=event_id, event_node=event_node, event_onset_s=event_onset,
         event_end_s=event_end, inference_time_s=inference_time, inference_cost_source=cost_source,
         raw_window_bytes=raw_bytes, pool_false_positive_rate=fp, pool_false_positive_se=se,
-        pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]), warnings=warnings,
+        pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]), seed=seed, duration_s=float(duration),
+        warnings=warnings,
     )
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from iotsim.policies.base import ACTION_KINDS, NOTHING, SEND_EVENT, SEND_RAW, Policy
+from iotsim.policies.base import KIND_NAMES, NOTHING, SEND_EVENT, SEND_RAW, MessageKind, Policy
 from iotsim.policies.cascade import Cascade
 from iotsim.policies.cloud_offload import CloudOffload
 from iotsim.policies.on_device import OnDevice
 
 __all__ = ["Policy", "CloudOffload", "OnDevice", "Cascade", "make_policy", "NOTHING", "SEND_EVENT",
-           "SEND_RAW", "ACTION_KINDS"]
+           "SEND_RAW", "MessageKind", "KIND_NAMES"]
 
 
 def make_policy(entry) -> Policy:

@@ -8,13 +8,29 @@ paired.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from enum import IntEnum
 
 import numpy as np
 
-NOTHING = 0  # the window stays on the node
-SEND_EVENT = 1  # a small event message (class, confidence, window time) goes up
-SEND_RAW = 2  # the raw window goes up for inference in the cloud
-ACTION_KINDS = {SEND_EVENT: "event", SEND_RAW: "raw"}
+
+class MessageKind(IntEnum):
+    """What a message carries (int8 codes in message arrays; names in the tables)."""
+
+    HEARTBEAT = 0  # the node reports it is alive
+    EVENT = 1  # a small event message (class, confidence, window time)
+    RAW = 2  # a raw sensor window, for inference in the cloud
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+# a policy's action per window: nothing, or send a message of that kind
+NOTHING = -1  # the window stays on the node
+SEND_EVENT = MessageKind.EVENT
+SEND_RAW = MessageKind.RAW
+KIND_NAMES = [k.label for k in MessageKind]
+"""Message kind names by code."""
 
 
 class Policy(ABC):

@@ -29,6 +29,8 @@ PATH_LOSS_EXPONENT = 2.08
 """Path loss exponent gamma, Bor et al. 2016."""
 SHADOWING_SIGMA_DB = 3.57
 """Standard deviation of log-normal shadowing (dB), Bor et al. 2016 (FLoRa default sigma)."""
+SPEED_OF_LIGHT_M_S = 299_792_458.0
+"""Speed of light in vacuum (SI definition of the metre)."""
 CAPTURE_THRESHOLD_DB = 6.0
 """A LoRa packet survives a same-SF collision if it is at least this much stronger than the
 interferer (Bor et al. 2016 capture model; LoRaSim's power threshold of 6 dB)."""
@@ -47,6 +49,18 @@ def path_loss_db(distance_m, pl_d0_db: float = PL_D0_DB, d0_m: float = D0_M, exp
         raise InputError(f"reference distance must be > 0 m, got {d0_m!r}", field="d0_m")
     d = _distance(distance_m)
     pl = pl_d0_db + 10.0 * exponent * np.log10(d / d0_m)
+    return float(pl) if np.ndim(distance_m) == 0 else pl
+
+
+def free_space_path_loss_db(distance_m, frequency_hz: float):
+    """Free-space path loss (dB) between isotropic antennas: 20 log10(4 pi d f / c) (Friis).
+
+    No terrestrial path loses less than this; empirical models fitted at longer range (Hata,
+    log-distance fits such as Bor et al.) fall below it close to the antenna, outside the range
+    they were fitted on, so the engine never lets a model's loss drop under it.
+    """
+    d = _distance(distance_m)
+    pl = 20.0 * np.log10(4.0 * np.pi * d * float(frequency_hz) / SPEED_OF_LIGHT_M_S)
     return float(pl) if np.ndim(distance_m) == 0 else pl
 
 

@@ -17,30 +17,21 @@ from urllib.parse import quote
 import pandas as pd
 
 from iotsim import __version__
+from iotsim.results.metrics import METRICS
 
 REPORT_FILENAME = "report.html"
 DAYS_PER_YEAR = 365.25
 MISSING = "\u2014"  # em dash shown for NaN / not available
 
-# Known summary columns: (column, header with units, kind).  Kinds: text, int, float, ratio.
+# Known summary columns: (column, header with units, kind), from the metric registry.  Kinds: text, int, float, ratio.
 SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
     ("policy", "Policy", "text"),
     ("group", "Group", "text"),
-    ("nodes", "Nodes", "int"),
-    ("energy_j_per_node_day", "Energy (J/node/day)", "float"),
-    ("battery_life_days", "Battery life (days)", "float"),
-    ("battery_life_years", "Battery life (years)", "float"),  # derived from days
-    ("bytes_uplinked_per_node_day", "Uplink (bytes/node/day)", "float"),
-    ("packets_sent", "Packets sent", "int"),
-    ("packets_delivered", "Packets delivered", "int"),
-    ("packets_lost", "Packets lost", "int"),
-    ("message_delivery_ratio", "Messages delivered (ratio)", "ratio"),
-    ("latency_p50_s", "Latency p50 (s)", "float"),
-    ("latency_p95_s", "Latency p95 (s)", "float"),
-    ("precision", "Precision", "ratio"),
-    ("recall", "Recall", "ratio"),
-    ("cloud_inferences", "Cloud inferences", "int"),
+    *((m.name, m.label, m.kind) for m in METRICS),
 ]
+# battery life in years, derived from days for the report
+SUMMARY_COLUMNS.insert([c[0] for c in SUMMARY_COLUMNS].index("battery_life_days") + 1,
+                       ("battery_life_years", "Battery life (years)", "float"))
 _UNIT_SUFFIXES = [("_per_node_day", "per node per day"), ("_days", "days"), ("_s", "s"),
                   ("_j", "J"), ("_w", "W"), ("_bytes", "bytes")]
 

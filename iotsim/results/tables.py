@@ -8,28 +8,24 @@ import pyarrow as pa
 
 from iotsim.energy.battery import SECONDS_PER_DAY
 from iotsim.energy.ledger import COMPONENTS, EnergyLedger
-from iotsim.engine.run import FRAME_FATES, FRAME_NODE_DEAD, FRAME_PENDING, NOT_SENT, RunResult
-from iotsim.engine.uplink import KIND_NAMES
+from iotsim.engine.run import RunResult
+from iotsim.network.fate import REASON_NAMES, Fate, on_air
+from iotsim.policies import KIND_NAMES
+from iotsim.results.metrics import GroupView, metrics_for, summary_columns
 
 PACKETS_ROW_GROUP_ROWS = 1024 * 1024  # pyarrow's default maximum row group length (pyarrow.parquet.write_table)
-SUMMARY_COLUMNS = [
-    "policy", "group", "nodes", "energy_j_per_node_day", "battery_life_days", "battery_life_p10_days",
-    "nodes_died", "bytes_uplinked_per_node_day", "airtime_s_per_node_day", "packets_sent", "packets_delivered",
-    "packets_lost", "packets_lost_collision", "packets_lost_below_sensitivity", "packets_lost_duty_cycle",
-    "packets_pending_at_end", "packet_delivery_ratio", "messages_sent", "messages_delivered",
-    "message_delivery_ratio", "latency_p50_s", "latency_p95_s", "events", "events_detected",
-    "precision", "recall", "cloud_inferences", "cloud_wait_p95_s",
-]
 
 
 def nodes_table(result: RunResult) -> pd.DataFrame:
     parts = []
     for out in result.outcomes:
         by_comp = EnergyLedger.by_component(out.energy_slots_j)
-        on_air = ~np.isin(out.frame_status, NOT_SENT) & ~out.frames.dropped
+        tx = out.tx
+        sent = on_air(tx.fate)
         n = out.energy_slots_j.shape[0]
-        bytes_up = np.bincount(out.frames.node[on_air], weights=out.frames.phy_bytes[on_air], minlength=n)
-        airtime = np.bincount(out.frames.node[on_air], weights=out.frames.airtime_s[on_air], minlength=n)
+        attempts = np.ones(len(tx)) if tx.attempts is None else tx.attempts
+        bytes_up = np.bincount(tx.node[sent], weights=(tx.phy_bytes * attempts)[sent], minlength=n)
+        airtime = np.bincount(tx.node[sent], weights=tx.total_airtime_s[sent], minlength=n)
         start = 0
         for plan in result.plans:
             sl = slice(start, start + plan.n_nodes)
@@ -75,36 +71,36 @@ def events_table(result: RunResult) -> pd.DataFrame:
 
 def _packet_rows(outcome) -> np.ndarray:
     """Frames of one policy listed in the packets table: all but those a node never sent because it died."""
-    return np.flatnonzero(outcome.frame_status != FRAME_NODE_DEAD)
+    return np.flatnonzero(outcome.tx.fate != Fate.NODE_DEAD)
 
 
 def _packets_part(result: RunResult, outcome, rows: np.ndarray) -> pd.DataFrame:
     """Rows of the packets table for the frames `rows` (indices into outcome.frames) of one policy."""
     group_names = [p.name for p in result.plans]
     node_ids = np.concatenate([p.node_ids for p in result.plans])
-    fate_names = [FRAME_FATES[k] for k in range(len(FRAME_FATES))]
-    kind_names = [KIND_NAMES[k] for k in range(len(KIND_NAMES))]
-    gw_names = result.gateway_ids + [""]  # frame_gateway -1 (none) is the last
-    f = outcome.frames
+    gw_names = result.gateway_ids + [""]  # gateway -1 (none) is the last
+    f = outcome.tx
     m = outcome.messages
     msg = f.message[rows]
-    status = outcome.frame_status[rows]
+    status = f.fate[rows]
+    attempts = np.ones(rows.shape[0], dtype=np.int64) if f.attempts is None else f.attempts[rows]
     return pd.DataFrame({
         "node_id": node_ids[f.node[rows]],
         "policy": outcome.policy.name,
         "group": _text(group_names, m.group[msg]),
         "message": msg,
-        "kind": _text(kind_names, m.kind[msg]),
+        "kind": _text(KIND_NAMES, m.kind[msg]),
         "fragment": f.fragment[rows],
         "ready_s": f.ready_s[rows],
         "start_s": f.start_s[rows],
-        "airtime_s": np.where(f.dropped[rows], 0.0, f.airtime_s[rows]),
+        "attempts": np.where(f.dropped[rows], 0, attempts),
+        "airtime_s": np.where(f.dropped[rows], 0.0, f.airtime_s[rows] * attempts),  # every attempt
         "bytes": f.phy_bytes[rows],
         "sf": f.sf[rows],
-        "channel": outcome.frame_channel[rows].astype(np.int64),  # int8 in memory, int64 in the table
-        "gateway": _text(gw_names, outcome.frame_gateway[rows]),
-        "delivered": status == 0,
-        "loss_reason": _text(fate_names, status),
+        "channel": f.channel[rows].astype(np.int64),  # int8 in memory, int64 in the table
+        "gateway": _text(gw_names, f.gateway[rows]),
+        "delivered": status == Fate.DELIVERED,
+        "loss_reason": _text(REASON_NAMES, status),
     })
 
 
@@ -156,64 +152,13 @@ def _concat_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
-def _pct(values: np.ndarray, q: float) -> float:
-    values = values[np.isfinite(values)]
-    return float(np.percentile(values, q)) if values.size else float("nan")
-
-
-def _ratio(part: int, whole: int) -> float:
-    return part / whole if whole else float("nan")
-
-
 def summary_table(result: RunResult, nodes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (policy, group): every metric of the registry that applies to the run's technology."""
     nodes = nodes_table(result) if nodes is None else nodes
+    metrics = metrics_for(result.technology)
     rows = []
     for out in result.outcomes:
-        f = out.frames
-        m = out.messages
-        status = out.frame_status
-        frame_group = m.group[f.message]
         for gi, plan in enumerate(result.plans):
-            nd = nodes[(nodes.policy == out.policy.name) & (nodes.group == plan.name)]
-            in_group = (frame_group == plan.index) & ~np.isin(status, NOT_SENT)
-            st = status[in_group]
-            pending = int(((frame_group == plan.index) & (status == FRAME_PENDING)).sum())
-            msg_in = (m.group == plan.index)
-            msg_sent = msg_in & np.isin(np.arange(len(m)), f.message[in_group])
-            latency = out.event_latency_s[gi]
-            days = nd.lifetime_in_run_s.to_numpy() / 86400.0
-            raw_in_group = msg_in & (m.kind == 2) & out.message_delivered
-            waits = out.decision_time_s[raw_in_group] - out.message_arrival_s[raw_in_group] - \
-                result.scenario.network.cloud.inference_time
-            rows.append({
-                "policy": out.policy.name,
-                "group": plan.name,
-                "nodes": plan.n_nodes,
-                "energy_j_per_node_day": float(np.mean(nd.energy_j.to_numpy() / days)),
-                "battery_life_days": float(np.median(nd.battery_life_days)),
-                "battery_life_p10_days": float(np.percentile(nd.battery_life_days, 10)),
-                "nodes_died": int(nd.died_at_s.notna().sum()),
-                "bytes_uplinked_per_node_day": float(np.mean(nd.bytes_uplinked.to_numpy() / days)),
-                "airtime_s_per_node_day": float(np.mean(nd.airtime_s.to_numpy() / days)),
-                "packets_sent": int(st.size),
-                "packets_delivered": int((st == 0).sum()),
-                "packets_lost": int((st != 0).sum()),
-                "packets_lost_collision": int((st == 2).sum()),
-                "packets_lost_below_sensitivity": int((st == 1).sum()),
-                "packets_lost_duty_cycle": int((st == 3).sum()),
-                "packets_pending_at_end": pending,
-                "packet_delivery_ratio": _ratio(int((st == 0).sum()), int(st.size)),
-                "messages_sent": int(msg_sent.sum()),
-                "messages_delivered": int((msg_in & out.message_delivered).sum()),
-                "message_delivery_ratio": _ratio(int((msg_in & out.message_delivered).sum()), int(msg_sent.sum())),
-                "latency_p50_s": _pct(latency, 50),
-                "latency_p95_s": _pct(latency, 95),
-                "events": int(latency.shape[0]),
-                "events_detected": int(np.isfinite(latency).sum()),
-                "precision": (out.true_positive_decisions[gi] / out.positive_decisions[gi])
-                if out.positive_decisions[gi] else float("nan"),
-                "recall": float(np.isfinite(latency).mean()) if latency.size else float("nan"),
-                "cloud_inferences": int(raw_in_group.sum()),
-                "cloud_wait_p95_s": _pct(waits, 95),
-            })
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+            view = GroupView(result, out, plan, gi, nodes[(nodes.policy == out.policy.name) & (nodes.group == plan.name)])
+            rows.append({"policy": out.policy.name, "group": plan.name, **{m.name: m.compute(view) for m in metrics}})
+    return pd.DataFrame(rows, columns=summary_columns(result.technology))

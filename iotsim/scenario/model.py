@@ -121,6 +121,11 @@ class FleetGroup(_Strict):
         "{file, class_names, positive_class, normalization, input_adapter} for any int8 .tflite file"
     )
     heartbeat: Duration = Field(6 * 3600.0, description="on-device policies report alive this often")
+    heartbeat_arrivals: Literal["periodic", "poisson"] = Field(
+        "periodic",
+        description="periodic: every `heartbeat` from a random phase per node; poisson: a Poisson process with "
+        "mean interval `heartbeat` per node (for validation against ALOHA's closed forms)",
+    )
     event_payload_bytes: int = Field(
         4, ge=1, description="application payload of an event message (class, confidence, window time)"
     )
@@ -133,6 +138,14 @@ class LoRaWanSettings(_Strict):
     coding_rate: str = "4/5"
     tx_power_dbm: float = 14.0
     confirmed: Literal[False] = Field(False, description="confirmed uplinks are not modelled yet")
+    uplink_channels: int | None = Field(
+        None, ge=1, description="use only the first N uplink channels of the region's plan (default: all)"
+    )
+    duty_cycle_scope: Literal["sub_band", "aggregate"] = Field(
+        "sub_band",
+        description="sub_band: each ETSI sub-band keeps its own duty-cycle budget (as LoRaMac-node); aggregate: "
+        "one budget across all channels at the strictest sub-band's duty cycle (conservative)",
+    )
     preamble_symbols: int = Field(8, ge=6)
     adr_margin_db: float = Field(
         10.0,
@@ -231,7 +244,26 @@ class Propagation(_Strict):
     d0_m: float = Field(40.0, gt=0)
     exponent: float = Field(2.08, gt=0)
     shadowing_sigma_db: float = Field(3.57, ge=0)
-    capture_threshold_db: float = Field(6.0, ge=0)
+
+
+class Reception(_Strict):
+    """How LoRaWAN gateways decode overlapping frames; each simplification is a switch."""
+
+    capture_threshold_db: float = Field(
+        6.0, ge=0,
+        description="co-SF capture: a frame survives same-SF interference when its signal-to-interference ratio "
+        "(energy summed over the overlap) is at least this (6 dB: Bor et al., MSWiM 2016); 0 means the strongest "
+        "frame wins (ties lose); .inf means no capture (any same-SF overlap destroys both)",
+    )
+    inter_sf: Literal["croce", "orthogonal"] = Field(
+        "croce",
+        description="croce: frames of other spreading factors interfere above the rejection thresholds of Croce "
+        "et al., IEEE Commun. Lett. 22(4), 2018; orthogonal: spreading factors never interfere",
+    )
+    demodulator_paths: int | None = Field(
+        8, ge=1,
+        description="frames a gateway can demodulate at once (8 on SX1301/SX1302-class gateways); null: unlimited",
+    )
 
 
 class Backhaul(_Strict):
@@ -253,11 +285,12 @@ class Cloud(_Strict):
 
 class Network(_Strict):
     technology: Literal["lorawan", "ble", "wifi"] = "lorawan"
-    region: Literal["EU868"] = "EU868"
+    region: Literal["EU868", "US915"] = Field("EU868", description="LoRaWAN regional parameters (RP002)")
     lorawan: LoRaWanSettings = LoRaWanSettings()
     ble: BleSettings = BleSettings()
     wifi: WifiSettings = WifiSettings()
     propagation: Propagation = Propagation()
+    reception: Reception = Reception()
     gateways: list[Gateway] = Field(min_length=1)
     backhaul: Backhaul = Backhaul()
     cloud: Cloud = Cloud()

@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from iotsim.results.tables import SUMMARY_COLUMNS
+from iotsim.results.metrics import ID_COLUMNS, METRICS as REGISTRY, summary_columns
 from iotsim.sweep.grid import SweepPlan
 from iotsim.sweep.stats import mean_ci
 
-ID_COLUMNS = ("policy", "group")
-METRICS = [c for c in SUMMARY_COLUMNS if c not in ID_COLUMNS]
+SUMMARY_COLUMNS = summary_columns()
+METRICS = [m.name for m in REGISTRY]
 CONFIDENCE = 0.95
 
 

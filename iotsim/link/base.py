@@ -1,0 +1,161 @@
+"""The `Link` interface: from a policy's messages to frames on air and what became of each.
+
+A link is one radio technology between the nodes and the network (LoRaWAN, Bluetooth LE, Wi-Fi;
+mesh and cellular links come the same way). The engine calls it in two steps, with the battery in
+between (a node that dies sends nothing afterwards, and what it never sent interferes with no
+one):
+
+1. `transmit(messages, nodes)` splits messages into frames and schedules them: every frame's
+   start, attempts, time on air of all attempts, the radio's time in each state, and which frames
+   the node dropped before air (duty cycle). Nothing here depends on the battery.
+2. `receive(tx, on_air)` decides the fate of the frames that went on air (delivered, or lost with
+   a `Fate`) and which gateway got each.
+
+Both steps fill one typed `Transmissions` record, which the engine's later stages (ledger,
+backhaul, cloud, detection) and the tables read; nothing downstream asks which technology it was.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from iotsim.network.fate import Fate
+
+
+@dataclass
+class Messages:
+    """Messages of one policy run, sorted by (node, ready time, kind)."""
+
+    node: np.ndarray  # global node index (row in the run's node arrays), int64
+    ready_s: np.ndarray  # when the node has the message ready
+    app_bytes: np.ndarray  # application payload, int64
+    kind: np.ndarray  # int8 MessageKind
+    window: np.ndarray  # flat window index within its group, -1 for heartbeats
+    group: np.ndarray  # group index, int64
+
+    def __len__(self) -> int:
+        return int(self.node.shape[0])
+
+
+@dataclass
+class LinkNodes:
+    """What a link needs to know about the nodes: static radio facts, one row per node."""
+
+    rx_power_dbm: np.ndarray  # (n, gateways): mean received power at 0 dB offset, shadowing included
+    sf: np.ndarray  # int64 spreading factor per node (0 outside LoRa)
+    startup_s: np.ndarray  # radio start-up time per node
+    phase_s: np.ndarray  # the node's time origin (first window start): BLE connection events align to it
+
+    @property
+    def n(self) -> int:
+        return int(self.sf.shape[0])
+
+
+@dataclass
+class KeepAlive:
+    """Radio time a connected node spends per period with nothing to send (a steady load)."""
+
+    period_s: float
+    tx_s: float
+    rx_s: float
+    standby_s: np.ndarray | float  # per node (radio ramp-up differs per board)
+
+
+@dataclass
+class Transmissions:
+    """Every frame of one policy run, one row per frame, sorted by (node, ready time, fragment).
+
+    Times per frame cover all its attempts: `airtime_s` is one attempt's time on air and
+    `attempts` how many went on air, so `airtime_s * attempts` is the frame's time on air;
+    `tx_s`, `rx_s` and `standby_s` are the radio's time in each state for the frame;
+    `busy_s` runs from the first attempt's start to the end of the last.
+    """
+
+    message: np.ndarray  # int64 index into Messages
+    node: np.ndarray  # int64
+    fragment: np.ndarray  # 0-based fragment number within the message
+    phy_bytes: np.ndarray  # PHY payload of one attempt (bytes)
+    sf: np.ndarray  # int64 spreading factor (0 outside LoRa)
+    airtime_s: np.ndarray  # one attempt's time on air
+    ready_s: np.ndarray
+    start_s: np.ndarray  # first attempt's start; NaN when dropped before air
+    dropped: np.ndarray  # bool: dropped by the node before air (duty cycle)
+    attempts: np.ndarray | None = None  # int64 attempts on air (None: one each)
+    channel: np.ndarray | None = None  # int8 uplink channel index, -1 where not tracked
+    tx_s: np.ndarray | None = None
+    rx_s: np.ndarray | None = None
+    standby_s: np.ndarray | None = None
+    busy_s: np.ndarray | None = None
+    fate: np.ndarray | None = None  # int8 Fate per frame, set by the engine and `Link.receive`
+    gateway: np.ndarray | None = None  # int16 gateway that delivered it, -1 if none
+    link_delivered: np.ndarray | None = None  # bool: links that decide delivery at transmit time (retrying links)
+    gateway_stats: dict = field(default_factory=dict)  # per-gateway figures the link reports (arrays by gateway)
+
+    def __len__(self) -> int:
+        return int(self.node.shape[0])
+
+    @property
+    def total_airtime_s(self) -> np.ndarray:
+        """Time on air of each frame, all attempts."""
+        return self.airtime_s if self.attempts is None else self.airtime_s * self.attempts
+
+
+class Link(ABC):
+    """A radio technology between nodes and gateways. One instance per run (it holds the settings)."""
+
+    technology: str  # the scenario's network.technology
+    radio_technology: str  # the radio a board needs (a radio profile's `technology`)
+
+    @property
+    @abstractmethod
+    def carrier_frequency_hz(self) -> float:
+        """Carrier frequency that bounds the path loss from below (free-space loss)."""
+
+    @property
+    @abstractmethod
+    def tx_power_dbm(self) -> float:
+        """The nodes' TX power (the radio's TX current is looked up at it)."""
+
+    @abstractmethod
+    def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator) -> Transmissions:
+        """Frames with their schedule, attempts and radio state times; dropped frames marked."""
+
+    @abstractmethod
+    def receive(self, tx: Transmissions, on_air: np.ndarray, nodes: LinkNodes, rng: np.random.Generator) -> None:
+        """Set `tx.fate` and `tx.gateway` of the frames in `on_air` (bool mask)."""
+
+    def keep_alive(self, nodes: LinkNodes) -> KeepAlive | None:
+        """The steady radio load that keeps the link up, if any."""
+        return None
+
+    @abstractmethod
+    def notes(self) -> list[str]:
+        """Methodology notes: what this link models and what it simplifies."""
+
+
+def frames_from_split(messages: Messages, message_index: np.ndarray, fragment: np.ndarray,
+                      phy_bytes: np.ndarray, sf: np.ndarray, airtime_s: np.ndarray) -> Transmissions:
+    """A `Transmissions` record for freshly split frames, not yet scheduled."""
+    n = message_index.shape[0]
+    return Transmissions(
+        message=message_index, node=messages.node[message_index], fragment=fragment,
+        phy_bytes=np.asarray(phy_bytes, dtype=np.int64), sf=np.asarray(sf, dtype=np.int64),
+        airtime_s=np.asarray(airtime_s, dtype=np.float64), ready_s=messages.ready_s[message_index],
+        start_s=np.full(n, np.nan), dropped=np.zeros(n, dtype=bool),
+    )
+
+
+def not_on_air_fates(tx: Transmissions, dead: np.ndarray, pending: np.ndarray) -> np.ndarray:
+    """Fate codes before reception: node dead, pending at the end, dropped by the duty cycle; others
+    provisionally DELIVERED (the link's `receive` decides them)."""
+    fate = np.full(len(tx), Fate.DELIVERED, dtype=np.int8)
+    fate[tx.dropped] = Fate.DUTY_CYCLE
+    fate[pending] = Fate.PENDING
+    fate[dead] = Fate.NODE_DEAD
+    return fate
+
+
+__all__ = ["Link", "LinkNodes", "Messages", "Transmissions", "KeepAlive", "frames_from_split", "not_on_air_fates"]

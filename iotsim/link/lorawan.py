@@ -1,0 +1,249 @@
+"""LoRaWAN class A uplinks as a `Link`: frames, duty cycle per sub-band, channels, gateway reception.
+
+Frames. A message larger than the data rate's maximum application payload (the region's table) is
+split into fragments, each with a small fragment header (`iotsim.radio.fragmentation`). Each
+frame's PHY payload adds the 13-byte LoRaWAN overhead; its time on air follows the Semtech formula.
+
+Schedule (closed form per node, no event per frame: nothing from the network feeds back into an
+unconfirmed uplink). A node transmits a frame no earlier than it is ready, no earlier than the
+class A receive windows of its previous frame have closed (RX2 delay + RX2 window), and only on a
+channel whose sub-band's duty cycle allows it: after a frame of time on air T in a sub-band with
+duty cycle dc, that sub-band is closed to the node for T/dc - T (ETSI EN 300 220 as LoRaMac-node
+applies it per band). The node picks a channel at random among those whose sub-band is open at
+that moment, or waits for the first sub-band to open ("wait", LoRaMac-node's behaviour with an
+application queue); in "drop" mode a message the node may not start when it is ready is dropped
+(its frames are lost with reason "duty_cycle"). The scenario switch `duty_cycle_scope: aggregate`
+applies one budget across all channels instead (the conservative model of earlier versions).
+Regions without a duty cycle (US915) are limited by dwell time, which the region's payload table
+already respects.
+
+Reception: `iotsim.network.reception` (sensitivity, interference, demodulator paths).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from iotsim.link.base import KeepAlive, Link, LinkNodes, Messages, Transmissions, frames_from_split
+from iotsim.link.schedule import node_runs, serve_in_order
+from iotsim.network import reception
+from iotsim.network.fate import Fate
+from iotsim.radio import fragmentation, lora, lorawan
+
+
+class LoRaWanLink(Link):
+    technology = "lorawan"
+    radio_technology = "lora"
+
+    def __init__(self, network):
+        self.network = network
+        self.settings = network.lorawan
+        self.region = lorawan.get_region(network.region)
+
+    @property
+    def channels_hz(self) -> np.ndarray:
+        """The uplink channels nodes use: the region's plan, or its first `uplink_channels`."""
+        plan = np.asarray(self.region.uplink_channels_hz, dtype=np.float64)
+        n = self.settings.uplink_channels
+        if n is not None and n > plan.shape[0]:
+            from iotsim.errors import InputError
+
+            raise InputError(f"{self.region.name} has {plan.shape[0]} uplink channels, not {n}",
+                             field="network.lorawan.uplink_channels")
+        return plan if n is None else plan[:n]
+
+    @property
+    def carrier_frequency_hz(self) -> float:
+        return float(self.channels_hz.min())
+
+    def uplink_sfs(self) -> list[int]:
+        """Spreading factors of the region's uplink data rates at the scenario's bandwidth."""
+        bw = float(self.settings.bandwidth_hz)
+        rates = [self.region.data_rates[dr] for dr in self.region.uplink_data_rates]
+        return sorted({int(r[0]) for r in rates if r is not None and abs(r[1] - bw) < 1e-6})
+
+    @property
+    def tx_power_dbm(self) -> float:
+        return float(self.settings.tx_power_dbm)
+
+    # ---- frames
+    def split(self, messages: Messages, node_sf: np.ndarray) -> Transmissions:
+        """Split messages into frames; PHY size and one attempt's time on air per frame."""
+        s = self.settings
+        sf_msg = node_sf[messages.node]
+        max_payload = lorawan.max_app_payload_array(sf_msg, s.bandwidth_hz, self.region)
+        msg_index, fragment, payload = fragmentation.split_messages(
+            messages.app_bytes, max_payload, s.fragment_header_bytes)
+        phy = payload + lora.LORAWAN_OVERHEAD_BYTES
+        sf = sf_msg[msg_index]
+        airtime = lora.time_on_air_s(phy, sf, bandwidth_hz=s.bandwidth_hz,
+                                     coding_rate=lora.parse_coding_rate(s.coding_rate),
+                                     preamble_symbols=s.preamble_symbols)
+        return frames_from_split(messages, msg_index, fragment, phy, sf, airtime)
+
+    def receive_windows_s(self, sf: np.ndarray) -> tuple[np.ndarray, float]:
+        """Time each class A receive window stays open with no downlink (RX1 at the uplink SF, RX2 at rx2_sf)."""
+        s = self.settings
+        rx1 = s.rx_window_symbols * lora.symbol_time_s(sf, s.bandwidth_hz)
+        rx2 = s.rx_window_symbols * lora.symbol_time_s(s.rx2_sf, self.rx2_bandwidth_hz)
+        return np.asarray(rx1, dtype=np.float64), float(rx2)
+
+    @property
+    def rx2_bandwidth_hz(self) -> float:
+        return float(self.region.data_rate_bandwidth_hz(self.region.rx2_data_rate))
+
+    def channel_bands(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sub-band index per uplink channel, duty cycle per sub-band) under the scenario's scope."""
+        channels = self.channels_hz
+        dc = np.asarray(self.region.sub_band_duty_cycle(channels), dtype=np.float64)
+        if self.settings.duty_cycle_scope == "aggregate":
+            return np.zeros(channels.shape[0], dtype=np.int64), np.array([dc.min()])
+        band = np.asarray(self.region.sub_band_index(channels), dtype=np.int64)
+        used, first, band = np.unique(band, return_index=True, return_inverse=True)
+        return band.astype(np.int64).reshape(-1), dc[first]
+
+    def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator) -> Transmissions:
+        tx = self.split(messages, nodes.sf)
+        rx1, rx2 = self.receive_windows_s(tx.sf)
+        band_of_channel, band_dc = self.channel_bands()
+        u = rng.random(len(tx))
+        rx_done = tx.airtime_s + self.region.rx2_delay_s + rx2  # the node is free once RX2 has closed
+        tx.start_s, tx.channel, tx.dropped = schedule_uplinks(
+            tx.ready_s, tx.airtime_s, rx_done, tx.node, tx.message, u, band_of_channel, band_dc,
+            self.settings.duty_cycle_mode)
+        tx.tx_s = tx.airtime_s
+        tx.rx_s = rx1 + rx2
+        tx.standby_s = nodes.startup_s[tx.node]
+        tx.busy_s = tx.airtime_s
+        return tx
+
+    def reception_model(self) -> reception.ReceptionModel:
+        g = self.network.reception
+        return reception.ReceptionModel(
+            capture_threshold_db=g.capture_threshold_db, inter_sf=g.inter_sf, demodulator_paths=g.demodulator_paths)
+
+    def receive(self, tx: Transmissions, on_air: np.ndarray, nodes: LinkNodes, rng: np.random.Generator) -> None:
+        idx = np.flatnonzero(on_air)
+        sens = np.full(13, np.inf)  # indexed by SF
+        sens[7:] = [lora.gateway_sensitivity_dbm(s, self.settings.bandwidth_hz) for s in range(7, 13)]
+        rec = reception.resolve_receptions(
+            tx.start_s[idx], tx.airtime_s[idx], tx.channel[idx], tx.sf[idx], tx.node[idx], nodes.rx_power_dbm,
+            sens[tx.sf[idx]], self.reception_model())
+        tx.fate[idx] = rec.status
+        tx.gateway[idx] = rec.gateway
+        tx.gateway_stats = {"path_busy_s": rec.path_busy_s, "frames_locked": rec.frames_locked}
+
+    def notes(self) -> list[str]:
+        s, g = self.settings, self.network.reception
+        scope = ("per ETSI sub-band (each sub-band its own budget)" if s.duty_cycle_scope == "sub_band"
+                 else "as one budget across all channels")
+        has_dc = bool((np.asarray(self.region.sub_band_duty_cycle(self.channels_hz)) < 1).any())
+        dc = f"duty cycle applied {scope}" if has_dc else "no duty cycle (dwell time limits payloads)"
+        paths = "unlimited demodulator paths" if g.demodulator_paths is None else f"{g.demodulator_paths} demodulator paths per gateway"
+        inter = ("inter-SF interference with the rejection thresholds of Croce et al. 2018" if g.inter_sf == "croce"
+                 else "spreading factors treated as orthogonal")
+        capture = ("no capture (any same-SF overlap destroys both frames)" if not np.isfinite(g.capture_threshold_db)
+                   else f"co-SF capture at {g.capture_threshold_db:g} dB SIR")
+        return [
+            f"LoRaWAN class A ({self.region.name}): each uplink opens RX1 (uplink SF) and RX2 (SF{s.rx2_sf}) for "
+            f"{s.rx_window_symbols} symbols; unconfirmed uplinks.",
+            f"Radio: LoRa time on air per the Semtech formula; {self.region.name} payload limits with fragmentation "
+            f"of large messages; {dc}; random channel among the {self.channels_hz.shape[0]} uplink "
+            f"channels. Reception: interference energy summed over each frame's overlap per SF (as ns-3 lorawan); "
+            f"{capture}; {inter}; {paths}.",
+        ]
+
+
+def schedule_uplinks(ready: np.ndarray, airtime: np.ndarray, rx_done: np.ndarray, node: np.ndarray,
+                     message: np.ndarray, u: np.ndarray, band_of_channel: np.ndarray, band_dc: np.ndarray,
+                     mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, channel, dropped) of every frame; frames sorted by (node, ready, fragment).
+
+    `u` holds one uniform draw in [0, 1) per frame: the channel is the floor(u * k)-th of the k
+    channels (in channel order) whose sub-band is open when the frame starts.
+
+    Fast path: if at every frame of a node all sub-bands are open (the node's previous frames in any
+    band have served their off time), the schedule is the running maximum of `serve_in_order` with
+    only the receive-window gap, and the channel is uniform over all channels. Nodes where that
+    does not hold, and every node in drop mode, take the exact per-frame loop.
+    """
+    n = ready.shape[0]
+    n_channels = band_of_channel.shape[0]
+    start = np.full(n, np.nan)
+    channel = np.full(n, -1, dtype=np.int8)
+    dropped = np.zeros(n, dtype=bool)
+    if n == 0:
+        return start, channel, dropped
+    slow_nodes = np.zeros(0, dtype=np.int64)
+    if mode == "wait":
+        t = serve_in_order(ready, rx_done, node)
+        ch = np.minimum((u * n_channels).astype(np.int64), n_channels - 1)
+        band_free = t + airtime / band_dc[band_of_channel[ch]]
+        # the latest time any earlier frame of the node keeps its band closed, before each frame
+        first = np.concatenate(([True], node[1:] != node[:-1]))
+        prev = np.concatenate(([-np.inf], band_free[:-1]))
+        prev[first] = -np.inf
+        closed_until = _running_max_per_node(prev, first)
+        ok = closed_until <= t
+        bad_node = np.unique(node[~ok])
+        fast = ~np.isin(node, bad_node)
+        start[fast] = t[fast]
+        channel[fast] = ch[fast]
+        slow_nodes = bad_node
+    else:
+        slow_nodes = np.unique(node)
+    if slow_nodes.size:
+        los, his = node_runs(node)
+        first_node = node[los]
+        sel = np.isin(first_node, slow_nodes)
+        _schedule_loop(ready, airtime, rx_done, message, u, band_of_channel, band_dc, mode,
+                       los[sel].tolist(), his[sel].tolist(), start, channel, dropped)
+    return start, channel, dropped
+
+
+def _running_max_per_node(values: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Running maximum of `values` restarted where `first` is True (values of a new node start at -inf)."""
+    out = values.copy()
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], values.shape[0])
+    for lo, hi in zip(starts.tolist(), ends.tolist()):
+        if hi - lo > 1:
+            np.maximum.accumulate(out[lo:hi], out=out[lo:hi])
+    return out
+
+
+def _schedule_loop(ready, airtime, rx_done, message, u, band_of_channel, band_dc, mode, los, his,
+                   start, channel, dropped) -> None:
+    """The exact per-frame schedule of the nodes whose frames [lo, hi) are given."""
+    ready_l, air_l, rx_l, msg_l, u_l = ready.tolist(), airtime.tolist(), rx_done.tolist(), message.tolist(), u.tolist()
+    chan_band = band_of_channel.tolist()
+    dc = band_dc.tolist()
+    n_bands = len(dc)
+    wait = mode == "wait"
+    for lo, hi in zip(los, his):
+        band_free = [-np.inf] * n_bands
+        node_free = -np.inf
+        current_msg, sending = -1, True
+        for i in range(lo, hi):
+            earliest_band = min(band_free)
+            if not wait and msg_l[i] != current_msg:
+                current_msg = msg_l[i]
+                sending = ready_l[i] >= node_free and ready_l[i] >= earliest_band
+            if not sending:
+                dropped[i] = True
+                continue
+            t = ready_l[i]
+            if node_free > t:
+                t = node_free
+            if earliest_band > t:
+                t = earliest_band
+            open_channels = [c for c, b in enumerate(chan_band) if band_free[b] <= t]
+            c = open_channels[min(int(u_l[i] * len(open_channels)), len(open_channels) - 1)]
+            b = chan_band[c]
+            start[i] = t
+            channel[i] = c
+            band_free[b] = t + air_l[i] / dc[b]
+            node_free = t + rx_l[i]
+
+
+__all__ = ["LoRaWanLink", "schedule_uplinks"]

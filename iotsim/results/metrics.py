@@ -1,0 +1,198 @@
+"""The metric registry: every summary metric declared once (name, unit, labels, how it is computed,
+which radio technologies it applies to). The summary table, the CLI table, the report and sweeps
+all read it, so no list of metrics is written twice (as Mesa's DataCollector declares reporters).
+
+A metric is computed per (policy, fleet group) from a `GroupView` of one run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from iotsim.network.fate import NOT_OFFERED, Fate
+from iotsim.policies import MessageKind
+
+ALL_TECHNOLOGIES = frozenset({"lorawan", "ble", "wifi"})
+
+
+@dataclass
+class GroupView:
+    """One (policy, group) of a run, with the masks the metrics share."""
+
+    result: object  # RunResult
+    outcome: object  # PolicyOutcome
+    plan: object  # GroupPlan
+    group_position: int  # position of the group in the run's plans
+    nodes: pd.DataFrame  # rows of the nodes table for this policy and group
+
+    @cached_property
+    def offered(self) -> np.ndarray:
+        """Frames of the group the nodes handed to their radio within the run."""
+        tx, m = self.outcome.tx, self.outcome.messages
+        in_group = m.group[tx.message] == self.plan.index
+        return in_group & ~np.isin(tx.fate, list(NOT_OFFERED))
+
+    @cached_property
+    def fates(self) -> np.ndarray:
+        return self.outcome.tx.fate[self.offered]
+
+    @cached_property
+    def messages_in_group(self) -> np.ndarray:
+        return self.outcome.messages.group == self.plan.index
+
+    @cached_property
+    def messages_offered(self) -> np.ndarray:
+        """Messages with at least one frame offered."""
+        sent = np.zeros(len(self.outcome.messages), dtype=bool)
+        sent[self.outcome.tx.message[self.offered]] = True
+        return sent & self.messages_in_group
+
+    @cached_property
+    def days(self) -> np.ndarray:
+        return self.nodes.lifetime_in_run_s.to_numpy() / 86400.0
+
+    @property
+    def latency(self) -> np.ndarray:
+        return self.outcome.event_latency_s[self.group_position]
+
+    def count(self, fate: Fate) -> int:
+        return int((self.fates == fate).sum())
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # column name (unit in the name where not obvious)
+    label: str  # header with unit, for the report
+    short: str  # terminal header
+    kind: str  # "int" (a count), "float", "ratio" (0..1)
+    compute: Callable[[GroupView], float]
+    description: str
+    technologies: frozenset = ALL_TECHNOLOGIES
+    terminal: bool = False  # shown in `iotsim run`'s table
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    values = values[np.isfinite(values)]
+    return float(np.percentile(values, q)) if values.size else float("nan")
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole else float("nan")
+
+
+def _per_node_day(column: str) -> Callable[[GroupView], float]:
+    return lambda v: float(np.mean(v.nodes[column].to_numpy() / v.days))
+
+
+def _cloud_waits(v: GroupView) -> np.ndarray:
+    o = v.outcome
+    raw = v.messages_in_group & (o.messages.kind == MessageKind.RAW) & o.message_delivered
+    return o.decision_time_s[raw] - o.message_arrival_s[raw] - v.result.scenario.network.cloud.inference_time
+
+
+LORAWAN = frozenset({"lorawan"})
+STAR = frozenset({"ble", "wifi"})
+_LOSS_TECHNOLOGIES = {
+    Fate.BELOW_SENSITIVITY: LORAWAN, Fate.COLLISION: LORAWAN, Fate.DEMODULATORS_BUSY: LORAWAN,
+    Fate.GATEWAY_TRANSMITTING: LORAWAN, Fate.LINK_RETRIES: STAR, Fate.DUTY_CYCLE: LORAWAN,
+}
+LOSS_FATES = tuple(_LOSS_TECHNOLOGIES)
+"""Fates counted as losses of offered frames (each has a `packets_lost_<reason>` metric)."""
+
+
+def _loss_metric(fate: Fate) -> Metric:
+    words = fate.reason.replace("_", " ")
+    where = "dropped by the node before air" if fate is Fate.DUTY_CYCLE else "lost on air"
+    return Metric(
+        f"packets_lost_{fate.reason}", f"Packets lost: {words}", f"lost {words}", "int",
+        lambda v, f=fate: v.count(f), f"frames {where}: {words}", _LOSS_TECHNOLOGIES[fate])
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("nodes", "Nodes", "nodes", "int", lambda v: v.plan.n_nodes, "nodes in the group"),
+    Metric("energy_j_per_node_day", "Energy (J/node/day)", "J/node/day", "float",
+           lambda v: float(np.mean(v.nodes.energy_j.to_numpy() / v.days)),
+           "mean energy drawn per node per day alive", terminal=True),
+    Metric("battery_life_days", "Battery life (days)", "battery (d)", "float",
+           lambda v: float(np.median(v.nodes.battery_life_days)), "median projected battery life", terminal=True),
+    Metric("battery_life_p10_days", "Battery life p10 (days)", "battery p10 (d)", "float",
+           lambda v: float(np.percentile(v.nodes.battery_life_days, 10)),
+           "10th percentile of projected battery life"),
+    Metric("nodes_died", "Nodes died", "died", "int", lambda v: int(v.nodes.died_at_s.notna().sum()),
+           "nodes whose battery emptied within the run"),
+    Metric("bytes_uplinked_per_node_day", "Uplink (bytes/node/day)", "B/node/day", "float",
+           _per_node_day("bytes_uplinked"), "PHY bytes put on air per node per day, every attempt", terminal=True),
+    Metric("airtime_s_per_node_day", "Airtime (s/node/day)", "air s/node/day", "float",
+           _per_node_day("airtime_s"), "time on air per node per day, every attempt"),
+    Metric("messages_offered", "Messages offered", "msgs", "int", lambda v: int(v.messages_offered.sum()),
+           "messages the nodes handed to their radio within the run"),
+    Metric("messages_delivered", "Messages delivered", "msgs ok", "int",
+           lambda v: int((v.messages_in_group & v.outcome.message_delivered).sum()),
+           "messages whose every frame was delivered"),
+    Metric("message_delivery_ratio", "Messages delivered (ratio)", "msg deliv.", "ratio",
+           lambda v: _ratio(int((v.messages_in_group & v.outcome.message_delivered).sum()),
+                            int(v.messages_offered.sum())),
+           "messages delivered / messages offered", terminal=True),
+    Metric("packets_offered", "Packets offered", "pkts", "int", lambda v: int(v.fates.size),
+           "frames handed to the radio within the run (on air or dropped before air)"),
+    Metric("packets_on_air", "Packets on air", "pkts on air", "int",
+           lambda v: int((v.fates < Fate.DUTY_CYCLE).sum()), "frames put on air"),
+    Metric("packets_delivered", "Packets delivered", "pkts ok", "int", lambda v: v.count(Fate.DELIVERED),
+           "frames delivered to the network"),
+    Metric("packets_lost", "Packets lost", "pkts lost", "int",
+           lambda v: int((v.fates != Fate.DELIVERED).sum()),
+           "frames offered but not delivered: the sum of the packets_lost_<reason> columns", terminal=True),
+    *(_loss_metric(f) for f in LOSS_FATES),
+    Metric("packets_pending_at_end", "Packets pending at end", "pending", "int",
+           lambda v: int(((v.outcome.messages.group[v.outcome.tx.message] == v.plan.index)
+                          & (v.outcome.tx.fate == Fate.PENDING)).sum()),
+           "frames still waiting to be sent when the run ended (not offered)"),
+    Metric("packet_delivery_ratio", "Packets delivered (ratio)", "pkt deliv.", "ratio",
+           lambda v: _ratio(v.count(Fate.DELIVERED), int(v.fates.size)), "packets delivered / packets offered"),
+    Metric("attempts_per_packet", "Attempts per packet on air", "attempts", "float",
+           lambda v: _ratio(float(v.outcome.tx.attempts[v.offered][v.fates < Fate.DUTY_CYCLE].sum())
+                            if v.outcome.tx.attempts is not None else float((v.fates < Fate.DUTY_CYCLE).sum()),
+                            float((v.fates < Fate.DUTY_CYCLE).sum())),
+           "mean transmissions per frame put on air (link-layer retries included)"),
+    Metric("latency_p50_s", "Latency p50 (s)", "lat p50 (s)", "float", lambda v: _pct(v.latency, 50),
+           "median detection latency from event onset", terminal=True),
+    Metric("latency_p95_s", "Latency p95 (s)", "lat p95 (s)", "float", lambda v: _pct(v.latency, 95),
+           "95th percentile of detection latency"),
+    Metric("events", "Events", "events", "int", lambda v: int(v.latency.shape[0]), "ground-truth events"),
+    Metric("events_detected", "Events detected", "detected", "int", lambda v: int(np.isfinite(v.latency).sum()),
+           "events with a positive decision about an overlapping window"),
+    Metric("precision", "Precision", "precision", "ratio",
+           lambda v: _ratio(v.outcome.true_positive_decisions[v.group_position],
+                            v.outcome.positive_decisions[v.group_position]),
+           "positive decisions about windows that overlap an event / positive decisions", terminal=True),
+    Metric("recall", "Recall", "recall", "ratio",
+           lambda v: float(np.isfinite(v.latency).mean()) if v.latency.size else float("nan"),
+           "events detected / events", terminal=True),
+    Metric("cloud_inferences", "Cloud inferences", "cloud inf.", "int",
+           lambda v: int((v.messages_in_group & (v.outcome.messages.kind == MessageKind.RAW)
+                          & v.outcome.message_delivered).sum()),
+           "raw windows inferred in the cloud", terminal=True),
+    Metric("cloud_wait_p95_s", "Cloud queueing p95 (s)", "cloud wait p95 (s)", "float",
+           lambda v: _pct(_cloud_waits(v), 95), "95th percentile of queueing before a cloud inference"),
+)
+BY_NAME = {m.name: m for m in METRICS}
+ID_COLUMNS = ("policy", "group")
+
+
+def metrics_for(technology: str) -> list[Metric]:
+    """The metrics that apply to a radio technology, in table order."""
+    return [m for m in METRICS if technology in m.technologies]
+
+
+def summary_columns(technology: str | None = None) -> list[str]:
+    """Columns of the summary table: the ids, then every metric (of one technology, or all)."""
+    metrics = METRICS if technology is None else metrics_for(technology)
+    return [*ID_COLUMNS, *(m.name for m in metrics)]
+
+
+__all__ = ["Metric", "METRICS", "BY_NAME", "GroupView", "metrics_for", "summary_columns", "LOSS_FATES", "ID_COLUMNS"]
