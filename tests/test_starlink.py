@@ -157,6 +157,21 @@ def test_far_nodes_lose_frames_to_retries():
     near, far = plan.node_ids[dist < np.percentile(dist, 25)], plan.node_ids[dist > np.percentile(dist, 75)]
     assert loss(near) < 0.1
     assert loss(far) > 0.5
+    # time on air counts every attempt: a lost frame was on air max_attempts times (supervision timeout
+    # 4 s / 500 ms interval = 8 attempts), and the nodes' airtime adds up the packets' airtime
+    one = ble.packet_time_s(packets.bytes.to_numpy(), "1M", True)
+    np.testing.assert_allclose(packets.airtime_s, packets.attempts * one)
+    assert (lost.attempts == 8).all()
+    assert packets.airtime_s.sum() > 2 * one.sum()  # lossy links: far more than one attempt per frame
+    nodes = nodes_table(result)
+    for policy in nodes.policy.unique():
+        assert nodes[nodes.policy == policy].airtime_s.sum() == pytest.approx(
+            packets[packets.policy == policy].airtime_s.sum(), rel=1e-12)
+    # and the summary's loss columns add up, link_retries included
+    summary = summary_table(result)
+    assert (summary.packets_lost == summary.packets_lost_link_retries).all()
+    assert (summary.packets_lost > 0).all()
+    assert "packets_lost_collision" not in summary  # not a loss this link models
 
 
 WIFI = BLE.replace("technology: ble", "technology: wifi").replace(
