@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -146,13 +147,42 @@ def test_units_are_si():
     assert ble.bitrate_bps == 1e6
 
 
-def test_unlisted_tx_power_names_the_available_powers():
+def test_tx_power_outside_the_table_names_the_range():
     radio = load_profile("radio", "sx1262")
     with pytest.raises(InputError) as err:
-        radio.tx_current_a(15)
+        radio.tx_current_a(23)
     msg = str(err.value)
-    assert "15 dBm" in msg and "14, 22" in msg
+    assert "23 dBm" in msg and "-9..22 dBm" in msg and "outside the tabulated range" in msg
     assert err.value.field == "tx_current_ma" and "sx1262.yaml" in err.value.where
+    with pytest.raises(InputError):
+        radio.tx_current_a(-9.5)
+    with pytest.raises(InputError):
+        load_profile("radio", "sx1276").tx_current_a(6)  # SX1276 datasheet points start at +7 dBm
+    with pytest.raises(InputError):
+        radio.tx_current_a(float("nan"))
+
+
+def test_tx_current_interpolates_linearly_between_tabulated_powers():
+    sx1276 = load_profile("radio", "sx1276")
+    # between +7 dBm (20 mA) and +13 dBm (29 mA): 10 dBm -> 20 + 9 * 3/6 = 24.5 mA
+    assert sx1276.tx_current_a(10) == pytest.approx(0.0245)
+    assert sx1276.tx_current_a(13.85) == pytest.approx(0.029 + (0.087 - 0.029) * 0.85 / 4)
+    sx1262 = load_profile("radio", "sx1262")
+    # every EU868 ADR level (EIRP 16..2 dBm, 2.15 dBi antenna -> 13.85 .. -0.15 dBm conducted) has a current
+    from iotsim.radio.lorawan import EU868
+    levels = EU868.tx_power_conducted_dbm(np.arange(8))
+    currents = [sx1262.tx_current_a(p) for p in levels]
+    assert np.all(np.diff(currents) < 0)  # less power, less current
+    # 13.85 dBm between 13 dBm (83.5 mA) and 14 dBm (89.3 mA): 83.5 + 0.85 x 5.8 = 88.43 mA
+    assert currents[0] == pytest.approx(0.08843)
+    # tabulated points come back exactly (Semtech LBM table: 0 dBm 40.6 mA, 22 dBm 117.9 mA)
+    assert sx1262.tx_current_a(0) == pytest.approx(0.0406) and sx1262.tx_current_a(22) == pytest.approx(0.1179)
+    # midpoint of two neighbours is their mean
+    for lo in range(-9, 22):
+        mid = sx1262.tx_current_a(lo + 0.5)
+        assert mid == pytest.approx((sx1262.tx_current_a(lo) + sx1262.tx_current_a(lo + 1)) / 2)
+    ble = load_profile("radio", "nrf52840_ble")
+    assert ble.tx_current_a(4) == pytest.approx((ble.tx_current_a(0) + ble.tx_current_a(8)) / 2)
 
 
 def test_calibrated_cycles_per_mac_reproduces_mlperf_tiny_kws_latency():

@@ -236,14 +236,28 @@ class Radio:
         return sorted(self.tx_currents_a)
 
     def tx_current_a(self, tx_power_dbm: float) -> float:
-        """Supply current while transmitting at ``tx_power_dbm``; only tabulated powers exist."""
+        """Supply current while transmitting at ``tx_power_dbm`` (conducted output power, dBm).
+
+        A tabulated power gives its tabulated current; a power between two tabulated powers gives
+        the straight-line interpolation between their currents (linear in dBm, as the datasheet
+        curves are drawn; no physical model beyond that). Powers outside the tabulated range are
+        refused with an :class:`InputError` that lists the tabulated powers: a profile never
+        extrapolates.
+        """
         p = float(tx_power_dbm)
+        powers = self.tx_powers_dbm
         for power, current in self.tx_currents_a.items():
             if abs(power - p) < 1e-9:
                 return current
-        available = ", ".join(f"{x:g}" for x in self.tx_powers_dbm)
+        if powers and math.isfinite(p) and powers[0] < p < powers[-1]:
+            hi = next(i for i, x in enumerate(powers) if x > p)
+            p0, p1 = powers[hi - 1], powers[hi]
+            i0, i1 = self.tx_currents_a[p0], self.tx_currents_a[p1]
+            return i0 + (i1 - i0) * (p - p0) / (p1 - p0)
+        available = ", ".join(f"{x:g}" for x in powers)
         raise InputError(
-            f"radio '{self.name}' has no TX current for {p:g} dBm; available powers: {available} dBm",
+            f"radio '{self.name}' has no TX current for {p:g} dBm: outside the tabulated range "
+            f"{powers[0]:g}..{powers[-1]:g} dBm (tabulated powers: {available} dBm)",
             where=str(self.path) if self.path else None,
             field="tx_current_ma",
         )
