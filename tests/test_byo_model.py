@@ -59,7 +59,7 @@ def test_inline_description_reproduces_the_zoo_model_run(bare_model):
     byo = run_scenario(load_scenario_text(_scenario(_block(bare_model))))
     zoo = run_scenario(load_scenario_text(_scenario("      farm_soil_int8").replace("model:\n      ", "model: ")))
     a, b = summary_table(byo), summary_table(zoo)
-    cols = ["energy_j_per_node_day", "packets_sent", "events_detected", "precision", "recall"]
+    cols = ["energy_j_per_node_day", "packets_on_air", "events_detected", "precision", "recall"]
     np.testing.assert_array_equal(a[cols].to_numpy(), b[cols].to_numpy())
     assert byo.plans[0].model.name == "mine"
 
