@@ -2,7 +2,9 @@
 
 In the same process it times the event floor: a bare SimPy loop with one process per node doing
 one timeout per window (14.4 M events at full size). It prints the wall times and the ratios
-policy / floor. Targets (issue 2): on_device <= 0.5 x floor, cloud_offload <= 3 x floor.
+policy / floor. Targets: on_device <= 0.5 x floor, cloud_offload <= 3 x floor (issue 2); the confirmed variants
+(confirmed uplinks, up to 8 transmissions, network ADR, on the SimPy closed loop): on_device
+<= 1 x floor, cloud_offload <= 4 x floor (issue 11).
 
     python bench/fleet.py                   # full size
     python bench/fleet.py --nodes 1000      # quicker look
@@ -29,6 +31,9 @@ from iotsim.results.tables import summary_table
 from iotsim.scenario.model import Scenario
 
 
+VARIANTS = ("on_device", "cloud_offload", "confirmed_on_device", "confirmed_cloud_offload")
+
+
 def event_floor_s(nodes: int, duration_s: float, period_s: float, seed: int = 0) -> tuple[float, int]:
     """Wall time of one SimPy timeout per window per node, and the number of events."""
     rng = np.random.default_rng(seed)
@@ -49,7 +54,8 @@ def event_floor_s(nodes: int, duration_s: float, period_s: float, seed: int = 0)
     return time.perf_counter() - t0, count[0]
 
 
-def bench_scenario(nodes: int, duration_s: float, policy: str, model: str = "farm_soil_int8") -> Scenario:
+def bench_scenario(nodes: int, duration_s: float, policy: str, model: str = "farm_soil_int8",
+                   confirmed: bool = False) -> Scenario:
     side_m = 6000.0
     pl_d0, d0, exponent = hata_open_area_log_distance()
     gateways = [{"id": f"gw{i}{j}", "position_m": [side_m * (i + 0.5) / 3, side_m * (j + 0.5) / 3]}
@@ -69,7 +75,9 @@ def bench_scenario(nodes: int, duration_s: float, policy: str, model: str = "far
         }],
         "network": {
             "gateways": gateways,
-            "lorawan": {"sf": "auto", "tx_power_dbm": 14},
+            # confirmed variants: every frame acknowledged or retried (up to 8 transmissions), network ADR
+            "lorawan": {"sf": "auto", "tx_power_dbm": 14,
+                        **({"confirmed": True, "nb_trans": 8, "adr": True} if confirmed else {})},
             # open farmland (Okumura-Hata open area, 30 m masts): most nodes reach a gateway at SF7-SF8
             "propagation": {"pl_d0_db": pl_d0, "d0_m": d0, "exponent": exponent, "shadowing_sigma_db": 8.0},
         },
@@ -84,22 +92,27 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--model", default="farm_soil_int8", help="int8 model taking 12 x 3 farm windows")
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of text")
+    ap.add_argument("--only", nargs="*", choices=VARIANTS, help="run only these variants")
     args = ap.parse_args()
     duration = args.hours * 3600.0
     floor_s, events = event_floor_s(args.nodes, duration, 60.0)
     gc.collect()
     rows = {"nodes": args.nodes, "hours": args.hours, "windows": events, "floor_s": floor_s,
             "floor_events_per_s": events / floor_s}
-    for policy in ("on_device", "cloud_offload"):
-        scenario = bench_scenario(args.nodes, duration, policy, args.model)
+    for variant in VARIANTS:
+        if args.only and variant not in args.only:
+            continue
+        policy = variant.removeprefix("confirmed_")
+        scenario = bench_scenario(args.nodes, duration, policy, args.model, confirmed=variant.startswith("confirmed_"))
         t0 = time.perf_counter()
         result = run_scenario(scenario)
         summary = summary_table(result)
         wall = time.perf_counter() - t0
-        rows[f"{policy}_s"] = wall
-        rows[f"{policy}_ratio"] = wall / floor_s
-        rows[f"{policy}_frames"] = int(summary.packets_on_air.sum())
-        rows[f"{policy}_delivered"] = int(summary.packets_delivered.sum())
+        rows[f"{variant}_s"] = wall
+        rows[f"{variant}_ratio"] = wall / floor_s
+        rows[f"{variant}_frames"] = int(summary.packets_on_air.sum())
+        rows[f"{variant}_delivered"] = int(summary.packets_delivered.sum())
+        rows[f"{variant}_message_delivery_ratio"] = float(summary.message_delivery_ratio.mean())
         rows["warnings"] = result.warnings
         del result, summary
         gc.collect()
@@ -109,9 +122,11 @@ def main() -> None:
         return
     print(f"fleet: {args.nodes:,} nodes x {args.hours:g} h x 1 window/min = {events:,} windows")
     print(f"event floor (bare SimPy, one timeout per window): {floor_s:8.2f} s  ({events / floor_s:,.0f} events/s)")
-    for policy in ("on_device", "cloud_offload"):
-        print(f"{policy:>14}: {rows[policy + '_s']:8.2f} s  = {rows[policy + '_ratio']:.2f} x floor  "
-              f"({rows[policy + '_frames']:,} frames on air, {rows[policy + '_delivered']:,} delivered)")
+    for variant in VARIANTS:
+        if variant + "_s" in rows:
+            print(f"{variant:>24}: {rows[variant + '_s']:8.2f} s  = {rows[variant + '_ratio']:.2f} x floor  "
+                  f"({rows[variant + '_frames']:,} frames on air, {rows[variant + '_delivered']:,} delivered, "
+                  f"messages delivered {rows[variant + '_message_delivery_ratio']:.4f})")
     print(f"peak RSS {rows['peak_rss_mb']:,.0f} MB")
     for warning in rows["warnings"]:
         print(f"note: {warning}")

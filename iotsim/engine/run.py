@@ -24,6 +24,7 @@ from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.policies import Policy, make_policy
 
 Progress = Callable[[str, float, float], None]
+MAX_DEATH_PASSES = 3  # closed loop: transmissions re-run with the nodes' death times until these settle
 
 
 @dataclass
@@ -54,6 +55,7 @@ class RunResult:
     outcomes: list[PolicyOutcome]
     gateway_ids: list[str]
     technology: str = "lorawan"
+    tx_power_dbm: float = 14.0  # the nodes' configured TX power
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -115,7 +117,8 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         say(f"policy {policy.name}", 0, 1)
         outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes))
         say(f"policy {policy.name}", 1, 1)
-    result = RunResult(scenario, plans, outcomes, [g.id for g in scenario.network.gateways], link.technology)
+    result = RunResult(scenario, plans, outcomes, [g.id for g in scenario.network.gateways], link.technology,
+                       link.tx_power_dbm)
     result.warnings = [w for p in plans for w in p.warnings]
     result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link)
     result.wall_s = time.perf_counter() - t0
@@ -128,13 +131,27 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     t0 = time.perf_counter()
     duration = scenario.duration
     messages = policy_messages(plans, policy)
-    tx = link.transmit(messages, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index))
-    loads = stages.node_loads(plans, policy, nodes, tx, link.keep_alive(nodes.link))
-    died = stages.node_deaths(nodes, loads, tx, duration)
+    keep_alive = link.keep_alive(nodes.link)
+
+    def transmit(stop_s=None):
+        tx = link.transmit(messages, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index), duration, stop_s)
+        loads = stages.node_loads(plans, policy, nodes, tx, keep_alive)
+        return tx, loads, stages.node_deaths(nodes, loads, tx, duration)
+
+    tx, loads, died = transmit()
+    # with feedback a node's schedule depends on the others': run it again with the deaths until they settle
+    for _ in range(MAX_DEATH_PASSES if link.closed_loop else 0):
+        if not np.isfinite(died).any():
+            break
+        tx, loads, again = transmit(died)
+        settled = np.array_equal(again, died)
+        died = again
+        if settled:
+            break
     lifetime = np.minimum(died, duration)
     on_air = stages.fates_before_air(tx, died, duration)
     ledger = stages.charge_ledger(nodes, loads, tx, on_air, lifetime)
-    energy = ledger.energy_j(nodes.currents_a, nodes.voltage_v)
+    energy = ledger.energy_j(stages.policy_currents(nodes, loads, tx, on_air), nodes.voltage_v)
     link.receive(tx, on_air, nodes.link, group_rng(scenario.seed, STREAM_CHANNELS, policy_index))
     delivery = stages.deliver_messages(scenario.network, tx, len(messages))
     decisions = stages.decide(scenario.network, plans, messages, delivery)

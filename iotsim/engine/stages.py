@@ -38,6 +38,7 @@ class FleetNodes:
     self_discharge_w: np.ndarray
     batteries: dict  # group index -> LinearBattery
     link: LinkNodes
+    radios: list  # per group index: the board's radio (TX current at any power)
 
     @property
     def n(self) -> int:
@@ -61,7 +62,9 @@ def fleet_nodes(plans: list[GroupPlan], link: Link) -> FleetNodes:
         self_discharge_w=np.array([batteries[g].self_discharge_power_w for g in group]),
         batteries=batteries,
         link=LinkNodes(rx_power_dbm=np.concatenate([p.rx_power_dbm for p in plans]),
-                       sf=np.concatenate([p.sf for p in plans]), startup_s=startup, phase_s=phase),
+                       sf=np.concatenate([p.sf for p in plans]), startup_s=startup, phase_s=phase,
+                       min_tx_power_dbm=max(min(p.board.radio.tx_powers_dbm) for p in plans)),
+        radios=[p.board.radio for p in plans],
     )
 
 
@@ -110,7 +113,9 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
     standby_a, tx_a, rx_a = (cur[:, SLOT_INDEX[("radio", s)]] - cur[:, SLOT_INDEX[("radio", "sleep")]]
                              for s in ("standby", "tx", "rx"))
     # radio current above sleep per node, looked up per frame (no frames x slots matrix)
-    frame_j = v[tx.node] * (tx.standby_s * standby_a[tx.node] + tx.tx_s * tx_a[tx.node] + tx.rx_s * rx_a[tx.node])
+    frame_tx_a = tx_a[tx.node] if tx.tx_power_dbm is None else frame_tx_current_a(nodes, tx) - \
+        cur[tx.node, SLOT_INDEX[("radio", "sleep")]]
+    frame_j = v[tx.node] * (tx.standby_s * standby_a[tx.node] + tx.tx_s * frame_tx_a + tx.rx_s * rx_a[tx.node])
     sleep_w = v * cur[:, [SLOT_INDEX[(c, "sleep")] for c in COMPONENTS]].sum(axis=1)
     steady_w = sleep_w + win_delta_j / nodes.window_period_s
     if keep_alive is not None:  # the link's keep-alive traffic is a steady load
@@ -118,6 +123,34 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
             keep_alive.standby_s * standby_a + keep_alive.tx_s * tx_a + keep_alive.rx_s * rx_a
         ) / keep_alive.period_s
     return NodeLoads(mcu_t, sens_t, steady_w, frame_j, keep_alive)
+
+
+def frame_tx_current_a(nodes: FleetNodes, tx: Transmissions) -> np.ndarray:
+    """TX current of each frame at its own TX power (ADR changes it), from each board's radio curve."""
+    out = np.empty(len(tx))
+    group = nodes.group[tx.node]
+    for g, radio in enumerate(nodes.radios):
+        sel = group == g
+        if not sel.any():
+            continue
+        powers, inverse = np.unique(tx.tx_power_dbm[sel], return_inverse=True)
+        out[sel] = np.array([radio.tx_current_a(float(p)) for p in powers])[inverse.reshape(-1)]
+    return out
+
+
+def policy_currents(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air: np.ndarray) -> np.ndarray:
+    """Slot currents per node for this policy: where TX power varied per frame, the TX slot draws the
+    time-weighted mean of the frames' TX currents, so that TX time x current is each frame's energy."""
+    if tx.tx_power_dbm is None:
+        return nodes.currents_a
+    cur = nodes.currents_a.copy()
+    slot = SLOT_INDEX[("radio", "tx")]
+    sel = on_air & (tx.tx_s > 0)
+    t = np.bincount(tx.node[sel], weights=tx.tx_s[sel], minlength=nodes.n)
+    q = np.bincount(tx.node[sel], weights=(tx.tx_s * frame_tx_current_a(nodes, tx))[sel], minlength=nodes.n)
+    has = t > 0
+    cur[has, slot] = q[has] / t[has]
+    return cur
 
 
 # ---- battery -------------------------------------------------------------------------------------
@@ -152,11 +185,7 @@ def fates_before_air(tx: Transmissions, died: np.ndarray, duration_s: float) -> 
     dead = t >= died[tx.node]
     pending = ~dead & (t >= duration_s)
     tx.fate = not_on_air_fates(tx, dead, pending)
-    if tx.gateway is None:
-        tx.gateway = np.full(len(tx), -1, dtype=np.int16)
-    else:
-        tx.gateway = tx.gateway.astype(np.int16, copy=True)
-    tx.gateway[tx.fate != Fate.DELIVERED] = -1
+    tx.gateway = np.full(len(tx), -1, dtype=np.int16)
     return tx.fate == Fate.DELIVERED
 
 

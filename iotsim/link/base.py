@@ -48,6 +48,7 @@ class LinkNodes:
     sf: np.ndarray  # int64 spreading factor per node (0 outside LoRa)
     startup_s: np.ndarray  # radio start-up time per node
     phase_s: np.ndarray  # the node's time origin (first window start): BLE connection events align to it
+    min_tx_power_dbm: float = -np.inf  # lowest TX power every node's radio has a current for (ADR's floor)
 
     @property
     def n(self) -> int:
@@ -91,8 +92,11 @@ class Transmissions:
     busy_s: np.ndarray | None = None
     fate: np.ndarray | None = None  # int8 Fate per frame, set by the engine and `Link.receive`
     gateway: np.ndarray | None = None  # int16 gateway that delivered it, -1 if none
-    link_delivered: np.ndarray | None = None  # bool: links that decide delivery at transmit time (retrying links)
+    link_gateway: np.ndarray | None = None  # int16 gateway of each link_fate delivery
+    link_fate: np.ndarray | None = None  # int8 Fate decided at transmit time (links with retries or feedback)
+    tx_power_dbm: np.ndarray | None = None  # per frame, where it varies (ADR); None: the link's TX power
     gateway_stats: dict = field(default_factory=dict)  # per-gateway figures the link reports (arrays by gateway)
+    node_stats: dict = field(default_factory=dict)  # per-node counters the link reports (downlinks, ACKs, ...)
 
     def __len__(self) -> int:
         return int(self.node.shape[0])
@@ -120,12 +124,23 @@ class Link(ABC):
         """The nodes' TX power (the radio's TX current is looked up at it)."""
 
     @abstractmethod
-    def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator) -> Transmissions:
-        """Frames with their schedule, attempts and radio state times; dropped frames marked."""
+    def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
+                 stop_s: np.ndarray | None = None) -> Transmissions:
+        """Frames with their schedule, attempts and radio state times; dropped frames marked.
 
-    @abstractmethod
+        `stop_s` (closed-loop links): when each node dies; it sends nothing from then on."""
+
     def receive(self, tx: Transmissions, on_air: np.ndarray, nodes: LinkNodes, rng: np.random.Generator) -> None:
-        """Set `tx.fate` and `tx.gateway` of the frames in `on_air` (bool mask)."""
+        """Set `tx.fate` and `tx.gateway` of the frames in `on_air` (bool mask).
+
+        This default serves links that decide fates while transmitting (`tx.link_fate`)."""
+        idx = np.flatnonzero(on_air)
+        tx.fate[idx] = tx.link_fate[idx]
+        tx.gateway[idx] = np.where(tx.link_fate[idx] == Fate.DELIVERED, tx.link_gateway[idx], -1)
+
+    closed_loop: bool = False
+    """True when the link's schedule depends on what the network tells the nodes: the engine then
+    re-runs `transmit` with the nodes' death times so that dead nodes stop sending."""
 
     def keep_alive(self, nodes: LinkNodes) -> KeepAlive | None:
         """The steady radio load that keeps the link up, if any."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from iotsim.link.base import KeepAlive, Link, LinkNodes, Messages, Transmissions, frames_from_split
-from iotsim.link.schedule import node_runs, serve_in_order
+from iotsim.link.schedule import node_runs
 from iotsim.network import reception
 from iotsim.network.fate import Fate
 from iotsim.radio import fragmentation, lora, lorawan
@@ -102,7 +102,18 @@ class LoRaWanLink(Link):
         used, first, band = np.unique(band, return_index=True, return_inverse=True)
         return band.astype(np.int64).reshape(-1), dc[first]
 
-    def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator) -> Transmissions:
+    @property
+    def closed_loop(self) -> bool:
+        """Whether the network feeds back into the nodes (then the SimPy engine runs them)."""
+        s = self.settings
+        return (s.engine == "closed_loop" or s.confirmed or s.adr or s.nb_trans > 1 or s.downlinks_per_day > 0)
+
+    def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
+                 stop_s: np.ndarray | None = None) -> Transmissions:
+        if self.closed_loop:
+            from iotsim.link.lorawan_loop import ClosedLoop
+
+            return ClosedLoop(self, messages, nodes, rng, duration_s, stop_s).run()
         tx = self.split(messages, nodes.sf)
         rx1, rx2 = self.receive_windows_s(tx.sf)
         band_of_channel, band_dc = self.channel_bands()
@@ -123,6 +134,8 @@ class LoRaWanLink(Link):
             capture_threshold_db=g.capture_threshold_db, inter_sf=g.inter_sf, demodulator_paths=g.demodulator_paths)
 
     def receive(self, tx: Transmissions, on_air: np.ndarray, nodes: LinkNodes, rng: np.random.Generator) -> None:
+        if tx.link_fate is not None:  # decided by the closed loop
+            return super().receive(tx, on_air, nodes, rng)
         idx = np.flatnonzero(on_air)
         sens = np.full(13, np.inf)  # indexed by SF
         sens[7:] = [lora.gateway_sensitivity_dbm(s, self.settings.bandwidth_hz) for s in range(7, 13)]
@@ -162,10 +175,12 @@ def schedule_uplinks(ready: np.ndarray, airtime: np.ndarray, rx_done: np.ndarray
     `u` holds one uniform draw in [0, 1) per frame: the channel is the floor(u * k)-th of the k
     channels (in channel order) whose sub-band is open when the frame starts.
 
-    Fast path: if at every frame of a node all sub-bands are open (the node's previous frames in any
-    band have served their off time), the schedule is the running maximum of `serve_in_order` with
-    only the receive-window gap, and the channel is uniform over all channels. Nodes where that
-    does not hold, and every node in drop mode, take the exact per-frame loop.
+    Fast path: a node whose every frame is ready after its previous frame's receive windows have
+    closed and finds every sub-band open never waits, so each frame starts when it is ready and
+    the channel is uniform over all channels; numpy checks that for all nodes at once, with the
+    same floating-point expressions as the loop. The other nodes, and every node in drop mode,
+    take the exact per-frame loop (frame by frame, as a discrete-event simulation would), so both
+    give the same bytes.
     """
     n = ready.shape[0]
     n_channels = band_of_channel.shape[0]
@@ -174,28 +189,24 @@ def schedule_uplinks(ready: np.ndarray, airtime: np.ndarray, rx_done: np.ndarray
     dropped = np.zeros(n, dtype=bool)
     if n == 0:
         return start, channel, dropped
-    slow_nodes = np.zeros(0, dtype=np.int64)
     if mode == "wait":
-        t = serve_in_order(ready, rx_done, node)
         ch = np.minimum((u * n_channels).astype(np.int64), n_channels - 1)
-        band_free = t + airtime / band_dc[band_of_channel[ch]]
-        # the latest time any earlier frame of the node keeps its band closed, before each frame
         first = np.concatenate(([True], node[1:] != node[:-1]))
-        prev = np.concatenate(([-np.inf], band_free[:-1]))
-        prev[first] = -np.inf
-        closed_until = _running_max_per_node(prev, first)
-        ok = closed_until <= t
-        bad_node = np.unique(node[~ok])
-        fast = ~np.isin(node, bad_node)
-        start[fast] = t[fast]
+        node_free = np.concatenate(([-np.inf], (ready + rx_done)[:-1]))
+        band_free = np.concatenate(([-np.inf], (ready + airtime / band_dc[band_of_channel[ch]])[:-1]))
+        node_free[first] = -np.inf
+        band_free[first] = -np.inf
+        # every earlier frame of the node has released its sub-band: the running maximum per node
+        ok = (node_free <= ready) & (_running_max_per_node(band_free, first) <= ready)
+        slow_nodes = np.unique(node[~ok])
+        fast = ~np.isin(node, slow_nodes)
+        start[fast] = ready[fast]
         channel[fast] = ch[fast]
-        slow_nodes = bad_node
     else:
         slow_nodes = np.unique(node)
     if slow_nodes.size:
         los, his = node_runs(node)
-        first_node = node[los]
-        sel = np.isin(first_node, slow_nodes)
+        sel = np.isin(node[los], slow_nodes)
         _schedule_loop(ready, airtime, rx_done, message, u, band_of_channel, band_dc, mode,
                        los[sel].tolist(), his[sel].tolist(), start, channel, dropped)
     return start, channel, dropped

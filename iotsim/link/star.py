@@ -114,24 +114,19 @@ class StarLink(Link):
         return frames_from_split(messages, msg_index, fragment, phy, np.zeros(msg_index.shape[0], np.int64),
                                  self.attempt_airtime_s(phy))
 
-    def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator) -> Transmissions:
+    def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
+                 stop_s: np.ndarray | None = None) -> Transmissions:
         tx = self.split(messages)
         node_gw, node_p = self.node_links(nodes.rx_power_dbm)
         u = 1.0 - rng.random(len(tx))  # in (0, 1]
         attempts, delivered = draw_attempts(node_p[tx.node], u, self.max_attempts())
         tx.attempts = attempts
-        tx.link_delivered = delivered
-        tx.gateway = node_gw[tx.node].astype(np.int16)
+        tx.link_fate = np.where(delivered, Fate.DELIVERED, Fate.LINK_RETRIES).astype(np.int8)
+        tx.link_gateway = node_gw[tx.node].astype(np.int16)
         tx.channel = np.full(len(tx), -1, dtype=np.int8)  # BLE hops, Wi-Fi has one channel: not tracked
         self._state_times(tx, attempts, nodes.startup_s)
         tx.start_s = self._schedule(tx, nodes)
         return tx
-
-    def receive(self, tx: Transmissions, on_air: np.ndarray, nodes: LinkNodes, rng: np.random.Generator) -> None:
-        idx = np.flatnonzero(on_air)
-        ok = tx.link_delivered[idx]
-        tx.fate[idx] = np.where(ok, Fate.DELIVERED, Fate.LINK_RETRIES)
-        tx.gateway[idx] = np.where(ok, tx.gateway[idx], -1)
 
     def _common_note(self) -> str:
         return (

@@ -424,7 +424,7 @@ class Decoded:
 
 
 def decode(context: Frames, arrival: Arrival, node_rx_power_dbm: np.ndarray, model: ReceptionModel,
-           targets: np.ndarray | None = None, gateway_tx=None) -> Decoded:
+           targets: np.ndarray | None = None, gateway_tx=None, node_rx_power_mw: np.ndarray | None = None) -> Decoded:
     """Verdict on the target frames: interference against the context, half duplex, delivery.
 
     context: every frame that may overlap a target (targets included).
@@ -456,7 +456,8 @@ def decode(context: Frames, arrival: Arrival, node_rx_power_dbm: np.ndarray, mod
     grp = group[order]
     slot = sfi[order] if inter else np.zeros(n, dtype=np.int64)
     node_s = context.node[order]
-    lin = 10.0 ** (node_rx_power_dbm / 10.0)  # mW, per node and gateway
+    # mW, per node and gateway (a caller resolving many batches passes it once computed)
+    lin = 10.0 ** (node_rx_power_dbm / 10.0) if node_rx_power_mw is None else node_rx_power_mw
     off_s = None if context.tx_power_offset_db is None else 10.0 ** (context.tx_power_offset_db[order] / 10.0)
 
     def power_mw(x):

@@ -63,6 +63,27 @@ class GroupView:
     def count(self, fate: Fate) -> int:
         return int((self.fates == fate).sum())
 
+    @cached_property
+    def on_air(self) -> np.ndarray:
+        """Offered frames of the group that went on air."""
+        return self.offered & (self.outcome.tx.fate < Fate.DUTY_CYCLE)
+
+    def attempts_on_air(self) -> int:
+        tx = self.outcome.tx
+        return int(tx.attempts[self.on_air].sum()) if tx.attempts is not None else int(self.on_air.sum())
+
+    def node_stat(self, name: str) -> float:
+        """A per-node counter the link reports (downlinks, ACKs, ...), summed over the group's nodes; 0 if none."""
+        values = self.outcome.tx.node_stats.get(name)
+        if values is None:
+            return 0
+        return values[self.nodes_slice].sum().item()
+
+    @property
+    def nodes_slice(self) -> slice:
+        start = sum(p.n_nodes for p in self.result.plans[: self.group_position])
+        return slice(start, start + self.plan.n_nodes)
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -155,10 +176,24 @@ METRICS: tuple[Metric, ...] = (
     Metric("packet_delivery_ratio", "Packets delivered (ratio)", "pkt deliv.", "ratio",
            lambda v: _ratio(v.count(Fate.DELIVERED), int(v.fates.size)), "packets delivered / packets offered"),
     Metric("attempts_per_packet", "Attempts per packet on air", "attempts", "float",
-           lambda v: _ratio(float(v.outcome.tx.attempts[v.offered][v.fates < Fate.DUTY_CYCLE].sum())
-                            if v.outcome.tx.attempts is not None else float((v.fates < Fate.DUTY_CYCLE).sum()),
-                            float((v.fates < Fate.DUTY_CYCLE).sum())),
-           "mean transmissions per frame put on air (link-layer retries included)"),
+           lambda v: _ratio(v.attempts_on_air(), int(v.on_air.sum())),
+           "mean transmissions per frame put on air (retransmissions and link-layer retries included)"),
+    Metric("retransmissions", "Retransmissions", "retx", "int", lambda v: v.attempts_on_air() - int(v.on_air.sum()),
+           "transmissions beyond the first of each frame on air"),
+    Metric("acks_received", "ACKs received", "acks", "int", lambda v: v.node_stat("acks_received"),
+           "acknowledgements of confirmed uplinks the nodes received", LORAWAN),
+    Metric("downlinks_sent", "Downlinks sent", "downlinks", "int", lambda v: v.node_stat("downlinks_sent"),
+           "downlinks the gateways sent to the group's nodes (ACKs, MAC commands, application data)", LORAWAN),
+    Metric("downlinks_received", "Downlinks received", "dl rx", "int", lambda v: v.node_stat("downlinks_received"),
+           "downlinks that reached their node", LORAWAN),
+    Metric("downlink_airtime_s", "Downlink airtime (s)", "dl air (s)", "float",
+           lambda v: float(v.node_stat("downlink_airtime_s")), "gateways' time on air for the group's downlinks",
+           LORAWAN),
+    Metric("adr_commands", "ADR commands", "ADR cmds", "int", lambda v: v.node_stat("adr_commands"),
+           "LinkADRReq commands sent", LORAWAN),
+    Metric("app_downlinks_delivered", "Application downlinks delivered", "app dl", "int",
+           lambda v: v.node_stat("app_downlinks_received"), "application downlinks that reached their node",
+           LORAWAN),
     Metric("latency_p50_s", "Latency p50 (s)", "lat p50 (s)", "float", lambda v: _pct(v.latency, 50),
            "median detection latency from event onset", terminal=True),
     Metric("latency_p95_s", "Latency p95 (s)", "lat p95 (s)", "float", lambda v: _pct(v.latency, 95),

@@ -26,6 +26,7 @@ def nodes_table(result: RunResult) -> pd.DataFrame:
         attempts = np.ones(len(tx)) if tx.attempts is None else tx.attempts
         bytes_up = np.bincount(tx.node[sent], weights=(tx.phy_bytes * attempts)[sent], minlength=n)
         airtime = np.bincount(tx.node[sent], weights=tx.total_airtime_s[sent], minlength=n)
+        final_sf, final_power = _final_radio_settings(result, out, n)
         start = 0
         for plan in result.plans:
             sl = slice(start, start + plan.n_nodes)
@@ -36,6 +37,8 @@ def nodes_table(result: RunResult) -> pd.DataFrame:
                 "x_m": plan.positions_m[:, 0],
                 "y_m": plan.positions_m[:, 1],
                 "sf": plan.sf,
+                "sf_final": final_sf[sl],
+                "tx_power_dbm_final": final_power[sl],
                 "energy_j": out.energy_slots_j[sl].sum(axis=1),
             }
             for c in COMPONENTS:
@@ -51,6 +54,45 @@ def nodes_table(result: RunResult) -> pd.DataFrame:
             parts.append(pd.DataFrame(frame))
             start += plan.n_nodes
     return pd.concat(parts, ignore_index=True)
+
+
+def _final_radio_settings(result: RunResult, out, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each node's spreading factor and TX power of its last frame on air (its plan's if none; ADR changes them)."""
+    plan_sf = np.concatenate([p.sf for p in result.plans])
+    sf = plan_sf.copy()
+    power = np.full(n, float(result.tx_power_dbm))
+    tx = out.tx
+    sent = np.flatnonzero(on_air(tx.fate))
+    if sent.size:
+        last = sent[np.r_[tx.node[sent][1:] != tx.node[sent][:-1], True]]  # frames sorted by node
+        sf[tx.node[last]] = tx.sf[last]
+        if tx.tx_power_dbm is not None:
+            power[tx.node[last]] = tx.tx_power_dbm[last]
+    return sf, power
+
+
+def gateways_table(result: RunResult) -> pd.DataFrame:
+    """One row per (policy, gateway): frames that locked a demodulator path, path utilisation, downlink
+    airtime and the gateway's transmit duty cycle in its busiest sub-band (LoRaWAN)."""
+    rows = []
+    duration = float(result.scenario.duration)
+    paths = result.scenario.network.reception.demodulator_paths
+    for out in result.outcomes:
+        st = out.tx.gateway_stats
+        for g, gid in enumerate(result.gateway_ids):
+            busy = float(st["path_busy_s"][g]) if "path_busy_s" in st else float("nan")
+            bands = st["tx_band_s"][g] if "tx_band_s" in st else {}
+            rows.append({
+                "policy": out.policy.name,
+                "gateway": gid,
+                "frames_locked": int(st["frames_locked"][g]) if "frames_locked" in st else 0,
+                "path_busy_s": busy,
+                "path_utilisation": busy / (paths * duration) if paths else float("nan"),
+                "tx_airtime_s": float(st["tx_airtime_s"][g]) if "tx_airtime_s" in st else 0.0,
+                "tx_duty_cycle_max_sub_band": max(bands.values()) / duration if bands else 0.0,
+            })
+    return pd.DataFrame(rows, columns=["policy", "gateway", "frames_locked", "path_busy_s", "path_utilisation",
+                                       "tx_airtime_s", "tx_duty_cycle_max_sub_band"])
 
 
 def events_table(result: RunResult) -> pd.DataFrame:

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import iotsim
 from iotsim.files import atomic_replace_dir
 from iotsim.engine.run import Progress
-from iotsim.results.tables import PACKETS_ROW_GROUP_ROWS, events_table, nodes_table, packets_row_groups, summary_table
+from iotsim.results.tables import (PACKETS_ROW_GROUP_ROWS, events_table, gateways_table, nodes_table, packets_row_groups,
+                                   summary_table)
 from iotsim.scenario.loader import scenario_hash
 
 VERSIONED_PACKAGES = ("numpy", "pandas", "simpy", "ai-edge-litert", "pyarrow", "pydantic", "matplotlib", "networkx")
@@ -112,6 +113,8 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
             summary = summary_table(result, nodes)
             events = events_table(result)
             summary.to_csv(tmp / "summary.csv", index=False, float_format="%.6g")
+            if result.technology == "lorawan":
+                gateways_table(result).to_csv(tmp / "gateways.csv", index=False, float_format="%.6g")
             _write_parquet(nodes, tmp / "nodes.parquet")
             _write_parquet(events, tmp / "events.parquet")
             manifest = build_manifest(result, command)

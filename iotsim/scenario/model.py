@@ -137,7 +137,31 @@ class LoRaWanSettings(_Strict):
     bandwidth_hz: Literal[125000, 250000, 500000] = 125000
     coding_rate: str = "4/5"
     tx_power_dbm: float = 14.0
-    confirmed: Literal[False] = Field(False, description="confirmed uplinks are not modelled yet")
+    confirmed: bool = Field(
+        False, description="confirmed uplinks: the network acknowledges each in RX1 or RX2; an unacknowledged frame "
+        "is sent again (up to nb_trans times) after RECEIVE_DELAY2 + RETRANSMIT_TIMEOUT (LoRaWAN 1.0.4 4.3.1.3)"
+    )
+    nb_trans: int = Field(
+        1, ge=1, le=15, description="transmissions per frame (NbTrans, LoRaWAN 1.0.4 5.3): confirmed frames stop at "
+        "their ACK, unconfirmed ones at any downlink"
+    )
+    adr: bool = Field(
+        False, description="network-side ADR (Semtech algorithm: max SNR of the last 20 uplinks, adr_margin_db "
+        "installation margin) with LinkADRReq/Ans, and the device's ADR backoff (ADR_ACK_LIMIT 64, ADR_ACK_DELAY 32)"
+    )
+    rx1_dr_offset: int = Field(0, ge=0, le=5, description="RX1DROffset: RX1 data rate below the uplink's (RP002)")
+    downlinks_per_day: float = Field(
+        0.0, ge=0, description="application downlinks queued at the network server per node per day (Poisson); "
+        "sent in the receive windows after the node's next uplink (class A)"
+    )
+    downlink_payload_bytes: int = Field(8, ge=0, le=200, description="application payload of a downlink")
+    gateway_tx_power_dbm: float = Field(
+        14.0, description="gateway transmit power for downlinks (EU868: RP002 default max EIRP 16 dBm)"
+    )
+    engine: Literal["auto", "closed_loop"] = Field(
+        "auto", description="auto: the closed-form fast path when nothing feeds back into the nodes (unconfirmed, "
+        "no ADR, no downlinks, nb_trans 1), the SimPy closed loop otherwise; closed_loop: always the SimPy engine"
+    )
     uplink_channels: int | None = Field(
         None, ge=1, description="use only the first N uplink channels of the region's plan (default: all)"
     )

@@ -1,0 +1,702 @@
+"""LoRaWAN with feedback on the SimPy engine: class A nodes, gateways and the network server.
+
+Used when something the network says reaches a node again: confirmed uplinks (ACKs and
+retransmissions), NbTrans repetitions, ADR (LinkADRReq and the device's ADR backoff) and
+application downlinks. Each node is a SimPy process that walks through its messages:
+
+1. It picks the start of its next transmission exactly as the closed-form schedule does (ready,
+   its previous receive windows closed, a sub-band open; a channel among the open ones) and
+   announces the transmission to the network (the gateways see it from its start).
+2. It sleeps until RX1 opens (RECEIVE_DELAY1 after the end of the uplink). The network server
+   has by then decided the uplink's fate at every gateway and, if a downlink goes back, which
+   gateway sends it in RX1 or RX2 (half duplex, the gateway's duty cycle per sub-band).
+3. It reacts: an ACK ends the frame; a missing ACK sends it again after RECEIVE_DELAY2 +
+   RETRANSMIT_TIMEOUT (1-3 s, LoRaWAN 1.0.4 4.3.1.3), up to NbTrans times; a LinkADRReq changes its
+   data rate and TX power from the next frame (answered by LinkADRAns in that frame's FOpts);
+   ADRACKCnt counts uplinks without downlink (ADR backoff).
+
+The network server resolves receptions in batches, driven by the nodes' RX1 times: when a node
+wakes for RX1 at time T, every uplink that ended by T is decoded (against every transmission that
+started before T) and the server decides its downlinks, in order of the uplinks' ends. This is
+exact: a downlink decided for an uplink that ended at e starts at e + RECEIVE_DELAY1 or later, so
+it can only disturb uplinks that end after the batch; and every transmission that overlaps an
+uplink of the batch started before its end, so it was announced. Reception itself is
+`iotsim.network.reception` (`PathAllocator`/`arrive` in start order, `decode` against a
+context), so with no feedback this engine gives the same bytes as the closed-form fast path
+(a test runs both).
+
+Simplifications (stated in the run's notes): a message is split into frames at the data rate in
+force when its first frame goes; the network answers through the gateway that received the uplink
+strongest (RX1, else RX2 on the same gateway, else no downlink); downlinks reach a node when the
+reciprocal link budget clears the node's sensitivity (downlinks are not interfered with); the
+node's receiver stays on for a received downlink's whole time on air.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import bisect_left, bisect_right, insort
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from iotsim.link.base import LinkNodes, Messages, Transmissions
+from iotsim.network import reception
+from iotsim.network.fate import Fate
+from iotsim.radio import adr, fragmentation, lora, lorawan_mac
+
+NOISE_FIGURE_DB = 6.0
+"""Gateway receiver noise figure for the SNR the network server's ADR sees (ns-3 lorawan
+AdrComponent::RxPowerToSNR: noise = -174 dBm/Hz + 10 log10(BW) + 6 dB)."""
+THERMAL_NOISE_DBM_HZ = -174.0
+"""Thermal noise density at 290 K (kT = -174 dBm/Hz)."""
+
+# rank of an on-air loss across attempts and gateways: the furthest stage reached wins
+_RANK = {Fate.BELOW_SENSITIVITY: 0, Fate.GATEWAY_TRANSMITTING: 1, Fate.DEMODULATORS_BUSY: 2, Fate.COLLISION: 3}
+
+
+@dataclass
+class _Node:
+    """A node's MAC state."""
+
+    sf: int
+    tx_index: int  # TXPower index: tx power = max - 2 dB x index
+    nb_trans: int
+    band_free: list
+    node_free: float = -math.inf
+    backoff: adr.AdrBackoff | None = None
+    ans_pending: bool = False  # a LinkADRAns rides the next uplink's FOpts
+
+
+class ClosedLoop:
+    """One policy's LoRaWAN traffic with feedback. `run()` returns the `Transmissions` (fates decided)."""
+
+    def __init__(self, link, messages: Messages, nodes: LinkNodes, rng: np.random.Generator,
+                 duration_s: float, stop_s: np.ndarray | None = None):
+        self.link = link
+        self.s = link.settings
+        self.region = link.region
+        self.messages = messages
+        self.nodes = nodes
+        self.duration = float(duration_s)
+        self.horizon = np.full(nodes.n, self.duration) if stop_s is None else np.minimum(stop_s, self.duration)
+        self.model = link.reception_model()
+        self.band_of_channel, self.band_dc = link.channel_bands()
+        self.channels_hz = link.channels_hz
+        self.n_channels = self.band_of_channel.shape[0]
+        self.power_mw = 10.0 ** (nodes.rx_power_dbm / 10.0)
+        self.n_gw = nodes.rx_power_dbm.shape[1]
+        self.sens = np.full(13, np.inf)
+        self.sens[7:] = [lora.gateway_sensitivity_dbm(sf, self.s.bandwidth_hz) for sf in range(7, 13)]
+        self.rx1_delay = self.region.rx1_delay_s
+        self.rx2_delay = self.region.rx2_delay_s
+        self.max_power_dbm = float(link.tx_power_dbm)
+        self.min_power_dbm = float(nodes.min_tx_power_dbm)
+        self.min_tx_index = 0
+        self.max_tx_index = self.region.max_tx_power_index
+        self._sf_dr = {sf: self.region.sf_to_data_rate(sf, self.s.bandwidth_hz) for sf in link.uplink_sfs()}
+        self.noise_dbm = THERMAL_NOISE_DBM_HZ + 10 * math.log10(self.s.bandwidth_hz) + NOISE_FIGURE_DB
+        self._split_by_sf: dict[int, tuple] = {}
+        self._rx_cache: dict[int, tuple] = {}
+        self.ready_l = messages.ready_s.tolist()
+        self._held: list[list[float]] = [[] for _ in range(self.n_gw)]  # the allocator's held paths, as lists
+        self._dl_cache: dict[tuple, tuple] = {}
+        self._dr_cache: dict[tuple, tuple] = {}
+        self.power_dbm_l = nodes.rx_power_dbm.tolist()
+        self.sens_l = self.sens.tolist()
+        # the open-loop split (each message at its node's initial SF) and its channel draws: the same
+        # rows and draws as the fast path, so both engines agree when nothing feeds back
+        self.base = link.split(messages, nodes.sf)
+        self.base_first = np.searchsorted(self.base.message, np.arange(len(messages) + 1))
+        self.u_base = rng.random(len(self.base)).tolist()
+        self.rng_retx = np.random.default_rng(rng.integers(0, 2**63))  # draws beyond the open-loop frames
+        self.base_rx_done = (self.base.airtime_s + self.rx2_delay + link.receive_windows_s(self.base.sf)[1]).tolist()
+        # attempts announced to the network (one entry per transmission)
+        self.a_start: list[float] = []
+        self.a_air: list[float] = []
+        self.a_ch: list[int] = []
+        self.a_sf: list[int] = []
+        self.a_node: list[int] = []
+        self.a_off: list[float] = []
+        self.a_confirmed: list[bool] = []
+        self.a_ackreq: list[bool] = []
+        self.a_ans: list[bool] = []
+        self.a_status: list[int] = []
+        self.a_gw: list[int] = []
+        self.a_dl: list[tuple | None] = []  # (window, received, ack, airtime_s, cmd) of the downlink, if any
+        self._arrival_heap: list = []
+        self._end_heap: list = []
+        self._arrived_ids: list[int] = []
+        self._arrived_start: list[float] = []
+        self._arrival = reception.Arrival.empty(0, self.n_gw)
+        self._allocator = reception.PathAllocator(self.n_gw, self.model.demodulator_paths)
+        self._max_air = 0.0
+        # gateways: transmit intervals, busy-until and per-sub-band off time
+        self.gw_tx: list[tuple[list, list]] = [([], []) for _ in range(self.n_gw)]
+        self.gw_busy_until = [-math.inf] * self.n_gw  # end of the gateway's latest-ending transmission
+        self._tx_last_end = -math.inf
+        self.gw_band_free: list[dict] = [dict() for _ in range(self.n_gw)]
+        self.gw_tx_s = np.zeros(self.n_gw)
+        self.gw_band_tx_s: list[dict] = [dict() for _ in range(self.n_gw)]
+        # network server state per node
+        self.snr_history: list[deque] = [deque(maxlen=adr.DEFAULT_HISTORY) for _ in range(nodes.n)]
+        self.ns_view: list[tuple] = []  # (dr, tx index) the server believes each node uses
+        self.pending_cmd: dict[int, tuple] = {}
+        self.app_queue: list[deque] = [deque() for _ in range(nodes.n)]
+        self.stats = {"downlinks_sent": np.zeros(nodes.n, np.int64), "downlinks_received": np.zeros(nodes.n, np.int64),
+                      "downlink_airtime_s": np.zeros(nodes.n), "acks_received": np.zeros(nodes.n, np.int64),
+                      "adr_commands": np.zeros(nodes.n, np.int64), "app_downlinks_sent": np.zeros(nodes.n, np.int64),
+                      "app_downlinks_received": np.zeros(nodes.n, np.int64)}
+        # frames as the nodes send them (one row per frame)
+        self.rows: list[tuple] = []
+
+    # ---- per-SF splits ----------------------------------------------------------------------
+    def split_at(self, sf: int):
+        """Frames of every message at one SF: (first row per message, phy, airtime, rx_done) as lists."""
+        if sf not in self._split_by_sf:
+            m = self.messages
+            max_payload = np.full(len(m), self.region.max_app_payload_bytes(sf, self.s.bandwidth_hz), np.int64)
+            msg_index, _, payload = fragmentation.split_messages(m.app_bytes, max_payload, self.s.fragment_header_bytes)
+            phy = payload + lora.LORAWAN_OVERHEAD_BYTES
+            air = self._airtime(phy, sf)
+            _, rx2 = self.link.receive_windows_s(np.array([sf]))
+            first = np.searchsorted(msg_index, np.arange(len(m) + 1))
+            self._split_by_sf[sf] = (first.tolist(), phy.tolist(), air.tolist(), (air + self.rx2_delay + rx2).tolist())
+        return self._split_by_sf[sf]
+
+    def _airtime(self, phy, sf, bandwidth_hz=None, crc=True):
+        s = self.s
+        return np.asarray(lora.time_on_air_s(phy, sf, bandwidth_hz=bandwidth_hz or s.bandwidth_hz,
+                                             coding_rate=lora.parse_coding_rate(s.coding_rate),
+                                             preamble_symbols=s.preamble_symbols, crc=crc), dtype=np.float64)
+
+    # ---- the run ----------------------------------------------------------------------------
+    def run(self) -> Transmissions:
+        env = simpy.Environment()
+        self.env = env
+        m = self.messages
+        bounds = np.searchsorted(m.node, np.arange(self.nodes.n + 1)).tolist()
+        initial_dr = [self.region.sf_to_data_rate(int(sf), self.s.bandwidth_hz) for sf in self.nodes.sf.tolist()]
+        self.ns_view = [(dr, 0) for dr in initial_dr]
+        self._queue_app_downlinks()
+        n_bands = self.band_dc.shape[0]
+        gens = []
+        for k in range(self.nodes.n):
+            lo, hi = bounds[k], bounds[k + 1]
+            if lo == hi:
+                continue
+            st = _Node(sf=int(self.nodes.sf[k]), tx_index=0, nb_trans=self.s.nb_trans, band_free=[-math.inf] * n_bands)
+            if self.s.adr:
+                st.backoff = adr.AdrBackoff(self.region, initial_dr[k], 0, self.s.nb_trans)
+            gen = self._node(k, lo, hi, st)
+            gens.append(gen)
+            env.process(self._wrap(env, gen))
+        env.run(until=self.duration)
+        self.offline = True
+        self._resolve_until(math.inf)
+        for gen in gens:  # what the nodes would have done after the end: planned, never on air
+            for _ in gen:
+                pass
+        return self._transmissions()
+
+    offline = False
+
+    @staticmethod
+    def _wrap(env, gen):
+        for wake in gen:
+            yield env.timeout(max(wake - env.now, 0.0))
+
+    def _queue_app_downlinks(self) -> None:
+        rate = self.s.downlinks_per_day
+        if rate <= 0:
+            return
+        rng = np.random.default_rng(self.rng_retx.integers(0, 2**63))
+        counts = rng.poisson(rate * self.duration / 86400.0, size=self.nodes.n)
+        for k in np.flatnonzero(counts).tolist():
+            for t in np.sort(rng.random(counts[k]) * self.duration).tolist():
+                self.app_queue[k].append(t)
+
+    def _node(self, k: int, lo: int, hi: int, st: _Node):
+        """The node's class A MAC as a generator of wake-up times (RX1 of each transmission)."""
+        ready_l = self.ready_l
+        drop = self.s.duty_cycle_mode == "drop"
+        confirmed = self.s.confirmed
+        band_of = self.band_of_channel.tolist()
+        dc = self.band_dc.tolist()
+        n_ch = self.n_channels
+        rx1_delay, rx2_delay = self.rx1_delay, self.rx2_delay
+        horizon = float(self.horizon[k])
+        startup = float(self.nodes.startup_s[k])
+        for msg in range(lo, hi):
+            ready = ready_l[msg]
+            settings = st.backoff.next_uplink() if st.backoff is not None else None
+            if settings is not None:
+                st.sf = self.region.data_rate_to_sf(settings.data_rate)
+                st.tx_index = settings.tx_power_index
+                st.nb_trans = settings.nb_trans
+            base = int(self.base.sf[self.base_first[msg]]) == st.sf if self.base_first[msg] < self.base_first[msg + 1] \
+                else True
+            first, phys, airs, rx_dones = self.split_at(st.sf)
+            rows = range(first[msg], first[msg + 1])
+            base_rows = range(self.base_first[msg], self.base_first[msg + 1])
+            if drop and not (ready >= st.node_free and ready >= min(st.band_free)):
+                for j, r in enumerate(rows):
+                    self.rows.append((msg, j, phys[r], st.sf, airs[r], ready, math.nan, True, 0, -1, 0.0, 0.0, 0.0,
+                                      0.0, int(Fate.DUTY_CYCLE), -1, st.tx_index))
+                continue
+            power_dbm = self.max_power_dbm - 2.0 * st.tx_index
+            off = power_dbm - self.max_power_dbm
+            for j, r in enumerate(rows):
+                phy, air, rx_done = phys[r], airs[r], rx_dones[r]
+                if st.ans_pending:  # LinkADRAns (2 B) in FOpts
+                    phy = phy + adr.LINK_ADR_ANS_BYTES
+                    air = float(self._airtime(phy, st.sf))
+                    _, rx2 = self.link.receive_windows_s(np.array([st.sf]))
+                    rx_done = air + rx2_delay + rx2
+                    ans = True
+                    st.ans_pending = False
+                else:
+                    ans = False
+                attempt_ready = ready
+                attempts, first_start, first_ch = 0, math.nan, -1
+                tx_s = rx_s = 0.0
+                delivered_end = math.nan
+                last_end = math.nan
+                best_rank, gw_of, ack_req = -1, -1, bool(settings.adr_ack_req) if settings is not None else False
+                while True:
+                    t = attempt_ready
+                    if st.node_free > t:
+                        t = st.node_free
+                    earliest = min(st.band_free)
+                    if earliest > t:
+                        t = earliest
+                    open_ch = [c for c in range(n_ch) if st.band_free[band_of[c]] <= t]
+                    if attempts == 0 and base:
+                        u = self.u_base[base_rows[j]]
+                    else:
+                        u = float(self.rng_retx.random())
+                    c = open_ch[min(int(u * len(open_ch)), len(open_ch) - 1)]
+                    b = band_of[c]
+                    st.band_free[b] = t + air / dc[b]
+                    st.node_free = t + rx_done
+                    if attempts == 0:
+                        first_start, first_ch = t, c
+                    if t >= horizon:  # dead or past the end: planned, never on air
+                        if attempts == 0:
+                            attempts = 1
+                        break
+                    attempts += 1
+                    a = self._announce(t, air, c, st.sf, k, off, confirmed, ack_req, ans)
+                    end = t + air
+                    last_end = end
+                    tx_s += air
+                    yield end + rx1_delay
+                    if not self.offline:
+                        self._resolve_until(end + rx1_delay)
+                    status = self.a_status[a]
+                    if status == Fate.DELIVERED:
+                        if math.isnan(delivered_end):
+                            delivered_end = end
+                            gw_of = self.a_gw[a]
+                    else:
+                        best_rank = max(best_rank, _RANK[Fate(status)])
+                    dl = self.a_dl[a]
+                    win_rx1, win_rx2 = self._rx_windows(st.sf)
+                    got = dl is not None and dl[1]
+                    if got:
+                        window, _, acked, dl_air, cmd = dl
+                        if window == 1:
+                            rx_s += dl_air
+                            st.node_free = end + rx1_delay + dl_air
+                        else:
+                            rx_s += win_rx1 + dl_air
+                            st.node_free = end + rx2_delay + dl_air
+                        if st.backoff is not None:
+                            st.backoff.on_downlink()
+                        if cmd is not None:
+                            new_dr, new_idx = cmd
+                            st.backoff.data_rate, st.backoff.tx_power_index = new_dr, new_idx
+                            st.ans_pending = True
+                        if acked:
+                            self.stats["acks_received"][k] += 1
+                    else:
+                        rx_s += win_rx1 + win_rx2
+                        acked = False
+                    if confirmed:
+                        if acked or attempts >= st.nb_trans:
+                            break
+                        # no ACK: wait RETRANSMIT_TIMEOUT after RX2's delay before the next uplink
+                        attempt_ready = end + rx2_delay + float(lorawan_mac.draw_retransmit_timeout_s(self.rng_retx))
+                    else:
+                        if got or attempts >= st.nb_trans:
+                            break
+                        attempt_ready = ready
+                if attempts and not math.isnan(last_end) and first_start < horizon:
+                    if not math.isnan(delivered_end):
+                        # the first attempt's end is start + air exactly as the fast path computes it
+                        fate, busy = int(Fate.DELIVERED), (air if delivered_end == first_start + air
+                                                           else delivered_end - first_start)
+                    else:
+                        fate = int(_RANK_FATES[best_rank]) if best_rank >= 0 else int(Fate.BELOW_SENSITIVITY)
+                        busy = air if attempts == 1 else last_end - first_start
+                else:  # never on air: the engine marks it pending or dead from its planned start
+                    fate, busy, attempts = int(Fate.DELIVERED), air, 1
+                    tx_s, rx_s = air, sum(self._rx_windows(st.sf))
+                self.rows.append((msg, j, phy, st.sf, air, ready, first_start, False, attempts, first_ch, tx_s,
+                                  rx_s, attempts * startup, busy, fate, gw_of, st.tx_index))
+
+    def _rx_windows(self, sf: int) -> tuple[float, float]:
+        """Time RX1 and RX2 stay open with no downlink (s)."""
+        got = self._rx_cache.get(sf)
+        if got is None:
+            rx1, rx2 = self.link.receive_windows_s(np.array([sf]))
+            got = self._rx_cache[sf] = (float(rx1[0]), float(rx2))
+        return got
+
+    def _announce(self, t, air, c, sf, k, off, confirmed, ack_req, ans) -> int:
+        a = len(self.a_start)
+        self.a_start.append(t)
+        self.a_air.append(air)
+        self.a_ch.append(c)
+        self.a_sf.append(sf)
+        self.a_node.append(k)
+        self.a_off.append(off)
+        self.a_confirmed.append(confirmed)
+        self.a_ackreq.append(ack_req)
+        self.a_ans.append(ans)
+        self.a_status.append(-1)
+        self.a_gw.append(-1)
+        self.a_dl.append(None)
+        heapq.heappush(self._arrival_heap, (t, a))
+        heapq.heappush(self._end_heap, (t + air, a))
+        if air > self._max_air:
+            self._max_air = air
+        return a
+
+    # ---- the network server --------------------------------------------------------------------
+    def _resolve_until(self, T: float) -> None:
+        """Decode every uplink that ended by T; decide the downlinks, in order of the uplinks' ends."""
+        if not self._end_heap or self._end_heap[0][0] > T:
+            return
+        # arrivals (path allocation) of everything that started before T, in start order
+        arr = []
+        while self._arrival_heap and self._arrival_heap[0][0] < T:
+            arr.append(heapq.heappop(self._arrival_heap)[1])
+        if arr:
+            self._arrive(arr)
+        targets = []
+        while self._end_heap and self._end_heap[0][0] <= T:
+            targets.append(heapq.heappop(self._end_heap)[1])
+        self._decode(targets)
+        for a in targets:  # in order of their ends
+            self._server(a)
+
+    def _frames(self, ids) -> reception.Frames:
+        def pick(values, dtype):
+            return np.fromiter((values[i] for i in ids), dtype=dtype, count=len(ids))
+
+        sf = pick(self.a_sf, np.int64)
+        return reception.Frames(pick(self.a_start, np.float64), pick(self.a_air, np.float64),
+                                pick(self.a_ch, np.int64), sf, pick(self.a_node, np.int64), self.sens[sf],
+                                pick(self.a_off, np.float64))
+
+    def _gateway_tx(self, lo: float, hi: float) -> reception.GatewayTx | None:
+        """The gateways' transmit intervals that overlap [lo, hi), or None if there are none.
+
+        Intervals are appended in nearly increasing start order (RX1 and RX2 downlinks of uplinks
+        resolved in end order), never more than RECEIVE_DELAY2 + the longest downlink out of order,
+        so a backwards scan stops TX_SCAN_S before lo; old intervals are trimmed now and then.
+        """
+        if self._tx_last_end <= lo:
+            return None
+        out, found = [], False
+        for starts, ends in self.gw_tx:
+            ss, ee = [], []
+            i = len(starts) - 1
+            while i >= 0 and starts[i] > lo - TX_SCAN_S:
+                if ends[i] > lo and starts[i] < hi:
+                    ss.append(starts[i])
+                    ee.append(ends[i])
+                i -= 1
+            if i > TX_TRIM:  # everything up to i started long before anything still to be resolved
+                del starts[: i - 1]
+                del ends[: i - 1]
+            found = found or bool(ss)
+            out.append((np.array(ss[::-1]), np.array(ee[::-1])))
+        return reception.GatewayTx(out, self.n_gw) if found else None
+
+    def _arrive(self, ids: list[int]) -> None:
+        n_old = self._arrival.fate.shape[0]
+        need = max(ids) + 1
+        if need > n_old:
+            grow = reception.Arrival.empty(max(need, 2 * n_old, 1024), self.n_gw)
+            grow.put(np.arange(n_old), self._arrival)
+            self._arrival = grow
+        if len(ids) <= SCALAR_BATCH:
+            for a in ids:
+                self._arrive_one(a)
+            return
+        alloc = self._allocator
+        if alloc.paths is not None:
+            alloc._held = [np.array(h) for h in self._held]
+        frames = self._frames(ids)
+        tx = self._gateway_tx(frames.start_s[0], frames.end_s.max())
+        got = reception.arrive(frames, self.nodes.rx_power_dbm, self._allocator, tx)
+        if alloc.paths is not None:
+            self._held = [h.tolist() for h in alloc._held]
+        self._arrival.put(np.asarray(ids), got)
+        self._arrived_ids.extend(ids)
+        self._arrived_start.extend(frames.start_s.tolist())
+
+    def _arrive_one(self, a: int) -> None:
+        """`reception.arrive` for one frame, in plain Python (the same arithmetic as the allocator's)."""
+        s, air, k, off = self.a_start[a], self.a_air[a], self.a_node[a], self.a_off[a]
+        e = s + air
+        sens = self.sens_l[self.a_sf[a]]
+        power = self.power_dbm_l[k]
+        alloc = self._allocator
+        paths = alloc.paths
+        ticks = int(round(air * reception.TICKS_PER_S))
+        best = -1  # rank of the furthest stage where no path was locked
+        bits = 0
+        for g in range(self.n_gw):
+            audible = power[g] + off >= sens
+            during = audible and self._transmitting(g, s)
+            locked = False
+            if paths is not None:
+                held = self._held[g]
+                if held and held[0] <= s:
+                    del held[: bisect_right(held, s)]
+            if audible and not during:
+                locked = paths is None or len(held) < paths
+                if locked:
+                    alloc._busy_ticks[g] += ticks
+                    alloc.frames_locked[g] += 1
+                    bits |= 1 << g
+                    if paths is not None:
+                        insort(held, e)
+            if not locked:
+                rank = _GT_RANK if during else (_DB_RANK if audible else _BS_RANK)
+                if rank > best:
+                    best = rank
+        alloc._last_start = s
+        self._arrival.fate[a] = _RANK_FATE_CODES[max(best, 0)]
+        row = self._arrival.locked[a]
+        for byte in range(row.shape[0]):
+            row[byte] = (bits >> (8 * byte)) & 0xFF
+        self._arrived_ids.append(a)
+        self._arrived_start.append(s)
+
+    def _overlaps_tx(self, g: int, t0: float, t1: float) -> bool:
+        """The gateway already transmits somewhere in [t0, t1) (it has one transmitter)."""
+        if self.gw_busy_until[g] <= t0:
+            return False
+        starts, ends = self.gw_tx[g]
+        i = len(starts) - 1
+        while i >= 0 and starts[i] > t0 - TX_SCAN_S:
+            if starts[i] < t1 and ends[i] > t0:
+                return True
+            i -= 1
+        return False
+
+    def _transmitting(self, g: int, t: float) -> bool:
+        if self.gw_busy_until[g] <= t:  # its last transmission ended by t (transmissions never overlap)
+            return False
+        starts, ends = self.gw_tx[g]
+        i = len(starts) - 1
+        while i >= 0 and starts[i] > t - TX_SCAN_S:
+            if starts[i] <= t < ends[i]:
+                return True
+            i -= 1
+        return False
+
+    def _decode(self, targets: list[int]) -> None:
+        t_start = min(self.a_start[a] for a in targets)
+        t_end = max(self.a_start[a] + self.a_air[a] for a in targets)
+        lo = bisect_left(self._arrived_start, t_start - self._max_air)
+        cand = self._arrived_ids[lo:]
+        ends = [self.a_start[i] + self.a_air[i] for i in cand]
+        context = [i for i, e in zip(cand, ends) if e > t_start and self.a_start[i] < t_end]
+        # a target alone on its channel, with no gateway transmitting meanwhile, meets no interference:
+        # its verdict follows from its arrival (plain Python); the others go through `reception.decode`
+        tx = self._gateway_tx(t_start, t_end)
+        busy = []
+        for a in targets:
+            s0, e0, ch = self.a_start[a], self.a_start[a] + self.a_air[a], self.a_ch[a]
+            alone = tx is None and not any(
+                i != a and self.a_ch[i] == ch and self.a_start[i] < e0 and self.a_start[i] + self.a_air[i] > s0
+                for i in context)
+            if alone:
+                self._verdict_alone(a)
+            else:
+                busy.append(a)
+        if busy:
+            pos = {a: p for p, a in enumerate(context)}
+            frames = self._frames(context)
+            tgt = np.array([pos[a] for a in busy], dtype=np.int64)
+            dec = reception.decode(frames, self._arrival.take(np.asarray(busy)), self.nodes.rx_power_dbm, self.model,
+                                   targets=tgt, gateway_tx=tx, node_rx_power_mw=self.power_mw)
+            for a, st, g in zip(busy, dec.status.tolist(), dec.gateway.tolist()):
+                self.a_status[a] = st
+                self.a_gw[a] = g
+        # trim the arrived list now and then: nothing before the earliest unresolved start matters
+        if len(self._arrived_ids) > 4096 and self._end_heap:
+            keep_from = bisect_left(self._arrived_start, min(self.a_start[a] for _, a in self._end_heap[:1])
+                                    - 2 * self._max_air)
+            keep_from = min(keep_from, bisect_left(self._arrived_start, t_start - 2 * self._max_air))
+            if keep_from > 2048:
+                del self._arrived_ids[:keep_from]
+                del self._arrived_start[:keep_from]
+
+    def _verdict_alone(self, a: int) -> None:
+        """`reception.decode` for a frame no other frame or transmission disturbs: decoded wherever it
+        locked a path; delivered through the strongest of those gateways (the first on a tie)."""
+        row = self._arrival.locked[a]
+        bits = 0
+        for byte in range(row.shape[0]):
+            bits |= int(row[byte]) << (8 * byte)
+        if not bits:
+            self.a_status[a] = int(self._arrival.fate[a])
+            self.a_gw[a] = -1
+            return
+        power = self.power_dbm_l[self.a_node[a]]
+        best, best_p = -1, -math.inf
+        for g in range(self.n_gw):
+            if bits >> g & 1 and power[g] > best_p:
+                best, best_p = g, power[g]
+        self.a_status[a] = int(Fate.DELIVERED)
+        self.a_gw[a] = best
+
+    def _server(self, a: int) -> None:
+        """What the network server does with one decoded uplink: ADR bookkeeping and the downlink."""
+        if self.a_status[a] != Fate.DELIVERED:
+            return
+        k = self.a_node[a]
+        g = self.a_gw[a]
+        sf = self.a_sf[a]
+        end = self.a_start[a] + self.a_air[a]
+        dr = self._sf_dr[sf]
+        tx_index = int(round(-self.a_off[a] / 2.0))
+        cmd = None
+        if self.s.adr:
+            if self.a_ans[a]:  # the node confirmed the last LinkADRReq: its settings changed
+                self.ns_view[k] = (dr, tx_index)
+                self.pending_cmd.pop(k, None)
+                self.snr_history[k].clear()
+            snr = float(self.nodes.rx_power_dbm[k, g]) + self.a_off[a] - self.noise_dbm
+            self.snr_history[k].append(snr)
+            if len(self.snr_history[k]) >= adr.DEFAULT_HISTORY and k not in self.pending_cmd:
+                new_dr, new_idx = adr.semtech_adr(list(self.snr_history[k]), dr, tx_index, self.region,
+                                                  margin_db=self.s.adr_margin_db)
+                new_idx = min(new_idx, self._lowest_index())
+                if (new_dr, new_idx) != (dr, tx_index):
+                    self.pending_cmd[k] = (new_dr, new_idx)
+            cmd = self.pending_cmd.get(k)
+        app = None
+        q = self.app_queue[k]
+        if q and q[0] <= end:
+            app = q[0]
+        if not (self.a_confirmed[a] or cmd is not None or app is not None or self.a_ackreq[a]):
+            return
+        phy = lorawan_mac.ACK_DOWNLINK_PHY_BYTES + (adr.LINK_ADR_REQ_BYTES if cmd is not None else 0)
+        if app is not None:
+            phy += lorawan_mac.FPORT_BYTES + self.s.downlink_payload_bytes
+        rx1_hz, rx1_sf, rx1_bw = self._rx1(dr, self.a_ch[a])
+        # RX1: the uplink's data rate minus the offset, on the region's RX1 frequency; RX2: fixed
+        options = [(1, end + self.rx1_delay, rx1_hz, rx1_sf, rx1_bw),
+                   (2, end + self.rx2_delay, float(self.region.rx2_frequency_hz), int(self.s.rx2_sf),
+                    self.link.rx2_bandwidth_hz)]
+        for window, t0, freq, dl_sf, dl_bw in options:
+            air, band, dc, sens = self._downlink_facts(phy, dl_sf, dl_bw, freq)
+            if self.gw_band_free[g].get(band, -math.inf) > t0 or self._overlaps_tx(g, t0, t0 + air):
+                continue
+            self.gw_busy_until[g] = max(self.gw_busy_until[g], t0 + air)
+            self._tx_last_end = max(self._tx_last_end, t0 + air)
+            self.gw_band_free[g][band] = t0 + air / dc
+            self.gw_tx[g][0].append(t0)
+            self.gw_tx[g][1].append(t0 + air)
+            self.gw_tx_s[g] += air
+            self.gw_band_tx_s[g][band] = self.gw_band_tx_s[g].get(band, 0.0) + air
+            node_dbm = float(self.nodes.rx_power_dbm[k, g]) - self.max_power_dbm + self.s.gateway_tx_power_dbm
+            received = node_dbm >= sens
+            self.stats["downlinks_sent"][k] += 1
+            self.stats["downlink_airtime_s"][k] += air
+            if cmd is not None:
+                self.stats["adr_commands"][k] += 1
+            if app is not None:
+                q.popleft()
+                self.stats["app_downlinks_sent"][k] += 1
+            if received:
+                self.stats["downlinks_received"][k] += 1
+                if app is not None:
+                    self.stats["app_downlinks_received"][k] += 1
+            self.a_dl[a] = (window, received, bool(self.a_confirmed[a]), air, cmd if received else None)
+            return
+
+    def _rx1(self, dr: int, channel: int) -> tuple[float, int, float]:
+        key = (dr, channel)
+        got = self._dr_cache.get(key)
+        if got is None:
+            rx1_dr = self.region.rx1_data_rate(dr, self.s.rx1_dr_offset)
+            got = self._dr_cache[key] = (float(self.region.rx1_frequency_hz(float(self.channels_hz[channel]))),
+                                         self.region.data_rate_to_sf(rx1_dr), self.region.data_rate_bandwidth_hz(rx1_dr))
+        return got
+
+    def _downlink_facts(self, phy: int, sf: int, bw: float, freq: float) -> tuple[float, int, float, float]:
+        """(time on air, sub-band, its duty cycle, node sensitivity) of a downlink (cached)."""
+        key = (phy, sf, bw, freq)
+        got = self._dl_cache.get(key)
+        if got is None:
+            got = self._dl_cache[key] = (
+                float(self._airtime(phy, sf, bw, crc=False)), int(self.region.sub_band_index(freq)),
+                float(self.region.sub_band_duty_cycle(freq)), float(lora.node_sensitivity_dbm(sf, bw)))
+        return got
+
+    def _lowest_index(self) -> int:
+        """The highest TXPower index (lowest power) every node's radio can reach: max - 2 dB x index."""
+        if not math.isfinite(self.min_power_dbm):
+            return self.max_tx_index
+        return max(0, min(self.max_tx_index, int(math.floor((self.max_power_dbm - self.min_power_dbm) / 2.0 + 1e-9))))
+
+    # ---- the outcome ---------------------------------------------------------------------------
+    def _transmissions(self) -> Transmissions:
+        rows = sorted(self.rows, key=lambda r: (r[0], r[1]))
+        cols = list(zip(*rows)) if rows else [()] * 17
+        (msg, frag, phy, sf, air, ready, start, dropped, attempts, ch, tx_s, rx_s, standby, busy, fate, gw,
+         tx_index) = (np.asarray(c) for c in cols)
+        n = len(rows)
+        m = self.messages
+        msg = msg.astype(np.int64)
+        tx = Transmissions(
+            message=msg, node=m.node[msg] if n else np.zeros(0, np.int64), fragment=frag.astype(np.int64),
+            phy_bytes=phy.astype(np.int64), sf=sf.astype(np.int64), airtime_s=air.astype(np.float64),
+            ready_s=ready.astype(np.float64), start_s=start.astype(np.float64), dropped=dropped.astype(bool),
+        )
+        tx.attempts = attempts.astype(np.int64)
+        tx.channel = ch.astype(np.int8)
+        tx.tx_s = tx_s.astype(np.float64)
+        tx.rx_s = rx_s.astype(np.float64)
+        tx.standby_s = standby.astype(np.float64)
+        tx.busy_s = busy.astype(np.float64)
+        tx.link_fate = fate.astype(np.int8)
+        tx.link_gateway = gw.astype(np.int16)
+        if self.s.adr:  # TX power varies per frame only under ADR
+            tx.tx_power_dbm = (self.max_power_dbm - 2.0 * tx_index.astype(np.float64)) if n else np.zeros(0)
+        tx.gateway_stats = {"path_busy_s": self._allocator.path_busy_s, "frames_locked": self._allocator.frames_locked.copy(),
+                            "tx_airtime_s": self.gw_tx_s.copy(),
+                            "tx_band_s": [dict(d) for d in self.gw_band_tx_s]}
+        tx.node_stats = {k: v.copy() for k, v in self.stats.items()}
+        return tx
+
+
+_RANK_FATES = sorted(_RANK, key=_RANK.get)
+_BS_RANK, _GT_RANK, _DB_RANK = _RANK[Fate.BELOW_SENSITIVITY], _RANK[Fate.GATEWAY_TRANSMITTING], _RANK[Fate.DEMODULATORS_BUSY]
+_RANK_FATE_CODES = [int(f) for f in _RANK_FATES]
+TX_SCAN_S = 30.0  # gateway transmissions are appended at most this far out of start order (RX2 delay + downlink)
+TX_TRIM = 4096  # drop a gateway's old transmissions once this many lie before the scan window
+SCALAR_BATCH = 8  # arrivals fed one by one in Python up to this many (numpy's overhead dominates below)
+
+__all__ = ["ClosedLoop"]

@@ -1,0 +1,208 @@
+"""LoRaWAN with feedback on the SimPy engine: identical to the fast path without feedback, confirmed
+uplinks against their closed forms, ADR against the algorithm worked by hand, gateway downlinks."""
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iotsim.engine import run_scenario
+from iotsim.link.lorawan_loop import NOISE_FIGURE_DB, ClosedLoop
+from iotsim.network.fate import Fate
+from iotsim.radio import lora
+from iotsim.results import nodes_table, packets_table, summary_table
+from iotsim.results.tables import gateways_table
+from iotsim.scenario import load_scenario_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+DENSE = """\
+name: dense
+seed: 7
+duration: 6h
+fleet:
+  - group: g
+    count: {count}
+    device: nrf52840_sx1262_2xaa
+    placement: {{kind: uniform, area_m: [3000, 3000]}}
+    workload: {{signal: farm.soil_climate, sample_period: 5s, window: 12, events_per_day: 4}}
+    model: farm_soil_int8
+    heartbeat: 20min
+network:
+  lorawan: {{sf: auto, uplink_channels: 2, {lorawan}}}
+  reception: {{demodulator_paths: 2}}
+  gateways:
+    - {{id: gw1, position_m: [800, 1500]}}
+    - {{id: gw2, position_m: [2200, 1500]}}
+policies: [cloud_offload, on_device]
+simulation: {{background_pool: 500}}
+outputs: {{plots: false, report: none}}
+"""
+
+
+def _run(count=150, lorawan="", **kw):
+    return run_scenario(load_scenario_text(DENSE.format(count=count, lorawan=lorawan), **kw))
+
+
+def _tables(result):
+    return summary_table(result), packets_table(result), nodes_table(result)
+
+
+@pytest.mark.parametrize("lorawan", ["duty_cycle_mode: wait", "duty_cycle_mode: drop"])
+def test_closed_loop_equals_the_fast_path_without_feedback(lorawan):
+    """Dense traffic (collisions, busy demodulators, duty-cycle waits or drops): the SimPy engine gives the
+    closed form's bytes when nothing feeds back."""
+    fast = _run(lorawan=lorawan)
+    loop = _run(lorawan=lorawan + ", engine: closed_loop")
+    for a, b in zip(_tables(fast), _tables(loop)):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    s = summary_table(fast)
+    # the comparison is not vacuous: every mechanism was at work
+    assert s.packets_lost_collision.sum() > 0 and s.packets_lost_demodulators_busy.sum() > 0
+    assert s.packets_delivered.sum() > 0
+    if "drop" in lorawan:
+        assert s.packets_lost_duty_cycle.sum() > 0
+    else:
+        packets = packets_table(fast)
+        assert (packets.start_s > packets.ready_s + 1).sum() > 0  # waited for the duty cycle
+
+
+def test_closed_loop_equals_the_fast_path_when_nodes_die(tmp_path, monkeypatch):
+    devices = tmp_path / "devices"
+    shutil.copytree(REPO / "devices", devices)
+    import yaml
+
+    battery = devices / "battery" / "2xaa.yaml"
+    data = yaml.safe_load(battery.read_text())
+    data["capacity_mah"]["value"] = 0.4  # the cloud-offload nodes die within the run
+    battery.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    fast = _run(count=60)
+    loop = _run(count=60, lorawan="engine: closed_loop")
+    nodes = nodes_table(fast)
+    assert nodes.died_at_s.notna().sum() > 10
+    for a, b in zip(_tables(fast), _tables(loop)):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+@pytest.mark.parametrize("p,n", [(0.3, 4), (0.6, 3), (0.5, 8)])
+def test_confirmed_uplinks_match_the_closed_forms(monkeypatch, p, n):
+    """Each attempt is lost independently with probability p (a stand-in for the gateways' verdict):
+    mean attempts per frame (1 - p^N) / (1 - p), delivery 1 - p^N."""
+    rng = np.random.default_rng(int(p * 100) + n)
+
+    def lossy(self, targets):
+        for a in targets:
+            self.a_status[a] = int(Fate.COLLISION) if rng.random() < p else int(Fate.DELIVERED)
+            self.a_gw[a] = int(np.argmax(self.nodes.rx_power_dbm[self.a_node[a]]))
+
+    monkeypatch.setattr(ClosedLoop, "_decode", lossy)
+    # US915 has no duty cycle, and open-field propagation puts every node in easy reach of the gateways
+    # both ways, so every frame they get is acknowledged
+    text = DENSE.format(count=200, lorawan=f"confirmed: true, nb_trans: {n}").replace(
+        "network:", "network:\n  region: US915\n  propagation: {pl_d0_db: 98.91, d0_m: 1000, exponent: 3.522, "
+        "shadowing_sigma_db: 0}")
+    result = run_scenario(load_scenario_text(text))
+    s = summary_table(result)
+    row = s[s.policy == "on_device"].iloc[0]  # heartbeats and events: sparse, far from the duty cycle
+    frames = row.packets_on_air
+    assert frames > 3000
+    expected_attempts = (1 - p**n) / (1 - p)
+    sd = math.sqrt(p * (1 - p**n) / (1 - p) ** 2 / frames) * 4 + 0.01  # generous: attempts have variance
+    assert row.attempts_per_packet == pytest.approx(expected_attempts, abs=sd)
+    assert row.packet_delivery_ratio == pytest.approx(1 - p**n, abs=4 * math.sqrt(p**n * (1 - p**n) / frames) + 0.005)
+    # every delivered attempt was acknowledged (no other loss here), and the ledger paid for every attempt
+    assert row.acks_received == row.packets_delivered
+    assert row.retransmissions == round(row.attempts_per_packet * frames) - frames
+    packets = packets_table(result)
+    pk = packets[packets.policy == "on_device"]
+    assert pk.attempts.max() == n
+    one = lora.time_on_air_s(pk.bytes.to_numpy(), pk.sf.to_numpy())
+    np.testing.assert_allclose(pk.airtime_s, pk.attempts * one)
+    nodes = nodes_table(result)
+    on = nodes[nodes.policy == "on_device"]
+    assert on.airtime_s.sum() == pytest.approx(pk.airtime_s.sum(), rel=1e-12)
+
+
+ADR = """\
+name: adr
+seed: 1
+duration: 2d
+fleet:
+  - group: g
+    count: 1
+    device: nrf52840_sx1262_2xaa
+    placement: {{kind: points, points_m: [[{distance}, 0]]}}
+    workload: {{signal: farm.soil_climate, sample_period: 5min, window: 12, events_per_day: 0}}
+    model: farm_soil_int8
+    heartbeat: 10min
+network:
+  lorawan: {{sf: 12, adr: true, confirmed: {confirmed}, tx_power_dbm: 14}}
+  propagation: {{pl_d0_db: 127.41, d0_m: 40, exponent: 2.08, shadowing_sigma_db: 0}}
+  gateways:
+    - {{id: gw, position_m: [0, 0]}}
+policies: [on_device]
+simulation: {{background_pool: 200}}
+outputs: {{plots: false, report: none}}
+"""
+
+
+def _adr_by_hand(rx_dbm: float, margin_db: float = 10.0) -> tuple[int, float]:
+    """The Semtech ADR algorithm iterated to its fixed point, worked independently of the engine:
+    SNR = rx - (-174 + 10 log10 125e3 + 6); margin = SNR - required SNR(SF) - 10 dB; nstep = floor(margin/3);
+    raise the DR (lower SF) while nstep > 0 and SF > 7, then lower the power by 2 dB per step down to 0 dBm."""
+    required = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}  # SX1276 table 13
+    noise = -174 + 10 * math.log10(125e3) + NOISE_FIGURE_DB
+    sf, power = 12, 14.0
+    while True:
+        snr = rx_dbm + (power - 14.0) - noise
+        nstep = math.floor((snr - required[sf] - margin_db) / 3)
+        new_sf, new_power = sf, power
+        while nstep > 0 and new_sf > 7:
+            new_sf -= 1
+            nstep -= 1
+        while nstep > 0 and new_power > 0:
+            new_power -= 2
+            nstep -= 1
+        while nstep < 0 and new_power < 14:
+            new_power += 2
+            nstep += 1
+        if (new_sf, new_power) == (sf, power):
+            return sf, power
+        sf, power = new_sf, new_power
+
+
+@pytest.mark.parametrize("distance,confirmed", [(2000, "false"), (600, "true"), (6000, "false")])
+def test_adr_settles_where_the_algorithm_predicts(distance, confirmed):
+    result = run_scenario(load_scenario_text(ADR.format(distance=distance, confirmed=confirmed)))
+    rx = float(result.plans[0].rx_power_dbm[0, 0])
+    sf, power = _adr_by_hand(rx)
+    nodes = nodes_table(result)
+    assert int(nodes.sf_final.iloc[0]) == sf
+    assert float(nodes.tx_power_dbm_final.iloc[0]) == power
+    s = summary_table(result).iloc[0]
+    assert s.adr_commands >= (1 if (sf, power) != (12, 14.0) else 0)
+    assert s.downlinks_received <= s.downlinks_sent
+    # the ledger charged each frame at its own TX power: energy above what the same frames cost at 14 dBm
+    packets = packets_table(result)
+    assert packets.sf.iloc[0] == 12 and packets.sf.iloc[-1] == sf
+
+
+def test_downlinks_gateway_duty_cycle_and_half_duplex():
+    result = _run(count=150, lorawan="confirmed: true, nb_trans: 4, downlinks_per_day: 6")
+    s = summary_table(result)
+    gw = gateways_table(result)
+    duration = 6 * 3600
+    for row in s.itertuples():
+        assert row.acks_received <= row.downlinks_received <= row.downlinks_sent
+        assert row.app_downlinks_delivered <= row.downlinks_received
+        assert row.packets_offered == row.packets_delivered + row.packets_lost
+    off = s[s.policy == "cloud_offload"].iloc[0]
+    assert off.downlinks_sent > 0 and off.packets_lost_gateway_transmitting > 0  # half duplex at work
+    assert (s.app_downlinks_delivered > 0).all()
+    # a gateway transmits at most 10 % of the time in the RX2 sub-band and 1 % in the others (plus one frame)
+    assert (gw.tx_duty_cycle_max_sub_band <= 0.10 + 2.0 / duration).all()
+    assert (gw.path_utilisation > 0).all() and (gw.path_utilisation <= 1).all()
