@@ -26,7 +26,7 @@ def _nodes(sf):
 
 
 def _transmit(link, msgs, sf, seed=0):
-    return link.transmit(msgs, _nodes(sf), np.random.default_rng(seed))
+    return link.transmit(msgs, _nodes(sf), np.random.default_rng(seed), 1e9)
 
 
 def test_raw_window_is_fragmented_to_the_sf_payload_limit():

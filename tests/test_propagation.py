@@ -32,3 +32,22 @@ def test_farm_scenario_uses_the_hata_open_area_numbers():
     assert sc.network.propagation.pl_d0_db == pytest.approx(pl0, abs=0.01)
     assert sc.network.propagation.d0_m == d0
     assert sc.network.propagation.exponent == pytest.approx(n, abs=0.001)
+
+
+def test_hata_urban_by_hand_and_in_city_meters():
+    from pathlib import Path
+
+    from iotsim.radio.propagation import hata_urban_db, hata_urban_log_distance
+
+    # f = 868 MHz, h_b = 30 m, h_m = 1.5 m, d = 1 km (Hata 1980, small/medium city)
+    lf = np.log10(868.0)
+    a_hm = (1.1 * lf - 0.7) * 1.5 - (1.56 * lf - 0.8)
+    assert hata_urban_db(1000.0) == pytest.approx(69.55 + 26.16 * lf - 13.82 * np.log10(30.0) - a_hm)
+    assert hata_urban_db(1000.0) == pytest.approx(125.993, abs=1e-3)
+    pl0, d0, n = hata_urban_log_distance()
+    d = np.array([500.0, 1000.0, 3000.0])
+    np.testing.assert_allclose(path_loss_db(d, pl0, d0, n), hata_urban_db(d), rtol=0, atol=1e-9)
+    sc = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "city_meters.yaml", check_references=False)
+    assert sc.network.propagation.pl_d0_db == pytest.approx(pl0, abs=0.01)
+    assert sc.network.propagation.d0_m == d0
+    assert sc.network.propagation.exponent == pytest.approx(n, abs=0.001)

@@ -126,6 +126,25 @@ def hata_open_area_db(distance_m, frequency_hz: float = 868e6, gateway_height_m:
     return urban - 4.78 * lf**2 + 18.33 * lf - 40.94
 
 
+def hata_urban_db(distance_m, frequency_hz: float = 868e6, gateway_height_m: float = 30.0,
+                  node_height_m: float = 1.5):
+    """Okumura-Hata path loss for urban areas, small/medium-city mobile antenna correction (Hata 1980,
+    the L_urban of `hata_open_area_db`; valid for 150-1500 MHz, base antenna 30-200 m, 1-20 km)."""
+    d_km = _distance(distance_m) / 1000.0
+    f = frequency_hz / 1e6
+    lf = np.log10(f)
+    a_hm = (1.1 * lf - 0.7) * node_height_m - (1.56 * lf - 0.8)
+    return 69.55 + 26.16 * lf - 13.82 * np.log10(gateway_height_m) - a_hm \
+        + (44.9 - 6.55 * np.log10(gateway_height_m)) * np.log10(d_km)
+
+
+def hata_urban_log_distance(frequency_hz: float = 868e6, gateway_height_m: float = 30.0,
+                            node_height_m: float = 1.5) -> tuple[float, float, float]:
+    """The Hata urban model written as log-distance parameters: (pl_d0_db, d0_m, exponent)."""
+    pl_1km = float(hata_urban_db(1000.0, frequency_hz, gateway_height_m, node_height_m))
+    return pl_1km, 1000.0, float((44.9 - 6.55 * np.log10(gateway_height_m)) / 10.0)
+
+
 def hata_open_area_log_distance(frequency_hz: float = 868e6, gateway_height_m: float = 30.0,
                                 node_height_m: float = 1.0) -> tuple[float, float, float]:
     """The Hata open-area model written as log-distance parameters: (pl_d0_db, d0_m, exponent)."""
