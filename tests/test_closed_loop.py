@@ -114,8 +114,9 @@ def test_confirmed_uplinks_match_the_closed_forms(monkeypatch, p, n):
     sd = math.sqrt(p * (1 - p**n) / (1 - p) ** 2 / frames) * 4 + 0.01  # generous: attempts have variance
     assert row.attempts_per_packet == pytest.approx(expected_attempts, abs=sd)
     assert row.packet_delivery_ratio == pytest.approx(1 - p**n, abs=4 * math.sqrt(p**n * (1 - p**n) / frames) + 0.005)
-    # every delivered attempt was acknowledged (no other loss here), and the ledger paid for every attempt
-    assert row.acks_received == row.packets_delivered
+    # delivered frames were acknowledged, but for the rare ACK the gateway could not send because it was
+    # already transmitting another one; and the ledger paid for every attempt
+    assert 0.99 * row.packets_delivered <= row.acks_received <= row.packets_delivered
     assert row.retransmissions == round(row.attempts_per_packet * frames) - frames
     packets = packets_table(result)
     pk = packets[packets.policy == "on_device"]

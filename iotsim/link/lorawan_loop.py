@@ -113,6 +113,8 @@ class ClosedLoop:
         self.base_first = np.searchsorted(self.base.message, np.arange(len(messages) + 1))
         self.u_base = rng.random(len(self.base)).tolist()
         self.rng_retx = np.random.default_rng(rng.integers(0, 2**63))  # draws beyond the open-loop frames
+        self.rng_timeouts = np.random.default_rng(rng.integers(0, 2**63))
+        self._timeouts: list[float] = []
         self.base_rx_done = (self.base.airtime_s + self.rx2_delay + link.receive_windows_s(self.base.sf)[1]).tolist()
         # attempts announced to the network (one entry per transmission)
         self.a_start: list[float] = []
@@ -329,7 +331,7 @@ class ClosedLoop:
                         if acked or attempts >= st.nb_trans:
                             break
                         # no ACK: wait RETRANSMIT_TIMEOUT after RX2's delay before the next uplink
-                        attempt_ready = end + rx2_delay + float(lorawan_mac.draw_retransmit_timeout_s(self.rng_retx))
+                        attempt_ready = end + rx2_delay + self._retransmit_timeout()
                     else:
                         if got or attempts >= st.nb_trans:
                             break
@@ -347,6 +349,12 @@ class ClosedLoop:
                     tx_s, rx_s = air, sum(self._rx_windows(st.sf))
                 self.rows.append((msg, j, phy, st.sf, air, ready, first_start, False, attempts, first_ch, tx_s,
                                   rx_s, attempts * startup, busy, fate, gw_of, st.tx_index))
+
+    def _retransmit_timeout(self) -> float:
+        """The next RETRANSMIT_TIMEOUT draw (drawn in blocks from their own stream, used in event order)."""
+        if not self._timeouts:
+            self._timeouts = lorawan_mac.draw_retransmit_timeout_s(self.rng_timeouts, 4096).tolist()[::-1]
+        return self._timeouts.pop()
 
     def _rx_windows(self, sf: int) -> tuple[float, float]:
         """Time RX1 and RX2 stay open with no downlink (s)."""
