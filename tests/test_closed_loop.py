@@ -207,3 +207,13 @@ def test_downlinks_gateway_duty_cycle_and_half_duplex():
     # a gateway transmits at most 10 % of the time in the RX2 sub-band and 1 % in the others (plus one frame)
     assert (gw.tx_duty_cycle_max_sub_band <= 0.10 + 2.0 / duration).all()
     assert (gw.path_utilisation > 0).all() and (gw.path_utilisation <= 1).all()
+
+
+def test_closed_loop_runs_are_byte_identical_for_one_seed(tmp_path):
+    from iotsim.results import write_results
+
+    text = DENSE.format(count=80, lorawan="confirmed: true, nb_trans: 3, adr: true, downlinks_per_day: 4")
+    for name in ("a", "b"):
+        write_results(run_scenario(load_scenario_text(text)), tmp_path / name, plots=False)
+    for f in ("summary.csv", "gateways.csv", "nodes.parquet", "packets.parquet", "events.parquet"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f

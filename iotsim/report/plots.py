@@ -55,11 +55,14 @@ _PALETTE = [
     "#d62728", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
 ]
 _DELIVERED_COLOR = "#2ca02c"
-_LOSS_COLORS = {
+_LOSS_COLORS = {  # by Fate.reason (iotsim.network.fate)
     "collision": "#d62728",
     "below_sensitivity": "#9467bd",
-    "duty_cycle_drop": "#ff7f0e",
-    "fragment_lost": "#8c564b",
+    "duty_cycle": "#ff7f0e",
+    "demodulators_busy": "#8c564b",
+    "gateway_transmitting": "#e377c2",
+    "link_retries": "#17becf",
+    "pending_at_end": "#7f7f7f",
 }
 # The columns of the packets table the plots read (the writer passes only these for large runs).
 PACKET_COLUMNS = ["policy", "group", "airtime_s", "delivered", "loss_reason"]
