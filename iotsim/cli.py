@@ -31,6 +31,9 @@ def run(
     scenario: Path = typer.Argument(..., help="scenario YAML file, e.g. scenarios/farm.yaml"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="results folder (default: the scenario's outputs.dir)"),
     seed: Optional[int] = typer.Option(None, help="override the scenario's seed"),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", help="PATH=VALUE: set a scenario field by dotted path, validated like the file "
+        "(e.g. --set network.lorawan.confirmed=true); repeatable"),
     no_plots: bool = typer.Option(False, "--no-plots", help="skip PNG plots and the HTML report"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
@@ -42,7 +45,14 @@ def run(
     from iotsim.scenario import load_scenario
 
     try:
-        sc = load_scenario(scenario)
+        if sets:
+            from iotsim.scenario.yaml_source import read_yaml
+            from iotsim.sweep.overrides import apply_overrides, parse_set
+
+            overrides = [parse_set(text, single=True) for text in sets]
+            sc = apply_overrides(read_yaml(scenario), [(o.path, o.values[0]) for o in overrides])
+        else:
+            sc = load_scenario(scenario)
         if seed is not None:
             sc = sc.model_copy(update={"seed": seed})
         out_dir = out or Path(sc.outputs.dir)

@@ -295,3 +295,18 @@ def test_sampling_unlike_the_models_training_is_flagged(small_result):
     assert any(n.startswith("Warning:") for n in result.notes)
     # the generator runs at the scenario's timing: a 12-sample window spans a minute
     assert result.plans[0].window_span_s == 60.0
+
+
+def test_cli_run_set_overrides_a_field_and_refuses_a_bad_one(tmp_path):
+    base = [sys.executable, "-m", "iotsim.cli", "run", str(REPO / "scenarios" / "city_meters.yaml"), "--quiet",
+            "--no-plots", "--set", "fleet.meters.count=40", "--set", "policies=[on_device]"]
+    out = tmp_path / "ok"
+    proc = subprocess.run([*base, "--set", "network.lorawan.confirmed=true", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.nodes.tolist() == [40] and summary.acks_received.iloc[0] > 0
+    bad = tmp_path / "bad"
+    proc = subprocess.run([*base, "--set", "network.lorawan.nb_trans=99", "--out", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "network.lorawan.nb_trans" in proc.stderr and not bad.exists()
