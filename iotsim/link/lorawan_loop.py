@@ -101,8 +101,12 @@ class ClosedLoop:
         self.noise_dbm = THERMAL_NOISE_DBM_HZ + 10 * math.log10(self.s.bandwidth_hz) + NOISE_FIGURE_DB
         self._split_by_sf: dict[int, tuple] = {}
         self._rx_cache: dict[int, tuple] = {}
+        self._audible: dict[tuple, list] = {}  # (node, SF, TX power offset) -> gateways that hear it
         self.ready_l = messages.ready_s.tolist()
-        self._held: list[list[float]] = [[] for _ in range(self.n_gw)]  # the allocator's held paths, as lists
+        # the allocator's state as plain Python (fast one frame at a time), written back before it runs
+        self._held: list[list[float]] = [[] for _ in range(self.n_gw)]
+        self._busy = [0] * self.n_gw
+        self._locked_n = [0] * self.n_gw
         self._dl_cache: dict[tuple, tuple] = {}
         self._dr_cache: dict[tuple, tuple] = {}
         self.power_dbm_l = nodes.rx_power_dbm.tolist()
@@ -133,7 +137,8 @@ class ClosedLoop:
         self._end_heap: list = []
         self._arrived_ids: list[int] = []
         self._arrived_start: list[float] = []
-        self._arrival = reception.Arrival.empty(0, self.n_gw)
+        self.a_bits: list[int] = []  # per attempt: bit g set where it locked a path at gateway g
+        self.a_afate: list[int] = []  # per attempt: furthest stage where it locked no path (reception.Arrival.fate)
         self._allocator = reception.PathAllocator(self.n_gw, self.model.demodulator_paths)
         self._max_air = 0.0
         # gateways: transmit intervals, busy-until and per-sub-band off time
@@ -275,12 +280,15 @@ class ClosedLoop:
                     earliest = min(st.band_free)
                     if earliest > t:
                         t = earliest
-                    open_ch = [c for c in range(n_ch) if st.band_free[band_of[c]] <= t]
                     if attempts == 0 and base:
                         u = self.u_base[base_rows[j]]
                     else:
                         u = float(self.rng_retx.random())
-                    c = open_ch[min(int(u * len(open_ch)), len(open_ch) - 1)]
+                    if max(st.band_free) <= t:  # every sub-band open
+                        c = min(int(u * n_ch), n_ch - 1)
+                    else:
+                        open_ch = [c for c in range(n_ch) if st.band_free[band_of[c]] <= t]
+                        c = open_ch[min(int(u * len(open_ch)), len(open_ch) - 1)]
                     b = band_of[c]
                     st.band_free[b] = t + air / dc[b]
                     st.node_free = t + rx_done
@@ -378,6 +386,8 @@ class ClosedLoop:
         self.a_status.append(-1)
         self.a_gw.append(-1)
         self.a_dl.append(None)
+        self.a_bits.append(0)
+        self.a_afate.append(int(Fate.BELOW_SENSITIVITY))
         heapq.heappush(self._arrival_heap, (t, a))
         heapq.heappush(self._end_heap, (t + air, a))
         if air > self._max_air:
@@ -437,64 +447,76 @@ class ClosedLoop:
         return reception.GatewayTx(out, self.n_gw) if found else None
 
     def _arrive(self, ids: list[int]) -> None:
-        n_old = self._arrival.fate.shape[0]
-        need = max(ids) + 1
-        if need > n_old:
-            grow = reception.Arrival.empty(max(need, 2 * n_old, 1024), self.n_gw)
-            grow.put(np.arange(n_old), self._arrival)
-            self._arrival = grow
         if len(ids) <= SCALAR_BATCH:
             for a in ids:
                 self._arrive_one(a)
             return
         alloc = self._allocator
-        if alloc.paths is not None:
-            alloc._held = [np.array(h) for h in self._held]
+        self._sync_allocator()
         frames = self._frames(ids)
         tx = self._gateway_tx(frames.start_s[0], frames.end_s.max())
-        got = reception.arrive(frames, self.nodes.rx_power_dbm, self._allocator, tx)
+        got = reception.arrive(frames, self.nodes.rx_power_dbm, alloc, tx)
         if alloc.paths is not None:
             self._held = [h.tolist() for h in alloc._held]
-        self._arrival.put(np.asarray(ids), got)
+        self._busy = alloc._busy_ticks.tolist()
+        self._locked_n = alloc.frames_locked.tolist()
+        for a, row, fate in zip(ids, got.locked, got.fate.tolist()):
+            self.a_bits[a] = int.from_bytes(row.tobytes(), "little")
+            self.a_afate[a] = fate
         self._arrived_ids.extend(ids)
         self._arrived_start.extend(frames.start_s.tolist())
 
+    def _sync_allocator(self) -> None:
+        """Write the plain-Python copies of the allocator's state back into it."""
+        alloc = self._allocator
+        if alloc.paths is not None:
+            alloc._held = [np.array(h, dtype=np.float64) for h in self._held]
+        alloc._busy_ticks = np.array(self._busy, dtype=np.int64)
+        alloc.frames_locked = np.array(self._locked_n, dtype=np.int64)
+
+    def _arrival_of(self, ids: list[int]) -> reception.Arrival:
+        width = (self.n_gw + 7) // 8
+        locked = np.frombuffer(b"".join(self.a_bits[a].to_bytes(width, "little") for a in ids),
+                               dtype=np.uint8).reshape(len(ids), width)
+        return reception.Arrival(locked, np.array([self.a_afate[a] for a in ids], dtype=np.int8))
+
     def _arrive_one(self, a: int) -> None:
-        """`reception.arrive` for one frame, in plain Python (the same arithmetic as the allocator's)."""
+        """`reception.arrive` for one frame, in plain Python (the same arithmetic as the allocator's).
+
+        Only the gateways that hear the frame can lock a path; at the others it is below sensitivity.
+        (A gateway's list of held paths is trimmed when it is next used: ends at or before a start
+        never count, here or in the allocator.)"""
         s, air, k, off = self.a_start[a], self.a_air[a], self.a_node[a], self.a_off[a]
-        e = s + air
-        sens = self.sens_l[self.a_sf[a]]
-        power = self.power_dbm_l[k]
+        key = (k, self.a_sf[a], off)
+        audible = self._audible.get(key)
+        if audible is None:
+            sens = self.sens_l[self.a_sf[a]]
+            audible = self._audible[key] = [g for g, p in enumerate(self.power_dbm_l[k]) if p + off >= sens]
         alloc = self._allocator
         paths = alloc.paths
-        ticks = int(round(air * reception.TICKS_PER_S))
-        best = -1  # rank of the furthest stage where no path was locked
+        best = _BS_RANK if len(audible) < self.n_gw else -1  # furthest stage where no path was locked
         bits = 0
-        for g in range(self.n_gw):
-            audible = power[g] + off >= sens
-            during = audible and self._transmitting(g, s)
-            locked = False
-            if paths is not None:
-                held = self._held[g]
-                if held and held[0] <= s:
-                    del held[: bisect_right(held, s)]
-            if audible and not during:
-                locked = paths is None or len(held) < paths
-                if locked:
-                    alloc._busy_ticks[g] += ticks
-                    alloc.frames_locked[g] += 1
-                    bits |= 1 << g
-                    if paths is not None:
-                        insort(held, e)
-            if not locked:
-                rank = _GT_RANK if during else (_DB_RANK if audible else _BS_RANK)
-                if rank > best:
-                    best = rank
+        if audible:
+            e = s + air
+            ticks = int(round(air * reception.TICKS_PER_S))
+            for g in audible:
+                if self.gw_busy_until[g] > s and self._transmitting(g, s):
+                    best = max(best, _GT_RANK)
+                    continue
+                if paths is not None:
+                    held = self._held[g]
+                    if held and held[0] <= s:
+                        del held[: bisect_right(held, s)]
+                    if len(held) >= paths:
+                        best = max(best, _DB_RANK)
+                        continue
+                    insort(held, e)
+                self._busy[g] += ticks
+                self._locked_n[g] += 1
+                bits |= 1 << g
         alloc._last_start = s
-        self._arrival.fate[a] = _RANK_FATE_CODES[max(best, 0)]
-        row = self._arrival.locked[a]
-        for byte in range(row.shape[0]):
-            row[byte] = (bits >> (8 * byte)) & 0xFF
+        self.a_afate[a] = _RANK_FATE_CODES[max(best, 0)]
+        self.a_bits[a] = bits
         self._arrived_ids.append(a)
         self._arrived_start.append(s)
 
@@ -545,7 +567,7 @@ class ClosedLoop:
             pos = {a: p for p, a in enumerate(context)}
             frames = self._frames(context)
             tgt = np.array([pos[a] for a in busy], dtype=np.int64)
-            dec = reception.decode(frames, self._arrival.take(np.asarray(busy)), self.nodes.rx_power_dbm, self.model,
+            dec = reception.decode(frames, self._arrival_of(busy), self.nodes.rx_power_dbm, self.model,
                                    targets=tgt, gateway_tx=tx, node_rx_power_mw=self.power_mw)
             for a, st, g in zip(busy, dec.status.tolist(), dec.gateway.tolist()):
                 self.a_status[a] = st
@@ -562,12 +584,9 @@ class ClosedLoop:
     def _verdict_alone(self, a: int) -> None:
         """`reception.decode` for a frame no other frame or transmission disturbs: decoded wherever it
         locked a path; delivered through the strongest of those gateways (the first on a tie)."""
-        row = self._arrival.locked[a]
-        bits = 0
-        for byte in range(row.shape[0]):
-            bits |= int(row[byte]) << (8 * byte)
+        bits = self.a_bits[a]
         if not bits:
-            self.a_status[a] = int(self._arrival.fate[a])
+            self.a_status[a] = self.a_afate[a]
             self.a_gw[a] = -1
             return
         power = self.power_dbm_l[self.a_node[a]]
@@ -693,6 +712,7 @@ class ClosedLoop:
         tx.link_gateway = gw.astype(np.int16)
         if self.s.adr:  # TX power varies per frame only under ADR
             tx.tx_power_dbm = (self.max_power_dbm - 2.0 * tx_index.astype(np.float64)) if n else np.zeros(0)
+        self._sync_allocator()
         tx.gateway_stats = {"path_busy_s": self._allocator.path_busy_s, "frames_locked": self._allocator.frames_locked.copy(),
                             "tx_airtime_s": self.gw_tx_s.copy(),
                             "tx_band_s": [dict(d) for d in self.gw_band_tx_s]}
