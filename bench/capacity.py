@@ -110,20 +110,33 @@ def plot(points: pd.DataFrame, answers: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, (ax, ax_tx) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [3, 2]})
     for name, part in points.groupby("variant", sort=False):
-        ax.plot(part["count"], part.message_delivery_ratio, marker="o", label=name)
-        ax.fill_between(part["count"], part.message_delivery_min, part.message_delivery_max, alpha=0.15)
+        at = answers.get(name)
+        label = f"{name} ({at:,.0f} at {TARGET:.0%})" if at else name
+        line, = ax.plot(part["count"], part.message_delivery_ratio, marker="o", label=label)
+        ax.fill_between(part["count"], part.message_delivery_min, part.message_delivery_max, alpha=0.15,
+                        color=line.get_color())
+        ax_tx.plot(part["count"], part.attempts_per_packet, marker="o", color=line.get_color(), label=name)
     ax.axhline(TARGET, color="0.4", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("meters per gateway (city_meters.yaml, hourly 72 B readings, one day)")
+    ticks = sorted(points["count"].unique())
+    for a in (ax, ax_tx):
+        a.set_xscale("log")
+        a.set_xticks(ticks)
+        a.xaxis.set_major_formatter(ScalarFormatter())
+        a.xaxis.set_minor_formatter(NullFormatter())
+        a.tick_params(axis="x", labelrotation=45, labelsize=8)
+        a.set_xlabel("meters per gateway")
+        a.grid(alpha=0.3)
     ax.set_ylabel("messages delivered / offered")
-    ax.set_title("One LoRaWAN gateway: delivery against fleet size, each effect on and off")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_title("Delivery (city_meters.yaml: hourly 72 B readings, one day)")
+    ax.legend(fontsize=8, loc="lower left")
+    ax_tx.set_ylabel("transmissions per frame")
+    ax_tx.set_title("Transmissions per frame (confirmed: ACK or retry)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
