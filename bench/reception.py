@@ -7,6 +7,15 @@ nodes with random received power at 9 gateways) are resolved with
 - the new default (Croce inter-SF, 8 demodulator paths), also with gateway transmissions.
 
     python bench/reception.py --frames 2000000 --days 1
+
+Defaults (2 M frames, 1 day, 9 gateways; 2-core machine, shared), with the C kernels
+(iotsim/network/native.py) and with IOTSIM_NATIVE=0 (the numpy/Python path, same results):
+
+    old sweep (co-SF, 6 dB, no paths)          0.98 s
+    new: orthogonal SFs, unlimited paths       0.81 s   (numpy 2.18 s)
+    new: orthogonal SFs, 8 paths               1.06 s   (numpy 10.01 s)
+    new: Croce inter-SF, 8 paths (default)     1.14 s   (numpy 10.92 s)
+    new: Croce, 8 paths, gateway TX            1.92 s   (numpy 10.88 s)
 """
 
 from __future__ import annotations

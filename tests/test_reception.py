@@ -410,3 +410,178 @@ def test_empty_input_and_model_validation():
         ReceptionModel(inter_sf="perfect")
     with pytest.raises(ValueError):
         ReceptionModel(demodulator_paths=0)
+
+
+# ---------------------------------------------------------------- C kernels against the Python path
+
+
+def _kernels_or_skip():
+    from iotsim.network import native
+    if native.lib() is None:
+        pytest.skip(f"C kernels unavailable: {native.load_error}")
+    return native
+
+
+def _congested_allocation(seed, paths, n_gw=4, n=4000):
+    rng = np.random.default_rng(seed)
+    # bursts of frames starting together and a steady load of a few times the paths
+    start = np.sort(np.round(rng.random(n) * n * 0.25 / paths, 2))
+    air = rng.choice([0.06, 0.11, 0.2, 0.37, 0.74, 1.32], n) * rng.uniform(0.9, 1.1, n)
+    cand = rng.random((n, n_gw)) < rng.uniform(0.3, 0.95, n_gw)
+    return rng, start, air, cand
+
+
+@pytest.mark.parametrize("paths", [1, 2, 8])
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_native_allocation_equals_python(monkeypatch, seed, paths):
+    _kernels_or_skip()
+    rng, start, air, cand = _congested_allocation(seed, paths)
+    cuts = np.unique(np.r_[0, np.sort(rng.integers(0, len(start), 25)), len(start)])
+    n_gw = cand.shape[1]
+    runs = {}
+    for use in (True, False):
+        monkeypatch.setattr(reception, "USE_NATIVE", use)
+        alloc = PathAllocator(n_gw, paths)
+        parts, held = [], []
+        for a, b in zip(cuts[:-1], cuts[1:]):  # held paths carried across calls
+            parts.append(alloc.allocate(start[a:b], air[a:b], cand[a:b]))
+            held.append([h.tobytes() for h in alloc._held])
+        runs[use] = (np.concatenate(parts), held, alloc._busy_ticks.copy(), alloc.frames_locked.copy(),
+                     alloc._last_start)
+    (lc, hc, bc, fc, sc), (lp, hp, bp, fp, sp) = runs[True], runs[False]
+    assert lc.dtype == bool and lc.shape == lp.shape
+    np.testing.assert_array_equal(lc, lp)
+    assert hc == hp
+    assert bc.tobytes() == bp.tobytes() and fc.tobytes() == fp.tobytes() and sc == sp
+    assert 0.05 < 1 - lp[cand].mean() < 0.95  # congested: many frames turned away, many not
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_native_decode_equals_python(monkeypatch, seed):
+    _kernels_or_skip()
+    for case in (dict(sfs=(7, 8, 9, 10, 11, 12), offsets=True, tx_intervals=5),
+                 dict(sfs=(7, 12), channels=1)):
+        start, air, ch, sf, node, node_power, sens, offset, gateway_tx = _random_scenario(
+            seed, n=3000, n_gw=5, **case)
+        for model in (ReceptionModel(demodulator_paths=3), ReceptionModel(inter_sf="orthogonal"),
+                      ReceptionModel(capture_threshold_db=0.0, inter_sf="goursaud", demodulator_paths=1)):
+            out = {}
+            for use in (True, False):
+                monkeypatch.setattr(reception, "USE_NATIVE", use)
+                r = resolve_receptions(start, air, ch, sf, node, node_power, sens, model,
+                                       tx_power_offset_db=offset, gateway_tx=gateway_tx)
+                out[use] = [r.status.tobytes(), r.gateway.tobytes(), r.gateways_decoding.tobytes(),
+                            r.path_busy_s.tobytes(), r.frames_locked.tobytes()]
+            assert out[True] == out[False]
+
+
+@pytest.mark.parametrize("model", [ReceptionModel(), ReceptionModel(capture_threshold_db=0.0, inter_sf="goursaud"),
+                                   ReceptionModel(capture_threshold_db=math.inf),
+                                   ReceptionModel(inter_sf="orthogonal")])
+def test_native_energy_is_the_same_floats(monkeypatch, model):
+    # the C sweep sums the same floats in the same order as the numpy sweep, block by block
+    native = _kernels_or_skip()
+    calls = []
+    real = native.verdict
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(native, "verdict", spy)
+    monkeypatch.setattr(reception, "BLOCK_ELEMENTS", 997)
+    start, air, ch, sf, node, node_power, sens, offset, _ = _random_scenario(8, n=2000, n_gw=3, channels=2,
+                                                                              sfs=(7, 9, 12), offsets=True)
+    resolve_receptions(start, air, ch, sf, node, node_power, sens, model, tx_power_offset_db=offset)
+    assert len(calls) >= 7  # blocks
+    hits = 0
+    for s, e, grp, slot, node_s, lin, off, maxend, tp, slots, n_gw, *_ in calls:
+        new_group = np.r_[True, grp[1:] != grp[:-1]]
+        group_first = np.flatnonzero(new_group)
+        first_of = np.repeat(group_first, np.diff(np.r_[group_first, s.size]))
+
+        def power_mw(x):
+            return lin[node_s[x]] * off[x, None]
+
+        ref = reception._energy_sweep(s, e, grp, slot, power_mw, maxend, first_of, tp, int(tp[0]),
+                                      int(tp[-1]) + 1, tp.size, slots, n_gw)
+        got = native.energy(s, e, grp, slot, node_s, lin, off, maxend, tp, slots, n_gw)
+        assert got.tobytes() == ref.tobytes()
+        hits += (ref > 0).sum()
+    assert hits > 1000
+
+
+@pytest.mark.parametrize("seed", [10, 11, 12])
+def test_native_verdict_edge_cases_equal_python(monkeypatch, seed):
+    # equal powers at several gateways (first one wins), capture at exactly the threshold, repeated
+    # starts, gateway transmissions, one path
+    _kernels_or_skip()
+    rng = np.random.default_rng(seed)
+    n, n_gw = 1500, 10
+    start = np.round(rng.random(n) * 300, 1)
+    ch = rng.integers(0, 4, n)
+    sf = rng.choice([7, 8, 12], n)
+    air = np.where(sf == 7, 0.25, np.where(sf == 8, 0.5, 1.0))
+    node = rng.integers(0, 30, n)
+    node_power = np.round(rng.uniform(-120, -100, (30, n_gw)) / 3) * 3
+    sens = np.full(n, -118.0)
+    tx = [(np.sort(rng.random(20) * 300), None) for _ in range(n_gw)]
+    tx = [(a, a + 0.4) for a, _ in tx]
+    for model in (ReceptionModel(capture_threshold_db=3.0, demodulator_paths=1), ReceptionModel(capture_threshold_db=0.0),
+                  ReceptionModel(inter_sf="orthogonal", capture_threshold_db=math.inf, demodulator_paths=None)):
+        out = {}
+        for use in (True, False):
+            monkeypatch.setattr(reception, "USE_NATIVE", use)
+            r = resolve_receptions(start, air, ch, sf, node, node_power, sens, model,
+                                   gateway_tx=tx)
+            out[use] = [r.status.tobytes(), r.gateway.tobytes(), r.gateways_decoding.tobytes()]
+        assert out[True] == out[False]
+        status = np.frombuffer(out[True][0], np.int8)
+        assert (np.frombuffer(out[True][2], np.int16) > 1).any() and {D, COL} <= set(status.tolist())
+
+
+def test_falls_back_to_python_without_a_compiler(monkeypatch, tmp_path):
+    from iotsim.network import native
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    monkeypatch.delenv(native.DISABLE_ENV, raising=False)
+    native.reset()
+    try:
+        assert native.lib() is None and "compiler" in native.load_error
+        start, air, ch, sf, node, node_power, sens, offset, gateway_tx = _random_scenario(9, tx_intervals=3)
+        model = ReceptionModel(demodulator_paths=2)
+        r = resolve_receptions(start, air, ch, sf, node, node_power, sens, model, gateway_tx=gateway_tx)
+        status, best, count, busy, locked = _reference(start, air, ch, sf, node, node_power, sens, model,
+                                                       None, gateway_tx)
+        np.testing.assert_array_equal(r.status, status)
+        np.testing.assert_array_equal(r.frames_locked, locked)
+    finally:
+        native.reset()
+
+
+def test_falls_back_when_the_cache_is_not_writable(monkeypatch, tmp_path):
+    from iotsim.network import native
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("IOTSIM_CACHE_DIR", str(blocker / "cache"))  # under a file: mkdir fails
+    native.reset()
+    try:
+        assert native.lib() is None and native.load_error
+        r = _resolve([0.0, 0.05], [0.1, 0.1], [0, 0], [7, 7], [-90, -100], model=ReceptionModel(demodulator_paths=1))
+        assert list(r.status) == [D, DB]
+    finally:
+        native.reset()
+
+
+def test_native_builds_into_the_cache(monkeypatch, tmp_path):
+    from iotsim.network import native
+    if native._compiler() is None:
+        pytest.skip("no host C compiler")
+    monkeypatch.setenv("IOTSIM_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(native.DISABLE_ENV, raising=False)
+    native.reset()
+    try:
+        assert native.lib() is not None, native.load_error
+        built = list((tmp_path / "native").iterdir())
+        assert len(built) == 1 and built[0].suffix == ".so"  # no temporary left behind
+    finally:
+        native.reset()

@@ -51,7 +51,12 @@ Speed and memory: `decode` is a vectorized sweep over frames sorted by (channel,
 (channel, SF, start) when SFs are orthogonal), and the frames x gateways x SF arrays exist for one
 block of `BLOCK_ELEMENTS` at a time; `arrive` feeds the allocator blocks of frames; path allocation
 is vectorized where a frame finds fewer than `paths` audible frames on air at its start (it
-certainly gets a path) and sequential only through congested stretches.
+certainly gets a path) and sequential only through congested stretches. With a host C compiler,
+the sequential parts run as C kernels instead (`iotsim.network.native`, built on first use into
+the user cache): path allocation as one pass of a min-heap of held path ends per gateway, and
+decode's sweep and verdict per target frame, summing the same floats in the same order as the
+numpy sweep, so that the results are bit-identical with or without them (`USE_NATIVE = False` or
+IOTSIM_NATIVE=0 forces the numpy/Python path; without a compiler it is used silently).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from iotsim.network import native
 from iotsim.network.fate import Fate
 
 BLOCK_ELEMENTS = 1 << 22  # frames x gateways (x SFs) per block: 32 MB for each float64 array
@@ -107,6 +113,14 @@ for _rank, _fate in enumerate(_RANK_FATES):
     _FATE_TO_RANK[int(_fate)] = _rank
 _BS, _GT, _DB, _COL = range(4)
 _REBUILD_GAP = 16  # leave a congested stretch when the next congested frame is further than this
+USE_NATIVE = True
+"""Use the C kernels (`iotsim.network.native`) when they build; False: the pure-Python/numpy path
+(the same results, slower)."""
+
+
+def _native():
+    """The C kernels, or None (disabled, or no compiler: see `native.load_error`)."""
+    return native.lib() if USE_NATIVE else None
 
 
 @dataclass(frozen=True)
@@ -314,8 +328,16 @@ class PathAllocator:
             raise ValueError("frames must be fed to the allocator in start order")
         end_s = start_s + airtime_s
         ticks = np.rint(airtime_s * TICKS_PER_S).astype(np.int64)
-        locked = np.zeros((n, self.n_gateways), dtype=bool)
         last = start_s[-1]
+        if self.paths is not None and self.n_gateways and _native() is not None:
+            # the same sequential allocation in C (busy ticks: the same integer sums)
+            locked, held = native.allocate(start_s, end_s, ticks, candidate, self.paths, self._held,
+                                           self._busy_ticks, self.frames_locked)
+            for g in np.flatnonzero(candidate.any(axis=0)).tolist():
+                self._held[g] = held[g]
+            self._last_start = last
+            return locked
+        locked = np.zeros((n, self.n_gateways), dtype=bool)
         for g in range(self.n_gateways):
             idx = np.flatnonzero(candidate[:, g])
             if not idx.size:
@@ -423,6 +445,62 @@ class Decoded:
     gateways_decoding: np.ndarray  # int16 per target
 
 
+def _energy_sweep(s, e, grp, slot, power_mw, maxend, first_of, tp, lo, hi, rows, slots, n_gw):
+    """(rows * slots, n_gw) interference energy of the targets at positions tp (sorted, in [lo, hi)):
+    the numpy sweep (`native.energy` is the same sums in C)."""
+    n = s.shape[0]
+    loc = np.full(hi - lo, -1, dtype=np.int64)
+    loc[tp - lo] = np.arange(rows)
+    energy = np.zeros((rows * slots, n_gw))
+    # earlier frames of the first group that may still be on air when the block starts
+    gf = int(first_of[lo])
+    lo_ext = gf + int(np.searchsorted(maxend[gf:lo], s[lo], side="right"))
+    i = np.arange(lo_ext, hi)
+    d = 1
+    while i.size:
+        # pairs (i, i + d) in one group that overlap; once i + d starts after i ends, so do all
+        # later frames, so i leaves the sweep; within one d every i (and every j) appears once,
+        # so plain fancy-index accumulation is exact
+        i = i[i + d < n]
+        j = i + d
+        ok = (grp[j] == grp[i]) & (s[j] < e[i])
+        i, j = i[ok], j[ok]
+        if not i.size:
+            break
+        ov = np.minimum(e[i], e[j]) - s[j]
+        ri = np.full(i.size, -1, dtype=np.int64)
+        in_i = i >= lo
+        ri[in_i] = loc[i[in_i] - lo]
+        m = ri >= 0
+        if m.any():
+            jm = j[m]
+            energy[ri[m] * slots + slot[jm]] += power_mw(jm) * ov[m, None]
+        rj = np.full(j.size, -1, dtype=np.int64)
+        before_hi = j < hi
+        in_j = before_hi & (j >= lo)
+        rj[in_j] = loc[j[in_j] - lo]
+        m = rj >= 0
+        if m.any():
+            im = i[m]
+            energy[rj[m] * slots + slot[im]] += power_mw(im) * ov[m, None]
+        d += 1
+        i = i[in_i | before_hi]  # frames before the block whose successors left it contribute nothing more
+    return energy
+
+
+def _group_start_order(start_s: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """`np.lexsort((start_s, group))` (by group, then start, then index), faster: a stable sort by
+    start (skipped when the starts are sorted already) then a stable radix sort by a 16-bit group."""
+    n = start_s.shape[0]
+    if n < 2 or group.min() < 0 or group.max() > 0xFFFF:
+        return np.lexsort((start_s, group))
+    g16 = group.astype(np.uint16)
+    if (start_s[1:] >= start_s[:-1]).all():
+        return np.argsort(g16, kind="stable")
+    by_start = np.argsort(start_s, kind="stable")
+    return by_start[np.argsort(g16[by_start], kind="stable")]
+
+
 def decode(context: Frames, arrival: Arrival, node_rx_power_dbm: np.ndarray, model: ReceptionModel,
            targets: np.ndarray | None = None, gateway_tx=None, node_rx_power_mw: np.ndarray | None = None) -> Decoded:
     """Verdict on the target frames: interference against the context, half duplex, delivery.
@@ -448,9 +526,7 @@ def decode(context: Frames, arrival: Arrival, node_rx_power_dbm: np.ndarray, mod
     group = context.channel.astype(np.int64)
     if not inter:
         group = (group << 8) | (sf & 0xFF)
-    order = np.lexsort((context.start_s, group))
-    pos_of = np.empty(n, dtype=np.int64)
-    pos_of[order] = np.arange(n)
+    order = _group_start_order(context.start_s, group)
     s = context.start_s[order]
     e = s + context.airtime_s[order]
     grp = group[order]
@@ -471,7 +547,6 @@ def decode(context: Frames, arrival: Arrival, node_rx_power_dbm: np.ndarray, mod
     maxend = np.empty(n)
     for a, b in zip(group_first, np.r_[group_first[1:], n]):
         maxend[a:b] = np.maximum.accumulate(e[a:b])
-    first_of = np.repeat(group_first, np.diff(np.r_[group_first, n]))
 
     iso = model.isolation_db()
     with np.errstate(over="ignore"):
@@ -480,53 +555,36 @@ def decode(context: Frames, arrival: Arrival, node_rx_power_dbm: np.ndarray, mod
     k_inter = k_lin.copy()
     np.fill_diagonal(k_inter, 0.0)
     slots = 6 if inter else 1
+    co_mode = 0 if cap == math.inf else (1 if cap > 0 else 2)  # the three capture rules below
 
-    tpos = pos_of[tgt]
-    torder = np.argsort(tpos, kind="stable")
-    tpos_sorted = tpos[torder]
+    if targets is None:  # every frame, in sweep order
+        torder, tpos_sorted = order, np.arange(n)
+    else:
+        pos_of = np.empty(n, dtype=np.int64)
+        pos_of[order] = np.arange(n)
+        tpos = pos_of[tgt]
+        torder = np.argsort(tpos, kind="stable")
+        tpos_sorted = tpos[torder]
+    # the verdict in C (the same sums and comparisons); a target repeated in `targets` gets its
+    # energy in one of its rows only in the numpy sweep, so that case stays in numpy
+    kernels = _native() if n_gw and (targets is None or nt < 2 or (np.diff(tpos_sorted) > 0).all()) else None
+    if kernels is None:
+        first_of = np.repeat(group_first, np.diff(np.r_[group_first, n]))
     block = max(1, BLOCK_ELEMENTS // max(n_gw * slots, 1))
     for a in range(0, nt, block):
         b = min(a + block, nt)
         tp = tpos_sorted[a:b]
         rows = b - a
         lo, hi = int(tp[0]), int(tp[-1]) + 1
-        loc = np.full(hi - lo, -1, dtype=np.int64)
-        loc[tp - lo] = np.arange(rows)
-        energy = np.zeros((rows * slots, n_gw))
-        # earlier frames of the first group that may still be on air when the block starts
-        gf = int(first_of[lo])
-        lo_ext = gf + int(np.searchsorted(maxend[gf:lo], s[lo], side="right"))
-        i = np.arange(lo_ext, hi)
-        d = 1
-        while i.size:
-            # pairs (i, i + d) in one group that overlap; once i + d starts after i ends, so do all
-            # later frames, so i leaves the sweep; within one d every i (and every j) appears once,
-            # so plain fancy-index accumulation is exact
-            i = i[i + d < n]
-            j = i + d
-            ok = (grp[j] == grp[i]) & (s[j] < e[i])
-            i, j = i[ok], j[ok]
-            if not i.size:
-                break
-            ov = np.minimum(e[i], e[j]) - s[j]
-            ri = np.full(i.size, -1, dtype=np.int64)
-            in_i = i >= lo
-            ri[in_i] = loc[i[in_i] - lo]
-            m = ri >= 0
-            if m.any():
-                jm = j[m]
-                energy[ri[m] * slots + slot[jm]] += power_mw(jm) * ov[m, None]
-            rj = np.full(j.size, -1, dtype=np.int64)
-            before_hi = j < hi
-            in_j = before_hi & (j >= lo)
-            rj[in_j] = loc[j[in_j] - lo]
-            m = rj >= 0
-            if m.any():
-                im = i[m]
-                energy[rj[m] * slots + slot[im]] += power_mw(im) * ov[m, None]
-            d += 1
-            i = i[in_i | before_hi]  # frames before the block whose successors left it contribute nothing more
-
+        sel = torder[a:b]
+        if kernels is not None:  # the same verdict, in C
+            cut = tx.overlapping(s[tp], e[tp]) if tx.any else None
+            status[sel], best[sel], count[sel] = native.verdict(
+                s, e, grp, slot, node_s, lin, off_s, maxend, tp, slots, n_gw, co_mode, k_lin[0, 0],
+                k_inter if inter else None, arrival.locked[sel], cut, _FATE_TO_RANK[arrival.fate[sel]],
+                node_rx_power_dbm, _RANK_TO_FATE, Fate.DELIVERED)
+            continue
+        energy = _energy_sweep(s, e, grp, slot, power_mw, maxend, first_of, tp, lo, hi, rows, slots, n_gw)
         signal = power_mw(tp) * (e[tp] - s[tp])[:, None]  # (rows, gateways)
         energy = energy.reshape(rows, slots, n_gw)
         own = slot[tp]
@@ -540,7 +598,6 @@ def decode(context: Frames, arrival: Arrival, node_rx_power_dbm: np.ndarray, mod
         if inter:
             destroyed |= (energy * k_inter[own][:, :, None] > signal[:, None, :]).any(axis=1)
 
-        sel = torder[a:b]
         locked = arrival.locked_at(n_gw, sel)
         if tx.any:
             cut = tx.overlapping(s[tp], e[tp])
@@ -587,12 +644,21 @@ def resolve_receptions(
     n_gw = node_rx_power_dbm.shape[1] if node_rx_power_dbm.ndim == 2 else 0
     tx = GatewayTx.of(gateway_tx, n_gw)
     allocator = PathAllocator(n_gw, model.demodulator_paths)
-    order = np.argsort(frames.start_s, kind="stable")
-    arrival = Arrival.empty(len(frames), n_gw)
-    arrival.put(order, arrive(frames.take(order), node_rx_power_dbm, allocator, tx))
+    n = len(frames)
+    if n > 1 and not (frames.start_s[1:] >= frames.start_s[:-1]).all():
+        # in start order (ties in input order) both steps see the frames in the same order as given
+        # unsorted, so the results (scattered back below) are the same
+        order = np.argsort(frames.start_s, kind="stable")
+        frames = frames.take(order)
+    else:
+        order = None
+    arrival = arrive(frames, node_rx_power_dbm, allocator, tx)
     dec = decode(frames, arrival, node_rx_power_dbm, model, gateway_tx=tx)
-    return Reception(dec.status, dec.gateway, dec.gateways_decoding, allocator.path_busy_s,
-                     allocator.frames_locked.copy())
+    status, gateway, decoding = dec.status, dec.gateway, dec.gateways_decoding
+    if order is not None:
+        status, gateway, decoding = np.empty_like(status), np.empty_like(gateway), np.empty_like(decoding)
+        status[order], gateway[order], decoding[order] = dec.status, dec.gateway, dec.gateways_decoding
+    return Reception(status, gateway, decoding, allocator.path_busy_s, allocator.frames_locked.copy())
 
 
 __all__ = [

@@ -1,0 +1,204 @@
+"""C kernels of the reception model (iotsim/network/_reception.c), built on first use and loaded with ctypes.
+
+The source is compiled with the host C compiler ($IOTSIM_HOST_CC, else cc, else gcc) into the user
+cache (`iotsim.paths.user_cache_dir()` / native/, keyed by the sha256 of the source, the flags and
+the compiler's version; written to a temporary name, then renamed into place, so that concurrent
+builders end with the same file). Without a compiler, or when the build or the load fails (a cache
+directory that cannot be written, say), `lib()` returns None and the callers use their pure-Python
+path, which gives the same results; `load_error` then says why. IOTSIM_NATIVE=0 disables the kernels.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("_reception.c")
+FLAGS = ("-O2", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
+DISABLE_ENV = "IOTSIM_NATIVE"  # "0": never build or load the kernels
+HOST_CC_ENV = "IOTSIM_HOST_CC"  # the same override as iotsim.firmware.build
+
+load_error: str | None = None
+"""Why the kernels are not available (None: loaded, or not tried yet)."""
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+_f64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
+_i64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
+_u8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
+_i8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
+_i16 = np.ctypeslib.ndpointer(np.int16, flags="C_CONTIGUOUS")
+_int = ctypes.c_int64
+
+
+def _compiler() -> str | None:
+    for name in ([os.environ[HOST_CC_ENV]] if os.environ.get(HOST_CC_ENV) else ["cc", "gcc"]):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _build() -> Path:
+    """The shared library, compiled if not cached; raises OSError/RuntimeError when it cannot be."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no host C compiler (cc or gcc) found")
+    src = SOURCE.read_bytes()
+    r = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=False)
+    version = r.stdout.splitlines()[0].strip() if r.returncode == 0 and r.stdout else cc
+    key = hashlib.sha256(b"\0".join([src, " ".join(FLAGS).encode(), version.encode(),
+                                     platform.machine().encode()])).hexdigest()[:16]
+    from iotsim.paths import user_cache_dir
+
+    out = user_cache_dir() / "native" / f"libreception-{key}.so"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        r = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True,
+                           timeout=300, check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"building {SOURCE.name} failed: {r.stderr.strip()[-2000:]}")
+        os.replace(tmp, out)  # atomic
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    lib.iotsim_allocate.restype = None
+    lib.iotsim_allocate.argtypes = [_int, _int, _f64, _f64, _i64, _u8, _int, _f64, _i64, _int, _u8, _i64, _i64]
+    lib.iotsim_energy.restype = None
+    lib.iotsim_energy.argtypes = [_int, _int, _int, _f64, _f64, _i64, _i64, _i64, _f64, ctypes.c_void_p, _f64,
+                                  _int, _i64, _f64]
+    lib.iotsim_verdict.restype = None
+    lib.iotsim_verdict.argtypes = [_int, _int, _int, _f64, _f64, _i64, _i64, _i64, _f64, ctypes.c_void_p, _f64,
+                                   _int, _i64, _int, ctypes.c_double, ctypes.c_void_p, _int, _u8, ctypes.c_void_p,
+                                   _i8, _f64, _i8, _int, _f64, _u8, _i8, _i16, _i16]
+    return lib
+
+
+def lib() -> ctypes.CDLL | None:
+    """The loaded kernels, or None (then `load_error` says why). Built and loaded once per process."""
+    global _lib, _tried, load_error
+    if _tried:
+        return _lib
+    _tried = True
+    if os.environ.get(DISABLE_ENV, "1") == "0":
+        load_error = f"disabled by {DISABLE_ENV}=0"
+        return None
+    try:
+        _lib = _load(_build())
+        load_error = None
+    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as e:
+        _lib = None
+        load_error = f"{type(e).__name__}: {e}"
+    return _lib
+
+
+def reset() -> None:
+    """Forget the loaded library (tests: build again, e.g. under another environment)."""
+    global _lib, _tried, load_error
+    _lib, _tried, load_error = None, False, None
+
+
+def allocate(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, candidate: np.ndarray, paths: int,
+             held: list[np.ndarray], busy_ticks: np.ndarray, frames_locked: np.ndarray):
+    """Demodulator paths of every gateway for frames in start order (see `PathAllocator.allocate`).
+
+    held: per gateway the end times of its held paths (sorted). busy_ticks, frames_locked: (n_gw,)
+    int64, accumulated in place. Returns (locked (n, n_gw) bool, each gateway's held ends after the
+    last start, sorted), or None without the kernels.
+    """
+    k = lib()
+    if k is None:
+        return None
+    n, n_gw = candidate.shape
+    held = [np.asarray(h, dtype=np.float64) for h in held]
+    cap = max([paths] + [h.size for h in held])
+    heap = np.zeros((n_gw, cap))
+    heap_len = np.zeros(n_gw, dtype=np.int64)
+    for g, h in enumerate(held):
+        heap[g, : h.size] = h  # sorted: a valid min-heap
+        heap_len[g] = h.size
+    for a in (busy_ticks, frames_locked):
+        if a.dtype != np.int64 or a.shape != (n_gw,) or not a.flags.c_contiguous:
+            raise ValueError("busy_ticks and frames_locked must be contiguous (n_gw,) int64 arrays")
+    cand = np.ascontiguousarray(candidate, dtype=bool).view(np.uint8)
+    locked = np.empty((n, n_gw), dtype=np.uint8)
+    k.iotsim_allocate(n, n_gw, np.ascontiguousarray(start_s, dtype=np.float64),
+                      np.ascontiguousarray(end_s, dtype=np.float64), np.ascontiguousarray(ticks, dtype=np.int64),
+                      cand, paths, heap, heap_len, cap, locked, busy_ticks, frames_locked)
+    last = start_s[-1]
+    out = []
+    for g in range(n_gw):
+        h = heap[g, : heap_len[g]]
+        out.append(np.sort(h[h > last]))
+    return locked.view(bool), out
+
+
+def energy(s, e, grp, slot, node, lin, off, maxend, tp, slots: int, n_gw: int) -> np.ndarray | None:
+    """(rows * slots, n_gw) interference energy of the targets at positions `tp` (see `decode`), or None."""
+    k = lib()
+    if k is None:
+        return None
+    rows = tp.shape[0]
+    out = np.empty((rows * slots, n_gw))
+    c = np.ascontiguousarray
+    off_c = None if off is None else c(off, dtype=np.float64)
+    k.iotsim_energy(s.shape[0], n_gw, slots, c(s, dtype=np.float64), c(e, dtype=np.float64), c(grp, dtype=np.int64),
+                    c(slot, dtype=np.int64), c(node, dtype=np.int64), c(lin, dtype=np.float64),
+                    None if off_c is None else off_c.ctypes.data, c(maxend, dtype=np.float64), rows,
+                    c(tp, dtype=np.int64), out)
+    return out
+
+
+def verdict(s, e, grp, slot, node, lin, off, maxend, tp, slots: int, n_gw: int, co_mode: int, k_co: float, k_inter,
+            locked, cut, fate_rank, dbm, rank_to_fate, delivered: int):
+    """(status int8, best int16, count int16) of the targets at positions `tp` (see `decode`): locked
+    (rows, ceil(n_gw / 8)) uint8 bits, cut None or (rows, n_gw) bool, fate_rank (rows,) int8, dbm
+    (n_nodes, n_gw) received power in dBm. None without the kernels."""
+    k = lib()
+    if k is None:
+        return None
+    rows = tp.shape[0]
+    c = np.ascontiguousarray
+    off_c = None if off is None else c(off, dtype=np.float64)
+    ki = None if k_inter is None else c(k_inter, dtype=np.float64)
+    if ki is not None and ki.shape != (slots, slots):
+        raise ValueError(f"k_inter has shape {ki.shape}, expected ({slots}, {slots})")
+    locked = c(locked, dtype=np.uint8)
+    if locked.shape != (rows, (n_gw + 7) // 8):
+        raise ValueError(f"locked has shape {locked.shape}, expected ({rows}, {(n_gw + 7) // 8})")
+    cut_c = None if cut is None else c(cut, dtype=bool)
+    if cut_c is not None and cut_c.shape != (rows, n_gw):
+        raise ValueError(f"cut has shape {cut_c.shape}, expected ({rows}, {n_gw})")
+    rank_to_fate = c(rank_to_fate, dtype=np.int8)
+    if rank_to_fate.shape != (4,):
+        raise ValueError("rank_to_fate must have 4 entries")
+    status = np.empty(rows, dtype=np.int8)
+    best = np.empty(rows, dtype=np.int16)
+    count = np.empty(rows, dtype=np.int16)
+    k.iotsim_verdict(s.shape[0], n_gw, slots, c(s, dtype=np.float64), c(e, dtype=np.float64),
+                     c(grp, dtype=np.int64), c(slot, dtype=np.int64), c(node, dtype=np.int64),
+                     c(lin, dtype=np.float64), None if off_c is None else off_c.ctypes.data,
+                     c(maxend, dtype=np.float64), rows, c(tp, dtype=np.int64), co_mode, float(k_co),
+                     None if ki is None else ki.ctypes.data, locked.shape[1], locked,
+                     None if cut_c is None else cut_c.ctypes.data, c(fate_rank, dtype=np.int8),
+                     c(dbm, dtype=np.float64), rank_to_fate, int(delivered), np.empty(slots * n_gw),
+                     np.empty(n_gw, dtype=np.uint8), status, best, count)
+    return status, best, count
+
+
+__all__ = ["SOURCE", "allocate", "energy", "verdict", "lib", "load_error", "reset"]
