@@ -520,6 +520,16 @@ class ClosedLoop:
         self._arrived_ids.append(a)
         self._arrived_start.append(s)
 
+    def _cut(self, bits: int, t0: float, t1: float) -> bool:
+        """Some gateway among `bits` (where a frame locked a path) transmits during [t0, t1)."""
+        g = 0
+        while bits:
+            if bits & 1 and self._overlaps_tx(g, t0, t1):
+                return True
+            bits >>= 1
+            g += 1
+        return False
+
     def _overlaps_tx(self, g: int, t0: float, t1: float) -> bool:
         """The gateway already transmits somewhere in [t0, t1) (it has one transmitter)."""
         if self.gw_busy_until[g] <= t0:
@@ -550,20 +560,21 @@ class ClosedLoop:
         cand = self._arrived_ids[lo:]
         ends = [self.a_start[i] + self.a_air[i] for i in cand]
         context = [i for i, e in zip(cand, ends) if e > t_start and self.a_start[i] < t_end]
-        # a target alone on its channel, with no gateway transmitting meanwhile, meets no interference:
-        # its verdict follows from its arrival (plain Python); the others go through `reception.decode`
-        tx = self._gateway_tx(t_start, t_end)
+        # a target alone on its channel, with none of the gateways where it locked a path transmitting
+        # meanwhile, meets no interference and is cut nowhere: its verdict follows from its arrival
+        # (plain Python); the others go through `reception.decode`
         busy = []
         for a in targets:
             s0, e0, ch = self.a_start[a], self.a_start[a] + self.a_air[a], self.a_ch[a]
-            alone = tx is None and not any(
+            alone = not any(
                 i != a and self.a_ch[i] == ch and self.a_start[i] < e0 and self.a_start[i] + self.a_air[i] > s0
-                for i in context)
+                for i in context) and not self._cut(self.a_bits[a], s0, e0)
             if alone:
                 self._verdict_alone(a)
             else:
                 busy.append(a)
         if busy:
+            tx = self._gateway_tx(t_start, t_end)
             pos = {a: p for p, a in enumerate(context)}
             frames = self._frames(context)
             tgt = np.array([pos[a] for a in busy], dtype=np.int64)

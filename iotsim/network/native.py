@@ -31,11 +31,6 @@ load_error: str | None = None
 _lib: ctypes.CDLL | None = None
 _tried = False
 
-_f64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
-_i64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
-_u8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
-_i8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
-_i16 = np.ctypeslib.ndpointer(np.int16, flags="C_CONTIGUOUS")
 _int = ctypes.c_int64
 
 
@@ -77,15 +72,16 @@ def _build() -> Path:
 
 def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
+    # arrays go in as raw pointers (`_ptr`, after the callers made them contiguous with the right dtype):
+    # ctypes' ndpointer checks cost more than the kernel on the small batches of the closed loop
+    _p = ctypes.c_void_p
     lib.iotsim_allocate.restype = None
-    lib.iotsim_allocate.argtypes = [_int, _int, _f64, _f64, _i64, _u8, _int, _f64, _i64, _int, _u8, _i64, _i64]
+    lib.iotsim_allocate.argtypes = [_int, _int, _p, _p, _p, _p, _int, _p, _p, _int, _p, _p, _p]
     lib.iotsim_energy.restype = None
-    lib.iotsim_energy.argtypes = [_int, _int, _int, _f64, _f64, _i64, _i64, _i64, _f64, ctypes.c_void_p, _f64,
-                                  _int, _i64, _f64]
+    lib.iotsim_energy.argtypes = [_int, _int, _int, _p, _p, _p, _p, _p, _p, _p, _p, _int, _p, _p]
     lib.iotsim_verdict.restype = None
-    lib.iotsim_verdict.argtypes = [_int, _int, _int, _f64, _f64, _i64, _i64, _i64, _f64, ctypes.c_void_p, _f64,
-                                   _int, _i64, _int, ctypes.c_double, ctypes.c_void_p, _int, _u8, ctypes.c_void_p,
-                                   _i8, _f64, _i8, _int, _f64, _u8, _i8, _i16, _i16]
+    lib.iotsim_verdict.argtypes = [_int, _int, _int, _p, _p, _p, _p, _p, _p, _p, _p, _int, _p, _int, ctypes.c_double,
+                                   _p, _int, _p, _p, _p, _p, _p, _int, _p, _p, _p, _p, _p]
     return lib
 
 
@@ -105,6 +101,15 @@ def lib() -> ctypes.CDLL | None:
         _lib = None
         load_error = f"{type(e).__name__}: {e}"
     return _lib
+
+
+def _ptr(a: np.ndarray | None) -> int | None:
+    """Address of a C-contiguous array's data (None for None). The caller keeps the array alive."""
+    if a is None:
+        return None
+    if not a.flags.c_contiguous:
+        raise ValueError("arrays passed to the kernels must be C-contiguous")
+    return a.__array_interface__["data"][0]
 
 
 def reset() -> None:
@@ -137,9 +142,11 @@ def allocate(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, candidat
             raise ValueError("busy_ticks and frames_locked must be contiguous (n_gw,) int64 arrays")
     cand = np.ascontiguousarray(candidate, dtype=bool).view(np.uint8)
     locked = np.empty((n, n_gw), dtype=np.uint8)
-    k.iotsim_allocate(n, n_gw, np.ascontiguousarray(start_s, dtype=np.float64),
-                      np.ascontiguousarray(end_s, dtype=np.float64), np.ascontiguousarray(ticks, dtype=np.int64),
-                      cand, paths, heap, heap_len, cap, locked, busy_ticks, frames_locked)
+    s = np.ascontiguousarray(start_s, dtype=np.float64)
+    e = np.ascontiguousarray(end_s, dtype=np.float64)
+    t = np.ascontiguousarray(ticks, dtype=np.int64)
+    k.iotsim_allocate(n, n_gw, _ptr(s), _ptr(e), _ptr(t), _ptr(cand), paths, _ptr(heap), _ptr(heap_len), cap,
+                      _ptr(locked), _ptr(busy_ticks), _ptr(frames_locked))
     last = start_s[-1]
     out = []
     for g in range(n_gw):
@@ -156,11 +163,10 @@ def energy(s, e, grp, slot, node, lin, off, maxend, tp, slots: int, n_gw: int) -
     rows = tp.shape[0]
     out = np.empty((rows * slots, n_gw))
     c = np.ascontiguousarray
-    off_c = None if off is None else c(off, dtype=np.float64)
-    k.iotsim_energy(s.shape[0], n_gw, slots, c(s, dtype=np.float64), c(e, dtype=np.float64), c(grp, dtype=np.int64),
-                    c(slot, dtype=np.int64), c(node, dtype=np.int64), c(lin, dtype=np.float64),
-                    None if off_c is None else off_c.ctypes.data, c(maxend, dtype=np.float64), rows,
-                    c(tp, dtype=np.int64), out)
+    a = [c(s, dtype=np.float64), c(e, dtype=np.float64), c(grp, dtype=np.int64), c(slot, dtype=np.int64),
+         c(node, dtype=np.int64), c(lin, dtype=np.float64), None if off is None else c(off, dtype=np.float64),
+         c(maxend, dtype=np.float64), c(tp, dtype=np.int64)]
+    k.iotsim_energy(s.shape[0], n_gw, slots, *(_ptr(x) for x in a[:8]), rows, _ptr(a[8]), _ptr(out))
     return out
 
 
@@ -190,14 +196,14 @@ def verdict(s, e, grp, slot, node, lin, off, maxend, tp, slots: int, n_gw: int, 
     status = np.empty(rows, dtype=np.int8)
     best = np.empty(rows, dtype=np.int16)
     count = np.empty(rows, dtype=np.int16)
-    k.iotsim_verdict(s.shape[0], n_gw, slots, c(s, dtype=np.float64), c(e, dtype=np.float64),
-                     c(grp, dtype=np.int64), c(slot, dtype=np.int64), c(node, dtype=np.int64),
-                     c(lin, dtype=np.float64), None if off_c is None else off_c.ctypes.data,
-                     c(maxend, dtype=np.float64), rows, c(tp, dtype=np.int64), co_mode, float(k_co),
-                     None if ki is None else ki.ctypes.data, locked.shape[1], locked,
-                     None if cut_c is None else cut_c.ctypes.data, c(fate_rank, dtype=np.int8),
-                     c(dbm, dtype=np.float64), rank_to_fate, int(delivered), np.empty(slots * n_gw),
-                     np.empty(n_gw, dtype=np.uint8), status, best, count)
+    a = [c(s, dtype=np.float64), c(e, dtype=np.float64), c(grp, dtype=np.int64), c(slot, dtype=np.int64),
+         c(node, dtype=np.int64), c(lin, dtype=np.float64), off_c, c(maxend, dtype=np.float64)]
+    tp_c, rank_c, dbm_c = c(tp, dtype=np.int64), c(fate_rank, dtype=np.int8), c(dbm, dtype=np.float64)
+    work, seen = np.empty(slots * n_gw), np.empty(n_gw, dtype=np.uint8)
+    k.iotsim_verdict(s.shape[0], n_gw, slots, *(_ptr(x) for x in a), rows, _ptr(tp_c), co_mode, float(k_co),
+                     _ptr(ki), locked.shape[1], _ptr(locked), _ptr(cut_c), _ptr(rank_c), _ptr(dbm_c),
+                     _ptr(rank_to_fate), int(delivered), _ptr(work), _ptr(seen), _ptr(status), _ptr(best),
+                     _ptr(count))
     return status, best, count
 
 
