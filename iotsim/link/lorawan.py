@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from iotsim.link.base import KeepAlive, Link, LinkNodes, Messages, Transmissions, frames_from_split
+from iotsim.link.base import Link, LinkNodes, Messages, Transmissions, frames_from_split
 from iotsim.link.schedule import node_runs
 from iotsim.network import reception
-from iotsim.network.fate import Fate
 from iotsim.radio import fragmentation, lora, lorawan
 
 
