@@ -98,6 +98,8 @@ class ClosedLoop:
         self.min_tx_index = 0
         self.max_tx_index = self.region.max_tx_power_index
         self._sf_dr = {sf: self.region.sf_to_data_rate(sf, self.s.bandwidth_hz) for sf in link.uplink_sfs()}
+        self._dr_sf = {dr: self.region.data_rate_to_sf(dr) for dr in self.region.uplink_data_rates
+                       if self.region.data_rates[dr] is not None}
         self.noise_dbm = THERMAL_NOISE_DBM_HZ + 10 * math.log10(self.s.bandwidth_hz) + NOISE_FIGURE_DB
         self._split_by_sf: dict[int, tuple] = {}
         self._rx_cache: dict[int, tuple] = {}
@@ -241,7 +243,7 @@ class ClosedLoop:
             ready = ready_l[msg]
             settings = st.backoff.next_uplink() if st.backoff is not None else None
             if settings is not None:
-                st.sf = self.region.data_rate_to_sf(settings.data_rate)
+                st.sf = self._dr_sf[settings.data_rate]
                 st.tx_index = settings.tx_power_index
                 st.nb_trans = settings.nb_trans
             base = int(self.base.sf[self.base_first[msg]]) == st.sf if self.base_first[msg] < self.base_first[msg + 1] \
@@ -624,7 +626,7 @@ class ClosedLoop:
                 self.ns_view[k] = (dr, tx_index)
                 self.pending_cmd.pop(k, None)
                 self.snr_history[k].clear()
-            snr = float(self.nodes.rx_power_dbm[k, g]) + self.a_off[a] - self.noise_dbm
+            snr = self.power_dbm_l[k][g] + self.a_off[a] - self.noise_dbm
             self.snr_history[k].append(snr)
             if len(self.snr_history[k]) >= adr.DEFAULT_HISTORY and k not in self.pending_cmd:
                 new_dr, new_idx = adr.semtech_adr(list(self.snr_history[k]), dr, tx_index, self.region,
@@ -658,7 +660,7 @@ class ClosedLoop:
             self.gw_tx[g][1].append(t0 + air)
             self.gw_tx_s[g] += air
             self.gw_band_tx_s[g][band] = self.gw_band_tx_s[g].get(band, 0.0) + air
-            node_dbm = float(self.nodes.rx_power_dbm[k, g]) - self.max_power_dbm + self.s.gateway_tx_power_dbm
+            node_dbm = self.power_dbm_l[k][g] - self.max_power_dbm + self.s.gateway_tx_power_dbm
             received = node_dbm >= sens
             self.stats["downlinks_sent"][k] += 1
             self.stats["downlink_airtime_s"][k] += air
