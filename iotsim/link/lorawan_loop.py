@@ -95,7 +95,6 @@ class ClosedLoop:
         self.rx2_delay = self.region.rx2_delay_s
         self.max_power_dbm = float(link.tx_power_dbm)
         self.min_power_dbm = float(nodes.min_tx_power_dbm)
-        self.min_tx_index = 0
         self.max_tx_index = self.region.max_tx_power_index
         self._sf_dr = {sf: self.region.sf_to_data_rate(sf, self.s.bandwidth_hz) for sf in link.uplink_sfs()}
         self._dr_sf = {dr: self.region.data_rate_to_sf(dr) for dr in self.region.uplink_data_rates
@@ -121,7 +120,6 @@ class ClosedLoop:
         self.rng_retx = np.random.default_rng(rng.integers(0, 2**63))  # draws beyond the open-loop frames
         self.rng_timeouts = np.random.default_rng(rng.integers(0, 2**63))
         self._timeouts: list[float] = []
-        self.base_rx_done = (self.base.airtime_s + self.rx2_delay + link.receive_windows_s(self.base.sf)[1]).tolist()
         # attempts announced to the network (one entry per transmission)
         self.a_start: list[float] = []
         self.a_air: list[float] = []
@@ -152,7 +150,6 @@ class ClosedLoop:
         self.gw_band_tx_s: list[dict] = [dict() for _ in range(self.n_gw)]
         # network server state per node
         self.snr_history: list[deque] = [deque(maxlen=adr.DEFAULT_HISTORY) for _ in range(nodes.n)]
-        self.ns_view: list[tuple] = []  # (dr, tx index) the server believes each node uses
         self.pending_cmd: dict[int, tuple] = {}
         self.app_queue: list[deque] = [deque() for _ in range(nodes.n)]
         self.stats = {"downlinks_sent": np.zeros(nodes.n, np.int64), "downlinks_received": np.zeros(nodes.n, np.int64),
@@ -189,7 +186,6 @@ class ClosedLoop:
         m = self.messages
         bounds = np.searchsorted(m.node, np.arange(self.nodes.n + 1)).tolist()
         initial_dr = [self.region.sf_to_data_rate(int(sf), self.s.bandwidth_hz) for sf in self.nodes.sf.tolist()]
-        self.ns_view = [(dr, 0) for dr in initial_dr]
         self._queue_app_downlinks()
         n_bands = self.band_dc.shape[0]
         gens = []
@@ -623,7 +619,6 @@ class ClosedLoop:
         cmd = None
         if self.s.adr:
             if self.a_ans[a]:  # the node confirmed the last LinkADRReq: its settings changed
-                self.ns_view[k] = (dr, tx_index)
                 self.pending_cmd.pop(k, None)
                 self.snr_history[k].clear()
             snr = self.power_dbm_l[k][g] + self.a_off[a] - self.noise_dbm
