@@ -22,6 +22,45 @@ How the RAM build talks to the emulator (firmware_ref/main.c, IOTSIM_IO_RAM):
 
 `run_ram_io_qemu` runs the same RAM build on QEMU (inputs placed with -device loader, results
 read back through the QEMU monitor), which checks the Renode firmware path where Renode is absent.
+
+Three defects found by running these files on Renode 1.15.3 built from source (issue 12; that
+report is the evidence, Renode is not installed here) and fixed:
+  * the machine's bus was never selected, so `cpu ...` failed with "No such command or device:
+    cpu": both files now issue `using sysbus` right after `mach create`, before any `cpu` or
+    `sysbus` command;
+  * the instruction-count hooks did `open(...).write(...)` without closing the file, and under
+    Renode's IronPython most lines were lost (0-4 of 10): each hook now writes inside
+    `with open(path, 'a') as f:` (IronPython 2.7 has the with statement);
+  * without `emulation SetGlobalAdvanceImmediately true` Renode paces virtual time to the host
+    clock and a run idled (18 s instead of under 10 s): both files issue it before
+    `emulation RunFor`.
+With the three changes the reporter's 9 Renode tests passed and Renode's per-inference
+instruction counts equalled QEMU's.
+
+Every command emitted was checked against Renode's documentation or sources (renode-docs,
+renode/renode, renode/renode-infrastructure, read through the project's search tool):
+  `$name?=@path`, `set name` with a triple-quoted multi-line value, `python $name` (accepts a
+      variable holding a string: PythonExecuteCommand), `quit`   renode-docs basic/monitor-syntax.md
+  `using sysbus` right after `mach create` monitor-syntax.md (prefix so `cpu` means
+      `sysbus.cpu`); Renode's own scripts use it (scripts/single-node/nrf52840.resc, sam4s.resc)
+  `mach create "name"`, `machine LoadPlatformDescription @file`   renode-docs basic/machines
+  `sysbus LoadBinary <file> <addr>`        FileLoaderExtensions.LoadBinary(path, loadPoint);
+      `sysbus LoadELF`, `sysbus WriteDoubleWord/ReadDoubleWord/ReadByte` as in Renode's scripts
+      and Robot tests
+  `cpu VectorTableOffset`, `cpu ExecutedInstructions`   used the same way in Renode's own Robot
+      tests and in published Cortex-M scripts
+  `cpu PerformanceInMips 100` (the default)    renode-docs advanced/time_framework.md
+  `cpu AddHook <addr> "<python>"`              CpuHooksExtensions.AddHook(cpu, addr, script);
+      BlockPythonEngine binds `self` and `cpu` to the CPU, `machine`, and `pc`
+  `emulation SetGlobalAdvanceImmediately true` extension method SetGlobalAdvanceImmediately(
+      this Emulation, bool) in renode-infrastructure; AdvanceImmediately in time_framework.md
+  `emulation RunFor "<seconds>"`               Emulation.RunFor(TimeInterval); refuses to run
+      when the emulation is already started, so the files never `start`
+  Robot: `Resource ${RENODEKEYWORDS}`, `Suite Setup Setup`, `Suite Teardown Teardown`,
+      `Test Teardown Test Teardown`            renode/renode tests/renode-keywords.robot;
+      `Execute Command` comes from Renode's Robot remote server
+  platform.repl: `Memory.MappedMemory` (size), `IRQControllers.NVIC` (priorityMask,
+      systickFrequency, IRQ -> cpu@0), `CPU.CortexM` (cpuType, nvic)   describing_platforms
 """
 
 from __future__ import annotations
@@ -188,12 +227,44 @@ def _renode_path(p: Path) -> str:
     return s
 
 
+def _machine_setup(
+    b: Board, repl: str, elf: str, inputs: str, layout: RamIoLayout, n_vectors: int | str,
+    *, inputs_addr: str | None = None, count_addr: str | None = None,
+) -> list[str]:
+    """Monitor commands that build the machine and load firmware and inputs, up to (not
+    including) running it; shared by the .resc and the .robot so the two cannot drift apart.
+    `repl`, `elf`, `inputs` (and the addresses) are the script's own variable references."""
+    return [
+        'mach create "iotsim"',
+        # the prefix that lets `cpu` name sysbus.cpu; without it Renode 1.15.3 answers
+        # "No such command or device: cpu" (issue 12)
+        "using sysbus",
+        f"machine LoadPlatformDescription {repl}",
+        f"sysbus LoadELF {elf}",
+        f"cpu VectorTableOffset {b.flash_origin:#x}",
+        f"cpu PerformanceInMips {RENODE_MIPS}",
+        f"sysbus LoadBinary {inputs} {inputs_addr or f'{layout.inputs:#x}'}",
+        f"sysbus WriteDoubleWord {count_addr or f'{layout.count:#x}'} {n_vectors}",
+        # run as fast as the host allows instead of pacing virtual time to the wall clock
+        # (otherwise a run idles: 18 s instead of under 10 s on Renode 1.15.3, issue 12)
+        "emulation SetGlobalAdvanceImmediately true",
+    ]
+
+
+def _count_hook(counts: Path, tag: str) -> str:
+    """Python (IronPython 2.7 inside Renode) for a `cpu AddHook`: append "<tag> <executed
+    instructions>" to `counts`, closing the file (an unclosed handle loses lines, issue 12)."""
+    return (f"with open(r'{_renode_path(counts)}', 'a') as f: "
+            f"f.write('{tag} %d' % self.ExecutedInstructions + chr(10))")
+
+
 def render_resc(
     board: str | Board, elf: Path, repl: Path, inputs: Path, result: Path, counts: Path,
     layout: RamIoLayout, n_vectors: int, output_bytes: int, run_for_s: float,
 ) -> str:
     b = get_board(board)
     n_out = n_vectors * output_bytes
+    setup = "\n".join(_machine_setup(b, "$repl", "$elf", "$inputs", layout, n_vectors))
     return f'''# iotsim: run {elf.name} on a Renode Cortex-M platform shaped like QEMU's {b.name}.
 # Generated by iotsim.firmware.renode. Headless: renode --disable-gui --console run.resc
 # The firmware is the RAM-I/O build (main.c with IOTSIM_IO_RAM): {n_vectors} input vector(s) are
@@ -203,17 +274,11 @@ $repl?=@{_renode_path(repl)}
 $elf?=@{_renode_path(elf)}
 $inputs?=@{_renode_path(inputs)}
 
-mach create "iotsim"
-machine LoadPlatformDescription $repl
-sysbus LoadELF $elf
-cpu VectorTableOffset {b.flash_origin:#x}
-cpu PerformanceInMips {RENODE_MIPS}
-sysbus LoadBinary $inputs {layout.inputs:#x}
-sysbus WriteDoubleWord {layout.count:#x} {n_vectors}
+{setup}
 
 # Instructions per inference: hooks at the two markers record Renode's executed-instruction count
-cpu AddHook {layout.mark_begin:#x} "open(r'{_renode_path(counts)}', 'a').write('B %d' % self.ExecutedInstructions + chr(10))"
-cpu AddHook {layout.mark_end:#x} "open(r'{_renode_path(counts)}', 'a').write('E %d' % self.ExecutedInstructions + chr(10))"
+cpu AddHook {layout.mark_begin:#x} "{_count_hook(counts, "B")}"
+cpu AddHook {layout.mark_end:#x} "{_count_hook(counts, "E")}"
 
 emulation RunFor "{run_for_s:g}"
 
@@ -244,6 +309,11 @@ def render_robot(
     for i in range(0, n_out, per_line):
         exp_cells.append("...               " + "    ".join(str(v) for v in expected[i : i + per_line]))
     expected_block = "@{EXPECTED}\n" + "\n".join(exp_cells) if exp_cells else "@{EXPECTED}"
+    setup = "\n".join(
+        "    Execute Command    " + c
+        for c in _machine_setup(b, "${REPL}", "${ELF}", "${INPUTS}", layout, "${N_VECTORS}",
+                                inputs_addr="${INPUTS_ADDR}", count_addr="${COUNT_ADDR}")
+    )
     return f"""*** Comments ***
 iotsim: the reference firmware {elf.name} on a Renode platform shaped like QEMU's {b.name}
 must produce the expected int8 outputs for {n_vectors} input vector(s).
@@ -271,13 +341,7 @@ ${{RUN_FOR}}          {run_for_s:g}
 
 *** Keywords ***
 Load Firmware With Inputs
-    Execute Command    mach create "iotsim"
-    Execute Command    machine LoadPlatformDescription ${{REPL}}
-    Execute Command    sysbus LoadELF ${{ELF}}
-    Execute Command    cpu VectorTableOffset {b.flash_origin:#x}
-    Execute Command    cpu PerformanceInMips {RENODE_MIPS}
-    Execute Command    sysbus LoadBinary ${{INPUTS}} ${{INPUTS_ADDR}}
-    Execute Command    sysbus WriteDoubleWord ${{COUNT_ADDR}} ${{N_VECTORS}}
+{setup}
 
 *** Test Cases ***
 Firmware Runs All Vectors
