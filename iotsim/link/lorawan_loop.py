@@ -39,6 +39,7 @@ import math
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 import simpy
@@ -111,6 +112,17 @@ class ClosedLoop:
         self._dl_cache: dict[tuple, tuple] = {}
         self._dr_cache: dict[tuple, tuple] = {}
         self.power_dbm_l = nodes.rx_power_dbm.tolist()
+        # the reception model as plain Python for one-target verdicts (_decode_one)
+        self._lin_l = self.power_mw.tolist()
+        self._off_cache: dict[float, float] = {}
+        self._inter = self.model.inter_sf != "orthogonal"
+        cap = self.model.capture_threshold_db
+        self._co_mode = 0 if cap == math.inf else (1 if cap > 0 else 2)
+        with np.errstate(over="ignore"):
+            k_lin = 10.0 ** (self.model.isolation_db() / 10.0)
+        self._k_co = float(k_lin[0, 0])
+        np.fill_diagonal(k_lin, 0.0)
+        self._k_inter = k_lin.tolist()
         self.sens_l = self.sens.tolist()
         # the open-loop split (each message at its node's initial SF) and its channel draws: the same
         # rows and draws as the fast path, so both engines agree when nothing feeds back
@@ -409,6 +421,7 @@ class ClosedLoop:
         self._decode(targets)
         for a in targets:  # in order of their ends
             self._server(a)
+        self._trim_gateway_tx(T)
 
     def _frames(self, ids) -> reception.Frames:
         def pick(values, dtype):
@@ -422,27 +435,25 @@ class ClosedLoop:
     def _gateway_tx(self, lo: float, hi: float) -> reception.GatewayTx | None:
         """The gateways' transmit intervals that overlap [lo, hi), or None if there are none.
 
-        Intervals are appended in nearly increasing start order (RX1 and RX2 downlinks of uplinks
-        resolved in end order), never more than RECEIVE_DELAY2 + the longest downlink out of order,
-        so a backwards scan stops TX_SCAN_S before lo; old intervals are trimmed now and then.
-        """
+        A gateway's transmissions never overlap (one transmitter) and are kept sorted by start, so
+        their ends are sorted too and the overlapping ones are one slice found by bisection."""
         if self._tx_last_end <= lo:
             return None
         out, found = [], False
         for starts, ends in self.gw_tx:
-            ss, ee = [], []
-            i = len(starts) - 1
-            while i >= 0 and starts[i] > lo - TX_SCAN_S:
-                if ends[i] > lo and starts[i] < hi:
-                    ss.append(starts[i])
-                    ee.append(ends[i])
-                i -= 1
-            if i > TX_TRIM:  # everything up to i started long before anything still to be resolved
-                del starts[: i - 1]
-                del ends[: i - 1]
-            found = found or bool(ss)
-            out.append((np.array(ss[::-1]), np.array(ee[::-1])))
+            i0, i1 = bisect_right(ends, lo), bisect_left(starts, hi)
+            found = found or i1 > i0
+            out.append((np.array(starts[i0:i1]), np.array(ends[i0:i1])))
         return reception.GatewayTx(out, self.n_gw) if found else None
+
+    def _trim_gateway_tx(self, T: float) -> None:
+        """Forget transmissions that ended long before T: after the network resolved everything that
+        ended by T, nothing it looks at later starts before T minus the longest uplink."""
+        for starts, ends in self.gw_tx:
+            if len(starts) > TX_TRIM:
+                cut = bisect_right(ends, T - TX_KEEP_S)
+                del starts[:cut]
+                del ends[:cut]
 
     def _arrive(self, ids: list[int]) -> None:
         if len(ids) <= SCALAR_BATCH:
@@ -533,23 +544,15 @@ class ClosedLoop:
         if self.gw_busy_until[g] <= t0:
             return False
         starts, ends = self.gw_tx[g]
-        i = len(starts) - 1
-        while i >= 0 and starts[i] > t0 - TX_SCAN_S:
-            if starts[i] < t1 and ends[i] > t0:
-                return True
-            i -= 1
-        return False
+        i = bisect_left(starts, t1) - 1  # the last transmission starting before t1 ends last of those
+        return i >= 0 and ends[i] > t0
 
     def _transmitting(self, g: int, t: float) -> bool:
         if self.gw_busy_until[g] <= t:  # its last transmission ended by t (transmissions never overlap)
             return False
         starts, ends = self.gw_tx[g]
-        i = len(starts) - 1
-        while i >= 0 and starts[i] > t - TX_SCAN_S:
-            if starts[i] <= t < ends[i]:
-                return True
-            i -= 1
-        return False
+        i = bisect_right(starts, t) - 1
+        return i >= 0 and ends[i] > t
 
     def _decode(self, targets: list[int]) -> None:
         t_start = min(self.a_start[a] for a in targets)
@@ -571,7 +574,10 @@ class ClosedLoop:
                 self._verdict_alone(a)
             else:
                 busy.append(a)
-        if busy:
+        if busy and len(context) <= SCALAR_CONTEXT:
+            for a in busy:
+                self._decode_one(a, context)
+        elif busy:
             tx = self._gateway_tx(t_start, t_end)
             pos = {a: p for p, a in enumerate(context)}
             frames = self._frames(context)
@@ -589,6 +595,96 @@ class ClosedLoop:
             if keep_from > 2048:
                 del self._arrived_ids[:keep_from]
                 del self._arrived_start[:keep_from]
+
+    def _decode_one(self, a: int, context: list[int]) -> None:
+        """`reception.decode` for one target in plain Python: the same sums in the same order (the
+        target's group in start order, then at d = 1, 2, ... the frame d after it, then the frame d
+        before it), so the same floats and the same verdict; only the gateways where the target
+        locked a path are summed (the others cannot decode it, and each gateway's sum stands alone).
+        """
+        bits = self.a_bits[a]
+        rank = _FATE_RANK[self.a_afate[a]]
+        if not bits:
+            self.a_status[a] = _RANK_FATE_CODES[rank]
+            self.a_gw[a] = -1
+            return
+        a_start, a_air, a_ch, a_sf, a_node = self.a_start, self.a_air, self.a_ch, self.a_sf, self.a_node
+        gws = [g for g in range(self.n_gw) if bits >> g & 1]
+        ch, inter = a_ch[a], self._inter
+        if inter:  # the target's group: its channel, in start order (the context is in start order)
+            grp = [i for i in context if a_ch[i] == ch]
+        else:
+            sf = a_sf[a]
+            grp = [i for i in context if a_ch[i] == ch and a_sf[i] == sf]
+        p = grp.index(a)
+        n = len(grp)
+        starts = [a_start[i] for i in grp]
+        ends = [a_start[i] + a_air[i] for i in grp]
+        maxend = list(accumulate(ends, max))  # running max of the ends in start order
+        sp, ep = starts[p], ends[p]
+        energy = [[0.0] * len(gws) for _ in range(6 if inter else 1)]
+        lin, factor = self._lin_l, self._off_factor
+
+        def add(j, ov):
+            i = grp[j]
+            cell = energy[a_sf[i] - 7 if inter else 0]
+            pw, f = lin[a_node[i]], factor(self.a_off[i])
+            for x, g in enumerate(gws):
+                cell[x] += (pw[g] * f) * ov
+
+        after = before = True
+        d = 1
+        while after or before:
+            if after:
+                j = p + d
+                if j < n and starts[j] < ep:
+                    add(j, (ep if ep < ends[j] else ends[j]) - starts[j])
+                else:
+                    after = False
+            if before:
+                j = p - d
+                if j < 0 or not (maxend[j] > sp):
+                    before = False
+                elif sp < ends[j]:
+                    add(j, (ends[j] if ends[j] < ep else ep) - sp)
+            d += 1
+        own = a_sf[a] - 7 if inter else 0
+        pw, f, dur = lin[a_node[a]], factor(self.a_off[a]), ep - sp
+        co_mode, k_co = self._co_mode, self._k_co
+        k_row = self._k_inter[own] if inter else None
+        power = self.power_dbm_l[a_node[a]]
+        cnt, best, best_p = 0, -1, -math.inf
+        for x, g in enumerate(gws):
+            is_cut = self._overlaps_tx(g, sp, ep)
+            gr = _GT_RANK if is_cut else _COL_RANK
+            if gr > rank:
+                rank = gr
+            if is_cut:
+                continue
+            sig = (pw[g] * f) * dur
+            e_co = energy[own][x]
+            if co_mode == 0:
+                dead = e_co > 0
+            elif co_mode == 1:
+                dead = e_co * k_co > sig
+            else:
+                dead = e_co >= sig and e_co > 0
+            if not dead and k_row is not None:
+                dead = any(energy[t][x] * k_row[t] > sig for t in range(6))
+            if dead:
+                continue
+            cnt += 1
+            if best < 0 or power[g] > best_p:
+                best, best_p = g, power[g]
+        self.a_status[a] = int(Fate.DELIVERED) if cnt else _RANK_FATE_CODES[rank]
+        self.a_gw[a] = best if cnt else -1
+
+    def _off_factor(self, off_db: float) -> float:
+        """10^(offset/10) as reception.decode computes it (numpy), cached per offset."""
+        got = self._off_cache.get(off_db)
+        if got is None:
+            got = self._off_cache[off_db] = float(10.0 ** (np.array([off_db]) / 10.0)[0])
+        return got
 
     def _verdict_alone(self, a: int) -> None:
         """`reception.decode` for a frame no other frame or transmission disturbs: decoded wherever it
@@ -651,8 +747,10 @@ class ClosedLoop:
             self.gw_busy_until[g] = max(self.gw_busy_until[g], t0 + air)
             self._tx_last_end = max(self._tx_last_end, t0 + air)
             self.gw_band_free[g][band] = t0 + air / dc
-            self.gw_tx[g][0].append(t0)
-            self.gw_tx[g][1].append(t0 + air)
+            starts, ends = self.gw_tx[g]
+            i = bisect_right(starts, t0)
+            starts.insert(i, t0)
+            ends.insert(i, t0 + air)
             self.gw_tx_s[g] += air
             self.gw_band_tx_s[g][band] = self.gw_band_tx_s[g].get(band, 0.0) + air
             node_dbm = self.power_dbm_l[k][g] - self.max_power_dbm + self.s.gateway_tx_power_dbm
@@ -731,8 +829,13 @@ class ClosedLoop:
 _RANK_FATES = sorted(_RANK, key=_RANK.get)
 _BS_RANK, _GT_RANK, _DB_RANK = _RANK[Fate.BELOW_SENSITIVITY], _RANK[Fate.GATEWAY_TRANSMITTING], _RANK[Fate.DEMODULATORS_BUSY]
 _RANK_FATE_CODES = [int(f) for f in _RANK_FATES]
-TX_SCAN_S = 30.0  # gateway transmissions are appended at most this far out of start order (RX2 delay + downlink)
-TX_TRIM = 4096  # drop a gateway's old transmissions once this many lie before the scan window
+_COL_RANK = _RANK[Fate.COLLISION]
+_FATE_RANK = [0] * (max(int(f) for f in Fate) + 1)  # Fate code -> rank (other codes: 0)
+for _f, _r in _RANK.items():
+    _FATE_RANK[int(_f)] = _r
+SCALAR_CONTEXT = 64  # one-target verdicts in plain Python up to this many frames of context
+TX_KEEP_S = 60.0  # gateway transmissions kept this long after their end (longer than any uplink)
+TX_TRIM = 4096  # trim a gateway's list of transmissions once it holds this many
 SCALAR_BATCH = 8  # arrivals fed one by one in Python up to this many (numpy's overhead dominates below)
 
 __all__ = ["ClosedLoop"]
