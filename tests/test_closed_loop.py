@@ -217,3 +217,32 @@ def test_closed_loop_runs_are_byte_identical_for_one_seed(tmp_path):
         write_results(run_scenario(load_scenario_text(text)), tmp_path / name, plots=False)
     for f in ("summary.csv", "gateways.csv", "nodes.parquet", "packets.parquet", "events.parquet"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+@pytest.mark.parametrize("reception", ["{}", "{inter_sf: orthogonal}", "{capture_threshold_db: 0}",
+                                       "{capture_threshold_db: .inf, demodulator_paths: null}"])
+def test_one_target_verdicts_equal_reception_decode(monkeypatch, reception):
+    """The closed loop's plain-Python verdict for one frame (`_decode_one`) is reception.decode's, checked
+    on every frame it decides in dense confirmed traffic with ADR, under each reception model."""
+    from iotsim.network import reception as rx
+
+    checked, mismatched = [0], []
+    one = ClosedLoop._decode_one
+
+    def both(self, a, context):
+        one(self, a, context)
+        pos = {x: p for p, x in enumerate(context)}
+        tx = self._gateway_tx(min(self.a_start[i] for i in context),
+                              max(self.a_start[i] + self.a_air[i] for i in context))
+        dec = rx.decode(self._frames(context), self._arrival_of([a]), self.nodes.rx_power_dbm, self.model,
+                        targets=np.array([pos[a]]), gateway_tx=tx, node_rx_power_mw=self.power_mw)
+        checked[0] += 1
+        if (int(dec.status[0]), int(dec.gateway[0])) != (self.a_status[a], self.a_gw[a]):
+            mismatched.append(a)
+
+    monkeypatch.setattr(ClosedLoop, "_decode_one", both)
+    text = DENSE.format(count=120, lorawan="confirmed: true, nb_trans: 4, adr: true").replace(
+        "  reception: {demodulator_paths: 2}", f"  reception: {reception}")
+    run_scenario(load_scenario_text(text))
+    assert checked[0] > 500
+    assert mismatched == []
