@@ -163,6 +163,7 @@ class ClosedLoop:
         # network server state per node
         self.snr_history: list[deque] = [deque(maxlen=adr.DEFAULT_HISTORY) for _ in range(nodes.n)]
         self.pending_cmd: dict[int, tuple] = {}
+        self._adr_cache: dict[tuple, tuple[int, int]] = {}
         self.app_queue: list[deque] = [deque() for _ in range(nodes.n)]
         self.stats = {"downlinks_sent": np.zeros(nodes.n, np.int64), "downlinks_received": np.zeros(nodes.n, np.int64),
                       "downlink_airtime_s": np.zeros(nodes.n), "acks_received": np.zeros(nodes.n, np.int64),
@@ -720,8 +721,13 @@ class ClosedLoop:
             snr = self.power_dbm_l[k][g] + self.a_off[a] - self.noise_dbm
             self.snr_history[k].append(snr)
             if len(self.snr_history[k]) >= adr.DEFAULT_HISTORY and k not in self.pending_cmd:
-                new_dr, new_idx = adr.semtech_adr(list(self.snr_history[k]), dr, tx_index, self.region,
-                                                  margin_db=self.s.adr_margin_db)
+                # the algorithm reads only SNRmax of the history: cache its answer per (SNRmax, settings)
+                key = (max(self.snr_history[k]), dr, tx_index)
+                got = self._adr_cache.get(key)
+                if got is None:
+                    got = self._adr_cache[key] = adr.semtech_adr([key[0]], dr, tx_index, self.region,
+                                                                 margin_db=self.s.adr_margin_db)
+                new_dr, new_idx = got
                 new_idx = min(new_idx, self._lowest_index())
                 if (new_dr, new_idx) != (dr, tx_index):
                     self.pending_cmd[k] = (new_dr, new_idx)
