@@ -497,6 +497,48 @@ def firmware_verify(
         raise typer.Exit(1)
 
 
+@app.command()
+def reproduce(
+    name: str = typer.Argument(..., help="the published comparison: `iotsim reproduce list` names them"),
+    as_json: bool = typer.Option(False, "--json", help="print the rows as a JSON list"),
+) -> None:
+    """Reproduce a published comparison: ours beside the published figure, the error, every assumption."""
+    from iotsim import reproduce as repro
+
+    if name == "list":
+        for key, (_, description) in sorted(repro.REPRODUCTIONS.items()):
+            typer.echo(f"{key:16} {description}")
+        return
+    try:
+        result = repro.run(name)
+    except InputError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(result.rows, indent=2))
+        return
+    table = Table(title=f"{result.title}", title_justify="left")
+    for col in result.columns:
+        table.add_column(col, justify="left" if col in {"task", "kernels", "board", "figure", "case"} else "right")
+    for row in result.rows:
+        table.add_row(*[_fmt_cell(col, row.get(col)) for col in result.columns])
+    console.print(table)
+    console.print(f"source: {result.source}", highlight=False, soft_wrap=True)
+    for text in result.assumptions:
+        console.print(f"assumption: {text}", highlight=False, soft_wrap=True)
+    for text in result.notes:
+        console.print(f"note: {text}", highlight=False, soft_wrap=True)
+
+
+def _fmt_cell(column: str, value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if column.endswith("_err"):
+            return f"{value:+.1%}"
+        return _fmt(value, 4)
+    return str(value)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
