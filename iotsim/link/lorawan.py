@@ -27,7 +27,7 @@ import numpy as np
 from iotsim.link.base import Link, LinkNodes, Messages, Transmissions, frames_from_split
 from iotsim.link.schedule import node_runs
 from iotsim.network import reception
-from iotsim.radio import fragmentation, lora, lorawan
+from iotsim.radio import fragmentation, lora, lorawan, lorawan_mac
 
 
 class LoRaWanLink(Link):
@@ -81,9 +81,14 @@ class LoRaWanLink(Link):
         return frames_from_split(messages, msg_index, fragment, phy, sf, airtime)
 
     def receive_windows_s(self, sf: np.ndarray) -> tuple[np.ndarray, float]:
-        """Time each class A receive window stays open with no downlink (RX1 at the uplink SF, RX2 at rx2_sf)."""
+        """Time each class A receive window stays open with no downlink: RX1 at the region's RX1 data
+        rate for the uplink's (the uplink's own in EU868 with offset 0; 500 kHz in US915), RX2 at rx2_sf."""
         s = self.settings
-        rx1 = s.rx_window_symbols * lora.symbol_time_s(sf, s.bandwidth_hz)
+        sf = np.asarray(sf, dtype=np.int64)
+        dr = np.zeros(sf.shape, dtype=np.int64)
+        for value in np.unique(sf):
+            dr[sf == value] = self.region.sf_to_data_rate(int(value), s.bandwidth_hz)
+        rx1 = lorawan_mac.rx1_window_s(self.region, dr, s.rx_window_symbols, s.rx1_dr_offset)
         rx2 = s.rx_window_symbols * lora.symbol_time_s(s.rx2_sf, self.rx2_bandwidth_hz)
         return np.asarray(rx1, dtype=np.float64), float(rx2)
 
