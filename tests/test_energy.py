@@ -354,3 +354,14 @@ def test_ledger_refuses_impossible_duty_cycle():
         ledger.close(np.array([10.0]))
     with pytest.raises(ValueError):
         ledger.charge("mcu", "sleep", np.array([0]), 1.0)
+
+
+def test_energy_checks_for_validate_all_pass():
+    """The rows `iotsim validate` reports: every battery and board against its hand calculation."""
+    from iotsim.energy.checks import all_checks
+
+    rows = all_checks()
+    assert len(rows) >= 15
+    failed = [r for r in rows if not r.passed]
+    assert not failed, failed
+    assert any("lisocl2_aa" in r.name for r in rows) and any("buck" in r.name for r in rows)
