@@ -32,9 +32,10 @@ ALL_PROFILES = [(k, n) for k in KINDS for n in list_profiles(k)]
 REQUIRED = {
     "mcu": {"nrf52840", "stm32l4r5", "esp32"},
     "radio": {"sx1276", "sx1262", "nrf52840_ble", "esp32_wifi"},
-    "battery": {"cr2032", "2xaa", "18650"},
+    "battery": {"cr2032", "2xaa", "18650", "lisocl2_aa", "2xaa_alkaline"},
     "sensor": {"soil_climate", "accel_3axis"},
-    "board": {"nrf52840_sx1262_2xaa", "stm32l4r5_sx1276_18650", "nrf52840_ble_cr2032", "esp32_wifi_18650"},
+    "board": {"nrf52840_sx1262_2xaa", "stm32l4r5_sx1276_18650", "nrf52840_ble_cr2032", "esp32_wifi_18650",
+              "nrf52840_sx1262_lisocl2"},
 }
 
 

@@ -187,6 +187,37 @@ def test_battery_life_matches_closed_form_for_constant_duty_cycle(tmp_path, monk
     assert (nodes.battery_life_limit == "brown-out").all()
 
 
+def test_an_ldo_board_draws_load_plus_quiescent_current_through_the_engine(tmp_path, monkeypatch):
+    """The farm board behind a 1.8 V LDO: the battery gives V_b x (the loads' charge + I_q x T), the loads are
+    charged at 1.8 V, and the regulator row holds the difference."""
+    devices = tmp_path / "devices"
+    shutil.copytree(REPO / "devices", devices)
+    path = devices / "board" / "nrf52840_sx1262_2xaa.yaml"
+    data = yaml.safe_load(path.read_text())
+    iq_ua = 2.0
+    data["power_tree"] = [{
+        "name": "1v8", "loads": ["mcu", "sensor", "radio"],
+        "regulator": {"kind": "ldo", "part": "test LDO",
+                      "output_v": {"value": 1.8, "source": "test: a 1.8 V LDO"},
+                      "quiescent_current_ua": {"value": iq_ua, "source": "test: 2 uA quiescent"},
+                      "dropout_v": {"value": 0.1, "source": "test: 0.1 V dropout"}},
+        "min_supply_v": {"value": 1.8, "source": "test: SX1262 1.8 V minimum"}}]
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    with_ldo = nodes_table(run_scenario(load_scenario_text(CONSTANT)))
+    monkeypatch.delenv("IOTSIM_DEVICES")
+    direct = nodes_table(run_scenario(load_scenario_text(CONSTANT)))  # the same loads at the pack's 3.0 V
+    vb = 3.0
+    charge_c = direct.energy_j / vb  # every part draws the same currents for the same times
+    T = 86400.0
+    np.testing.assert_allclose(with_ldo.energy_j, vb * (charge_c + iq_ua * 1e-6 * T), rtol=1e-12)
+    loads = with_ldo[["energy_mcu_j", "energy_sensor_j", "energy_radio_j"]].sum(axis=1)
+    np.testing.assert_allclose(loads, 1.8 * charge_c, rtol=1e-12)
+    np.testing.assert_allclose(with_ldo.energy_regulator_j, with_ldo.energy_j - loads, rtol=1e-12)
+    # the regulator needs 1.9 V, below the cells' cut-off: the cut-off under the TX pulse still ends the life
+    assert (with_ldo.battery_life_limit == "calendar").all()
+
+
 def test_a_node_whose_battery_empties_dies_and_stops_sending(tmp_path, monkeypatch):
     devices = tmp_path / "devices"
     shutil.copytree(REPO / "devices", devices)
