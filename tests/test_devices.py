@@ -447,7 +447,7 @@ def test_regulator_that_cannot_start_from_a_full_battery_is_rejected(devdir):
 
 
 def test_ocv_curve_must_span_empty_to_full_and_not_fall(devdir):
-    edit(devdir / "battery" / "cr2032.yaml", "[[0.0, 2.0], [0.02, 2.4]", "[[0.01, 2.0], [0.02, 2.4]")
+    edit(devdir / "battery" / "cr2032.yaml", "[[0.0, 2.0], [0.1, 2.5]", "[[0.01, 2.0], [0.1, 2.5]")
     assert "from state of charge 0 to 1" in _load_err(devdir, "battery", "cr2032").message
-    edit(devdir / "battery" / "cr2032.yaml", "[[0.01, 2.0], [0.02, 2.4]", "[[0.0, 2.6], [0.02, 2.4]")
+    edit(devdir / "battery" / "cr2032.yaml", "[[0.01, 2.0], [0.1, 2.5]", "[[0.0, 2.6], [0.1, 2.5]")
     assert "must not fall" in _load_err(devdir, "battery", "cr2032").message
