@@ -39,7 +39,7 @@ class CheckResult:
 
     @property
     def tolerance_text(self) -> str:
-        return f"{self.tolerance:.0%}" if self.relative else f"{self.tolerance:g}{(' ' + self.unit) if self.unit else ''}"
+        return f"{self.tolerance * 100:g} %" if self.relative else f"{self.tolerance:g}{(' ' + self.unit) if self.unit else ''}"
 
 
 @dataclass

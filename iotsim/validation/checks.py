@@ -431,3 +431,39 @@ def conservation():
         CheckResult("ledger", "time in each component's states = node lifetime (worst node, component)", 0.0,
                     worst, 1e-6, "s", source="conservation"),
     ], []
+
+
+# ---------------------------------------------------------------------------------------------
+# Energy: batteries and power trees (iotsim.energy.checks: closed forms written out there)
+
+
+def _energy_rows(rows, source: str) -> list[CheckResult]:
+    return [CheckResult("energy", r.name, r.expected, r.measured, r.tolerance, relative=True, source=source)
+            for r in rows]
+
+
+@check("battery", quick=True)
+def battery():
+    """Every battery profile: projected life against the hand calculation (capacity at the drain, state of
+    charge at brown-out, self-discharge, shelf-life cap); KiBaM against its closed form and linear limit."""
+    from iotsim.energy import checks as energy_checks
+
+    return (_energy_rows(energy_checks.battery_life_checks(), "closed form, devices/battery/*.yaml")
+            + _energy_rows(energy_checks.kibam_checks(), "Manwell & McGowan 1993 closed form")), []
+
+
+@check("power_tree", quick=True)
+def power_tree():
+    """Battery current through each board's regulators against the hand calculation (LDO: load +
+    quiescent; buck: P / efficiency at that load), and the ledger's conservation per board."""
+    from iotsim.energy import checks as energy_checks
+
+    return _energy_rows(energy_checks.power_tree_checks(), "hand calculation, devices/board/*.yaml"), []
+
+
+@check("battery_engine", quick=True)
+def battery_engine():
+    """Battery life from a whole run on the engine against the closed form of its mean load."""
+    from iotsim.energy import checks as energy_checks
+
+    return _energy_rows(energy_checks.engine_battery_life_checks(), "closed form of the run's mean load"), []
