@@ -26,10 +26,11 @@ context), so with no feedback this engine gives the same bytes as the closed-for
 (a test runs both).
 
 Simplifications (stated in the run's notes): a message is split into frames at the data rate in
-force when its first frame goes; the network answers through the gateway that received the uplink
-strongest (RX1, else RX2 on the same gateway, else no downlink); downlinks reach a node when the
-reciprocal link budget clears the node's sensitivity (downlinks are not interfered with); the
-node's receiver stays on for a received downlink's whole time on air.
+force when its first frame goes; downlinks reach a node when the reciprocal link budget clears the
+node's sensitivity (downlinks are not interfered with); the node's receiver stays on for a received
+downlink's whole time on air. The network answers as ns-3 lorawan's does: in RX1, else RX2, through
+the strongest gateway that received the uplink and is free to transmit (not transmitting, its
+sub-band's duty cycle open); with none free, no downlink.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class ClosedLoop:
         self.a_ans: list[bool] = []
         self.a_status: list[int] = []
         self.a_gw: list[int] = []
+        self.a_decoders: list[list[int] | None] = []  # per attempt: gateways that decoded it, strongest first
         self.a_dl: list[tuple | None] = []  # (window, received, ack, airtime_s, cmd) of the downlink, if any
         self._arrival_heap: list = []
         self._end_heap: list = []
@@ -396,6 +398,7 @@ class ClosedLoop:
         self.a_ans.append(ans)
         self.a_status.append(-1)
         self.a_gw.append(-1)
+        self.a_decoders.append(None)
         self.a_dl.append(None)
         self.a_bits.append(0)
         self.a_afate.append(int(Fate.BELOW_SENSITIVITY))
@@ -575,19 +578,8 @@ class ClosedLoop:
                 self._verdict_alone(a)
             else:
                 busy.append(a)
-        if busy and len(context) <= SCALAR_CONTEXT:
-            for a in busy:
-                self._decode_one(a, context)
-        elif busy:
-            tx = self._gateway_tx(t_start, t_end)
-            pos = {a: p for p, a in enumerate(context)}
-            frames = self._frames(context)
-            tgt = np.array([pos[a] for a in busy], dtype=np.int64)
-            dec = reception.decode(frames, self._arrival_of(busy), self.nodes.rx_power_dbm, self.model,
-                                   targets=tgt, gateway_tx=tx, node_rx_power_mw=self.power_mw)
-            for a, st, g in zip(busy, dec.status.tolist(), dec.gateway.tolist()):
-                self.a_status[a] = st
-                self.a_gw[a] = g
+        for a in busy:
+            self._decode_one(a, context)
         # trim the arrived list now and then: nothing before the earliest unresolved start matters
         if len(self._arrived_ids) > 4096 and self._end_heap:
             keep_from = bisect_left(self._arrived_start, min(self.a_start[a] for _, a in self._end_heap[:1])
@@ -654,7 +646,7 @@ class ClosedLoop:
         co_mode, k_co = self._co_mode, self._k_co
         k_row = self._k_inter[own] if inter else None
         power = self.power_dbm_l[a_node[a]]
-        cnt, best, best_p = 0, -1, -math.inf
+        decoders = []
         for x, g in enumerate(gws):
             is_cut = self._overlaps_tx(g, sp, ep)
             gr = _GT_RANK if is_cut else _COL_RANK
@@ -674,11 +666,12 @@ class ClosedLoop:
                 dead = any(energy[t][x] * k_row[t] > sig for t in range(6))
             if dead:
                 continue
-            cnt += 1
-            if best < 0 or power[g] > best_p:
-                best, best_p = g, power[g]
-        self.a_status[a] = int(Fate.DELIVERED) if cnt else _RANK_FATE_CODES[rank]
-        self.a_gw[a] = best if cnt else -1
+            decoders.append(g)
+        if decoders:
+            self._delivered(a, decoders, power)
+        else:
+            self.a_status[a] = _RANK_FATE_CODES[rank]
+            self.a_gw[a] = -1
 
     def _off_factor(self, off_db: float) -> float:
         """10^(offset/10) as reception.decode computes it (numpy), cached per offset."""
@@ -689,19 +682,23 @@ class ClosedLoop:
 
     def _verdict_alone(self, a: int) -> None:
         """`reception.decode` for a frame no other frame or transmission disturbs: decoded wherever it
-        locked a path; delivered through the strongest of those gateways (the first on a tie)."""
+        locked a path."""
         bits = self.a_bits[a]
         if not bits:
             self.a_status[a] = self.a_afate[a]
             self.a_gw[a] = -1
             return
-        power = self.power_dbm_l[self.a_node[a]]
-        best, best_p = -1, -math.inf
-        for g in range(self.n_gw):
-            if bits >> g & 1 and power[g] > best_p:
-                best, best_p = g, power[g]
+        self._delivered(a, [g for g in range(self.n_gw) if bits >> g & 1], self.power_dbm_l[self.a_node[a]])
+
+    def _delivered(self, a: int, decoders: list[int], power: list[float]) -> None:
+        """The uplink was decoded at `decoders` (ascending): delivered through the strongest (the first
+        on a tie, as reception.decode reports it); the network may answer through any of them,
+        strongest first."""
         self.a_status[a] = int(Fate.DELIVERED)
-        self.a_gw[a] = best
+        if len(decoders) > 1:
+            decoders = sorted(decoders, key=lambda g: -power[g])  # stable: ties keep the lower index first
+        self.a_gw[a] = decoders[0]
+        self.a_decoders[a] = decoders
 
     def _server(self, a: int) -> None:
         """What the network server does with one decoded uplink: ADR bookkeeping and the downlink."""
@@ -746,9 +743,16 @@ class ClosedLoop:
         options = [(1, end + self.rx1_delay, rx1_hz, rx1_sf, rx1_bw),
                    (2, end + self.rx2_delay, float(self.region.rx2_frequency_hz), int(self.s.rx2_sf),
                     self.link.rx2_bandwidth_hz)]
+        # as ns-3 lorawan's network server (LoraNetworkStatus::GetBestGatewayForDevice): in RX1, else RX2,
+        # through the strongest gateway that received the uplink and is free to transmit then (not
+        # transmitting, its sub-band's duty cycle open)
+        decoders = self.a_decoders[a] or [g]
         for window, t0, freq, dl_sf, dl_bw in options:
             air, band, dc, sens = self._downlink_facts(phy, dl_sf, dl_bw, freq)
-            if self.gw_band_free[g].get(band, -math.inf) > t0 or self._overlaps_tx(g, t0, t0 + air):
+            for g in decoders:
+                if not (self.gw_band_free[g].get(band, -math.inf) > t0 or self._overlaps_tx(g, t0, t0 + air)):
+                    break
+            else:
                 continue
             self.gw_busy_until[g] = max(self.gw_busy_until[g], t0 + air)
             self._tx_last_end = max(self._tx_last_end, t0 + air)
