@@ -213,7 +213,11 @@ class ClosedLoop:
                 st.backoff = adr.AdrBackoff(self.region, initial_dr[k], 0, self.s.nb_trans)
             gen = self._node(k, lo, hi, st)
             gens.append(gen)
-            env.process(self._wrap(env, gen))
+            env.process(gen)
+        self._rx1_heap: list = []
+        self._ns_idle = None
+        self._ns_target = math.inf
+        self._ns_proc = env.process(self._network_server(env))
         env.run(until=self.duration)
         self.offline = True
         self._resolve_until(math.inf)
@@ -224,10 +228,41 @@ class ClosedLoop:
 
     offline = False
 
-    @staticmethod
-    def _wrap(env, gen):
-        for wake in gen:
-            yield env.timeout(max(wake - env.now, 0.0))
+    # ---- the network server: a SimPy process woken at every RX1 opening --------------------------
+    def _await_rx1(self, a: int, t_rx1: float):
+        """The event a node sleeps on until RX1 of attempt `a` opens (the server has decided by then)."""
+        if self.offline:  # after the run: the last resolution has decided everything
+            return None
+        ev = self.env.event()
+        heapq.heappush(self._rx1_heap, (t_rx1, a, ev))
+        if self._ns_idle is not None:
+            self._ns_idle.succeed()
+            self._ns_idle = None
+        elif t_rx1 < self._ns_target:  # earlier than the server planned to wake: wake it now
+            self._ns_target = math.inf
+            self._ns_proc.interrupt()
+        return ev
+
+    def _network_server(self, env):
+        """Sleeps until the next RX1 opening T, decides every uplink that ended by T (`_resolve_until`),
+        then wakes the nodes whose RX1 opens at T."""
+        heap = self._rx1_heap
+        while True:
+            if not heap:
+                self._ns_idle = env.event()
+                yield self._ns_idle
+                continue
+            t = heap[0][0]
+            if t > env.now:
+                self._ns_target = t
+                try:
+                    yield env.timeout(t - env.now)
+                except simpy.Interrupt:  # a node announced an uplink whose RX1 opens sooner
+                    continue
+                self._ns_target = math.inf
+            self._resolve_until(t)
+            while heap and heap[0][0] <= t:
+                heapq.heappop(heap)[2].succeed()
 
     def _queue_app_downlinks(self) -> None:
         rate = self.s.downlinks_per_day
@@ -240,7 +275,7 @@ class ClosedLoop:
                 self.app_queue[k].append(t)
 
     def _node(self, k: int, lo: int, hi: int, st: _Node):
-        """The node's class A MAC as a generator of wake-up times (RX1 of each transmission)."""
+        """The node's class A MAC, a SimPy process: it sleeps from each uplink until its RX1 opens."""
         ready_l = self.ready_l
         drop = self.s.duty_cycle_mode == "drop"
         confirmed = self.s.confirmed
@@ -316,9 +351,8 @@ class ClosedLoop:
                     end = t + air
                     last_end = end
                     tx_s += air
-                    yield end + rx1_delay
-                    if not self.offline:
-                        self._resolve_until(end + rx1_delay)
+                    # asleep until RX1 opens; by then the network server has decided the uplink's fate
+                    yield self._await_rx1(a, end + rx1_delay)
                     status = self.a_status[a]
                     if status == Fate.DELIVERED:
                         if math.isnan(delivered_end):
