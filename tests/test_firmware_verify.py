@@ -145,13 +145,14 @@ def test_dilated_conv_firmware_follows_the_right_interpreter():
     assert r["mismatches"] == 10 and r["max_lsb"] > 20 and not r["bit_exact"]
 
 
+@pytest.mark.slow
 def test_cycle_model_predicts_mlperf_latencies_from_the_instruction_stream():
     """Nothing fitted: the reference kernels' instruction classes, priced with the Cortex-M4 TRM's
     timing and the STM32L4R5's flash (devices/mcu/stm32l4r5.yaml), against MLPerf Tiny v0.5's
     published latencies. Those rows ran TFLM's CMSIS-NN kernel variants (their build links
     kernels/cmsis-nn/*.o: docs/firmware.md), which do the same arithmetic in fewer cycles, so the
-    reference kernels must come out slower than published on every task - and by less than the
-    2.4-3.1x between TFLM and X-CUBE-AI on this board, a bound on what a kernel library changes.
+    reference kernels must come out slower than published on every task, by less than 2.6x (a
+    loose sanity bound: X-CUBE-AI's v1.0 rows are 1.3-3.1x faster than these on the same board).
     Energy = 1.8 V x the datasheet run current x time; the datasheet current is about 40 % below
     the measured inference power, so energy errors are the latency errors scaled by about 0.6."""
     from iotsim.firmware import mlperf
