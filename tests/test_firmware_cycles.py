@@ -202,3 +202,41 @@ def test_class_counts_do_not_depend_on_translation_blocks(tmp_path):
     normal = run_qemu(elf, "mps2-an386", x, 4, 4, count=True)
     single = run_qemu(elf, "mps2-an386", x, 4, 4, count=True, singlestep=True)
     assert normal.classes == single.classes
+
+
+# ---- MLPerf Tiny rows (iotsim.firmware.mlperf) ----------------------------------------------
+
+
+def test_mlperf_published_rows_and_row_arithmetic():
+    from reference_models import mlperf_model
+
+    from iotsim.errors import InputError
+    from iotsim.firmware import mlperf
+
+    mlperf_model("kws_ref_model.tflite")  # skips without the MLPerf files
+    pub = mlperf.published("v0.5-tflm")
+    assert pub["kws"]["latency_ms"] == 181.92 and pub["ad"]["energy_uj"] == 416.3 and pub["ic"]["supply_v"] == 1.8
+    assert mlperf.published("v1.0-xcube-ai")["vww"]["latency_ms"] == 230.47
+    # a made-up mix priced by hand: 1.2 M ALU + 0.4 M single loads + 0.1 M taken branches, no misses
+    classes = mix(alu=1_200_000, load=400_000, branch_only=100_000, branch_taken=100_000)
+    classes["caches"] = DEFAULT_CACHES
+    row = mlperf.predict_row("ad", classes)
+    hand_cycles = 1_200_000 + 2 * 400_000 + 100_000 + 2 * 100_000
+    mcu = load_profile("mcu", "stm32l4r5")
+    assert row["cycles"] == hand_cycles
+    assert row["latency_ms"] == pytest.approx(hand_cycles / mcu.clock_hz * 1e3)
+    assert row["latency_err"] == pytest.approx(row["latency_ms"] / 10.05 - 1)
+    assert row["energy_uj"] == pytest.approx(1.8 * mcu.active_current_a * row["latency_ms"] * 1e3)
+    assert row["energy_err"] == pytest.approx(row["energy_uj"] / 416.3 - 1)
+    for key in ("task", "kernels", "board", "latency_ms", "published_latency_ms", "latency_err", "energy_uj",
+                "published_energy_uj", "energy_err"):
+        assert key in row
+    # one constant fitted on one task: that task's error is 0 by construction, the others keep their ratios
+    rows = [dict(row, task="kws", latency_ms=200.0, published_latency_ms=100.0),
+            dict(row, task="ad", latency_ms=30.0, published_latency_ms=10.0)]
+    cal = mlperf.calibrated(rows, on="kws")
+    assert cal[0]["latency_calibrated_err"] == pytest.approx(0) and cal[1]["latency_calibrated_err"] == pytest.approx(0.5)
+    with pytest.raises(InputError, match="v0.5-tflm"):
+        mlperf.published("v9")
+    with pytest.raises(InputError, match="reference"):
+        mlperf.measure_classes("kws", kernels="fast")
