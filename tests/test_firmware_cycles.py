@@ -240,3 +240,25 @@ def test_mlperf_published_rows_and_row_arithmetic():
         mlperf.published("v9")
     with pytest.raises(InputError, match="reference"):
         mlperf.measure_classes("kws", kernels="fast")
+
+
+@needs_tools
+def test_plugin_profile_accounts_for_every_instruction(tmp_path):
+    """profile= (per translated block: address, instructions, executions inside the regions) sums to the count."""
+    import subprocess
+
+    from iotsim.firmware.build import marker_addresses
+    from iotsim.firmware.qemu import plugin_path, qemu_executable
+
+    elf = _build(tmp_path, "mps2-an386")
+    (tmp_path / "in.bin").write_bytes(struct.pack("<ii", 7, 50))
+    begin, end = marker_addresses(elf)
+    prof, counts = tmp_path / "prof.txt", tmp_path / "counts.txt"
+    subprocess.run([qemu_executable(), "-M", "mps2-an386", "-display", "none", "-monitor", "none", "-serial", "null",
+                    "-nodefaults", "-semihosting-config", "enable=on,target=native,arg=iotsim,arg=in.bin,arg=out.bin",
+                    "-kernel", str(elf), "-plugin",
+                    f"{plugin_path()},begin={begin:#x},end={end:#x},out={counts},profile={prof}"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    total = sum(int(n) for n in counts.read_text().split())
+    rows = [line.split() for line in prof.read_text().splitlines()]
+    assert sum(int(n) * int(e) for _, n, e in rows) == total
