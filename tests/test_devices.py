@@ -217,9 +217,10 @@ def test_calibrated_cycles_per_mac_reproduces_mlperf_tiny_kws_latency():
     """181.92 ms x 120 MHz / 2.66 M MACs = 8.2 cycles/MAC; the profile must give back ~181.9 ms."""
     mcu = load_profile("mcu", "stm32l4r5")
     assert mcu.inference_time_s(2.66e6) == pytest.approx(0.18192, rel=0.005)
-    # the stated active current reproduces the measured energy per inference (7373.7 uJ at 1.8 V)
-    energy_j = mcu.active_current_a * 1.8 * 0.18192
-    assert energy_j == pytest.approx(7373.7e-6, rel=0.01)
+    # the active current is the datasheet's run mode (110 uA/MHz x clock), not fitted to MLPerf's energy runs:
+    # those imply 7373.7 uJ / 181.92 ms / 1.8 V = 22.5 mA on the board, above the datasheet MCU figure
+    assert mcu.active_current_a == pytest.approx(110e-6 * mcu.clock_hz / 1e6)
+    assert mcu.active_current_a < 7373.7e-6 / 0.18192 / 1.8
 
 
 def test_sensor_parts_combine_preserving_charge():

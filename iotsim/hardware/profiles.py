@@ -135,7 +135,8 @@ class McuSpec(_Spec):
     active_current_ma: Positive
     sleep_current_ua: NonNegative
     cycles_per_mac: Positive
-    cpi: Positive
+    # cycle model of measured firmware (iotsim.firmware.cycles.PARAMS): MCUs with an emulated core
+    cycle_model: dict[str, NonNegative] | None = None
     wake_time_ms: NonNegative
     flash_kib: Positive | None = None
     ram_kib: Positive | None = None
@@ -346,21 +347,18 @@ class Mcu:
     active_current_a: float
     sleep_current_a: float
     cycles_per_mac: float
-    cpi: float
     wake_time_s: float
     flash_bytes: float | None = None
     ram_bytes: float | None = None
     description: str = ""
     path: Path | None = field(default=None, compare=False)
     sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
+    # iotsim.firmware.cycles parameters (None: no emulated core, e.g. Xtensa)
+    cycle_model: Mapping[str, float] | None = field(default=None, compare=False)
 
     def inference_time_s(self, macs: float) -> float:
         """Time for one inference of ``macs`` multiply-accumulates: macs * cycles_per_mac / clock."""
         return float(macs) * self.cycles_per_mac / self.clock_hz
-
-    def instructions_time_s(self, instructions: float) -> float:
-        """Time to execute a counted number of instructions: instructions * cpi / clock."""
-        return float(instructions) * self.cpi / self.clock_hz
 
 
 @dataclass(frozen=True)
@@ -833,9 +831,10 @@ def _build_mcu(spec: McuSpec, path: Path) -> Mcu:
         "active_current_a": spec.active_current_ma.source,
         "sleep_current_a": spec.sleep_current_ua.source,
         "cycles_per_mac": spec.cycles_per_mac.source,
-        "cpi": spec.cpi.source,
         "wake_time_s": spec.wake_time_ms.source,
     }
+    for key, sourced in (spec.cycle_model or {}).items():
+        src[f"cycle_model.{key}"] = sourced.source
     if spec.flash_kib is not None:
         src["flash_bytes"] = spec.flash_kib.source
     if spec.ram_kib is not None:
@@ -847,7 +846,8 @@ def _build_mcu(spec: McuSpec, path: Path) -> Mcu:
         active_current_a=spec.active_current_ma.value * 1e-3,
         sleep_current_a=spec.sleep_current_ua.value * 1e-6,
         cycles_per_mac=spec.cycles_per_mac.value,
-        cpi=spec.cpi.value,
+        cycle_model=(None if spec.cycle_model is None
+                     else MappingProxyType({k: v.value for k, v in spec.cycle_model.items()})),
         wake_time_s=spec.wake_time_ms.value * 1e-3,
         flash_bytes=_opt(spec.flash_kib, 1024.0),
         ram_bytes=_opt(spec.ram_kib, 1024.0),
