@@ -332,9 +332,13 @@ def test_shadowing_draws_are_seeded_and_have_the_stated_sigma():
 
 
 def test_bor_parameters_and_capture_threshold():
+    from iotsim.network.reception import CAPTURE_THRESHOLD_DB, ReceptionModel
+    from iotsim.scenario.model import Reception
+
     assert (propagation.PL_D0_DB, propagation.D0_M, propagation.PATH_LOSS_EXPONENT) == (127.41, 40.0, 2.08)
     assert propagation.SHADOWING_SIGMA_DB == 3.57
-    assert propagation.CAPTURE_THRESHOLD_DB == 6.0
+    assert CAPTURE_THRESHOLD_DB == 6.0
+    assert ReceptionModel().capture_threshold_db == Reception().capture_threshold_db == CAPTURE_THRESHOLD_DB
 
 
 # ---- ns-3 lorawan TimeOnAirTest -----------------------------------------------------------

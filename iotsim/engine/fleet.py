@@ -26,7 +26,6 @@ from iotsim.radio import lora, propagation
 STREAM_NODE = 1
 STREAM_POOL = 2
 STREAM_EVENT_WINDOWS = 3
-STREAM_CHANNELS = 4
 STREAM_LINK = 5
 STREAM_HEARTBEATS = 6
 
@@ -371,4 +370,4 @@ def lorawan_sensitivity(sf: int, bandwidth_hz: float) -> float:
     return float(lora.gateway_sensitivity_dbm(sf, bandwidth_hz))
 
 
-__all__ = ["GroupPlan", "plan_group", "Verdicts", "node_rng", "group_rng", "STREAM_CHANNELS"]
+__all__ = ["GroupPlan", "plan_group", "Verdicts", "node_rng", "group_rng"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
-from iotsim.engine.fleet import STREAM_CHANNELS, STREAM_LINK, GroupPlan, group_rng, plan_group
+from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.messages import policy_messages
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.policies import Policy, make_policy
@@ -155,7 +155,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     ledger = stages.charge_ledger(nodes, loads, tx, on_air, lifetime)
     energy = ledger.energy_j(*stages.policy_powers(nodes, tx, on_air))
     life, limit = stages.battery_life(nodes, energy, lifetime, died)
-    link.receive(tx, on_air, nodes.link, group_rng(scenario.seed, STREAM_CHANNELS, policy_index))
+    link.receive(tx, on_air, nodes.link)
     delivery = stages.deliver_messages(scenario.network, tx, len(messages))
     decisions = stages.decide(scenario.network, plans, messages, delivery)
     detection = stages.detect(plans, messages, decisions)

@@ -130,7 +130,7 @@ class Link(ABC):
 
         `stop_s` (closed-loop links): when each node dies; it sends nothing from then on."""
 
-    def receive(self, tx: Transmissions, on_air: np.ndarray, nodes: LinkNodes, rng: np.random.Generator) -> None:
+    def receive(self, tx: Transmissions, on_air: np.ndarray, nodes: LinkNodes) -> None:
         """Set `tx.fate` and `tx.gateway` of the frames in `on_air` (bool mask).
 
         This default serves links that decide fates while transmitting (`tx.link_fate`)."""

@@ -137,9 +137,9 @@ class LoRaWanLink(Link):
         return reception.ReceptionModel(
             capture_threshold_db=g.capture_threshold_db, inter_sf=g.inter_sf, demodulator_paths=g.demodulator_paths)
 
-    def receive(self, tx: Transmissions, on_air: np.ndarray, nodes: LinkNodes, rng: np.random.Generator) -> None:
+    def receive(self, tx: Transmissions, on_air: np.ndarray, nodes: LinkNodes) -> None:
         if tx.link_fate is not None:  # decided by the closed loop
-            return super().receive(tx, on_air, nodes, rng)
+            return super().receive(tx, on_air, nodes)
         idx = np.flatnonzero(on_air)
         sens = np.full(13, np.inf)  # indexed by SF
         sens[7:] = [lora.gateway_sensitivity_dbm(s, self.settings.bandwidth_hz) for s in range(7, 13)]

@@ -123,11 +123,16 @@ def _native():
     return native.lib() if USE_NATIVE else None
 
 
+CAPTURE_THRESHOLD_DB = 6.0
+"""Co-SF capture threshold: a LoRa frame survives same-SF interference at least this much weaker
+(Bor et al., MSWiM 2016; LoRaSim's power threshold; ns-3 lorawan's co-SF diagonal)."""
+
+
 @dataclass(frozen=True)
 class ReceptionModel:
     """How gateways decode overlapping frames; each simplification is a switch."""
 
-    capture_threshold_db: float = 6.0
+    capture_threshold_db: float = CAPTURE_THRESHOLD_DB
     """Co-SF: a frame survives same-SF interference when SIR >= this and SIR > 0 (0: the strictly
     strongest wins; `math.inf`: no capture, any same-SF overlap destroys both)."""
     inter_sf: Literal["croce", "goursaud", "orthogonal"] = "croce"

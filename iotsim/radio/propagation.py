@@ -31,9 +31,6 @@ SHADOWING_SIGMA_DB = 3.57
 """Standard deviation of log-normal shadowing (dB), Bor et al. 2016 (FLoRa default sigma)."""
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 """Speed of light in vacuum (SI definition of the metre)."""
-CAPTURE_THRESHOLD_DB = 6.0
-"""A LoRa packet survives a same-SF collision if it is at least this much stronger than the
-interferer (Bor et al. 2016 capture model; LoRaSim's power threshold of 6 dB)."""
 
 
 def _distance(distance_m) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
+from iotsim.network.reception import CAPTURE_THRESHOLD_DB
 from iotsim.radio.lora import parse_coding_rate
 from iotsim.units import parse_duration_s
 
@@ -274,7 +275,7 @@ class Reception(_Strict):
     """How LoRaWAN gateways decode overlapping frames; each simplification is a switch."""
 
     capture_threshold_db: float = Field(
-        6.0, ge=0,
+        CAPTURE_THRESHOLD_DB, ge=0,
         description="co-SF capture: a frame survives same-SF interference when its signal-to-interference ratio "
         "(energy summed over the overlap) is at least this (6 dB: Bor et al., MSWiM 2016); 0 means the strongest "
         "frame wins (ties lose); .inf means no capture (any same-SF overlap destroys both)",
