@@ -290,3 +290,68 @@ def test_the_network_answers_through_the_next_gateway_when_the_strongest_is_clos
     assert g_fb.tx_airtime_s["far"] > 1.2 * g_st.tx_airtime_s["far"]  # the far gateway takes over when near is closed
     for g in (g_fb, g_st):  # neither gateway beyond its duty cycle (10 % in RX2, 1 % in RX1, plus one frame)
         assert (g.tx_duty_cycle_max_sub_band <= 0.10 + 2.0 / 3 / 3600).all()
+
+
+def _downlink_judge(power_dbm_node_to_gw, capture_db=6.0, inter=True):
+    """A ClosedLoop with only what `_downlink_survives` reads (no run)."""
+    from types import SimpleNamespace
+
+    loop = ClosedLoop.__new__(ClosedLoop)
+    loop.s = SimpleNamespace(gateway_tx_power_dbm=14.0)
+    loop.max_power_dbm = 14.0
+    loop.power_dbm_l = [list(power_dbm_node_to_gw)]
+    loop.dl_starts, loop.dl_rows, loop._max_dl_air = [], [], 0.0
+    k = 10.0 ** (np.array([[capture_db if i == j else -8.0 for j in range(6)] for i in range(6)]) / 10.0)
+    loop._co_mode, loop._k_co, loop._inter = 1, float(k[0, 0]), inter
+    np.fill_diagonal(k, 0.0)
+    loop._k_inter = k.tolist()
+    return loop
+
+
+def _send(loop, t0, air, freq, sf, g):
+    from bisect import bisect_right
+
+    i = bisect_right(loop.dl_starts, t0)
+    loop.dl_starts.insert(i, t0)
+    loop.dl_rows.insert(i, (t0 + air, freq, sf, g))
+    loop._max_dl_air = max(loop._max_dl_air, air)
+    return (2, True, True, air, None, t0, freq, sf, g, 0)
+
+
+@pytest.mark.parametrize("margin_db,survives", [(6.1, True), (5.9, False)])
+def test_a_downlink_survives_another_gateways_at_the_capture_threshold(margin_db, survives):
+    """Two gateways send RX2 downlinks (869.525 MHz, SF12) over the same second: at the node, the wanted one
+    survives when it is at least 6 dB above the other (energy over the overlap), as uplinks do."""
+    loop = _downlink_judge([-100.0, -100.0 - margin_db])
+    mine = _send(loop, 10.0, 1.0, 869.525e6, 12, 0)
+    _send(loop, 10.0, 1.0, 869.525e6, 12, 1)
+    assert loop._downlink_survives(0, mine) is survives
+    # half the overlap halves the interference energy: 3 dB more margin
+    loop = _downlink_judge([-100.0, -100.0 - margin_db + 3.0103])
+    mine = _send(loop, 10.0, 1.0, 869.525e6, 12, 0)
+    _send(loop, 10.5, 1.0, 869.525e6, 12, 1)
+    assert loop._downlink_survives(0, mine) is survives
+
+
+def test_downlinks_on_other_frequencies_or_before_do_not_interfere():
+    loop = _downlink_judge([-100.0, -90.0])
+    mine = _send(loop, 10.0, 1.0, 869.525e6, 12, 0)
+    _send(loop, 10.0, 1.0, 868.1e6, 12, 1)  # RX1 on another channel
+    _send(loop, 8.0, 2.0, 869.525e6, 12, 1)  # ends as mine starts
+    assert loop._downlink_survives(0, mine)
+    _send(loop, 10.9, 1.0, 869.525e6, 7, 1)  # another SF, 10 dB stronger, 0.1 s overlap: below Croce's -8 dB
+    assert loop._downlink_survives(0, mine)
+    _send(loop, 10.2, 1.0, 869.525e6, 7, 1)  # 0.8 s overlap: energy ratio above -8 dB
+    assert not loop._downlink_survives(0, mine)
+
+
+def test_downlink_interference_is_counted_and_switchable():
+    text = DENSE.format(count=150, lorawan="confirmed: true, nb_trans: 4, downlinks_per_day: 24")
+    on = summary_table(run_scenario(load_scenario_text(text)))
+    off = summary_table(run_scenario(load_scenario_text(text.replace(
+        "reception: {demodulator_paths: 2}", "reception: {demodulator_paths: 2, downlink_interference: false}"))))
+    for s in (on, off):
+        assert (s.downlinks_received + s.downlinks_interfered <= s.downlinks_sent).all()
+        assert (s.acks_received <= s.downlinks_received).all()
+    assert on.downlinks_interfered.sum() > 0
+    assert off.downlinks_interfered.sum() == 0

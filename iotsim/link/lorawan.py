@@ -169,7 +169,9 @@ class LoRaWanLink(Link):
                 f"{s.downlinks_per_day:g} application downlinks per node per day" if s.downlinks_per_day > 0 else "",
             ) if x) + ("; on the SimPy closed loop: the network answers in RX1, else RX2, through the strongest "
                        "gateway that received the uplink and is free to transmit (half duplex, duty cycle per "
-                       "sub-band); downlinks are not interfered with")
+                       "sub-band); " + ("downlinks of different gateways on one frequency interfere at the nodes"
+                                        if self.network.reception.downlink_interference
+                                        else "downlinks are not interfered with (downlink_interference: false)"))
         else:
             feedback = "unconfirmed uplinks, nothing fed back (closed-form schedule)"
         return [

@@ -26,11 +26,14 @@ context), so with no feedback this engine gives the same bytes as the closed-for
 (a test runs both).
 
 Simplifications (stated in the run's notes): a message is split into frames at the data rate in
-force when its first frame goes; downlinks reach a node when the reciprocal link budget clears the
-node's sensitivity (downlinks are not interfered with); the node's receiver stays on for a received
-downlink's whole time on air. The network answers as ns-3 lorawan's does: in RX1, else RX2, through
-the strongest gateway that received the uplink and is free to transmit (not transmitting, its
-sub-band's duty cycle open); with none free, no downlink.
+force when its first frame goes; a downlink reaches its node when the reciprocal link budget clears
+the node's sensitivity and (switch `downlink_interference`) other gateways' downlinks on the same
+frequency do not destroy it (the uplink reception rule; uplinks do not disturb downlinks, which use
+inverted I/Q); the node's receiver stays on for a downlink's whole time on air. The network answers as
+ns-3 lorawan's does: in RX1, else RX2, through the strongest gateway that received the uplink and is
+free to transmit (not transmitting, its sub-band's duty cycle open); with none free, no downlink.
+The network server is a SimPy process woken at every RX1 opening; the gateways' state (transmissions,
+duty-cycle credit per sub-band, demodulator paths) is the server's, not processes of their own.
 """
 
 from __future__ import annotations
@@ -165,12 +168,18 @@ class ClosedLoop:
         # network server state per node
         self.snr_history: list[deque] = [deque(maxlen=adr.DEFAULT_HISTORY) for _ in range(nodes.n)]
         self.pending_cmd: dict[int, tuple] = {}
+        # downlinks sent, sorted by start: (end, frequency, SF, gateway) (for interference at the nodes)
+        self.dl_interference = bool(link.network.reception.downlink_interference)
+        self.dl_starts: list[float] = []
+        self.dl_rows: list[tuple] = []
+        self._max_dl_air = 0.0
         self._adr_cache: dict[tuple, tuple[int, int]] = {}
         self.app_queue: list[deque] = [deque() for _ in range(nodes.n)]
         self.stats = {"downlinks_sent": np.zeros(nodes.n, np.int64), "downlinks_received": np.zeros(nodes.n, np.int64),
                       "downlink_airtime_s": np.zeros(nodes.n), "acks_received": np.zeros(nodes.n, np.int64),
                       "adr_commands": np.zeros(nodes.n, np.int64), "app_downlinks_sent": np.zeros(nodes.n, np.int64),
-                      "app_downlinks_received": np.zeros(nodes.n, np.int64)}
+                      "app_downlinks_received": np.zeros(nodes.n, np.int64),
+                      "downlinks_interfered": np.zeros(nodes.n, np.int64)}
         # frames as the nodes send them (one row per frame)
         self.rows: list[tuple] = []
 
@@ -362,16 +371,28 @@ class ClosedLoop:
                         best_rank = max(best_rank, _RANK[Fate(status)])
                     dl = self.a_dl[a]
                     win_rx1, win_rx2 = self._rx_windows(st.sf)
-                    got = dl is not None and dl[1]
+                    got = dl is not None and dl[1]  # strong enough for the node
+                    lost = False
+                    if got and self.dl_interference:
+                        # the node listens to the downlink to its end: by then the network has sent
+                        # every downlink that overlaps it
+                        yield self._sleep_until(dl[5] + dl[3])
+                        lost = not self._downlink_survives(k, dl)
                     if got:
-                        window, _, acked, dl_air, cmd = dl
+                        window, _, acked, dl_air, cmd = dl[:5]
+                        if lost:  # the receiver stayed on for it, but another gateway's downlink destroyed it
+                            self.stats["downlinks_interfered"][k] += 1
+                            acked, cmd = False, None
+                        else:
+                            self.stats["downlinks_received"][k] += 1
+                            self.stats["app_downlinks_received"][k] += dl[9]
                         if window == 1:
                             rx_s += dl_air
                             st.node_free = end + rx1_delay + dl_air
                         else:
                             rx_s += win_rx1 + dl_air
                             st.node_free = end + rx2_delay + dl_air
-                        if st.backoff is not None:
+                        if st.backoff is not None and not lost:
                             st.backoff.on_downlink()
                         if cmd is not None:
                             new_dr, new_idx = cmd
@@ -388,7 +409,7 @@ class ClosedLoop:
                         # no ACK: wait RETRANSMIT_TIMEOUT after RX2's delay before the next uplink
                         attempt_ready = end + rx2_delay + self._retransmit_timeout()
                     else:
-                        if got or attempts >= st.nb_trans:
+                        if (got and not lost) or attempts >= st.nb_trans:
                             break
                         attempt_ready = ready
                 if attempts and not math.isnan(last_end) and first_start < horizon:
@@ -492,6 +513,10 @@ class ClosedLoop:
                 cut = bisect_right(ends, T - TX_KEEP_S)
                 del starts[:cut]
                 del ends[:cut]
+        if len(self.dl_starts) > TX_TRIM:  # downlinks: the same horizon (none lasts near TX_KEEP_S)
+            cut = bisect_right(self.dl_starts, T - TX_KEEP_S)
+            del self.dl_starts[:cut]
+            del self.dl_rows[:cut]
 
     def _arrive(self, ids: list[int]) -> None:
         if len(ids) <= SCALAR_BATCH:
@@ -806,12 +831,53 @@ class ClosedLoop:
             if app is not None:
                 q.popleft()
                 self.stats["app_downlinks_sent"][k] += 1
-            if received:
-                self.stats["downlinks_received"][k] += 1
-                if app is not None:
-                    self.stats["app_downlinks_received"][k] += 1
-            self.a_dl[a] = (window, received, bool(self.a_confirmed[a]), air, cmd if received else None)
+            i = bisect_right(self.dl_starts, t0)
+            self.dl_starts.insert(i, t0)
+            self.dl_rows.insert(i, (t0 + air, freq, dl_sf, g))
+            self._max_dl_air = max(self._max_dl_air, air)
+            # (window, strong enough for the node, ACK, airtime, command, start, frequency, SF, gateway, app data)
+            self.a_dl[a] = (window, received, bool(self.a_confirmed[a]), air, cmd if received else None, t0, freq,
+                            dl_sf, g, int(app is not None))
             return
+
+    def _sleep_until(self, t: float):
+        return None if self.offline else self.env.timeout(max(t - self.env.now, 0.0))
+
+    def _downlink_survives(self, k: int, dl: tuple) -> bool:
+        """Whether a downlink survives the other gateways' downlinks at its node: the same reception rule
+        as uplinks (energy summed over the overlap per SF, co-SF capture, inter-SF thresholds) among
+        downlinks on the same frequency. The node's power from each gateway is the reciprocal of the
+        uplink's at `gateway_tx_power_dbm`. Uplinks do not disturb it: LoRaWAN downlinks use inverted
+        I/Q polarity, which a node's receiver tells apart from uplinks (LoRaWAN L2 1.0.4 section 4)."""
+        _, _, _, air, _, t0, freq, sf, g, _ = dl
+        end = t0 + air
+        base = self.s.gateway_tx_power_dbm - self.max_power_dbm
+        power = self.power_dbm_l[k]
+        starts, rows = self.dl_starts, self.dl_rows
+        energy = [0.0] * 6
+        j = bisect_left(starts, end) - 1
+        while j >= 0 and starts[j] > t0 - self._max_dl_air:
+            s2 = starts[j]
+            e2, f2, sf2, g2 = rows[j]
+            if f2 == freq and e2 > t0 and not (s2 == t0 and g2 == g):
+                ov = (end if end < e2 else e2) - (t0 if t0 > s2 else s2)
+                energy[sf2 - 7] += 10.0 ** ((power[g2] + base) / 10.0) * ov
+            j -= 1
+        if not any(energy):
+            return True
+        sig = 10.0 ** ((power[g] + base) / 10.0) * air
+        own = sf - 7
+        e_co = energy[own]
+        if self._co_mode == 0:
+            dead = e_co > 0
+        elif self._co_mode == 1:
+            dead = e_co * self._k_co > sig
+        else:
+            dead = e_co >= sig and e_co > 0
+        if not dead and self._inter:
+            row = self._k_inter[own]
+            dead = any(energy[t] * row[t] > sig for t in range(6))
+        return not dead
 
     def _rx1(self, dr: int, channel: int) -> tuple[float, int, float]:
         key = (dr, channel)

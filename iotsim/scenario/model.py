@@ -289,6 +289,11 @@ class Reception(_Strict):
         8, ge=1,
         description="frames a gateway can demodulate at once (8 on SX1301/SX1302-class gateways); null: unlimited",
     )
+    downlink_interference: bool = Field(
+        True,
+        description="downlinks of different gateways on the same frequency interfere at the nodes (same rule as "
+        "uplinks); false: a downlink strong enough for its node always arrives",
+    )
 
 
 class Backhaul(_Strict):
