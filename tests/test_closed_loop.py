@@ -234,7 +234,10 @@ def test_one_target_verdicts_equal_reception_decode(monkeypatch, reception):
         pos = {x: p for p, x in enumerate(context)}
         tx = self._gateway_tx(min(self.a_start[i] for i in context),
                               max(self.a_start[i] + self.a_air[i] for i in context))
-        dec = rx.decode(self._frames(context), self._arrival_of([a]), self.nodes.rx_power_dbm, self.model,
+        width = (self.n_gw + 7) // 8
+        arrival = rx.Arrival(np.frombuffer(self.a_bits[a].to_bytes(width, "little"), dtype=np.uint8).reshape(1, width),
+                             np.array([self.a_afate[a]], dtype=np.int8))
+        dec = rx.decode(self._frames(context), arrival, self.nodes.rx_power_dbm, self.model,
                         targets=np.array([pos[a]]), gateway_tx=tx, node_rx_power_mw=self.power_mw)
         checked[0] += 1
         if (int(dec.status[0]), int(dec.gateway[0])) != (self.a_status[a], self.a_gw[a]):

@@ -546,12 +546,6 @@ class ClosedLoop:
         alloc._busy_ticks = np.array(self._busy, dtype=np.int64)
         alloc.frames_locked = np.array(self._locked_n, dtype=np.int64)
 
-    def _arrival_of(self, ids: list[int]) -> reception.Arrival:
-        width = (self.n_gw + 7) // 8
-        locked = np.frombuffer(b"".join(self.a_bits[a].to_bytes(width, "little") for a in ids),
-                               dtype=np.uint8).reshape(len(ids), width)
-        return reception.Arrival(locked, np.array([self.a_afate[a] for a in ids], dtype=np.int8))
-
     def _arrive_one(self, a: int) -> None:
         """`reception.arrive` for one frame, in plain Python (the same arithmetic as the allocator's).
 
@@ -943,7 +937,6 @@ _COL_RANK = _RANK[Fate.COLLISION]
 _FATE_RANK = [0] * (max(int(f) for f in Fate) + 1)  # Fate code -> rank (other codes: 0)
 for _f, _r in _RANK.items():
     _FATE_RANK[int(_f)] = _r
-SCALAR_CONTEXT = 64  # one-target verdicts in plain Python up to this many frames of context
 TX_KEEP_S = 60.0  # gateway transmissions kept this long after their end (longer than any uplink)
 TX_TRIM = 4096  # trim a gateway's list of transmissions once it holds this many
 SCALAR_BATCH = 8  # arrivals fed one by one in Python up to this many (numpy's overhead dominates below)
