@@ -498,6 +498,44 @@ def firmware_verify(
 
 
 @app.command()
+def validate(
+    quick: bool = typer.Option(False, "--quick", help="only the fast checks (seconds; part of the test suite)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the table and plots as markdown here, e.g. "
+                                       "docs/validation.md"),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="run only this check (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="print the results as a JSON list"),
+) -> None:
+    """Run every closed-form and published-value check; exit 1 if any fails."""
+    from dataclasses import asdict
+
+    from iotsim.validation import check_names, run_checks
+    from iotsim.validation.report import write
+
+    unknown = sorted(set(only or []) - set(check_names()))
+    if unknown:
+        _fail(InputError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(check_names())}", field="--only"))
+    with err_console.status("validating") as status:
+        v = run_checks(quick=quick, only=only, progress=lambda name: status.update(f"validating: {name}"))
+    if as_json:
+        typer.echo(json.dumps([{**asdict(r), "passed": r.passed} for r in v.results], indent=2))
+    else:
+        table = Table(title="iotsim validate" + (" --quick" if quick else ""), title_justify="left")
+        for col in ("check", "expected", "measured", "tolerance", "verdict"):
+            table.add_column(col, justify="left" if col in ("check", "verdict") else "right")
+        for r in v.results:
+            table.add_row(r.check, f"{r.expected:.6g}", f"{r.measured:.6g}", r.tolerance_text,
+                          "pass" if r.passed else "[bold red]FAIL[/]")
+        console.print(table)
+        console.print(f"{sum(r.passed for r in v.results)} of {len(v.results)} checks pass", highlight=False)
+    if out is not None:
+        command = "iotsim validate" + (" --quick" if quick else "") + f" --out {out}"
+        for path in write(v, out, command):
+            err_console.print(f"wrote {path}", highlight=False)
+    if not v.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def reproduce(
     name: str = typer.Argument(..., help="the published comparison: `iotsim reproduce list` names them"),
     as_json: bool = typer.Option(False, "--json", help="print the rows as a JSON list"),

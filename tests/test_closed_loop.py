@@ -246,3 +246,47 @@ def test_one_target_verdicts_equal_reception_decode(monkeypatch, reception):
     run_scenario(load_scenario_text(text))
     assert checked[0] > 500
     assert mismatched == []
+
+
+FALLBACK = """\
+name: fallback
+seed: 5
+duration: 3h
+fleet:
+  - group: g
+    count: 40
+    device: nrf52840_sx1262_2xaa
+    placement: {{kind: uniform, area_m: [50, 50]}}
+    workload: {{signal: farm.soil_climate, sample_period: 5min, window: 12, events_per_day: 0}}
+    model: farm_soil_int8
+    heartbeat: 1min
+network:
+  lorawan: {{sf: 12, confirmed: true, nb_trans: 4, uplink_channels: 3}}
+  propagation: {{pl_d0_db: 100, d0_m: 40, exponent: 2.08, shadowing_sigma_db: 0}}
+  gateways:
+{gateways}
+policies: [on_device]
+simulation: {{background_pool: 200}}
+outputs: {{plots: false, report: none}}
+"""
+
+
+def test_the_network_answers_through_the_next_gateway_when_the_strongest_is_closed(monkeypatch):
+    """An SF12 ACK (about 1 s) closes a gateway's 1 % RX1 sub-band for about 99 s and its 10 % RX2 sub-band
+    for about 9 s, so one gateway cannot acknowledge 40 nodes' uplinks. The network answers through the
+    strongest free gateway that received the uplink, RX1 first (ns-3 lorawan's choice): more uplinks are
+    acknowledged, and fewer sent again, than by a network that only ever uses the strongest gateway."""
+    text = FALLBACK.format(gateways="    - {id: near, position_m: [300, 0]}\n    - {id: far, position_m: [0, 500]}")
+    fallback = run_scenario(load_scenario_text(text))
+    delivered = ClosedLoop._delivered
+    monkeypatch.setattr(ClosedLoop, "_delivered", lambda self, a, decoders, power: (
+        delivered(self, a, decoders, power), self.a_decoders.__setitem__(a, self.a_decoders[a][:1])))
+    strongest = run_scenario(load_scenario_text(text))
+    s_fb, s_st = summary_table(fallback).iloc[0], summary_table(strongest).iloc[0]
+    g_fb = gateways_table(fallback).set_index("gateway")
+    g_st = gateways_table(strongest).set_index("gateway")
+    assert s_fb.downlinks_sent > 1.05 * s_st.downlinks_sent
+    assert s_fb.retransmissions < s_st.retransmissions
+    assert g_fb.tx_airtime_s["far"] > 1.2 * g_st.tx_airtime_s["far"]  # the far gateway takes over when near is closed
+    for g in (g_fb, g_st):  # neither gateway beyond its duty cycle (10 % in RX2, 1 % in RX1, plus one frame)
+        assert (g.tx_duty_cycle_max_sub_band <= 0.10 + 2.0 / 3 / 3600).all()

@@ -32,9 +32,10 @@ ALL_PROFILES = [(k, n) for k in KINDS for n in list_profiles(k)]
 REQUIRED = {
     "mcu": {"nrf52840", "stm32l4r5", "esp32"},
     "radio": {"sx1276", "sx1262", "nrf52840_ble", "esp32_wifi"},
-    "battery": {"cr2032", "2xaa", "18650"},
+    "battery": {"cr2032", "2xaa", "18650", "lisocl2_aa", "2xaa_alkaline"},
     "sensor": {"soil_climate", "accel_3axis"},
-    "board": {"nrf52840_sx1262_2xaa", "stm32l4r5_sx1276_18650", "nrf52840_ble_cr2032", "esp32_wifi_18650"},
+    "board": {"nrf52840_sx1262_2xaa", "stm32l4r5_sx1276_18650", "nrf52840_ble_cr2032", "esp32_wifi_18650",
+              "nrf52840_sx1262_lisocl2"},
 }
 
 
@@ -75,8 +76,13 @@ def test_every_profile_loads(kind, name):
 
 
 def _numeric_leaves(node, path=()):
-    """Yield (path, parent mapping, key) for every int/float leaf in a parsed YAML tree."""
+    """Yield (path, parent mapping, key) for every int/float leaf in a parsed YAML tree; the numbers of a
+    sourced curve ({points: [[x, y], ...], source: ...}) share the curve's source."""
     if isinstance(node, dict):
+        if "points" in node and set(node) == {"points", "source"}:
+            assert all(len(p) == 2 for p in node["points"]), f"{path}: curve points are [x, y] pairs"
+            yield path + ("points",), {"value": node["points"], "source": node["source"]}, "value"
+            return
         for key, value in node.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 yield path + (key,), node, key
@@ -119,13 +125,35 @@ def test_board_parts_resolve_and_the_farm_node_is_as_described():
 # ---- SI conversions and closed forms ---------------------------------------------------------
 
 
-def test_usable_energy_closed_form_for_2xaa():
+def test_battery_profile_si_conversions_for_2xaa():
     b = load_profile("battery", "2xaa")
     r = raw("battery", "2xaa")
-    expected = r["capacity_mah"]["value"] * 3.6 * r["nominal_voltage_v"]["value"] * r["usable_fraction"]["value"]
-    assert b.usable_energy_j == pytest.approx(expected, rel=1e-12)
-    assert b.usable_energy_j == pytest.approx(3500 * 3.6 * 3.0 * 0.9)  # 34 020 J
-    assert b.capacity_c == pytest.approx(3500 * 3.6)
+    assert b.capacity_c == pytest.approx(r["capacity_mah"]["value"] * 3.6)
+    assert b.cells_in_series == 2
+    assert b.shelf_life_s == pytest.approx(r["shelf_life_years"]["value"] * 365.25 * 86400)
+    assert b.ocv_soc == tuple(p[0] for p in r["cell_ocv_v"]["points"])
+    assert b.cell_ocv_v == tuple(p[1] for p in r["cell_ocv_v"]["points"])
+    assert b.capacity_current_a is None and b.kibam_c is None
+    assert "shelf life" in b.sources["shelf_life_s"]
+    alk = load_profile("battery", "2xaa_alkaline")
+    ra = raw("battery", "2xaa_alkaline")["capacity_vs_current"]["points"]
+    assert alk.capacity_current_a == tuple(p[0] * 1e-3 for p in ra)
+    assert alk.capacity_at_current_c == tuple(p[1] * 3.6 for p in ra)
+
+
+def test_board_power_tree_si_conversions():
+    ldo = load_board("stm32l4r5_sx1276_18650")
+    (rail,) = ldo.power_tree
+    r = raw("board", "stm32l4r5_sx1276_18650")["power_tree"][0]["regulator"]
+    assert rail.loads == ("mcu", "sensor", "radio") and rail.regulator.kind == "ldo"
+    assert rail.regulator.quiescent_current_a == pytest.approx(r["quiescent_current_ua"]["value"] * 1e-6)
+    assert ldo.supply_voltage_v == r["output_v"]["value"] == ldo.rail_voltage_v("radio")
+    buck = load_board("nrf52840_sx1262_lisocl2").power_tree[0].regulator
+    rb = raw("board", "nrf52840_sx1262_lisocl2")["power_tree"][0]["regulator"]["efficiency"]["points"]
+    assert buck.efficiency_load_a == tuple(p[0] * 1e-3 for p in rb)
+    assert buck.efficiency == tuple(p[1] for p in rb)
+    direct = load_board("nrf52840_sx1262_2xaa")
+    assert direct.rail_voltage_v("mcu") == direct.battery.nominal_voltage_v
 
 
 def test_units_are_si():
@@ -189,9 +217,10 @@ def test_calibrated_cycles_per_mac_reproduces_mlperf_tiny_kws_latency():
     """181.92 ms x 120 MHz / 2.66 M MACs = 8.2 cycles/MAC; the profile must give back ~181.9 ms."""
     mcu = load_profile("mcu", "stm32l4r5")
     assert mcu.inference_time_s(2.66e6) == pytest.approx(0.18192, rel=0.005)
-    # the stated active current reproduces the measured energy per inference (7373.7 uJ at 1.8 V)
-    energy_j = mcu.active_current_a * 1.8 * 0.18192
-    assert energy_j == pytest.approx(7373.7e-6, rel=0.01)
+    # the active current is the datasheet's run mode (110 uA/MHz x clock), not fitted to MLPerf's energy runs:
+    # those imply 7373.7 uJ / 181.92 ms / 1.8 V = 22.5 mA on the board, above the datasheet MCU figure
+    assert mcu.active_current_a == pytest.approx(110e-6 * mcu.clock_hz / 1e6)
+    assert mcu.active_current_a < 7373.7e-6 / 0.18192 / 1.8
 
 
 def test_sensor_parts_combine_preserving_charge():
@@ -231,7 +260,7 @@ def test_value_without_source_is_rejected(devdir):
     path = devdir / "battery" / "2xaa.yaml"
     text = path.read_text()
     start = text.index("capacity_mah:")
-    end = text.index("usable_fraction:")
+    end = text.index("self_discharge_per_year:")
     path.write_text(text[:start] + "capacity_mah: {value: 3500}\n" + text[end:])
     with pytest.raises(InputError) as err:
         load_profile("battery", "2xaa", devdir)
@@ -243,7 +272,7 @@ def test_blank_source_is_rejected(devdir):
     path = devdir / "battery" / "2xaa.yaml"
     text = path.read_text()
     start = text.index("capacity_mah:")
-    end = text.index("usable_fraction:")
+    end = text.index("self_discharge_per_year:")
     path.write_text(text[:start] + 'capacity_mah: {value: 3500, source: "  "}\n' + text[end:])
     with pytest.raises(InputError) as err:
         load_profile("battery", "2xaa", devdir)
@@ -318,7 +347,7 @@ def test_duplicate_key_is_rejected(devdir):
 @pytest.mark.parametrize(
     ("kind", "name", "old", "new", "field"),
     [
-        ("battery", "2xaa", "value: 0.9\n", "value: 1.5\n", "usable_fraction"),
+        ("battery", "2xaa", "value: 0.007\n", "value: 1.5\n", "self_discharge_per_year"),
         ("mcu", "esp32", "value: 240\n", "value: -240\n", "clock_mhz"),
         ("radio", "sx1262", 'value: 4.6\n', 'value: "4.6"\n', "rx_current_ma.value"),
         ("radio", "sx1262", "technology: lora", "technology: sigfox", "technology"),
@@ -348,3 +377,78 @@ def test_load_file_reads_kind_from_the_file():
 def test_error_message_format():
     err = InputError("bad", where="devices/mcu/x.yaml:3", field="clock_mhz")
     assert str(err) == "devices/mcu/x.yaml:3: field 'clock_mhz': bad"
+
+
+# ---- batteries and power trees: bad files -------------------------------------------------------------
+
+
+def _load_err(devdir, kind, name):
+    with pytest.raises(InputError) as err:
+        load_board(name, devdir) if kind == "board" else load_profile(kind, name, devdir)
+    return err.value
+
+
+def test_curve_without_source_is_rejected(devdir):
+    edit(devdir / "battery" / "2xaa.yaml", "cell_resistance_ohm:\n  points: [[0.0, 0.15], [1.0, 0.15]]\n  source:",
+         "cell_resistance_ohm:\n  points: [[0.0, 0.15], [1.0, 0.15]]\n  comment:")
+    e = _load_err(devdir, "battery", "2xaa")
+    assert e.field.startswith("cell_resistance_ohm") and "2xaa.yaml" in e.where
+
+
+def test_bare_number_in_a_curve_without_source_is_rejected(devdir):
+    path = devdir / "battery" / "2xaa.yaml"
+    path.write_text(path.read_text() + "extra_curve: [[0.0, 1.0]]\n")
+    e = _load_err(devdir, "battery", "2xaa")
+    assert "source" in e.message and "2xaa.yaml:" in e.where
+
+
+def test_out_of_range_efficiency_is_rejected(devdir):
+    edit(devdir / "board" / "nrf52840_sx1262_lisocl2.yaml", "[10.0, 0.93]", "[10.0, 1.2]")
+    e = _load_err(devdir, "board", "nrf52840_sx1262_lisocl2")
+    assert "efficiency" in e.message and "(0, 1]" in e.message
+    assert e.field == "power_tree.0.regulator.efficiency" and "nrf52840_sx1262_lisocl2.yaml:" in e.where
+
+
+def test_efficiency_curve_must_rise_in_current(devdir):
+    edit(devdir / "board" / "nrf52840_sx1262_lisocl2.yaml", "[10.0, 0.93]", "[0.5, 0.93]")
+    e = _load_err(devdir, "board", "nrf52840_sx1262_lisocl2")
+    assert "increase strictly" in e.message
+
+
+def test_ldo_without_quiescent_current_is_rejected(devdir):
+    path = devdir / "board" / "stm32l4r5_sx1276_18650.yaml"
+    text = path.read_text()
+    start = text.index("      quiescent_current_ua:")
+    end = text.index("      dropout_v:")
+    path.write_text(text[:start] + text[end:])
+    e = _load_err(devdir, "board", "stm32l4r5_sx1276_18650")
+    assert "ldo regulator needs quiescent_current_ua" in e.message
+    assert e.field == "power_tree.0.regulator"
+
+
+def test_a_load_on_two_rails_or_none_is_rejected(devdir):
+    edit(devdir / "board" / "nrf52840_sx1262_2xaa.yaml", "loads: [mcu, sensor, radio]", "loads: [mcu, sensor]")
+    e = _load_err(devdir, "board", "nrf52840_sx1262_2xaa")
+    assert "radio must be on exactly one rail" in e.message and e.field == "power_tree"
+
+
+def test_board_without_power_tree_is_rejected(devdir):
+    path = devdir / "board" / "nrf52840_sx1262_2xaa.yaml"
+    text = path.read_text()
+    path.write_text(text[: text.index("power_tree:")])
+    e = _load_err(devdir, "board", "nrf52840_sx1262_2xaa")
+    assert e.message == "required field is missing" and e.field == "power_tree"
+
+
+def test_regulator_that_cannot_start_from_a_full_battery_is_rejected(devdir):
+    # a 3.3 V LDO with 1 V of dropout needs 4.3 V: more than a full 18650 (4.17 V open circuit)
+    edit(devdir / "board" / "stm32l4r5_sx1276_18650.yaml", "value: 0.021", "value: 1.0")
+    e = _load_err(devdir, "board", "stm32l4r5_sx1276_18650")
+    assert "needs at least 4.3 V" in e.message and e.field == "power_tree.0"
+
+
+def test_ocv_curve_must_span_empty_to_full_and_not_fall(devdir):
+    edit(devdir / "battery" / "cr2032.yaml", "[[0.0, 2.0], [0.1, 2.5]", "[[0.01, 2.0], [0.1, 2.5]")
+    assert "from state of charge 0 to 1" in _load_err(devdir, "battery", "cr2032").message
+    edit(devdir / "battery" / "cr2032.yaml", "[[0.01, 2.0], [0.1, 2.5]", "[[0.0, 2.6], [0.1, 2.5]")
+    assert "must not fall" in _load_err(devdir, "battery", "cr2032").message

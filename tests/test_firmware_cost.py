@@ -9,15 +9,28 @@ import pytest
 
 from iotsim.engine.fleet import inference_cost
 from iotsim.firmware import cost
+from iotsim.firmware.cycles import COUNTERS, DEFAULT_CACHES, INSN_CLASSES, CycleParams, cycles
 from iotsim.hardware.profiles import load_profile
 from iotsim.paths import ZOO_DIR
 from iotsim.tinyml.runtime import TfliteModel
 
 
+def _classes(instructions):
+    """A made-up class mix adding up to `instructions` (half ALU, a fifth single loads ...)."""
+    c = dict.fromkeys(COUNTERS, 0)
+    c.update(load=instructions // 5, ldst_pipelined=instructions // 10, mul=instructions // 10,
+             branch_only=instructions // 10, branch_taken=instructions // 12, ldst_multiple=10,
+             ldst_multiple_regs=50, dcache_misses=1_000, icache_misses=100)
+    c["alu"] = instructions - sum(c[k] for k in INSN_CLASSES)
+    c["instructions"] = instructions
+    return c
+
+
 def _measured(core="cortex-m4", instructions=1_000_000):
     return cost.MeasuredCost(core=core, board="mps2-an386", instructions_per_inference=instructions,
                              instructions_min=instructions - 10, instructions_max=instructions + 10, vectors=5,
-                             bit_exact=True, flash_bytes=20_000, ram_bytes=4_000, compiler="arm-none-eabi-gcc test")
+                             bit_exact=True, flash_bytes=20_000, ram_bytes=4_000, compiler="arm-none-eabi-gcc test",
+                             classes=_classes(instructions), caches=DEFAULT_CACHES)
 
 
 @pytest.fixture()
@@ -80,7 +93,23 @@ def test_engine_uses_measured_cost_when_recorded(user_model):
     cost.record(user_model, model.sha256, _measured(instructions=1_234_567))
     seconds, source = inference_cost(model, mcu)
     assert source.startswith("measured: 1,234,567 instructions") and "cortex-m4" in source
-    assert seconds == pytest.approx(1_234_567 * mcu.cpi / mcu.clock_hz)
+    params = CycleParams.from_mapping("cortex-m4", mcu.cycle_model)
+    expected = cycles(_classes(1_234_567), params, caches=DEFAULT_CACHES)
+    assert seconds == pytest.approx(expected / mcu.clock_hz)
+    assert expected > 1_234_567  # loads, taken branches and flash stalls cost more than a cycle
+
+
+def test_a_format_1_table_without_classes_is_not_used(user_model):
+    """Tables written before instruction classes carry no mix to price: the engine estimates instead."""
+    model = TfliteModel.load(user_model)
+    old = _measured()
+    path = cost.record(user_model, model.sha256, old)
+    table = json.loads(path.read_text())
+    del table["costs"]["cortex-m4"]["classes"], table["costs"]["cortex-m4"]["caches"]
+    path.write_text(json.dumps(table))
+    assert cost.lookup(user_model, model.sha256, "cortex-m4") is None
+    seconds, source = inference_cost(model, load_profile("mcu", "stm32l4r5"))
+    assert source.startswith("estimated")
 
 
 def test_engine_estimates_for_cores_without_emulator(user_model):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from iotsim.radio.fragmentation import n_frames, split_messages
 from iotsim.radio.lora import LORAWAN_OVERHEAD_BYTES, parse_coding_rate, symbol_time_s, time_on_air_s
+from iotsim.validation.checks import NS3_TOA_CASES
 
 
 def reference_toa_s(pl, sf, bw=125_000, cr=1, n_pre=8, explicit=True, crc=True, de=None):
@@ -338,31 +339,7 @@ def test_bor_parameters_and_capture_threshold():
 
 # ---- ns-3 lorawan TimeOnAirTest -----------------------------------------------------------
 
-# signetlabdei/lorawan test/lorawan-test-suite.cc, TimeOnAirTest::DoRun: 15 expected durations.
-# ns-3 passes the PHY payload (Create<Packet>(10) = 10 B, no LoRaWAN header added) to
-# LoraPhy::GetOnAirTime, which implements the same SX1272/SX1276 formula with CRC on; each step
-# changes one parameter of the previous one (low data rate optimisation forced, not automatic).
-# Columns: PHY bytes, SF, bandwidth Hz, coding rate index, preamble symbols, explicit header,
-# low data rate optimisation, ns-3 expected seconds (checked there with tolerance 1e-4 s).
-NS3_TOA_CASES = [
-    (10, 7, 125_000, 1, 8, True, False, 0.041216),
-    (10, 8, 125_000, 1, 8, True, False, 0.072192),
-    (10, 8, 125_000, 1, 8, False, False, 0.072192),  # headerDisabled = true
-    (10, 8, 125_000, 2, 8, False, False, 0.078336),
-    (10, 8, 125_000, 2, 10, False, False, 0.082432),
-    (10, 8, 125_000, 2, 10, False, True, 0.082432),
-    (10, 10, 125_000, 2, 10, False, True, 0.280576),
-    (10, 10, 250_000, 2, 10, False, True, 0.14028),  # exact value 0.140288 s; ns-3 wrote it truncated
-    (10, 10, 500_000, 2, 10, False, True, 0.070144),
-    (10, 10, 500_000, 2, 10, True, True, 0.082432),
-    (10, 10, 500_000, 2, 8, True, True, 0.078336),
-    (10, 12, 500_000, 2, 8, True, True, 0.264192),
-    (50, 12, 500_000, 2, 8, True, True, 0.657408),
-    (50, 12, 125_000, 2, 8, True, True, 2.629632),
-    (50, 12, 125_000, 1, 8, True, True, 2.301952),
-]
-
-
+# ns-3 lorawan's TimeOnAirTest vectors, with their source, live in iotsim.validation.checks
 @pytest.mark.parametrize(("pl", "sf", "bw", "cr", "n_pre", "explicit", "ldro", "expected"), NS3_TOA_CASES)
 def test_time_on_air_matches_ns3_lorawan_test_suite(pl, sf, bw, cr, n_pre, explicit, ldro, expected):
     t = time_on_air_s(pl, sf, bw, cr, n_pre, explicit_header=explicit, crc=True, low_data_rate_optimize=ldro)

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from iotsim.engine import run_scenario
 from iotsim.hardware import load_board
@@ -53,7 +54,8 @@ def test_energy_columns_add_up_per_node(small_result):
     nodes = nodes_table(small_result)
     parts = nodes.filter(regex=r"^energy_.+_j$").sum(axis=1)
     np.testing.assert_allclose(parts, nodes.energy_j, rtol=1e-12)
-    assert (nodes.filter(regex=r"^energy_.+_j$") > 0).all().all()
+    assert (nodes.filter(regex=r"^energy_(mcu|sensor|radio)_j$") > 0).all().all()
+    assert (nodes.energy_regulator_j == 0).all()  # the farm board has no regulator
     # ledger time is conserved per component
     for out in small_result.outcomes:
         t = out.ledger.time_s
@@ -119,7 +121,24 @@ outputs: {{plots: false, report: none}}
 """
 
 
-def test_battery_life_matches_closed_form_for_constant_duty_cycle():
+def _energy_life_s(board, load_w, peak_a):
+    """Energy-limited life by hand from the battery YAML: the pack dies where its terminal voltage under the
+    peak current, 2 (OCV(soc) - R I), meets the death voltage max(brown-out, cut-off); OCV is linear between
+    the curve's points and R constant (the 2xaa profile), so soc solves a linear equation on one segment."""
+    bat = board.battery
+    death_v = max(board.power_tree[0].min_supply_v, bat.cutoff_voltage_v)
+    r = bat.cell_resistance_ohm[0]
+    assert set(bat.cell_resistance_ohm) == {r}
+    target = death_v / bat.cells_in_series + r * peak_a  # the cell OCV where the node dies
+    s, v = np.array(bat.ocv_soc), np.array(bat.cell_ocv_v)
+    j = int(np.flatnonzero(v <= target)[-1])
+    soc = s[j] + (s[j + 1] - s[j]) * (target - v[j]) / (v[j + 1] - v[j])
+    usable_j = bat.capacity_c * (1 - soc) * bat.nominal_voltage_v
+    self_w = bat.capacity_c * bat.self_discharge_per_year / (365.25 * 86400) * bat.nominal_voltage_v
+    return usable_j / (load_w + self_w)
+
+
+def test_battery_life_matches_closed_form_for_constant_duty_cycle(tmp_path, monkeypatch):
     """One raw uplink per hour at SF7, 12 samples per window: energy and projected life by hand."""
     result = run_scenario(load_scenario_text(CONSTANT))
     nodes = nodes_table(result)
@@ -144,12 +163,59 @@ def test_battery_life_matches_closed_form_for_constant_duty_cycle():
         + b.radio.sleep_current_a * (T - radio_busy)
     )
     np.testing.assert_allclose(nodes.energy_j, energy, rtol=1e-9)
-    bat = b.battery
-    nominal = bat.capacity_mah * 3.6 * bat.nominal_voltage_v
-    life_s = nominal * bat.usable_fraction / (energy / T + nominal * bat.self_discharge_per_year / (365.25 * 86400))
-    np.testing.assert_allclose(nodes.battery_life_days, life_s / 86400, rtol=1e-9)
+    # the farm board feeds every part straight from the 2 x AA pack: no regulator losses
+    np.testing.assert_allclose(nodes.energy_regulator_j, 0.0, atol=0)
+    life_s = _energy_life_s(b, energy / T, peak_a=b.radio.tx_current_a(14) + b.mcu.sleep_current_a + sensor_sleep_a)
+    # the energy would outlast the cells' rated shelf life (15 years): the calendar limit binds
+    assert (life_s > b.battery.shelf_life_s).all()
+    np.testing.assert_allclose(nodes.battery_life_days, b.battery.shelf_life_s / 86400, rtol=1e-12)
+    assert (nodes.battery_life_limit == "calendar").all()
     summary = summary_table(result, nodes)
     assert (summary.packets_offered == 3 * windows).all() and (summary.packets_on_air == 3 * windows).all()
+    assert (summary.battery_limit_calendar == 3).all() and (summary.battery_limit_energy == 0).all()
+    # with a shelf life that does not bind, the projection is the energy life by hand
+    devices = tmp_path / "devices"
+    shutil.copytree(REPO / "devices", devices)
+    battery = devices / "battery" / "2xaa.yaml"
+    data = yaml.safe_load(battery.read_text())
+    data["shelf_life_years"]["value"] = 1000
+    battery.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    nodes = nodes_table(run_scenario(load_scenario_text(CONSTANT)))
+    np.testing.assert_allclose(nodes.battery_life_days, life_s / 86400, rtol=1e-9)
+    # the soil probe's 2.0 V brown-out is above the cells' 1.8 V cut-off: it binds
+    assert (nodes.battery_life_limit == "brown-out").all()
+
+
+def test_an_ldo_board_draws_load_plus_quiescent_current_through_the_engine(tmp_path, monkeypatch):
+    """The farm board behind a 1.8 V LDO: the battery gives V_b x (the loads' charge + I_q x T), the loads are
+    charged at 1.8 V, and the regulator row holds the difference."""
+    devices = tmp_path / "devices"
+    shutil.copytree(REPO / "devices", devices)
+    path = devices / "board" / "nrf52840_sx1262_2xaa.yaml"
+    data = yaml.safe_load(path.read_text())
+    iq_ua = 2.0
+    data["power_tree"] = [{
+        "name": "1v8", "loads": ["mcu", "sensor", "radio"],
+        "regulator": {"kind": "ldo", "part": "test LDO",
+                      "output_v": {"value": 1.8, "source": "test: a 1.8 V LDO"},
+                      "quiescent_current_ua": {"value": iq_ua, "source": "test: 2 uA quiescent"},
+                      "dropout_v": {"value": 0.1, "source": "test: 0.1 V dropout"}},
+        "min_supply_v": {"value": 1.8, "source": "test: SX1262 1.8 V minimum"}}]
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    with_ldo = nodes_table(run_scenario(load_scenario_text(CONSTANT)))
+    monkeypatch.delenv("IOTSIM_DEVICES")
+    direct = nodes_table(run_scenario(load_scenario_text(CONSTANT)))  # the same loads at the pack's 3.0 V
+    vb = 3.0
+    charge_c = direct.energy_j / vb  # every part draws the same currents for the same times
+    T = 86400.0
+    np.testing.assert_allclose(with_ldo.energy_j, vb * (charge_c + iq_ua * 1e-6 * T), rtol=1e-12)
+    loads = with_ldo[["energy_mcu_j", "energy_sensor_j", "energy_radio_j"]].sum(axis=1)
+    np.testing.assert_allclose(loads, 1.8 * charge_c, rtol=1e-12)
+    np.testing.assert_allclose(with_ldo.energy_regulator_j, with_ldo.energy_j - loads, rtol=1e-12)
+    # the regulator needs 1.9 V, below the cells' cut-off: the cut-off under the TX pulse still ends the life
+    assert (with_ldo.battery_life_limit == "calendar").all()
 
 
 def test_a_node_whose_battery_empties_dies_and_stops_sending(tmp_path, monkeypatch):
@@ -157,7 +223,6 @@ def test_a_node_whose_battery_empties_dies_and_stops_sending(tmp_path, monkeypat
     shutil.copytree(REPO / "devices", devices)
     battery = devices / "battery" / "2xaa.yaml"
     text = battery.read_text()
-    import yaml
 
     data = yaml.safe_load(text)
     data["capacity_mah"]["value"] = 0.05  # 0.05 mAh: this node draws ~1.8 J/day, so it dies within hours
@@ -168,7 +233,10 @@ def test_a_node_whose_battery_empties_dies_and_stops_sending(tmp_path, monkeypat
     assert nodes.died_at_s.notna().all()
     died = nodes.died_at_s.to_numpy()
     assert (died < 86400).all()
-    usable = 0.05 * 3.6 * data["nominal_voltage_v"]["value"] * data["usable_fraction"]["value"]
+    b = load_board("nrf52840_sx1262_2xaa")
+    peak = b.radio.tx_current_a(14) + b.mcu.sleep_current_a + sum(s.sleep_current_a for s in b.sensors)
+    life_1j = _energy_life_s(b, 1.0, peak)  # at 1 W, ignoring self-discharge (0.7 %/year is nothing here)
+    usable = life_1j * 0.05 / b.battery.capacity_mah  # the usable energy of the 0.05 mAh pack
     # the energy drawn until death is the usable energy, to within one window's energy (death is resolved
     # to the window: sampling work is spread as mean power, radio bursts are exact)
     monkeypatch.delenv("IOTSIM_DEVICES")

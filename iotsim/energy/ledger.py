@@ -2,9 +2,11 @@
 
 The engine reports each active interval (sampling, inference, radio start-up, transmission, receive
 windows) as it schedules it; the rest of the node's life is the component's sleep state. Energy is
-time-in-state x current x supply voltage, summed per component, so it is integrated exactly at
-every state change rather than sampled, and time is conserved: for every component the state times
-add up to the node's lifetime in the run.
+time-in-state x power, where a load's power is its current x its rail's voltage and the regulator
+row sums the power tree's losses over every slot (`iotsim.energy.power_tree`), so it is integrated
+exactly at every state change rather than sampled. Time is conserved (for every load the state
+times add up to the node's lifetime in the run; the regulator is on for all of it) and so is energy
+(energy from the battery = the loads' rows + the regulator row).
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ SLOTS: tuple[tuple[str, str], ...] = (
     ("radio", "standby"),
     ("radio", "rx"),
     ("radio", "tx"),
+    ("regulator", "on"),  # the power tree's losses; on for the node's whole life
 )
 SLOT_INDEX = {slot: i for i, slot in enumerate(SLOTS)}
-COMPONENTS: tuple[str, ...] = ("mcu", "sensor", "radio")
+COMPONENTS: tuple[str, ...] = ("mcu", "sensor", "radio")  # the loads
+ROWS: tuple[str, ...] = (*COMPONENTS, "regulator")  # rows of the energy ledger
+REGULATOR_SLOT = SLOT_INDEX[("regulator", "on")]
 SLEEP_SLOT = {c: SLOT_INDEX[(c, "sleep")] for c in COMPONENTS}
 
 
@@ -60,15 +65,20 @@ class EnergyLedger:
                     f"{self.lifetime_s[worst]:.6g} s: the duty cycle does not fit (sampling too fast?)"
                 )
             self.time_s[:, SLEEP_SLOT[component]] = np.maximum(self.lifetime_s - busy, 0.0)
+        self.time_s[:, REGULATOR_SLOT] = self.lifetime_s
 
-    def energy_j(self, current_a: np.ndarray, voltage_v: np.ndarray) -> np.ndarray:
-        """Energy per node and slot: time x current (per node and slot) x supply voltage (per node)."""
-        return self.time_s * current_a * np.asarray(voltage_v, dtype=np.float64)[:, None]
+    def energy_j(self, load_power_w: np.ndarray, loss_power_w: np.ndarray) -> np.ndarray:
+        """Energy per node and slot: time x load power in each load slot; the regulator slot holds
+        the sum over slots of time x regulator loss power (both `(nodes, slots)` arrays)."""
+        energy = self.time_s * load_power_w
+        energy[:, REGULATOR_SLOT] = (self.time_s * loss_power_w).sum(axis=1)
+        return energy
 
     @staticmethod
     def by_component(energy_slots_j: np.ndarray) -> dict[str, np.ndarray]:
+        """Energy per ledger row (mcu, sensor, radio, regulator)."""
         out = {}
-        for component in COMPONENTS:
+        for component in ROWS:
             idx = [SLOT_INDEX[s] for s in SLOTS if s[0] == component]
             out[component] = energy_slots_j[:, idx].sum(axis=1)
         return out
@@ -85,4 +95,4 @@ def slot_currents_a(board, tx_power_dbm: float) -> np.ndarray:
     cur[SLOT_INDEX[("radio", "standby")]] = board.radio.standby_current_a
     cur[SLOT_INDEX[("radio", "rx")]] = board.radio.rx_current_a
     cur[SLOT_INDEX[("radio", "tx")]] = board.radio.tx_current_a(tx_power_dbm)
-    return cur
+    return cur  # the regulator slot draws no current of its own: its losses come from the power tree

@@ -42,6 +42,7 @@ class PolicyOutcome:
     energy_slots_j: np.ndarray  # (nodes, slots)
     died_at_s: np.ndarray  # inf if alive at the end
     battery_life_s: np.ndarray
+    battery_life_limit: np.ndarray  # per node: index into iotsim.energy.battery.LIMITS of what binds
     event_latency_s: list[np.ndarray]  # per group: per event, NaN if not detected
     true_positive_decisions: list[int]
     positive_decisions: list[int]
@@ -120,7 +121,8 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
     result = RunResult(scenario, plans, outcomes, [g.id for g in scenario.network.gateways], link.technology,
                        link.tx_power_dbm)
     result.warnings = [w for p in plans for w in p.warnings]
-    result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link)
+    result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
+        + battery_limit_notes(plans, outcomes)
     result.wall_s = time.perf_counter() - t0
     return result
 
@@ -151,7 +153,8 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     lifetime = np.minimum(died, duration)
     on_air = stages.fates_before_air(tx, died, duration)
     ledger = stages.charge_ledger(nodes, loads, tx, on_air, lifetime)
-    energy = ledger.energy_j(stages.policy_currents(nodes, loads, tx, on_air), nodes.voltage_v)
+    energy = ledger.energy_j(*stages.policy_powers(nodes, tx, on_air))
+    life, limit = stages.battery_life(nodes, energy, lifetime, died)
     link.receive(tx, on_air, nodes.link, group_rng(scenario.seed, STREAM_CHANNELS, policy_index))
     delivery = stages.deliver_messages(scenario.network, tx, len(messages))
     decisions = stages.decide(scenario.network, plans, messages, delivery)
@@ -161,7 +164,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         message_arrival_s=delivery.arrival_s, decision_time_s=decisions.time_s,
         decision_positive=decisions.positive, cloud_inferences=decisions.cloud_inferences,
         cloud_wait_s=decisions.cloud_wait_s, ledger=ledger, energy_slots_j=energy, died_at_s=died,
-        battery_life_s=stages.battery_life_s(nodes, energy, lifetime, died),
+        battery_life_s=life, battery_life_limit=limit,
         event_latency_s=detection.event_latency_s, true_positive_decisions=detection.true_positive_decisions,
         positive_decisions=detection.positive_decisions, wall_s=time.perf_counter() - t0,
     )
@@ -169,11 +172,15 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
 
 def methodology_notes(scenario, plans: list[GroupPlan], link: Link) -> list[str]:
     notes = [
-        "Battery life: linear battery (usable-capacity derating, self-discharge); for nodes alive at the end, "
-        "projected as usable energy / (mean load power over the run + self-discharge power); nodes that died "
-        "report the time they died.",
-        "Energy: exact time-in-state ledger per component (MCU, sensor, radio); sleep is the rest of each node's "
-        "lifetime.",
+        "Battery life: terminal voltage from each cell's open-circuit voltage and internal resistance vs state of "
+        "charge; a node dies when its peak current pulls the battery below the board's brown-out voltage (or the "
+        "cell's cut-off); capacity at the node's mean current; self-discharge. For nodes alive at the end, "
+        "projected as usable energy / (mean battery power over the run + self-discharge power), capped at the "
+        "cell's rated shelf life; nodes that died report the time they died. The nodes table's "
+        "battery_life_limit says which bound binds (energy, brown-out, calendar).",
+        "Energy: exact time-in-state ledger per component (MCU, sensor, radio) at each rail's voltage, plus the "
+        "power tree's regulator losses (LDO quiescent current and dropout, converter efficiency vs load) as a "
+        "regulator row; sleep is the rest of each node's lifetime.",
         "Path loss: the scenario's model, never below free-space loss at the carrier "
         f"({link.carrier_frequency_hz / 1e6:g} MHz).",
         *link.notes(),
@@ -188,6 +195,23 @@ def methodology_notes(scenario, plans: list[GroupPlan], link: Link) -> list[str]
             f"{p.inference_cost_source}. Node model {p.model.name} ({p.model.interpreter_name}); cloud model "
             f"{p.cloud_model.name}."
         )
+    return notes
+
+
+def battery_limit_notes(plans: list[GroupPlan], outcomes: list[PolicyOutcome]) -> list[str]:
+    """Per policy and group: how many nodes' battery life each bound (energy, brown-out, calendar) limits."""
+    from iotsim.energy.battery import LIMITS, SECONDS_PER_YEAR
+
+    notes = []
+    for out in outcomes:
+        start = 0
+        for p in plans:
+            limit = out.battery_life_limit[start:start + p.n_nodes]
+            counts = ", ".join(f"{w} {int((limit == i).sum())}" for i, w in enumerate(LIMITS) if (limit == i).any())
+            shelf = p.board.battery.shelf_life_s / SECONDS_PER_YEAR
+            notes.append(f"Battery life limit, {out.policy.name} / {p.name} ({p.board.battery.name}, shelf life "
+                         f"{shelf:g} years): {counts} nodes.")
+            start += p.n_nodes
     return notes
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iotsim.energy.battery import LinearBattery
+from iotsim.energy.battery import LIMITS, BatteryModel, death_time_s, projected_life_s
 from iotsim.energy.ledger import COMPONENTS, SLOT_INDEX, EnergyLedger, slot_currents_a
+from iotsim.energy.power_tree import BoardPower, board_brownout_v
 from iotsim.engine.fleet import GroupPlan
 from iotsim.link.base import KeepAlive, Link, LinkNodes, Messages, Transmissions, not_on_air_fates
 from iotsim.network.cloud import simulate_cloud
@@ -29,14 +30,15 @@ class FleetNodes:
 
     group: np.ndarray  # int64 group index
     currents_a: np.ndarray  # (n, slots)
-    voltage_v: np.ndarray
+    input_w: np.ndarray  # (n, slots): battery power while in each slot (the other loads asleep)
     phase_s: np.ndarray
     window_period_s: np.ndarray
     window_span_s: np.ndarray
     n_windows: np.ndarray
-    usable_energy_j: np.ndarray
-    self_discharge_w: np.ndarray
-    batteries: dict  # group index -> LinearBattery
+    batteries: list  # per group index: its BatteryModel
+    powers: list  # per group index: its board's BoardPower
+    brownout_v: list  # per group index: its board's brown-out voltage
+    peak_current_a: list  # per group index: its largest battery current (at the configured TX power)
     link: LinkNodes
     radios: list  # per group index: the board's radio (TX current at any power)
 
@@ -44,23 +46,34 @@ class FleetNodes:
     def n(self) -> int:
         return int(self.group.shape[0])
 
+    def group_rows(self):
+        """(group index, slice of its nodes) for every group, in node order."""
+        start = 0
+        for g in range(len(self.batteries)):
+            count = int(np.count_nonzero(self.group == g))
+            yield g, slice(start, start + count)
+            start += count
+
 
 def fleet_nodes(plans: list[GroupPlan], link: Link) -> FleetNodes:
     group = np.concatenate([np.full(p.n_nodes, p.index, dtype=np.int64) for p in plans])
-    batteries = {p.index: battery_of(p.board) for p in plans}
-    currents = np.concatenate([np.tile(slot_currents_a(p.board, link.tx_power_dbm), (p.n_nodes, 1)) for p in plans])
+    rows = [slot_currents_a(p.board, link.tx_power_dbm) for p in plans]
+    powers = [BoardPower(p.board, row) for p, row in zip(plans, rows)]
+    input_rows = [np.add(*bp.slot_powers_w(row)) for bp, row in zip(powers, rows)]
     startup = np.concatenate([np.full(p.n_nodes, p.board.radio.startup_time_s) for p in plans])
     phase = np.concatenate([p.phase_s for p in plans])
     return FleetNodes(
-        group=group, currents_a=currents,
-        voltage_v=np.concatenate([np.full(p.n_nodes, p.board.supply_voltage_v) for p in plans]),
+        group=group,
+        currents_a=np.concatenate([np.tile(row, (p.n_nodes, 1)) for p, row in zip(plans, rows)]),
+        input_w=np.concatenate([np.tile(row, (p.n_nodes, 1)) for p, row in zip(plans, input_rows)]),
         phase_s=phase,
         window_period_s=np.concatenate([np.full(p.n_nodes, p.window_period_s) for p in plans]),
         window_span_s=np.concatenate([np.full(p.n_nodes, p.window_span_s) for p in plans]),
         n_windows=np.concatenate([p.n_windows for p in plans]),
-        usable_energy_j=np.array([batteries[g].usable_energy_j for g in group]),
-        self_discharge_w=np.array([batteries[g].self_discharge_power_w for g in group]),
-        batteries=batteries,
+        batteries=[BatteryModel(p.board.battery) for p in plans],
+        powers=powers,
+        brownout_v=[board_brownout_v(p.board) for p in plans],
+        peak_current_a=[bp.peak_current_a(row) for bp, row in zip(powers, rows)],
         link=LinkNodes(rx_power_dbm=np.concatenate([p.rx_power_dbm for p in plans]),
                        sf=np.concatenate([p.sf for p in plans]), startup_s=startup, phase_s=phase,
                        min_tx_power_dbm=max(min(p.board.radio.tx_powers_dbm) for p in plans)),
@@ -68,9 +81,30 @@ def fleet_nodes(plans: list[GroupPlan], link: Link) -> FleetNodes:
     )
 
 
-def battery_of(board) -> LinearBattery:
-    b = board.battery
-    return LinearBattery(b.capacity_mah, b.nominal_voltage_v, b.usable_fraction, b.self_discharge_per_year)
+@dataclass
+class BatteryBudget:
+    """Per node: the energy it can draw before it dies, its self-discharge power and shelf life."""
+
+    usable_j: np.ndarray
+    self_discharge_w: np.ndarray
+    shelf_life_s: np.ndarray
+    brownout_binds: np.ndarray  # bool
+
+
+def battery_budget(nodes: FleetNodes, mean_power_w: np.ndarray) -> BatteryBudget:
+    """Usable energy per node at its mean battery power (capacity at its mean current, above the
+    state of charge where its peak current browns it out), per group's battery model."""
+    n = nodes.n
+    usable, self_w, shelf, brown = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool)
+    for g, sl in nodes.group_rows():
+        model = nodes.batteries[g]
+        v = model.nominal_voltage_v
+        mean_a = np.asarray(mean_power_w[sl], dtype=float) / v
+        usable[sl] = model.usable_charge_c(mean_a, nodes.peak_current_a[g], nodes.brownout_v[g]) * v
+        brown[sl] = model.brownout_binds(mean_a, nodes.peak_current_a[g], nodes.brownout_v[g])
+        self_w[sl] = model.self_discharge_power_w
+        shelf[sl] = model.shelf_life_s
+    return BatteryBudget(usable, self_w, shelf, brown)
 
 
 # ---- node loads ---------------------------------------------------------------------------------
@@ -87,10 +121,11 @@ class NodeLoads:
 
 def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Transmissions,
                keep_alive: KeepAlive | None) -> NodeLoads:
+    """Battery-side loads: every power is what the node draws from its battery (through its power tree)."""
     n = nodes.n
     mcu_t = np.zeros(n)
     sens_t = np.zeros(n)
-    win_delta_j = np.zeros(n)  # energy above sleep per window
+    win_delta_j = np.zeros(n)  # battery energy above sleep per window
     start = 0
     for p in plans:
         sl = slice(start, start + p.n_nodes)
@@ -103,74 +138,88 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
         m = min(m, p.window_period_s)
         s = p.window_samples * min(max((x.sample_time_s for x in p.board.sensors), default=0.0), sp)
         mcu_t[sl], sens_t[sl] = m, s
-        cur = nodes.currents_a[start]
-        win_delta_j[sl] = p.board.supply_voltage_v * (
-            m * (cur[SLOT_INDEX[("mcu", "active")]] - cur[SLOT_INDEX[("mcu", "sleep")]])
-            + s * (cur[SLOT_INDEX[("sensor", "active")]] - cur[SLOT_INDEX[("sensor", "sleep")]])
+        pin = nodes.input_w[start]
+        win_delta_j[sl] = (
+            m * (pin[SLOT_INDEX[("mcu", "active")]] - pin[SLOT_INDEX[("mcu", "sleep")]])
+            + s * (pin[SLOT_INDEX[("sensor", "active")]] - pin[SLOT_INDEX[("sensor", "sleep")]])
         )
         start += p.n_nodes
-    cur, v = nodes.currents_a, nodes.voltage_v
-    standby_a, tx_a, rx_a = (cur[:, SLOT_INDEX[("radio", s)]] - cur[:, SLOT_INDEX[("radio", "sleep")]]
-                             for s in ("standby", "tx", "rx"))
-    # radio current above sleep per node, looked up per frame (no frames x slots matrix)
-    frame_tx_a = tx_a[tx.node] if tx.tx_power_dbm is None else frame_tx_current_a(nodes, tx) - \
-        cur[tx.node, SLOT_INDEX[("radio", "sleep")]]
-    frame_j = v[tx.node] * (tx.standby_s * standby_a[tx.node] + tx.tx_s * frame_tx_a + tx.rx_s * rx_a[tx.node])
-    sleep_w = v * cur[:, [SLOT_INDEX[(c, "sleep")] for c in COMPONENTS]].sum(axis=1)
+    pin = nodes.input_w
+    radio_sleep_w = pin[:, SLOT_INDEX[("radio", "sleep")]]
+    standby_w, tx_w, rx_w = (pin[:, SLOT_INDEX[("radio", s)]] - radio_sleep_w for s in ("standby", "tx", "rx"))
+    # radio power above sleep per node, looked up per frame (no frames x slots matrix)
+    frame_tx_w = tx_w[tx.node] if tx.tx_power_dbm is None else \
+        frame_tx_power_w(nodes, tx)[0] - radio_sleep_w[tx.node]
+    frame_j = tx.standby_s * standby_w[tx.node] + tx.tx_s * frame_tx_w + tx.rx_s * rx_w[tx.node]
+    sleep_w = pin[:, [SLOT_INDEX[(c, "sleep")] for c in COMPONENTS]].sum(axis=1)
     steady_w = sleep_w + win_delta_j / nodes.window_period_s
     if keep_alive is not None:  # the link's keep-alive traffic is a steady load
-        steady_w = steady_w + v * (
-            keep_alive.standby_s * standby_a + keep_alive.tx_s * tx_a + keep_alive.rx_s * rx_a
+        steady_w = steady_w + (
+            keep_alive.standby_s * standby_w + keep_alive.tx_s * tx_w + keep_alive.rx_s * rx_w
         ) / keep_alive.period_s
     return NodeLoads(mcu_t, sens_t, steady_w, frame_j, keep_alive)
 
 
-def frame_tx_current_a(nodes: FleetNodes, tx: Transmissions) -> np.ndarray:
-    """TX current of each frame at its own TX power (ADR changes it), from each board's radio curve."""
-    out = np.empty(len(tx))
+def frame_tx_power_w(nodes: FleetNodes, tx: Transmissions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame at its own TX power (ADR changes it), from each board's radio curve and power tree:
+    (battery power, TX current, regulator loss) while transmitting."""
+    power, current, loss = np.empty(len(tx)), np.empty(len(tx)), np.empty(len(tx))
     group = nodes.group[tx.node]
     for g, radio in enumerate(nodes.radios):
         sel = group == g
         if not sel.any():
             continue
         powers, inverse = np.unique(tx.tx_power_dbm[sel], return_inverse=True)
-        out[sel] = np.array([radio.tx_current_a(float(p)) for p in powers])[inverse.reshape(-1)]
-    return out
+        cur = np.array([radio.tx_current_a(float(p)) for p in powers])[inverse.reshape(-1)]
+        bp = nodes.powers[g]
+        current[sel] = cur
+        loss[sel] = bp.loss_w("radio", cur)
+        power[sel] = bp.rail_voltage_v("radio") * cur + loss[sel]
+    return power, current, loss
 
 
-def policy_currents(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air: np.ndarray) -> np.ndarray:
-    """Slot currents per node for this policy: where TX power varied per frame, the TX slot draws the
-    time-weighted mean of the frames' TX currents, so that TX time x current is each frame's energy."""
+def policy_powers(nodes: FleetNodes, tx: Transmissions, on_air: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(load power, regulator loss) per node and slot for this policy. Where TX power varied per frame,
+    the TX slot draws the time-weighted means of the frames' powers, so that TX time x power is the
+    frames' energy."""
+    load_w, loss_w = np.zeros(nodes.currents_a.shape), np.zeros(nodes.currents_a.shape)
+    for g, sl in nodes.group_rows():
+        load_w[sl], loss_w[sl] = nodes.powers[g].slot_powers_w(nodes.currents_a[sl])
     if tx.tx_power_dbm is None:
-        return nodes.currents_a
-    cur = nodes.currents_a.copy()
+        return load_w, loss_w
     slot = SLOT_INDEX[("radio", "tx")]
     sel = on_air & (tx.tx_s > 0)
+    _, current, loss = frame_tx_power_w(nodes, tx)
+    volts = np.array([bp.rail_voltage_v("radio") for bp in nodes.powers])[nodes.group]
     t = np.bincount(tx.node[sel], weights=tx.tx_s[sel], minlength=nodes.n)
-    q = np.bincount(tx.node[sel], weights=(tx.tx_s * frame_tx_current_a(nodes, tx))[sel], minlength=nodes.n)
+    q = np.bincount(tx.node[sel], weights=(tx.tx_s * current)[sel], minlength=nodes.n)
+    lq = np.bincount(tx.node[sel], weights=(tx.tx_s * loss)[sel], minlength=nodes.n)
     has = t > 0
-    cur[has, slot] = q[has] / t[has]
-    return cur
+    load_w[has, slot] = volts[has] * q[has] / t[has]
+    loss_w[has, slot] = lq[has] / t[has]
+    return load_w, loss_w
 
 
 # ---- battery -------------------------------------------------------------------------------------
 def node_deaths(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, duration_s: float) -> np.ndarray:
-    """When each node's battery empties within the run (inf if it lasts): steady drain plus its frames."""
+    """When each node's battery empties within the run (inf if it lasts): steady drain plus its frames,
+    against the usable energy at the node's mean power over the run; never after its shelf life."""
     n = nodes.n
     died = np.full(n, np.inf)
     sent = ~tx.dropped
     burst_total = np.bincount(tx.node[sent], weights=loads.frame_energy_j[sent], minlength=n)
-    at_risk = np.flatnonzero((loads.steady_w + nodes.self_discharge_w) * duration_s + burst_total
-                             >= nodes.usable_energy_j)
+    budget = battery_budget(nodes, loads.steady_w + burst_total / duration_s)
+    at_risk = np.flatnonzero((loads.steady_w + budget.self_discharge_w) * duration_s + burst_total
+                             >= budget.usable_j)
     if at_risk.size:
         bounds = np.searchsorted(tx.node, np.arange(n + 1))
         for i in at_risk.tolist():
             lo, hi = bounds[i], bounds[i + 1]
             keep = sent[lo:hi]
-            battery = nodes.batteries[int(nodes.group[i])]
-            died[i] = min(battery.death_time_s(loads.steady_w[i], tx.start_s[lo:hi][keep],
-                                               loads.frame_energy_j[lo:hi][keep]), np.inf)
-        died[died > duration_s] = np.inf
+            died[i] = death_time_s(budget.usable_j[i], loads.steady_w[i] + budget.self_discharge_w[i],
+                                   tx.start_s[lo:hi][keep], loads.frame_energy_j[lo:hi][keep])
+    died = np.minimum(died, budget.shelf_life_s)
+    died[died > duration_s] = np.inf
     return died
 
 
@@ -287,9 +336,16 @@ def detect(plans: list[GroupPlan], messages: Messages, decisions: Decisions) -> 
     return Detection(latencies, tp, pos)
 
 
-def battery_life_s(nodes: FleetNodes, energy_slots_j: np.ndarray, lifetime_s: np.ndarray,
-                   died: np.ndarray) -> np.ndarray:
-    """Projected life from each node's mean load in the run; dead nodes report when they died."""
+def battery_life(nodes: FleetNodes, energy_slots_j: np.ndarray, lifetime_s: np.ndarray,
+                 died: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(life_s, limit) per node. Projected from each node's mean battery power in the run and capped at
+    the cell's shelf life; dead nodes report when they died. `limit` is the index in LIMITS of what
+    binds: energy, brown-out or calendar."""
     load_power = energy_slots_j.sum(axis=1) / lifetime_s
-    life = nodes.usable_energy_j / (load_power + nodes.self_discharge_w)
-    return np.where(np.isfinite(died), died, life)
+    budget = battery_budget(nodes, load_power)
+    life, calendar = projected_life_s(budget.usable_j, load_power, budget.self_discharge_w, budget.shelf_life_s)
+    dead = np.isfinite(died)
+    calendar = np.where(dead, died >= budget.shelf_life_s, calendar)
+    limit = np.where(calendar, LIMITS.index("calendar"),
+                     np.where(budget.brownout_binds, LIMITS.index("brown-out"), LIMITS.index("energy")))
+    return np.where(dead, died, life), limit.astype(np.int8)

@@ -1,9 +1,10 @@
 """Measured inference cost per (model, core): the table the simulator reads.
 
 `iotsim firmware verify` measures how many instructions the reference firmware executes for one
-inference of a model on an emulated core and records it here; the engine turns instructions
-into time with the node MCU's cycles-per-instruction and clock (Mcu.instructions_time_s) and
-into energy with its active power.
+inference of a model on an emulated core, by instruction class, and records it here; the engine
+turns the class counts into cycles with the node MCU's cycle model (iotsim.firmware.cycles,
+`cycle_model` in devices/mcu/*.yaml), into time with its clock and into energy with its active
+power.
 
 Where the tables live
 ---------------------
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from iotsim.paths import ZOO_DIR, user_cache_dir
 
-TABLE_FORMAT = 1
+TABLE_FORMAT = 2  # 2: instruction classes and simulated flash caches
 
 # MCU profile core names -> the emulated core that runs the same instruction set
 CORE_ALIASES = {
@@ -59,6 +60,8 @@ class MeasuredCost:
     flash_bytes: int
     ram_bytes: int
     compiler: str  # e.g. "arm-none-eabi-gcc 12.2.1 -O2"
+    classes: dict | None = None  # instruction-class counts of the median vector (iotsim.firmware.cycles.COUNTERS)
+    caches: str | None = None  # flash caches simulated for classes' cache misses (cycles.DEFAULT_CACHES)
 
     def describe(self) -> str:
         return (f"measured: {self.instructions_per_inference:,} instructions per inference on {self.core} "
@@ -101,9 +104,12 @@ def lookup(model_path: Path | None, sha256: str, core: str) -> MeasuredCost | No
         if table and core in table.get("costs", {}):
             entry = table["costs"][core]
             try:
-                return MeasuredCost(**entry)
+                cost = MeasuredCost(**entry)
             except TypeError:  # an older or damaged entry: ignore it
                 continue
+            if cost.classes is None:  # format 1: instructions only, no classes to price
+                continue
+            return cost
     return None
 
 
@@ -120,6 +126,7 @@ def record(model_path: Path, sha256: str, cost: MeasuredCost, *, path: Path | No
     target = Path(path) if path is not None else table_path_for(model_path, sha256)
     table = _read_table(target, sha256) or {"format": TABLE_FORMAT, "model": Path(model_path).name,
                                             "model_sha256": sha256, "costs": {}}
+    table["format"] = TABLE_FORMAT
     table["costs"][cost.core] = asdict(cost)
     table["costs"] = dict(sorted(table["costs"].items()))
     target.parent.mkdir(parents=True, exist_ok=True)

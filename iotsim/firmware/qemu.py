@@ -10,6 +10,7 @@ inference. The plugin is compiled on first use with the host C compiler and cach
     run = run_qemu(elf, "mps2-an386", inputs, input_bytes, output_bytes)
     run.outputs        # N * output_bytes
     run.instructions   # N counts: instructions from iotsim_mark_begin's return to iotsim_mark_end
+    run.classes        # N dicts: the same instructions by class (iotsim.firmware.cycles.COUNTERS)
 
 `run_host` runs the host build (build_host) on the same inputs for a quick comparison.
 """
@@ -36,6 +37,7 @@ from iotsim.firmware.build import (
     marker_addresses,
     read_elf,
 )
+from iotsim.firmware.cycles import DEFAULT_CACHES
 from iotsim.paths import FIRMWARE_REF_DIR, user_cache_dir
 
 QEMU_ENV = "IOTSIM_QEMU"  # override qemu-system-arm (path or name)
@@ -62,6 +64,8 @@ class QemuRun:
     instructions: list[int]  # one count per vector ([] when count=False)
     wall_s: float  # wall time of the QEMU process
     n_vectors: int
+    classes: tuple[dict[str, int], ...] = ()  # per vector: instruction-class counts (iotsim.firmware.cycles)
+    caches: str | None = None  # flash caches simulated for classes' icache/dcache_misses (plugin arguments)
     stack_peak_bytes: int | None = None  # deepest stack use of iotsim_model_invoke (+<= 80 B)
     heap_peak_bytes: int | None = None  # newlib heap (stdio buffers)
     command: tuple[str, ...] = ()
@@ -160,6 +164,7 @@ def run_qemu(
     singlestep: bool = False,
     extra_args: tuple[str, ...] = (),
     workdir: str | os.PathLike | None = None,
+    caches: str | None = DEFAULT_CACHES,
 ) -> QemuRun:
     """Run the semihosting firmware `elf` on `board` over all vectors in `inputs`.
 
@@ -167,7 +172,8 @@ def run_qemu(
     jobs: QEMU processes run side by side, each on a contiguous share of the vectors (counts
         do not depend on it); None picks default_jobs(n). Each process costs ~0.1-0.2 s start-up.
     singlestep: one instruction per translation block (slow; for checking the plugin).
-    workdir: keep QEMU's files (in.bin, out.bin, counts.txt) there instead of a temp dir.
+    workdir: keep QEMU's files (in.bin, out.bin, counts.txt, classes.txt) there instead of a temp dir.
+    caches: the flash caches the plugin simulates ("icache=LINES:BYTES,dcache=LINES:BYTES"; None: none).
     timeout_s: per QEMU process.
     """
     b = get_board(board)
@@ -180,7 +186,8 @@ def run_qemu(
     qemu_executable()
     k = default_jobs(n) if jobs is None else max(1, min(int(jobs), n))
     if k == 1:
-        return _run_qemu_one(elf_path, b, data, n, output_bytes, count, timeout_s, singlestep, extra_args, workdir)
+        return _run_qemu_one(elf_path, b, data, n, output_bytes, count, timeout_s, singlestep, extra_args, workdir,
+                             caches)
     bounds = [round(i * n / k) for i in range(k + 1)]
     chunks = [data[bounds[i] * input_bytes : bounds[i + 1] * input_bytes] for i in range(k)]
     t0 = time.perf_counter()
@@ -188,7 +195,7 @@ def run_qemu(
         futures = [
             pool.submit(
                 _run_qemu_one, elf_path, b, chunk, bounds[i + 1] - bounds[i], output_bytes, count, timeout_s,
-                singlestep, extra_args, None if workdir is None else Path(workdir) / f"job{i}",
+                singlestep, extra_args, None if workdir is None else Path(workdir) / f"job{i}", caches,
             )
             for i, chunk in enumerate(chunks)
         ]
@@ -200,6 +207,8 @@ def run_qemu(
         instructions=[c for r in runs for c in r.instructions],
         wall_s=time.perf_counter() - t0,
         n_vectors=n,
+        classes=tuple(c for r in runs for c in r.classes),
+        caches=runs[0].caches,
         stack_peak_bytes=max(peaks) if peaks else None,
         heap_peak_bytes=max(heaps) if heaps else None,
         command=runs[0].command,
@@ -218,6 +227,7 @@ def _run_qemu_one(
     singlestep: bool,
     extra_args: tuple[str, ...],
     workdir: str | os.PathLike | None,
+    caches: str | None = None,
 ) -> QemuRun:
     qemu = qemu_executable()
 
@@ -227,7 +237,8 @@ def _run_qemu_one(
         (wd / "in.bin").write_bytes(data)
         out_file = wd / "out.bin"
         counts_file = wd / "counts.txt"
-        for f in (out_file, counts_file):
+        classes_file = wd / "classes.txt"
+        for f in (out_file, counts_file, classes_file):
             f.unlink(missing_ok=True)
         cmd = [
             qemu,
@@ -243,7 +254,9 @@ def _run_qemu_one(
             cmd.append("-singlestep")
         if count:
             begin, end = marker_addresses(elf_path)
-            cmd += ["-plugin", f"{_opt(str(plugin_path()))},begin={begin:#x},end={end:#x},out={_opt(str(counts_file))}"]
+            flash = f"{b.flash_origin:#x}:{b.flash_origin + b.flash_size:#x}"
+            cmd += ["-plugin", f"{_opt(str(plugin_path()))},begin={begin:#x},end={end:#x},out={_opt(str(counts_file))},"
+                    f"classes={_opt(str(classes_file))},flash={flash}" + (f",{caches}" if caches else "")]
         cmd += list(extra_args)
         t0 = time.perf_counter()
         try:
@@ -270,6 +283,7 @@ def _run_qemu_one(
                 where=str(elf_path),
             )
         instructions: list[int] = []
+        classes: list[dict[str, int]] = []
         if count:
             lines = counts_file.read_text().split() if counts_file.is_file() else []
             instructions = [int(x) for x in lines]
@@ -278,6 +292,7 @@ def _run_qemu_one(
                     f"instruction counter reported {len(instructions)} inferences for {n} vectors\n{_tail(r.stderr)}",
                     where=str(elf_path),
                 )
+            classes = _read_classes(classes_file, instructions, elf_path)
         m = _STATS.search(r.stdout)
         if m and int(m.group(1)) != n:
             raise EmulatorError(f"the firmware ran {m.group(1)} vectors of {n}", where=str(elf_path))
@@ -286,11 +301,31 @@ def _run_qemu_one(
             instructions=instructions,
             wall_s=wall,
             n_vectors=n,
+            classes=tuple(classes),
+            caches=caches if count else None,
             stack_peak_bytes=int(m.group(2)) if m else None,
             heap_peak_bytes=int(m.group(3)) if m else None,
             command=tuple(cmd),
             stderr=r.stderr,
         )
+
+
+def _read_classes(path: Path, instructions: list[int], elf_path: Path) -> list[dict[str, int]]:
+    """The plugin's per-inference class counts; their classes must add up to its instruction counts."""
+    from iotsim.firmware.cycles import INSN_CLASSES
+
+    rows = []
+    lines = path.read_text().splitlines() if path.is_file() else []
+    for line in lines:
+        row = {k: int(v) for k, v in (item.split("=", 1) for item in line.split())}
+        rows.append(row)
+    if len(rows) != len(instructions):
+        raise EmulatorError(f"the plugin wrote {len(rows)} class lines for {len(instructions)} inferences",
+                            where=str(elf_path))
+    for row, total in zip(rows, instructions):
+        if row.get("instructions") != total or sum(row.get(k, 0) for k in INSN_CLASSES) != total:
+            raise EmulatorError(f"instruction classes do not add up to the count {total}: {row}", where=str(elf_path))
+    return rows
 
 
 def run_host(

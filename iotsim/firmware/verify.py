@@ -126,6 +126,8 @@ def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs
         "tflm_vs_litert_ref_mismatches": tflm_ref_mismatches,
         "tflm_vs_litert_ref_max_lsb": tflm_ref_max,
         "instructions_per_inference": int(np.median(counts)),
+        "instruction_classes": _median_classes(run.classes, counts),
+        "caches": run.caches,
         "instructions_min": int(counts.min()),
         "instructions_max": int(counts.max()),
         "flash_bytes": int(built.flash_bytes),
@@ -146,9 +148,18 @@ def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs
             instructions_min=report["instructions_min"], instructions_max=report["instructions_max"],
             vectors=report["vectors"], bit_exact=True, flash_bytes=report["flash_bytes"],
             ram_bytes=report["ram_bytes"], compiler=built.compiler,
+            classes=report["instruction_classes"], caches=report["caches"],
         )
         report["cost_table"] = str(cost_table.record(path, sha, measured))
     return report
+
+
+def _median_classes(classes, counts: np.ndarray) -> dict | None:
+    """The class counts of the vector whose instruction count is the (lower) median."""
+    if not len(classes):
+        return None
+    order = np.argsort(counts, kind="stable")
+    return dict(classes[int(order[(len(order) - 1) // 2])])
 
 
 def format_report(r: dict) -> str:

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from iotsim.errors import InputError
 from iotsim.paths import devices_dir as _default_devices_dir
@@ -68,8 +68,57 @@ def _check(predicate, text: str):
 
 Positive = Annotated[Sourced, AfterValidator(_check(lambda v: v > 0, "> 0"))]
 NonNegative = Annotated[Sourced, AfterValidator(_check(lambda v: v >= 0, ">= 0"))]
-UnitFraction = Annotated[Sourced, AfterValidator(_check(lambda v: 0 < v <= 1, "in (0, 1]"))]
 Fraction01 = Annotated[Sourced, AfterValidator(_check(lambda v: 0 <= v < 1, "in [0, 1)"))]
+
+
+class SourcedCurve(BaseModel):
+    """A tabulated curve with its citation: ``{points: [[x, y], ...], source: "datasheet, figure 3"}``.
+
+    ``x`` must increase strictly; between points the simulator interpolates linearly and it never
+    extrapolates (outside the table the end value holds).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    points: list[tuple[float, float]] = Field(min_length=2)
+    source: str = Field(strict=True, min_length=1)
+
+    @field_validator("source")
+    @classmethod
+    def _source_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("source must not be blank: say where the curve comes from")
+        return v
+
+    @field_validator("points")
+    @classmethod
+    def _increasing(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if not all(math.isfinite(x) and math.isfinite(y) for x, y in v):
+            raise ValueError("curve points must be finite numbers")
+        xs = [x for x, _ in v]
+        if any(b <= a for a, b in zip(xs, xs[1:])):
+            raise ValueError(f"the x values of a curve must increase strictly, got {xs}")
+        return v
+
+
+def _curve_check(x_ok, y_ok, text: str):
+    def check(c: SourcedCurve) -> SourcedCurve:
+        bad = [(x, y) for x, y in c.points if not (x_ok(x) and y_ok(y))]
+        if bad:
+            raise ValueError(f"{text}; bad point(s): {bad}")
+        return c
+
+    return check
+
+
+SocCurve = Annotated[SourcedCurve, AfterValidator(_curve_check(
+    lambda x: 0 <= x <= 1, lambda y: y > 0, "points are [state of charge 0..1, value > 0]"))]
+ResistanceCurve = Annotated[SourcedCurve, AfterValidator(_curve_check(
+    lambda x: 0 <= x <= 1, lambda y: y >= 0, "points are [state of charge 0..1, resistance >= 0 ohm]"))]
+CapacityCurve = Annotated[SourcedCurve, AfterValidator(_curve_check(
+    lambda x: x > 0, lambda y: y > 0, "points are [discharge current > 0 mA, capacity > 0 mAh]"))]
+EfficiencyCurve = Annotated[SourcedCurve, AfterValidator(_curve_check(
+    lambda x: x > 0, lambda y: 0 < y <= 1, "points are [load current > 0 mA, efficiency in (0, 1]]"))]
 
 
 class _Spec(BaseModel):
@@ -86,7 +135,8 @@ class McuSpec(_Spec):
     active_current_ma: Positive
     sleep_current_ua: NonNegative
     cycles_per_mac: Positive
-    cpi: Positive
+    # cycle model of measured firmware (iotsim.firmware.cycles.PARAMS): MCUs with an emulated core
+    cycle_model: dict[str, NonNegative] | None = None
     wake_time_ms: NonNegative
     flash_kib: Positive | None = None
     ram_kib: Positive | None = None
@@ -123,14 +173,44 @@ class RadioSpec(_Spec):
         return v
 
 
+class KibamSpec(BaseModel):
+    """Kinetic battery model parameters (Manwell and McGowan 1993): capacity fraction ``c`` in the
+    available well, rate constant ``k`` between the wells."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    c: Annotated[Sourced, AfterValidator(_check(lambda v: 0 < v < 1, "in (0, 1)"))]
+    k_per_h: Positive
+
+
 class BatterySpec(_Spec):
     kind: Literal["battery"]
     chemistry: str = Field(min_length=1)
+    cells_in_series: Annotated[Sourced, AfterValidator(_check(lambda v: v >= 1 and v == int(v), "a whole number >= 1"))]
     nominal_voltage_v: Positive
     capacity_mah: Positive
-    usable_fraction: UnitFraction
+    capacity_vs_current: CapacityCurve | None = None
     self_discharge_per_year: Fraction01
-    cutoff_voltage_v: Positive | None = None
+    cutoff_voltage_v: Positive
+    shelf_life_years: Positive
+    cell_ocv_v: SocCurve
+    cell_resistance_ohm: ResistanceCurve
+    kibam: KibamSpec | None = None
+
+    @field_validator("cell_ocv_v", "cell_resistance_ohm")
+    @classmethod
+    def _covers_0_to_1(cls, v: SourcedCurve) -> SourcedCurve:
+        if v.points[0][0] != 0 or v.points[-1][0] != 1:
+            raise ValueError("the curve must run from state of charge 0 to 1")
+        return v
+
+    @field_validator("cell_ocv_v")
+    @classmethod
+    def _ocv_rises(cls, v: SourcedCurve) -> SourcedCurve:
+        ys = [y for _, y in v.points]
+        if any(b < a for a, b in zip(ys, ys[1:])):
+            raise ValueError(f"open-circuit voltage must not fall as the state of charge rises, got {ys}")
+        return v
 
 
 class SensorPartSpec(BaseModel):
@@ -159,13 +239,83 @@ class SensorSpec(_Spec):
         return v
 
 
+LOADS: tuple[str, ...] = ("mcu", "sensor", "radio")
+REGULATOR_FIELDS = {
+    "direct": set(),
+    "ldo": {"output_v", "quiescent_current_ua", "dropout_v"},
+    "buck": {"output_v", "min_input_v", "efficiency"},
+    "buck_boost": {"output_v", "min_input_v", "efficiency"},
+}
+
+
+class RegulatorSpec(BaseModel):
+    """How a rail is fed from the battery: ``direct``, ``ldo`` or a switching converter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["direct", "ldo", "buck", "buck_boost"]
+    part: str = ""
+    output_v: Positive | None = None
+    quiescent_current_ua: NonNegative | None = None
+    dropout_v: NonNegative | None = None
+    min_input_v: Positive | None = None
+    efficiency: EfficiencyCurve | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self):
+        need = REGULATOR_FIELDS[self.kind]
+        given = {f for f in ("output_v", "quiescent_current_ua", "dropout_v", "min_input_v", "efficiency")
+                 if getattr(self, f) is not None}
+        missing, extra = sorted(need - given), sorted(given - need)
+        if missing:
+            raise ValueError(f"a {self.kind} regulator needs {', '.join(missing)}")
+        if extra:
+            raise ValueError(f"a {self.kind} regulator has no {', '.join(extra)}")
+        if self.kind != "direct" and not self.part.strip():
+            raise ValueError(f"name the {self.kind} regulator's part (part: \"...\") its numbers come from")
+        return self
+
+
+class RailSpec(BaseModel):
+    """One supply rail: the loads on it, what feeds it, and the lowest voltage its loads run at."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    loads: list[Literal["mcu", "sensor", "radio"]] = Field(min_length=1)
+    regulator: RegulatorSpec
+    min_supply_v: Positive
+
+    @model_validator(mode="after")
+    def _regulated_voltage_is_enough(self):
+        out = self.regulator.output_v
+        if out is not None and out.value < self.min_supply_v.value:
+            raise ValueError(f"rail {self.name!r} gives {out.value:g} V but its loads need at least "
+                             f"{self.min_supply_v.value:g} V (min_supply_v)")
+        return self
+
+
 class BoardSpec(_Spec):
     kind: Literal["board"]
     mcu: str = Field(min_length=1)
     radio: str = Field(min_length=1)
     battery: str = Field(min_length=1)
     sensors: list[str] = Field(default_factory=list)
-    supply_voltage_v: Positive
+    power_tree: list[RailSpec] = Field(min_length=1)
+
+    @field_validator("power_tree")
+    @classmethod
+    def _each_load_on_one_rail(cls, v: list[RailSpec]) -> list[RailSpec]:
+        placed = [load for rail in v for load in rail.loads]
+        for load in LOADS:
+            n = placed.count(load)
+            if n != 1:
+                where = "no rail" if n == 0 else f"{n} rails"
+                raise ValueError(f"the {load} must be on exactly one rail of the power tree, found on {where}")
+        names = [rail.name for rail in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rail names must be unique, got {names}")
+        return v
 
 
 _SPECS: dict[str, type[_Spec]] = {
@@ -197,21 +347,18 @@ class Mcu:
     active_current_a: float
     sleep_current_a: float
     cycles_per_mac: float
-    cpi: float
     wake_time_s: float
     flash_bytes: float | None = None
     ram_bytes: float | None = None
     description: str = ""
     path: Path | None = field(default=None, compare=False)
     sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
+    # iotsim.firmware.cycles parameters (None: no emulated core, e.g. Xtensa)
+    cycle_model: Mapping[str, float] | None = field(default=None, compare=False)
 
     def inference_time_s(self, macs: float) -> float:
         """Time for one inference of ``macs`` multiply-accumulates: macs * cycles_per_mac / clock."""
         return float(macs) * self.cycles_per_mac / self.clock_hz
-
-    def instructions_time_s(self, instructions: float) -> float:
-        """Time to execute a counted number of instructions: instructions * cpi / clock."""
-        return float(instructions) * self.cpi / self.clock_hz
 
 
 @dataclass(frozen=True)
@@ -265,15 +412,31 @@ class Radio:
 
 @dataclass(frozen=True)
 class Battery:
-    """A battery (pack). ``capacity_mah`` and ``nominal_voltage_v`` are for the whole pack."""
+    """A battery (pack) of ``cells_in_series`` identical cells.
+
+    ``capacity_mah``, ``nominal_voltage_v`` and ``cutoff_voltage_v`` are for the whole pack; the
+    open-circuit voltage and internal resistance curves are per cell, tabulated against the state
+    of charge (0 = empty at the rated cut-off, 1 = full); ``capacity_vs_current`` (if given) is the
+    capacity delivered at a constant discharge current, from the datasheet's rate curve. The models
+    that use these numbers are in :mod:`iotsim.energy.battery`.
+    """
 
     name: str
     chemistry: str
+    cells_in_series: int
     nominal_voltage_v: float
     capacity_mah: float
-    usable_fraction: float
     self_discharge_per_year: float
-    cutoff_voltage_v: float | None = None
+    cutoff_voltage_v: float
+    shelf_life_s: float
+    ocv_soc: tuple[float, ...]
+    cell_ocv_v: tuple[float, ...]
+    resistance_soc: tuple[float, ...]
+    cell_resistance_ohm: tuple[float, ...]
+    capacity_current_a: tuple[float, ...] | None = None  # constant discharge current ...
+    capacity_at_current_c: tuple[float, ...] | None = None  # ... and the charge it delivers (C)
+    kibam_c: float | None = None
+    kibam_k_per_s: float | None = None
     description: str = ""
     path: Path | None = field(default=None, compare=False)
     sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
@@ -283,10 +446,29 @@ class Battery:
         """Rated charge in coulombs (mAh x 3.6)."""
         return self.capacity_mah * 3.6
 
-    @property
-    def usable_energy_j(self) -> float:
-        """Usable energy: capacity_mah * 3.6 * nominal_voltage_v * usable_fraction (J)."""
-        return self.capacity_mah * 3.6 * self.nominal_voltage_v * self.usable_fraction
+
+@dataclass(frozen=True)
+class Regulator:
+    """What feeds a rail from the battery. ``kind``: direct, ldo, buck or buck_boost; SI units."""
+
+    kind: str
+    part: str = ""
+    output_v: float | None = None
+    quiescent_current_a: float | None = None
+    dropout_v: float | None = None
+    min_input_v: float | None = None
+    efficiency_load_a: tuple[float, ...] | None = None  # load currents of the efficiency curve ...
+    efficiency: tuple[float, ...] | None = None  # ... and the converter's efficiency there
+
+
+@dataclass(frozen=True)
+class Rail:
+    """A supply rail: its loads (mcu, sensor, radio), its regulator and its loads' minimum supply (V)."""
+
+    name: str
+    loads: tuple[str, ...]
+    regulator: Regulator
+    min_supply_v: float
 
 
 @dataclass(frozen=True)
@@ -331,14 +513,14 @@ class Sensor:
 
 @dataclass(frozen=True)
 class Board:
-    """A node: MCU + radio + battery + sensors, powered at ``supply_voltage_v``."""
+    """A node: MCU + radio + battery + sensors, fed from the battery through its power tree (rails)."""
 
     name: str
-    supply_voltage_v: float
     mcu: Mcu
     radio: Radio
     battery: Battery
     sensors: tuple[Sensor, ...]
+    power_tree: tuple[Rail, ...]
     description: str = ""
     path: Path | None = field(default=None, compare=False)
     sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
@@ -347,6 +529,20 @@ class Board:
     def channels(self) -> tuple[str, ...]:
         """All sensor channels of the board, in sensor order."""
         return tuple(c for s in self.sensors for c in s.channels)
+
+    def rail_of(self, load: str) -> Rail:
+        """The rail that feeds ``load`` (mcu, sensor or radio)."""
+        return next(r for r in self.power_tree if load in r.loads)
+
+    def rail_voltage_v(self, load: str) -> float:
+        """Voltage ``load`` runs at: its regulator's output, or the battery's nominal voltage if direct."""
+        out = self.rail_of(load).regulator.output_v
+        return self.battery.nominal_voltage_v if out is None else out
+
+    @property
+    def supply_voltage_v(self) -> float:
+        """The MCU's supply voltage (its rail's voltage)."""
+        return self.rail_voltage_v("mcu")
 
 
 Profile = Union[Mcu, Radio, Battery, Sensor, Board]
@@ -498,7 +694,8 @@ def _read_yaml(path: Path) -> tuple[dict, dict[tuple, int]]:
 _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 # Fields holding names or text: a number written there is a name (`battery: 18650`), not a quantity.
 _TEXT_FIELDS = frozenset(
-    {"kind", "name", "description", "core", "chemistry", "technology", "mcu", "radio", "battery", "sensors", "channels"}
+    {"kind", "name", "description", "core", "chemistry", "technology", "mcu", "radio", "battery", "sensors", "channels",
+     "part", "loads"}
 )
 
 
@@ -519,6 +716,8 @@ def _walk(
             seen.add(key)
             child = loc + (key,)
             lines[child] = value_node.start_mark.line + 1
+            if key == "points" and "source" in keys and isinstance(value_node, yaml.SequenceNode):
+                continue  # a sourced curve: its numbers share the curve's source
             if (
                 key == "value"
                 and isinstance(value_node, yaml.ScalarNode)
@@ -632,9 +831,10 @@ def _build_mcu(spec: McuSpec, path: Path) -> Mcu:
         "active_current_a": spec.active_current_ma.source,
         "sleep_current_a": spec.sleep_current_ua.source,
         "cycles_per_mac": spec.cycles_per_mac.source,
-        "cpi": spec.cpi.source,
         "wake_time_s": spec.wake_time_ms.source,
     }
+    for key, sourced in (spec.cycle_model or {}).items():
+        src[f"cycle_model.{key}"] = sourced.source
     if spec.flash_kib is not None:
         src["flash_bytes"] = spec.flash_kib.source
     if spec.ram_kib is not None:
@@ -646,7 +846,8 @@ def _build_mcu(spec: McuSpec, path: Path) -> Mcu:
         active_current_a=spec.active_current_ma.value * 1e-3,
         sleep_current_a=spec.sleep_current_ua.value * 1e-6,
         cycles_per_mac=spec.cycles_per_mac.value,
-        cpi=spec.cpi.value,
+        cycle_model=(None if spec.cycle_model is None
+                     else MappingProxyType({k: v.value for k, v in spec.cycle_model.items()})),
         wake_time_s=spec.wake_time_ms.value * 1e-3,
         flash_bytes=_opt(spec.flash_kib, 1024.0),
         ram_bytes=_opt(spec.ram_kib, 1024.0),
@@ -685,26 +886,77 @@ def _build_radio(spec: RadioSpec, path: Path) -> Radio:
     )
 
 
+def _curve(c: SourcedCurve, x_scale: float = 1.0, y_scale: float = 1.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return tuple(x * x_scale for x, _ in c.points), tuple(y * y_scale for _, y in c.points)
+
+
 def _build_battery(spec: BatterySpec, path: Path) -> Battery:
     src = {
+        "cells_in_series": spec.cells_in_series.source,
         "nominal_voltage_v": spec.nominal_voltage_v.source,
         "capacity_mah": spec.capacity_mah.source,
-        "usable_fraction": spec.usable_fraction.source,
         "self_discharge_per_year": spec.self_discharge_per_year.source,
+        "cutoff_voltage_v": spec.cutoff_voltage_v.source,
+        "shelf_life_s": spec.shelf_life_years.source,
+        "cell_ocv_v": spec.cell_ocv_v.source,
+        "cell_resistance_ohm": spec.cell_resistance_ohm.source,
     }
-    if spec.cutoff_voltage_v is not None:
-        src["cutoff_voltage_v"] = spec.cutoff_voltage_v.source
+    ocv_soc, ocv = _curve(spec.cell_ocv_v)
+    r_soc, r = _curve(spec.cell_resistance_ohm)
+    cap_i = cap_q = None
+    if spec.capacity_vs_current is not None:
+        cap_i, cap_q = _curve(spec.capacity_vs_current, 1e-3, 3.6)
+        src["capacity_vs_current"] = spec.capacity_vs_current.source
+    kc = kk = None
+    if spec.kibam is not None:
+        kc, kk = spec.kibam.c.value, spec.kibam.k_per_h.value / 3600.0
+        src["kibam_c"], src["kibam_k_per_s"] = spec.kibam.c.source, spec.kibam.k_per_h.source
     return Battery(
         name=spec.name,
         chemistry=spec.chemistry,
+        cells_in_series=int(spec.cells_in_series.value),
         nominal_voltage_v=spec.nominal_voltage_v.value,
         capacity_mah=spec.capacity_mah.value,
-        usable_fraction=spec.usable_fraction.value,
         self_discharge_per_year=spec.self_discharge_per_year.value,
-        cutoff_voltage_v=_opt(spec.cutoff_voltage_v, 1.0),
+        cutoff_voltage_v=spec.cutoff_voltage_v.value,
+        shelf_life_s=spec.shelf_life_years.value * 365.25 * 86400.0,
+        ocv_soc=ocv_soc,
+        cell_ocv_v=ocv,
+        resistance_soc=r_soc,
+        cell_resistance_ohm=r,
+        capacity_current_a=cap_i,
+        capacity_at_current_c=cap_q,
+        kibam_c=kc,
+        kibam_k_per_s=kk,
         description=spec.description,
         path=path,
         sources=MappingProxyType(src),
+    )
+
+
+def _build_rail(spec: RailSpec, src: dict[str, str]) -> Rail:
+    reg = spec.regulator
+    key = f"power_tree.{spec.name}"
+    src[f"{key}.min_supply_v"] = spec.min_supply_v.source
+    for name in ("output_v", "quiescent_current_ua", "dropout_v", "min_input_v", "efficiency"):
+        value = getattr(reg, name)
+        if value is not None:
+            src[f"{key}.{name}"] = value.source
+    eff_i = eff = None
+    if reg.efficiency is not None:
+        eff_i, eff = _curve(reg.efficiency, 1e-3, 1.0)
+    return Rail(
+        name=spec.name,
+        loads=tuple(spec.loads),
+        regulator=Regulator(
+            kind=reg.kind, part=reg.part,
+            output_v=_opt(reg.output_v, 1.0),
+            quiescent_current_a=_opt(reg.quiescent_current_ua, 1e-6),
+            dropout_v=_opt(reg.dropout_v, 1.0),
+            min_input_v=_opt(reg.min_input_v, 1.0),
+            efficiency_load_a=eff_i, efficiency=eff,
+        ),
+        min_supply_v=spec.min_supply_v.value,
     )
 
 
@@ -763,14 +1015,41 @@ def _build_board(spec: BoardSpec, path: Path, root: Path, lines: dict[tuple, int
             where=_where(path, lines, ("sensors",)),
             field="sensors",
         )
-    return Board(
+    src: dict[str, str] = {}
+    rails = tuple(_build_rail(r, src) for r in spec.power_tree)
+    board = Board(
         name=spec.name,
-        supply_voltage_v=spec.supply_voltage_v.value,
         mcu=mcu,  # type: ignore[arg-type]
         radio=radio,  # type: ignore[arg-type]
         battery=battery,  # type: ignore[arg-type]
         sensors=sensors,  # type: ignore[arg-type]
+        power_tree=rails,
         description=spec.description,
         path=path,
-        sources=MappingProxyType({"supply_voltage_v": spec.supply_voltage_v.source}),
+        sources=MappingProxyType(src),
     )
+    _check_power_tree(board, path, lines)
+    return board
+
+
+def _check_power_tree(board: Board, path: Path, lines: dict[tuple, int]) -> None:
+    """A rail whose regulator cannot start from a full battery is a design error, not a short life."""
+    from iotsim.energy.power_tree import rail_min_input_v
+
+    full_v = board.battery.cells_in_series * board.battery.cell_ocv_v[-1]
+    for i, rail in enumerate(board.power_tree):
+        need = rail_min_input_v(rail)
+        if need >= full_v:
+            raise InputError(
+                f"rail {rail.name!r} needs at least {need:g} V from the battery but a full "
+                f"{board.battery.name} gives {full_v:g} V (open circuit)",
+                where=_where(path, lines, ("power_tree", i)),
+                field=f"power_tree.{i}",
+            )
+        out = rail.regulator.output_v
+        if rail.regulator.kind == "buck" and out is not None and out >= full_v:
+            raise InputError(
+                f"rail {rail.name!r}: a buck converter cannot make {out:g} V from {full_v:g} V",
+                where=_where(path, lines, ("power_tree", i)),
+                field=f"power_tree.{i}",
+            )

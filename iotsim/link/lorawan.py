@@ -27,7 +27,7 @@ import numpy as np
 from iotsim.link.base import Link, LinkNodes, Messages, Transmissions, frames_from_split
 from iotsim.link.schedule import node_runs
 from iotsim.network import reception
-from iotsim.radio import fragmentation, lora, lorawan
+from iotsim.radio import fragmentation, lora, lorawan, lorawan_mac
 
 
 class LoRaWanLink(Link):
@@ -81,9 +81,14 @@ class LoRaWanLink(Link):
         return frames_from_split(messages, msg_index, fragment, phy, sf, airtime)
 
     def receive_windows_s(self, sf: np.ndarray) -> tuple[np.ndarray, float]:
-        """Time each class A receive window stays open with no downlink (RX1 at the uplink SF, RX2 at rx2_sf)."""
+        """Time each class A receive window stays open with no downlink: RX1 at the region's RX1 data
+        rate for the uplink's (the uplink's own in EU868 with offset 0; 500 kHz in US915), RX2 at rx2_sf."""
         s = self.settings
-        rx1 = s.rx_window_symbols * lora.symbol_time_s(sf, s.bandwidth_hz)
+        sf = np.asarray(sf, dtype=np.int64)
+        dr = np.zeros(sf.shape, dtype=np.int64)
+        for value in np.unique(sf):
+            dr[sf == value] = self.region.sf_to_data_rate(int(value), s.bandwidth_hz)
+        rx1 = lorawan_mac.rx1_window_s(self.region, dr, s.rx_window_symbols, s.rx1_dr_offset)
         rx2 = s.rx_window_symbols * lora.symbol_time_s(s.rx2_sf, self.rx2_bandwidth_hz)
         return np.asarray(rx1, dtype=np.float64), float(rx2)
 
@@ -156,9 +161,20 @@ class LoRaWanLink(Link):
                  else "spreading factors treated as orthogonal")
         capture = ("no capture (any same-SF overlap destroys both frames)" if not np.isfinite(g.capture_threshold_db)
                    else f"co-SF capture at {g.capture_threshold_db:g} dB SIR")
+        if self.closed_loop:
+            feedback = ", ".join(x for x in (
+                "confirmed uplinks (ACK in RX1 or RX2, up to NbTrans transmissions)" if s.confirmed else "unconfirmed uplinks",
+                f"NbTrans {s.nb_trans}" if s.nb_trans > 1 and not s.confirmed else "",
+                "network ADR (Semtech) with the device's ADR backoff" if s.adr else "",
+                f"{s.downlinks_per_day:g} application downlinks per node per day" if s.downlinks_per_day > 0 else "",
+            ) if x) + ("; on the SimPy closed loop: the network answers in RX1, else RX2, through the strongest "
+                       "gateway that received the uplink and is free to transmit (half duplex, duty cycle per "
+                       "sub-band); downlinks are not interfered with")
+        else:
+            feedback = "unconfirmed uplinks, nothing fed back (closed-form schedule)"
         return [
-            f"LoRaWAN class A ({self.region.name}): each uplink opens RX1 (uplink SF) and RX2 (SF{s.rx2_sf}) for "
-            f"{s.rx_window_symbols} symbols; unconfirmed uplinks.",
+            f"LoRaWAN class A ({self.region.name}): each uplink opens RX1 (at the region's RX1 data rate) and RX2 "
+            f"(SF{s.rx2_sf}) for {s.rx_window_symbols} symbols; {feedback}.",
             f"Radio: LoRa time on air per the Semtech formula; {self.region.name} payload limits with fragmentation "
             f"of large messages; {dc}; random channel among the {self.channels_hz.shape[0]} uplink "
             f"channels. Reception: interference energy summed over each frame's overlap per SF (as ns-3 lorawan); "

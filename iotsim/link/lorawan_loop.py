@@ -26,10 +26,11 @@ context), so with no feedback this engine gives the same bytes as the closed-for
 (a test runs both).
 
 Simplifications (stated in the run's notes): a message is split into frames at the data rate in
-force when its first frame goes; the network answers through the gateway that received the uplink
-strongest (RX1, else RX2 on the same gateway, else no downlink); downlinks reach a node when the
-reciprocal link budget clears the node's sensitivity (downlinks are not interfered with); the
-node's receiver stays on for a received downlink's whole time on air.
+force when its first frame goes; downlinks reach a node when the reciprocal link budget clears the
+node's sensitivity (downlinks are not interfered with); the node's receiver stays on for a received
+downlink's whole time on air. The network answers as ns-3 lorawan's does: in RX1, else RX2, through
+the strongest gateway that received the uplink and is free to transmit (not transmitting, its
+sub-band's duty cycle open); with none free, no downlink.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class ClosedLoop:
         self.a_ans: list[bool] = []
         self.a_status: list[int] = []
         self.a_gw: list[int] = []
+        self.a_decoders: list[list[int] | None] = []  # per attempt: gateways that decoded it, strongest first
         self.a_dl: list[tuple | None] = []  # (window, received, ack, airtime_s, cmd) of the downlink, if any
         self._arrival_heap: list = []
         self._end_heap: list = []
@@ -211,7 +213,11 @@ class ClosedLoop:
                 st.backoff = adr.AdrBackoff(self.region, initial_dr[k], 0, self.s.nb_trans)
             gen = self._node(k, lo, hi, st)
             gens.append(gen)
-            env.process(self._wrap(env, gen))
+            env.process(gen)
+        self._rx1_heap: list = []
+        self._ns_idle = None
+        self._ns_target = math.inf
+        self._ns_proc = env.process(self._network_server(env))
         env.run(until=self.duration)
         self.offline = True
         self._resolve_until(math.inf)
@@ -222,10 +228,41 @@ class ClosedLoop:
 
     offline = False
 
-    @staticmethod
-    def _wrap(env, gen):
-        for wake in gen:
-            yield env.timeout(max(wake - env.now, 0.0))
+    # ---- the network server: a SimPy process woken at every RX1 opening --------------------------
+    def _await_rx1(self, a: int, t_rx1: float):
+        """The event a node sleeps on until RX1 of attempt `a` opens (the server has decided by then)."""
+        if self.offline:  # after the run: the last resolution has decided everything
+            return None
+        ev = self.env.event()
+        heapq.heappush(self._rx1_heap, (t_rx1, a, ev))
+        if self._ns_idle is not None:
+            self._ns_idle.succeed()
+            self._ns_idle = None
+        elif t_rx1 < self._ns_target:  # earlier than the server planned to wake: wake it now
+            self._ns_target = math.inf
+            self._ns_proc.interrupt()
+        return ev
+
+    def _network_server(self, env):
+        """Sleeps until the next RX1 opening T, decides every uplink that ended by T (`_resolve_until`),
+        then wakes the nodes whose RX1 opens at T."""
+        heap = self._rx1_heap
+        while True:
+            if not heap:
+                self._ns_idle = env.event()
+                yield self._ns_idle
+                continue
+            t = heap[0][0]
+            if t > env.now:
+                self._ns_target = t
+                try:
+                    yield env.timeout(t - env.now)
+                except simpy.Interrupt:  # a node announced an uplink whose RX1 opens sooner
+                    continue
+                self._ns_target = math.inf
+            self._resolve_until(t)
+            while heap and heap[0][0] <= t:
+                heapq.heappop(heap)[2].succeed()
 
     def _queue_app_downlinks(self) -> None:
         rate = self.s.downlinks_per_day
@@ -238,7 +275,7 @@ class ClosedLoop:
                 self.app_queue[k].append(t)
 
     def _node(self, k: int, lo: int, hi: int, st: _Node):
-        """The node's class A MAC as a generator of wake-up times (RX1 of each transmission)."""
+        """The node's class A MAC, a SimPy process: it sleeps from each uplink until its RX1 opens."""
         ready_l = self.ready_l
         drop = self.s.duty_cycle_mode == "drop"
         confirmed = self.s.confirmed
@@ -314,9 +351,8 @@ class ClosedLoop:
                     end = t + air
                     last_end = end
                     tx_s += air
-                    yield end + rx1_delay
-                    if not self.offline:
-                        self._resolve_until(end + rx1_delay)
+                    # asleep until RX1 opens; by then the network server has decided the uplink's fate
+                    yield self._await_rx1(a, end + rx1_delay)
                     status = self.a_status[a]
                     if status == Fate.DELIVERED:
                         if math.isnan(delivered_end):
@@ -396,6 +432,7 @@ class ClosedLoop:
         self.a_ans.append(ans)
         self.a_status.append(-1)
         self.a_gw.append(-1)
+        self.a_decoders.append(None)
         self.a_dl.append(None)
         self.a_bits.append(0)
         self.a_afate.append(int(Fate.BELOW_SENSITIVITY))
@@ -575,19 +612,8 @@ class ClosedLoop:
                 self._verdict_alone(a)
             else:
                 busy.append(a)
-        if busy and len(context) <= SCALAR_CONTEXT:
-            for a in busy:
-                self._decode_one(a, context)
-        elif busy:
-            tx = self._gateway_tx(t_start, t_end)
-            pos = {a: p for p, a in enumerate(context)}
-            frames = self._frames(context)
-            tgt = np.array([pos[a] for a in busy], dtype=np.int64)
-            dec = reception.decode(frames, self._arrival_of(busy), self.nodes.rx_power_dbm, self.model,
-                                   targets=tgt, gateway_tx=tx, node_rx_power_mw=self.power_mw)
-            for a, st, g in zip(busy, dec.status.tolist(), dec.gateway.tolist()):
-                self.a_status[a] = st
-                self.a_gw[a] = g
+        for a in busy:
+            self._decode_one(a, context)
         # trim the arrived list now and then: nothing before the earliest unresolved start matters
         if len(self._arrived_ids) > 4096 and self._end_heap:
             keep_from = bisect_left(self._arrived_start, min(self.a_start[a] for _, a in self._end_heap[:1])
@@ -654,7 +680,7 @@ class ClosedLoop:
         co_mode, k_co = self._co_mode, self._k_co
         k_row = self._k_inter[own] if inter else None
         power = self.power_dbm_l[a_node[a]]
-        cnt, best, best_p = 0, -1, -math.inf
+        decoders = []
         for x, g in enumerate(gws):
             is_cut = self._overlaps_tx(g, sp, ep)
             gr = _GT_RANK if is_cut else _COL_RANK
@@ -674,11 +700,12 @@ class ClosedLoop:
                 dead = any(energy[t][x] * k_row[t] > sig for t in range(6))
             if dead:
                 continue
-            cnt += 1
-            if best < 0 or power[g] > best_p:
-                best, best_p = g, power[g]
-        self.a_status[a] = int(Fate.DELIVERED) if cnt else _RANK_FATE_CODES[rank]
-        self.a_gw[a] = best if cnt else -1
+            decoders.append(g)
+        if decoders:
+            self._delivered(a, decoders, power)
+        else:
+            self.a_status[a] = _RANK_FATE_CODES[rank]
+            self.a_gw[a] = -1
 
     def _off_factor(self, off_db: float) -> float:
         """10^(offset/10) as reception.decode computes it (numpy), cached per offset."""
@@ -689,19 +716,23 @@ class ClosedLoop:
 
     def _verdict_alone(self, a: int) -> None:
         """`reception.decode` for a frame no other frame or transmission disturbs: decoded wherever it
-        locked a path; delivered through the strongest of those gateways (the first on a tie)."""
+        locked a path."""
         bits = self.a_bits[a]
         if not bits:
             self.a_status[a] = self.a_afate[a]
             self.a_gw[a] = -1
             return
-        power = self.power_dbm_l[self.a_node[a]]
-        best, best_p = -1, -math.inf
-        for g in range(self.n_gw):
-            if bits >> g & 1 and power[g] > best_p:
-                best, best_p = g, power[g]
+        self._delivered(a, [g for g in range(self.n_gw) if bits >> g & 1], self.power_dbm_l[self.a_node[a]])
+
+    def _delivered(self, a: int, decoders: list[int], power: list[float]) -> None:
+        """The uplink was decoded at `decoders` (ascending): delivered through the strongest (the first
+        on a tie, as reception.decode reports it); the network may answer through any of them,
+        strongest first."""
         self.a_status[a] = int(Fate.DELIVERED)
-        self.a_gw[a] = best
+        if len(decoders) > 1:
+            decoders = sorted(decoders, key=lambda g: -power[g])  # stable: ties keep the lower index first
+        self.a_gw[a] = decoders[0]
+        self.a_decoders[a] = decoders
 
     def _server(self, a: int) -> None:
         """What the network server does with one decoded uplink: ADR bookkeeping and the downlink."""
@@ -746,9 +777,16 @@ class ClosedLoop:
         options = [(1, end + self.rx1_delay, rx1_hz, rx1_sf, rx1_bw),
                    (2, end + self.rx2_delay, float(self.region.rx2_frequency_hz), int(self.s.rx2_sf),
                     self.link.rx2_bandwidth_hz)]
+        # as ns-3 lorawan's network server (LoraNetworkStatus::GetBestGatewayForDevice): in RX1, else RX2,
+        # through the strongest gateway that received the uplink and is free to transmit then (not
+        # transmitting, its sub-band's duty cycle open)
+        decoders = self.a_decoders[a] or [g]
         for window, t0, freq, dl_sf, dl_bw in options:
             air, band, dc, sens = self._downlink_facts(phy, dl_sf, dl_bw, freq)
-            if self.gw_band_free[g].get(band, -math.inf) > t0 or self._overlaps_tx(g, t0, t0 + air):
+            for g in decoders:
+                if not (self.gw_band_free[g].get(band, -math.inf) > t0 or self._overlaps_tx(g, t0, t0 + air)):
+                    break
+            else:
                 continue
             self.gw_busy_until[g] = max(self.gw_busy_until[g], t0 + air)
             self._tx_last_end = max(self._tx_last_end, t0 + air)

@@ -66,17 +66,24 @@ def rx_windows_s(uplink_end_s, region: Region, uplink_data_rate, window_symbols:
     """
     end = np.asarray(uplink_end_s, dtype=float)
     dr = np.asarray(uplink_data_rate, dtype=np.int64)
-    dr_b = np.broadcast_to(dr, np.broadcast(end, dr).shape)
-    t1 = np.zeros(dr_b.shape, dtype=float)
-    for d in np.unique(dr_b):
-        rx1_dr = region.rx1_data_rate(int(d), rx1_dr_offset)
-        t1[dr_b == d] = window_symbols * lora.symbol_time_s(region.data_rate_to_sf(rx1_dr),
-                                                             region.data_rate_bandwidth_hz(rx1_dr))
+    t1 = rx1_window_s(region, np.broadcast_to(dr, np.broadcast(end, dr).shape), window_symbols, rx1_dr_offset)
     t2 = window_symbols * lora.symbol_time_s(region.data_rate_to_sf(region.rx2_data_rate),
                                              region.data_rate_bandwidth_hz(region.rx2_data_rate))
     rx1_open = end + region.rx1_delay_s
     rx2_open = end + region.rx2_delay_s
     return rx1_open, rx1_open + t1, rx2_open, rx2_open + t2
+
+
+def rx1_window_s(region: Region, uplink_data_rate, window_symbols: int, rx1_dr_offset: int = 0) -> np.ndarray:
+    """How long RX1 stays open with no downlink: ``window_symbols`` symbols at the RX1 data rate
+    the region derives from each uplink's data rate and the offset (vectorized)."""
+    dr = np.asarray(uplink_data_rate, dtype=np.int64)
+    t1 = np.zeros(dr.shape, dtype=float)
+    for d in np.unique(dr):
+        rx1_dr = region.rx1_data_rate(int(d), rx1_dr_offset)
+        t1[dr == d] = window_symbols * lora.symbol_time_s(region.data_rate_to_sf(rx1_dr),
+                                                          region.data_rate_bandwidth_hz(rx1_dr))
+    return t1
 
 
 def draw_retransmit_timeout_s(rng: np.random.Generator, size=None):

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from iotsim.energy.battery import LIMITS
 from iotsim.network.fate import NOT_OFFERED, Fate
 from iotsim.policies import MessageKind
 
@@ -144,6 +145,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("battery_life_p10_days", "Battery life p10 (days)", "battery p10 (d)", "float",
            lambda v: float(np.percentile(v.nodes.battery_life_days, 10)),
            "10th percentile of projected battery life"),
+    *(Metric(f"battery_limit_{w.replace('-', '')}", f"Battery life limited by {w} (nodes)", f"lim. {w}", "int",
+             lambda v, w=w: int((v.nodes.battery_life_limit == w).sum()),
+             f"nodes whose battery life the {w} bound limits (see battery_life_limit in the nodes table)")
+      for w in LIMITS),
     Metric("nodes_died", "Nodes died", "died", "int", lambda v: int(v.nodes.died_at_s.notna().sum()),
            "nodes whose battery emptied within the run"),
     Metric("bytes_uplinked_per_node_day", "Uplink (bytes/node/day)", "B/node/day", "float",

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from iotsim.energy.battery import SECONDS_PER_DAY
-from iotsim.energy.ledger import COMPONENTS, EnergyLedger
+from iotsim.energy.battery import LIMITS, SECONDS_PER_DAY
+from iotsim.energy.ledger import ROWS, EnergyLedger
 from iotsim.engine.run import RunResult
 from iotsim.network.fate import REASON_NAMES, Fate, on_air
 from iotsim.policies import KIND_NAMES
@@ -41,10 +41,11 @@ def nodes_table(result: RunResult) -> pd.DataFrame:
                 "tx_power_dbm_final": final_power[sl],
                 "energy_j": out.energy_slots_j[sl].sum(axis=1),
             }
-            for c in COMPONENTS:
+            for c in ROWS:
                 frame[f"energy_{c}_j"] = by_comp[c][sl]
             frame.update({
                 "battery_life_days": out.battery_life_s[sl] / SECONDS_PER_DAY,
+                "battery_life_limit": np.asarray(LIMITS, dtype=object)[out.battery_life_limit[sl]],
                 "died_at_s": np.where(np.isfinite(out.died_at_s[sl]), out.died_at_s[sl], np.nan),
                 "lifetime_in_run_s": out.ledger.lifetime_s[sl],
                 "bytes_uplinked": bytes_up[sl].astype(np.int64),

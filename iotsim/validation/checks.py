@@ -1,0 +1,469 @@
+"""The checks `iotsim validate` runs: radio, network and ledger against closed forms and published values.
+
+Each function runs the simulator's own code and returns (results, figures); `@check(name, quick)`
+registers it. Expected values carry their sources.
+"""
+
+from __future__ import annotations
+
+import math
+from unittest import mock
+
+import numpy as np
+
+from iotsim.network.fate import Fate
+from iotsim.network.reception import CROCE_SIR_DB, ReceptionModel, resolve_receptions
+from iotsim.radio import lora
+from iotsim.validation import CheckResult, Figure, check
+
+# ---------------------------------------------------------------------------------------------
+# Time on air
+
+SEMTECH_TOA_CASES = [
+    # (PHY payload bytes, SF, expected ms): 125 kHz, CR 4/5, CRC on, explicit header, 8-symbol preamble,
+    # low data rate optimisation at SF11/12. Source: ../shared/reference/NUMBERS.md (Semtech SX1276
+    # datasheet section 4.1.1.7 formula; Semtech LoRa Calculator values)
+    (20, 7, 56.576),
+    (20, 12, 1318.912),
+    (13, 9, 164.864),
+    (20 + lora.LORAWAN_OVERHEAD_BYTES, 7, 71.936),  # a LoRaWAN 20 B application payload
+    (20 + lora.LORAWAN_OVERHEAD_BYTES, 12, 1810.432),
+]
+
+# signetlabdei/lorawan test/lorawan-test-suite.cc, TimeOnAirTest::DoRun: 15 expected durations.
+# ns-3 passes the PHY payload (Create<Packet>(10) = 10 B) to LoraPhy::GetOnAirTime (the SX1272/SX1276
+# formula, CRC on); each step changes one parameter of the previous one (low data rate optimisation
+# forced, not automatic). Columns: PHY bytes, SF, bandwidth Hz, coding rate index, preamble symbols,
+# explicit header, low data rate optimisation, ns-3's expected seconds (its tolerance: 1e-4 s).
+NS3_TOA_CASES = [
+    (10, 7, 125_000, 1, 8, True, False, 0.041216),
+    (10, 8, 125_000, 1, 8, True, False, 0.072192),
+    (10, 8, 125_000, 1, 8, False, False, 0.072192),  # headerDisabled = true
+    (10, 8, 125_000, 2, 8, False, False, 0.078336),
+    (10, 8, 125_000, 2, 10, False, False, 0.082432),
+    (10, 8, 125_000, 2, 10, False, True, 0.082432),
+    (10, 10, 125_000, 2, 10, False, True, 0.280576),
+    (10, 10, 250_000, 2, 10, False, True, 0.14028),  # exact value 0.140288 s; ns-3 wrote it truncated
+    (10, 10, 500_000, 2, 10, False, True, 0.070144),
+    (10, 10, 500_000, 2, 10, True, True, 0.082432),
+    (10, 10, 500_000, 2, 8, True, True, 0.078336),
+    (10, 12, 500_000, 2, 8, True, True, 0.264192),
+    (50, 12, 500_000, 2, 8, True, True, 0.657408),
+    (50, 12, 125_000, 2, 8, True, True, 2.629632),
+    (50, 12, 125_000, 1, 8, True, True, 2.301952),
+]
+NS3_TOLERANCE_S = 1e-4
+"""ns-3's own tolerance in TimeOnAirTest (it wrote one expected value truncated to 0.14028 s)."""
+
+
+@check("time_on_air", quick=True)
+def time_on_air():
+    out = []
+    for pl, sf, ms in SEMTECH_TOA_CASES:
+        got = lora.time_on_air_s(pl, sf) * 1e3
+        out.append(CheckResult("radio", f"LoRa time on air, {pl} B, SF{sf}, BW125, CR4/5", ms, got, 1e-6, "ms",
+                               source="NUMBERS.md (Semtech SX1276 datasheet 4.1.1.7)"))
+    for pl, sf, bw, cr, n_pre, explicit, ldro, expected in NS3_TOA_CASES:
+        got = lora.time_on_air_s(pl, sf, bw, cr, n_pre, explicit_header=explicit, crc=True, low_data_rate_optimize=ldro)
+        label = (f"LoRa time on air, {pl} B, SF{sf}, BW{bw // 1000}, CR4/{cr + 4}, {n_pre} preamble, "
+                 f"{'explicit' if explicit else 'implicit'}, LDRO {'on' if ldro else 'off'}")
+        out.append(CheckResult("radio", label, expected * 1e3, got * 1e3, NS3_TOLERANCE_S * 1e3, "ms",
+                               source="ns-3 lorawan TimeOnAirTest"))
+    return out, []
+
+
+# ---------------------------------------------------------------------------------------------
+# Reception: pure ALOHA, Erlang B, inter-SF thresholds, capture
+
+ALOHA_LOADS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+@check("pure_aloha", quick=True)
+def pure_aloha():
+    """Poisson arrivals on one channel and SF, unlimited paths, no capture: delivery e^(-2G)
+    (Abramson 1970). 40,000 frames per load through iotsim.network.reception."""
+    out, measured = [], []
+    model = ReceptionModel(capture_threshold_db=math.inf, inter_sf="orthogonal", demodulator_paths=None)
+    for load in ALOHA_LOADS:
+        rng = np.random.default_rng(int(load * 100))
+        n, air = 40_000, 0.1
+        start = np.cumsum(rng.exponential(air / load, n))
+        r = resolve_receptions(start, np.full(n, air), np.zeros(n, int), np.full(n, 7), np.arange(n) % 1,
+                               np.full((1, 1), -100.0), np.full(n, -120.0), model)
+        got = float((r.status == Fate.DELIVERED).mean())
+        measured.append(got)
+        out.append(CheckResult("network", f"pure ALOHA delivery, G = {load:g} (reception model)", math.exp(-2 * load),
+                               got, 0.02, source="Abramson 1970: e^(-2G)"))
+    fig = Figure("aloha", "Pure ALOHA: delivery vs offered load", "offered load G (Erlang)", "share delivered",
+                 list(ALOHA_LOADS), [math.exp(-2 * g) for g in ALOHA_LOADS], measured)
+    return out, [fig]
+
+
+ALOHA_SCENARIO = """\
+name: aloha
+seed: 3
+duration: 2h
+fleet:
+  - group: g
+    count: {count}
+    device: nrf52840_sx1262_2xaa
+    placement: {{kind: uniform, area_m: [200, 200]}}
+    workload: {{signal: farm.soil_climate, sample_period: 5min, window: 12, events_per_day: 0}}
+    model: farm_soil_int8
+    heartbeat: 15min
+    heartbeat_arrivals: poisson
+network:
+  lorawan: {{sf: 7, uplink_channels: 1}}
+  reception: {{demodulator_paths: null, capture_threshold_db: .inf, inter_sf: orthogonal}}
+  propagation: {{pl_d0_db: 100, shadowing_sigma_db: 0}}
+  gateways:
+    - {{id: gw, position_m: [100, 100]}}
+policies: [on_device]
+simulation: {{background_pool: 200}}
+outputs: {{plots: false, report: none}}
+"""
+
+
+@check("pure_aloha_scenario", quick=False)
+def pure_aloha_scenario():
+    """The same closed form from whole scenarios on the engine: Poisson heartbeats of many nodes."""
+    from iotsim.engine import run_scenario
+    from iotsim.results import packets_table, summary_table
+    from iotsim.scenario import load_scenario_text
+
+    airtime = lora.time_on_air_s(4 + lora.LORAWAN_OVERHEAD_BYTES, 7)
+    out = []
+    for target in (0.1, 0.5, 1.0):
+        count = int(round(target / airtime * 900))
+        result = run_scenario(load_scenario_text(ALOHA_SCENARIO.format(count=count)))
+        s = summary_table(result).iloc[0]
+        packets = packets_table(result)
+        on_air = packets[packets.loss_reason != "pending_at_end"]
+        g = on_air.airtime_s.sum() / result.scenario.duration
+        out.append(CheckResult("network", f"pure ALOHA delivery, scenario of {count:,} nodes, G = {g:.3f}",
+                               math.exp(-2 * g), float(s.packet_delivery_ratio), 0.02, source="Abramson 1970: e^(-2G)"))
+    return out, []
+
+
+def erlang_b(c: int, a: float) -> float:
+    """Erlang's B formula: blocking probability of c servers offered a Erlangs (recursive form)."""
+    b = 1.0
+    for k in range(1, c + 1):
+        b = a * b / (k + a * b)
+    return b
+
+
+ERLANG_CASES = [(1, 0.3), (1, 1.0), (2, 3.0), (8, 2.0), (8, 5.0), (8, 9.0), (8, 14.0)]
+
+
+@check("erlang_b", quick=True)
+def demodulator_paths():
+    """Frames on orthogonal channels (no collisions) with c demodulator paths: the share finding every
+    path busy is Erlang B. 40,000 Poisson arrivals of 1 s each per case."""
+    out, xs, exp_, got_ = [], [], [], []
+    for paths, offered in ERLANG_CASES:
+        rng = np.random.default_rng(paths * 100 + int(offered * 10))
+        n, air = 40_000, 1.0
+        start = np.cumsum(rng.exponential(air / offered, n))
+        model = ReceptionModel(inter_sf="orthogonal", demodulator_paths=paths)
+        r = resolve_receptions(start, np.full(n, air), np.arange(n), np.full(n, 7), np.zeros(n, int),
+                               np.full((1, 1), -100.0), np.full(n, -120.0), model)
+        busy = float((r.status == Fate.DEMODULATORS_BUSY).mean())
+        out.append(CheckResult("network", f"demodulator paths busy, c = {paths}, A = {offered:g} Erlang",
+                               erlang_b(paths, offered), busy, 0.02, source="Erlang B formula"))
+        if paths == 8:
+            xs.append(offered)
+            exp_.append(erlang_b(paths, offered))
+            got_.append(busy)
+    return out, [Figure("erlang_b", "Gateway with 8 demodulator paths: frames finding all busy",
+                        "offered load (Erlang)", "share lost: demodulators busy", xs, exp_, got_)]
+
+
+@check("inter_sf", quick=True)
+def inter_sf():
+    """For every pair of SFs: a frame fully overlapped by an interferer of another SF survives at the
+    Croce et al. 2018 SIR threshold + 0.1 dB and is lost at - 0.1 dB (and survives both with the
+    orthogonal model). Measured: pairs that behave so, of 30."""
+    start, air, ch, sf, power, cases = [], [], [], [], [], []
+    c = 0
+    for s in range(7, 13):
+        for t in range(7, 13):
+            if s == t:
+                continue
+            for delta in (0.1, -0.1):
+                sir = CROCE_SIR_DB[s - 7, t - 7] + delta
+                start += [0.0, -0.05]
+                air += [0.1, 0.3]
+                ch += [c, c]
+                sf += [s, t]
+                power += [-100.0, -100.0 - sir]
+                cases.append((s, t, delta))
+                c += 1
+    out = []
+    n = len(start)
+    for inter in ("croce", "orthogonal"):
+        r = resolve_receptions(np.array(start), np.array(air), np.array(ch), np.array(sf), np.arange(n),
+                               np.array(power)[:, None], np.full(n, -200.0),
+                               ReceptionModel(inter_sf=inter, demodulator_paths=None))
+        ok = {}
+        for k, (s, t, delta) in enumerate(cases):
+            expected = Fate.DELIVERED if (delta > 0 or inter == "orthogonal") else Fate.COLLISION
+            ok[(s, t)] = ok.get((s, t), True) and int(r.status[2 * k]) == int(expected)
+        out.append(CheckResult("network", f"inter-SF rejection thresholds ({inter}): SF pairs right at +-0.1 dB",
+                               30, sum(ok.values()), 0, "pairs",
+                               source="Croce et al., IEEE Commun. Lett. 22(4) 2018 (as encoded in ns-3 lorawan)"))
+    return out, []
+
+
+@check("capture", quick=True)
+def capture():
+    """Interference adds up; a 0 dB capture threshold means the strictly strongest wins."""
+    def verdict(power, model, n_interferers=None):
+        n = len(power)
+        r = resolve_receptions(np.zeros(n), np.full(n, 0.1), np.zeros(n, int), np.full(n, 7), np.arange(n),
+                               np.array(power, dtype=float)[:, None], np.full(n, -200.0), model)
+        return int(r.status[0] == Fate.DELIVERED)
+
+    six = ReceptionModel(capture_threshold_db=6.0, demodulator_paths=None)
+    zero = ReceptionModel(capture_threshold_db=0.0, demodulator_paths=None)
+    src = "ns-3 lorawan interference model (energy summed over the overlap)"
+    return [
+        CheckResult("network", "capture 6 dB: one interferer 10 dB weaker, frame delivered", 1,
+                    verdict([-100, -110], six), 0, source=src),
+        CheckResult("network", "capture 6 dB: ten interferers each 10 dB weaker (0 dB together), frame lost", 0,
+                    verdict([-100] + [-110] * 10, six), 0, source=src),
+        CheckResult("network", "capture 0 dB: two equal-power frames, neither survives", 0,
+                    verdict([-100, -100], zero), 0, source="issue 11: 0 dB means strictly strongest wins"),
+        CheckResult("network", "capture 0 dB: 0.1 dB stronger frame survives", 1,
+                    verdict([-99.9, -100], zero), 0, source="issue 11: 0 dB means strictly strongest wins"),
+    ], []
+
+
+# ---------------------------------------------------------------------------------------------
+# Duty cycle, confirmed traffic, ADR: whole scenarios on the engine
+
+DUTY_SCENARIO = """\
+name: duty
+seed: 2
+duration: 1d
+fleet:
+  - group: g
+    count: 1
+    device: nrf52840_sx1262_2xaa
+    placement: {kind: points, points_m: [[500, 0]]}
+    workload: {signal: farm.soil_climate, sample_period: 5s, window: 12, events_per_day: 0}
+    model: farm_soil_int8
+network:
+  lorawan: {sf: 12, duty_cycle_mode: wait, uplink_channels: 3}  # the three default channels
+  propagation: {pl_d0_db: 100, shadowing_sigma_db: 0}
+  gateways:
+    - {id: gw, position_m: [0, 0]}
+policies: [cloud_offload]
+simulation: {background_pool: 200}
+outputs: {plots: false, report: none}
+"""
+
+
+@check("duty_cycle", quick=True)
+def duty_cycle():
+    """One SF12 node offering far more than 1 % airtime on EU868's three default channels (868.1, 868.3,
+    868.5 MHz: all in the 1 % sub-band 868.0-868.6 MHz, ETSI EN 300 220 / RP002): in wait mode it
+    transmits 1 % of the time."""
+    from iotsim.engine import run_scenario
+    from iotsim.results import nodes_table
+    from iotsim.scenario import load_scenario_text
+
+    result = run_scenario(load_scenario_text(DUTY_SCENARIO))
+    node = nodes_table(result).iloc[0]
+    share = float(node.airtime_s) / result.scenario.duration
+    return [CheckResult("network", "EU868 node duty cycle under saturation (wait mode), sub-band g1", 0.01, share,
+                        0.0005, source="ETSI EN 300 220 / LoRaWAN RP002: 1 % in 868.0-868.6 MHz")], []
+
+
+CONFIRMED_SCENARIO = """\
+name: confirmed
+seed: 7
+duration: 6h
+fleet:
+  - group: g
+    count: 200
+    device: nrf52840_sx1262_2xaa
+    placement: {{kind: uniform, area_m: [3000, 3000]}}
+    workload: {{signal: farm.soil_climate, sample_period: 5s, window: 12, events_per_day: 4}}
+    model: farm_soil_int8
+    heartbeat: 20min
+network:
+  region: US915
+  propagation: {{pl_d0_db: 98.91, d0_m: 1000, exponent: 3.522, shadowing_sigma_db: 0}}
+  lorawan: {{sf: auto, uplink_channels: 2, confirmed: true, nb_trans: {n}}}
+  gateways:
+    - {{id: gw1, position_m: [800, 1500]}}
+    - {{id: gw2, position_m: [2200, 1500]}}
+policies: [on_device]
+simulation: {{background_pool: 500}}
+outputs: {{plots: false, report: none}}
+"""
+
+
+@check("confirmed", quick=False)
+def confirmed():
+    """Confirmed uplinks over a channel that loses each attempt independently with probability p (the
+    gateways' verdict replaced by a coin): mean attempts (1 - p^N) / (1 - p), delivery 1 - p^N. US915
+    (no duty cycle), every node in easy reach both ways, so every frame received is acknowledged."""
+    from iotsim.engine import run_scenario
+    from iotsim.link.lorawan_loop import ClosedLoop
+    from iotsim.results import summary_table
+    from iotsim.scenario import load_scenario_text
+
+    out = []
+    for p, n in ((0.3, 4), (0.5, 8)):
+        rng = np.random.default_rng(int(p * 100) + n)
+
+        def lossy(self, targets):
+            for a in targets:
+                self.a_status[a] = int(Fate.COLLISION) if rng.random() < p else int(Fate.DELIVERED)
+                self.a_gw[a] = int(np.argmax(self.nodes.rx_power_dbm[self.a_node[a]]))
+
+        with mock.patch.object(ClosedLoop, "_decode", lossy):
+            result = run_scenario(load_scenario_text(CONFIRMED_SCENARIO.format(n=n)))
+        row = summary_table(result).iloc[0]
+        src = "independent losses: geometric attempts truncated at N"
+        out.append(CheckResult("network", f"confirmed uplinks, p = {p:g}, N = {n}: mean attempts per frame",
+                               (1 - p**n) / (1 - p), float(row.attempts_per_packet), 0.03, source=src))
+        out.append(CheckResult("network", f"confirmed uplinks, p = {p:g}, N = {n}: delivery",
+                               1 - p**n, float(row.packet_delivery_ratio), 0.01, source=src))
+    return out, []
+
+
+ADR_SCENARIO = """\
+name: adr
+seed: 1
+duration: 2d
+fleet:
+  - group: g
+    count: 1
+    device: nrf52840_sx1262_2xaa
+    placement: {{kind: points, points_m: [[{distance}, 0]]}}
+    workload: {{signal: farm.soil_climate, sample_period: 5min, window: 12, events_per_day: 0}}
+    model: farm_soil_int8
+    heartbeat: 10min
+network:
+  lorawan: {{sf: 12, adr: true, tx_power_dbm: 14}}
+  propagation: {{pl_d0_db: 100, d0_m: 40, exponent: 2.08, shadowing_sigma_db: 0}}
+  gateways:
+    - {{id: gw, position_m: [0, 0]}}
+policies: [on_device]
+simulation: {{background_pool: 200}}
+outputs: {{plots: false, report: none}}
+"""
+
+
+def adr_fixed_point(rx_dbm: float, margin_db: float = 10.0) -> tuple[int, float]:
+    """The Semtech ADR algorithm iterated by hand to its fixed point for a static node at 14 dBm, SF12:
+    SNR = rx - (-174 + 10 log10 125e3 + 6); margin = SNR - required SNR(SF) - 10 dB; nstep = floor(margin/3);
+    raise the DR while nstep > 0 and SF > 7, then lower the power 2 dB per step down to 0 dBm."""
+    required = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}  # SX1276 datasheet table 13
+    noise = -174 + 10 * math.log10(125e3) + 6.0
+    sf, power = 12, 14.0
+    while True:
+        snr = rx_dbm + (power - 14.0) - noise
+        nstep = math.floor((snr - required[sf] - margin_db) / 3)
+        new_sf, new_power = sf, power
+        while nstep > 0 and new_sf > 7:
+            new_sf, nstep = new_sf - 1, nstep - 1
+        while nstep > 0 and new_power > 0:
+            new_power, nstep = new_power - 2, nstep - 1
+        while nstep < 0 and new_power < 14:
+            new_power, nstep = new_power + 2, nstep + 1
+        if (new_sf, new_power) == (sf, power):
+            return sf, power
+        sf, power = new_sf, new_power
+
+
+@check("adr", quick=False)
+def adr_settles():
+    """A static node under network ADR settles on the SF and TX power the algorithm gives by hand."""
+    from iotsim.engine import run_scenario
+    from iotsim.results import nodes_table
+    from iotsim.scenario import load_scenario_text
+
+    out = []
+    for distance in (200, 1000, 3000):  # settles at SF7 and 2 dBm, SF8, SF12
+        result = run_scenario(load_scenario_text(ADR_SCENARIO.format(distance=distance)))
+        sf, power = adr_fixed_point(float(result.plans[0].rx_power_dbm[0, 0]))
+        node = nodes_table(result).iloc[0]
+        src = "Semtech ADR (LoRaMac-node / ns-3 AdrComponent), worked by hand"
+        out.append(CheckResult("network", f"ADR, static node at {distance} m: final SF", sf, int(node.sf_final), 0,
+                               source=src))
+        out.append(CheckResult("network", f"ADR, static node at {distance} m: final TX power", power,
+                               float(node.tx_power_dbm_final), 0, "dBm", source=src))
+    return out, []
+
+
+# ---------------------------------------------------------------------------------------------
+# Ledgers: conservation in a whole run
+
+
+@check("conservation", quick=True)
+def conservation():
+    """A dense closed-loop run: every packet offered is delivered or lost with a reason; every
+    component's state times add up to each node's lifetime."""
+    from iotsim.energy.ledger import COMPONENTS, SLOTS
+    from iotsim.engine import run_scenario
+    from iotsim.results import summary_table
+    from iotsim.results.metrics import METRICS
+    from iotsim.scenario import load_scenario_text
+
+    text = CONFIRMED_SCENARIO.format(n=3).replace("count: 200", "count: 80").replace("region: US915", "region: EU868")
+    result = run_scenario(load_scenario_text(text))
+    s = summary_table(result)
+    reasons = [m.name for m in METRICS if m.name.startswith("packets_lost_") and m.name in s.columns]
+    offered = float(s.packets_offered.sum())
+    accounted = float(s.packets_delivered.sum() + s[reasons].to_numpy().sum())
+    worst = 0.0
+    for out in result.outcomes:
+        for comp in COMPONENTS:
+            cols = [i for i, (c, _) in enumerate(SLOTS) if c == comp]
+            worst = max(worst, float(np.abs(out.ledger.time_s[:, cols].sum(axis=1) - out.ledger.lifetime_s).max()))
+    return [
+        CheckResult("ledger", "packets offered = delivered + lost with a reason", offered, accounted, 0, "packets",
+                    source="conservation"),
+        CheckResult("ledger", "time in each component's states = node lifetime (worst node, component)", 0.0,
+                    worst, 1e-6, "s", source="conservation"),
+    ], []
+
+
+# ---------------------------------------------------------------------------------------------
+# Energy: batteries and power trees (iotsim.energy.checks: closed forms written out there)
+
+
+def _energy_rows(rows, source: str) -> list[CheckResult]:
+    return [CheckResult("energy", r.name, r.expected, r.measured, r.tolerance, relative=True, source=source)
+            for r in rows]
+
+
+@check("battery", quick=True)
+def battery():
+    """Every battery profile: projected life against the hand calculation (capacity at the drain, state of
+    charge at brown-out, self-discharge, shelf-life cap); KiBaM against its closed form and linear limit."""
+    from iotsim.energy import checks as energy_checks
+
+    return (_energy_rows(energy_checks.battery_life_checks(), "closed form, devices/battery/*.yaml")
+            + _energy_rows(energy_checks.kibam_checks(), "Manwell & McGowan 1993 closed form")), []
+
+
+@check("power_tree", quick=True)
+def power_tree():
+    """Battery current through each board's regulators against the hand calculation (LDO: load +
+    quiescent; buck: P / efficiency at that load), and the ledger's conservation per board."""
+    from iotsim.energy import checks as energy_checks
+
+    return _energy_rows(energy_checks.power_tree_checks(), "hand calculation, devices/board/*.yaml"), []
+
+
+@check("battery_engine", quick=True)
+def battery_engine():
+    """Battery life from a whole run on the engine against the closed form of its mean load."""
+    from iotsim.energy import checks as energy_checks
+
+    return _energy_rows(energy_checks.engine_battery_life_checks(), "closed form of the run's mean load"), []
