@@ -18,7 +18,8 @@ The durations that depend on the spreading factor come from iotsim: the transmis
 time on air (iotsim.radio.lora), RX1 stays open 12 symbols (SF7-SF10) or 8 symbols (SF11-SF12) of
 the uplink SF, and the wait for RX2 is RECEIVE_DELAY2 - RECEIVE_DELAY1 - RX1
 (iotsim.radio.lorawan_mac, EU868). The life is computed by iotsim's battery model
-(`LinearBattery`, full capacity usable, no self-discharge). One point (SF7, 5 min) is also run
+(`iotsim.energy.battery`) on the board's ideal 2400 mAh cell (flat voltage, no resistance, cut-off,
+self-discharge or binding shelf life: the paper's capacity / current). One point (SF7, 5 min) is also run
 through the whole simulator (`run_scenario`) with the device profile devices/board/casals2017_node.
 """
 
@@ -31,8 +32,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from iotsim.energy.battery import SECONDS_PER_YEAR, LinearBattery
+from iotsim.energy.battery import SECONDS_PER_YEAR, BatteryModel, projected_life_s
+from iotsim.energy.power_tree import board_brownout_v
 from iotsim.errors import InputError
+from iotsim.hardware import Board, load_board
 from iotsim.paths import devices_dir
 from iotsim.radio import lora, lorawan_mac
 from iotsim.radio.lorawan import EU868
@@ -70,9 +73,11 @@ class State:
 class StateProfile:
     states: tuple[State, ...]
     sleep_current_a: float
-    supply_voltage_v: float
-    capacity_mah: float
     path: Path
+
+    @property
+    def peak_current_a(self) -> float:
+        return max(s.current_a for s in self.states)
 
 
 DURATION_KINDS = ("time_on_air", "rx1_window", "rx2_delay_gap")
@@ -108,8 +113,6 @@ def load_states(path: Path | str | None = None) -> StateProfile:
     return StateProfile(
         states=tuple(states),
         sleep_current_a=float(data["sleep_current_ua"]["value"]) * 1e-6,
-        supply_voltage_v=float(data["supply_voltage_v"]["value"]),
-        capacity_mah=float(data["battery_capacity_mah"]["value"]),
         path=path,
     )
 
@@ -137,9 +140,15 @@ def message_charge_c(profile: StateProfile, sf: int, payload_bytes: int = PAYLOA
     return sum(s.current_a * d[s.name] for s in profile.states)
 
 
-def message_energy_j(profile: StateProfile, sf: int, payload_bytes: int = PAYLOAD_BYTES) -> float:
-    """Energy of one uplink's states at the supply voltage (J)."""
-    return message_charge_c(profile, sf, payload_bytes) * profile.supply_voltage_v
+def node() -> Board:
+    """The runnable device profile: its battery and supply voltage complete the state profile."""
+    return load_board(BOARD)
+
+
+def message_energy_j(profile: StateProfile, sf: int, payload_bytes: int = PAYLOAD_BYTES,
+                     board: Board | None = None) -> float:
+    """Energy of one uplink's states at the board's supply voltage (J)."""
+    return message_charge_c(profile, sf, payload_bytes) * (board or node()).supply_voltage_v
 
 
 def average_current_a(profile: StateProfile, sf: int, period_s: float, payload_bytes: int = PAYLOAD_BYTES) -> float:
@@ -154,17 +163,22 @@ def average_current_a(profile: StateProfile, sf: int, period_s: float, payload_b
     return (q + profile.sleep_current_a * (period_s - active)) / period_s
 
 
-def life_years(mean_current_a: float, capacity_mah: float, voltage_v: float) -> float:
-    """Battery life at a constant mean current, by iotsim's battery model (whole capacity usable,
-    no self-discharge, as the paper's capacity / current)."""
-    battery = LinearBattery(capacity_mah, voltage_v, usable_fraction=1.0, self_discharge_per_year=0.0)
-    one_day = 86400.0
-    return float(battery.projected_life_s(mean_current_a * voltage_v * one_day, one_day)) / SECONDS_PER_YEAR
+def life_years(profile: StateProfile, mean_current_a: float, board: Board | None = None) -> float:
+    """Battery life at a constant mean current by iotsim's battery model and the board's battery:
+    usable charge (to the death voltage under the profile's peak current) x nominal voltage over the
+    load and self-discharge power, capped at the shelf life. For the ideal 2400 mAh cell of the
+    board that is the paper's capacity / current."""
+    board = board or node()
+    battery = BatteryModel(board.battery)
+    v = battery.nominal_voltage_v
+    usable_c = battery.usable_charge_c(mean_current_a, profile.peak_current_a, board_brownout_v(board))
+    life_s, _ = projected_life_s(usable_c * v, mean_current_a * v, battery.self_discharge_power_w,
+                                 battery.shelf_life_s)
+    return float(life_s) / SECONDS_PER_YEAR
 
 
 def model_life_years(profile: StateProfile, sf: int, period_s: float, payload_bytes: int = PAYLOAD_BYTES) -> float:
-    return life_years(average_current_a(profile, sf, period_s, payload_bytes), profile.capacity_mah,
-                      profile.supply_voltage_v)
+    return life_years(profile, average_current_a(profile, sf, period_s, payload_bytes))
 
 
 # ---- one point through the whole simulator ---------------------------------------------------------
@@ -207,6 +221,7 @@ def simulate(days: int = SIM_DAYS) -> dict:
     on_air = ~np.isin(fate, [Fate.DUTY_CYCLE, Fate.NODE_DEAD, Fate.PENDING])  # the frames the ledger charged
     return {
         "life_years": float(nodes.battery_life_days.iloc[0]) * 86400.0 / SECONDS_PER_YEAR,
+        "limit": str(nodes.battery_life_limit.iloc[0]),
         "energy_j": float(nodes.energy_j.iloc[0]),
         "run_s": days * 86400.0,
         "uplinks": int(on_air.sum()),
@@ -248,11 +263,11 @@ def reproduce() -> Reproduction:
                f["life_years"])
     # the simulator's own mean current (its ledger energy over the run); it reports no per-message energy
     row["energy_per_message_mj"] = None
-    row["avg_current_ua"] = sim["energy_j"] / (profile.supply_voltage_v * sim["run_s"]) * 1e6
+    row["avg_current_ua"] = sim["energy_j"] / (node().supply_voltage_v * sim["run_s"]) * 1e6
     rows.append(row)
     notes.append(
         f"run_scenario ({SIM_DAYS} d, {sim['uplinks']} uplinks of {sim['payload_bytes']} B at SF7) projects "
-        f"{sim['life_years']:.4f} years; the closed form gives {closed:.4f} years at the same payload every "
+        f"{sim['life_years']:.4f} years (binding limit: {sim['limit']}); the closed form gives {closed:.4f} years at the same payload every "
         f"5 min and {same_rate:.4f} years at the run's own uplink count "
         f"({signed_error(sim['life_years'], same_rate):+.2%}): the simulator opens both receive windows for "
         f"{SIM_RX_WINDOW_SYMBOLS} symbols (RX1 at SF7 8.2 ms, RX2 at SF{SIM_RX2_SF} 32.8 ms) at the RX1 "
@@ -306,8 +321,9 @@ ASSUMPTIONS = [
     "says only 'appropriately configured'.",
     "RX1 stays open 12 symbols (SF7-SF10) or 8 symbols (SF11-SF12), RX2 33 ms at every SF; the wait for RX2 "
     "is RECEIVE_DELAY2 - RECEIVE_DELAY1 - RX1 (EU868, 1 s - RX1); the wait for RX1 is 983.3 ms.",
-    "Supply 3.3 V (energy per message only); life = 2400 mAh / mean current, whole capacity usable, no "
-    "self-discharge, no calendar limit; one year = 365.25 days.",
+    "Supply 3.3 V (energy per message only); life = 2400 mAh / mean current: the board's battery "
+    "casals2017_2400mah is an ideal cell (flat 3.3 V, no resistance, nothing stranded by cut-off or brown-out, "
+    "no self-discharge, a 100-year shelf life that never binds); one year = 365.25 days.",
     "The EU868 1 % duty cycle is not applied to the curve (the paper's model has none); every period shown "
     "keeps SF12 under it for this payload.",
     "run_scenario point: the board casals2017_node folds every state the simulator's frame model lacks (wake-up, "
