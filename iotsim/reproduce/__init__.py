@@ -48,3 +48,5 @@ def signed_error(ours: float, published: float) -> float:
 
 
 __all__ = ["REPRODUCTIONS", "Reproduction", "register", "run", "signed_error"]
+
+register("casals2017", "iotsim.reproduce.casals2017", "Casals et al. 2017: LoRaWAN node battery life vs period and SF")
