@@ -1,20 +1,21 @@
-/* CONV_2D, int8, optimized for the Cortex-M4/M33 DSP extension (the CMSIS-NN technique).
- * Same results as the reference kernel (firmware_ref/kernels/conv.c, TFLM's ConvPerChannel).
+/* CONV_2D, int8, optimized for the Cortex-M4/M33 DSP extension (the CMSIS-NN technique of
+ * arm_convolve_s8 / arm_nn_mat_mult_kernel_s8_s16). Same results as the reference kernel
+ * (firmware_ref/kernels/conv.c, TFLM's ConvPerChannel).
  *
  * A convolution is a matrix multiply: output[pixel][oc] = sum_k column[pixel][k] * filter[oc][k]
- * with k over (ky, kx, ic) and filter rows OHWI. Each output pixel's column is
+ * with k over (ky, kx, ic) and filter rows OHWI. Output pixels are taken two at a time; each
+ * one's column (its receptive field, k int8 values) is
  *   - read in place when its taps are one contiguous run of the input (1x1 convolutions at any
  *     stride, 1xK convolutions, filters spanning whole rows) and no tap falls in the padding:
- *     the "1x1 conv as matrix multiply" of CMSIS-NN's arm_convolve_1x1_s8_fast;
- *   - else copied into an im2col buffer (int8, two columns) with padded taps set to the input
- *     zero point, so that they contribute (zp + input_offset) * w = 0 like TFLM's skipped taps.
- * The multiply takes two pixels and two output channels at a time (four accumulators): each
- * word of four int8 values is split into two pairs of int16 with SXTB16/SXTAB16 (the input
- * offset added by SXTAB16) and accumulated with SMLAD, two multiply-accumulates per instruction
- * (CMSIS-NN arm_nn_mat_mult_kernel_s8_s16 / arm_nn_mat_mult_nt_t_s8). The last k % 4 terms, an
- * odd pixel and an odd channel are done singly. Sums of the same integer products in another
- * order, then TFLM's requantization: bit-exact.
- * Grouped convolutions use a plain loop (rare; TFLM's reference arithmetic).
+ *     the "1x1 convolution as a matrix multiply" of CMSIS-NN's arm_convolve_1x1_s8_fast;
+ *   - else copied (im2col) with padded taps set to the input zero point, so that they contribute
+ *     (zp + input_offset) * w = 0, as TFLM's skipped taps do.
+ * The two columns are then widened to int16 with the input offset added (SXTAB16), interleaved
+ * so that one pass reads four words per four k, and multiplied two output channels at a time:
+ * each word of four int8 weights is split into (w0, w2) and (w1, w3) with SXTB16, and SMLAD does
+ * two multiply-accumulates per instruction, eight per four k. The last k % 4 terms are done
+ * singly. Sums of the same integer products in another order, then TFLM's requantization
+ * (iotsim_requantize): bit-exact. Grouped convolutions and columns over 2 KiB use the plain loop.
  */
 /* keep the im2col word copies as written: GCC would turn them into calls of newlib-nano's
  * byte-by-byte memcpy / memset */
@@ -25,103 +26,97 @@
 #include "iotsim_fixedpoint.h"
 #include "nn_ops.h"
 
-/* the im2col buffer is a C99 variable-length array on the stack (counted in the measured stack
- * peak, as TFLM + CMSIS-NN counts its scratch buffer in the arena); above this size the
- * convolution runs the plain loop instead */
-#define IOTSIM_IM2COL_MAX_BYTES 8192
+/* the im2col and int16 column buffers are C99 variable-length arrays on the stack (6 k bytes,
+ * counted in the measured stack peak, as TFLM + CMSIS-NN counts its scratch buffer in the
+ * arena); when the two int8 columns would exceed this, the convolution runs the plain loop */
+#define IOTSIM_IM2COL_MAX_BYTES 4096
 
 typedef struct {
     int32_t k, input_offset, output_offset, act_min, act_max, per_channel;
     const int32_t *mult, *shift, *bias;
 } mm_params_t;
 
-static inline int8_t requant_one(const mm_params_t *m, int32_t acc, int32_t oc) {
-    const int32_t ch = m->per_channel ? oc : 0;
-    acc = iotsim_requantize(acc, m->mult[ch], m->shift[ch]) + m->output_offset;
-    return (int8_t)iotsim_clamp_i32(acc, m->act_min, m->act_max);
+/* Two int8 columns (k values each; cb may be ca for an odd last pixel) to the int16 layout the
+ * multiply reads: per group of four values, the words (a0+o, a2+o) (a1+o, a3+o) (b0+o, b2+o)
+ * (b1+o, b3+o) with o the input offset (SXTAB16, the order SXTB16 gives the weights), then the
+ * k % 4 remaining values of a, then those of b, as plain int16. */
+static void columns_to_s16(const int8_t *ca, const int8_t *cb, int32_t k, int32_t input_offset, int32_t *dst)
+{
+    const int32_t off2 = iotsim_pack_i16x2(input_offset);
+    for (int32_t i = k >> 2; i > 0; --i, ca += 4, cb += 4, dst += 4) {
+        const uint32_t va = iotsim_read_u32(ca), vb = iotsim_read_u32(cb);
+        dst[0] = iotsim_sxtab16(off2, va);
+        dst[1] = iotsim_sxtab16_ror8(off2, va);
+        dst[2] = iotsim_sxtab16(off2, vb);
+        dst[3] = iotsim_sxtab16_ror8(off2, vb);
+    }
+    int16_t *tail = (int16_t *)dst;
+    const int32_t r = k & 3;
+    for (int32_t i = 0; i < r; ++i) {
+        tail[i] = (int16_t)(ca[i] + input_offset);
+        tail[r + i] = (int16_t)(cb[i] + input_offset);
+    }
 }
 
-/* output rows outa (column ca) and, when cb is not null, outb (column cb), all out_c channels */
-static void mat_mult_2cols(const mm_params_t *m, const int8_t *filter, int32_t out_c, const int8_t *ca,
-                           const int8_t *cb, int8_t *outa, int8_t *outb)
+/* outputs of two pixels (rows outa, outb; outb null: one pixel) for all out_c channels, from
+ * their columns in the columns_to_s16 layout. Two channels x two pixels per pass: per group of
+ * four k, two weight words split with SXTB16 and eight SMLAD (16 multiply-accumulates). */
+static void mat_mult_s16(const mm_params_t *m, const int8_t *filter, int32_t out_c, const int32_t *cols,
+                         int8_t *outa, int8_t *outb)
 {
-    const int32_t k = m->k, k4 = k >> 2;
-    const int32_t off2 = iotsim_pack_i16x2(m->input_offset), in_off = m->input_offset;
+    const int32_t k = m->k, k4 = k >> 2, r = k & 3;
+    const int32_t *const mult = m->mult, *const shift = m->shift, *const bias = m->bias;
+    const int32_t pc = m->per_channel, output_offset = m->output_offset, act_min = m->act_min, act_max = m->act_max;
+    const int16_t *const tail = (const int16_t *)(cols + 4 * k4);
+#define IOTSIM_CONV_OUT(acc, oc) \
+    iotsim_output_s8((acc), mult[pc ? (oc) : 0], shift[pc ? (oc) : 0], output_offset, act_min, act_max)
     int32_t oc = 0;
-    if (cb) {
-        for (; oc + 1 < out_c; oc += 2) {
-            const int8_t *w0 = filter + oc * k, *w1 = w0 + k, *xa = ca, *xb = cb;
-            int32_t a0 = m->bias ? m->bias[oc] : 0, a1 = m->bias ? m->bias[oc + 1] : 0;
-            int32_t b0 = a0, b1 = a1;
-            for (int32_t i = 0; i < k4; ++i) {
-                const uint32_t wv0 = iotsim_read_u32(w0), wv1 = iotsim_read_u32(w1);
-                const uint32_t xva = iotsim_read_u32(xa), xvb = iotsim_read_u32(xb);
-                w0 += 4; w1 += 4; xa += 4; xb += 4;
-                const int32_t w0e = iotsim_sxtb16(wv0), w0o = iotsim_sxtb16_ror8(wv0);
-                const int32_t w1e = iotsim_sxtb16(wv1), w1o = iotsim_sxtb16_ror8(wv1);
-                const int32_t xae = iotsim_sxtab16(off2, xva), xao = iotsim_sxtab16_ror8(off2, xva);
-                a0 = iotsim_smlad(w0e, xae, a0); a0 = iotsim_smlad(w0o, xao, a0);
-                a1 = iotsim_smlad(w1e, xae, a1); a1 = iotsim_smlad(w1o, xao, a1);
-                const int32_t xbe = iotsim_sxtab16(off2, xvb), xbo = iotsim_sxtab16_ror8(off2, xvb);
-                b0 = iotsim_smlad(w0e, xbe, b0); b0 = iotsim_smlad(w0o, xbo, b0);
-                b1 = iotsim_smlad(w1e, xbe, b1); b1 = iotsim_smlad(w1o, xbo, b1);
-            }
-            for (int32_t i = k4 << 2; i < k; ++i) {
-                const int32_t x0 = *xa++ + in_off, x1 = *xb++ + in_off, v0 = *w0++, v1 = *w1++;
-                a0 += v0 * x0; a1 += v1 * x0; b0 += v0 * x1; b1 += v1 * x1;
-            }
-            outa[oc] = requant_one(m, a0, oc); outa[oc + 1] = requant_one(m, a1, oc + 1);
-            outb[oc] = requant_one(m, b0, oc); outb[oc + 1] = requant_one(m, b1, oc + 1);
+    for (; oc + 1 < out_c; oc += 2) {
+        const int8_t *w0 = filter + oc * k, *w1 = w0 + k;
+        const int32_t *x = cols;
+        int32_t a0 = 0, a1 = 0;
+        if (bias) { a0 = bias[oc]; a1 = bias[oc + 1]; }
+        int32_t b0 = a0, b1 = a1;
+        for (int32_t i = k4; i > 0; --i, x += 4) {
+            const int32_t xae = x[0], xao = x[1], xbe = x[2], xbo = x[3];
+            const uint32_t wv0 = iotsim_read_u32(w0);
+            w0 += 4;
+            const int32_t w0e = iotsim_sxtb16(wv0), w0o = iotsim_sxtb16_ror8(wv0);
+            a0 = iotsim_smlad(w0e, xae, a0); a0 = iotsim_smlad(w0o, xao, a0);
+            b0 = iotsim_smlad(w0e, xbe, b0); b0 = iotsim_smlad(w0o, xbo, b0);
+            const uint32_t wv1 = iotsim_read_u32(w1);
+            w1 += 4;
+            const int32_t w1e = iotsim_sxtb16(wv1), w1o = iotsim_sxtb16_ror8(wv1);
+            a1 = iotsim_smlad(w1e, xae, a1); a1 = iotsim_smlad(w1o, xao, a1);
+            b1 = iotsim_smlad(w1e, xbe, b1); b1 = iotsim_smlad(w1o, xbo, b1);
         }
-        for (; oc < out_c; ++oc) { /* odd channel: two pixels, one channel */
-            const int8_t *w0 = filter + oc * k, *xa = ca, *xb = cb;
-            int32_t a0 = m->bias ? m->bias[oc] : 0, b0 = a0;
-            for (int32_t i = 0; i < k4; ++i) {
-                const uint32_t wv0 = iotsim_read_u32(w0), xva = iotsim_read_u32(xa), xvb = iotsim_read_u32(xb);
-                w0 += 4; xa += 4; xb += 4;
-                const int32_t w0e = iotsim_sxtb16(wv0), w0o = iotsim_sxtb16_ror8(wv0);
-                a0 = iotsim_smlad(w0e, iotsim_sxtab16(off2, xva), a0);
-                a0 = iotsim_smlad(w0o, iotsim_sxtab16_ror8(off2, xva), a0);
-                b0 = iotsim_smlad(w0e, iotsim_sxtab16(off2, xvb), b0);
-                b0 = iotsim_smlad(w0o, iotsim_sxtab16_ror8(off2, xvb), b0);
-            }
-            for (int32_t i = k4 << 2; i < k; ++i) {
-                const int32_t v0 = *w0++;
-                a0 += v0 * (*xa++ + in_off); b0 += v0 * (*xb++ + in_off);
-            }
-            outa[oc] = requant_one(m, a0, oc);
-            outb[oc] = requant_one(m, b0, oc);
+        for (int32_t i = 0; i < r; ++i) {
+            const int32_t v0 = w0[i], v1 = w1[i], xa = tail[i], xb = tail[r + i];
+            a0 += v0 * xa; a1 += v1 * xa; b0 += v0 * xb; b1 += v1 * xb;
         }
-        return;
+        outa[oc] = IOTSIM_CONV_OUT(a0, oc);
+        outa[oc + 1] = IOTSIM_CONV_OUT(a1, oc + 1);
+        if (outb) {
+            outb[oc] = IOTSIM_CONV_OUT(b0, oc);
+            outb[oc + 1] = IOTSIM_CONV_OUT(b1, oc + 1);
+        }
     }
-    for (; oc + 1 < out_c; oc += 2) { /* odd pixel: one pixel, two channels */
-        const int8_t *w0 = filter + oc * k, *w1 = w0 + k, *xa = ca;
-        int32_t a0 = m->bias ? m->bias[oc] : 0, a1 = m->bias ? m->bias[oc + 1] : 0;
-        for (int32_t i = 0; i < k4; ++i) {
-            const uint32_t wv0 = iotsim_read_u32(w0), wv1 = iotsim_read_u32(w1), xva = iotsim_read_u32(xa);
-            w0 += 4; w1 += 4; xa += 4;
-            const int32_t xae = iotsim_sxtab16(off2, xva), xao = iotsim_sxtab16_ror8(off2, xva);
-            a0 = iotsim_smlad(iotsim_sxtb16(wv0), xae, a0); a0 = iotsim_smlad(iotsim_sxtb16_ror8(wv0), xao, a0);
-            a1 = iotsim_smlad(iotsim_sxtb16(wv1), xae, a1); a1 = iotsim_smlad(iotsim_sxtb16_ror8(wv1), xao, a1);
+    if (oc < out_c) { /* odd channel count: the last channel, both pixels */
+        const int8_t *w0 = filter + oc * k;
+        const int32_t *x = cols;
+        int32_t a0 = bias ? bias[oc] : 0, b0 = a0;
+        for (int32_t i = k4; i > 0; --i, x += 4) {
+            const uint32_t wv0 = iotsim_read_u32(w0);
+            w0 += 4;
+            const int32_t w0e = iotsim_sxtb16(wv0), w0o = iotsim_sxtb16_ror8(wv0);
+            a0 = iotsim_smlad(w0e, x[0], a0); a0 = iotsim_smlad(w0o, x[1], a0);
+            b0 = iotsim_smlad(w0e, x[2], b0); b0 = iotsim_smlad(w0o, x[3], b0);
         }
-        for (int32_t i = k4 << 2; i < k; ++i) {
-            const int32_t x0 = *xa++ + in_off;
-            a0 += *w0++ * x0; a1 += *w1++ * x0;
-        }
-        outa[oc] = requant_one(m, a0, oc); outa[oc + 1] = requant_one(m, a1, oc + 1);
+        for (int32_t i = 0; i < r; ++i) { a0 += w0[i] * tail[i]; b0 += w0[i] * tail[r + i]; }
+        outa[oc] = IOTSIM_CONV_OUT(a0, oc);
+        if (outb) outb[oc] = IOTSIM_CONV_OUT(b0, oc);
     }
-    for (; oc < out_c; ++oc) {
-        const int8_t *w0 = filter + oc * k, *xa = ca;
-        int32_t a0 = m->bias ? m->bias[oc] : 0;
-        for (int32_t i = 0; i < k4; ++i) {
-            const uint32_t wv0 = iotsim_read_u32(w0), xva = iotsim_read_u32(xa);
-            w0 += 4; xa += 4;
-            a0 = iotsim_smlad(iotsim_sxtb16(wv0), iotsim_sxtab16(off2, xva), a0);
-            a0 = iotsim_smlad(iotsim_sxtb16_ror8(wv0), iotsim_sxtab16_ror8(off2, xva), a0);
-        }
-        for (int32_t i = k4 << 2; i < k; ++i) a0 += *w0++ * (*xa++ + in_off);
-        outa[oc] = requant_one(m, a0, oc);
-    }
+#undef IOTSIM_CONV_OUT
 }
 
 /* TFLM's reference loop (grouped convolutions, oversized im2col) */
@@ -183,6 +178,7 @@ void iotsim_conv_s8(const iotsim_conv_params_t *p, const int8_t *input, const in
                              (out_h - 1) * stride_h + dil_h * (filt_h - 1) >= in_h ||
                              (out_w - 1) * stride_w + dil_w * (filt_w - 1) >= in_w;
     int8_t im2col[needs_im2col ? 2 * k : 4];
+    int32_t cols16[k + 2]; /* two int16 columns: 4 k bytes, + 8 for the tails */
     const int8_t *cols[2];
     int8_t *outs[2];
     int n = 0;
@@ -229,11 +225,15 @@ void iotsim_conv_s8(const iotsim_conv_params_t *p, const int8_t *input, const in
                 }
                 outs[n] = out;
                 if (++n == 2) {
-                    mat_mult_2cols(&m, filter, out_c, cols[0], cols[1], outs[0], outs[1]);
+                    columns_to_s16(cols[0], cols[1], k, p->input_offset, cols16);
+                    mat_mult_s16(&m, filter, out_c, cols16, outs[0], outs[1]);
                     n = 0;
                 }
             }
         }
     }
-    if (n == 1) mat_mult_2cols(&m, filter, out_c, cols[0], 0, outs[0], 0);
+    if (n == 1) {
+        columns_to_s16(cols[0], cols[0], k, p->input_offset, cols16);
+        mat_mult_s16(&m, filter, out_c, cols16, outs[0], 0);
+    }
 }

@@ -13,12 +13,6 @@
 #include "iotsim_fixedpoint.h"
 #include "nn_ops.h"
 
-static inline int8_t requant_one(const iotsim_dwconv_params_t *p, int32_t acc, int32_t oc) {
-    const int32_t ch = p->per_channel ? oc : 0;
-    acc = iotsim_requantize(acc, p->out_mult[ch], p->out_shift[ch]) + p->output_offset;
-    return (int8_t)iotsim_clamp_i32(acc, p->act_min, p->act_max);
-}
-
 void iotsim_depthwise_conv_s8(const iotsim_dwconv_params_t *p, const int8_t *input, const int8_t *filter,
                               const int32_t *bias, int8_t *output)
 {
@@ -30,6 +24,11 @@ void iotsim_depthwise_conv_s8(const iotsim_dwconv_params_t *p, const int8_t *inp
     const int32_t off2 = iotsim_pack_i16x2(input_offset);
     const int32_t stride_h = p->stride_h, stride_w = p->stride_w, pad_h = p->pad_h, pad_w = p->pad_w;
     const int32_t row_stride = in_w * in_c;
+    /* parameters in locals: the int8 output stores could alias *p, which would force reloads */
+    const int32_t *const mult = p->out_mult, *const shift = p->out_shift;
+    const int32_t pc = p->per_channel, output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+#define IOTSIM_DW_OUT(acc, oc) \
+    iotsim_output_s8((acc), mult[pc ? (oc) : 0], shift[pc ? (oc) : 0], output_offset, act_min, act_max)
     int8_t *out = output;
 
     for (int32_t b = 0; b < p->batches; ++b) {
@@ -56,7 +55,7 @@ void iotsim_depthwise_conv_s8(const iotsim_dwconv_params_t *p, const int8_t *inp
                                     acc += f_row[kx * out_c] * (in_row[(ix0 + dil_w * kx) * in_c] + input_offset);
                                 }
                             }
-                            *out++ = requant_one(p, acc, oc);
+                            *out++ = IOTSIM_DW_OUT(acc, oc);
                         }
                     }
                     continue;
@@ -84,10 +83,10 @@ void iotsim_depthwise_conv_s8(const iotsim_dwconv_params_t *p, const int8_t *inp
                             a3 = iotsim_smlatt(wo, xo, a3);
                         }
                     }
-                    out[c] = requant_one(p, a0, c);
-                    out[c + 1] = requant_one(p, a1, c + 1);
-                    out[c + 2] = requant_one(p, a2, c + 2);
-                    out[c + 3] = requant_one(p, a3, c + 3);
+                    out[c] = IOTSIM_DW_OUT(a0, c);
+                    out[c + 1] = IOTSIM_DW_OUT(a1, c + 1);
+                    out[c + 2] = IOTSIM_DW_OUT(a2, c + 2);
+                    out[c + 3] = IOTSIM_DW_OUT(a3, c + 3);
                 }
                 for (; c < in_c; ++c) {
                     int32_t acc = bias ? bias[c] : 0;
@@ -95,10 +94,11 @@ void iotsim_depthwise_conv_s8(const iotsim_dwconv_params_t *p, const int8_t *inp
                     for (int32_t ky = 0; ky < ny; ++ky, x_row += in_dy, w_row += f_dy) {
                         for (int32_t kx = 0; kx < nx; ++kx) acc += w_row[kx * out_c] * (x_row[kx * in_dx] + input_offset);
                     }
-                    out[c] = requant_one(p, acc, c);
+                    out[c] = IOTSIM_DW_OUT(acc, c);
                 }
                 out += out_c;
             }
         }
     }
 }
+#undef IOTSIM_DW_OUT

@@ -12,18 +12,17 @@
 #include "iotsim_fixedpoint.h"
 #include "nn_ops.h"
 
-static inline int8_t requant_one(const iotsim_fc_params_t *p, int32_t acc, int32_t oc) {
-    const int32_t ch = p->per_channel ? oc : 0;
-    acc = iotsim_requantize(acc, p->out_mult[ch], p->out_shift[ch]) + p->output_offset;
-    return (int8_t)iotsim_clamp_i32(acc, p->act_min, p->act_max);
-}
-
 void iotsim_fully_connected_s8(const iotsim_fc_params_t *p, const int8_t *input, const int8_t *filter,
                                const int32_t *bias, int8_t *output)
 {
     const int32_t accum = p->accum_depth, depth = p->out_depth, k4 = accum >> 2;
     const int32_t input_offset = p->input_offset, filter_offset = p->filter_offset;
     const int32_t off2 = iotsim_pack_i16x2(input_offset);
+    /* parameters in locals: the int8 output stores could alias *p, which would force reloads */
+    const int32_t *const mult = p->out_mult, *const shift = p->out_shift;
+    const int32_t pc = p->per_channel, output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+#define IOTSIM_FC_OUT(acc, oc) \
+    iotsim_output_s8((acc), mult[pc ? (oc) : 0], shift[pc ? (oc) : 0], output_offset, act_min, act_max)
     int8_t *out = output;
 
     for (int32_t b = 0; b < p->batches; ++b, out += depth) {
@@ -33,7 +32,7 @@ void iotsim_fully_connected_s8(const iotsim_fc_params_t *p, const int8_t *input,
             for (int32_t oc = 0; oc < depth; ++oc, w += accum) {
                 int32_t acc = bias ? bias[oc] : 0;
                 for (int32_t d = 0; d < accum; ++d) acc += (w[d] + filter_offset) * (x_b[d] + input_offset);
-                out[oc] = requant_one(p, acc, oc);
+                out[oc] = IOTSIM_FC_OUT(acc, oc);
             }
             continue;
         }
@@ -55,8 +54,8 @@ void iotsim_fully_connected_s8(const iotsim_fc_params_t *p, const int8_t *input,
                 a0 += *w0++ * xi;
                 a1 += *w1++ * xi;
             }
-            out[oc] = requant_one(p, a0, oc);
-            out[oc + 1] = requant_one(p, a1, oc + 1);
+            out[oc] = IOTSIM_FC_OUT(a0, oc);
+            out[oc + 1] = IOTSIM_FC_OUT(a1, oc + 1);
         }
         if (oc < depth) {
             const int8_t *w0 = filter + oc * accum, *x = x_b;
@@ -68,7 +67,8 @@ void iotsim_fully_connected_s8(const iotsim_fc_params_t *p, const int8_t *input,
                 a0 = iotsim_smlad(iotsim_sxtb16_ror8(wv0), iotsim_sxtab16_ror8(off2, xv), a0);
             }
             for (int32_t i = k4 << 2; i < accum; ++i) a0 += *w0++ * (*x++ + input_offset);
-            out[oc] = requant_one(p, a0, oc);
+            out[oc] = IOTSIM_FC_OUT(a0, oc);
         }
     }
 }
+#undef IOTSIM_FC_OUT

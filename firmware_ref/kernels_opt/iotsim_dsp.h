@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "iotsim_fixedpoint.h"
+
 /* one little-endian word from any address (Cortex-M4/M33 LDR allows unaligned addresses) */
 static inline uint32_t iotsim_read_u32(const int8_t *p) {
     uint32_t v;
@@ -121,22 +123,37 @@ static inline int32_t iotsim_smlatt(int32_t a, int32_t b, int32_t acc) {
 
 #endif
 
-/* TFLite's MultiplyByQuantizedMultiplier (iotsim_mbqm in iotsim_fixedpoint.h), same results, fewer
- * instructions. gemmlowp's SaturatingRoundingDoublingHighMul is trunc((a b + nudge) / 2^31) with
- * nudge = 2^30 for a b >= 0 and 1 - 2^30 below; both cases equal floor((a b + 2^30) / 2^31):
- * for a b < 0 write a b + 2^30 = q 2^31 + r, 0 <= r < 2^31; then (a b + 1 - 2^30) / 2^31 =
- * q + (r + 1 - 2^31) / 2^31 with the second term in (-1, 0], which truncates to q. Its one
- * saturating case (a = b = INT32_MIN) cannot occur: TFLite's multipliers are >= 0. Then the same
- * RoundingDivideByPOT. On the M4: SMULL, ADDS, ADC, LSL, ORR for the high multiply. */
+/* TFLite's MultiplyByQuantizedMultiplier (iotsim_mbqm in iotsim_fixedpoint.h): same results, fewer
+ * instructions (one 64-bit multiply-accumulate, an add and a shift instead of two rounding steps).
+ *
+ * gemmlowp's SaturatingRoundingDoublingHighMul is trunc((a b + nudge) / 2^31), nudge = 2^30 for
+ * a b >= 0 and 1 - 2^30 below; both cases equal h = floor((a b + 2^30) / 2^31) (for a b < 0 write
+ * a b + 2^30 = q 2^31 + r, 0 <= r < 2^31: (a b + 1 - 2^30) / 2^31 = q + (r + 1 - 2^31) / 2^31 and
+ * the second term, in (-1, 0], truncates away). Its one saturating case (a = b = INT32_MIN) cannot
+ * occur: TFLite's multipliers are >= 0. RoundingDivideByPOT(h, e), rounding half away from zero,
+ * is floor((h + 2^(e-1) - [h < 0]) / 2^e) for e >= 1, and floor((floor(A / m) + c) / n) =
+ * floor((A + c m) / (m n)) for integers gives, in one step,
+ *     floor((t + 2^(30+e)) / 2^(31+e)),   t = a b + 2^30 - 2^31 [h < 0].
+ * [h < 0] may be replaced by [acc < 0]: they differ only when -2^30 <= a b < 0, where h = 0 and
+ * both numerators lie in [0, 2^(31+e)) for e >= 1, so the result is 0 either way. The same
+ * identity splits the division again: with g = floor(t / 2^31) (|t| < 2^62, so g fits int32),
+ * the result is floor((floor(g / 2^(e-1)) + 1) / 2) = ((g >> (e-1)) + 1) >> 1. On the M4:
+ * SMULL, ADDS, ADC, two shifts for g, ASR, ADD, ASR. Checked against iotsim_mbqm on 3.7e8
+ * random, tie and edge-case arguments (tests/test_firmware_opt_kernels.py runs a sample). */
 static inline int32_t iotsim_requantize(int32_t acc, int32_t multiplier, int32_t shift) {
-    const int32_t left = shift > 0 ? shift : 0;
-    const int right = shift > 0 ? 0 : (int)-shift;
-    const int64_t ab = (int64_t)(int32_t)((uint32_t)acc << left) * multiplier;
-    const int32_t high = (int32_t)((ab + (1ll << 30)) >> 31);
-    const int32_t mask = (int32_t)((1u << right) - 1u);
-    const int32_t remainder = high & mask;
-    const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
-    return (high >> right) + (remainder > threshold ? 1 : 0);
+    if (shift >= 0) { /* left shift (TFLM's int32 wrap-around kept), no rounding division */
+        const int64_t ab = (int64_t)(int32_t)((uint32_t)acc << shift) * multiplier;
+        return (int32_t)((ab + (1ll << 30)) >> 31);
+    }
+    const int64_t t = (int64_t)acc * multiplier + (acc < 0 ? -(1ll << 30) : (1ll << 30));
+    const int32_t g = (int32_t)(t >> 31);
+    return ((g >> (-shift - 1)) + 1) >> 1;
+}
+
+/* requantize, add the output zero point, clamp to the activation range: one int8 output */
+static inline int8_t iotsim_output_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
+                                      int32_t act_min, int32_t act_max) {
+    return (int8_t)iotsim_clamp_i32(iotsim_requantize(acc, multiplier, shift) + output_offset, act_min, act_max);
 }
 
 #endif

@@ -322,21 +322,23 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
 def inference_cost(model, mcu) -> tuple[float, str]:
     """(seconds per inference on this MCU, where the figure comes from).
 
-    Measured when the reference firmware's instruction count for this exact model (by sha256)
-    on the MCU's core is in a cost table (iotsim.firmware.cost): instructions x CPI / clock.
+    Measured when the firmware's instruction count for this exact model (by sha256) on the MCU's
+    core, with the MCU profile's kernel set (reference or optimized), is in a cost table
+    (iotsim.firmware.cost): instructions x CPI / clock.
     Otherwise estimated from the model's MACs x the MCU's cycles per MAC / clock.
     """
     from iotsim.firmware.cost import emulated_core, lookup
 
     core = emulated_core(mcu.core)
-    measured = lookup(getattr(model, "path", None), model.sha256, core) if core else None
+    kernels = mcu.kernels
+    measured = lookup(getattr(model, "path", None), model.sha256, core, kernels) if core else None
     if measured is not None:
         seconds = mcu.instructions_time_s(measured.instructions_per_inference)
         return seconds, (f"{measured.describe()} x {mcu.cpi:g} cycles/instruction / {mcu.clock_hz / 1e6:g} MHz "
                          f"({mcu.name})")
     macs = float(model.macs)
-    why = (f"no measured cost for this model on {core}: run `iotsim firmware verify` to measure it" if core
-           else f"no emulated core for {mcu.core}")
+    why = (f"no measured cost for this model on {core} with the {kernels} kernels: run `iotsim firmware verify "
+           f"--kernels {kernels}` to measure it" if core else f"no emulated core for {mcu.core}")
     return macs * mcu.cycles_per_mac / mcu.clock_hz, (
         f"estimated: {macs:,.0f} MACs x {mcu.cycles_per_mac:g} cycles/MAC / {mcu.clock_hz / 1e6:g} MHz "
         f"({mcu.name}; {why})"
