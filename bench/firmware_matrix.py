@@ -1,6 +1,7 @@
 """Every zoo and MLPerf Tiny model on every emulated board: bit-exactness and instructions per inference.
 
     python bench/firmware_matrix.py [--vectors 100] [--json out.json] [--record] [--kernels optimized]
+                                    [--models zoo|mlperf|all]
 
 For each model, board and kernel set (`--kernels reference,optimized`; the optimized set only on
 the boards with the DSP extension), runs `verify_model` with random and with real inputs and prints a
@@ -31,8 +32,10 @@ except ImportError:  # pragma: no cover
 MLPERF = ["kws_ref_model", "vww_96_int8", "pretrainedResnet_quant", "ad01_int8"]
 
 
-def models() -> list:
-    return sorted(ZOO_DIR.glob("*_int8.tflite")) + [MLPERF_DIR / f"{m}.tflite" for m in MLPERF]
+def models(which: str = "all") -> list:
+    zoo = sorted(ZOO_DIR.glob("*_int8.tflite"))
+    mlperf = [MLPERF_DIR / f"{m}.tflite" for m in MLPERF]
+    return {"zoo": zoo, "mlperf": mlperf, "all": zoo + mlperf}[which]
 
 
 def main() -> None:
@@ -43,11 +46,12 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--record", action="store_true")
     ap.add_argument("--kernels", default="reference", help="kernel sets, comma-separated: reference,optimized")
+    ap.add_argument("--models", choices=("zoo", "mlperf", "all"), default="all")
     args = ap.parse_args()
     boards = args.boards.split(",")
     rows = []
     t0 = time.perf_counter()
-    for path in models():
+    for path in models(args.models):
         for board in boards:
             for kernels in args.kernels.split(","):
                 if kernels == "optimized" and BOARDS[board].core not in DSP_CORES:

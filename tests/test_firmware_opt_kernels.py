@@ -279,6 +279,9 @@ def test_zoo_tables_hold_optimized_measurements(name):
     for core, entry in table["optimized_costs"].items():
         assert entry["kernels"] == "optimized" and entry["bit_exact"]
         assert entry["instructions_per_inference"] < table["costs"][core]["instructions_per_inference"]
+        # class counts of the (lower) median vector for the cycle model (format 2)
+        assert entry["instructions_min"] <= entry["classes"]["instructions"] <= entry["instructions_per_inference"]
+        assert entry["caches"]
 
 
 @needs_arm
@@ -291,6 +294,35 @@ def test_committed_optimized_costs_are_current(name):
                      seed=0, kernels="optimized", record=False)
     assert [r["instructions_per_inference"], r["instructions_min"], r["instructions_max"]] == [
         recorded["instructions_per_inference"], recorded["instructions_min"], recorded["instructions_max"]]
+    assert r["instruction_classes"] == recorded["classes"] and r["caches"] == recorded["caches"]
+
+
+@pytest.mark.parametrize("mcu_name", ["stm32l4r5", "nrf52840"])
+@pytest.mark.parametrize("name", ZOO)
+def test_engine_prices_optimized_zoo_inference_by_cycles(name, mcu_name):
+    """Shipped zoo models on the shipped Cortex-M4F profiles (optimized kernels): the engine prices the
+    committed class counts with the MCU's cycle model, never the MAC estimate, and the optimized
+    kernels take less time than the reference kernels on the same MCU."""
+    from dataclasses import replace
+
+    from iotsim.engine.fleet import inference_cost
+    from iotsim.firmware.cycles import CycleParams, cycles
+    from iotsim.hardware.profiles import load_profile
+    from iotsim.tinyml.runtime import TfliteModel
+
+    mcu = load_profile("mcu", mcu_name)
+    model = TfliteModel.load(ZOO_DIR / f"{name}.tflite")
+    assert mcu.kernels == "optimized"
+    seconds, source = inference_cost(model, mcu)
+    entry = json.loads(cost.sidecar_path(ZOO_DIR / f"{name}.tflite").read_text())["optimized_costs"]["cortex-m4"]
+    params = CycleParams.from_mapping("cortex-m4", mcu.cycle_model)
+    assert source.startswith(f"measured: {entry['instructions_per_inference']:,} instructions") and "estimated" not in source
+    assert "optimized kernels" in source
+    assert seconds == pytest.approx(cycles(entry["classes"], params, caches=entry["caches"]) / mcu.clock_hz)
+    # a single-issue core: at least one cycle per instruction
+    assert seconds * mcu.clock_hz >= entry["instructions_per_inference"]
+    ref_seconds, ref_source = inference_cost(model, replace(mcu, kernels="reference"))
+    assert "reference kernels" in ref_source and seconds < ref_seconds
 
 
 # ------------------------------------------------------------------------------ device profiles
