@@ -48,3 +48,4 @@ def signed_error(ours: float, published: float) -> float:
 
 
 __all__ = ["REPRODUCTIONS", "Reproduction", "register", "run", "signed_error"]
+register("mlperf-tiny", "iotsim.reproduce.mlperf_tiny", "MLPerf Tiny v0.5/v1.0 NUCLEO-L4R5ZI latency and energy, reference and optimized kernels")
