@@ -63,8 +63,8 @@ ASSUMPTIONS = [
     "Energy = 1.8 V (the supply results.csv gives for these rows) x the STM32L4R5 datasheet run current "
     "(DS12023: 110 uA/MHz x 120 MHz = 13.2 mA, LDO mode, code from flash; recalled, unconfirmed) x predicted "
     "latency; the current is taken constant during inference, and nothing else on the board is charged. The "
-    "published rows imply about 22.5 mA (energy / latency / 1.8 V), so energies come out lower than latencies "
-    "by that ratio (about 0.59).",
+    "published rows imply 22.5-23.0 mA (v0.5) and 23.7-26.2 mA (v1.0) (energy / latency / 1.8 V), so "
+    "(predicted / published energy) is about 0.50-0.59 x (predicted / published latency).",
     "Nothing is fitted: no constant of the cycle model or of the energy was chosen to match these rows.",
 ]
 
