@@ -478,6 +478,8 @@ def firmware_verify(
     vectors: int = typer.Option(100, "--vectors", "-n", min=1, help="input vectors to run"),
     inputs: str = typer.Option("random", help="random, or real: data of the kind the model expects"),
     seed: int = typer.Option(0, help="seed of the inputs"),
+    kernels: str = typer.Option("reference", help="kernel set: reference (TFLite Micro's reference kernels) or "
+                                "optimized (CMSIS-NN-style DSP kernels; Cortex-M4/M33 only)"),
     record: bool = typer.Option(True, "--record/--no-record", help="store a bit-exact measurement in the model's "
                                 "cost table, for the simulator"),
     keep: Optional[Path] = typer.Option(None, "--keep", help="keep the export and build in this folder"),
@@ -489,7 +491,7 @@ def firmware_verify(
     try:
         with err_console.status("verifying") as status:
             report = verify_model(model, board=board, vectors=vectors, inputs=inputs, seed=seed, record=record,
-                                  build_dir=keep, progress=lambda text: status.update(text))
+                                  build_dir=keep, progress=lambda text: status.update(text), kernels=kernels)
     except InputError as exc:
         _fail(exc)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -90,7 +91,8 @@ def test_engine_uses_measured_cost_when_recorded(user_model):
     assert source.startswith("estimated") and "iotsim firmware verify" in source
     assert seconds == pytest.approx(model.macs * mcu.cycles_per_mac / mcu.clock_hz)
 
-    cost.record(user_model, model.sha256, _measured(instructions=1_234_567))
+    # recorded for the kernel set the MCU profile runs (optimized by default)
+    cost.record(user_model, model.sha256, replace(_measured(instructions=1_234_567), kernels=mcu.kernels))
     seconds, source = inference_cost(model, mcu)
     assert source.startswith("measured: 1,234,567 instructions") and "cortex-m4" in source
     params = CycleParams.from_mapping("cortex-m4", mcu.cycle_model)

@@ -94,9 +94,10 @@ def test_record_writes_the_user_cache_and_the_engine_reads_it(tmp_path, monkeypa
     monkeypatch.setenv("IOTSIM_CACHE_DIR", str(tmp_path / "cache"))
     for suffix in (".tflite", ".json"):
         shutil.copy(ZOO_DIR / f"farm_soil_int8{suffix}", tmp_path / f"farm_soil_int8{suffix}")
-    r = verify_model(tmp_path / "farm_soil_int8.tflite", board="mps2-an386", vectors=5, record=True)
-    assert Path(r["cost_table"]).parent == tmp_path / "cache" / "firmware"
     mcu = load_profile("mcu", "nrf52840")
+    r = verify_model(tmp_path / "farm_soil_int8.tflite", board="mps2-an386", vectors=5, record=True,
+                     kernels=mcu.kernels)
+    assert Path(r["cost_table"]).parent == tmp_path / "cache" / "firmware"
     seconds, source = inference_cost(TfliteModel.load(tmp_path / "farm_soil_int8.tflite"), mcu)
     assert source.startswith(f"measured: {r['instructions_per_inference']:,} instructions")
     params = CycleParams.from_mapping("cortex-m4", mcu.cycle_model)

@@ -321,16 +321,17 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
 def inference_cost(model, mcu) -> tuple[float, str]:
     """(seconds per inference on this MCU, where the figure comes from).
 
-    Measured when the reference firmware's instruction-class counts for this exact model (by
-    sha256) on the MCU's core are in a cost table (iotsim.firmware.cost): cycles from the MCU's
-    cycle model (iotsim.firmware.cycles) / clock. Otherwise estimated from the model's MACs x the
-    MCU's cycles per MAC / clock.
+    Measured when the firmware's instruction-class counts for this exact model (by sha256) on the
+    MCU's core, with the MCU profile's kernel set (reference or optimized), are in a cost table
+    (iotsim.firmware.cost): cycles from the MCU's cycle model (iotsim.firmware.cycles) / clock.
+    Otherwise estimated from the model's MACs x the MCU's cycles per MAC / clock.
     """
     from iotsim.firmware.cost import emulated_core, lookup
     from iotsim.firmware.cycles import CycleParams, cycles
 
     core = emulated_core(mcu.core)
-    measured = lookup(getattr(model, "path", None), model.sha256, core) if core else None
+    kernels = mcu.kernels
+    measured = lookup(getattr(model, "path", None), model.sha256, core, kernels) if core else None
     if measured is not None and mcu.cycle_model is None:
         why = f"{mcu.name} has no cycle_model to price measured instructions"
     elif measured is not None:
@@ -341,8 +342,8 @@ def inference_cost(model, mcu) -> tuple[float, str]:
             f"per instruction) from the {core} instruction timing and {mcu.name}'s memory system / "
             f"{mcu.clock_hz / 1e6:g} MHz")
     else:
-        why = (f"no measured cost for this model on {core}: run `iotsim firmware verify` to measure it" if core
-               else f"no emulated core for {mcu.core}")
+        why = (f"no measured cost for this model on {core} with the {kernels} kernels: run `iotsim firmware "
+               f"verify --kernels {kernels}` to measure it" if core else f"no emulated core for {mcu.core}")
     macs = float(model.macs)
     return macs * mcu.cycles_per_mac / mcu.clock_hz, (
         f"estimated: {macs:,.0f} MACs x {mcu.cycles_per_mac:g} cycles/MAC / {mcu.clock_hz / 1e6:g} MHz "

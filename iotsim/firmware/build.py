@@ -6,6 +6,12 @@ The firmware is compiled from
     firmware_ref/main.c  +  firmware_ref/boards/startup.c  +  export_dir/model.c
     +  firmware_ref/kernels/<manifest "sources">
 
+Two kernel sets (`kernels=`): "reference" (firmware_ref/kernels/, TFLite Micro's reference
+kernels) and "optimized" (firmware_ref/kernels_opt/: CONV_2D, DEPTHWISE_CONV_2D and
+FULLY_CONNECTED written with the Cortex-M DSP instructions the way CMSIS-NN is; every other
+op's source still comes from kernels/). Same functions, same results; the optimized set needs
+the DSP extension (Cortex-M4, M33) and is refused for the Cortex-M3.
+
 with include dirs export_dir and firmware_ref/include, and linked with the board's linker script
 (firmware_ref/boards/<board>.ld, which INCLUDEs common.ld).
 
@@ -43,6 +49,12 @@ ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi"
 COMMON_CFLAGS = ("-O2", "-std=c99", "-ffunction-sections", "-fdata-sections", "-Wall")
 HOST_CFLAGS = ("-O2", "-std=c99", "-Wall")
 VARIANTS = ("semihosting", "ram")
+KERNEL_SETS = ("reference", "optimized")
+KERNELS_OPT_DIR = FIRMWARE_REF_DIR / "kernels_opt"
+# cores with the DSP extension the optimized kernels use (SXTB16, SXTAB16, SMLAD, SMLABB/TT):
+# Armv7E-M (Cortex-M4) and Armv8-M Mainline with DSP (Cortex-M33: gcc's -mcpu=cortex-m33 enables
+# it, __ARM_FEATURE_DSP; QEMU's cortex-m33 implements it). The Cortex-M3 (Armv7-M) has none.
+DSP_CORES = ("cortex-m4", "cortex-m33")
 
 
 class FirmwareBuildError(InputError):
@@ -118,6 +130,27 @@ BOARDS: dict[str, Board] = {
         ),
     )
 }
+
+
+def check_kernels(kernels: str, board: "Board | None" = None) -> str:
+    """`kernels` if it names a kernel set the board can run, else FirmwareBuildError saying why."""
+    if kernels not in KERNEL_SETS:
+        raise FirmwareBuildError(f"unknown kernel set '{kernels}': choose one of {', '.join(KERNEL_SETS)}",
+                                 field="kernels")
+    if kernels == "optimized" and board is not None and board.core not in DSP_CORES:
+        raise FirmwareBuildError(
+            f"the optimized kernels use the DSP extension (SMLAD, SXTB16), which {board.name} ({board.core}) "
+            f"does not have: use kernels 'reference' on it, or a board with {' or '.join(DSP_CORES)}",
+            field="kernels",
+        )
+    return kernels
+
+
+def kernel_sources(sources: tuple[Path, ...], kernels: str) -> list[Path]:
+    """The kernel files to compile: kernels_opt/<name> where the optimized set has one, else kernels/<name>."""
+    if kernels == "reference":
+        return list(sources)
+    return [KERNELS_OPT_DIR / s.name if (KERNELS_OPT_DIR / s.name).is_file() else s for s in sources]
 
 
 def get_board(board: str | Board) -> Board:
@@ -470,8 +503,12 @@ def build_elf(
     extra_cflags: tuple[str, ...] = (),
     stack_size: int | None = None,
     jobs: int | None = None,
+    kernels: str = "reference",
 ) -> BuildResult:
     """Cross-compile the exported model with the reference firmware for `board`.
+
+    kernels "reference" or "optimized" (module docstring); an optimized build goes to
+    build_dir/<board>-<variant>-optimized.
 
     variant "semihosting" (QEMU; file I/O over semihosting) or "ram" (Renode; RAM buffers for
     `max_vectors` inputs). The ELF goes to build_dir/<board>-<variant>/firmware.elf; a build
@@ -480,11 +517,12 @@ def build_elf(
     b = get_board(board)
     if variant not in VARIANTS:
         raise FirmwareBuildError(f"unknown variant '{variant}': choose one of {', '.join(VARIANTS)}", field="variant")
+    check_kernels(kernels, b)
     exp = read_export(export_dir)
     gcc = arm_gcc()
     version = compiler_version(gcc)
     fw = FIRMWARE_REF_DIR
-    out_dir = Path(build_dir) / f"{b.name}-{variant}"
+    out_dir = Path(build_dir) / (f"{b.name}-{variant}" + ("" if kernels == "reference" else f"-{kernels}"))
     elf = out_dir / "firmware.elf"
     map_file = out_dir / "firmware.map"
 
@@ -494,6 +532,11 @@ def build_elf(
     ]
     cflags = (*b.cpu_flags, *COMMON_CFLAGS, *defines, *extra_cflags)
     includes = [f"-I{exp.dir.resolve()}", f"-I{(fw / 'include').resolve()}"]
+    header_dirs = [exp.dir, fw / "include"]
+    if kernels == "optimized":
+        includes.append(f"-I{KERNELS_OPT_DIR.resolve()}")
+        header_dirs.append(KERNELS_OPT_DIR)
+    kernel_files = kernel_sources(exp.sources, kernels)
     if variant == "semihosting":
         specs = ["-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs"]
     else:
@@ -508,10 +551,10 @@ def build_elf(
     if stack_size is not None:
         ldflags.append(f"-Wl,--defsym=IOTSIM_STACK_SIZE={int(stack_size)}")
 
-    sources = [fw / "main.c", fw / "boards" / "startup.c", exp.dir / "model.c", *exp.sources]
+    sources = [fw / "main.c", fw / "boards" / "startup.c", exp.dir / "model.c", *kernel_files]
     key = _hash_inputs(
-        [version, variant, *cflags, *ldflags],
-        [*sources, *_headers([exp.dir, fw / "include"]), fw / "boards" / "common.ld", b.linker_script_path],
+        [version, variant, *cflags, *ldflags] + ([] if kernels == "reference" else [kernels]),
+        [*sources, *_headers(header_dirs), fw / "boards" / "common.ld", b.linker_script_path],
     )
     stamp = out_dir / "build.json"
     if elf.is_file() and stamp.is_file():
@@ -546,7 +589,7 @@ def build_elf(
     info = read_elf(elf)
     sizes = _sizes(info, b)
     per_obj = map_object_sizes(map_file)
-    model_objs = {str(obj_dir / "model.o")} | {str(o) for o, s in zip(objs, sources) if s in exp.sources}
+    model_objs = {str(obj_dir / "model.o")} | {str(o) for o, s in zip(objs, sources) if s in kernel_files}
     model_flash = sum(v["flash"] for k, v in per_obj.items() if k in model_objs)
     model_ram = sum(v["ram"] for k, v in per_obj.items() if k in model_objs)
     result = BuildResult(
@@ -567,22 +610,25 @@ def build_elf(
 
 
 def build_host(export_dir: str | os.PathLike, build_dir: str | os.PathLike, *, extra_cflags: tuple[str, ...] = (),
-               main_source: str | os.PathLike | None = None) -> Path:
+               main_source: str | os.PathLike | None = None, kernels: str = "reference") -> Path:
     """Compile the exported model and main.c for this machine (markers are no-ops). Returns the exe.
 
     Run it as `exe input.bin output.bin` (see run_host in qemu.py). Cached like build_elf.
-    `main_source` replaces firmware_ref/main.c (devcheck's tracing main does).
+    `main_source` replaces firmware_ref/main.c (devcheck's tracing main does). With kernels
+    "optimized" the DSP instructions are their plain-C equivalents (kernels_opt/iotsim_dsp.h).
     """
+    check_kernels(kernels)
     exp = read_export(export_dir)
     cc = host_cc()
     version = compiler_version(cc)
     fw = FIRMWARE_REF_DIR
-    out_dir = Path(build_dir) / "host"
+    out_dir = Path(build_dir) / ("host" if kernels == "reference" else f"host-{kernels}")
     exe = out_dir / "iotsim_host"
     main = Path(main_source) if main_source is not None else fw / "main.c"
-    sources = [main, exp.dir / "model.c", *exp.sources]
+    sources = [main, exp.dir / "model.c", *kernel_sources(exp.sources, kernels)]
     cflags = (*HOST_CFLAGS, *extra_cflags)
-    key = _hash_inputs([version, *cflags], [*sources, *_headers([exp.dir, fw / "include"])])
+    header_dirs = [exp.dir, fw / "include"] + ([KERNELS_OPT_DIR] if kernels == "optimized" else [])
+    key = _hash_inputs([version, *cflags], [*sources, *_headers(header_dirs)])
     stamp = out_dir / "build.json"
     if exe.is_file() and stamp.is_file():
         try:
@@ -591,7 +637,7 @@ def build_host(export_dir: str | os.PathLike, build_dir: str | os.PathLike, *, e
         except (OSError, json.JSONDecodeError):
             pass
     out_dir.mkdir(parents=True, exist_ok=True)
-    includes = [f"-I{exp.dir.resolve()}", f"-I{(fw / 'include').resolve()}"]
+    includes = [f"-I{d.resolve()}" for d in header_dirs]
     _run([cc, *cflags, *includes, *[str(s) for s in sources], "-o", str(exe), "-lm"], "host build", str(exp.dir))
     stamp.write_text(json.dumps({"key": key, "compiler": version, "cflags": list(cflags)}))
     return exe

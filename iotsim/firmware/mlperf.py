@@ -19,7 +19,6 @@ kernel set is compared with (PUBLISHED_ROWS) is an assumption stated there.
 from __future__ import annotations
 
 import csv
-import inspect
 import tempfile
 from pathlib import Path
 
@@ -84,18 +83,10 @@ def published(against: str = "v0.5-tflm", directory: Path | None = None) -> dict
     return out
 
 
-def _build_kwargs(kernels: str) -> dict:
-    """build_elf's kernel-set argument where the build supports more than the reference set."""
-    from iotsim.firmware.build import build_elf
-
+def _check_kernels(kernels: str) -> str:
     if kernels not in KERNEL_SETS:
         raise InputError(f"unknown kernel set {kernels!r}; known: {list(KERNEL_SETS)}", field="kernels")
-    if kernels == "reference":
-        return {}
-    if "kernels" not in inspect.signature(build_elf).parameters:
-        raise InputError(f"this build has no {kernels!r} kernel set (firmware_ref/ ships the reference kernels only)",
-                         field="kernels")
-    return {"kernels": kernels}
+    return kernels
 
 
 def measure_classes(task: str, *, kernels: str = "reference", vectors: int = 1, seed: int = 0,
@@ -107,11 +98,12 @@ def measure_classes(task: str, *, kernels: str = "reference", vectors: int = 1, 
 
     if task not in TASKS:
         raise InputError(f"unknown MLPerf Tiny task {task!r}; known: {sorted(TASKS)}", field="task")
+    _check_kernels(kernels)
     model = (directory or mlperf_dir()) / TASKS[task]
     with tempfile.TemporaryDirectory(prefix=f"iotsim-mlperf-{task}-") as tmp:
         w = Path(work) if work else Path(tmp)
         exported = export_model(model, w / "export")
-        built = build_elf(w / "export", EMULATED_BOARD, w / "build", **_build_kwargs(kernels))
+        built = build_elf(w / "export", EMULATED_BOARD, w / "build", kernels=kernels)
         rng = np.random.default_rng(seed)
         x = rng.integers(-128, 128, size=vectors * exported.input_bytes, dtype=np.int8).tobytes()
         run = run_qemu(built.elf, EMULATED_BOARD, x, exported.input_bytes, exported.output_bytes, count=True)
@@ -124,7 +116,8 @@ def measure_classes(task: str, *, kernels: str = "reference", vectors: int = 1, 
 
 def predict_row(task: str, classes: dict, *, kernels: str = "reference", against: str = "v0.5-tflm",
                 published_row: dict | None = None) -> dict:
-    """One row: predicted latency and energy of one task from its class counts, beside the published."""
+    """One row: predicted latency and energy of one task from its class counts, beside the published
+    row `against` names (or `published_row`, which must be that row)."""
     from iotsim.firmware.cycles import CycleParams, cycle_breakdown
     from iotsim.hardware.profiles import load_profile
 
@@ -153,6 +146,7 @@ def predict_row(task: str, classes: dict, *, kernels: str = "reference", against
         "instructions": counts.get("instructions"),
         "flash_stall_cycles": br["flash_stalls"],
         "branch_refill_cycles": br["branch_refill"],
+        "compared_with": against,
         "published_source": f"{pub['round']} {pub['submitter']} ({pub['framework']})",
     }
     return row
@@ -166,7 +160,7 @@ def predict_rows(kernels: str = "reference", *, against: str = "v0.5-tflm", vect
     against: which published rows (PUBLISHED_ROWS); the v0.5 "reference" rows by default."""
     pubs = published(against, directory)
     return [predict_row(t, measure_classes(t, kernels=kernels, vectors=vectors, directory=directory),
-                        kernels=kernels, published_row=pubs[t]) for t in TASKS]
+                        kernels=kernels, against=against, published_row=pubs[t]) for t in TASKS]
 
 
 def calibrated(rows: list[dict], on: str = "kws") -> list[dict]:

@@ -1,6 +1,7 @@
 """Verify the reference firmware against TFLite Micro on an emulated board, and measure its cost.
 
-    report = verify_model("model.tflite", board="mps2-an386", vectors=100, inputs="random")
+    report = verify_model("model.tflite", board="mps2-an386", vectors=100, inputs="random",
+                          kernels="optimized")   # or "reference" (the default)
 
 Steps: export the model to C (export.py), cross-build it for the board (build.py), run the
 vectors through it in QEMU counting the instructions of each inference (qemu.py), run the same
@@ -19,9 +20,9 @@ The report (JSON-ready dict):
   model_flash_bytes, model_ram_bytes  the model's and kernels' own share (from the linker map;
                             the rest is startup, semihosting stdio and libc)
   stack_peak_bytes          deepest stack use of one inference, measured (painted stack)
-  board, core, compiler, model, model_sha256, timings_s {export, build, run, reference, total}
+  board, core, kernels, compiler, model, model_sha256, timings_s {export, build, run, reference, total}
 With record=True a bit-exact measurement is written to the model's cost table (cost.py),
-which the simulator then uses for this model on that core.
+which the simulator then uses for this model on that core with that kernel set.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def _compare(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
 
 def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs: str = "random",
                  seed: int = 0, record: bool = False, build_dir: Path | None = None,
-                 progress=None) -> dict:
+                 progress=None, kernels: str = "reference") -> dict:
     """Run `vectors` inputs through the firmware on `board`, TFLM and LiteRT's reference kernels."""
-    from iotsim.firmware.build import build_elf, get_board
+    from iotsim.firmware.build import build_elf, check_kernels, get_board
     from iotsim.firmware.qemu import run_qemu
     from iotsim.tinyml.runtime import RawInterpreter, resolve_model_path
 
@@ -62,7 +63,8 @@ def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs
         if progress is not None:
             progress(text)
 
-    spec = get_board(board)  # an unknown board is refused before any work
+    spec = get_board(board)  # an unknown board or kernel set is refused before any work
+    check_kernels(kernels, spec)
     t0 = time.perf_counter()
     path = resolve_model_path(model)
     content = path.read_bytes()
@@ -76,9 +78,9 @@ def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs
         t = time.perf_counter()
         exported = export_model(path, work / "export")
         timings["export"] = time.perf_counter() - t
-        step(f"building for {board}")
+        step(f"building for {board} ({kernels} kernels)")
         t = time.perf_counter()
-        built = build_elf(work / "export", board, work / "build")
+        built = build_elf(work / "export", board, work / "build", kernels=kernels)
         timings["build"] = time.perf_counter() - t
         step(f"running {len(x)} vectors in QEMU")
         t = time.perf_counter()
@@ -112,6 +114,7 @@ def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs
         "model_sha256": sha,
         "board": board,
         "core": spec.core,
+        "kernels": kernels,
         "emulator": "qemu-system-arm -M " + spec.qemu_machine,
         "compiler": built.compiler,
         "inputs": inputs,
@@ -148,7 +151,7 @@ def verify_model(model, *, board: str = "mps2-an386", vectors: int = 100, inputs
             instructions_min=report["instructions_min"], instructions_max=report["instructions_max"],
             vectors=report["vectors"], bit_exact=True, flash_bytes=report["flash_bytes"],
             ram_bytes=report["ram_bytes"], compiler=built.compiler,
-            classes=report["instruction_classes"], caches=report["caches"],
+            classes=report["instruction_classes"], caches=report["caches"], kernels=kernels,
         )
         report["cost_table"] = str(cost_table.record(path, sha, measured))
     return report
@@ -164,7 +167,7 @@ def _median_classes(classes, counts: np.ndarray) -> dict | None:
 
 def format_report(r: dict) -> str:
     lines = [
-        f"{r['model']} on {r['board']} ({r['core']}), {r['vectors']} {r['inputs']} vectors ({r['input_origin']})",
+        f"{r['model']} on {r['board']} ({r['core']}, {r['kernels']} kernels), {r['vectors']} {r['inputs']} vectors ({r['input_origin']})",
         f"  vs TFLite Micro:        {'BIT-EXACT' if r['bit_exact'] else 'DIFFERS'}: {r['mismatches']} vectors differ"
         f" (max {r['max_lsb']} LSB)",
         f"  vs LiteRT reference:    {r['litert_ref_mismatches']} vectors differ (max {r['litert_ref_max_lsb']} LSB);"

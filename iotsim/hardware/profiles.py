@@ -121,6 +121,26 @@ EfficiencyCurve = Annotated[SourcedCurve, AfterValidator(_curve_check(
     lambda x: x > 0, lambda y: 0 < y <= 1, "points are [load current > 0 mA, efficiency in (0, 1]]"))]
 
 
+class SourcedKernels(BaseModel):
+    """The firmware kernel set a node runs, with the reason: ``{value: optimized, source: "..."}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: Literal["reference", "optimized"]
+    source: str = Field(strict=True, min_length=1)
+
+
+# An MCU profile without a `kernels` field runs the optimized kernels, as shipped products do.
+DEFAULT_KERNELS = "optimized"
+DEFAULT_KERNELS_SOURCE = (
+    "Default, not a measurement: products ship optimized kernels, not TFLite Micro's reference kernels. TFLite "
+    "Micro builds Arm's CMSIS-NN kernels for Cortex-M (OPTIMIZED_KERNEL_DIR=cmsis_nn) and ST's tool is X-CUBE-AI; "
+    "in the MLPerf Tiny rows of ../shared/reference/mlperf_tiny/results.csv every Cortex-M submission other than "
+    "the v0.5 reference runs CMSIS-NN (renesas v0.7, OctoML v1.0) or X-CUBE-AI (STMicroelectronics v1.0), and "
+    "silicon_labs' TFLM row uses the EFR32MG24's MVP accelerator"
+)
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -140,6 +160,7 @@ class McuSpec(_Spec):
     wake_time_ms: NonNegative
     flash_kib: Positive | None = None
     ram_kib: Positive | None = None
+    kernels: SourcedKernels | None = None  # firmware kernel set; absent: DEFAULT_KERNELS
 
 
 class RadioSpec(_Spec):
@@ -350,6 +371,7 @@ class Mcu:
     wake_time_s: float
     flash_bytes: float | None = None
     ram_bytes: float | None = None
+    kernels: str = DEFAULT_KERNELS  # firmware kernel set whose measured cost the node uses
     description: str = ""
     path: Path | None = field(default=None, compare=False)
     sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
@@ -839,6 +861,7 @@ def _build_mcu(spec: McuSpec, path: Path) -> Mcu:
         src["flash_bytes"] = spec.flash_kib.source
     if spec.ram_kib is not None:
         src["ram_bytes"] = spec.ram_kib.source
+    src["kernels"] = spec.kernels.source if spec.kernels is not None else DEFAULT_KERNELS_SOURCE
     return Mcu(
         name=spec.name,
         core=spec.core,
@@ -851,6 +874,7 @@ def _build_mcu(spec: McuSpec, path: Path) -> Mcu:
         wake_time_s=spec.wake_time_ms.value * 1e-3,
         flash_bytes=_opt(spec.flash_kib, 1024.0),
         ram_bytes=_opt(spec.ram_kib, 1024.0),
+        kernels=spec.kernels.value if spec.kernels is not None else DEFAULT_KERNELS,
         description=spec.description,
         path=path,
         sources=MappingProxyType(src),

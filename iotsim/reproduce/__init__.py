@@ -50,3 +50,4 @@ def signed_error(ours: float, published: float) -> float:
 __all__ = ["REPRODUCTIONS", "Reproduction", "register", "run", "signed_error"]
 
 register("casals2017", "iotsim.reproduce.casals2017", "Casals et al. 2017: LoRaWAN node battery life vs period and SF")
+register("mlperf-tiny", "iotsim.reproduce.mlperf_tiny", "MLPerf Tiny v0.5/v1.0 NUCLEO-L4R5ZI latency and energy, reference and optimized kernels")

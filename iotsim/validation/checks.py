@@ -467,3 +467,53 @@ def battery_engine():
     from iotsim.energy import checks as energy_checks
 
     return _energy_rows(energy_checks.engine_battery_life_checks(), "closed form of the run's mean load"), []
+
+
+# ---------------------------------------------------------------------------------------------
+# MLPerf Tiny: inference latency and energy predicted from the instruction stream
+
+MLPERF_TOLERANCE = 0.30  # issue 12: each latency and energy within 30 % of the published figure
+MLPERF_CHECKED = (("reference", "v0.5-tflm"), ("optimized", "v1.0-xcube-ai"))  # (kernel set, published rows)
+
+
+def mlperf_unavailable() -> str | None:
+    """Why the MLPerf check cannot run here (None: it can)."""
+    import shutil
+
+    from iotsim.paths import mlperf_dir
+
+    if not (mlperf_dir() / "results.csv").is_file():
+        return f"MLPerf Tiny models and results.csv not found in {mlperf_dir()} (set IOTSIM_MLPERF_DIR)"
+    missing = [tool for tool in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(tool) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed (docs/firmware.md)"
+    return None
+
+
+@check("mlperf", quick=False)
+def mlperf_tiny():
+    """MLPerf Tiny on NUCLEO-L4R5ZI: latency and energy per inference predicted from the firmware's
+    instruction classes (nothing fitted), reference kernels against the v0.5 reference rows and the
+    optimized kernels against ST's v1.0 X-CUBE-AI rows (`iotsim reproduce mlperf-tiny` for all rows
+    and assumptions). Skipped, with a message on stderr, without the MLPerf files or the Arm tools."""
+    import sys
+
+    from iotsim.reproduce import mlperf_tiny
+
+    why = mlperf_unavailable()
+    if why is not None:
+        print(f"validate: mlperf skipped: {why}", file=sys.stderr)
+        return [], []
+    rows = mlperf_tiny.rows_from(mlperf_tiny.measure(progress=None))
+    out = []
+    for r in rows:
+        if (r["kernels"], r["compared_with"]) not in MLPERF_CHECKED:
+            continue
+        what = f"MLPerf Tiny {r['task']} {{}}, {r['kernels']} kernels vs {r['published_source']}"
+        source = f"results.csv {r['published_source']}, NUCLEO-L4R5ZI"
+        out.append(CheckResult("firmware", what.format("latency"), r["published_latency_ms"], r["latency_ms"],
+                               MLPERF_TOLERANCE, unit="ms", relative=True, source=source))
+        if r["published_energy_uj"] is not None:
+            out.append(CheckResult("firmware", what.format("energy"), r["published_energy_uj"], r["energy_uj"],
+                                   MLPERF_TOLERANCE, unit="uJ", relative=True, source=source))
+    return out, []
