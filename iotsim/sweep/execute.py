@@ -121,7 +121,8 @@ def _caller_main_hidden():
     `if __name__ == "__main__":` guard would start the sweep again inside every worker, which fails
     ("Nanny failed to start"). The workers need nothing from that script (they run
     `iotsim.sweep.execute.run_one`), so while the cluster starts, the main module names neither a file
-    nor a module to re-run. A notebook's main module has neither anyway."""
+    nor a module to re-run (from the cluster's start to the sweep's end: a worker that dies is
+    restarted). A notebook's main module has neither anyway."""
     main = sys.modules.get("__main__")
     if main is None:
         yield
@@ -183,7 +184,7 @@ class Executor:
             # no statistical profiler in the workers: sampling the run's stack every 10 ms costs the
             # runs (pure Python in large part) about a tenth of their speed
             with dask.config.set({"distributed.worker.multiprocessing-method": _start_method(),
-                                  "distributed.worker.profile.enabled": False}), _caller_main_hidden():
+                                  "distributed.worker.profile.enabled": False}):
                 self._cluster = LocalCluster(
                     n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                     dashboard_address=None, silence_logs=logging.ERROR, preload=["iotsim.sweep.worker"],
@@ -234,7 +235,8 @@ class Executor:
             for spec in todo:
                 finish(spec, _run_here(spec))
         else:
-            self._run_on_cluster(todo, finish)
+            with _caller_main_hidden():  # also while a worker the nanny restarts may start
+                self._run_on_cluster(todo, finish)
         return Execution(records, cached)
 
     def _run_on_cluster(self, todo: list[RunSpec], finish: Callable[[RunSpec, dict], None]) -> None:
