@@ -91,6 +91,17 @@ def test_a_path_a_scenario_and_a_mapping_give_the_same_run(small):
         pd.testing.assert_frame_equal(other.summary, small.summary)
 
 
+def test_the_package_exposes_run_sweep_and_result():
+    import iotsim.api
+    import iotsim.sweep.execute as execute  # iotsim.sweep is still the package
+    from iotsim import Result, run, sweep
+
+    assert run is iotsim.api.run and Result is iotsim.api.Result
+    assert sweep is iotsim.sweep and callable(sweep) and sweep.execute is execute and sweep.run_sweep
+    with pytest.raises(AttributeError, match="no attribute 'rnu'"):
+        iotsim.rnu
+
+
 def test_a_scenario_object_without_overrides_runs_as_given():
     from iotsim.api import scenario_with
 
