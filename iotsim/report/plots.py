@@ -134,7 +134,9 @@ def _new_figure(size: tuple[float, float]) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path | None) -> Path | Figure:
+    if path is None:  # `figures`: the figure itself
+        return fig
     fig.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA)
     return path
 
@@ -513,3 +515,21 @@ def write_plots(out_dir: Path, summary: pd.DataFrame, nodes: pd.DataFrame,
         _plot_latency_cdf(out_dir / LATENCY_CDF_PNG, events, policies, pcolors),
         _plot_bytes_on_air(out_dir / BYTES_ON_AIR_PNG, summary, packets, policies, pcolors),
     ]
+
+
+FIGURE_NAMES = ("energy_breakdown", "battery_life", "latency_cdf", "bytes_on_air")
+
+
+def figures(summary: pd.DataFrame, nodes: pd.DataFrame, events: pd.DataFrame, packets: pd.DataFrame,
+            names: tuple[str, ...] = FIGURE_NAMES) -> dict[str, Figure]:
+    """The plots `write_plots` saves, as matplotlib Figures by name (those in `names`), unsaved."""
+    summary, nodes, events, packets = map(_frame, (summary, nodes, events, packets))
+    policies = _policy_order(summary, nodes, events, packets)
+    pcolors = _color_map(policies, _KNOWN_POLICY_COLORS)
+    draw = {
+        "energy_breakdown": lambda: _plot_energy_breakdown(None, nodes, policies),
+        "battery_life": lambda: _plot_battery_life(None, nodes, policies, pcolors),
+        "latency_cdf": lambda: _plot_latency_cdf(None, events, policies, pcolors),
+        "bytes_on_air": lambda: _plot_bytes_on_air(None, summary, packets, policies, pcolors),
+    }
+    return {name: draw[name]() for name in names}

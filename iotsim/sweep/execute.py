@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -110,6 +112,32 @@ def _start_method() -> str:
     return "forkserver"
 
 
+@contextmanager
+def _caller_main_hidden():
+    """Hide the caller's main module from multiprocessing while the local cluster starts its workers.
+
+    A worker process started by spawn or forkserver first re-runs the parent's main script (as
+    `__mp_main__`, multiprocessing.spawn.get_preparation_data), so a script calling a sweep without an
+    `if __name__ == "__main__":` guard would start the sweep again inside every worker, which fails
+    ("Nanny failed to start"). The workers need nothing from that script (they run
+    `iotsim.sweep.execute.run_one`), so while the cluster starts, the main module names neither a file
+    nor a module to re-run (from the cluster's start to the sweep's end: a worker that dies is
+    restarted). A notebook's main module has neither anyway."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {name: vars(main)[name] for name in ("__file__", "__spec__") if name in vars(main)}
+    vars(main).pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        for name in ("__file__", "__spec__"):
+            vars(main).pop(name, None)
+        vars(main).update(saved)
+
+
 def default_workers() -> int:
     return os.cpu_count() or 1
 
@@ -207,7 +235,8 @@ class Executor:
             for spec in todo:
                 finish(spec, _run_here(spec))
         else:
-            self._run_on_cluster(todo, finish)
+            with _caller_main_hidden():  # also while a worker the nanny restarts may start
+                self._run_on_cluster(todo, finish)
         return Execution(records, cached)
 
     def _run_on_cluster(self, todo: list[RunSpec], finish: Callable[[RunSpec, dict], None]) -> None:
