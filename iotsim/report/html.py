@@ -39,7 +39,8 @@ PLOT_CAPTIONS = {
     "energy_breakdown.png": "Mean energy per node per day, stacked by component (J/day).",
     "battery_life.png": "Distribution of projected battery life per node (days; years on the right axis).",
     "latency_cdf.png": "Empirical CDF of detection latency for detected events; recall in the legend.",
-    "bytes_on_air.png": "Bytes uplinked per node per day, total radio airtime, and the fate of every uplinked message.",
+    "bytes_on_air.png": "Bytes uplinked per node per day, total radio airtime, and the fate of every packet (frame) "
+                        "offered, with the share of messages delivered (a message may need several packets).",
 }
 
 _CSS = """
