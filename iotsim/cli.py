@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,7 +17,7 @@ from iotsim.errors import InputError
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False, no_args_is_help=True, help="Simulate IoT sensor fleets: cloud offload vs "
                   "on-device TinyML, with real int8 models, radio airtime and an exact energy ledger.")
 # wide enough for the summary table even when output is piped
-console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
