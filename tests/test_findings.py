@@ -151,6 +151,15 @@ def test_farm_flags_calendar_and_the_false_alarm_arithmetic(farm):
     assert numbers and float(numbers.group(4)) == pytest.approx(summary.precision.max(), abs=2e-3)
 
 
+def test_model_warnings_become_flags(farm):
+    import dataclasses
+
+    result, nodes, summary, _ = farm
+    warned = dataclasses.replace(result, warnings=["model 'x' was trained at 100 Hz; the workload samples at 50 Hz"])
+    flags = run_findings(warned, summary, nodes).flags
+    assert "model warning: model 'x' was trained at 100 Hz; the workload samples at 50 Hz" in flags
+
+
 def test_counter_intuitive_energy_is_explained_by_component():
     from iotsim.results.findings import energy_findings
 

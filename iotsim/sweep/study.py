@@ -26,7 +26,6 @@ from iotsim.sweep.cache import RunCache, code_version
 from iotsim.sweep.execute import Executor, Progress
 from iotsim.files import atomic_replace_dir, atomic_write
 from iotsim.sweep.grid import SweepPlan
-from iotsim.results.findings import FINDINGS_JSON, FINDINGS_MD, sweep_findings
 from iotsim.sweep.plots import plot_name, plottable_metrics, write_sweep_plots
 from iotsim.sweep.tables import points_table, runs_table
 
@@ -75,6 +74,8 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, *, executor: Executor | None
     _write_table(points, out_dir, "sweep_points")
     plot_paths = _plots(points, plan.params, out_dir / "plots", out_dir / "sweep_points.csv") if plots else []
     warnings = sorted({w for rec in records.values() for w in rec.get("warnings", [])})
+    from iotsim.results.findings import FINDINGS_JSON, FINDINGS_MD, sweep_findings  # it reads sweep.stats
+
     findings = sweep_findings(runs, plan.params)
     findings.flags += [f"model warning: {w}" for w in warnings]
     atomic_write(out_dir / FINDINGS_MD, lambda p: p.write_text(findings.to_markdown("Findings of the sweep")))
