@@ -76,6 +76,7 @@ def run(
     for warning in result.warnings:
         err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     _print_summary(summary_table(result), sc.name, result.n_nodes, sc.duration, result.wall_s)
+    _print_findings(out_dir)
     console.print(f"results: {out_dir}/ (summary.csv, nodes.parquet, events.parquet, packets.parquet, "
                   "manifest.json, plots, report.html)")
 
@@ -277,16 +278,47 @@ def _fmt(value, digits=3) -> str:
 
 
 def _print_summary(summary, name: str, nodes: int, duration_s: float, wall_s: float) -> None:
+    """The terminal metrics of the registry as rows, one column per policy (one table per group), so the
+    table fits 80 columns and no policy name is cut."""
     from iotsim.results.metrics import METRICS
 
-    table = Table(title=f"{name}: {nodes:,} nodes, {duration_s / 86400:g} days simulated in {wall_s:.1f} s")
-    cols = [("policy", "policy"), ("group", "group")] + [
-        (m.name, m.short) for m in METRICS if m.terminal and m.name in summary.columns]
-    for _, header in cols:
-        table.add_column(header, justify="right" if header not in ("policy", "group") else "left")
-    for row in summary.to_dict("records"):
-        table.add_row(*[_fmt(row[c]) for c, _ in cols])
-    console.print(table)
+    rows = [m for m in METRICS if m.terminal and m.name in summary.columns]
+    groups = list(dict.fromkeys(summary["group"]))
+    console.print(f"[bold]{name}[/]: {nodes:,} nodes, {duration_s / 86400:g} days simulated in {wall_s:.1f} s",
+                  highlight=False)
+    for group in groups:
+        part = summary[summary["group"] == group]
+        table = Table(title=f"group {group}" if len(groups) > 1 else None, title_justify="left")
+        table.add_column("metric", no_wrap=True)
+        for policy in part["policy"]:
+            table.add_column(str(policy), justify="right", no_wrap=True, min_width=len(str(policy)))
+        for m in rows:
+            table.add_row(m.short, *[_fmt_metric(v, m.kind) for v in part[m.name]])
+        console.print(table)
+
+
+def _fmt_metric(value, kind: str) -> str:
+    if kind == "ratio" and isinstance(value, float) and not math.isnan(value):
+        return f"{value:.3f}"
+    return _fmt(value)
+
+
+def _print_findings(out_dir: Path) -> None:
+    """The findings the run wrote (findings.json): the terminal metrics' comparisons, energy, flags."""
+    from rich.markup import escape
+
+    from iotsim.results.findings import FINDINGS_JSON, FINDINGS_MD, Findings
+
+    path = out_dir / FINDINGS_JSON
+    if not path.is_file():
+        return
+    findings = Findings.from_dict(json.loads(path.read_text()))
+    console.print(f"[bold]Findings[/] (all metrics: {out_dir / FINDINGS_MD})", highlight=False)
+    console.print(findings.scope, highlight=False, markup=False, style="dim")
+    for line in findings.comparison_lines(terminal_only=True) + findings.energy:
+        console.print(f"- {line}", highlight=False, markup=False)
+    for flag in findings.flags:
+        console.print(f"[bold yellow]flag:[/] {escape(flag)}", highlight=False)
 
 
 @app.command()

@@ -277,9 +277,9 @@ def test_report_contains_policies_values_plots_notes_and_manifest(tmp_path, tabl
     text = report.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     for policy in POLICIES:
-        assert f"<td>{policy}</td>" in text
+        assert f'<th scope="col">{policy}</th>' in text
     for group in GROUPS:
-        assert f"<td>{group}</td>" in text
+        assert f"<caption>Group: {group} (2 policies)</caption>" in text
     # formatted numbers from the table
     for value in ["1,234", "1,500", "2,500,000", "28,800", "28,000", "0.875", "0.625", "12.3",
                   "3,650", "9.99", "1.25", "4.5", "512", "0.05"]:

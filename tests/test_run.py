@@ -254,7 +254,8 @@ def test_same_seed_gives_byte_identical_results(tmp_path):
     scenario = load_scenario_text(SMALL)
     a = write_results(run_scenario(scenario), tmp_path / "a", command="test")
     b = write_results(run_scenario(scenario), tmp_path / "b", command="test")
-    for name in ("summary.csv", "nodes.parquet", "events.parquet", "packets.parquet", "manifest.json"):
+    for name in ("summary.csv", "nodes.parquet", "events.parquet", "packets.parquet", "manifest.json",
+                 "findings.md", "findings.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     other = write_results(run_scenario(scenario.model_copy(update={"seed": 4})), tmp_path / "c", command="test")
     assert (other / "summary.csv").read_bytes() != (a / "summary.csv").read_bytes()
@@ -311,7 +312,7 @@ def test_write_results_reports_each_step(tmp_path, small_result):
     calls = []
     write_results(small_result, tmp_path / "out", command="test", plots=True, report=True,
                   progress=lambda step, done, total: calls.append((step, done, total)))
-    steps = ["tables", "packets", "plots", "report"]
+    steps = ["tables", "findings", "packets", "plots", "report"]
     assert calls == [c for step in steps for c in ((step, 0, 1), (step, 1, 1))]
 
 

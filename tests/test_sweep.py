@@ -183,6 +183,21 @@ def test_points_table_holds_mean_and_t_interval_of_each_metric(local_sweep):
     assert len(points) == 4 * 2 * points.metric.nunique()  # points x policies x metrics
 
 
+def test_sweep_findings_pair_the_policies_by_seed(local_sweep):
+    _, result, out = local_sweep
+    findings = json.loads((out / "findings.json").read_text())
+    energy = [c for c in findings["comparisons"] if c["metric"] == "energy_j_per_node_day"]
+    assert len(energy) == 4  # one per grid point
+    c = energy[3]
+    assert c["method"] == "paired across 2 replications, t"
+    runs = result.runs[result.runs.point == 3].pivot(index="replication", columns="policy", values="energy_j_per_node_day")
+    [d] = c["differences"]
+    diff = (runs[d["policy"]] - runs[c["best"]]).to_numpy()
+    assert d["diff"] == pytest.approx(diff.mean())
+    assert d["high"] - d["low"] == pytest.approx(2 * 12.7062 * np.std(diff, ddof=1) / math.sqrt(2), rel=1e-5)
+    assert (out / "findings.md").read_text().startswith("# Findings of the sweep")
+
+
 def test_plots_draw_each_varying_metric_against_each_parameter(local_sweep):
     _, result, out = local_sweep
     names = {p.name for p in (out / "plots").glob("*.png")}

@@ -39,7 +39,8 @@ PLOT_CAPTIONS = {
     "energy_breakdown.png": "Mean energy per node per day, stacked by component (J/day).",
     "battery_life.png": "Distribution of projected battery life per node (days; years on the right axis).",
     "latency_cdf.png": "Empirical CDF of detection latency for detected events; recall in the legend.",
-    "bytes_on_air.png": "Bytes uplinked per node per day, total radio airtime, and the fate of every uplinked message.",
+    "bytes_on_air.png": "Bytes uplinked per node per day, total radio airtime, and the fate of every packet (frame) "
+                        "offered, with the share of messages delivered (a message may need several packets).",
 }
 
 _CSS = """
@@ -52,7 +53,16 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; }
 th { background: #f2f2f2; text-align: left; vertical-align: bottom; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.na { text-align: center; color: #888; }
-.table-wrap { overflow-x: auto; }
+table.summary { width: 100%; table-layout: fixed; }
+table.summary caption { text-align: left; font-weight: 600; padding: 0.3em 0; }
+table.summary th, table.summary td { overflow-wrap: anywhere; }
+table.summary th.metric { width: 34%; }
+table.summary thead th { text-align: right; }
+table.summary thead th.metric { text-align: left; }
+#findings ul { padding-left: 1.2em; }
+#findings li { margin: 0.25em 0; }
+#findings .flag { color: #8a4b00; }
+#findings .scope { font-size: 0.9em; color: #555; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
@@ -133,34 +143,55 @@ def summary_columns(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
 
 
 def _summary_table(summary: pd.DataFrame | None) -> str:
+    """One table per group, metrics as rows and policies as columns, so it fits the page at any number
+    of metrics (no sideways scrolling, no hidden columns)."""
     if summary is None or len(summary) == 0:
         return "<p>No summary rows.</p>"
     summary = summary.copy()
     summary.columns = [str(c) for c in summary.columns]
+    if "group" not in summary.columns:
+        summary["group"] = "all"
     if "battery_life_days" in summary.columns:
         summary["battery_life_years"] = summary["battery_life_days"].astype(float) / DAYS_PER_YEAR
-    cols = summary_columns(summary)
-    lines = ['<div class="table-wrap"><table class="summary">', "<thead><tr>"]
-    lines += [f'<th scope="col">{_e(header)}</th>' for _, header, _ in cols]
-    lines.append("</tr></thead>")
-    lines.append("<tbody>")
-    for row in summary.itertuples(index=False):
-        rec = dict(zip(summary.columns, row))
-        cells = []
-        for col, _, kind in cols:
-            value = rec[col]
-            text = format_value(value, kind)
-            if text == MISSING:
-                cls = ' class="na" title="not available"'
-            elif kind == "text":
-                cls = ""
-            else:
-                cls = ' class="num"'
-            cells.append(f"<td{cls}>{_e(text)}</td>")
-        lines.append("<tr>" + "".join(cells) + "</tr>")
-    lines.append("</tbody></table></div>")
+    cols = [c for c in summary_columns(summary) if c[0] not in ("policy", "group")]
+    groups = list(dict.fromkeys(summary["group"].astype(str)))
+    lines = []
+    for group in groups:
+        part = summary[summary["group"].astype(str) == group]
+        lines.append('<table class="summary">')
+        lines.append(f"<caption>Group: {_e(group)} ({len(part)} policies)</caption>")
+        lines.append('<thead><tr><th scope="col" class="metric">Metric</th>'
+                     + "".join(f'<th scope="col">{_e(p)}</th>' for p in part["policy"]) + "</tr></thead>")
+        lines.append("<tbody>")
+        for col, header, kind in cols:
+            cells = []
+            for value in part[col]:
+                text = format_value(value, kind)
+                if text == MISSING:
+                    cls = ' class="na" title="not available"'
+                elif kind == "text":
+                    cls = ""
+                else:
+                    cls = ' class="num"'
+                cells.append(f"<td{cls}>{_e(text)}</td>")
+            lines.append(f'<tr><th scope="row" class="metric">{_e(header)}</th>' + "".join(cells) + "</tr>")
+        lines.append("</tbody></table>")
     lines.append(f'<p class="legend">{_e(MISSING)} = not available (e.g. no detections, so '
                  "no latency or precision).</p>")
+    return "\n".join(lines)
+
+
+def _findings(findings) -> str:
+    """Flags, then the best policy per metric with intervals, then the energy explanation."""
+    if findings is None:
+        return "<p>No findings.</p>"
+    lines = []
+    if findings.flags:
+        lines.append("<ul>" + "".join(f'<li class="flag"><strong>Flag:</strong> {_e(f)}</li>'
+                                      for f in findings.flags) + "</ul>")
+    lines.append("<ul>" + "".join(f"<li>{_e(c)}</li>" for c in findings.comparison_lines())
+                 + "".join(f"<li>{_e(e)}</li>" for e in findings.energy) + "</ul>")
+    lines.append(f'<p class="scope">{_e(findings.scope)}</p>')
     return "\n".join(lines)
 
 
@@ -223,11 +254,12 @@ def _notes(notes: list[str]) -> str:
 
 
 def write_report(out_dir: Path, summary: pd.DataFrame, scenario_name: str, description: str,
-                 manifest: dict, plot_paths: list[Path], notes: list[str]) -> Path:
+                 manifest: dict, plot_paths: list[Path], notes: list[str], findings=None) -> Path:
     """Write ``out_dir/report.html`` and return its path.
 
     ``plot_paths`` are referenced relative to ``out_dir`` (normally just the file name);
-    the PNGs are not copied.  ``manifest`` may nest dicts (shown with dotted keys).
+    the PNGs are not copied.  ``manifest`` may nest dicts (shown with dotted keys).  ``findings``
+    (iotsim.results.findings.Findings) are shown first.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -246,6 +278,10 @@ def write_report(out_dir: Path, summary: pd.DataFrame, scenario_name: str, descr
 <header>
 <h1>{_e(title)}</h1>
 </header>
+<section id="findings">
+<h2>Findings</h2>
+{_findings(findings)}
+</section>
 <section id="description">
 <h2>Scenario</h2>
 {_paragraphs(description)}

@@ -251,7 +251,7 @@ def _plot_energy_breakdown(path: Path, nodes: pd.DataFrame, policies: list[str])
         ax.set_xlabel("Policy")
         ax.set_ylabel("Energy (J/node/day)")
         return _save(fig, path)
-    comps = list(table.columns)
+    comps = [c for c in table.columns if (table[c].abs() > 0).any()] or list(table.columns[:1])  # drawable only
     colors = _color_map(comps, _KNOWN_COMPONENT_COLORS)
     for k, (ax, group) in enumerate(zip(axes, groups)):
         sub = table.loc[group]
@@ -269,7 +269,8 @@ def _plot_energy_breakdown(path: Path, nodes: pd.DataFrame, policies: list[str])
         ax.set_xticks(x, pols)
         ax.set_xlabel("Policy")
         ax.set_title(f"group: {group}" if len(groups) > 1 else "all nodes")
-        ax.margins(y=0.12)
+        top = float(np.nanmax(table[comps].sum(axis=1).to_numpy())) if len(table) else 0.0
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
         if k == 0:
             ax.set_ylabel("Energy (J/node/day)")
     axes[0].legend(title="component", fontsize=8, loc="upper right")
@@ -331,6 +332,8 @@ def _plot_battery_life(path: Path, nodes: pd.DataFrame, policies: list[str],
     if _wide_range(all_vals):
         ax.set_yscale("log")
         ax.set_ylabel("Battery life (days, log scale)")
+    else:  # a linear value axis starts at zero, so the gap between boxes is drawn to scale
+        ax.set_ylim(0, float(all_vals.max()) * 1.08)
     ax.grid(axis="y", which="major", alpha=0.3)
     sec = ax.secondary_yaxis("right", functions=(lambda d: d / DAYS_PER_YEAR,
                                                  lambda y: y * DAYS_PER_YEAR))
@@ -368,7 +371,7 @@ def _plot_latency_cdf(path: Path, events: pd.DataFrame, policies: list[str],
     positive = hit.loc[hit["latency_s"] > 0, "latency_s"]
     floor = positive.min() if len(positive) else 1e-3
     clipped = int((hit["latency_s"] <= 0).sum())
-    for p in policies:
+    for pi, p in enumerate(policies):
         for gi, g in enumerate(groups):
             sel = ev[(ev["policy"] == p) & (ev["group"] == g)]
             if not len(sel):
@@ -378,12 +381,16 @@ def _plot_latency_cdf(path: Path, events: pd.DataFrame, policies: list[str],
             lat = lat[np.isfinite(lat)]
             name = f"{p} / {g}" if multi else p
             label = f"{name} (recall {recall:.0%}, {lat.size}/{len(sel)} detected)"
-            style = _GROUP_LINESTYLES[gi % len(_GROUP_LINESTYLES)] if multi else "-"
+            # groups by line style (policies, if one group); earlier policies drawn wider and below, so
+            # coinciding curves stay visible as an outline around the later ones
+            style = _GROUP_LINESTYLES[(gi if multi else pi) % len(_GROUP_LINESTYLES)]
+            width = max(1.0, 3.5 - 1.0 * pi)
             if lat.size == 0:
-                ax.plot([], [], color=pcolors[p], linestyle=style, label=label)
+                ax.plot([], [], color=pcolors[p], linestyle=style, linewidth=width, label=label)
                 continue
             xs, ys = _ecdf(np.maximum(lat, floor))
-            ax.step(xs, ys, where="post", color=pcolors[p], linestyle=style, label=label)
+            ax.step(xs, ys, where="post", color=pcolors[p], linestyle=style, linewidth=width, zorder=2 + pi,
+                    label=label)
     ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
     for q in (0.5, 0.95):
@@ -428,8 +435,19 @@ def _grouped_bars(ax, table: pd.DataFrame, value: str, policies: list[str],
     vals = np.asarray(vals)
     if _wide_range(vals):
         ax.set_yscale("log")
-    ax.margins(y=0.15)
+        ax.margins(y=0.15)
+    else:
+        ax.set_ylim(0, float(vals.max()) * 1.15 if vals.size and vals.max() > 0 else 1.0)
     return vals
+
+
+def _message_delivery(summary: pd.DataFrame) -> dict[str, float]:
+    """Per policy: messages delivered / messages offered (%), all groups together, if the summary has them."""
+    if not len(summary) or not {"messages_delivered", "messages_offered"} <= set(summary.columns):
+        return {}
+    sums = summary.groupby("policy", sort=False)[["messages_delivered", "messages_offered"]].sum()
+    sums = sums[sums["messages_offered"] > 0]
+    return (100.0 * sums["messages_delivered"] / sums["messages_offered"]).to_dict()
 
 
 def _plot_bytes_on_air(path: Path, summary: pd.DataFrame, packets: pd.DataFrame,
@@ -457,9 +475,9 @@ def _plot_bytes_on_air(path: Path, summary: pd.DataFrame, packets: pd.DataFrame,
     ax_air.set_title("Total radio airtime (all nodes, whole run)")
     ax_air.set_xlabel("Policy")
     ax_air.set_ylabel("Airtime (s)")
-    ax_fate.set_title("Packet fate (share of messages sent)")
-    ax_fate.set_xlabel("Policy (messages sent)")
-    ax_fate.set_ylabel("Messages (%)")
+    ax_fate.set_title("Packet fate (share of packets offered)")
+    ax_fate.set_xlabel("Policy (packets offered)")
+    ax_fate.set_ylabel("Packets (%)")
     packets = _frame(packets)
     if len(packets) == 0:
         _placeholder(ax_air, "no packets sent")
@@ -486,11 +504,15 @@ def _plot_bytes_on_air(path: Path, summary: pd.DataFrame, packets: pd.DataFrame,
                     edgecolor="white", linewidth=0.5)
         bottom += v
     delivered = share["delivered"] if "delivered" in share.columns else pd.Series(0.0, share.index)
-    for xi, d in zip(x, delivered):
-        ax_fate.annotate(f"{d:.1f}% delivered", (xi, 100.0), xytext=(0, 2),
+    messages = _message_delivery(summary)
+    for xi, (p, d) in zip(x, delivered.items()):
+        text = f"packets: {d:.1f}% delivered"
+        if p in messages:
+            text += f"\nmessages: {messages[p]:.1f}% delivered"
+        ax_fate.annotate(text, (xi, 100.0), xytext=(0, 2),
                          textcoords="offset points", ha="center", va="bottom", fontsize=7)
     ax_fate.set_xticks(x, [f"{p}\n({int(n):,})" for p, n in zip(share.index, fate.sum(axis=1))])
-    ax_fate.set_ylim(0, 110)
+    ax_fate.set_ylim(0, 115)
     ax_fate.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), title="fate",
                    title_fontsize=7)
     return _save(fig, path)

@@ -80,10 +80,30 @@ class GroupView:
             return 0
         return values[self.nodes_slice].sum().item()
 
+    def per_node(self, global_node: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Counts (or sums of `weights`) per node of the group, from global node indices of its rows."""
+        sl = self.nodes_slice
+        return np.bincount(np.asarray(global_node, dtype=np.int64) - sl.start, weights=weights,
+                           minlength=sl.stop - sl.start)[: sl.stop - sl.start].astype(np.float64)
+
     @property
     def nodes_slice(self) -> slice:
         start = sum(p.n_nodes for p in self.result.plans[: self.group_position])
         return slice(start, start + self.plan.n_nodes)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """How a metric comes from independent units shared by every policy (the same nodes, the same
+    ground-truth events), so two policies' values can be compared unit by unit (iotsim.results.findings).
+
+    `values(view)` gives one row per unit: shape (n,), or (n, 2) of (numerator, denominator) for "ratio".
+    `statistic` turns the rows into the metric: "mean", "sum", "median", "p10"/"p50"/"p95" (of the
+    finite values) or "ratio" (sum of numerators / sum of denominators)."""
+
+    unit: str  # "node" or "event"
+    values: Callable[[GroupView], np.ndarray]
+    statistic: str
 
 
 @dataclass(frozen=True)
@@ -96,6 +116,8 @@ class Metric:
     description: str
     technologies: frozenset = ALL_TECHNOLOGIES
     terminal: bool = False  # shown in `iotsim run`'s table
+    better: str = ""  # "higher" or "lower" if one policy can be best on it; "" for descriptive counts
+    sample: Sample | None = None  # per-unit values for paired intervals between policies
 
 
 def _pct(values: np.ndarray, q: float) -> float:
@@ -109,6 +131,42 @@ def _ratio(part: float, whole: float) -> float:
 
 def _per_node_day(column: str) -> Callable[[GroupView], float]:
     return lambda v: float(np.mean(v.nodes[column].to_numpy() / v.days))
+
+
+def _node_days(column: str) -> Callable[[GroupView], np.ndarray]:
+    return lambda v: v.nodes[column].to_numpy(dtype=np.float64) / v.days
+
+
+def _nodes_column(column: str) -> Callable[[GroupView], np.ndarray]:
+    return lambda v: v.nodes[column].to_numpy(dtype=np.float64)
+
+
+def _messages_by_node(v: GroupView) -> np.ndarray:
+    """Per node: (messages delivered, messages offered)."""
+    m, o = v.outcome.messages, v.outcome
+    return np.column_stack([v.per_node(m.node[v.messages_in_group & o.message_delivered]),
+                            v.per_node(m.node[v.messages_offered])])
+
+
+def _packets_by_node(v: GroupView, lost: bool) -> np.ndarray:
+    tx = v.outcome.tx
+    fate = tx.fate[v.offered]
+    node = tx.node[v.offered]
+    return v.per_node(node[fate != Fate.DELIVERED]) if lost else np.column_stack(
+        [v.per_node(node[fate == Fate.DELIVERED]), v.per_node(node)])
+
+
+def _decisions_by_node(v: GroupView) -> np.ndarray:
+    """Per node: (positive decisions about windows overlapping an event, positive decisions)."""
+    m, o = v.outcome.messages, v.outcome
+    positive = np.flatnonzero(o.decision_positive & v.messages_in_group)
+    true = v.plan.event_id[m.window[positive]] >= 0
+    return np.column_stack([v.per_node(m.node[positive[true]]), v.per_node(m.node[positive])])
+
+
+def _cloud_by_node(v: GroupView) -> np.ndarray:
+    o = v.outcome
+    return v.per_node(o.messages.node[v.messages_in_group & (o.messages.kind == MessageKind.RAW) & o.message_delivered])
 
 
 def _cloud_waits(v: GroupView) -> np.ndarray:
@@ -139,22 +197,28 @@ METRICS: tuple[Metric, ...] = (
     Metric("nodes", "Nodes", "nodes", "int", lambda v: v.plan.n_nodes, "nodes in the group"),
     Metric("energy_j_per_node_day", "Energy (J/node/day)", "J/node/day", "float",
            lambda v: float(np.mean(v.nodes.energy_j.to_numpy() / v.days)),
-           "mean energy drawn per node per day alive", terminal=True),
+           "mean energy drawn per node per day alive", terminal=True,
+           better="lower", sample=Sample("node", _node_days("energy_j"), "mean")),
     Metric("battery_life_days", "Battery life (days)", "battery (d)", "float",
-           lambda v: float(np.median(v.nodes.battery_life_days)), "median projected battery life", terminal=True),
+           lambda v: float(np.median(v.nodes.battery_life_days)), "median projected battery life", terminal=True,
+           better="higher", sample=Sample("node", _nodes_column("battery_life_days"), "median")),
     Metric("battery_life_p10_days", "Battery life p10 (days)", "battery p10 (d)", "float",
            lambda v: float(np.percentile(v.nodes.battery_life_days, 10)),
-           "10th percentile of projected battery life"),
+           "10th percentile of projected battery life",
+           better="higher", sample=Sample("node", _nodes_column("battery_life_days"), "p10")),
     *(Metric(f"battery_limit_{w.replace('-', '')}", f"Battery life limited by {w} (nodes)", f"lim. {w}", "int",
              lambda v, w=w: int((v.nodes.battery_life_limit == w).sum()),
              f"nodes whose battery life the {w} bound limits (see battery_life_limit in the nodes table)")
       for w in LIMITS),
     Metric("nodes_died", "Nodes died", "died", "int", lambda v: int(v.nodes.died_at_s.notna().sum()),
-           "nodes whose battery emptied within the run"),
+           "nodes whose battery emptied within the run",
+           better="lower", sample=Sample("node", lambda v: v.nodes.died_at_s.notna().to_numpy(dtype=np.float64), "sum")),
     Metric("bytes_uplinked_per_node_day", "Uplink (bytes/node/day)", "B/node/day", "float",
-           _per_node_day("bytes_uplinked"), "PHY bytes put on air per node per day, every attempt", terminal=True),
+           _per_node_day("bytes_uplinked"), "PHY bytes put on air per node per day, every attempt", terminal=True,
+           better="lower", sample=Sample("node", _node_days("bytes_uplinked"), "mean")),
     Metric("airtime_s_per_node_day", "Airtime (s/node/day)", "air s/node/day", "float",
-           _per_node_day("airtime_s"), "time on air per node per day, every attempt"),
+           _per_node_day("airtime_s"), "time on air per node per day, every attempt",
+           better="lower", sample=Sample("node", _node_days("airtime_s"), "mean")),
     Metric("messages_offered", "Messages offered", "msgs", "int", lambda v: int(v.messages_offered.sum()),
            "messages the nodes handed to their radio within the run"),
     Metric("messages_delivered", "Messages delivered", "msgs ok", "int",
@@ -163,7 +227,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("message_delivery_ratio", "Messages delivered (ratio)", "msg deliv.", "ratio",
            lambda v: _ratio(int((v.messages_in_group & v.outcome.message_delivered).sum()),
                             int(v.messages_offered.sum())),
-           "messages delivered / messages offered", terminal=True),
+           "messages delivered / messages offered", terminal=True,
+           better="higher", sample=Sample("node", _messages_by_node, "ratio")),
     Metric("packets_offered", "Packets offered", "pkts", "int", lambda v: int(v.fates.size),
            "frames handed to the radio within the run (on air or dropped before air)"),
     Metric("packets_on_air", "Packets on air", "pkts on air", "int",
@@ -172,14 +237,16 @@ METRICS: tuple[Metric, ...] = (
            "frames delivered to the network"),
     Metric("packets_lost", "Packets lost", "pkts lost", "int",
            lambda v: int((v.fates != Fate.DELIVERED).sum()),
-           "frames offered but not delivered: the sum of the packets_lost_<reason> columns", terminal=True),
+           "frames offered but not delivered: the sum of the packets_lost_<reason> columns", terminal=True,
+           better="lower", sample=Sample("node", lambda v: _packets_by_node(v, lost=True), "sum")),
     *(_loss_metric(f) for f in LOSS_FATES),
     Metric("packets_pending_at_end", "Packets pending at end", "pending", "int",
            lambda v: int(((v.outcome.messages.group[v.outcome.tx.message] == v.plan.index)
                           & (v.outcome.tx.fate == Fate.PENDING)).sum()),
            "frames still waiting to be sent when the run ended (not offered)"),
     Metric("packet_delivery_ratio", "Packets delivered (ratio)", "pkt deliv.", "ratio",
-           lambda v: _ratio(v.count(Fate.DELIVERED), int(v.fates.size)), "packets delivered / packets offered"),
+           lambda v: _ratio(v.count(Fate.DELIVERED), int(v.fates.size)), "packets delivered / packets offered",
+           better="higher", sample=Sample("node", lambda v: _packets_by_node(v, lost=False), "ratio")),
     Metric("attempts_per_packet", "Attempts per packet on air", "attempts", "float",
            lambda v: _ratio(v.attempts_on_air(), int(v.on_air.sum())),
            "mean transmissions per frame put on air (retransmissions and link-layer retries included)"),
@@ -203,23 +270,28 @@ METRICS: tuple[Metric, ...] = (
            lambda v: v.node_stat("app_downlinks_received"), "application downlinks that reached their node",
            LORAWAN),
     Metric("latency_p50_s", "Latency p50 (s)", "lat p50 (s)", "float", lambda v: _pct(v.latency, 50),
-           "median detection latency from event onset", terminal=True),
+           "median detection latency from event onset", terminal=True,
+           better="lower", sample=Sample("event", lambda v: v.latency, "p50")),
     Metric("latency_p95_s", "Latency p95 (s)", "lat p95 (s)", "float", lambda v: _pct(v.latency, 95),
-           "95th percentile of detection latency"),
+           "95th percentile of detection latency",
+           better="lower", sample=Sample("event", lambda v: v.latency, "p95")),
     Metric("events", "Events", "events", "int", lambda v: int(v.latency.shape[0]), "ground-truth events"),
     Metric("events_detected", "Events detected", "detected", "int", lambda v: int(np.isfinite(v.latency).sum()),
            "events with a positive decision about an overlapping window"),
     Metric("precision", "Precision", "precision", "ratio",
            lambda v: _ratio(v.outcome.true_positive_decisions[v.group_position],
                             v.outcome.positive_decisions[v.group_position]),
-           "positive decisions about windows that overlap an event / positive decisions", terminal=True),
+           "positive decisions about windows that overlap an event / positive decisions", terminal=True,
+           better="higher", sample=Sample("node", _decisions_by_node, "ratio")),
     Metric("recall", "Recall", "recall", "ratio",
            lambda v: float(np.isfinite(v.latency).mean()) if v.latency.size else float("nan"),
-           "events detected / events", terminal=True),
+           "events detected / events", terminal=True,
+           better="higher", sample=Sample("event", lambda v: np.isfinite(v.latency).astype(np.float64), "mean")),
     Metric("cloud_inferences", "Cloud inferences", "cloud inf.", "int",
            lambda v: int((v.messages_in_group & (v.outcome.messages.kind == MessageKind.RAW)
                           & v.outcome.message_delivered).sum()),
-           "raw windows inferred in the cloud", terminal=True),
+           "raw windows inferred in the cloud", terminal=True,
+           better="lower", sample=Sample("node", _cloud_by_node, "sum")),
     Metric("cloud_wait_p95_s", "Cloud queueing p95 (s)", "cloud wait p95 (s)", "float",
            lambda v: _pct(_cloud_waits(v), 95), "95th percentile of queueing before a cloud inference"),
 )
@@ -238,4 +310,4 @@ def summary_columns(technology: str | None = None) -> list[str]:
     return [*ID_COLUMNS, *(m.name for m in metrics)]
 
 
-__all__ = ["Metric", "METRICS", "BY_NAME", "GroupView", "metrics_for", "summary_columns", "LOSS_FATES", "ID_COLUMNS"]
+__all__ = ["Metric", "Sample", "METRICS", "BY_NAME", "GroupView", "metrics_for", "summary_columns", "LOSS_FATES", "ID_COLUMNS"]

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 import iotsim
 from iotsim.files import atomic_replace_dir
+from iotsim.results.findings import run_findings, write_findings
 from iotsim.engine.run import Progress
 from iotsim.results.tables import (PACKETS_ROW_GROUP_ROWS, events_table, gateways_table, nodes_table, packets_row_groups,
                                    summary_table)
@@ -96,11 +97,11 @@ def _write_packets(result, path: Path | None, keep_columns: list[str] | None,
 def write_results(result, out_dir: str | Path, *, command: str | None = None, plots: bool | None = None,
                   report: bool | None = None, packets: bool | None = None,
                   progress: Progress | None = None) -> Path:
-    """Write summary.csv, nodes.parquet, events.parquet, packets.parquet, manifest.json, plots and
-    report.html into `out_dir`, replacing it atomically. Returns the folder.
+    """Write summary.csv, nodes.parquet, events.parquet, packets.parquet, manifest.json, findings.md and
+    findings.json, plots and report.html into `out_dir`, replacing it atomically. Returns the folder.
 
     `progress(step, done, total)` is called with done = 0 when a step starts and done = total = 1
-    when it ends; steps: "tables", "packets", "plots", "report" (those that run)."""
+    when it ends; steps: "tables", "findings", "packets", "plots", "report" (those that run)."""
     outputs = result.scenario.outputs
     plots = outputs.plots if plots is None else plots
     report = (outputs.report == "html") if report is None else report
@@ -119,6 +120,9 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
             _write_parquet(events, tmp / "events.parquet")
             manifest = build_manifest(result, command)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        with _step(progress, "findings"):
+            findings = run_findings(result, summary, nodes)
+            write_findings(findings, tmp, f"Findings: {result.scenario.name}")
         packet_frame = None
         if packets or plots:
             plot_columns = None
@@ -138,7 +142,7 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
             if report:
                 with _step(progress, "report"):
                     write_report(tmp, summary, result.scenario.name, result.scenario.description, manifest,
-                                 plot_paths, result.notes)
+                                 plot_paths, result.notes, findings)
 
     atomic_replace_dir(out_dir, fill)
     return out_dir

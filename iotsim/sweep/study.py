@@ -2,6 +2,7 @@
 
     DIR/sweep.parquet, sweep.csv                 every run's summary rows (grid point, replication, seed)
     DIR/sweep_points.parquet, sweep_points.csv   mean and 95 % CI per grid point, policy, group, metric
+    DIR/findings.md, findings.json               best policy per grid point and metric, paired across seeds
     DIR/plots/<metric>__vs__<param>.png          each metric against each swept parameter, per policy
     DIR/sweep.json                               grid, seeds, versions, run keys, what was cached, timings
     DIR/runs/                                    the result cache (default; see iotsim.sweep.cache)
@@ -73,6 +74,12 @@ def run_sweep(plan: SweepPlan, out_dir: str | Path, *, executor: Executor | None
     _write_table(points, out_dir, "sweep_points")
     plot_paths = _plots(points, plan.params, out_dir / "plots", out_dir / "sweep_points.csv") if plots else []
     warnings = sorted({w for rec in records.values() for w in rec.get("warnings", [])})
+    from iotsim.results.findings import FINDINGS_JSON, FINDINGS_MD, sweep_findings  # it reads sweep.stats
+
+    findings = sweep_findings(runs, plan.params)
+    findings.flags += [f"model warning: {w}" for w in warnings]
+    atomic_write(out_dir / FINDINGS_MD, lambda p: p.write_text(findings.to_markdown("Findings of the sweep")))
+    atomic_write(out_dir / FINDINGS_JSON, lambda p: p.write_text(json.dumps(findings.to_dict(), indent=2) + "\n"))
     result = SweepResult(plan, runs, points, out_dir, done.computed, done.cached, time.perf_counter() - t0, plot_paths,
                          warnings)
     manifest = _manifest(result, records, executor.description, command)
