@@ -138,6 +138,14 @@ class Result:
         return packets_table(self.raw)
 
     @functools.cached_property
+    def findings(self):
+        """Best policy per metric with paired 95 % intervals, energy explanations and flags
+        (iotsim.results.findings.Findings; `print(*result.findings.lines(), sep="\n")`)."""
+        from iotsim.results.findings import run_findings
+
+        return run_findings(self.raw, self.summary, self.nodes)
+
+    @functools.cached_property
     def gateways(self) -> pd.DataFrame | None:
         """LoRaWAN: one row per policy and gateway (gateways.csv); None for other technologies."""
         from iotsim.results.tables import gateways_table

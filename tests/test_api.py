@@ -240,3 +240,16 @@ def test_the_example_notebook_runs(tmp_path):
     assert any("image/png" in o.data for o in shown), "a figure displays as an image"
     assert any("text/html" in o.data and "energy_j_per_node_day" in o.data["text/html"] for o in shown)
     assert any(p.name.startswith("farm-sweep-") for p in tmp_path.iterdir())  # the sweep wrote there
+
+
+def test_result_findings_equal_the_written_findings(tmp_path):
+    import json
+
+    import iotsim
+    from iotsim.results.findings import Findings
+
+    result = iotsim.run(REPO / "scenarios" / "farm.yaml", **{"fleet.soil.count": 12}, duration="12h")
+    out = result.write(tmp_path / "r", plots=False, report="none")
+    written = Findings.from_dict(json.loads((out / "findings.json").read_text()))
+    assert written.lines() == result.findings.lines()
+    assert result.findings.comparisons and result.findings.scope
