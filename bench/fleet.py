@@ -113,6 +113,9 @@ def main() -> None:
         rows[f"{variant}_frames"] = int(summary.packets_on_air.sum())
         rows[f"{variant}_delivered"] = int(summary.packets_delivered.sum())
         rows[f"{variant}_message_delivery_ratio"] = float(summary.message_delivery_ratio.mean())
+        transmissions = int(round(float((summary.attempts_per_packet * summary.packets_on_air).sum())))
+        rows[f"{variant}_transmissions"] = transmissions  # every attempt, retransmissions included
+        rows[f"{variant}_us_per_transmission"] = wall / max(transmissions, 1) * 1e6
         rows["warnings"] = result.warnings
         del result, summary
         gc.collect()
@@ -126,7 +129,9 @@ def main() -> None:
         if variant + "_s" in rows:
             print(f"{variant:>24}: {rows[variant + '_s']:8.2f} s  = {rows[variant + '_ratio']:.2f} x floor  "
                   f"({rows[variant + '_frames']:,} frames on air, {rows[variant + '_delivered']:,} delivered, "
-                  f"messages delivered {rows[variant + '_message_delivery_ratio']:.4f})")
+                  f"messages delivered {rows[variant + '_message_delivery_ratio']:.4f}; "
+                  f"{rows[variant + '_transmissions']:,} transmissions, "
+                  f"{rows[variant + '_us_per_transmission']:.0f} us each)")
     print(f"peak RSS {rows['peak_rss_mb']:,.0f} MB")
     for warning in rows["warnings"]:
         print(f"note: {warning}")
