@@ -76,8 +76,15 @@ def run(
     for warning in result.warnings:
         err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     _print_summary(summary_table(result), sc.name, result.n_nodes, sc.duration, result.wall_s)
-    console.print(f"results: {out_dir}/ (summary.csv, nodes.parquet, events.parquet, packets.parquet, "
-                  "manifest.json, plots, report.html)")
+    console.print(f"results: {out_dir}/ ({_written(out_dir)})", highlight=False, soft_wrap=True)
+
+
+def _written(folder: Path) -> str:
+    """What the results folder holds (the writer replaced it whole, so this is what it wrote)."""
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    plots = [n for n in names if n.endswith(".png")]
+    listed = [n for n in names if not n.endswith(".png")]
+    return ", ".join(listed + ([f"{len(plots)} plot{'s' if len(plots) != 1 else ''}"] if plots else []))
 
 
 def _run_progress(quiet: bool):
