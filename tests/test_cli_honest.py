@@ -64,3 +64,27 @@ def test_native_stderr_filter_keeps_other_lines():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0 and proc.stderr == "ERROR: something real\n"
+
+
+def test_sweep_intervals_stay_within_what_each_metric_can_take():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pandas as pd
+
+    from iotsim.sweep.stats import mean_ci
+    from iotsim.sweep.tables import points_table
+
+    runs = pd.DataFrame({"point": 0, "policy": "on_device", "group": "soil",
+                         "packets_lost": [0.0, 0.0, 7.0], "message_delivery_ratio": [1.0, 1.0, 0.6],
+                         "energy_j_per_node_day": [20.0, 21.0, 22.0]})
+    points = points_table(SimpleNamespace(params=[]), runs).set_index("metric")
+    for metric, (low, high) in {"packets_lost": (0.0, np.inf), "message_delivery_ratio": (0.0, 1.0),
+                                "energy_j_per_node_day": (0.0, np.inf)}.items():
+        n, mean, _, half = mean_ci(runs[metric].to_numpy())
+        row = points.loc[metric]
+        assert row.ci95_half_width == half and row["mean"] == mean
+        assert row.ci95_low == max(mean - half, low) and row.ci95_high == min(mean + half, high)
+    # the t interval of these counts and ratios would cross 0 and 1: clipped there
+    assert points.loc["packets_lost"].ci95_low == 0.0 and points.loc["message_delivery_ratio"].ci95_high == 1.0
+    assert points.loc["energy_j_per_node_day"].ci95_low == pytest.approx(21.0 - points.loc["energy_j_per_node_day"].ci95_half_width)

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from iotsim.errors import InputError
+from iotsim.errors import InputError, did_you_mean
 from iotsim.paths import ZOO_DIR
 from iotsim.tinyml.adapters import adapter_from_spec
 
@@ -331,7 +331,8 @@ def _resolve_path(name_or_path: str | Path) -> Path:
     if p.exists():
         return p
     known = ", ".join(zoo_names()) or "(none)"
-    raise InputError(f"unknown model {s!r}: not a zoo model (zoo: {known}) and not a file", field="model")
+    raise InputError(f"unknown model {s!r}{did_you_mean(s, zoo_names())}: not a zoo model (zoo: {known}) and not a file",
+                     field="model")
 
 
 def _find_card(path: Path) -> Path:
