@@ -142,6 +142,31 @@ def inner_model(annotation: Any) -> Any:
     return None
 
 
+def _field_info(model: Any, loc: Sequence[str | int]) -> Any:
+    """The pydantic FieldInfo at `loc` (list indices skipped), or None."""
+    info = None
+    for key in loc:
+        if isinstance(key, int):
+            continue
+        if model is None or key not in model.model_fields:
+            return None
+        info = model.model_fields[key]
+        model = inner_model(info.annotation)
+    return info
+
+
+def _is_duration(model: Any, loc: Sequence[str | int]) -> bool:
+    from iotsim.units import parse_duration_s
+
+    info = _field_info(model, [k for k in loc if not isinstance(k, int)]) if model is not None else None
+    found = [info.annotation, *info.metadata] if info is not None else []
+    for item in found:
+        for meta in [item, *getattr(item, "__metadata__", ())]:
+            if getattr(meta, "func", None) is parse_duration_s:
+                return True
+    return False
+
+
 def _fields_at(model: Any, loc: Sequence[str | int]) -> list[str]:
     """Field names of the model found at `loc` (list indices skipped); [] where unknown."""
     for key in loc:
@@ -175,6 +200,8 @@ def pydantic_error_to_input_error(exc: Any, doc: YamlDocument, model: Any = None
         hint = did_you_mean(loc[-1], _fields_at(model, loc[:-1])) if loc and model is not None else ""
         msg = f"unknown field{hint} (check the spelling; `iotsim schema` lists the fields)"
     elif "input" in err and err.get("type") not in ("missing",):
+        if err.get("type", "").startswith(("greater_than", "less_than")) and _is_duration(model, loc):
+            msg = re.sub(r"(than|equal to) (\S+)$", lambda m: f"{m.group(1)} {float(m.group(2)):g} s", msg)
         shown = repr(err["input"])
         if len(shown) > 60:
             shown = shown[:57] + "..."
