@@ -145,3 +145,19 @@ def test_a_crash_on_a_sweep_worker_is_a_bug_not_an_input_error(tmp_path, monkeyp
     assert not isinstance(info.value, InputError)
     assert "point 0 replication 0" in str(info.value) and "ValidationError" in str(info.value)
     assert type(info.value.__cause__).__name__ == "ValidationError"
+
+
+def test_set_paths_metrics_and_groups_get_a_suggestion_too(tmp_path):
+    from iotsim.scenario.yaml_source import read_yaml
+    from iotsim.sweep.overrides import apply_overrides
+    from iotsim.sweep.size import parse_constraint
+
+    path = tmp_path / "farm.yaml"
+    path.write_text(FARM)
+    with pytest.raises(InputError, match="did you mean 'soil'"):
+        apply_overrides(read_yaml(path), [("fleet.sol.count", 3)])
+    with pytest.raises(InputError, match="did you mean 'count'") as info:
+        apply_overrides(read_yaml(path), [("fleet.soil.cuont", 3)])
+    assert info.value.field == "fleet.soil.cuont" and info.value.where == "--set fleet.soil.cuont=3"
+    with pytest.raises(InputError, match="did you mean 'message_delivery_ratio'"):
+        parse_constraint("mesage_delivery_ratio>=0.99")
