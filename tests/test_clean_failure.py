@@ -161,3 +161,12 @@ def test_set_paths_metrics_and_groups_get_a_suggestion_too(tmp_path):
     assert info.value.field == "fleet.soil.cuont" and info.value.where == "--set fleet.soil.cuont=3"
     with pytest.raises(InputError, match="did you mean 'message_delivery_ratio'"):
         parse_constraint("mesage_delivery_ratio>=0.99")
+
+
+def test_errors_found_when_the_run_is_planned_name_the_group_too():
+    from iotsim.engine import run_scenario
+
+    text = FARM.replace("window: 12", "window: 12\n      window_period: 1min").replace("duration: 7d", "duration: 1h")
+    with pytest.raises(InputError) as info:
+        run_scenario(load_scenario_text(text.replace("count: 300", "count: 2")))
+    assert info.value.field == "fleet.soil.workload.window_period"
