@@ -11,7 +11,7 @@ sanity limits, not modelling claims:
 - a run's scheduled items per fleet group (events, heartbeats, inference windows: count x duration /
   interval) at most MAX_ITEMS_PER_GROUP, checked before any array is built;
 - events_per_day at most one per minute (the workloads model rare events; faster than that they
-  overlap into a permanent state), heartbeat at least a second (no radio here sends a frame faster);
+  overlap into a permanent state), heartbeat at least a second (a keep-alive, not a data stream);
 - sample rates at most 1 MHz and windows at most a million samples (the shipped sensors stream at
   most 16 kHz); the background pool at most 100,000 windows (it is held in memory, inferred once).
 """
