@@ -14,7 +14,48 @@ from rich.table import Table
 
 from iotsim.errors import InputError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False, no_args_is_help=True, help="Simulate IoT sensor fleets: cloud offload vs "
+class _App(typer.Typer):
+    """The command app: bad input exits 2 with one message (`_fail`); anything else is a bug, which
+    exits 1 with one line naming the file that holds the full traceback."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every exception that is not bad input is a bug
+            _report_bug(exc)
+
+
+def _report_bug(exc: BaseException) -> None:
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    header = f"iotsim {_version()} crashed on: {' '.join(['iotsim', *sys.argv[1:]])}\n\n"
+    try:
+        fd, path = tempfile.mkstemp(prefix=time.strftime("iotsim-bug-%Y%m%d-%H%M%S-"), suffix=".txt")
+        with open(fd, "w") as fh:
+            fh.write(header + text)
+        where = f"the full traceback is in {path}"
+    except OSError:
+        where = "the full traceback follows"
+        sys.stderr.write(text)
+    err_console.print(f"[bold red]bug:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+    err_console.print(f"This is a bug in iotsim, not a problem with your input; {where}. Please report it "
+                      "with that file.", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
+def _version() -> str:
+    try:
+        from iotsim import __version__
+
+        return __version__
+    except ImportError:  # pragma: no cover
+        return "(unknown version)"
+
+
+app = _App(add_completion=False, pretty_exceptions_show_locals=False, no_args_is_help=True, help="Simulate IoT sensor fleets: cloud offload vs "
                   "on-device TinyML, with real int8 models, radio airtime and an exact energy ledger.")
 # wide enough for the summary table even when output is piped
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -77,8 +118,15 @@ def run(
         err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     _print_summary(summary_table(result), sc.name, result.n_nodes, sc.duration, result.wall_s)
     _print_findings(out_dir)
-    console.print(f"results: {out_dir}/ (summary.csv, nodes.parquet, events.parquet, packets.parquet, "
-                  "manifest.json, plots, report.html)")
+    console.print(f"results: {out_dir}/ ({_written(out_dir)})", highlight=False, soft_wrap=True)
+
+
+def _written(folder: Path) -> str:
+    """What the results folder holds (the writer replaced it whole, so this is what it wrote)."""
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    plots = [n for n in names if n.endswith(".png")]
+    listed = [n for n in names if not n.endswith(".png")]
+    return ", ".join(listed + ([f"{len(plots)} plot{'s' if len(plots) != 1 else ''}"] if plots else []))
 
 
 def _run_progress(quiet: bool):

@@ -23,3 +23,15 @@ class InputError(Exception):
             parts.append(f"field '{self.field}'")
         prefix = ": ".join(parts)
         return f"{prefix}: {self.message}" if prefix else self.message
+
+
+def did_you_mean(name: object, choices) -> str:
+    """' (did you mean 'x'?)' naming the choices closest to a misspelt `name` (difflib), or ''."""
+    if not isinstance(name, str):
+        return ""
+    import difflib
+
+    close = difflib.get_close_matches(name, [str(c) for c in choices], n=2, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(f"'{c}'" for c in close) + "?)"

@@ -11,12 +11,24 @@ from typing import Callable
 
 
 def _umask() -> int:
+    """The process's umask, read where the kernel reports it (no window in which it is changed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-_FILE_MODE = 0o666 & ~_umask()  # what open() would have given the file
+def _file_mode() -> int:
+    return 0o666 & ~_umask()  # what open() would have given the file
+
+
+def _dir_mode() -> int:
+    return 0o777 & ~_umask()  # what mkdir() would have given the folder (mkdtemp gives 0700)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], *, sync: bool = False) -> None:
@@ -25,7 +37,7 @@ def atomic_write(path: Path, write: Callable[[Path], None], *, sync: bool = Fals
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     os.close(fd)
     try:
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, _file_mode())
         write(Path(tmp))
         if sync:
             with open(tmp, "rb") as fh:
@@ -41,6 +53,7 @@ def atomic_replace_dir(folder: Path, fill: Callable[[Path], None]) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
+        os.chmod(tmp, _dir_mode())
         fill(tmp)
         old = None
         if folder.exists():

@@ -69,7 +69,7 @@ def test_corrupt_file_is_a_located_error(tmp_path):
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(InputError, match="not a TFLite model") as err:
         load_scenario_text(_scenario(_block(bad)))
-    assert err.value.field == "fleet.0.model" and err.value.where.endswith(":10")
+    assert err.value.field == "fleet.g.model" and err.value.where.endswith(":10")
 
 
 def test_missing_file(tmp_path):

@@ -55,13 +55,13 @@ def test_at_least_farm_and_factory_ship():
 @pytest.mark.parametrize(
     "old,new,line,field,words",
     [
-        ("count: 3", "cuont: 3", 6, "fleet.0.cuont", "unknown field"),
-        ("count: 3", "count: three", 6, "fleet.0.count", "integer"),
+        ("count: 3", "cuont: 3", 6, "fleet.soil.cuont", "unknown field"),
+        ("count: 3", "count: three", 6, "fleet.soil.count", "integer"),
         ("duration: 1d", "duration: 1 fortnight", 3, "duration", "duration"),
-        ("sample_period: 5min", "sample_period: 5parsec", 9, "fleet.0.workload.sample_period", "unit"),
-        ("device: nrf52840_sx1262_2xaa", "device: no_such_board", 7, "fleet.0.device", "no_such_board"),
-        ("model: farm_soil_int8", "model: missing_model", 10, "fleet.0.model", "unknown model"),
-        ("signal: farm.soil_climate", "signal: farm.nope", 9, "fleet.0.workload.signal", "farm.nope"),
+        ("sample_period: 5min", "sample_period: 5parsec", 9, "fleet.soil.workload.sample_period", "unit"),
+        ("device: nrf52840_sx1262_2xaa", "device: no_such_board", 7, "fleet.soil.device", "no_such_board"),
+        ("model: farm_soil_int8", "model: missing_model", 10, "fleet.soil.model", "unknown model"),
+        ("signal: farm.soil_climate", "signal: farm.nope", 9, "fleet.soil.workload.signal", "farm.nope"),
         ("policies: [cloud_offload, on_device]", "policies: [cloud_offload, magic]", 14, "policies.1", "magic"),
     ],
 )
@@ -100,7 +100,7 @@ def test_cli_bad_scenario_exits_2_with_one_message_and_no_output(tmp_path):
     proc = _cli("run", str(bad), "--out", str(out), "--quiet")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    assert f"{bad}:6" in proc.stderr and "fleet.0.count" in proc.stderr
+    assert f"{bad}:6" in proc.stderr and "fleet.soil.count" in proc.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
 
 

@@ -176,8 +176,11 @@ def test_far_nodes_lose_frames_to_retries():
 
 WIFI = BLE.replace("technology: ble", "technology: wifi").replace(
     "ble: {connection_interval: 500ms, tx_power_dbm: 0}", "wifi: {standard: 802.11n, mcs: 7, tx_power_dbm: 14}"
-).replace("nrf52840_ble_cr2032", "esp32_wifi_18650").replace("farm.soil_climate, sample_period: 5min, window: 12",
-                                                             "farm.soil_climate, sample_period: 5min, window: 12")
+).replace("nrf52840_ble_cr2032", "esp32_wifi_18650").replace(  # the Wi-Fi board carries an accelerometer
+    "farm.soil_climate, sample_period: 5min, window: 12",
+    "factory.vibration, sample_rate_hz: 3200, window: 256, window_period: 5min").replace(
+    "model: farm_soil_int8", "model: factory_bearing_int8").replace(
+    "outputs: {plots: false, report: none}", "outputs: {plots: false, report: none}\nsimulation: {background_pool: 1000}")
 
 
 def test_wifi_connected_vs_reconnect():
@@ -199,4 +202,4 @@ def test_wifi_connected_vs_reconnect():
 def test_board_radio_must_match_the_network():
     with pytest.raises(InputError, match="ble radio, but the network is lorawan") as err:
         load_scenario_text(BLE.replace("  technology: ble\n", ""))
-    assert err.value.field == "fleet.0.device" and err.value.where.endswith(":7")
+    assert err.value.field == "fleet.g.device" and err.value.where.endswith(":7")

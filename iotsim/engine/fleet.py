@@ -21,6 +21,7 @@ import numpy as np
 
 from iotsim.errors import InputError
 from iotsim.radio import lora, propagation
+from iotsim.scenario.yaml_source import field_path
 
 # random streams: every draw comes from a generator keyed by (seed, stream, node id) or (seed, stream, group)
 STREAM_NODE = 1
@@ -158,7 +159,8 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
                progress=None) -> GroupPlan:
     """Build the policy-independent plan of fleet group `index` (`link`: the run's `iotsim.link.Link`)."""
     spec = scenario.fleet[index]
-    where = f"fleet.{index}"
+    # the group's path as `--set` names it (fleet.soil), for messages
+    where = field_path({"fleet": [{"group": g.group} for g in scenario.fleet]}, ["fleet", index])
     board, workload, model, cloud_model = resources
     lw = scenario.network.lorawan
     prop = scenario.network.propagation

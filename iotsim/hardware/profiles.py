@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from iotsim.errors import InputError
+from iotsim.errors import InputError, did_you_mean
 from iotsim.paths import devices_dir as _default_devices_dir
 
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when built with it: same safe constructors
@@ -599,7 +599,8 @@ def _profile_path(kind: str, name: str, devices_dir: Path, where: str | None, fl
     if not path.is_file():
         available = list_profiles(kind, devices_dir)
         listing = ", ".join(available) if available else f"none (no files in {devices_dir / kind})"
-        raise InputError(f"unknown {kind} {name!r}; available: {listing}", where=where, field=fld)
+        raise InputError(f"unknown {kind} {name!r}{did_you_mean(name, available)}; available: {listing}",
+                         where=where, field=fld)
     return path
 
 

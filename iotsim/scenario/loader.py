@@ -13,8 +13,9 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from iotsim.errors import InputError
-from iotsim.scenario.model import Scenario
-from iotsim.scenario.yaml_source import YamlDocument, parse_yaml_text, pydantic_error_to_input_error, read_yaml
+from iotsim.scenario.model import MAX_ITEMS_PER_GROUP, Scenario
+from iotsim.scenario.yaml_source import (YamlDocument, field_path, parse_yaml_text, pydantic_error_to_input_error,
+                                        read_yaml)
 
 
 def scenario_from_document(doc: YamlDocument, *, check_references: bool = True) -> Scenario:
@@ -23,7 +24,7 @@ def scenario_from_document(doc: YamlDocument, *, check_references: bool = True) 
     try:
         scenario = Scenario.model_validate(doc.data)
     except ValidationError as exc:
-        raise pydantic_error_to_input_error(exc, doc) from None
+        raise pydantic_error_to_input_error(exc, doc, Scenario) from None
     if check_references:
         check_scenario_references(scenario, doc)
     return scenario
@@ -38,13 +39,20 @@ def load_scenario_text(text: str, where: str = "<scenario>", *, check_references
     return scenario_from_document(parse_yaml_text(text, where), check_references=check_references)
 
 
-def _check(doc: YamlDocument | None, loc: list[Any], action: Callable[[], Any]) -> None:
+def _field(scenario: Scenario, loc: list[Any]) -> str:
+    """`loc` in the names `--set` takes: a fleet group by its name (`fleet.soil.device`)."""
+    if len(loc) > 1 and loc[0] == "fleet" and isinstance(loc[1], int):
+        return field_path({"fleet": [{"group": g.group} for g in scenario.fleet]}, loc)
+    return ".".join(map(str, loc))
+
+
+def _check(doc: YamlDocument | None, loc: list[Any], action: Callable[[], Any], scenario: Scenario) -> None:
     try:
         action()
     except InputError as exc:
         where = doc.locate(loc) if doc else None
         raise InputError(exc.message if not exc.where else f"{exc.message} ({exc.where})", where=where,
-                         field=".".join(map(str, loc))) from None
+                         field=_field(scenario, loc)) from None
 
 
 def _check_model_fits(group) -> None:
@@ -58,6 +66,39 @@ def _check_model_fits(group) -> None:
     model.check_window(window, wl.n_channels, where=str(model.path))
 
 
+def _check_sensors(group, board) -> None:
+    """The board's sensors give every channel the group's signal samples (a signal's `channels` are
+    named as the sensor profiles that measure them: soil_moisture, x/y/z acceleration, ecg, ...)."""
+    from iotsim.hardware import list_profiles, load_profile
+    from iotsim.signals import get_workload
+
+    wl = get_workload(group.workload.signal)
+    missing = [c for c in wl.channels if c not in board.channels]
+    if not missing:
+        return
+    givers = [name for name in list_profiles("sensor")
+              if set(missing) <= set(load_profile("sensor", name).channels)]
+    have = ", ".join(f"{s.name} ({', '.join(s.channels)})" for s in board.sensors) or "none"
+    raise InputError(
+        f"group '{group.group}': board '{board.name}' has no sensor for the {group.workload.signal} signal "
+        f"(missing channel{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        f"{'; measured by the ' + ' or '.join(givers) + ' sensor' if givers else ''}); the board's sensors: {have}")
+
+
+def _check_windows(group, duration_s: float) -> None:
+    """At most MAX_ITEMS_PER_GROUP inference windows in the run (count x duration / window period)."""
+    from iotsim.signals import get_workload
+
+    wl, spec = get_workload(group.workload.signal), group.workload
+    sample = spec.sample_period or (1.0 / spec.sample_rate_hz if spec.sample_rate_hz else 1.0 / wl.sample_rate_hz)
+    period = spec.window_period or sample * (spec.window or wl.window_samples)
+    total = group.count * duration_s / period
+    if total > MAX_ITEMS_PER_GROUP:
+        raise InputError(f"group '{group.group}' would infer {total:.3g} windows (count x duration / window period), "
+                         f"more than the {MAX_ITEMS_PER_GROUP:.0e} a run holds: lower count or duration, or sample "
+                         "less often")
+
+
 def check_scenario_references(scenario: Scenario, doc: YamlDocument | None = None) -> None:
     """Check that every named device, signal and model exists and fits the group's workload."""
     # imported here so that schema-only use (iotsim schema) stays light
@@ -66,22 +107,25 @@ def check_scenario_references(scenario: Scenario, doc: YamlDocument | None = Non
     from iotsim.tinyml.runtime import load_model
 
     for i, group in enumerate(scenario.fleet):
-        _check(doc, ["fleet", i, "device"], lambda g=group: load_board(g.device))
-        _check(doc, ["fleet", i, "workload", "signal"], lambda g=group: get_workload(g.workload.signal))
-        _check(doc, ["fleet", i, "model"], lambda g=group: _check_model_fits(g))
+        _check(doc, ["fleet", i, "device"], lambda g=group: load_board(g.device), scenario)
+        _check(doc, ["fleet", i, "workload", "signal"], lambda g=group: get_workload(g.workload.signal), scenario)
+        _check(doc, ["fleet", i, "model"], lambda g=group: _check_model_fits(g), scenario)
+        _check(doc, ["fleet", i, "count"], lambda g=group: _check_windows(g, scenario.duration), scenario)
         board = load_board(group.device)
+        _check(doc, ["fleet", i, "device"], lambda g=group, b=board: _check_sensors(g, b), scenario)
         net = scenario.network
         if board.radio.technology != net.radio_technology:
             raise InputError(
                 f"board '{group.device}' has a {board.radio.technology} radio, but the network is "
                 f"{net.technology} (needs a {net.radio_technology} radio)",
                 where=doc.locate(["fleet", i, "device"]) if doc else None,
-                field=f"fleet.{i}.device",
+                field=f"fleet.{group.group}.device",
             )
         tech = net.technology
-        _check(doc, ["network", tech, "tx_power_dbm"], lambda b=board, p=net.tx_power_dbm: b.radio.tx_current_a(p))
+        _check(doc, ["network", tech, "tx_power_dbm"], lambda b=board, p=net.tx_power_dbm: b.radio.tx_current_a(p),
+               scenario)
     if scenario.network.cloud.model:
-        _check(doc, ["network", "cloud", "model"], lambda: load_model(scenario.network.cloud.model))
+        _check(doc, ["network", "cloud", "model"], lambda: load_model(scenario.network.cloud.model), scenario)
 
 
 def scenario_hash(scenario: Scenario) -> str:

@@ -2,6 +2,18 @@
 
 Units: SI inside the program. In the file, durations are written with a unit ("5min", "7d",
 "40ms"; a bare number means seconds) and other non-SI quantities carry the unit in the field name.
+
+Every value is checked for range here, before any of it reaches numpy: numbers must be finite
+(NaN and infinities are refused, except where a field says what .inf means), and each field has
+bounds that keep a run meaningful and within memory. The bounds beyond physics are generous
+sanity limits, not modelling claims:
+- durations at most 100 years (MAX_DURATION_S); coordinates and areas within 10,000 km of the origin;
+- a run's scheduled items per fleet group (events, heartbeats, inference windows: count x duration /
+  interval) at most MAX_ITEMS_PER_GROUP, checked before any array is built;
+- events_per_day at most one per minute (the workloads model rare events; faster than that they
+  overlap into a permanent state), heartbeat at least a second (a keep-alive, not a data stream);
+- sample rates at most 1 MHz and windows at most a million samples (the shipped sensors stream at
+  most 16 kHz); the background pool at most 100,000 windows (it is held in memory, inferred once).
 """
 
 from __future__ import annotations
@@ -14,9 +26,14 @@ from iotsim.network.reception import CAPTURE_THRESHOLD_DB
 from iotsim.radio.lora import parse_coding_rate
 from iotsim.units import parse_duration_s
 
+MAX_DURATION_S = 100 * 365.25 * 86400.0
+MAX_DISTANCE_M = 1e7
+MAX_ITEMS_PER_GROUP = 500_000_000
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration_s),
+    Field(le=MAX_DURATION_S),
     WithJsonSchema(
         {
             "anyOf": [
@@ -30,16 +47,20 @@ Duration = Annotated[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+Coordinate = Annotated[float, Field(ge=-MAX_DISTANCE_M, le=MAX_DISTANCE_M)]
+Length = Annotated[float, Field(ge=0, le=MAX_DISTANCE_M)]
 
 
 class Placement(_Strict):
     """Where a group's nodes stand. `uniform`: random in a rectangle; `points`: listed positions."""
 
     kind: Literal["uniform", "points"] = "uniform"
-    area_m: tuple[float, float] | None = Field(None, description="width and height of the rectangle (m)")
-    origin_m: tuple[float, float] = (0.0, 0.0)
-    points_m: list[tuple[float, float]] | None = None
+    area_m: tuple[Length, Length] | None = Field(None, description="width and height of the rectangle (m)")
+    origin_m: tuple[Coordinate, Coordinate] = (0.0, 0.0)
+    points_m: list[tuple[Coordinate, Coordinate]] | None = Field(None, max_length=10_000_000)
 
     @model_validator(mode="after")
     def _check(self) -> "Placement":
@@ -58,20 +79,22 @@ class Workload(_Strict):
 
     signal: str = Field(description="labelled signal generator, e.g. farm.soil_climate")
     sample_period: Duration | None = Field(None, description="time between samples inside a window")
-    sample_rate_hz: float | None = Field(None, gt=0, description="alternative to sample_period")
-    window: int | None = Field(None, ge=1, description="samples per inference window (default: the signal's)")
+    sample_rate_hz: float | None = Field(None, gt=0, le=1e6, description="alternative to sample_period")
+    window: int | None = Field(None, ge=1, le=1_000_000,
+                               description="samples per inference window (default: the signal's)")
     window_period: Duration | None = Field(
         None, description="time from one window's start to the next (default: back to back)"
     )
-    events_per_day: float | None = Field(None, ge=0, description="ground-truth event rate per node")
+    events_per_day: float | None = Field(None, ge=0, le=1440,
+                                         description="ground-truth event rate per node (at most one a minute)")
     event_duration: Duration | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "Workload":
         if self.sample_period is not None and self.sample_rate_hz is not None:
             raise ValueError("give sample_period or sample_rate_hz, not both")
-        if self.sample_period is not None and self.sample_period <= 0:
-            raise ValueError("sample_period must be positive")
+        if self.sample_period is not None and not 1e-6 <= self.sample_period <= 86400:
+            raise ValueError("sample_period must be between 1us and 1d")
         return self
 
 
@@ -121,23 +144,24 @@ class FleetGroup(_Strict):
         description="zoo model name, path to an int8 .tflite file with its .json card beside it, or a mapping "
         "{file, class_names, positive_class, normalization, input_adapter} for any int8 .tflite file"
     )
-    heartbeat: Duration = Field(6 * 3600.0, description="on-device policies report alive this often")
+    heartbeat: Duration = Field(6 * 3600.0, ge=1.0, description="on-device policies report alive this often "
+                                "(at least every second)")
     heartbeat_arrivals: Literal["periodic", "poisson"] = Field(
         "periodic",
         description="periodic: every `heartbeat` from a random phase per node; poisson: a Poisson process with "
         "mean interval `heartbeat` per node (for validation against ALOHA's closed forms)",
     )
     event_payload_bytes: int = Field(
-        4, ge=1, description="application payload of an event message (class, confidence, window time)"
+        4, ge=1, le=1_000_000, description="application payload of an event message (class, confidence, window time)"
     )
-    heartbeat_payload_bytes: int = Field(4, ge=1, description="application payload of a heartbeat")
+    heartbeat_payload_bytes: int = Field(4, ge=1, le=1_000_000, description="application payload of a heartbeat")
 
 
 class LoRaWanSettings(_Strict):
     sf: Literal["auto"] | Annotated[int, Field(ge=7, le=12)] = "auto"
     bandwidth_hz: Literal[125000, 250000, 500000] = 125000
     coding_rate: str = "4/5"
-    tx_power_dbm: float = 14.0
+    tx_power_dbm: float = Field(14.0, ge=-30, le=40)
     confirmed: bool = Field(
         False, description="confirmed uplinks: the network acknowledges each in RX1 or RX2; an unacknowledged frame "
         "is sent again (up to nb_trans times) after RECEIVE_DELAY2 + RETRANSMIT_TIMEOUT (LoRaWAN 1.0.4 4.3.1.3)"
@@ -152,12 +176,12 @@ class LoRaWanSettings(_Strict):
     )
     rx1_dr_offset: int = Field(0, ge=0, le=5, description="RX1DROffset: RX1 data rate below the uplink's (RP002)")
     downlinks_per_day: float = Field(
-        0.0, ge=0, description="application downlinks queued at the network server per node per day (Poisson); "
+        0.0, ge=0, le=1440, description="application downlinks queued at the network server per node per day (Poisson); "
         "sent in the receive windows after the node's next uplink (class A)"
     )
     downlink_payload_bytes: int = Field(8, ge=0, le=200, description="application payload of a downlink")
     gateway_tx_power_dbm: float = Field(
-        14.0, description="gateway transmit power for downlinks (EU868: RP002 default max EIRP 16 dBm)"
+        14.0, ge=-30, le=40, description="gateway transmit power for downlinks (EU868: RP002 default max EIRP 16 dBm)"
     )
     engine: Literal["auto", "closed_loop"] = Field(
         "auto", description="auto: the closed-form fast path when nothing feeds back into the nodes (unconfirmed, "
@@ -171,19 +195,19 @@ class LoRaWanSettings(_Strict):
         description="sub_band: each ETSI sub-band keeps its own duty-cycle budget (as LoRaMac-node); aggregate: "
         "one budget across all channels at the strictest sub-band's duty cycle (conservative)",
     )
-    preamble_symbols: int = Field(8, ge=6)
+    preamble_symbols: int = Field(8, ge=6, le=65535)
     adr_margin_db: float = Field(
-        10.0,
+        10.0, ge=-50, le=100,
         description="link margin kept when choosing SF (Semtech ADR recommendation; TTN's default is 10 dB)",
     )
     rx_window_symbols: int = Field(
-        8, ge=4, description="symbols a class A receive window stays open when no downlink comes"
+        8, ge=4, le=1023, description="symbols a class A receive window stays open when no downlink comes"
     )
     rx2_sf: int = Field(12, ge=7, le=12, description="RX2 data rate (EU868 default DR0 = SF12; TTN uses SF9)")
     duty_cycle_mode: Literal["wait", "drop"] = Field(
         "wait", description="when the duty cycle forbids sending: wait for the next allowed time, or drop"
     )
-    fragment_header_bytes: int = Field(2, ge=0, description="per-frame header when a raw window is split")
+    fragment_header_bytes: int = Field(2, ge=0, le=64, description="per-frame header when a raw window is split")
 
     @field_validator("coding_rate")
     @classmethod
@@ -212,12 +236,12 @@ class BleSettings(_Strict):
         251, ge=27, le=251, description="LL data payload: 27 (BLE 4.0/4.1) or up to 251 with data length extension"
     )
     packets_per_event: int = Field(
-        4, ge=1, description="data packets the node sends per connection event (stack dependent)"
+        4, ge=1, le=1000, description="data packets the node sends per connection event (stack dependent)"
     )
     encrypted: bool = Field(True, description="link-layer encryption adds a 4-byte MIC to every data PDU")
-    tx_power_dbm: float = 0.0
+    tx_power_dbm: float = Field(0.0, ge=-30, le=40)
     gateway_sensitivity_dbm: float = Field(
-        -95.0,
+        -95.0, ge=-200, le=0,
         description="gateway receiver sensitivity at BER 1e-3; default: nRF52840 PS, RX sensitivity, "
         "1 Mbps BLE, ideal transmitter, <= 37 B packets: -95 dBm (a gateway with the same class of radio)",
     )
@@ -241,22 +265,22 @@ class WifiSettings(_Strict):
     standard: Literal["802.11n", "802.11g"] = "802.11n"
     mcs: int = Field(7, ge=0, le=7, description="802.11n HT20 MCS (one stream), or the index of the 802.11g rate "
                      "in 6, 9, 12, 18, 24, 36, 48, 54 Mbit/s")
-    tx_power_dbm: float = 14.0
+    tx_power_dbm: float = Field(14.0, ge=-30, le=40)
     power_save: Literal["connected", "reconnect"] = Field(
         "connected",
         description="connected: stay associated, wake for every DTIM beacon; reconnect: radio off between "
         "messages, (re)associate before each one (the radio's startup time, spent receiving)",
     )
-    beacon_interval: Duration = Field(0.1024, description="AP beacon interval (100 TU = 102.4 ms default)")
-    dtim_period: int = Field(3, ge=1, description="the station wakes for every DTIM-th beacon")
+    beacon_interval: Duration = Field(0.1024, ge=1e-3, le=60, description="AP beacon interval (100 TU = 102.4 ms default)")
+    dtim_period: int = Field(3, ge=1, le=255, description="the station wakes for every DTIM-th beacon")
     beacon_listen: Duration = Field(
         0.003, description="radio on per DTIM beacon: early wake-up margin + a ~250 B beacon at 1 Mbit/s"
     )
-    max_attempts: int = Field(7, ge=1, description="transmissions per frame (dot11ShortRetryLimit = 7)")
-    ip_overhead_bytes: int = Field(28, ge=0, description="IPv4 (20 B) + UDP (8 B) headers per frame")
-    mtu_bytes: int = Field(1500, ge=68, description="IP MTU; larger messages are fragmented")
+    max_attempts: int = Field(7, ge=1, le=255, description="transmissions per frame (dot11ShortRetryLimit = 7)")
+    ip_overhead_bytes: int = Field(28, ge=0, le=65535, description="IPv4 (20 B) + UDP (8 B) headers per frame")
+    mtu_bytes: int = Field(1500, ge=68, le=65535, description="IP MTU; larger messages are fragmented")
     ap_sensitivity_dbm: float | None = Field(
-        None,
+        None, ge=-200, le=0,
         description="AP receiver sensitivity; default: IEEE 802.11-2016 minimum input sensitivity for the rate "
         "(Table 19-23 for HT20, Table 17-18 for OFDM)",
     )
@@ -265,14 +289,16 @@ class WifiSettings(_Strict):
 class Propagation(_Strict):
     """Log-distance path loss with log-normal shadowing (defaults: Bor et al., MSWiM 2016)."""
 
-    pl_d0_db: float = 127.41
-    d0_m: float = Field(40.0, gt=0)
-    exponent: float = Field(2.08, gt=0)
-    shadowing_sigma_db: float = Field(3.57, ge=0)
+    pl_d0_db: float = Field(127.41, ge=0, le=300)
+    d0_m: float = Field(40.0, gt=0, le=MAX_DISTANCE_M)
+    exponent: float = Field(2.08, gt=0, le=10)
+    shadowing_sigma_db: float = Field(3.57, ge=0, le=50)
 
 
 class Reception(_Strict):
     """How LoRaWAN gateways decode overlapping frames; each simplification is a switch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=True)  # .inf: no capture (NaN fails ge=0)
 
     capture_threshold_db: float = Field(
         CAPTURE_THRESHOLD_DB, ge=0,
@@ -286,7 +312,7 @@ class Reception(_Strict):
         "et al., IEEE Commun. Lett. 22(4), 2018; orthogonal: spreading factors never interfere",
     )
     demodulator_paths: int | None = Field(
-        8, ge=1,
+        8, ge=1, le=1_000_000,
         description="frames a gateway can demodulate at once (8 on SX1301/SX1302-class gateways); null: unlimited",
     )
     downlink_interference: bool = Field(
@@ -296,20 +322,21 @@ class Reception(_Strict):
     )
 
 
+
 class Backhaul(_Strict):
-    latency: Duration = 0.04
-    bandwidth_bps: float = Field(10e6, gt=0)
+    latency: Duration = Field(0.04, le=86400)
+    bandwidth_bps: float = Field(10e6, gt=0, le=1e15)
 
 
 class Gateway(_Strict):
     id: str
-    position_m: tuple[float, float]
+    position_m: tuple[Coordinate, Coordinate]
     backhaul: Backhaul | None = None
 
 
 class Cloud(_Strict):
-    inference_time: Duration = Field(0.008, description="service time of one cloud inference")
-    servers: int = Field(4, ge=1)
+    inference_time: Duration = Field(0.008, le=86400, description="service time of one cloud inference")
+    servers: int = Field(4, ge=1, le=1_000_000)
     model: str | None = Field(None, description="model the cloud runs (default: the node model's float twin)")
 
 
@@ -321,7 +348,7 @@ class Network(_Strict):
     wifi: WifiSettings = WifiSettings()
     propagation: Propagation = Propagation()
     reception: Reception = Reception()
-    gateways: list[Gateway] = Field(min_length=1)
+    gateways: list[Gateway] = Field(min_length=1, max_length=100_000)
     backhaul: Backhaul = Backhaul()
     cloud: Cloud = Cloud()
 
@@ -366,6 +393,7 @@ class Simulation(_Strict):
     background_pool: int = Field(
         20000,
         ge=100,
+        le=100_000,
         description="event-free windows generated and inferred once per group; nodes draw from this "
         "Monte Carlo pool (event windows are always generated fresh)",
     )
@@ -374,9 +402,9 @@ class Simulation(_Strict):
 class Scenario(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     duration: Duration
-    fleet: list[FleetGroup] = Field(min_length=1)
+    fleet: list[FleetGroup] = Field(min_length=1, max_length=10_000)
     network: Network
     policies: list[PolicyEntry] = Field(min_length=1)
     outputs: Outputs = Outputs()
@@ -390,11 +418,30 @@ class Scenario(_Strict):
         dup = {g for g in groups if groups.count(g) > 1}
         if dup:
             raise ValueError(f"fleet group names must be unique, repeated: {sorted(dup)}")
+        for group in self.fleet:
+            self._check_size(group)
         names = [policy_name(p) for p in self.policies]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"each policy may appear once, repeated: {sorted(dup)}")
         return self
+
+
+    def _check_size(self, group: "FleetGroup") -> None:
+        """Refuse a group whose run would schedule more than MAX_ITEMS_PER_GROUP items (before numpy
+        is asked for the arrays). Inference windows, which depend on the signal's defaults, are counted
+        when the references are checked (iotsim.scenario.loader)."""
+        wl = group.workload
+        counts = {"heartbeats": self.duration / group.heartbeat}
+        if wl.events_per_day is not None:
+            counts["events"] = wl.events_per_day * self.duration / 86400.0
+        for what, per_node in counts.items():
+            total = per_node * group.count
+            if total > MAX_ITEMS_PER_GROUP:
+                raise ValueError(
+                    f"fleet group '{group.group}' would schedule {total:.3g} {what} (count x duration / interval), "
+                    f"more than the {MAX_ITEMS_PER_GROUP:.0e} a run holds: lower count or duration, or lengthen "
+                    "the interval")
 
 
 def policy_name(entry: PolicyEntry) -> str:

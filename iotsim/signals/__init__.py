@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from iotsim.errors import InputError
+from iotsim.errors import InputError, did_you_mean
 from iotsim.signals.base import Workload
 
 # name -> "module:class"; modules are imported on first use
@@ -26,7 +26,8 @@ def workload_class(name: str) -> type[Workload]:
     target = _REGISTRY.get(name)
     if target is None:
         known = ", ".join(workload_names())
-        raise InputError(f"unknown workload {name!r}; known workloads: {known}", field="signal")
+        raise InputError(f"unknown workload {name!r}{did_you_mean(name, workload_names())}; known workloads: {known}",
+                         field="signal")
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -256,14 +256,20 @@ class Executor:
                 spec = by_key[fut.key]
                 try:
                     record = fut.result()
-                except Exception as exc:  # the run's own error, raised on the worker
-                    message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-                    raise InputError(message, where=f"run {spec.label}") from None
+                except InputError as exc:  # bad input found on the worker
+                    raise InputError(str(exc), where=f"run {spec.label}") from None
+                except Exception as exc:  # anything else is a bug: keep the worker's traceback
+                    raise RunCrashed(f"run {spec.label} crashed on a worker: {type(exc).__name__}: {exc}") from exc
                 finish(spec, record)
         finally:
             pending = [f for f in futures if not f.done()]
             if pending:
                 client.cancel(pending)
+
+
+class RunCrashed(RuntimeError):
+    """A run failed on a worker with an error that is not bad input (a bug); its cause carries the
+    worker's exception and traceback."""
 
 
 def _run_here(spec: RunSpec) -> dict:

@@ -16,13 +16,11 @@ from typing import Any, Sequence
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from iotsim.errors import InputError
+from iotsim.errors import InputError, did_you_mean
 from iotsim.scenario.loader import check_scenario_references
 from iotsim.scenario.model import Scenario
-from iotsim.scenario.yaml_source import YamlDocument, pydantic_error_to_input_error
+from iotsim.scenario.yaml_source import (NAMED_ENTRIES, YamlDocument, inner_model, pydantic_error_to_input_error)
 
-# list fields whose entries can be named instead of indexed, and the key that names them
-NAMED_ENTRIES = {"fleet": "group", "gateways": "id"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,8 @@ def _list_index(items: list, part: str, loc: list, path: str) -> int:
         raise InputError(f"'{'.'.join(map(str, loc))}' is a list: name an entry by its index", field=path)
     names = [e.get(name_key) if isinstance(e, dict) else None for e in items]
     if part not in names:
-        raise InputError(f"no entry with {name_key} '{part}' in '{'.'.join(map(str, loc))}' "
+        raise InputError(f"no entry with {name_key} '{part}' in '{'.'.join(map(str, loc))}'"
+                         f"{did_you_mean(part, [n for n in names if n is not None])} "
                          f"(there are: {', '.join(map(str, names))})", field=path)
     return names.index(part)
 
@@ -134,7 +133,7 @@ def get_value(data: Any, loc: Sequence[str | int]) -> Any:
     for depth, key in enumerate(loc):
         if isinstance(node, dict) and key not in node:
             inside = ".".join(map(str, loc[:depth])) or "the scenario"
-            raise InputError(f"no field '{key}' in {inside} (fields: {', '.join(sorted(node))})",
+            raise InputError(f"no field '{key}' in {inside}{did_you_mean(key, node)} (fields: {', '.join(sorted(node))})",
                              field=".".join(map(str, loc)))
         node = node[key]
     return node
@@ -173,7 +172,7 @@ def apply_overrides(doc: YamlDocument, assignments: Sequence[tuple[str, Any]], *
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise pydantic_error_to_input_error(exc, over) from None
+        raise pydantic_error_to_input_error(exc, over, Scenario) from None
     if check_references:
         check_scenario_references(scenario, over)
     return scenario
@@ -202,7 +201,7 @@ def numeric_bounds(scenario: Scenario, path: str) -> tuple[float | None, float |
         if not (isinstance(model, type) and issubclass(model, BaseModel)) or key not in model.model_fields:
             return None, None, None
         info = model.model_fields[key]
-        model = _inner_model(info.annotation)
+        model = inner_model(info.annotation)
     if info is None:
         return None, None, None
     is_int = info.annotation is int if info.annotation in (int, float) else None
@@ -218,14 +217,3 @@ def numeric_bounds(scenario: Scenario, path: str) -> tuple[float | None, float |
         if getattr(meta, "lt", None) is not None:
             hi = meta.lt - 1 if is_int else math.nextafter(meta.lt, -math.inf)
     return lo, hi, is_int
-
-
-def _inner_model(annotation: Any) -> Any:
-    """The pydantic model a field holds, through list[...] and Optional[...]."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        inner = _inner_model(arg)
-        if inner is not None:
-            return inner
-    return None

@@ -54,9 +54,12 @@ def write_sweep_plots(points: pd.DataFrame, params: list[str], folder: Path) -> 
                 for key, line in lines:
                     line = line.sort_values(param) if numeric else line
                     x = line[param].to_numpy() if numeric else [categories.index(v) for v in line[param]]
-                    yerr = line["ci95_half_width"].to_numpy(dtype=float)
+                    mean = line["mean"].to_numpy(dtype=float)
+                    # the clipped interval: a count's bar stops at zero, a ratio's at one
+                    yerr = np.vstack([mean - line["ci95_low"].to_numpy(dtype=float),
+                                      line["ci95_high"].to_numpy(dtype=float) - mean])
                     label = ", ".join(f"{k}={v}" for k, v in zip(keys, key if isinstance(key, tuple) else (key,)))
-                    ax.errorbar(x, line["mean"], yerr=np.where(np.isfinite(yerr), yerr, 0.0), marker="o",
+                    ax.errorbar(x, mean, yerr=np.where(np.isfinite(yerr), yerr, 0.0), marker="o",
                                 capsize=3, label=label or None)
                 ax.set_title(policy)
                 ax.set_xlabel(param)

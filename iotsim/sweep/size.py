@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from iotsim.errors import InputError
+from iotsim.errors import InputError, did_you_mean
 from iotsim.scenario.yaml_source import YamlDocument, read_yaml
 from iotsim.sweep.cache import RunCache, code_version
 from iotsim.sweep.execute import Executor
@@ -60,7 +60,8 @@ def parse_constraint(text: str) -> Constraint:
         raise InputError("expected METRIC>=VALUE (or <=, >, <), e.g. message_delivery_ratio>=0.99", where=where)
     metric, op, raw = m.groups()
     if metric not in METRICS:
-        raise InputError(f"unknown metric '{metric}'; metrics: {', '.join(METRICS)}", where=where)
+        raise InputError(f"unknown metric '{metric}'{did_you_mean(metric, METRICS)}; metrics: {', '.join(METRICS)}",
+                         where=where)
     try:
         threshold = float(raw)
     except ValueError:
@@ -189,10 +190,12 @@ def size_scenario(scenario: str | YamlDocument, vary: str, constraints: Sequence
     base = apply_overrides(doc, list(fixed))
     policies = [p if isinstance(p, str) else "cascade" for p in base.policies]
     if policy not in policies:
-        raise InputError(f"policy '{policy}' is not in the scenario (it has: {', '.join(policies)})", where="--policy")
+        raise InputError(f"policy '{policy}' is not in the scenario{did_you_mean(policy, policies)} (it has: "
+                         f"{', '.join(policies)})", where="--policy")
     groups = [g.group for g in base.fleet]
     if group is not None and group not in groups:
-        raise InputError(f"no fleet group '{group}' (there are: {', '.join(groups)})", where="--group")
+        raise InputError(f"no fleet group '{group}'{did_you_mean(group, groups)} (there are: {', '.join(groups)})",
+                         where="--group")
     try:
         current = validated_value(base, vary)
     except InputError as exc:

@@ -4,7 +4,9 @@ Two tidy tables, one per kind of observation: `runs` has one row per (grid point
 policy, group) with every summary metric as a column; `points` has one row per (grid point,
 policy, group, metric) with n, mean, standard deviation and the 95 % confidence interval of the
 mean over the replications (Student's t; NaN values, such as a latency with no detection, are
-left out of n).
+left out of n). Every registered metric is a count, a duration, an energy or a ratio, so the
+interval is clipped to the values the metric can take: [0, inf), and [0, 1] for ratios (a count's
+t interval over few replications can otherwise reach below zero).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from iotsim.results.metrics import ID_COLUMNS, METRICS as REGISTRY, summary_columns
+from iotsim.results.metrics import BY_NAME, ID_COLUMNS, METRICS as REGISTRY, summary_columns
 from iotsim.sweep.grid import SweepPlan
 from iotsim.sweep.stats import mean_ci
 
@@ -51,6 +53,11 @@ def _uniform(column: pd.Series) -> pd.Series:
     return column.astype(str)
 
 
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a summary metric can take: ratios lie in [0, 1], every other metric in [0, inf)."""
+    return (0.0, 1.0) if BY_NAME[metric].kind == "ratio" else (0.0, np.inf)
+
+
 def points_table(plan: SweepPlan, runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and 95 % confidence interval per (grid point, policy, group, metric)."""
     rows = []
@@ -59,9 +66,10 @@ def points_table(plan: SweepPlan, runs: pd.DataFrame) -> pd.DataFrame:
         first = chunk.iloc[0]
         for metric in metrics:
             n, mean, std, half = mean_ci(chunk[metric].to_numpy(dtype=np.float64), CONFIDENCE)
+            low, high = metric_range(metric)
             rows.append({"point": point, **{p: first[p] for p in plan.params}, "policy": policy, "group": group,
                          "metric": metric, "n": n, "mean": mean, "std": std, "ci95_half_width": half,
-                         "ci95_low": mean - half, "ci95_high": mean + half})
+                         "ci95_low": max(mean - half, low), "ci95_high": min(mean + half, high)})
     frame = pd.DataFrame(rows)
     for column in plan.params:
         frame[column] = frame[column].astype(runs[column].dtype)

@@ -44,12 +44,17 @@ float scales and drifts furthest. Each run's manifest names the interpreter that
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from iotsim.errors import InputError
+from iotsim.errors import InputError, did_you_mean
 from iotsim.paths import ZOO_DIR
 from iotsim.tinyml.adapters import adapter_from_spec
 
@@ -85,6 +90,37 @@ def check_tflite_bytes(content: bytes, where: str) -> None:
     # A TFLite flatbuffer carries the file identifier "TFL3" at bytes 4..7.
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise InputError("not a TFLite model (no 'TFL3' flatbuffer identifier); is the file corrupt?", where=where)
+
+
+# LiteRT's C++ logger writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to file
+# descriptor 2 whenever an interpreter applies its default delegate; Python cannot set its level
+_NATIVE_INFO = re.compile(rb"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.\r?(\n|$)", re.MULTILINE)
+
+
+@contextmanager
+def _native_info_filtered():
+    """Capture what native code writes to file descriptor 2 while the block runs, and pass it on to
+    stderr without LiteRT's informational delegate line (warnings and errors still show)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):  # no stderr to filter
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                sink.seek(0)
+                rest = _NATIVE_INFO.sub(b"", sink.read())
+                if rest:
+                    os.write(2, rest)
+    finally:
+        os.close(saved)
 
 
 class RawInterpreter:
@@ -187,16 +223,17 @@ class RawInterpreter:
 
     def _make_litert(self, batch: int, probe: bool = False):
         try:
-            interp = self._litert.Interpreter(
-                model_content=self._content,
-                num_threads=self.num_threads,
-                experimental_op_resolver_type=self._resolver,
-                experimental_preserve_all_tensors=self.keep_all_tensors,
-            )
-            if not probe:
-                detail = interp.get_input_details()[0]
-                interp.resize_tensor_input(detail["index"], [batch, *list(detail["shape"])[1:]])
-            interp.allocate_tensors()
+            with _native_info_filtered():
+                interp = self._litert.Interpreter(
+                    model_content=self._content,
+                    num_threads=self.num_threads,
+                    experimental_op_resolver_type=self._resolver,
+                    experimental_preserve_all_tensors=self.keep_all_tensors,
+                )
+                if not probe:
+                    detail = interp.get_input_details()[0]
+                    interp.resize_tensor_input(detail["index"], [batch, *list(detail["shape"])[1:]])
+                interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise InputError(f"LiteRT cannot load this model: {exc}", where=self.where) from None
         return interp
@@ -294,7 +331,8 @@ def _resolve_path(name_or_path: str | Path) -> Path:
     if p.exists():
         return p
     known = ", ".join(zoo_names()) or "(none)"
-    raise InputError(f"unknown model {s!r}: not a zoo model (zoo: {known}) and not a file", field="model")
+    raise InputError(f"unknown model {s!r}{did_you_mean(s, zoo_names())}: not a zoo model (zoo: {known}) and not a file",
+                     field="model")
 
 
 def _find_card(path: Path) -> Path:
