@@ -215,8 +215,8 @@ def sweep(
     _print_points(result.points, plan.params,
                   f"{plan.base.name}: {plan.n_runs} runs, {result.computed} computed and {result.cached} cached, "
                   f"{result.wall_s:.1f} s on {executor.description}")
-    console.print(f"results: {out}/ (sweep.parquet, sweep.csv, sweep_points.parquet, sweep_points.csv, "
-                  f"{len(result.plots)} plots, sweep.json)")
+    _print_findings(out)
+    console.print(f"results: {out}/ ({_written(out)})", highlight=False, soft_wrap=True)
 
 
 def _parse_range(text: Optional[str]) -> tuple[Optional[float], Optional[float]]:

@@ -313,6 +313,9 @@ def test_cli_sweep_on_its_own_local_cluster_matches(local_sweep, scenario_file, 
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "8 computed and 0 cached" in proc.stdout and "local Dask cluster, 2 worker process(es)" in proc.stdout
+    assert "Findings (all metrics: " in proc.stdout and "paired across" in proc.stdout  # under the points table
+    listed = proc.stdout.split("results: ")[1]
+    assert "findings.md" in listed and "sweep.csv" in listed
     assert "XNNPACK" not in proc.stdout + proc.stderr  # no interpreter log line from any worker
     for name in TABLES:
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
