@@ -159,16 +159,18 @@ def _print_points(points, params: list[str], title: str) -> None:
     table.add_column("policy")
     table.add_column("group")
     for _, header in SWEEP_COLUMNS:
-        table.add_column(f"{header} (mean ± 95 % CI)", justify="right")
-    wide = points.pivot_table(index=["point", "policy", "group"], columns="metric", values=["mean", "ci95_half_width"],
-                              sort=False, dropna=False)
+        table.add_column(f"{header} (mean [95 % CI])", justify="right")
+    # the interval's bounds as sweep_points holds them: clipped to the metric's range (counts >= 0, ratios <= 1)
+    wide = points.pivot_table(index=["point", "policy", "group"], columns="metric",
+                              values=["mean", "ci95_low", "ci95_high"], sort=False, dropna=False)
     first = points.drop_duplicates(["point", "policy", "group"]).set_index(["point", "policy", "group"])
     for index in wide.index:
         cells = [_fmt(first.loc[index, p]) for p in params] + [index[1], index[2]]
         for metric, _ in SWEEP_COLUMNS:
             mean = wide.loc[index, ("mean", metric)]
-            half = wide.loc[index, ("ci95_half_width", metric)]
-            cells.append(_fmt(mean) + ("" if math.isnan(half) else f" ± {_fmt(half, 2)}"))
+            low, high = wide.loc[index, ("ci95_low", metric)], wide.loc[index, ("ci95_high", metric)]
+            bounds = "" if math.isnan(low) or math.isnan(high) else f" [{_fmt(low, 2)}, {_fmt(high, 2)}]"
+            cells.append(_fmt(mean) + bounds)
         table.add_row(*cells)
     console.print(table)
 

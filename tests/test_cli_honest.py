@@ -88,3 +88,22 @@ def test_sweep_intervals_stay_within_what_each_metric_can_take():
     # the t interval of these counts and ratios would cross 0 and 1: clipped there
     assert points.loc["packets_lost"].ci95_low == 0.0 and points.loc["message_delivery_ratio"].ci95_high == 1.0
     assert points.loc["energy_j_per_node_day"].ci95_low == pytest.approx(21.0 - points.loc["energy_j_per_node_day"].ci95_half_width)
+
+
+def test_sweep_table_prints_the_clipped_bounds(capsys):
+    """The terminal table shows the same bounds as sweep_points (clipped to the metric's range), never a
+    symmetric mean +- half-width that would run below zero or above one."""
+    import pandas as pd
+
+    from iotsim import cli
+
+    rows = []
+    for metric, mean, low, high in [("energy_j_per_node_day", 2.0, 1.5, 2.5), ("battery_life_days", 100.0, 90.0, 110.0),
+                                    ("message_delivery_ratio", 0.99, 0.94, 1.0), ("latency_p50_s", 0.5, 0.0, 1.2),
+                                    ("recall", 0.98, 0.9, 1.0)]:
+        rows.append({"point": 0, "policy": "on_device", "group": "g", "x": 1, "metric": metric, "mean": mean,
+                     "ci95_half_width": 0.7, "ci95_low": low, "ci95_high": high})
+    cli._print_points(pd.DataFrame(rows), ["x"], "t")
+    out = capsys.readouterr().out
+    assert "0.99 [0.94, 1]" in out and "0.5 [0, 1.2]" in out
+    assert "±" not in out and "-0.2" not in out
