@@ -611,6 +611,8 @@ def validate(
                           "pass" if r.passed else "[bold red]FAIL[/]")
         console.print(table)
         console.print(f"{sum(r.passed for r in v.results)} of {len(v.results)} checks pass", highlight=False)
+        for name, text in v.failure_notes.items():
+            console.print(f"[bold yellow]{name} fails:[/] {text}", highlight=False, soft_wrap=True)
     if out is not None:
         command = "iotsim validate" + (" --quick" if quick else "") + f" --out {out}"
         for path in write(v, out, command):

@@ -53,3 +53,19 @@ def test_unknown_check_is_an_input_error():
     assert r.exit_code == 2
     assert "unknown check" in r.output and "time_on_air" in r.output
     assert "pure_aloha" in check_names()
+
+
+def test_what_is_known_about_a_failure_is_printed_and_written(monkeypatch, tmp_path):
+    from iotsim.validation import Check
+
+    monkeypatch.setattr("iotsim.validation.CHECKS", CHECKS + [
+        Check("broken", True, lambda: ([CheckResult("g", "always wrong", 1.0, 2.0, 0.1)], []),
+              "the published figure ran other code"),
+        Check("fine", True, lambda: ([CheckResult("g", "right", 1.0, 1.0, 0.1)], []), "never shown")])
+    out = tmp_path / "v.md"
+    r = CliRunner().invoke(app, ["validate", "--quick", "--only", "broken", "--only", "fine", "--out", str(out)])
+    assert r.exit_code == 1
+    assert "broken fails: the published figure ran other code" in r.stdout and "never shown" not in r.stdout
+    text = out.read_text()
+    assert "## Why checks fail" in text and "`broken`: the published figure ran other code" in text
+    assert "never shown" not in text

@@ -60,16 +60,18 @@ class Check:
     name: str
     quick: bool
     run: Callable[[], tuple[list[CheckResult], list[Figure]]]
+    on_failure: str = ""  # what is known about why it fails, printed when it does
 
 
 CHECKS: list[Check] = []
 
 
-def check(name: str, quick: bool):
-    """Register a check function returning (results, figures)."""
+def check(name: str, quick: bool, on_failure: str = ""):
+    """Register a check function returning (results, figures); `on_failure`: what is known about why it
+    fails, shown beside the table when it does."""
 
     def register(fn):
-        CHECKS.append(Check(name, quick, fn))
+        CHECKS.append(Check(name, quick, fn, on_failure))
         return fn
 
     return register
@@ -80,6 +82,7 @@ class Validation:
     results: list[CheckResult]
     figures: list[Figure]
     seconds: dict[str, float]  # wall time per check
+    failure_notes: dict[str, str] = field(default_factory=dict)  # check name -> why it fails (when it does)
 
     @property
     def passed(self) -> bool:
@@ -91,7 +94,7 @@ def run_checks(quick: bool = False, only: list[str] | None = None,
     """Run the checks (the quick subset when `quick`); `only`: names to run."""
     from iotsim.validation import checks  # noqa: F401  (registers the checks)
 
-    results, figures, seconds = [], [], {}
+    results, figures, seconds, notes = [], [], {}, {}
     for c in CHECKS:
         if (quick and not c.quick) or (only and c.name not in only):
             continue
@@ -102,7 +105,9 @@ def run_checks(quick: bool = False, only: list[str] | None = None,
         seconds[c.name] = time.perf_counter() - t0
         results.extend(got)
         figures.extend(figs)
-    return Validation(results, figures, seconds)
+        if c.on_failure and not all(r.passed for r in got):
+            notes[c.name] = c.on_failure
+    return Validation(results, figures, seconds, notes)
 
 
 def check_names() -> list[str]:

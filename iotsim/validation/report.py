@@ -34,6 +34,9 @@ def markdown(v: Validation, command: str) -> str:
         unit = f" {r.unit}" if r.unit else ""
         lines.append(f"| {r.group} | {r.check} | {_num(r.expected)}{unit} | {_num(r.measured)}{unit} | "
                      f"{r.tolerance_text} | {'pass' if r.passed else '**FAIL**'} | {r.source} |")
+    if v.failure_notes:
+        lines += ["", "## Why checks fail", ""]
+        lines += [f"- `{name}`: {text}" for name, text in v.failure_notes.items()]
     if v.figures:
         lines += ["", "## Plots", ""]
         for f in v.figures:
