@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 
 from iotsim.engine import run_scenario
-from iotsim.link.lorawan_loop import NOISE_FIGURE_DB, ClosedLoop
+from iotsim.link.lorawan_loop import ClosedLoop
 from iotsim.network.fate import Fate
 from iotsim.radio import lora
 from iotsim.results import nodes_table, packets_table, summary_table
 from iotsim.results.tables import gateways_table
 from iotsim.scenario import load_scenario_text
+from iotsim.validation.checks import ADR_SCENARIO, adr_fixed_point
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,59 +129,12 @@ def test_confirmed_uplinks_match_the_closed_forms(monkeypatch, p, n):
     assert on.airtime_s.sum() == pytest.approx(pk.airtime_s.sum(), rel=1e-12)
 
 
-ADR = """\
-name: adr
-seed: 1
-duration: 2d
-fleet:
-  - group: g
-    count: 1
-    device: nrf52840_sx1262_2xaa
-    placement: {{kind: points, points_m: [[{distance}, 0]]}}
-    workload: {{signal: farm.soil_climate, sample_period: 5min, window: 12, events_per_day: 0}}
-    model: farm_soil_int8
-    heartbeat: 10min
-network:
-  lorawan: {{sf: 12, adr: true, confirmed: {confirmed}, tx_power_dbm: 14}}
-  propagation: {{pl_d0_db: 127.41, d0_m: 40, exponent: 2.08, shadowing_sigma_db: 0}}
-  gateways:
-    - {{id: gw, position_m: [0, 0]}}
-policies: [on_device]
-simulation: {{background_pool: 200}}
-outputs: {{plots: false, report: none}}
-"""
-
-
-def _adr_by_hand(rx_dbm: float, margin_db: float = 10.0) -> tuple[int, float]:
-    """The Semtech ADR algorithm iterated to its fixed point, worked independently of the engine:
-    SNR = rx - (-174 + 10 log10 125e3 + 6); margin = SNR - required SNR(SF) - 10 dB; nstep = floor(margin/3);
-    raise the DR (lower SF) while nstep > 0 and SF > 7, then lower the power by 2 dB per step down to 0 dBm."""
-    required = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}  # SX1276 table 13
-    noise = -174 + 10 * math.log10(125e3) + NOISE_FIGURE_DB
-    sf, power = 12, 14.0
-    while True:
-        snr = rx_dbm + (power - 14.0) - noise
-        nstep = math.floor((snr - required[sf] - margin_db) / 3)
-        new_sf, new_power = sf, power
-        while nstep > 0 and new_sf > 7:
-            new_sf -= 1
-            nstep -= 1
-        while nstep > 0 and new_power > 0:
-            new_power -= 2
-            nstep -= 1
-        while nstep < 0 and new_power < 14:
-            new_power += 2
-            nstep += 1
-        if (new_sf, new_power) == (sf, power):
-            return sf, power
-        sf, power = new_sf, new_power
-
-
 @pytest.mark.parametrize("distance,confirmed", [(2000, "false"), (600, "true"), (6000, "false")])
 def test_adr_settles_where_the_algorithm_predicts(distance, confirmed):
-    result = run_scenario(load_scenario_text(ADR.format(distance=distance, confirmed=confirmed)))
+    result = run_scenario(load_scenario_text(ADR_SCENARIO.format(distance=distance, confirmed=confirmed,
+                                                                 pl_d0_db=127.41)))
     rx = float(result.plans[0].rx_power_dbm[0, 0])
-    sf, power = _adr_by_hand(rx)
+    sf, power = adr_fixed_point(rx)
     nodes = nodes_table(result)
     assert int(nodes.sf_final.iloc[0]) == sf
     assert float(nodes.tx_power_dbm_final.iloc[0]) == power

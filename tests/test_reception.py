@@ -7,6 +7,7 @@ import pytest
 
 from iotsim.network import reception
 from iotsim.network.fate import Fate
+from iotsim.validation.checks import erlang_b
 from iotsim.network.reception import (
     CROCE_SIR_DB, GOURSAUD_SIR_DB, Arrival, Frames, PathAllocator, ReceptionModel, arrive, decode,
     resolve_receptions,
@@ -114,13 +115,6 @@ def test_pure_aloha_delivery_is_exp_minus_2g(load):
     assert set(np.unique(r.status)) <= {D, COL}
 
 
-def _erlang_b(c, a):
-    b = 1.0
-    for k in range(1, c + 1):
-        b = a * b / (k + a * b)
-    return b
-
-
 @pytest.mark.parametrize("paths,offered", [(1, 0.3), (1, 1.0), (2, 1.0), (2, 3.0), (8, 5.0), (8, 9.0)])
 def test_demodulator_losses_follow_erlang_b(paths, offered):
     rng = np.random.default_rng(paths * 100 + int(offered * 10))
@@ -130,7 +124,7 @@ def test_demodulator_losses_follow_erlang_b(paths, offered):
     # every frame on its own channel: no interference, only the paths limit reception
     r = _resolve(start, np.full(n, air), np.arange(n), np.full(n, 7), np.full(n, -100.0), model=model)
     busy = (r.status == DB).mean()
-    assert busy == pytest.approx(_erlang_b(paths, offered), abs=0.02)
+    assert busy == pytest.approx(erlang_b(paths, offered), abs=0.02)
     assert set(np.unique(r.status)) <= {D, DB}
     assert r.frames_locked[0] == (r.status == D).sum()
     assert r.path_busy_s[0] == pytest.approx(r.frames_locked[0] * air, rel=1e-9)

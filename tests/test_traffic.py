@@ -9,6 +9,7 @@ from iotsim.policies import MessageKind, make_policy
 from iotsim.radio import lora, propagation
 from iotsim.results import nodes_table, packets_table, summary_table
 from iotsim.scenario import load_scenario_text
+from iotsim.validation.checks import ALOHA_SCENARIO
 
 FARM = """\
 name: hb
@@ -106,29 +107,6 @@ def test_offered_on_air_and_dropped_before_air_are_counted_apart():
     assert nodes.airtime_s.sum() == pytest.approx(on_air.airtime_s.sum(), rel=1e-12)
 
 
-ALOHA = """\
-name: aloha
-seed: {seed}
-duration: 2h
-fleet:
-  - group: g
-    count: {count}
-    device: nrf52840_sx1262_2xaa
-    placement: {{kind: uniform, area_m: [200, 200]}}
-    workload: {{signal: farm.soil_climate, sample_period: 5min, window: 12, events_per_day: 0}}
-    model: farm_soil_int8
-    heartbeat: 15min
-    heartbeat_arrivals: poisson
-network:
-  lorawan: {{sf: 7, uplink_channels: 1}}
-  reception: {{demodulator_paths: null, capture_threshold_db: .inf, inter_sf: orthogonal}}
-  propagation: {{pl_d0_db: 100, shadowing_sigma_db: 0}}  # every node well above sensitivity
-  gateways:
-    - {{id: gw, position_m: [100, 100]}}
-policies: [on_device]
-simulation: {{background_pool: 200}}
-outputs: {{plots: false, report: none}}
-"""
 
 
 @pytest.mark.parametrize("target_g", [0.05, 0.1, 0.25, 0.5, 0.75, 1.0])
@@ -137,7 +115,7 @@ def test_pure_aloha_delivery_from_a_scenario(target_g):
     frames delivered is e^(-2G), G = offered airtime per second (pure ALOHA, Abramson 1970)."""
     airtime = lora.time_on_air_s(4 + 13, 7)
     count = int(round(target_g / airtime * 900))  # each node: one heartbeat per 15 min on average
-    result = run_scenario(load_scenario_text(ALOHA.format(seed=3, count=count)))
+    result = run_scenario(load_scenario_text(ALOHA_SCENARIO.format(count=count)))
     s = summary_table(result).iloc[0]
     packets = packets_table(result)
     on_air = packets[packets.loss_reason != "pending_at_end"]

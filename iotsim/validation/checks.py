@@ -348,8 +348,8 @@ fleet:
     model: farm_soil_int8
     heartbeat: 10min
 network:
-  lorawan: {{sf: 12, adr: true, tx_power_dbm: 14}}
-  propagation: {{pl_d0_db: 100, d0_m: 40, exponent: 2.08, shadowing_sigma_db: 0}}
+  lorawan: {{sf: 12, adr: true, confirmed: {confirmed}, tx_power_dbm: 14}}
+  propagation: {{pl_d0_db: {pl_d0_db}, d0_m: 40, exponent: 2.08, shadowing_sigma_db: 0}}
   gateways:
     - {{id: gw, position_m: [0, 0]}}
 policies: [on_device]
@@ -389,7 +389,8 @@ def adr_settles():
 
     out = []
     for distance in (200, 1000, 3000):  # settles at SF7 and 2 dBm, SF8, SF12
-        result = run_scenario(load_scenario_text(ADR_SCENARIO.format(distance=distance)))
+        result = run_scenario(load_scenario_text(ADR_SCENARIO.format(distance=distance, confirmed="false",
+                                                                     pl_d0_db=100)))
         sf, power = adr_fixed_point(float(result.plans[0].rx_power_dbm[0, 0]))
         node = nodes_table(result).iloc[0]
         src = "Semtech ADR (LoRaMac-node / ns-3 AdrComponent), worked by hand"
