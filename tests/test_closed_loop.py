@@ -259,7 +259,7 @@ def _downlink_judge(power_dbm_node_to_gw, capture_db=6.0, inter=True):
     loop.power_dbm_l = [list(power_dbm_node_to_gw)]
     loop.dl_starts, loop.dl_rows, loop._max_dl_air = [], [], 0.0
     k = 10.0 ** (np.array([[capture_db if i == j else -8.0 for j in range(6)] for i in range(6)]) / 10.0)
-    loop._co_mode, loop._k_co, loop._inter = 1, float(k[0, 0]), inter
+    loop._capture_rule, loop._k_co, loop._inter = 1, float(k[0, 0]), inter
     np.fill_diagonal(k, 0.0)
     loop._k_inter = k.tolist()
     return loop

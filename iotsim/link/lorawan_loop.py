@@ -120,10 +120,8 @@ class ClosedLoop:
         self._lin_l = self.power_mw.tolist()
         self._off_cache: dict[float, float] = {}
         self._inter = self.model.inter_sf != "orthogonal"
-        cap = self.model.capture_threshold_db
-        self._co_mode = 0 if cap == math.inf else (1 if cap > 0 else 2)
-        with np.errstate(over="ignore"):
-            k_lin = 10.0 ** (self.model.isolation_db() / 10.0)
+        self._capture_rule = self.model.capture_rule
+        k_lin = self.model.sir_factors()
         self._k_co = float(k_lin[0, 0])
         np.fill_diagonal(k_lin, 0.0)
         self._k_inter = k_lin.tolist()
@@ -696,8 +694,6 @@ class ClosedLoop:
             d += 1
         own = a_sf[a] - 7 if inter else 0
         pw, f, dur = lin[a_node[a]], factor(self.a_off[a]), ep - sp
-        co_mode, k_co = self._co_mode, self._k_co
-        k_row = self._k_inter[own] if inter else None
         power = self.power_dbm_l[a_node[a]]
         decoders = []
         for x, g in enumerate(gws):
@@ -707,19 +703,8 @@ class ClosedLoop:
                 rank = gr
             if is_cut:
                 continue
-            sig = (pw[g] * f) * dur
-            e_co = energy[own][x]
-            if co_mode == 0:
-                dead = e_co > 0
-            elif co_mode == 1:
-                dead = e_co * k_co > sig
-            else:
-                dead = e_co >= sig and e_co > 0
-            if not dead and k_row is not None:
-                dead = any(energy[t][x] * k_row[t] > sig for t in range(6))
-            if dead:
-                continue
-            decoders.append(g)
+            if not self._destroyed(energy[own][x], (slot[x] for slot in energy), own, (pw[g] * f) * dur):
+                decoders.append(g)
         if decoders:
             self._delivered(a, decoders, power)
         else:
@@ -859,19 +844,22 @@ class ClosedLoop:
             j -= 1
         if not any(energy):
             return True
-        sig = 10.0 ** ((power[g] + base) / 10.0) * air
         own = sf - 7
-        e_co = energy[own]
-        if self._co_mode == 0:
+        return not self._destroyed(energy[own], energy, own, 10.0 ** ((power[g] + base) / 10.0) * air)
+
+    def _destroyed(self, e_co: float, slot_energy, own: int, signal: float) -> bool:
+        """reception.decode's rule for one receiver: co-SF energy against the capture rule, then each SF
+        slot's energy against the inter-SF thresholds (interference energy and signal over the frame)."""
+        rule = self._capture_rule
+        if rule == 0:
             dead = e_co > 0
-        elif self._co_mode == 1:
-            dead = e_co * self._k_co > sig
+        elif rule == 1:
+            dead = e_co * self._k_co > signal
         else:
-            dead = e_co >= sig and e_co > 0
+            dead = e_co >= signal and e_co > 0
         if not dead and self._inter:
-            row = self._k_inter[own]
-            dead = any(energy[t] * row[t] > sig for t in range(6))
-        return not dead
+            dead = any(e * k > signal for e, k in zip(slot_energy, self._k_inter[own]))
+        return dead
 
     def _rx1(self, dr: int, channel: int) -> tuple[float, int, float]:
         key = (dr, channel)

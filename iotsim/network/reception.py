@@ -159,6 +159,18 @@ class ReceptionModel:
         np.fill_diagonal(m, self.capture_threshold_db)
         return m
 
+    def sir_factors(self) -> np.ndarray:
+        """10^(isolation_db/10): a frame at SF s is destroyed by SF t's energy E when E * factor > its own."""
+        with np.errstate(over="ignore"):
+            return 10.0 ** (self.isolation_db() / 10.0)  # -inf -> 0 (never), inf -> inf
+
+    @property
+    def capture_rule(self) -> int:
+        """Which co-SF rule decides: 0 no capture (any same-SF energy destroys), 1 capture above a
+        threshold > 0 (E * factor > S destroys), 2 threshold <= 0 (E >= S and E > 0 destroys)."""
+        cap = self.capture_threshold_db
+        return 0 if cap == math.inf else (1 if cap > 0 else 2)
+
 
 @dataclass
 class Reception:
@@ -553,14 +565,11 @@ def decode(context: Frames, arrival: Arrival, node_rx_power_dbm: np.ndarray, mod
     for a, b in zip(group_first, np.r_[group_first[1:], n]):
         maxend[a:b] = np.maximum.accumulate(e[a:b])
 
-    iso = model.isolation_db()
-    with np.errstate(over="ignore"):
-        k_lin = 10.0 ** (iso / 10.0)  # destroyed by SF s when E_s * k > S; -inf -> 0 (never), inf -> inf
-    cap = model.capture_threshold_db
+    k_lin = model.sir_factors()  # destroyed by SF s when E_s * k > S
     k_inter = k_lin.copy()
     np.fill_diagonal(k_inter, 0.0)
     slots = 6 if inter else 1
-    co_mode = 0 if cap == math.inf else (1 if cap > 0 else 2)  # the three capture rules below
+    co_mode = model.capture_rule  # the three capture rules below
 
     if targets is None:  # every frame, in sweep order
         torder, tpos_sorted = order, np.arange(n)
@@ -594,9 +603,9 @@ def decode(context: Frames, arrival: Arrival, node_rx_power_dbm: np.ndarray, mod
         energy = energy.reshape(rows, slots, n_gw)
         own = slot[tp]
         e_co = energy[np.arange(rows), own]
-        if cap == math.inf:
+        if co_mode == 0:
             destroyed = e_co > 0
-        elif cap > 0:
+        elif co_mode == 1:
             destroyed = e_co * k_lin[own, own][:, None] > signal
         else:  # SIR must be > 0
             destroyed = (e_co >= signal) & (e_co > 0)
