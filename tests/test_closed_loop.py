@@ -52,10 +52,12 @@ def _tables(result):
     return summary_table(result), packets_table(result), nodes_table(result)
 
 
+@pytest.mark.parametrize("engine", ["simpy", "auto"])
 @pytest.mark.parametrize("lorawan", ["duty_cycle_mode: wait", "duty_cycle_mode: drop"])
-def test_closed_loop_equals_the_fast_path_without_feedback(lorawan):
-    """Dense traffic (collisions, busy demodulators, duty-cycle waits or drops): the SimPy engine gives the
-    closed form's bytes when nothing feeds back."""
+def test_closed_loop_equals_the_fast_path_without_feedback(monkeypatch, lorawan, engine):
+    """Dense traffic (collisions, busy demodulators, duty-cycle waits or drops): the closed loop (on SimPy,
+    and compiled where it can be built) gives the closed form's bytes when nothing feeds back."""
+    monkeypatch.setenv("IOTSIM_CLOSED_LOOP", engine)
     fast = _run(lorawan=lorawan)
     loop = _run(lorawan=lorawan + ", engine: closed_loop")
     for a, b in zip(_tables(fast), _tables(loop)):
@@ -93,6 +95,7 @@ def test_closed_loop_equals_the_fast_path_when_nodes_die(tmp_path, monkeypatch):
 def test_confirmed_uplinks_match_the_closed_forms(monkeypatch, p, n):
     """Each attempt is lost independently with probability p (a stand-in for the gateways' verdict):
     mean attempts per frame (1 - p^N) / (1 - p), delivery 1 - p^N."""
+    monkeypatch.setenv("IOTSIM_CLOSED_LOOP", "simpy")  # the stand-in replaces a method of the SimPy engine
     rng = np.random.default_rng(int(p * 100) + n)
 
     def lossy(self, targets):
@@ -180,6 +183,7 @@ def test_one_target_verdicts_equal_reception_decode(monkeypatch, reception):
     on every frame it decides in dense confirmed traffic with ADR, under each reception model."""
     from iotsim.network import reception as rx
 
+    monkeypatch.setenv("IOTSIM_CLOSED_LOOP", "simpy")  # checks a method of the SimPy engine
     checked, mismatched = [0], []
     one = ClosedLoop._decode_one
 
@@ -233,6 +237,7 @@ def test_the_network_answers_through_the_next_gateway_when_the_strongest_is_clos
     for about 9 s, so one gateway cannot acknowledge 40 nodes' uplinks. The network answers through the
     strongest free gateway that received the uplink, RX1 first (ns-3 lorawan's choice): more uplinks are
     acknowledged, and fewer sent again, than by a network that only ever uses the strongest gateway."""
+    monkeypatch.setenv("IOTSIM_CLOSED_LOOP", "simpy")  # the comparison replaces a method of the SimPy engine
     text = FALLBACK.format(gateways="    - {id: near, position_m: [300, 0]}\n    - {id: far, position_m: [0, 500]}")
     fallback = run_scenario(load_scenario_text(text))
     delivered = ClosedLoop._delivered

@@ -48,6 +48,8 @@ from itertools import accumulate
 import numpy as np
 import simpy
 
+from iotsim.errors import InputError
+from iotsim.link import loop_native
 from iotsim.link.base import LinkNodes, Messages, Transmissions
 from iotsim.network import reception
 from iotsim.network.fate import Fate
@@ -173,6 +175,7 @@ class ClosedLoop:
         self._max_dl_air = 0.0
         self._adr_cache: dict[tuple, tuple[int, int]] = {}
         self.app_queue: list[deque] = [deque() for _ in range(nodes.n)]
+        self._app_queued = False
         self.stats = {"downlinks_sent": np.zeros(nodes.n, np.int64), "downlinks_received": np.zeros(nodes.n, np.int64),
                       "downlink_airtime_s": np.zeros(nodes.n), "acks_received": np.zeros(nodes.n, np.int64),
                       "adr_commands": np.zeros(nodes.n, np.int64), "app_downlinks_sent": np.zeros(nodes.n, np.int64),
@@ -203,6 +206,25 @@ class ClosedLoop:
 
     # ---- the run ----------------------------------------------------------------------------
     def run(self) -> Transmissions:
+        """The frames with their fates: compiled (iotsim.link.loop_native) when it can be, else on SimPy."""
+        choice = loop_native.engine_choice()
+        if choice != "simpy":
+            why = loop_native.unsupported(self)
+            if why is None and loop_native.lib() is None:
+                why = f"it could not be built ({loop_native.load_error})"
+            if why is None:
+                self._queue_app_downlinks()
+                got = loop_native.run(self)
+                if got is not None:
+                    return self._native_transmissions(*got)
+                # the compiled loop stopped on an input error: the SimPy engine raises it with its message
+            elif choice == "compiled":
+                raise InputError(f"{loop_native.ENGINE_ENV}=compiled, but the compiled closed loop cannot run: {why}",
+                                 field=loop_native.ENGINE_ENV)
+        return self.run_simpy()
+
+    def run_simpy(self) -> Transmissions:
+        """The closed loop as SimPy processes (the reference engine)."""
         env = simpy.Environment()
         self.env = env
         m = self.messages
@@ -272,6 +294,9 @@ class ClosedLoop:
                 heapq.heappop(heap)[2].succeed()
 
     def _queue_app_downlinks(self) -> None:
+        if self._app_queued:  # once per loop (the compiled loop queued them before it stopped)
+            return
+        self._app_queued = True
         rate = self.s.downlinks_per_day
         if rate <= 0:
             return
@@ -889,34 +914,48 @@ class ClosedLoop:
     # ---- the outcome ---------------------------------------------------------------------------
     def _transmissions(self) -> Transmissions:
         rows = sorted(self.rows, key=lambda r: (r[0], r[1]))
-        cols = list(zip(*rows)) if rows else [()] * 17
-        (msg, frag, phy, sf, air, ready, start, dropped, attempts, ch, tx_s, rx_s, standby, busy, fate, gw,
-         tx_index) = (np.asarray(c) for c in cols)
-        n = len(rows)
-        m = self.messages
-        msg = msg.astype(np.int64)
-        tx = Transmissions(
-            message=msg, node=m.node[msg] if n else np.zeros(0, np.int64), fragment=frag.astype(np.int64),
-            phy_bytes=phy.astype(np.int64), sf=sf.astype(np.int64), airtime_s=air.astype(np.float64),
-            ready_s=ready.astype(np.float64), start_s=start.astype(np.float64), dropped=dropped.astype(bool),
-        )
-        tx.attempts = attempts.astype(np.int64)
-        tx.channel = ch.astype(np.int8)
-        tx.tx_s = tx_s.astype(np.float64)
-        tx.rx_s = rx_s.astype(np.float64)
-        tx.standby_s = standby.astype(np.float64)
-        tx.busy_s = busy.astype(np.float64)
-        tx.link_fate = fate.astype(np.int8)
-        tx.link_gateway = gw.astype(np.int16)
-        if self.s.adr:  # TX power varies per frame only under ADR
-            tx.tx_power_dbm = (self.max_power_dbm - 2.0 * tx_index.astype(np.float64)) if n else np.zeros(0)
+        cols = dict(zip(ROW_COLUMNS, (np.asarray(c) for c in (zip(*rows) if rows else [()] * len(ROW_COLUMNS)))))
         self._sync_allocator()
-        tx.gateway_stats = {"path_busy_s": self._allocator.path_busy_s, "frames_locked": self._allocator.frames_locked.copy(),
-                            "tx_airtime_s": self.gw_tx_s.copy(),
-                            "tx_band_s": [dict(d) for d in self.gw_band_tx_s]}
-        tx.node_stats = {k: v.copy() for k, v in self.stats.items()}
+        gateway_stats = {"path_busy_s": self._allocator.path_busy_s, "frames_locked": self._allocator.frames_locked.copy(),
+                         "tx_airtime_s": self.gw_tx_s.copy(), "tx_band_s": [dict(d) for d in self.gw_band_tx_s]}
+        return self._build(cols, gateway_stats, {k: v.copy() for k, v in self.stats.items()})
+
+    def _native_transmissions(self, cols: dict, report: dict) -> Transmissions:
+        order = np.lexsort((cols["frag"], cols["msg"]))
+        cols = {k: v[order] for k, v in cols.items()}
+        gateway_stats = {"path_busy_s": report["busy_ticks"] / reception.TICKS_PER_S,
+                         "frames_locked": report["frames_locked"], "tx_airtime_s": report["tx_airtime_s"],
+                         "tx_band_s": report["tx_band_s"]}
+        return self._build(cols, gateway_stats, {k: report["node_stats"][k] for k in self.stats})
+
+    def _build(self, cols: dict, gateway_stats: dict, node_stats: dict) -> Transmissions:
+        n = len(cols["msg"])
+        m = self.messages
+        msg = cols["msg"].astype(np.int64)
+        tx = Transmissions(
+            message=msg, node=m.node[msg] if n else np.zeros(0, np.int64), fragment=cols["frag"].astype(np.int64),
+            phy_bytes=cols["phy"].astype(np.int64), sf=cols["sf"].astype(np.int64),
+            airtime_s=cols["air"].astype(np.float64), ready_s=cols["ready"].astype(np.float64),
+            start_s=cols["start"].astype(np.float64), dropped=cols["dropped"].astype(bool),
+        )
+        tx.attempts = cols["attempts"].astype(np.int64)
+        tx.channel = cols["ch"].astype(np.int8)
+        tx.tx_s = cols["tx_s"].astype(np.float64)
+        tx.rx_s = cols["rx_s"].astype(np.float64)
+        tx.standby_s = cols["standby"].astype(np.float64)
+        tx.busy_s = cols["busy"].astype(np.float64)
+        tx.link_fate = cols["fate"].astype(np.int8)
+        tx.link_gateway = cols["gw"].astype(np.int16)
+        if self.s.adr:  # TX power varies per frame only under ADR
+            tx.tx_power_dbm = (self.max_power_dbm - 2.0 * cols["tx_index"].astype(np.float64)) if n else np.zeros(0)
+        tx.gateway_stats = gateway_stats
+        tx.node_stats = node_stats
         return tx
 
+
+ROW_COLUMNS = ("msg", "frag", "phy", "sf", "air", "ready", "start", "dropped", "attempts", "ch", "tx_s", "rx_s",
+               "standby", "busy", "fate", "gw", "tx_index")
+"""The columns of one frame's row, in the order the SimPy engine appends them (and the compiled loop names them)."""
 
 _RANK_FATES = sorted(_RANK, key=_RANK.get)
 _BS_RANK, _GT_RANK, _DB_RANK = _RANK[Fate.BELOW_SENSITIVITY], _RANK[Fate.GATEWAY_TRANSMITTING], _RANK[Fate.DEMODULATORS_BUSY]

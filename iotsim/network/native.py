@@ -42,28 +42,30 @@ def _compiler() -> str | None:
     return None
 
 
-def _build() -> Path:
-    """The shared library, compiled if not cached; raises OSError/RuntimeError when it cannot be."""
+def build(source: Path, stem: str) -> Path:
+    """The shared library of one C source, compiled if not cached (user cache / native /
+    lib{stem}-{key}.so); raises OSError/RuntimeError when it cannot be. Also used by
+    iotsim.link.loop_native for the compiled closed loop."""
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no host C compiler (cc or gcc) found")
-    src = SOURCE.read_bytes()
+    src = source.read_bytes()
     r = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=False)
     version = r.stdout.splitlines()[0].strip() if r.returncode == 0 and r.stdout else cc
     key = hashlib.sha256(b"\0".join([src, " ".join(FLAGS).encode(), version.encode(),
                                      platform.machine().encode()])).hexdigest()[:16]
     from iotsim.paths import user_cache_dir
 
-    out = user_cache_dir() / "native" / f"libreception-{key}.so"
+    out = user_cache_dir() / "native" / f"lib{stem}-{key}.so"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        r = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True,
+        r = subprocess.run([cc, *FLAGS, str(source), "-o", str(tmp)], capture_output=True, text=True,
                            timeout=300, check=False)
         if r.returncode != 0:
-            raise RuntimeError(f"building {SOURCE.name} failed: {r.stderr.strip()[-2000:]}")
+            raise RuntimeError(f"building {source.name} failed: {r.stderr.strip()[-2000:]}")
         os.replace(tmp, out)  # atomic
     finally:
         tmp.unlink(missing_ok=True)
@@ -95,7 +97,7 @@ def lib() -> ctypes.CDLL | None:
         load_error = f"disabled by {DISABLE_ENV}=0"
         return None
     try:
-        _lib = _load(_build())
+        _lib = _load(build(SOURCE, "reception"))
         load_error = None
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as e:
         _lib = None

@@ -7,6 +7,7 @@ registers it. Expected values carry their sources.
 from __future__ import annotations
 
 import math
+import os
 from unittest import mock
 
 import numpy as np
@@ -311,6 +312,7 @@ def confirmed():
     gateways' verdict replaced by a coin): mean attempts (1 - p^N) / (1 - p), delivery 1 - p^N. US915
     (no duty cycle), every node in easy reach both ways, so every frame received is acknowledged."""
     from iotsim.engine import run_scenario
+    from iotsim.link.loop_native import ENGINE_ENV
     from iotsim.link.lorawan_loop import ClosedLoop
     from iotsim.results import summary_table
     from iotsim.scenario import load_scenario_text
@@ -324,7 +326,8 @@ def confirmed():
                 self.a_status[a] = int(Fate.COLLISION) if rng.random() < p else int(Fate.DELIVERED)
                 self.a_gw[a] = int(np.argmax(self.nodes.rx_power_dbm[self.a_node[a]]))
 
-        with mock.patch.object(ClosedLoop, "_decode", lossy):
+        # the coin replaces a method of the SimPy engine, so that engine runs
+        with mock.patch.object(ClosedLoop, "_decode", lossy), mock.patch.dict(os.environ, {ENGINE_ENV: "simpy"}):
             result = run_scenario(load_scenario_text(CONFIRMED_SCENARIO.format(n=n)))
         row = summary_table(result).iloc[0]
         src = "independent losses: geometric attempts truncated at N"

@@ -1,0 +1,1546 @@
+/* The LoRaWAN closed loop (iotsim/link/lorawan_loop.py) as one compiled event loop.
+ *
+ * It computes what the SimPy engine of ClosedLoop computes, step for step: the same class A node MAC
+ * (duty cycle per sub-band, confirmed uplinks with RETRANSMIT_TIMEOUT, NbTrans, the device's ADR
+ * backoff, LinkADRReq/Ans), the same network server (decisions at every RX1 opening for every uplink
+ * that ended by then, in order of the uplinks' ends: demodulator paths, SINR capture, inter-SF
+ * rejection, half-duplex gateways with a duty cycle per sub-band, the downlink in RX1 else RX2
+ * through the strongest free gateway, Semtech ADR) and the same downlink interference at the nodes.
+ * Floating-point operations are the Python code's, in the same order (build with -ffp-contract=off);
+ * the random draws are numpy's PCG64 streams, continued from the states the caller hands over.
+ * tests/test_lorawan_loop_native.py checks that both engines give the same bytes.
+ *
+ * Events are processed in time order: a node's resumption at its RX1 opening (the network server
+ * first decides every uplink that ended by then) or at the end of a downlink it listens to. Events
+ * at or after `duration` are not processed in the loop: as SimPy's run(until=duration), the server
+ * then decides everything still open at once and each node (in node order) finishes its messages
+ * without waiting (what it plans then is never on air).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Fate codes (iotsim.network.fate.Fate); checked against the enum by the Python side */
+enum { F_DELIVERED = 0 };
+
+#define MAX_GW 64
+#define HIST 20
+
+/* ------------------------------------------------------------------ numpy's PCG64 */
+typedef struct {
+    unsigned __int128 state, inc;
+} pcg64;
+
+static inline uint64_t pcg_next(pcg64 *r)
+{
+    const unsigned __int128 mult = ((unsigned __int128)2549297995355413924ULL << 64) | 4865540595714422341ULL;
+    r->state = r->state * mult + r->inc;
+    uint64_t x = (uint64_t)(r->state >> 64) ^ (uint64_t)r->state;
+    unsigned rot = (unsigned)(r->state >> 122);
+    return (x >> rot) | (x << ((-rot) & 63));
+}
+
+static inline double pcg_double(pcg64 *r) { return (double)(pcg_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+
+/* ------------------------------------------------------------------ inputs and outputs */
+typedef struct {
+    /* sizes */
+    int64_t n_nodes, n_msgs, n_gw, n_ch, n_bands, n_gw_bands; /* node sub-bands; gateway (downlink) sub-band indices */
+    /* scalars */
+    double duration, rx1_delay, rx2_delay, max_power_dbm, gw_tx_power_dbm, noise_dbm, adr_margin_db;
+    double k_co, ticks_per_s, timeout_low, timeout_range;
+    int64_t confirmed, nb_trans, adr, drop, dl_interference, paths, capture_rule, inter;
+    int64_t frag_header, overhead, ans_bytes, adr_max_dr, max_tx_index, lowest_index, default_dr;
+    int64_t ack_limit, ack_delay, fate_dc, fate_bs, fate_gt, fate_db, fate_col;
+    uint64_t rng_retx[4], rng_timeouts[4]; /* state hi, state lo, inc hi, inc lo */
+    /* per node */
+    const int64_t *sf0, *msg_lo, *initial_dr;
+    const double *horizon, *startup, *power_dbm, *lin;
+    /* per message */
+    const double *ready;
+    const int64_t *app_bytes, *base_sf, *base_first;
+    const double *u_base;
+    /* per SF (index 0..12) */
+    const int64_t *max_payload, *sf_dr;
+    const double *air_tab, *rx_done_tab; /* [13][phy_cap] */
+    int64_t phy_cap;
+    const double *rx1_win, *sens;
+    double rx2_win;
+    /* per DR (0..15) */
+    const int64_t *dr_sf;
+    const double *snr_req;
+    /* channels and bands */
+    const int64_t *band_of;
+    const double *band_dc;
+    /* TX power index -> 10^(offset/10) */
+    const double *off_factor;
+    const double *k_inter; /* [6][6], diagonal 0 */
+    /* downlinks: variant v = cmd | app << 1; RX1 per [dr][ch][v], RX2 per [v] */
+    const double *dl1_air, *dl1_dc, *dl1_sens, *dl1_freq;
+    const int64_t *dl1_band, *dl1_sf;
+    const double *dl2_air, *dl2_dc, *dl2_sens;
+    const int64_t *dl2_band;
+    double dl2_freq;
+    int64_t dl2_sf;
+    /* application downlink queue: times per node (CSR) */
+    const int64_t *app_off;
+    const double *app_t;
+} loop_in;
+
+typedef struct {
+    int64_t n, cap;
+    int64_t *msg, *frag, *phy, *sf, *attempts, *tx_index;
+    double *air, *ready, *start, *tx_s, *rx_s, *standby, *busy;
+    int8_t *dropped, *ch, *fate;
+    int16_t *gw;
+} rows_t;
+
+typedef struct {
+    rows_t rows;
+    int64_t busy_ticks[MAX_GW], locked[MAX_GW];
+    double gw_tx_s[MAX_GW];
+    double *band_tx_s;      /* [n_gw][n_gw_bands] */
+    int64_t *band_tx_count; /* [n_gw][n_gw_bands] */
+    /* per node: downlinks_sent, downlinks_received, acks_received, adr_commands, app_downlinks_sent,
+       app_downlinks_received, downlinks_interfered (int64), downlink_airtime_s (double) */
+    int64_t *stats;   /* [7][n_nodes] */
+    double *dl_air_s; /* [n_nodes] */
+    int64_t error, error_sf, announced;
+} loop_out;
+
+/* ------------------------------------------------------------------ attempts (records) */
+typedef struct {
+    double start, air, off;
+    double dl_air, dl_t0, dl_freq;
+    uint64_t bits, dec_bits;
+    int64_t aid;
+    int32_t node;
+    int16_t ch, gw, dl_g;
+    int8_t sf, status, afate, confirmed, ackreq, ans;
+    int8_t resolved, consumed, untracked;
+    int8_t dl_window, dl_received, dl_app, dl_has_cmd, dl_cmd_dr, dl_cmd_idx, dl_sf;
+} rec_t;
+
+typedef struct {
+    double t;
+    int64_t id;  /* tie-break: announcement number (heaps of attempts) or event sequence */
+    int64_t ref; /* record slot (attempt heaps) or node (events) */
+    int64_t kind;
+} hitem;
+
+typedef struct {
+    hitem *h;
+    int64_t n, cap;
+} heap_t;
+
+static int hless(const hitem *a, const hitem *b) { return a->t < b->t || (a->t == b->t && a->id < b->id); }
+
+static int heap_push(heap_t *q, hitem x)
+{
+    if (q->n == q->cap) {
+        int64_t c = q->cap ? 2 * q->cap : 1024;
+        hitem *p = realloc(q->h, (size_t)c * sizeof(hitem));
+        if (!p)
+            return -1;
+        q->h = p;
+        q->cap = c;
+    }
+    int64_t k = q->n++;
+    while (k > 0) {
+        int64_t p = (k - 1) / 2;
+        if (!hless(&x, &q->h[p]))
+            break;
+        q->h[k] = q->h[p];
+        k = p;
+    }
+    q->h[k] = x;
+    return 0;
+}
+
+static hitem heap_pop(heap_t *q)
+{
+    hitem top = q->h[0];
+    hitem x = q->h[--q->n];
+    int64_t k = 0;
+    for (;;) {
+        int64_t c = 2 * k + 1;
+        if (c >= q->n)
+            break;
+        if (c + 1 < q->n && hless(&q->h[c + 1], &q->h[c]))
+            c++;
+        if (!hless(&q->h[c], &x))
+            break;
+        q->h[k] = q->h[c];
+        k = c;
+    }
+    if (q->n)
+        q->h[k] = x;
+    return top;
+}
+
+/* sorted interval lists (a gateway's transmissions; all downlinks for interference at the nodes) */
+typedef struct {
+    double *s, *e, *f;
+    int64_t *sf, *g;
+    int64_t n, cap;
+} ivl_t;
+
+static int ivl_reserve(ivl_t *v, int full)
+{
+    if (v->n < v->cap)
+        return 0;
+    int64_t c = v->cap ? 2 * v->cap : 256;
+    double *s = realloc(v->s, (size_t)c * sizeof(double));
+    if (!s)
+        return -1;
+    v->s = s;
+    double *e = realloc(v->e, (size_t)c * sizeof(double));
+    if (!e)
+        return -1;
+    v->e = e;
+    if (full) {
+        double *f = realloc(v->f, (size_t)c * sizeof(double));
+        if (!f)
+            return -1;
+        v->f = f;
+        int64_t *sf = realloc(v->sf, (size_t)c * sizeof(int64_t));
+        if (!sf)
+            return -1;
+        v->sf = sf;
+        int64_t *g = realloc(v->g, (size_t)c * sizeof(int64_t));
+        if (!g)
+            return -1;
+        v->g = g;
+    }
+    v->cap = c;
+    return 0;
+}
+
+/* first index with s[i] > x (bisect_right) / s[i] >= x (bisect_left) */
+static int64_t bisect_right(const double *s, int64_t n, double x)
+{
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t m = (lo + hi) / 2;
+        if (x < s[m])
+            hi = m;
+        else
+            lo = m + 1;
+    }
+    return lo;
+}
+
+static int64_t bisect_left(const double *s, int64_t n, double x)
+{
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t m = (lo + hi) / 2;
+        if (s[m] < x)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    return lo;
+}
+
+static int ivl_insert(ivl_t *v, double s, double e, double f, int64_t sf, int64_t g, int full)
+{
+    if (ivl_reserve(v, full))
+        return -1;
+    int64_t i = bisect_right(v->s, v->n, s);
+    int64_t m = v->n - i;
+    memmove(v->s + i + 1, v->s + i, (size_t)m * sizeof(double));
+    memmove(v->e + i + 1, v->e + i, (size_t)m * sizeof(double));
+    v->s[i] = s;
+    v->e[i] = e;
+    if (full) {
+        memmove(v->f + i + 1, v->f + i, (size_t)m * sizeof(double));
+        memmove(v->sf + i + 1, v->sf + i, (size_t)m * sizeof(int64_t));
+        memmove(v->g + i + 1, v->g + i, (size_t)m * sizeof(int64_t));
+        v->f[i] = f;
+        v->sf[i] = sf;
+        v->g[i] = g;
+    }
+    v->n++;
+    return 0;
+}
+
+/* drop the first `cut` entries */
+static void ivl_cut(ivl_t *v, int64_t cut, int full)
+{
+    if (cut <= 0)
+        return;
+    int64_t m = v->n - cut;
+    memmove(v->s, v->s + cut, (size_t)m * sizeof(double));
+    memmove(v->e, v->e + cut, (size_t)m * sizeof(double));
+    if (full) {
+        memmove(v->f, v->f + cut, (size_t)m * sizeof(double));
+        memmove(v->sf, v->sf + cut, (size_t)m * sizeof(int64_t));
+        memmove(v->g, v->g + cut, (size_t)m * sizeof(int64_t));
+    }
+    v->n = m;
+}
+
+#define TX_KEEP_S 60.0
+#define TX_TRIM 4096
+
+/* ------------------------------------------------------------------ node state */
+enum { P_MSG, P_FRAME, P_ATTEMPT, P_RX1, P_DL, P_DONE };
+
+typedef struct {
+    /* MAC */
+    int64_t sf, tx_index, nb_trans;
+    double node_free;
+    int ans_pending;
+    int64_t bo_dr, bo_txi, bo_nb, bo_cnt;
+    /* where the process is */
+    int phase;
+    int64_t msg, hi;
+    /* the message */
+    double ready, off;
+    int base, ack_req;
+    int64_t nfrag, j;
+    /* the frame */
+    int64_t phy;
+    double air, rx_done;
+    int ans;
+    double attempt_ready;
+    int64_t attempts;
+    double first_start;
+    int64_t first_ch;
+    double tx_s, rx_s, delivered_end, last_end;
+    int64_t best_rank, gw_of;
+    /* the attempt */
+    int64_t slot;
+    double end;
+    int got;
+} node_t;
+
+typedef struct {
+    const loop_in *in;
+    loop_out *out;
+    node_t *nodes;
+    double *band_free; /* [n_nodes][n_bands] */
+    /* records */
+    rec_t *rec;
+    int64_t n_rec, cap_rec, *free_slots, n_free, cap_free, next_aid;
+    /* network */
+    heap_t arrivals, ends, events;
+    int64_t next_seq;
+    double max_air, max_dl_air, now;
+    int offline;
+    /* arrived attempts in start order */
+    int64_t *arr_slot;
+    double *arr_start;
+    int64_t n_arr, cap_arr;
+    /* gateways */
+    ivl_t gw_tx[MAX_GW];
+    double gw_busy_until[MAX_GW];
+    double *gw_band_free; /* [n_gw][n_gw_bands] */
+    double *held;         /* [n_gw][paths] sorted ends of held paths */
+    int64_t n_held[MAX_GW];
+    ivl_t dls;
+    /* network server per node */
+    double *hist;
+    int64_t *hist_n, *hist_head;
+    int8_t *pend_has;
+    int64_t *pend_dr, *pend_idx, *app_head;
+    /* PRNG */
+    pcg64 retx, timeouts;
+    /* scratch */
+    int64_t *ctx, cap_ctx, *grp, cap_grp, *targets_buf, targets_cap;
+    double *gs, *ge, *gm;
+} loop_t;
+
+static const int RANK_OF_FATE_DEFAULT = 0;
+
+static int fate_rank(const loop_in *in, int64_t fate)
+{
+    if (fate == in->fate_bs)
+        return 0;
+    if (fate == in->fate_gt)
+        return 1;
+    if (fate == in->fate_db)
+        return 2;
+    if (fate == in->fate_col)
+        return 3;
+    return RANK_OF_FATE_DEFAULT;
+}
+
+static int64_t rank_fate(const loop_in *in, int64_t rank)
+{
+    switch (rank) {
+    case 1:
+        return in->fate_gt;
+    case 2:
+        return in->fate_db;
+    case 3:
+        return in->fate_col;
+    default:
+        return in->fate_bs;
+    }
+}
+
+/* ------------------------------------------------------------------ growable outputs */
+static int rows_reserve(rows_t *r)
+{
+    if (r->n < r->cap)
+        return 0;
+    int64_t c = r->cap ? 2 * r->cap : 4096;
+#define GROW(field, type)                                                  \
+    do {                                                                   \
+        type *p = realloc(r->field, (size_t)c * sizeof(type));             \
+        if (!p)                                                            \
+            return -1;                                                     \
+        r->field = p;                                                      \
+    } while (0)
+    GROW(msg, int64_t);
+    GROW(frag, int64_t);
+    GROW(phy, int64_t);
+    GROW(sf, int64_t);
+    GROW(attempts, int64_t);
+    GROW(tx_index, int64_t);
+    GROW(air, double);
+    GROW(ready, double);
+    GROW(start, double);
+    GROW(tx_s, double);
+    GROW(rx_s, double);
+    GROW(standby, double);
+    GROW(busy, double);
+    GROW(dropped, int8_t);
+    GROW(ch, int8_t);
+    GROW(fate, int8_t);
+    GROW(gw, int16_t);
+#undef GROW
+    r->cap = c;
+    return 0;
+}
+
+static int add_row(loop_t *L, int64_t msg, int64_t j, int64_t phy, int64_t sf, double air, double ready, double start,
+                   int dropped, int64_t attempts, int64_t ch, double tx_s, double rx_s, double standby, double busy,
+                   int64_t fate, int64_t gw, int64_t tx_index)
+{
+    rows_t *r = &L->out->rows;
+    if (rows_reserve(r))
+        return -1;
+    int64_t i = r->n++;
+    r->msg[i] = msg;
+    r->frag[i] = j;
+    r->phy[i] = phy;
+    r->sf[i] = sf;
+    r->air[i] = air;
+    r->ready[i] = ready;
+    r->start[i] = start;
+    r->dropped[i] = (int8_t)dropped;
+    r->attempts[i] = attempts;
+    r->ch[i] = (int8_t)ch;
+    r->tx_s[i] = tx_s;
+    r->rx_s[i] = rx_s;
+    r->standby[i] = standby;
+    r->busy[i] = busy;
+    r->fate[i] = (int8_t)fate;
+    r->gw[i] = (int16_t)gw;
+    r->tx_index[i] = tx_index;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ records */
+static int64_t rec_alloc(loop_t *L)
+{
+    if (L->n_free)
+        return L->free_slots[--L->n_free];
+    if (L->n_rec == L->cap_rec) {
+        int64_t c = L->cap_rec ? 2 * L->cap_rec : 4096;
+        rec_t *p = realloc(L->rec, (size_t)c * sizeof(rec_t));
+        if (!p)
+            return -1;
+        L->rec = p;
+        L->cap_rec = c;
+    }
+    return L->n_rec++;
+}
+
+static int rec_release_if_done(loop_t *L, int64_t slot)
+{
+    rec_t *r = &L->rec[slot];
+    if (!(r->consumed && r->untracked && r->resolved))
+        return 0;
+    if (L->n_free == L->cap_free) {
+        int64_t c = L->cap_free ? 2 * L->cap_free : 4096;
+        int64_t *p = realloc(L->free_slots, (size_t)c * sizeof(int64_t));
+        if (!p)
+            return -1;
+        L->free_slots = p;
+        L->cap_free = c;
+    }
+    L->free_slots[L->n_free++] = slot;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ gateways */
+static int overlaps_tx(loop_t *L, int64_t g, double t0, double t1)
+{
+    if (L->gw_busy_until[g] <= t0)
+        return 0;
+    ivl_t *v = &L->gw_tx[g];
+    int64_t i = bisect_left(v->s, v->n, t1) - 1;
+    return i >= 0 && v->e[i] > t0;
+}
+
+static int transmitting(loop_t *L, int64_t g, double t)
+{
+    if (L->gw_busy_until[g] <= t)
+        return 0;
+    ivl_t *v = &L->gw_tx[g];
+    int64_t i = bisect_right(v->s, v->n, t) - 1;
+    return i >= 0 && v->e[i] > t;
+}
+
+/* reception.decode's rule for one receiver */
+static int destroyed(const loop_t *L, double e_co, const double *slot_energy, int64_t own, double signal)
+{
+    const loop_in *in = L->in;
+    int dead;
+    if (in->capture_rule == 0)
+        dead = e_co > 0;
+    else if (in->capture_rule == 1)
+        dead = e_co * in->k_co > signal;
+    else
+        dead = e_co >= signal && e_co > 0;
+    if (!dead && in->inter) {
+        for (int s = 0; s < 6; s++)
+            if (slot_energy[s] * in->k_inter[own * 6 + s] > signal) {
+                dead = 1;
+                break;
+            }
+    }
+    return dead;
+}
+
+/* ------------------------------------------------------------------ arrivals */
+static int arrive_one(loop_t *L, int64_t slot)
+{
+    const loop_in *in = L->in;
+    rec_t *r = &L->rec[slot];
+    double s = r->start, air = r->air, off = r->off;
+    const double *p = in->power_dbm + (int64_t)r->node * in->n_gw;
+    double sens = in->sens[r->sf];
+    int64_t n_aud = 0;
+    for (int64_t g = 0; g < in->n_gw; g++)
+        n_aud += (p[g] + off >= sens);
+    int best = n_aud < in->n_gw ? 0 : -1;
+    uint64_t bits = 0;
+    if (n_aud) {
+        double e = s + air;
+        int64_t ticks = (int64_t)nearbyint(air * in->ticks_per_s);
+        for (int64_t g = 0; g < in->n_gw; g++) {
+            if (!(p[g] + off >= sens))
+                continue;
+            if (L->gw_busy_until[g] > s && transmitting(L, g, s)) {
+                if (best < 1)
+                    best = 1;
+                continue;
+            }
+            if (in->paths >= 0) {
+                double *h = L->held + g * in->paths;
+                int64_t nh = L->n_held[g];
+                if (nh && h[0] <= s) {
+                    int64_t cut = bisect_right(h, nh, s);
+                    memmove(h, h + cut, (size_t)(nh - cut) * sizeof(double));
+                    nh -= cut;
+                }
+                if (nh >= in->paths) {
+                    L->n_held[g] = nh;
+                    if (best < 2)
+                        best = 2;
+                    continue;
+                }
+                int64_t i = bisect_right(h, nh, e); /* insort = insort_right */
+                memmove(h + i + 1, h + i, (size_t)(nh - i) * sizeof(double));
+                h[i] = e;
+                L->n_held[g] = nh + 1;
+            }
+            L->out->busy_ticks[g] += ticks;
+            L->out->locked[g] += 1;
+            bits |= (uint64_t)1 << g;
+        }
+    }
+    r->afate = (int8_t)rank_fate(in, best < 0 ? 0 : best);
+    r->bits = bits;
+    if (L->n_arr == L->cap_arr) {
+        int64_t c = L->cap_arr ? 2 * L->cap_arr : 4096;
+        int64_t *a = realloc(L->arr_slot, (size_t)c * sizeof(int64_t));
+        if (!a)
+            return -1;
+        L->arr_slot = a;
+        double *b = realloc(L->arr_start, (size_t)c * sizeof(double));
+        if (!b)
+            return -1;
+        L->arr_start = b;
+        L->cap_arr = c;
+    }
+    L->arr_slot[L->n_arr] = slot;
+    L->arr_start[L->n_arr] = s;
+    L->n_arr++;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ verdicts */
+static void delivered(loop_t *L, rec_t *r, uint64_t dec)
+{
+    const double *p = L->in->power_dbm + (int64_t)r->node * L->in->n_gw;
+    r->status = F_DELIVERED;
+    r->dec_bits = dec;
+    /* the strongest decoder; on a tie the lower index (a stable sort by -power) */
+    int64_t best = -1;
+    for (int64_t g = 0; g < L->in->n_gw; g++)
+        if (dec >> g & 1 && (best < 0 || -p[g] < -p[best]))
+            best = g;
+    r->gw = (int16_t)best;
+}
+
+static void verdict_alone(loop_t *L, rec_t *r)
+{
+    if (!r->bits) {
+        r->status = r->afate;
+        r->gw = -1;
+        return;
+    }
+    delivered(L, r, r->bits);
+}
+
+static int reserve_scratch(loop_t *L, int64_t n)
+{
+    if (n <= L->cap_grp)
+        return 0;
+    int64_t c = L->cap_grp ? L->cap_grp : 1024;
+    while (c < n)
+        c *= 2;
+    int64_t *a = realloc(L->grp, (size_t)c * sizeof(int64_t));
+    if (!a)
+        return -1;
+    L->grp = a;
+    double *b = realloc(L->gs, (size_t)c * sizeof(double));
+    if (!b)
+        return -1;
+    L->gs = b;
+    b = realloc(L->ge, (size_t)c * sizeof(double));
+    if (!b)
+        return -1;
+    L->ge = b;
+    b = realloc(L->gm, (size_t)c * sizeof(double));
+    if (!b)
+        return -1;
+    L->gm = b;
+    L->cap_grp = c;
+    return 0;
+}
+
+static int decode_one(loop_t *L, int64_t slot, const int64_t *ctx, int64_t n_ctx)
+{
+    const loop_in *in = L->in;
+    rec_t *R = L->rec;
+    rec_t *r = &R[slot];
+    int64_t rank = fate_rank(in, r->afate);
+    if (!r->bits) {
+        r->status = (int8_t)rank_fate(in, rank);
+        r->gw = -1;
+        return 0;
+    }
+    int64_t gws[MAX_GW], ng = 0;
+    for (int64_t g = 0; g < in->n_gw; g++)
+        if (r->bits >> g & 1)
+            gws[ng++] = g;
+    if (reserve_scratch(L, n_ctx))
+        return -1;
+    int64_t n = 0, p = -1;
+    for (int64_t q = 0; q < n_ctx; q++) {
+        rec_t *o = &R[ctx[q]];
+        if (o->ch != r->ch || (!in->inter && o->sf != r->sf))
+            continue;
+        if (ctx[q] == slot)
+            p = n;
+        L->grp[n] = ctx[q];
+        L->gs[n] = o->start;
+        L->ge[n] = o->start + o->air;
+        L->gm[n] = n ? (L->ge[n] > L->gm[n - 1] ? L->ge[n] : L->gm[n - 1]) : L->ge[n];
+        n++;
+    }
+    const double *gs = L->gs, *ge = L->ge, *gm = L->gm;
+    double sp = gs[p], ep = ge[p];
+    int nslots = in->inter ? 6 : 1;
+    double energy[6][MAX_GW];
+    for (int s = 0; s < nslots; s++)
+        for (int64_t x = 0; x < ng; x++)
+            energy[s][x] = 0.0;
+    int after = 1, before = 1;
+    for (int64_t d = 1; after || before; d++) {
+        if (after) {
+            int64_t j = p + d;
+            if (j < n && gs[j] < ep) {
+                double ov = (ep < ge[j] ? ep : ge[j]) - gs[j];
+                rec_t *o = &R[L->grp[j]];
+                double *cell = energy[in->inter ? o->sf - 7 : 0];
+                const double *pw = in->lin + (int64_t)o->node * in->n_gw;
+                double f = in->off_factor[(int64_t)llround(-o->off / 2.0)];
+                for (int64_t x = 0; x < ng; x++)
+                    cell[x] += (pw[gws[x]] * f) * ov;
+            } else
+                after = 0;
+        }
+        if (before) {
+            int64_t j = p - d;
+            if (j < 0 || !(gm[j] > sp))
+                before = 0;
+            else if (sp < ge[j]) {
+                double ov = (ge[j] < ep ? ge[j] : ep) - sp;
+                rec_t *o = &R[L->grp[j]];
+                double *cell = energy[in->inter ? o->sf - 7 : 0];
+                const double *pw = in->lin + (int64_t)o->node * in->n_gw;
+                double f = in->off_factor[(int64_t)llround(-o->off / 2.0)];
+                for (int64_t x = 0; x < ng; x++)
+                    cell[x] += (pw[gws[x]] * f) * ov;
+            }
+        }
+    }
+    int64_t own = in->inter ? r->sf - 7 : 0;
+    const double *pw = in->lin + (int64_t)r->node * in->n_gw;
+    double f = in->off_factor[(int64_t)llround(-r->off / 2.0)], dur = ep - sp;
+    uint64_t dec = 0;
+    for (int64_t x = 0; x < ng; x++) {
+        int64_t g = gws[x];
+        int cut = overlaps_tx(L, g, sp, ep);
+        int64_t gr = cut ? 1 : 3;
+        if (gr > rank)
+            rank = gr;
+        if (cut)
+            continue;
+        double slots[6] = {0, 0, 0, 0, 0, 0};
+        for (int s = 0; s < nslots; s++)
+            slots[s] = energy[s][x];
+        if (!destroyed(L, energy[own][x], slots, own, (pw[g] * f) * dur))
+            dec |= (uint64_t)1 << g;
+    }
+    if (dec)
+        delivered(L, r, dec);
+    else {
+        r->status = (int8_t)rank_fate(in, rank);
+        r->gw = -1;
+    }
+    return 0;
+}
+
+static int cut_anywhere(loop_t *L, uint64_t bits, double t0, double t1)
+{
+    for (int64_t g = 0; bits; g++, bits >>= 1)
+        if (bits & 1 && overlaps_tx(L, g, t0, t1))
+            return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the network server */
+static int64_t lowest_index(const loop_in *in) { return in->lowest_index; }
+
+static void semtech_adr(const loop_in *in, double snr_max, int64_t dr, int64_t txp, int64_t *new_dr, int64_t *new_txp)
+{
+    double margin = snr_max - in->snr_req[dr] - in->adr_margin_db;
+    int64_t steps = (int64_t)floor(margin / 3.0);
+    int64_t up = steps < in->adr_max_dr - dr ? steps : in->adr_max_dr - dr;
+    if (up < 0)
+        up = 0;
+    *new_dr = dr + up;
+    int64_t left = steps - up;
+    if (left > 0)
+        *new_txp = txp + left < in->max_tx_index ? txp + left : in->max_tx_index;
+    else if (left < 0)
+        *new_txp = txp + left > 0 ? txp + left : 0;
+    else
+        *new_txp = txp;
+}
+
+static int server(loop_t *L, int64_t slot)
+{
+    const loop_in *in = L->in;
+    rec_t *r = &L->rec[slot];
+    if (r->status != F_DELIVERED)
+        return 0;
+    int64_t k = r->node, g0 = r->gw, sf = r->sf;
+    double end = r->start + r->air;
+    int64_t dr = in->sf_dr[sf];
+    int64_t tx_index = (int64_t)llround(-r->off / 2.0);
+    int has_cmd = 0;
+    int64_t cmd_dr = 0, cmd_idx = 0;
+    if (in->adr) {
+        double *h = L->hist + k * HIST;
+        if (r->ans) {
+            L->pend_has[k] = 0;
+            L->hist_n[k] = 0;
+            L->hist_head[k] = 0;
+        }
+        double snr = in->power_dbm[k * in->n_gw + g0] + r->off - in->noise_dbm;
+        h[(L->hist_head[k] + L->hist_n[k]) % HIST] = snr;
+        if (L->hist_n[k] < HIST)
+            L->hist_n[k]++;
+        else
+            L->hist_head[k] = (L->hist_head[k] + 1) % HIST;
+        if (L->hist_n[k] >= HIST && !L->pend_has[k]) {
+            double mx = h[0];
+            for (int i = 1; i < HIST; i++)
+                if (h[i] > mx)
+                    mx = h[i];
+            int64_t nd, ni;
+            semtech_adr(in, mx, dr, tx_index, &nd, &ni);
+            if (ni > lowest_index(in))
+                ni = lowest_index(in);
+            if (nd != dr || ni != tx_index) {
+                L->pend_has[k] = 1;
+                L->pend_dr[k] = nd;
+                L->pend_idx[k] = ni;
+            }
+        }
+        if (L->pend_has[k]) {
+            has_cmd = 1;
+            cmd_dr = L->pend_dr[k];
+            cmd_idx = L->pend_idx[k];
+        }
+    }
+    int app = 0;
+    int64_t qi = L->app_head[k];
+    if (qi < in->app_off[k + 1] && in->app_t[qi] <= end)
+        app = 1;
+    if (!(r->confirmed || has_cmd || app || r->ackreq))
+        return 0;
+    int64_t v = has_cmd | app << 1;
+    /* decoders, strongest first (stable: ties keep the lower index first) */
+    int64_t order[MAX_GW], nd = 0;
+    const double *p = in->power_dbm + k * in->n_gw;
+    for (int64_t g = 0; g < in->n_gw; g++)
+        if (r->dec_bits >> g & 1) {
+            int64_t i = nd++;
+            while (i > 0 && -p[order[i - 1]] > -p[g]) {
+                order[i] = order[i - 1];
+                i--;
+            }
+            order[i] = g;
+        }
+    if (!nd)
+        order[nd++] = g0;
+    for (int window = 1; window <= 2; window++) {
+        double t0, air, dc, sens, freq;
+        int64_t band, dl_sf;
+        if (window == 1) {
+            t0 = end + in->rx1_delay;
+            int64_t i = (dr * in->n_ch + r->ch) * 4 + v;
+            air = in->dl1_air[i];
+            band = in->dl1_band[i];
+            dc = in->dl1_dc[i];
+            sens = in->dl1_sens[i];
+            freq = in->dl1_freq[i];
+            dl_sf = in->dl1_sf[i];
+        } else {
+            t0 = end + in->rx2_delay;
+            air = in->dl2_air[v];
+            band = in->dl2_band[v];
+            dc = in->dl2_dc[v];
+            sens = in->dl2_sens[v];
+            freq = in->dl2_freq;
+            dl_sf = in->dl2_sf;
+        }
+        int64_t g = -1;
+        for (int64_t q = 0; q < nd; q++) {
+            int64_t c = order[q];
+            if (!(L->gw_band_free[c * in->n_gw_bands + band] > t0 || overlaps_tx(L, c, t0, t0 + air))) {
+                g = c;
+                break;
+            }
+        }
+        if (g < 0)
+            continue;
+        double e = t0 + air;
+        if (e > L->gw_busy_until[g])
+            L->gw_busy_until[g] = e;
+        L->gw_band_free[g * in->n_gw_bands + band] = t0 + air / dc;
+        if (ivl_insert(&L->gw_tx[g], t0, e, 0, 0, 0, 0))
+            return -1;
+        L->out->gw_tx_s[g] += air;
+        L->out->band_tx_s[g * in->n_gw_bands + band] += air;
+        L->out->band_tx_count[g * in->n_gw_bands + band] += 1;
+        double node_dbm = in->power_dbm[k * in->n_gw + g] - in->max_power_dbm + in->gw_tx_power_dbm;
+        int received = node_dbm >= sens;
+        int64_t N = in->n_nodes;
+        L->out->stats[0 * N + k] += 1; /* downlinks_sent */
+        L->out->dl_air_s[k] += air;
+        if (has_cmd)
+            L->out->stats[3 * N + k] += 1; /* adr_commands */
+        if (app) {
+            L->app_head[k]++;
+            L->out->stats[4 * N + k] += 1; /* app_downlinks_sent */
+        }
+        if (ivl_insert(&L->dls, t0, e, freq, dl_sf, g, 1))
+            return -1;
+        if (air > L->max_dl_air)
+            L->max_dl_air = air;
+        r->dl_window = (int8_t)window;
+        r->dl_received = (int8_t)received;
+        r->dl_air = air;
+        r->dl_has_cmd = (int8_t)(has_cmd && received);
+        r->dl_cmd_dr = (int8_t)cmd_dr;
+        r->dl_cmd_idx = (int8_t)cmd_idx;
+        r->dl_t0 = t0;
+        r->dl_freq = freq;
+        r->dl_sf = (int8_t)dl_sf;
+        r->dl_g = (int16_t)g;
+        r->dl_app = (int8_t)app;
+        return 0;
+    }
+    return 0;
+}
+
+static int push_arrived_context(loop_t *L, double t_start, double t_end, int64_t *n_ctx)
+{
+    int64_t lo = bisect_left(L->arr_start, L->n_arr, t_start - L->max_air);
+    int64_t need = L->n_arr - lo;
+    if (need > L->cap_ctx) {
+        int64_t c = L->cap_ctx ? L->cap_ctx : 1024;
+        while (c < need)
+            c *= 2;
+        int64_t *p = realloc(L->ctx, (size_t)c * sizeof(int64_t));
+        if (!p)
+            return -1;
+        L->ctx = p;
+        L->cap_ctx = c;
+    }
+    int64_t n = 0;
+    for (int64_t i = lo; i < L->n_arr; i++) {
+        rec_t *o = &L->rec[L->arr_slot[i]];
+        if (o->start + o->air > t_start && o->start < t_end)
+            L->ctx[n++] = L->arr_slot[i];
+    }
+    *n_ctx = n;
+    return 0;
+}
+
+static int trim_arrived(loop_t *L, double t_start)
+{
+    if (L->n_arr <= 4096 || !L->ends.n)
+        return 0;
+    double a = L->rec[L->ends.h[0].ref].start - 2 * L->max_air;
+    double b = t_start - 2 * L->max_air;
+    int64_t keep = bisect_left(L->arr_start, L->n_arr, a < b ? a : b);
+    if (keep <= 2048)
+        return 0;
+    for (int64_t i = 0; i < keep; i++) {
+        int64_t s = L->arr_slot[i];
+        L->rec[s].untracked = 1;
+        if (rec_release_if_done(L, s))
+            return -1;
+    }
+    memmove(L->arr_slot, L->arr_slot + keep, (size_t)(L->n_arr - keep) * sizeof(int64_t));
+    memmove(L->arr_start, L->arr_start + keep, (size_t)(L->n_arr - keep) * sizeof(double));
+    L->n_arr -= keep;
+    return 0;
+}
+
+static int resolve_until(loop_t *L, double T)
+{
+    if (!L->ends.n || L->ends.h[0].t > T)
+        return 0;
+    while (L->arrivals.n && L->arrivals.h[0].t < T) {
+        hitem it = heap_pop(&L->arrivals);
+        if (arrive_one(L, it.ref))
+            return -1;
+    }
+    int64_t nt = 0;
+    while (L->ends.n && L->ends.h[0].t <= T) {
+        if (nt == L->targets_cap) {
+            int64_t c = L->targets_cap ? 2 * L->targets_cap : 1024;
+            int64_t *p = realloc(L->targets_buf, (size_t)c * sizeof(int64_t));
+            if (!p)
+                return -1;
+            L->targets_buf = p;
+            L->targets_cap = c;
+        }
+        L->targets_buf[nt++] = heap_pop(&L->ends).ref;
+    }
+    int64_t *tg = L->targets_buf;
+    double t_start = INFINITY, t_end = -INFINITY;
+    for (int64_t i = 0; i < nt; i++) {
+        rec_t *r = &L->rec[tg[i]];
+        if (r->start < t_start)
+            t_start = r->start;
+        if (r->start + r->air > t_end)
+            t_end = r->start + r->air;
+    }
+    int64_t n_ctx;
+    if (push_arrived_context(L, t_start, t_end, &n_ctx))
+        return -1;
+    const int64_t *ctx = L->ctx;
+    /* verdicts: a target alone on its channel and cut nowhere follows from its arrival */
+    for (int64_t i = 0; i < nt; i++) {
+        rec_t *r = &L->rec[tg[i]];
+        double s0 = r->start, e0 = r->start + r->air;
+        int alone = 1;
+        for (int64_t q = 0; q < n_ctx && alone; q++) {
+            rec_t *o = &L->rec[ctx[q]];
+            if (ctx[q] != tg[i] && o->ch == r->ch && o->start < e0 && o->start + o->air > s0)
+                alone = 0;
+        }
+        if (alone && !cut_anywhere(L, r->bits, s0, e0))
+            verdict_alone(L, r);
+        else
+            r->status = -2; /* decided below */
+    }
+    for (int64_t i = 0; i < nt; i++)
+        if (L->rec[tg[i]].status == -2 && decode_one(L, tg[i], ctx, n_ctx))
+            return -1;
+    for (int64_t i = 0; i < nt; i++) {
+        L->rec[tg[i]].resolved = 1;
+        if (server(L, tg[i]))
+            return -1;
+    }
+    /* forget gateway transmissions and downlinks that ended long before T */
+    for (int64_t g = 0; g < L->in->n_gw; g++) {
+        ivl_t *v = &L->gw_tx[g];
+        if (v->n > TX_TRIM)
+            ivl_cut(v, bisect_right(v->e, v->n, T - TX_KEEP_S), 0);
+    }
+    if (L->dls.n > TX_TRIM)
+        ivl_cut(&L->dls, bisect_right(L->dls.s, L->dls.n, T - TX_KEEP_S), 1);
+    if (trim_arrived(L, t_start))
+        return -1;
+    for (int64_t i = 0; i < nt; i++)
+        if (rec_release_if_done(L, tg[i]))
+            return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ downlink interference */
+static int downlink_survives(loop_t *L, int64_t k, const rec_t *r)
+{
+    const loop_in *in = L->in;
+    double t0 = r->dl_t0, air = r->dl_air, freq = r->dl_freq, end = t0 + air;
+    int64_t g = r->dl_g, sf = r->dl_sf;
+    double base = in->gw_tx_power_dbm - in->max_power_dbm;
+    const double *power = in->power_dbm + k * in->n_gw;
+    double energy[6] = {0, 0, 0, 0, 0, 0};
+    const ivl_t *v = &L->dls;
+    for (int64_t j = bisect_left(v->s, v->n, end) - 1; j >= 0 && v->s[j] > t0 - L->max_dl_air; j--) {
+        double s2 = v->s[j], e2 = v->e[j];
+        if (v->f[j] == freq && e2 > t0 && !(s2 == t0 && v->g[j] == g)) {
+            double ov = (end < e2 ? end : e2) - (t0 > s2 ? t0 : s2);
+            energy[v->sf[j] - 7] += pow(10.0, (power[v->g[j]] + base) / 10.0) * ov;
+        }
+    }
+    int any = 0;
+    for (int s = 0; s < 6; s++)
+        any |= energy[s] != 0.0;
+    if (!any)
+        return 1;
+    int64_t own = sf - 7;
+    /* the capture test as _destroyed, with the inter-SF slots of this SF */
+    return !destroyed(L, energy[own], energy, own, pow(10.0, (power[g] + base) / 10.0) * air);
+}
+
+/* ------------------------------------------------------------------ the node process */
+static int schedule(loop_t *L, double t, int64_t kind, int64_t k)
+{
+    hitem it = {t, L->next_seq++, k, kind};
+    return heap_push(&L->events, it);
+}
+
+static double retransmit_timeout(loop_t *L)
+{
+    return L->in->timeout_low + L->in->timeout_range * pcg_double(&L->timeouts);
+}
+
+static void next_uplink(loop_t *L, node_t *st, int *ack_req)
+{
+    const loop_in *in = L->in;
+    int64_t c = st->bo_cnt, over = c - in->ack_limit;
+    if (over >= in->ack_delay && over % in->ack_delay == 0) {
+        int64_t step = over / in->ack_delay;
+        if (step == 1)
+            st->bo_txi = 0;
+        else if (st->bo_dr > in->default_dr)
+            st->bo_dr -= 1;
+        else
+            st->bo_nb = 1;
+    }
+    st->sf = in->dr_sf[st->bo_dr];
+    st->tx_index = st->bo_txi;
+    st->nb_trans = st->bo_nb;
+    *ack_req = c >= in->ack_limit;
+    st->bo_cnt = c + 1;
+}
+
+static int64_t n_frames_at(const loop_in *in, int64_t msg, int64_t sf, int64_t *per_frame, int *split)
+{
+    int64_t app = in->app_bytes[msg], cap = in->max_payload[sf];
+    if (app <= cap) {
+        *split = 0;
+        *per_frame = cap;
+        return 1;
+    }
+    int64_t per = cap - in->frag_header;
+    if (per <= 0)
+        return -1;
+    *split = 1;
+    *per_frame = per;
+    return (app + per - 1) / per;
+}
+
+static int64_t frame_phy(const loop_in *in, int64_t msg, int64_t j, int64_t n, int64_t per, int split)
+{
+    int64_t app = in->app_bytes[msg];
+    if (!split)
+        return app + in->overhead;
+    int64_t data = j == n - 1 ? app - j * per : per;
+    return data + in->frag_header + in->overhead;
+}
+
+static int64_t announce(loop_t *L, int64_t k, node_t *st, double t, int64_t c)
+{
+    int64_t slot = rec_alloc(L);
+    if (slot < 0)
+        return -1;
+    rec_t *r = &L->rec[slot];
+    memset(r, 0, sizeof(*r));
+    r->start = t;
+    r->air = st->air;
+    r->off = st->off;
+    r->aid = L->next_aid++;
+    r->node = (int32_t)k;
+    r->ch = (int16_t)c;
+    r->sf = (int8_t)st->sf;
+    r->status = -1;
+    r->gw = -1;
+    r->dl_g = -1;
+    r->afate = (int8_t)L->in->fate_bs;
+    r->confirmed = (int8_t)L->in->confirmed;
+    r->ackreq = (int8_t)st->ack_req;
+    r->ans = (int8_t)st->ans;
+    hitem a = {t, r->aid, slot, 0};
+    hitem e = {t + st->air, r->aid, slot, 0};
+    if (heap_push(&L->arrivals, a) || heap_push(&L->ends, e))
+        return -1;
+    if (st->air > L->max_air)
+        L->max_air = st->air;
+    L->out->announced++;
+    return slot;
+}
+
+/* Runs node k until it waits (returns 0 with the node waiting, or done) or fails (-1). */
+static int run_node(loop_t *L, int64_t k)
+{
+    const loop_in *in = L->in;
+    node_t *st = &L->nodes[k];
+    double *band_free = L->band_free + k * in->n_bands;
+    int64_t N = in->n_nodes;
+    for (;;) {
+        switch (st->phase) {
+        case P_MSG: {
+            if (st->msg >= st->hi) {
+                st->phase = P_DONE;
+                return 0;
+            }
+            int64_t msg = st->msg;
+            st->ready = in->ready[msg];
+            st->ack_req = 0;
+            if (in->adr)
+                next_uplink(L, st, &st->ack_req);
+            st->base = in->base_sf[msg] < 0 ? 1 : in->base_sf[msg] == st->sf;
+            int64_t per = 0;
+            int split = 0;
+            st->nfrag = n_frames_at(in, msg, st->sf, &per, &split);
+            if (st->nfrag < 0) {
+                L->out->error = 2;
+                L->out->error_sf = st->sf;
+                return -1;
+            }
+            double min_bf = band_free[0];
+            for (int64_t b = 1; b < in->n_bands; b++)
+                if (band_free[b] < min_bf)
+                    min_bf = band_free[b];
+            if (in->drop && !(st->ready >= st->node_free && st->ready >= min_bf)) {
+                for (int64_t j = 0; j < st->nfrag; j++) {
+                    int64_t phy = frame_phy(in, msg, j, st->nfrag, per, split);
+                    if (add_row(L, msg, j, phy, st->sf, in->air_tab[st->sf * in->phy_cap + phy], st->ready, NAN, 1, 0,
+                                -1, 0.0, 0.0, 0.0, 0.0, in->fate_dc, -1, st->tx_index))
+                        return -1;
+                }
+                st->msg++;
+                continue;
+            }
+            double power_dbm = in->max_power_dbm - 2.0 * (double)st->tx_index;
+            st->off = power_dbm - in->max_power_dbm;
+            st->j = 0;
+            st->phase = P_FRAME;
+            continue;
+        }
+        case P_FRAME: {
+            if (st->j >= st->nfrag) {
+                st->msg++;
+                st->phase = P_MSG;
+                continue;
+            }
+            int64_t per = 0;
+            int split = 0;
+            n_frames_at(in, st->msg, st->sf, &per, &split);
+            int64_t phy = frame_phy(in, st->msg, st->j, st->nfrag, per, split);
+            if (st->ans_pending) {
+                phy += in->ans_bytes;
+                st->ans = 1;
+                st->ans_pending = 0;
+            } else
+                st->ans = 0;
+            if (phy >= in->phy_cap) {
+                L->out->error = 3;
+                return -1;
+            }
+            st->phy = phy;
+            st->air = in->air_tab[st->sf * in->phy_cap + phy];
+            st->rx_done = in->rx_done_tab[st->sf * in->phy_cap + phy];
+            st->attempt_ready = st->ready;
+            st->attempts = 0;
+            st->first_start = NAN;
+            st->first_ch = -1;
+            st->tx_s = st->rx_s = 0.0;
+            st->delivered_end = NAN;
+            st->last_end = NAN;
+            st->best_rank = -1;
+            st->gw_of = -1;
+            st->phase = P_ATTEMPT;
+            continue;
+        }
+        case P_ATTEMPT: {
+            double t = st->attempt_ready;
+            if (st->node_free > t)
+                t = st->node_free;
+            double mn = band_free[0], mx = band_free[0];
+            for (int64_t b = 1; b < in->n_bands; b++) {
+                if (band_free[b] < mn)
+                    mn = band_free[b];
+                if (band_free[b] > mx)
+                    mx = band_free[b];
+            }
+            if (mn > t)
+                t = mn;
+            double u;
+            if (st->attempts == 0 && st->base)
+                u = in->u_base[in->base_first[st->msg] + st->j];
+            else
+                u = pcg_double(&L->retx);
+            int64_t c, n_ch = in->n_ch;
+            if (mx <= t) {
+                c = (int64_t)(u * (double)n_ch);
+                if (c > n_ch - 1)
+                    c = n_ch - 1;
+            } else {
+                int64_t n_open = 0;
+                for (int64_t q = 0; q < n_ch; q++)
+                    n_open += band_free[in->band_of[q]] <= t;
+                int64_t pick = (int64_t)(u * (double)n_open);
+                if (pick > n_open - 1)
+                    pick = n_open - 1;
+                c = -1;
+                for (int64_t q = 0; q < n_ch; q++)
+                    if (band_free[in->band_of[q]] <= t && pick-- == 0) {
+                        c = q;
+                        break;
+                    }
+            }
+            int64_t b = in->band_of[c];
+            band_free[b] = t + st->air / in->band_dc[b];
+            st->node_free = t + st->rx_done;
+            if (st->attempts == 0) {
+                st->first_start = t;
+                st->first_ch = c;
+            }
+            if (t >= in->horizon[k]) {
+                if (st->attempts == 0)
+                    st->attempts = 1;
+                goto frame_end;
+            }
+            st->attempts++;
+            int64_t slot = announce(L, k, st, t, c);
+            if (slot < 0)
+                return -1;
+            st->slot = slot;
+            st->end = t + st->air;
+            st->last_end = st->end;
+            st->tx_s += st->air;
+            st->phase = P_RX1;
+            if (L->offline)
+                continue;
+            return schedule(L, st->end + in->rx1_delay, 0, k);
+        }
+        case P_RX1: {
+            rec_t *r = &L->rec[st->slot];
+            if (r->status == -1) { /* never decided: cannot happen after the final resolution */
+                L->out->error = 4;
+                return -1;
+            }
+            if (r->status == F_DELIVERED) {
+                if (isnan(st->delivered_end)) {
+                    st->delivered_end = st->end;
+                    st->gw_of = r->gw;
+                }
+            } else {
+                int64_t rk = fate_rank(in, r->status);
+                if (rk > st->best_rank)
+                    st->best_rank = rk;
+            }
+            st->got = r->dl_window != 0 && r->dl_received;
+            if (st->got && in->dl_interference) {
+                st->phase = P_DL;
+                if (L->offline)
+                    continue;
+                double t = r->dl_t0 + r->dl_air;
+                return schedule(L, L->now + (t - L->now > 0.0 ? t - L->now : 0.0), 1, k);
+            }
+            goto react;
+        }
+        case P_DL:
+            goto react;
+        default:
+            return -1;
+        }
+    react: {
+        rec_t *r = &L->rec[st->slot];
+        int lost = 0;
+        if (st->got && in->dl_interference)
+            lost = !downlink_survives(L, k, r);
+        double win_rx1 = in->rx1_win[st->sf], win_rx2 = in->rx2_win;
+        int acked;
+        if (st->got) {
+            int window = r->dl_window;
+            acked = r->confirmed;
+            int has_cmd = r->dl_has_cmd;
+            if (lost) {
+                L->out->stats[6 * N + k] += 1; /* downlinks_interfered */
+                acked = 0;
+                has_cmd = 0;
+            } else {
+                L->out->stats[1 * N + k] += 1; /* downlinks_received */
+                L->out->stats[5 * N + k] += r->dl_app;
+            }
+            if (window == 1) {
+                st->rx_s += r->dl_air;
+                st->node_free = st->end + in->rx1_delay + r->dl_air;
+            } else {
+                st->rx_s += win_rx1 + r->dl_air;
+                st->node_free = st->end + in->rx2_delay + r->dl_air;
+            }
+            if (in->adr && !lost)
+                st->bo_cnt = 0;
+            if (has_cmd) {
+                st->bo_dr = r->dl_cmd_dr;
+                st->bo_txi = r->dl_cmd_idx;
+                st->ans_pending = 1;
+            }
+            if (acked)
+                L->out->stats[2 * N + k] += 1; /* acks_received */
+        } else {
+            st->rx_s += win_rx1 + win_rx2;
+            acked = 0;
+        }
+        int got_ok = st->got && !lost;
+        double end = st->end;
+        r->consumed = 1;
+        if (rec_release_if_done(L, st->slot))
+            return -1;
+        if (in->confirmed) {
+            if (acked || st->attempts >= st->nb_trans)
+                goto frame_end;
+            st->attempt_ready = end + in->rx2_delay + retransmit_timeout(L);
+        } else {
+            if (got_ok || st->attempts >= st->nb_trans)
+                goto frame_end;
+            st->attempt_ready = st->ready;
+        }
+        st->phase = P_ATTEMPT;
+        continue;
+    }
+    frame_end: {
+        int64_t fate, attempts = st->attempts;
+        double busy, tx_s = st->tx_s, rx_s = st->rx_s;
+        if (attempts && !isnan(st->last_end) && st->first_start < in->horizon[k]) {
+            if (!isnan(st->delivered_end)) {
+                fate = F_DELIVERED;
+                busy = st->delivered_end == st->first_start + st->air ? st->air : st->delivered_end - st->first_start;
+            } else {
+                fate = st->best_rank >= 0 ? rank_fate(in, st->best_rank) : in->fate_bs;
+                busy = attempts == 1 ? st->air : st->last_end - st->first_start;
+            }
+        } else {
+            fate = F_DELIVERED;
+            busy = st->air;
+            attempts = 1;
+            tx_s = st->air;
+            rx_s = in->rx1_win[st->sf] + in->rx2_win;
+        }
+        if (add_row(L, st->msg, st->j, st->phy, st->sf, st->air, st->ready, st->first_start, 0, attempts, st->first_ch,
+                    tx_s, rx_s, (double)attempts * in->startup[k], busy, fate, st->gw_of, st->tx_index))
+            return -1;
+        st->j++;
+        st->phase = P_FRAME;
+        continue;
+    }
+    }
+}
+
+/* ------------------------------------------------------------------ the run */
+static void free_loop(loop_t *L)
+{
+    free(L->nodes);
+    free(L->band_free);
+    free(L->rec);
+    free(L->free_slots);
+    free(L->arrivals.h);
+    free(L->ends.h);
+    free(L->events.h);
+    free(L->arr_slot);
+    free(L->arr_start);
+    for (int g = 0; g < MAX_GW; g++) {
+        free(L->gw_tx[g].s);
+        free(L->gw_tx[g].e);
+    }
+    free(L->gw_band_free);
+    free(L->held);
+    free(L->dls.s);
+    free(L->dls.e);
+    free(L->dls.f);
+    free(L->dls.sf);
+    free(L->dls.g);
+    free(L->hist);
+    free(L->hist_n);
+    free(L->hist_head);
+    free(L->pend_has);
+    free(L->pend_dr);
+    free(L->pend_idx);
+    free(L->app_head);
+    free(L->ctx);
+    free(L->grp);
+    free(L->gs);
+    free(L->ge);
+    free(L->gm);
+    free(L->targets_buf);
+    L->targets_buf = NULL;
+    L->targets_cap = 0;
+}
+
+/* Returns 0, or non-zero with out->error set (1: out of memory, 2: no room for data at out->error_sf,
+   3: a frame larger than the airtime table, 4: an attempt never decided). */
+int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
+{
+    loop_t L;
+    memset(&L, 0, sizeof(L));
+    L.in = in;
+    L.out = out;
+    int64_t N = in->n_nodes, G = in->n_gw, B = in->n_bands;
+    int rc = -1;
+    if (G > MAX_GW) {
+        out->error = 5;
+        return out->error;
+    }
+    L.nodes = calloc((size_t)(N ? N : 1), sizeof(node_t));
+    L.band_free = malloc((size_t)(N * B + 1) * sizeof(double));
+    L.gw_band_free = malloc((size_t)(G * in->n_gw_bands + 1) * sizeof(double));
+    L.held = malloc((size_t)(G * (in->paths > 0 ? in->paths : 1) + 1) * sizeof(double));
+    L.hist = calloc((size_t)(N * HIST + 1), sizeof(double));
+    L.hist_n = calloc((size_t)(N + 1), sizeof(int64_t));
+    L.hist_head = calloc((size_t)(N + 1), sizeof(int64_t));
+    L.pend_has = calloc((size_t)(N + 1), sizeof(int8_t));
+    L.pend_dr = calloc((size_t)(N + 1), sizeof(int64_t));
+    L.pend_idx = calloc((size_t)(N + 1), sizeof(int64_t));
+    L.app_head = malloc((size_t)(N + 1) * sizeof(int64_t));
+    if (!L.nodes || !L.band_free || !L.gw_band_free || !L.held || !L.hist || !L.hist_n || !L.hist_head ||
+        !L.pend_has || !L.pend_dr || !L.pend_idx || !L.app_head)
+        goto fail;
+    for (int64_t i = 0; i < N * B; i++)
+        L.band_free[i] = -INFINITY;
+    for (int64_t i = 0; i < G * in->n_gw_bands; i++)
+        L.gw_band_free[i] = -INFINITY;
+    for (int64_t g = 0; g < G; g++)
+        L.gw_busy_until[g] = -INFINITY;
+    for (int64_t k = 0; k < N; k++)
+        L.app_head[k] = in->app_off[k];
+    L.max_air = 0.0;
+    L.max_dl_air = 0.0;
+    L.retx.state = ((unsigned __int128)in->rng_retx[0] << 64) | in->rng_retx[1];
+    L.retx.inc = ((unsigned __int128)in->rng_retx[2] << 64) | in->rng_retx[3];
+    L.timeouts.state = ((unsigned __int128)in->rng_timeouts[0] << 64) | in->rng_timeouts[1];
+    L.timeouts.inc = ((unsigned __int128)in->rng_timeouts[2] << 64) | in->rng_timeouts[3];
+    /* time 0: every node with messages runs to its first wait, in node order */
+    for (int64_t k = 0; k < N; k++) {
+        node_t *st = &L.nodes[k];
+        st->msg = in->msg_lo[k];
+        st->hi = in->msg_lo[k + 1];
+        st->sf = in->sf0[k];
+        st->tx_index = 0;
+        st->nb_trans = in->nb_trans;
+        st->node_free = -INFINITY;
+        st->bo_dr = in->initial_dr[k];
+        st->bo_txi = 0;
+        st->bo_nb = in->nb_trans;
+        st->bo_cnt = 0;
+        st->phase = st->msg < st->hi ? P_MSG : P_DONE;
+        if (st->phase == P_MSG && run_node(&L, k))
+            goto fail;
+    }
+    while (L.events.n && L.events.h[0].t < in->duration) {
+        hitem ev = heap_pop(&L.events);
+        L.now = ev.t;
+        if (ev.kind == 0 && resolve_until(&L, ev.t))
+            goto fail;
+        if (run_node(&L, ev.ref))
+            goto fail;
+    }
+    /* the end: decide everything, then each node finishes without waiting */
+    L.offline = 1;
+    if (resolve_until(&L, INFINITY))
+        goto fail;
+    for (int64_t k = 0; k < N; k++)
+        if (L.nodes[k].phase != P_DONE && run_node(&L, k))
+            goto fail;
+    rc = 0;
+fail:
+    if (rc && !out->error)
+        out->error = 1;
+    free_loop(&L);
+    return out->error;
+}
+
+void iotsim_lorawan_loop_free(loop_out *out)
+{
+    rows_t *r = &out->rows;
+    free(r->msg);
+    free(r->frag);
+    free(r->phy);
+    free(r->sf);
+    free(r->attempts);
+    free(r->tx_index);
+    free(r->air);
+    free(r->ready);
+    free(r->start);
+    free(r->tx_s);
+    free(r->rx_s);
+    free(r->standby);
+    free(r->busy);
+    free(r->dropped);
+    free(r->ch);
+    free(r->fate);
+    free(r->gw);
+    memset(r, 0, sizeof(*r));
+}
+
+/* numpy PCG64 draws, for the test that this file's generator is numpy's */
+void iotsim_pcg64_doubles(const uint64_t *state4, int64_t n, double *out)
+{
+    pcg64 r;
+    r.state = ((unsigned __int128)state4[0] << 64) | state4[1];
+    r.inc = ((unsigned __int128)state4[2] << 64) | state4[3];
+    for (int64_t i = 0; i < n; i++)
+        out[i] = pcg_double(&r);
+}
