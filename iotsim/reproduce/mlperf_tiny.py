@@ -54,17 +54,24 @@ ASSUMPTIONS = [
     "P = 2 cycles (the TRM gives 1-3; the middle taken, not fitted; P = 1 or 3 moves every latency by about "
     "-/+8 %); SDIV/UDIV 12 cycles (the TRM's upper bound of 2-12); a load or store single after a load single "
     "pipelines (1 cycle) unless it addresses with the loaded register.",
-    "Flash: 5 wait states at 120 MHz (ST RM0432, range 1 boost; unconfirmed against the current revision); the "
-    "ART accelerator simulated as a 1 KB instruction cache (32 lines of 32 B) and a 256 B data cache "
-    "(8 lines of 32 B), fully associative with LRU replacement (the replacement policy is an assumption: the "
-    "manual does not state it); each miss waits the 5 wait states; the prefetch buffer is not modelled.",
+    "Flash: 5 wait states at 120 MHz, as ST's STM32L4 LL driver tabulates for the L4+ in voltage range 1 "
+    "(stm32l4xx_ll_utils.c, 100 < HCLK <= 120 MHz) and as the v0.5 firmware sets (mbed-os "
+    "TARGET_STM32L4R5xI/system_clock.c: FLASH_LATENCY_5, Range 1 boost); the ART accelerator simulated as a "
+    "1 KB instruction cache (32 lines of 32 B) and a 256 B data cache (8 lines of 32 B), fully associative "
+    "with LRU replacement (RM0432 not read: geometry and policy unconfirmed for the L4+; ST's RM0440 states "
+    "LRU for the same cache in the STM32G4); each miss waits the 5 wait states; the prefetch buffer is not "
+    "modelled.",
     "Input: one random int8 vector per task (seed 0) instead of the benchmark's dataset inputs; instruction "
     "counts of these models vary by under 1 % between inputs (tests/test_firmware_verify.py).",
     "Energy = 1.8 V (the supply results.csv gives for these rows) x the STM32L4R5 datasheet run current "
     "(DS12023: 110 uA/MHz x 120 MHz = 13.2 mA, LDO mode, code from flash; recalled, unconfirmed) x predicted "
     "latency; the current is taken constant during inference, and nothing else on the board is charged. The "
-    "published rows imply 22.5-23.0 mA (v0.5) and 23.7-26.2 mA (v1.0) (energy / latency / 1.8 V), so "
-    "(predicted / published energy) is about 0.50-0.59 x (predicted / published latency).",
+    "published rows measure the whole MCU supply: an LPM01A energy monitor feeds the MCU alone at 1.8 V "
+    "through the NUCLEO IDD jumper (mlcommons/tiny_results_v0.5 closed/reference/systems/energy_hookup.md; "
+    "emon voltage 1800 mV in the energy logs), clocked at 120 MHz in Range 1 boost with APB1/APB2 at 120 MHz "
+    "(mbed-os system_clock.c), over 100 inferences; they imply 22.5-23.0 mA (v0.5) and 23.7-26.2 mA (v1.0) "
+    "(energy / latency / 1.8 V), so (predicted / published energy) is about 0.50-0.59 x "
+    "(predicted / published latency).",
     "Nothing is fitted: no constant of the cycle model or of the energy was chosen to match these rows.",
 ]
 

@@ -499,7 +499,7 @@ def mlperf_unavailable() -> str | None:
     "(mlcommons/tiny, anomaly_detection BUILD/NUCLEO_L4R5ZI) links TFLM's CMSIS-NN kernel variants at -Os, so "
     "the reference kernels are compared with other code; ST's v1.0 rows ran X-CUBE-AI 7.3, another library than "
     "the optimized set here; and the energy uses the datasheet run current (13.2 mA, unconfirmed), while the "
-    "published rows imply 22.5-26 mA. Nothing is fitted to close the gaps: docs/firmware.md has the analysis and "
+    "published rows, the whole MCU supply at 1.8 V and 120 MHz (Range 1 boost), imply 22.5-26 mA. Nothing is fitted to close the gaps: docs/firmware.md has the analysis and "
     "what one constant fitted on one task would give."))
 def mlperf_tiny():
     """MLPerf Tiny on NUCLEO-L4R5ZI: latency and energy per inference predicted from the firmware's
