@@ -166,7 +166,7 @@ def test_battery_life_matches_closed_form_for_constant_duty_cycle(tmp_path, monk
     # the farm board feeds every part straight from the 2 x AA pack: no regulator losses
     np.testing.assert_allclose(nodes.energy_regulator_j, 0.0, atol=0)
     life_s = _energy_life_s(b, energy / T, peak_a=b.radio.tx_current_a(14) + b.mcu.sleep_current_a + sensor_sleep_a)
-    # the energy would outlast the cells' rated shelf life (25 years): the calendar limit binds
+    # the energy would outlast the cells' rated shelf life (15 years): the calendar limit binds
     assert (life_s > b.battery.shelf_life_s).all()
     np.testing.assert_allclose(nodes.battery_life_days, b.battery.shelf_life_s / 86400, rtol=1e-12)
     assert (nodes.battery_life_limit == "calendar").all()
