@@ -11,10 +11,15 @@
  * tests/test_lorawan_loop_native.py checks that both engines give the same bytes.
  *
  * Events are processed in time order: a node's resumption at its RX1 opening (the network server
- * first decides every uplink that ended by then) or at the end of a downlink it listens to. Events
- * at or after `duration` are not processed in the loop: as SimPy's run(until=duration), the server
- * then decides everything still open at once and each node (in node order) finishes its messages
- * without waiting (what it plans then is never on air).
+ * first decides every uplink that ended by then; the RX1 openings of decided uplinks wait in a queue,
+ * already in order) or at the end of a downlink it listens to (a heap). Events at or after `duration`
+ * are not processed in the loop: as SimPy's run(until=duration), the server then decides everything
+ * still open at once and each node (in node order) finishes its messages without waiting (what it
+ * plans then is never on air).
+ *
+ * Memory: an attempt's record is reused once the network has decided it, its node has read the
+ * answer and it ends too long before anything still undecided to interfere with it; arrived attempts
+ * are kept per (channel, SF), so the interferers of a frame are found from its channel's lists only.
  */
 #include <math.h>
 #include <stdint.h>
@@ -117,7 +122,7 @@ typedef struct {
     int64_t aid;
     int32_t node;
     int16_t ch, gw, dl_g;
-    int8_t sf, status, afate, confirmed, ackreq, ans;
+    int8_t sf, txi, status, afate, confirmed, ackreq, ans;
     int8_t resolved, consumed, untracked;
     int8_t dl_window, dl_received, dl_app, dl_has_cmd, dl_cmd_dr, dl_cmd_idx, dl_sf;
 } rec_t;
@@ -129,6 +134,7 @@ typedef struct {
     int64_t kind;
 } hitem;
 
+/* a 4-ary min-heap (fewer levels, and the children of a node share cache lines) */
 typedef struct {
     hitem *h;
     int64_t n, cap;
@@ -148,7 +154,7 @@ static int heap_push(heap_t *q, hitem x)
     }
     int64_t k = q->n++;
     while (k > 0) {
-        int64_t p = (k - 1) / 2;
+        int64_t p = (k - 1) / 4;
         if (!hless(&x, &q->h[p]))
             break;
         q->h[k] = q->h[p];
@@ -164,11 +170,13 @@ static hitem heap_pop(heap_t *q)
     hitem x = q->h[--q->n];
     int64_t k = 0;
     for (;;) {
-        int64_t c = 2 * k + 1;
+        int64_t c = 4 * k + 1;
         if (c >= q->n)
             break;
-        if (c + 1 < q->n && hless(&q->h[c + 1], &q->h[c]))
-            c++;
+        int64_t last = c + 4 < q->n ? c + 4 : q->n;
+        for (int64_t i = c + 1; i < last; i++)
+            if (hless(&q->h[i], &q->h[c]))
+                c = i;
         if (!hless(&q->h[c], &x))
             break;
         q->h[k] = q->h[c];
@@ -285,6 +293,19 @@ static void ivl_cut(ivl_t *v, int64_t cut, int full)
 #define TX_KEEP_S 60.0
 #define TX_TRIM 4096
 
+/* arrived attempts of one (channel, SF) */
+typedef struct {
+    double start, end;
+    int64_t aid, slot;
+    int32_t node;
+    int8_t sf, txi;
+} aentry_t;
+
+typedef struct {
+    aentry_t *e;
+    int64_t head, n, cap;
+} alist_t;
+
 /* ------------------------------------------------------------------ node state */
 enum { P_MSG, P_FRAME, P_ATTEMPT, P_RX1, P_DL, P_DONE };
 
@@ -327,13 +348,18 @@ typedef struct {
     int64_t n_rec, cap_rec, *free_slots, n_free, cap_free, next_aid;
     /* network */
     heap_t arrivals, ends, events;
+    /* RX1 openings of decided uplinks, in order of the uplinks' ends (so of their RX1 times): a queue,
+       not a heap. The earliest RX1 of an uplink still undecided is that of the top of `ends`. */
+    double *rx1_t;
+    int64_t *rx1_node, rx1_head, rx1_n, rx1_cap;
     int64_t next_seq;
     double max_air, max_dl_air, now;
     int offline;
-    /* arrived attempts in start order */
-    int64_t *arr_slot;
-    double *arr_start;
-    int64_t n_arr, cap_arr;
+    /* arrived attempts per (channel, SF), each list in arrival (= start) order; entries before head are
+       forgotten (they end long before anything still to be decided starts) */
+    alist_t *arr;
+    double max_air_sf[13];
+    int64_t resolutions;
     /* gateways */
     ivl_t gw_tx[MAX_GW];
     double gw_busy_until[MAX_GW];
@@ -349,8 +375,9 @@ typedef struct {
     /* PRNG */
     pcg64 retx, timeouts;
     /* scratch */
-    int64_t *ctx, cap_ctx, *grp, cap_grp, *targets_buf, targets_cap;
-    double *gs, *ge, *gm;
+    aentry_t *ctx, *grp;
+    double *ctx_gm, *gm;
+    int64_t cap_ctx, cap_grp, *targets_buf, targets_cap;
 } loop_t;
 
 static const int RANK_OF_FATE_DEFAULT = 0;
@@ -568,21 +595,30 @@ static int arrive_one(loop_t *L, int64_t slot)
     }
     r->afate = (int8_t)rank_fate(in, best < 0 ? 0 : best);
     r->bits = bits;
-    if (L->n_arr == L->cap_arr) {
-        int64_t c = L->cap_arr ? 2 * L->cap_arr : 4096;
-        int64_t *a = realloc(L->arr_slot, (size_t)c * sizeof(int64_t));
-        if (!a)
-            return -1;
-        L->arr_slot = a;
-        double *b = realloc(L->arr_start, (size_t)c * sizeof(double));
-        if (!b)
-            return -1;
-        L->arr_start = b;
-        L->cap_arr = c;
+    alist_t *l = &L->arr[(int64_t)r->ch * 6 + (r->sf - 7)];
+    if (l->n == l->cap) {
+        if (l->head > l->n / 2) { /* compact */
+            memmove(l->e, l->e + l->head, (size_t)(l->n - l->head) * sizeof(aentry_t));
+            l->n -= l->head;
+            l->head = 0;
+        } else {
+            int64_t c = l->cap ? 2 * l->cap : 256;
+            aentry_t *a = realloc(l->e, (size_t)c * sizeof(aentry_t));
+            if (!a)
+                return -1;
+            l->e = a;
+            l->cap = c;
+        }
     }
-    L->arr_slot[L->n_arr] = slot;
-    L->arr_start[L->n_arr] = s;
-    L->n_arr++;
+    aentry_t *en = &l->e[l->n];
+    en->start = s;
+    en->end = s + air;
+    en->aid = r->aid;
+    en->slot = slot;
+    en->node = r->node;
+    en->sf = r->sf;
+    en->txi = r->txi;
+    l->n++;
     return 0;
 }
 
@@ -617,19 +653,11 @@ static int reserve_scratch(loop_t *L, int64_t n)
     int64_t c = L->cap_grp ? L->cap_grp : 1024;
     while (c < n)
         c *= 2;
-    int64_t *a = realloc(L->grp, (size_t)c * sizeof(int64_t));
+    aentry_t *a = realloc(L->grp, (size_t)c * sizeof(aentry_t));
     if (!a)
         return -1;
     L->grp = a;
-    double *b = realloc(L->gs, (size_t)c * sizeof(double));
-    if (!b)
-        return -1;
-    L->gs = b;
-    b = realloc(L->ge, (size_t)c * sizeof(double));
-    if (!b)
-        return -1;
-    L->ge = b;
-    b = realloc(L->gm, (size_t)c * sizeof(double));
+    double *b = realloc(L->gm, (size_t)c * sizeof(double));
     if (!b)
         return -1;
     L->gm = b;
@@ -637,11 +665,13 @@ static int reserve_scratch(loop_t *L, int64_t n)
     return 0;
 }
 
-static int decode_one(loop_t *L, int64_t slot, const int64_t *ctx, int64_t n_ctx)
+/* One target's verdict: reception.decode's sums in its order (the target's group in start order, then at
+   d = 1, 2, ... the frame d after it and the frame d before it), as the SimPy engine's _decode_one.
+   ctx: the batch's context on the target's channel (in start order) and gm its running maximum of ends. */
+static int decode_one(loop_t *L, int64_t slot, const aentry_t *ctx, const double *gm, int64_t n_ctx)
 {
     const loop_in *in = L->in;
-    rec_t *R = L->rec;
-    rec_t *r = &R[slot];
+    rec_t *r = &L->rec[slot];
     int64_t rank = fate_rank(in, r->afate);
     if (!r->bits) {
         r->status = (int8_t)rank_fate(in, rank);
@@ -652,38 +682,42 @@ static int decode_one(loop_t *L, int64_t slot, const int64_t *ctx, int64_t n_ctx
     for (int64_t g = 0; g < in->n_gw; g++)
         if (r->bits >> g & 1)
             gws[ng++] = g;
-    if (reserve_scratch(L, n_ctx))
-        return -1;
-    int64_t n = 0, p = -1;
-    for (int64_t q = 0; q < n_ctx; q++) {
-        rec_t *o = &R[ctx[q]];
-        if (o->ch != r->ch || (!in->inter && o->sf != r->sf))
-            continue;
-        if (ctx[q] == slot)
-            p = n;
-        L->grp[n] = ctx[q];
-        L->gs[n] = o->start;
-        L->ge[n] = o->start + o->air;
-        L->gm[n] = n ? (L->ge[n] > L->gm[n - 1] ? L->ge[n] : L->gm[n - 1]) : L->ge[n];
-        n++;
+    const aentry_t *grp = ctx;
+    int64_t n = n_ctx;
+    if (!in->inter) { /* orthogonal SFs: the group is the target's SF only */
+        if (reserve_scratch(L, n_ctx))
+            return -1;
+        n = 0;
+        for (int64_t q = 0; q < n_ctx; q++) {
+            if (ctx[q].sf != r->sf)
+                continue;
+            L->grp[n] = ctx[q];
+            L->gm[n] = n ? (ctx[q].end > L->gm[n - 1] ? ctx[q].end : L->gm[n - 1]) : ctx[q].end;
+            n++;
+        }
+        grp = L->grp;
+        gm = L->gm;
     }
-    const double *gs = L->gs, *ge = L->ge, *gm = L->gm;
-    double sp = gs[p], ep = ge[p];
+    int64_t p = 0;
+    while (grp[p].slot != slot)
+        p++;
+    double sp = grp[p].start, ep = grp[p].end;
     int nslots = in->inter ? 6 : 1;
     double energy[6][MAX_GW];
     for (int s = 0; s < nslots; s++)
         for (int64_t x = 0; x < ng; x++)
             energy[s][x] = 0.0;
+    const int64_t G = in->n_gw;
     int after = 1, before = 1;
     for (int64_t d = 1; after || before; d++) {
         if (after) {
             int64_t j = p + d;
-            if (j < n && gs[j] < ep) {
-                double ov = (ep < ge[j] ? ep : ge[j]) - gs[j];
-                rec_t *o = &R[L->grp[j]];
+            if (j < n && grp[j].start < ep) {
+                const aentry_t *o = &grp[j];
+                double ov = (ep < o->end ? ep : o->end) - o->start;
                 double *cell = energy[in->inter ? o->sf - 7 : 0];
-                const double *pw = in->lin + (int64_t)o->node * in->n_gw;
-                double f = in->off_factor[(int64_t)llround(-o->off / 2.0)];
+                const double *pw = in->lin + (int64_t)o->node * G;
+                double f = in->off_factor[o->txi];
                 for (int64_t x = 0; x < ng; x++)
                     cell[x] += (pw[gws[x]] * f) * ov;
             } else
@@ -693,20 +727,20 @@ static int decode_one(loop_t *L, int64_t slot, const int64_t *ctx, int64_t n_ctx
             int64_t j = p - d;
             if (j < 0 || !(gm[j] > sp))
                 before = 0;
-            else if (sp < ge[j]) {
-                double ov = (ge[j] < ep ? ge[j] : ep) - sp;
-                rec_t *o = &R[L->grp[j]];
+            else if (sp < grp[j].end) {
+                const aentry_t *o = &grp[j];
+                double ov = (o->end < ep ? o->end : ep) - sp;
                 double *cell = energy[in->inter ? o->sf - 7 : 0];
-                const double *pw = in->lin + (int64_t)o->node * in->n_gw;
-                double f = in->off_factor[(int64_t)llround(-o->off / 2.0)];
+                const double *pw = in->lin + (int64_t)o->node * G;
+                double f = in->off_factor[o->txi];
                 for (int64_t x = 0; x < ng; x++)
                     cell[x] += (pw[gws[x]] * f) * ov;
             }
         }
     }
     int64_t own = in->inter ? r->sf - 7 : 0;
-    const double *pw = in->lin + (int64_t)r->node * in->n_gw;
-    double f = in->off_factor[(int64_t)llround(-r->off / 2.0)], dur = ep - sp;
+    const double *pw = in->lin + (int64_t)r->node * G;
+    double f = in->off_factor[r->txi], dur = ep - sp;
     uint64_t dec = 0;
     for (int64_t x = 0; x < ng; x++) {
         int64_t g = gws[x];
@@ -897,48 +931,138 @@ static int server(loop_t *L, int64_t slot)
     return 0;
 }
 
-static int push_arrived_context(loop_t *L, double t_start, double t_end, int64_t *n_ctx)
+static int reserve_ctx(loop_t *L, int64_t need)
 {
-    int64_t lo = bisect_left(L->arr_start, L->n_arr, t_start - L->max_air);
-    int64_t need = L->n_arr - lo;
-    if (need > L->cap_ctx) {
-        int64_t c = L->cap_ctx ? L->cap_ctx : 1024;
-        while (c < need)
-            c *= 2;
-        int64_t *p = realloc(L->ctx, (size_t)c * sizeof(int64_t));
-        if (!p)
-            return -1;
-        L->ctx = p;
-        L->cap_ctx = c;
+    if (need <= L->cap_ctx)
+        return 0;
+    int64_t c = L->cap_ctx ? L->cap_ctx : 1024;
+    while (c < need)
+        c *= 2;
+    aentry_t *p = realloc(L->ctx, (size_t)c * sizeof(aentry_t));
+    if (!p)
+        return -1;
+    L->ctx = p;
+    double *q = realloc(L->ctx_gm, (size_t)c * sizeof(double));
+    if (!q)
+        return -1;
+    L->ctx_gm = q;
+    L->cap_ctx = c;
+    return 0;
+}
+
+/* The batch's context on one channel: arrived attempts on it that overlap [t_start, t_end), in arrival
+   (start) order, as the SimPy engine's context filtered to the channel. Each SF's list is searched from
+   t_start minus that SF's longest airtime; the lists are merged by (start, announcement). */
+static int64_t bisect_entries(const aentry_t *e, int64_t lo, int64_t hi, double x)
+{
+    while (lo < hi) { /* first entry with start >= x */
+        int64_t m = (lo + hi) / 2;
+        if (e[m].start < x)
+            lo = m + 1;
+        else
+            hi = m;
     }
-    int64_t n = 0;
-    for (int64_t i = lo; i < L->n_arr; i++) {
-        rec_t *o = &L->rec[L->arr_slot[i]];
-        if (o->start + o->air > t_start && o->start < t_end)
-            L->ctx[n++] = L->arr_slot[i];
+    return lo;
+}
+
+static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end, int64_t *n_ctx)
+{
+    int64_t lo[6], hi[6], total = 0;
+    const aentry_t *E[6];
+    for (int s = 0; s < 6; s++) {
+        alist_t *l = &L->arr[ch * 6 + s];
+        E[s] = l->e;
+        lo[s] = bisect_entries(l->e, l->head, l->n, t_start - L->max_air_sf[s + 7]);
+        hi[s] = bisect_entries(l->e, lo[s], l->n, t_end);
+        total += hi[s] - lo[s];
+    }
+    if (reserve_ctx(L, total))
+        return -1;
+    /* keep only the entries that end after t_start, per SF, then merge */
+    int64_t n = 0, lists = 0, only = 0;
+    for (int s = 0; s < 6; s++)
+        if (lo[s] < hi[s]) {
+            lists++;
+            only = s;
+        }
+    if (lists == 1) { /* one SF on the channel: no merge */
+        const aentry_t *e = E[only];
+        for (int64_t q = lo[only]; q < hi[only]; q++) {
+            if (!(e[q].end > t_start))
+                continue;
+            L->ctx_gm[n] = n ? (e[q].end > L->ctx_gm[n - 1] ? e[q].end : L->ctx_gm[n - 1]) : e[q].end;
+            L->ctx[n++] = e[q];
+        }
+        *n_ctx = n;
+        return 0;
+    }
+    for (;;) { /* merge: the smallest (start, announcement) first */
+        int best = -1;
+        const aentry_t *bo = NULL;
+        for (int s = 0; s < 6; s++) {
+            while (lo[s] < hi[s] && !(E[s][lo[s]].end > t_start))
+                lo[s]++;
+            if (lo[s] >= hi[s])
+                continue;
+            const aentry_t *o = &E[s][lo[s]];
+            if (best < 0 || o->start < bo->start || (o->start == bo->start && o->aid < bo->aid)) {
+                best = s;
+                bo = o;
+            }
+        }
+        if (best < 0)
+            break;
+        L->ctx_gm[n] = n ? (bo->end > L->ctx_gm[n - 1] ? bo->end : L->ctx_gm[n - 1]) : bo->end;
+        L->ctx[n++] = *bo;
+        lo[best]++;
     }
     *n_ctx = n;
     return 0;
 }
 
+/* Forget arrived attempts that end long before anything still to be decided starts. */
 static int trim_arrived(loop_t *L, double t_start)
 {
-    if (L->n_arr <= 4096 || !L->ends.n)
+    if (++L->resolutions % 4096 || !L->ends.n)
         return 0;
     double a = L->rec[L->ends.h[0].ref].start - 2 * L->max_air;
     double b = t_start - 2 * L->max_air;
-    int64_t keep = bisect_left(L->arr_start, L->n_arr, a < b ? a : b);
-    if (keep <= 2048)
-        return 0;
-    for (int64_t i = 0; i < keep; i++) {
-        int64_t s = L->arr_slot[i];
-        L->rec[s].untracked = 1;
-        if (rec_release_if_done(L, s))
-            return -1;
+    double bound = a < b ? a : b;
+    for (int64_t i = 0; i < L->in->n_ch * 6; i++) {
+        alist_t *l = &L->arr[i];
+        while (l->head < l->n && l->e[l->head].start < bound) {
+            int64_t s = l->e[l->head++].slot;
+            L->rec[s].untracked = 1;
+            if (rec_release_if_done(L, s))
+                return -1;
+        }
     }
-    memmove(L->arr_slot, L->arr_slot + keep, (size_t)(L->n_arr - keep) * sizeof(int64_t));
-    memmove(L->arr_start, L->arr_start + keep, (size_t)(L->n_arr - keep) * sizeof(double));
-    L->n_arr -= keep;
+    return 0;
+}
+
+static int rx1_push(loop_t *L, double t, int64_t node)
+{
+    if (L->rx1_n == L->rx1_cap) {
+        if (L->rx1_head > L->rx1_n / 2) {
+            memmove(L->rx1_t, L->rx1_t + L->rx1_head, (size_t)(L->rx1_n - L->rx1_head) * sizeof(double));
+            memmove(L->rx1_node, L->rx1_node + L->rx1_head, (size_t)(L->rx1_n - L->rx1_head) * sizeof(int64_t));
+            L->rx1_n -= L->rx1_head;
+            L->rx1_head = 0;
+        } else {
+            int64_t c = L->rx1_cap ? 2 * L->rx1_cap : 4096;
+            double *a = realloc(L->rx1_t, (size_t)c * sizeof(double));
+            if (!a)
+                return -1;
+            L->rx1_t = a;
+            int64_t *b = realloc(L->rx1_node, (size_t)c * sizeof(int64_t));
+            if (!b)
+                return -1;
+            L->rx1_node = b;
+            L->rx1_cap = c;
+        }
+    }
+    L->rx1_t[L->rx1_n] = t;
+    L->rx1_node[L->rx1_n++] = node;
     return 0;
 }
 
@@ -972,31 +1096,39 @@ static int resolve_until(loop_t *L, double T)
         if (r->start + r->air > t_end)
             t_end = r->start + r->air;
     }
-    int64_t n_ctx;
-    if (push_arrived_context(L, t_start, t_end, &n_ctx))
-        return -1;
-    const int64_t *ctx = L->ctx;
     /* verdicts: a target alone on its channel and cut nowhere follows from its arrival */
-    for (int64_t i = 0; i < nt; i++) {
-        rec_t *r = &L->rec[tg[i]];
-        double s0 = r->start, e0 = r->start + r->air;
-        int alone = 1;
-        for (int64_t q = 0; q < n_ctx && alone; q++) {
-            rec_t *o = &L->rec[ctx[q]];
-            if (ctx[q] != tg[i] && o->ch == r->ch && o->start < e0 && o->start + o->air > s0)
-                alone = 0;
+    int64_t ctx_ch = -1, n_ctx = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t i = 0; i < nt; i++) {
+            rec_t *r = &L->rec[tg[i]];
+            if (pass == 1 && r->status != -2)
+                continue;
+            if (r->ch != ctx_ch) {
+                if (channel_context(L, r->ch, t_start, t_end, &n_ctx))
+                    return -1;
+                ctx_ch = r->ch;
+                r = &L->rec[tg[i]];
+            }
+            const aentry_t *ctx = L->ctx;
+            if (pass == 0) {
+                double s0 = r->start, e0 = r->start + r->air;
+                int alone = 1;
+                for (int64_t q = 0; q < n_ctx && alone; q++)
+                    if (ctx[q].slot != tg[i] && ctx[q].start < e0 && ctx[q].end > s0)
+                        alone = 0;
+                if (alone && !cut_anywhere(L, r->bits, s0, e0))
+                    verdict_alone(L, r);
+                else
+                    r->status = -2; /* decided in the second pass */
+            } else if (decode_one(L, tg[i], ctx, L->ctx_gm, n_ctx))
+                return -1;
         }
-        if (alone && !cut_anywhere(L, r->bits, s0, e0))
-            verdict_alone(L, r);
-        else
-            r->status = -2; /* decided below */
     }
-    for (int64_t i = 0; i < nt; i++)
-        if (L->rec[tg[i]].status == -2 && decode_one(L, tg[i], ctx, n_ctx))
-            return -1;
     for (int64_t i = 0; i < nt; i++) {
         L->rec[tg[i]].resolved = 1;
         if (server(L, tg[i]))
+            return -1;
+        if (!L->offline && rx1_push(L, L->rec[tg[i]].start + L->rec[tg[i]].air + L->in->rx1_delay, L->rec[tg[i]].node))
             return -1;
     }
     /* forget gateway transmissions and downlinks that ended long before T */
@@ -1113,6 +1245,7 @@ static int64_t announce(loop_t *L, int64_t k, node_t *st, double t, int64_t c)
     r->node = (int32_t)k;
     r->ch = (int16_t)c;
     r->sf = (int8_t)st->sf;
+    r->txi = (int8_t)st->tx_index;
     r->status = -1;
     r->gw = -1;
     r->dl_g = -1;
@@ -1126,6 +1259,8 @@ static int64_t announce(loop_t *L, int64_t k, node_t *st, double t, int64_t c)
         return -1;
     if (st->air > L->max_air)
         L->max_air = st->air;
+    if (st->air > L->max_air_sf[st->sf])
+        L->max_air_sf[st->sf] = st->air;
     L->out->announced++;
     return slot;
 }
@@ -1273,7 +1408,7 @@ static int run_node(loop_t *L, int64_t k)
             st->phase = P_RX1;
             if (L->offline)
                 continue;
-            return schedule(L, st->end + in->rx1_delay, 0, k);
+            return 0; /* woken at RX1, once the network has decided (the queue of RX1 openings) */
         }
         case P_RX1: {
             rec_t *r = &L->rec[st->slot];
@@ -1400,8 +1535,13 @@ static void free_loop(loop_t *L)
     free(L->arrivals.h);
     free(L->ends.h);
     free(L->events.h);
-    free(L->arr_slot);
-    free(L->arr_start);
+    free(L->rx1_t);
+    free(L->rx1_node);
+    if (L->arr)
+        for (int64_t i = 0; i < L->in->n_ch * 6; i++) {
+            free(L->arr[i].e);
+        }
+    free(L->arr);
     for (int g = 0; g < MAX_GW; g++) {
         free(L->gw_tx[g].s);
         free(L->gw_tx[g].e);
@@ -1422,9 +1562,8 @@ static void free_loop(loop_t *L)
     free(L->app_head);
     free(L->ctx);
     free(L->grp);
-    free(L->gs);
-    free(L->ge);
     free(L->gm);
+    free(L->ctx_gm);
     free(L->targets_buf);
     L->targets_buf = NULL;
     L->targets_cap = 0;
@@ -1455,7 +1594,8 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
     L.pend_dr = calloc((size_t)(N + 1), sizeof(int64_t));
     L.pend_idx = calloc((size_t)(N + 1), sizeof(int64_t));
     L.app_head = malloc((size_t)(N + 1) * sizeof(int64_t));
-    if (!L.nodes || !L.band_free || !L.gw_band_free || !L.held || !L.hist || !L.hist_n || !L.hist_head ||
+    L.arr = calloc((size_t)(in->n_ch * 6), sizeof(alist_t));
+    if (!L.arr || !L.nodes || !L.band_free || !L.gw_band_free || !L.held || !L.hist || !L.hist_n || !L.hist_head ||
         !L.pend_has || !L.pend_dr || !L.pend_idx || !L.app_head)
         goto fail;
     for (int64_t i = 0; i < N * B; i++)
@@ -1489,13 +1629,29 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
         if (st->phase == P_MSG && run_node(&L, k))
             goto fail;
     }
-    while (L.events.n && L.events.h[0].t < in->duration) {
-        hitem ev = heap_pop(&L.events);
-        L.now = ev.t;
-        if (ev.kind == 0 && resolve_until(&L, ev.t))
-            goto fail;
-        if (run_node(&L, ev.ref))
-            goto fail;
+    for (;;) {
+        /* the next RX1 opening: of a decided uplink (queue) or of the earliest-ending undecided one */
+        double t_rx1 = L.rx1_head < L.rx1_n ? L.rx1_t[L.rx1_head] : INFINITY;
+        if (L.ends.n && L.ends.h[0].t + in->rx1_delay < t_rx1)
+            t_rx1 = L.ends.h[0].t + in->rx1_delay;
+        double t_ev = L.events.n ? L.events.h[0].t : INFINITY;
+        if (t_rx1 <= t_ev) {
+            if (!(t_rx1 < in->duration))
+                break;
+            L.now = t_rx1;
+            if (resolve_until(&L, t_rx1))
+                goto fail;
+            int64_t k = L.rx1_node[L.rx1_head++];
+            if (run_node(&L, k))
+                goto fail;
+        } else {
+            if (!(t_ev < in->duration))
+                break;
+            hitem ev = heap_pop(&L.events);
+            L.now = ev.t;
+            if (run_node(&L, ev.ref))
+                goto fail;
+        }
     }
     /* the end: decide everything, then each node finishes without waiting */
     L.offline = 1;

@@ -921,7 +921,14 @@ class ClosedLoop:
         return self._build(cols, gateway_stats, {k: v.copy() for k, v in self.stats.items()})
 
     def _native_transmissions(self, cols: dict, report: dict) -> Transmissions:
-        order = np.lexsort((cols["frag"], cols["msg"]))
+        # rows in (message, fragment) order: each message's frames are numbered 0, 1, ... so a row's place
+        # is the message's first row plus its fragment (a counting sort)
+        msg = cols["msg"]
+        first = np.zeros(len(self.messages) + 1, np.int64)
+        np.cumsum(np.bincount(msg, minlength=len(self.messages)), out=first[1:])
+        place = first[msg] + cols["frag"]
+        order = np.empty_like(place)
+        order[place] = np.arange(len(place))
         cols = {k: v[order] for k, v in cols.items()}
         gateway_stats = {"path_busy_s": report["busy_ticks"] / reception.TICKS_PER_S,
                          "frames_locked": report["frames_locked"], "tx_airtime_s": report["tx_airtime_s"],

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 SOURCE = Path(__file__).with_name("_reception.c")
-FLAGS = ("-O2", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
+FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
 DISABLE_ENV = "IOTSIM_NATIVE"  # "0": never build or load the kernels
 HOST_CC_ENV = "IOTSIM_HOST_CC"  # the same override as iotsim.firmware.build
 
