@@ -378,6 +378,8 @@ typedef struct {
     aentry_t *ctx, *grp;
     double *ctx_gm, *gm;
     int64_t cap_ctx, cap_grp, *targets_buf, targets_cap;
+    /* the batch's context per channel (built once per batch): offset and length in ctx, batch stamp */
+    int64_t ctx_used, *cctx_off, *cctx_n, *cctx_stamp, stamp;
 } loop_t;
 
 static const int RANK_OF_FATE_DEFAULT = 0;
@@ -665,10 +667,24 @@ static int reserve_scratch(loop_t *L, int64_t n)
     return 0;
 }
 
+/* Index of the attempt (start, aid) in a context sorted by (start, announcement). */
+static int64_t ctx_find(const aentry_t *ctx, int64_t n, double start, int64_t aid)
+{
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t m = (lo + hi) / 2;
+        if (ctx[m].start < start || (ctx[m].start == start && ctx[m].aid < aid))
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    return lo;
+}
+
 /* One target's verdict: reception.decode's sums in its order (the target's group in start order, then at
    d = 1, 2, ... the frame d after it and the frame d before it), as the SimPy engine's _decode_one.
    ctx: the batch's context on the target's channel (in start order) and gm its running maximum of ends. */
-static int decode_one(loop_t *L, int64_t slot, const aentry_t *ctx, const double *gm, int64_t n_ctx)
+static int decode_one(loop_t *L, int64_t slot, const aentry_t *ctx, const double *gm, int64_t n_ctx, int64_t p)
 {
     const loop_in *in = L->in;
     rec_t *r = &L->rec[slot];
@@ -697,10 +713,8 @@ static int decode_one(loop_t *L, int64_t slot, const aentry_t *ctx, const double
         }
         grp = L->grp;
         gm = L->gm;
+        p = ctx_find(grp, n, r->start, r->aid);
     }
-    int64_t p = 0;
-    while (grp[p].slot != slot)
-        p++;
     double sp = grp[p].start, ep = grp[p].end;
     int nslots = in->inter ? 6 : 1;
     double energy[6][MAX_GW];
@@ -965,7 +979,7 @@ static int64_t bisect_entries(const aentry_t *e, int64_t lo, int64_t hi, double 
     return lo;
 }
 
-static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end, int64_t *n_ctx)
+static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end, int64_t *off_ctx, int64_t *n_ctx)
 {
     int64_t lo[6], hi[6], total = 0;
     const aentry_t *E[6];
@@ -976,10 +990,13 @@ static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end, 
         hi[s] = bisect_entries(l->e, lo[s], l->n, t_end);
         total += hi[s] - lo[s];
     }
-    if (reserve_ctx(L, total))
+    if (reserve_ctx(L, L->ctx_used + total))
         return -1;
     /* keep only the entries that end after t_start, per SF, then merge */
     int64_t n = 0, lists = 0, only = 0;
+    aentry_t *ctx = L->ctx + L->ctx_used;
+    double *gm = L->ctx_gm + L->ctx_used;
+    *off_ctx = L->ctx_used;
     for (int s = 0; s < 6; s++)
         if (lo[s] < hi[s]) {
             lists++;
@@ -990,10 +1007,11 @@ static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end, 
         for (int64_t q = lo[only]; q < hi[only]; q++) {
             if (!(e[q].end > t_start))
                 continue;
-            L->ctx_gm[n] = n ? (e[q].end > L->ctx_gm[n - 1] ? e[q].end : L->ctx_gm[n - 1]) : e[q].end;
-            L->ctx[n++] = e[q];
+            gm[n] = n ? (e[q].end > gm[n - 1] ? e[q].end : gm[n - 1]) : e[q].end;
+            ctx[n++] = e[q];
         }
         *n_ctx = n;
+        L->ctx_used += n;
         return 0;
     }
     for (;;) { /* merge: the smallest (start, announcement) first */
@@ -1012,11 +1030,12 @@ static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end, 
         }
         if (best < 0)
             break;
-        L->ctx_gm[n] = n ? (bo->end > L->ctx_gm[n - 1] ? bo->end : L->ctx_gm[n - 1]) : bo->end;
-        L->ctx[n++] = *bo;
+        gm[n] = n ? (bo->end > gm[n - 1] ? bo->end : gm[n - 1]) : bo->end;
+        ctx[n++] = *bo;
         lo[best]++;
     }
     *n_ctx = n;
+    L->ctx_used += n;
     return 0;
 }
 
@@ -1072,6 +1091,10 @@ static int resolve_until(loop_t *L, double T)
         return 0;
     while (L->arrivals.n && L->arrivals.h[0].t < T) {
         hitem it = heap_pop(&L->arrivals);
+        if (L->arrivals.n) { /* the next arrival's record and power row, while this one is handled */
+            __builtin_prefetch(&L->rec[L->arrivals.h[0].ref]);
+            __builtin_prefetch(L->in->power_dbm + L->arrivals.h[0].kind * L->in->n_gw);
+        }
         if (arrive_one(L, it.ref))
             return -1;
     }
@@ -1096,31 +1119,35 @@ static int resolve_until(loop_t *L, double T)
         if (r->start + r->air > t_end)
             t_end = r->start + r->air;
     }
-    /* verdicts: a target alone on its channel and cut nowhere follows from its arrival */
-    int64_t ctx_ch = -1, n_ctx = 0;
+    /* verdicts: a target alone on its channel and cut nowhere follows from its arrival; each channel's
+       context is built once per batch */
+    L->stamp++;
+    L->ctx_used = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int64_t i = 0; i < nt; i++) {
             rec_t *r = &L->rec[tg[i]];
             if (pass == 1 && r->status != -2)
                 continue;
-            if (r->ch != ctx_ch) {
-                if (channel_context(L, r->ch, t_start, t_end, &n_ctx))
+            int64_t ch = r->ch;
+            if (L->cctx_stamp[ch] != L->stamp) {
+                if (channel_context(L, ch, t_start, t_end, &L->cctx_off[ch], &L->cctx_n[ch]))
                     return -1;
-                ctx_ch = r->ch;
-                r = &L->rec[tg[i]];
+                L->cctx_stamp[ch] = L->stamp;
             }
-            const aentry_t *ctx = L->ctx;
+            const aentry_t *ctx = L->ctx + L->cctx_off[ch];
+            const double *gm = L->ctx_gm + L->cctx_off[ch];
+            int64_t n_ctx = L->cctx_n[ch];
+            int64_t p = ctx_find(ctx, n_ctx, r->start, r->aid);
             if (pass == 0) {
+                /* another frame overlaps it: one before it ends after its start (running maximum of the
+                   ends), or the next one starts before its end */
                 double s0 = r->start, e0 = r->start + r->air;
-                int alone = 1;
-                for (int64_t q = 0; q < n_ctx && alone; q++)
-                    if (ctx[q].slot != tg[i] && ctx[q].start < e0 && ctx[q].end > s0)
-                        alone = 0;
+                int alone = !(p > 0 && gm[p - 1] > s0) && !(p + 1 < n_ctx && ctx[p + 1].start < e0);
                 if (alone && !cut_anywhere(L, r->bits, s0, e0))
                     verdict_alone(L, r);
                 else
                     r->status = -2; /* decided in the second pass */
-            } else if (decode_one(L, tg[i], ctx, L->ctx_gm, n_ctx))
+            } else if (decode_one(L, tg[i], ctx, gm, n_ctx, p))
                 return -1;
         }
     }
@@ -1253,7 +1280,7 @@ static int64_t announce(loop_t *L, int64_t k, node_t *st, double t, int64_t c)
     r->confirmed = (int8_t)L->in->confirmed;
     r->ackreq = (int8_t)st->ack_req;
     r->ans = (int8_t)st->ans;
-    hitem a = {t, r->aid, slot, 0};
+    hitem a = {t, r->aid, slot, k}; /* kind: the node (to fetch its row ahead) */
     hitem e = {t + st->air, r->aid, slot, 0};
     if (heap_push(&L->arrivals, a) || heap_push(&L->ends, e))
         return -1;
@@ -1564,6 +1591,9 @@ static void free_loop(loop_t *L)
     free(L->grp);
     free(L->gm);
     free(L->ctx_gm);
+    free(L->cctx_off);
+    free(L->cctx_n);
+    free(L->cctx_stamp);
     free(L->targets_buf);
     L->targets_buf = NULL;
     L->targets_cap = 0;
@@ -1595,7 +1625,10 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
     L.pend_idx = calloc((size_t)(N + 1), sizeof(int64_t));
     L.app_head = malloc((size_t)(N + 1) * sizeof(int64_t));
     L.arr = calloc((size_t)(in->n_ch * 6), sizeof(alist_t));
-    if (!L.arr || !L.nodes || !L.band_free || !L.gw_band_free || !L.held || !L.hist || !L.hist_n || !L.hist_head ||
+    L.cctx_off = calloc((size_t)in->n_ch, sizeof(int64_t));
+    L.cctx_n = calloc((size_t)in->n_ch, sizeof(int64_t));
+    L.cctx_stamp = calloc((size_t)in->n_ch, sizeof(int64_t));
+    if (!L.arr || !L.cctx_off || !L.cctx_n || !L.cctx_stamp || !L.nodes || !L.band_free || !L.gw_band_free || !L.held || !L.hist || !L.hist_n || !L.hist_head ||
         !L.pend_has || !L.pend_dr || !L.pend_idx || !L.app_head)
         goto fail;
     for (int64_t i = 0; i < N * B; i++)
@@ -1642,6 +1675,10 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
             if (resolve_until(&L, t_rx1))
                 goto fail;
             int64_t k = L.rx1_node[L.rx1_head++];
+            if (L.rx1_head + 3 < L.rx1_n) { /* nodes woken next: their state and their attempt's record */
+                __builtin_prefetch(&L.nodes[L.rx1_node[L.rx1_head + 3]]);
+                __builtin_prefetch(&L.rec[L.nodes[L.rx1_node[L.rx1_head + 1]].slot]);
+            }
             if (run_node(&L, k))
                 goto fail;
         } else {

@@ -144,7 +144,8 @@ def _c(a, dtype) -> np.ndarray:
 
 
 def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
-    """Run a ClosedLoop compiled. Returns (columns of the frames, what the loop reports), or None when
+    """Run a ClosedLoop compiled. Returns (columns of the frames in (message, fragment) order, what the
+    loop reports), or None when
     the C loop stopped on something the SimPy engine reports better (an input error: the caller then
     runs the SimPy engine, which raises it)."""
     k = lib()
@@ -271,12 +272,20 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
         if err:
             return None
         r = out.rows
-        cols = {}
+        views = {}
         for name, dtype in ([(x, np.int64) for x in _ROW_INT] + [(x, np.float64) for x in _ROW_FLOAT]
                             + [(x, np.int8) for x in _ROW_INT8] + [("gw", np.int16)]):
             addr = getattr(r, name)
-            cols[name] = (np.ctypeslib.as_array(ctypes.cast(addr, ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype))),
-                                                shape=(r.n,)).copy() if r.n else np.zeros(0, dtype))
+            views[name] = (np.ctypeslib.as_array(ctypes.cast(addr, ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype))),
+                                                 shape=(r.n,)) if r.n else np.zeros(0, dtype))
+        # rows in (message, fragment) order, copied out of the C buffers: each message's frames are
+        # numbered 0, 1, ..., so a row's place is its message's first row plus its fragment
+        first = np.zeros(len(m) + 1, np.int64)
+        np.cumsum(np.bincount(views["msg"], minlength=len(m)), out=first[1:])
+        order = np.empty(r.n, np.int64)
+        order[first[views["msg"]] + views["frag"]] = np.arange(r.n)
+        cols = {name: v[order] for name, v in views.items()}
+        del views
     finally:
         k.iotsim_lorawan_loop_free(ctypes.byref(out))
     report = {

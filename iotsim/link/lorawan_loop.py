@@ -921,15 +921,6 @@ class ClosedLoop:
         return self._build(cols, gateway_stats, {k: v.copy() for k, v in self.stats.items()})
 
     def _native_transmissions(self, cols: dict, report: dict) -> Transmissions:
-        # rows in (message, fragment) order: each message's frames are numbered 0, 1, ... so a row's place
-        # is the message's first row plus its fragment (a counting sort)
-        msg = cols["msg"]
-        first = np.zeros(len(self.messages) + 1, np.int64)
-        np.cumsum(np.bincount(msg, minlength=len(self.messages)), out=first[1:])
-        place = first[msg] + cols["frag"]
-        order = np.empty_like(place)
-        order[place] = np.arange(len(place))
-        cols = {k: v[order] for k, v in cols.items()}
         gateway_stats = {"path_busy_s": report["busy_ticks"] / reception.TICKS_PER_S,
                          "frames_locked": report["frames_locked"], "tx_airtime_s": report["tx_airtime_s"],
                          "tx_band_s": report["tx_band_s"]}
@@ -938,23 +929,23 @@ class ClosedLoop:
     def _build(self, cols: dict, gateway_stats: dict, node_stats: dict) -> Transmissions:
         n = len(cols["msg"])
         m = self.messages
-        msg = cols["msg"].astype(np.int64)
+        msg = cols["msg"].astype(np.int64, copy=False)
         tx = Transmissions(
-            message=msg, node=m.node[msg] if n else np.zeros(0, np.int64), fragment=cols["frag"].astype(np.int64),
-            phy_bytes=cols["phy"].astype(np.int64), sf=cols["sf"].astype(np.int64),
-            airtime_s=cols["air"].astype(np.float64), ready_s=cols["ready"].astype(np.float64),
-            start_s=cols["start"].astype(np.float64), dropped=cols["dropped"].astype(bool),
+            message=msg, node=m.node[msg] if n else np.zeros(0, np.int64), fragment=cols["frag"].astype(np.int64, copy=False),
+            phy_bytes=cols["phy"].astype(np.int64, copy=False), sf=cols["sf"].astype(np.int64, copy=False),
+            airtime_s=cols["air"].astype(np.float64, copy=False), ready_s=cols["ready"].astype(np.float64, copy=False),
+            start_s=cols["start"].astype(np.float64, copy=False), dropped=cols["dropped"].astype(bool, copy=False),
         )
-        tx.attempts = cols["attempts"].astype(np.int64)
-        tx.channel = cols["ch"].astype(np.int8)
-        tx.tx_s = cols["tx_s"].astype(np.float64)
-        tx.rx_s = cols["rx_s"].astype(np.float64)
-        tx.standby_s = cols["standby"].astype(np.float64)
-        tx.busy_s = cols["busy"].astype(np.float64)
-        tx.link_fate = cols["fate"].astype(np.int8)
-        tx.link_gateway = cols["gw"].astype(np.int16)
+        tx.attempts = cols["attempts"].astype(np.int64, copy=False)
+        tx.channel = cols["ch"].astype(np.int8, copy=False)
+        tx.tx_s = cols["tx_s"].astype(np.float64, copy=False)
+        tx.rx_s = cols["rx_s"].astype(np.float64, copy=False)
+        tx.standby_s = cols["standby"].astype(np.float64, copy=False)
+        tx.busy_s = cols["busy"].astype(np.float64, copy=False)
+        tx.link_fate = cols["fate"].astype(np.int8, copy=False)
+        tx.link_gateway = cols["gw"].astype(np.int16, copy=False)
         if self.s.adr:  # TX power varies per frame only under ADR
-            tx.tx_power_dbm = (self.max_power_dbm - 2.0 * cols["tx_index"].astype(np.float64)) if n else np.zeros(0)
+            tx.tx_power_dbm = (self.max_power_dbm - 2.0 * cols["tx_index"].astype(np.float64, copy=False)) if n else np.zeros(0)
         tx.gateway_stats = gateway_stats
         tx.node_stats = node_stats
         return tx
