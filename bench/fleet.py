@@ -3,8 +3,8 @@
 In the same process it times the event floor: a bare SimPy loop with one process per node doing
 one timeout per window (14.4 M events at full size). It prints the wall times and the ratios
 policy / floor. Targets: on_device <= 0.5 x floor, cloud_offload <= 3 x floor (issue 2); the confirmed variants
-(confirmed uplinks, up to 8 transmissions, network ADR, on the SimPy closed loop): on_device
-<= 1 x floor, cloud_offload <= 4 x floor (issue 11).
+(confirmed uplinks, up to 8 transmissions, network ADR, on the closed loop: compiled where it can be
+built, else SimPy; `--engine` chooses): on_device <= 1 x floor, cloud_offload <= 4 x floor (issue 11).
 
     python bench/fleet.py                   # full size
     python bench/fleet.py --nodes 1000      # quicker look
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import time
 
@@ -26,6 +27,7 @@ import numpy as np
 import simpy
 
 from iotsim.engine import run_scenario
+from iotsim.link import loop_native
 from iotsim.radio.propagation import hata_open_area_log_distance
 from iotsim.results.tables import summary_table
 from iotsim.scenario.model import Scenario
@@ -93,12 +95,19 @@ def main() -> None:
     ap.add_argument("--model", default="farm_soil_int8", help="int8 model taking 12 x 3 farm windows")
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     ap.add_argument("--only", nargs="*", choices=VARIANTS, help="run only these variants")
+    ap.add_argument("--engine", choices=loop_native.ENGINES, default=None,
+                    help="closed-loop engine of the confirmed variants (default: $IOTSIM_CLOSED_LOOP, else auto)")
     args = ap.parse_args()
+    if args.engine:
+        os.environ[loop_native.ENGINE_ENV] = args.engine
+    engine = loop_native.engine_choice()
+    if engine == "auto":
+        engine = "compiled" if loop_native.lib() is not None else f"simpy ({loop_native.load_error})"
     duration = args.hours * 3600.0
     floor_s, events = event_floor_s(args.nodes, duration, 60.0)
     gc.collect()
     rows = {"nodes": args.nodes, "hours": args.hours, "windows": events, "floor_s": floor_s,
-            "floor_events_per_s": events / floor_s}
+            "floor_events_per_s": events / floor_s, "closed_loop_engine": engine}
     for variant in VARIANTS:
         if args.only and variant not in args.only:
             continue
@@ -125,6 +134,7 @@ def main() -> None:
         return
     print(f"fleet: {args.nodes:,} nodes x {args.hours:g} h x 1 window/min = {events:,} windows")
     print(f"event floor (bare SimPy, one timeout per window): {floor_s:8.2f} s  ({events / floor_s:,.0f} events/s)")
+    print(f"closed loop (confirmed variants): {engine}")
     for variant in VARIANTS:
         if variant + "_s" in rows:
             print(f"{variant:>24}: {rows[variant + '_s']:8.2f} s  = {rows[variant + '_ratio']:.2f} x floor  "

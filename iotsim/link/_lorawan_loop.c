@@ -119,7 +119,7 @@ typedef struct {
     double start, air, off;
     double dl_air, dl_t0, dl_freq;
     uint64_t bits, dec_bits;
-    int64_t aid;
+    int64_t aid, seq;
     int32_t node;
     int16_t ch, gw, dl_g;
     int8_t sf, txi, status, afate, confirmed, ackreq, ans;
@@ -296,7 +296,7 @@ static void ivl_cut(ivl_t *v, int64_t cut, int full)
 /* arrived attempts of one (channel, SF) */
 typedef struct {
     double start, end;
-    int64_t aid, slot;
+    int64_t seq, slot; /* seq: arrival number (arrivals come in (start, announcement) order) */
     int32_t node;
     int8_t sf, txi;
 } aentry_t;
@@ -345,7 +345,7 @@ typedef struct {
     double *band_free; /* [n_nodes][n_bands] */
     /* records */
     rec_t *rec;
-    int64_t n_rec, cap_rec, *free_slots, n_free, cap_free, next_aid;
+    int64_t n_rec, cap_rec, *free_slots, n_free, cap_free, next_aid, next_seq_arrival;
     /* network */
     heap_t arrivals, ends, events;
     /* RX1 openings of decided uplinks, in order of the uplinks' ends (so of their RX1 times): a queue,
@@ -615,7 +615,8 @@ static int arrive_one(loop_t *L, int64_t slot)
     aentry_t *en = &l->e[l->n];
     en->start = s;
     en->end = s + air;
-    en->aid = r->aid;
+    r->seq = L->next_seq_arrival++;
+    en->seq = r->seq;
     en->slot = slot;
     en->node = r->node;
     en->sf = r->sf;
@@ -667,13 +668,13 @@ static int reserve_scratch(loop_t *L, int64_t n)
     return 0;
 }
 
-/* Index of the attempt (start, aid) in a context sorted by (start, announcement). */
-static int64_t ctx_find(const aentry_t *ctx, int64_t n, double start, int64_t aid)
+/* Index of the attempt with arrival number seq in a context (in arrival order). */
+static int64_t ctx_find(const aentry_t *ctx, int64_t n, int64_t seq)
 {
     int64_t lo = 0, hi = n;
     while (lo < hi) {
         int64_t m = (lo + hi) / 2;
-        if (ctx[m].start < start || (ctx[m].start == start && ctx[m].aid < aid))
+        if (ctx[m].seq < seq)
             lo = m + 1;
         else
             hi = m;
@@ -713,7 +714,7 @@ static int decode_one(loop_t *L, int64_t slot, const aentry_t *ctx, const double
         }
         grp = L->grp;
         gm = L->gm;
-        p = ctx_find(grp, n, r->start, r->aid);
+        p = ctx_find(grp, n, r->seq);
     }
     double sp = grp[p].start, ep = grp[p].end;
     int nslots = in->inter ? 6 : 1;
@@ -992,48 +993,43 @@ static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end, 
     }
     if (reserve_ctx(L, L->ctx_used + total))
         return -1;
-    /* keep only the entries that end after t_start, per SF, then merge */
-    int64_t n = 0, lists = 0, only = 0;
+    /* keep only the entries that end after t_start, per SF (into the context buffer, run after run),
+       then merge the runs by arrival number */
     aentry_t *ctx = L->ctx + L->ctx_used;
     double *gm = L->ctx_gm + L->ctx_used;
     *off_ctx = L->ctx_used;
-    for (int s = 0; s < 6; s++)
-        if (lo[s] < hi[s]) {
-            lists++;
-            only = s;
+    int64_t n = 0, runs = 0, r0[6], r1[6];
+    for (int s = 0; s < 6; s++) {
+        const aentry_t *e = E[s];
+        int64_t start = n;
+        for (int64_t q = lo[s]; q < hi[s]; q++)
+            if (e[q].end > t_start)
+                ctx[n++] = e[q];
+        if (n > start) {
+            r0[runs] = start;
+            r1[runs++] = n;
         }
-    if (lists == 1) { /* one SF on the channel: no merge */
-        const aentry_t *e = E[only];
-        for (int64_t q = lo[only]; q < hi[only]; q++) {
-            if (!(e[q].end > t_start))
-                continue;
-            gm[n] = n ? (e[q].end > gm[n - 1] ? e[q].end : gm[n - 1]) : e[q].end;
-            ctx[n++] = e[q];
-        }
-        *n_ctx = n;
-        L->ctx_used += n;
-        return 0;
     }
-    for (;;) { /* merge: the smallest (start, announcement) first */
-        int best = -1;
-        const aentry_t *bo = NULL;
-        for (int s = 0; s < 6; s++) {
-            while (lo[s] < hi[s] && !(E[s][lo[s]].end > t_start))
-                lo[s]++;
-            if (lo[s] >= hi[s])
-                continue;
-            const aentry_t *o = &E[s][lo[s]];
-            if (best < 0 || o->start < bo->start || (o->start == bo->start && o->aid < bo->aid)) {
-                best = s;
-                bo = o;
+    if (runs > 1) { /* merge into the scratch buffer, then copy back */
+        if (reserve_scratch(L, n))
+            return -1;
+        aentry_t *out = L->grp;
+        for (int64_t q = 0; q < n; q++) {
+            int best = 0;
+            for (int k = 1; k < runs; k++)
+                if (ctx[r0[k]].seq < ctx[r0[best]].seq)
+                    best = k;
+            out[q] = ctx[r0[best]++];
+            if (r0[best] == r1[best]) {
+                runs--;
+                r0[best] = r0[runs];
+                r1[best] = r1[runs];
             }
         }
-        if (best < 0)
-            break;
-        gm[n] = n ? (bo->end > gm[n - 1] ? bo->end : gm[n - 1]) : bo->end;
-        ctx[n++] = *bo;
-        lo[best]++;
+        memcpy(ctx, out, (size_t)n * sizeof(aentry_t));
     }
+    for (int64_t q = 0; q < n; q++)
+        gm[q] = q ? (ctx[q].end > gm[q - 1] ? ctx[q].end : gm[q - 1]) : ctx[q].end;
     *n_ctx = n;
     L->ctx_used += n;
     return 0;
@@ -1137,7 +1133,7 @@ static int resolve_until(loop_t *L, double T)
             const aentry_t *ctx = L->ctx + L->cctx_off[ch];
             const double *gm = L->ctx_gm + L->cctx_off[ch];
             int64_t n_ctx = L->cctx_n[ch];
-            int64_t p = ctx_find(ctx, n_ctx, r->start, r->aid);
+            int64_t p = ctx_find(ctx, n_ctx, r->seq);
             if (pass == 0) {
                 /* another frame overlaps it: one before it ends after its start (running maximum of the
                    ends), or the next one starts before its end */
