@@ -93,12 +93,27 @@ typedef struct {
     const double *app_t;
 } loop_in;
 
+/* one frame's row; rows are kept per node in chunks (a node writes its rows in message order, and
+   messages are ordered by node, so the nodes' rows one after the other are in message order) */
 typedef struct {
-    int64_t n, cap;
-    int64_t *msg, *frag, *phy, *sf, *attempts, *tx_index;
-    double *air, *ready, *start, *tx_s, *rx_s, *standby, *busy;
-    int8_t *dropped, *ch, *fate;
-    int16_t *gw;
+    int64_t msg, frag, phy, sf, attempts, tx_index;
+    double air, ready, start, tx_s, rx_s, standby, busy;
+    int8_t dropped, ch, fate;
+    int16_t gw;
+} row_t;
+
+#define CHUNK_ROWS 32
+typedef struct {
+    row_t r[CHUNK_ROWS];
+    int64_t next; /* next chunk of the node, -1 */
+    int64_t n;
+} chunk_t;
+
+typedef struct {
+    int64_t n;       /* rows in all */
+    chunk_t *chunks; /* by index (grows) */
+    int64_t n_chunks, cap_chunks;
+    int64_t *head, *tail; /* per node: first and last chunk, -1 */
 } rows_t;
 
 typedef struct {
@@ -412,65 +427,49 @@ static int64_t rank_fate(const loop_in *in, int64_t rank)
 }
 
 /* ------------------------------------------------------------------ growable outputs */
-static int rows_reserve(rows_t *r)
+static int add_row(loop_t *L, int64_t k, int64_t msg, int64_t j, int64_t phy, int64_t sf, double air, double ready,
+                   double start, int dropped, int64_t attempts, int64_t ch, double tx_s, double rx_s, double standby,
+                   double busy, int64_t fate, int64_t gw, int64_t tx_index)
 {
-    if (r->n < r->cap)
-        return 0;
-    int64_t c = r->cap ? 2 * r->cap : 4096;
-#define GROW(field, type)                                                  \
-    do {                                                                   \
-        type *p = realloc(r->field, (size_t)c * sizeof(type));             \
-        if (!p)                                                            \
-            return -1;                                                     \
-        r->field = p;                                                      \
-    } while (0)
-    GROW(msg, int64_t);
-    GROW(frag, int64_t);
-    GROW(phy, int64_t);
-    GROW(sf, int64_t);
-    GROW(attempts, int64_t);
-    GROW(tx_index, int64_t);
-    GROW(air, double);
-    GROW(ready, double);
-    GROW(start, double);
-    GROW(tx_s, double);
-    GROW(rx_s, double);
-    GROW(standby, double);
-    GROW(busy, double);
-    GROW(dropped, int8_t);
-    GROW(ch, int8_t);
-    GROW(fate, int8_t);
-    GROW(gw, int16_t);
-#undef GROW
-    r->cap = c;
-    return 0;
-}
-
-static int add_row(loop_t *L, int64_t msg, int64_t j, int64_t phy, int64_t sf, double air, double ready, double start,
-                   int dropped, int64_t attempts, int64_t ch, double tx_s, double rx_s, double standby, double busy,
-                   int64_t fate, int64_t gw, int64_t tx_index)
-{
-    rows_t *r = &L->out->rows;
-    if (rows_reserve(r))
-        return -1;
-    int64_t i = r->n++;
-    r->msg[i] = msg;
-    r->frag[i] = j;
-    r->phy[i] = phy;
-    r->sf[i] = sf;
-    r->air[i] = air;
-    r->ready[i] = ready;
-    r->start[i] = start;
-    r->dropped[i] = (int8_t)dropped;
-    r->attempts[i] = attempts;
-    r->ch[i] = (int8_t)ch;
-    r->tx_s[i] = tx_s;
-    r->rx_s[i] = rx_s;
-    r->standby[i] = standby;
-    r->busy[i] = busy;
-    r->fate[i] = (int8_t)fate;
-    r->gw[i] = (int16_t)gw;
-    r->tx_index[i] = tx_index;
+    rows_t *R = &L->out->rows;
+    int64_t c = R->tail[k];
+    if (c < 0 || R->chunks[c].n == CHUNK_ROWS) {
+        if (R->n_chunks == R->cap_chunks) {
+            int64_t cap = R->cap_chunks ? 2 * R->cap_chunks : 1024;
+            chunk_t *p = realloc(R->chunks, (size_t)cap * sizeof(chunk_t));
+            if (!p)
+                return -1;
+            R->chunks = p;
+            R->cap_chunks = cap;
+        }
+        int64_t fresh = R->n_chunks++;
+        R->chunks[fresh].n = 0;
+        R->chunks[fresh].next = -1;
+        if (c < 0)
+            R->head[k] = fresh;
+        else
+            R->chunks[c].next = fresh;
+        R->tail[k] = c = fresh;
+    }
+    row_t *r = &R->chunks[c].r[R->chunks[c].n++];
+    R->n++;
+    r->msg = msg;
+    r->frag = j;
+    r->phy = phy;
+    r->sf = sf;
+    r->air = air;
+    r->ready = ready;
+    r->start = start;
+    r->dropped = (int8_t)dropped;
+    r->attempts = attempts;
+    r->ch = (int8_t)ch;
+    r->tx_s = tx_s;
+    r->rx_s = rx_s;
+    r->standby = standby;
+    r->busy = busy;
+    r->fate = (int8_t)fate;
+    r->gw = (int16_t)gw;
+    r->tx_index = tx_index;
     return 0;
 }
 
@@ -1323,7 +1322,7 @@ static int run_node(loop_t *L, int64_t k)
             if (in->drop && !(st->ready >= st->node_free && st->ready >= min_bf)) {
                 for (int64_t j = 0; j < st->nfrag; j++) {
                     int64_t phy = frame_phy(in, msg, j, st->nfrag, per, split);
-                    if (add_row(L, msg, j, phy, st->sf, in->air_tab[st->sf * in->phy_cap + phy], st->ready, NAN, 1, 0,
+                    if (add_row(L, k, msg, j, phy, st->sf, in->air_tab[st->sf * in->phy_cap + phy], st->ready, NAN, 1, 0,
                                 -1, 0.0, 0.0, 0.0, 0.0, in->fate_dc, -1, st->tx_index))
                         return -1;
                 }
@@ -1538,7 +1537,7 @@ static int run_node(loop_t *L, int64_t k)
             tx_s = st->air;
             rx_s = in->rx1_win[st->sf] + in->rx2_win;
         }
-        if (add_row(L, st->msg, st->j, st->phy, st->sf, st->air, st->ready, st->first_start, 0, attempts, st->first_ch,
+        if (add_row(L, k, st->msg, st->j, st->phy, st->sf, st->air, st->ready, st->first_start, 0, attempts, st->first_ch,
                     tx_s, rx_s, (double)attempts * in->startup[k], busy, fate, st->gw_of, st->tx_index))
             return -1;
         st->j++;
@@ -1620,6 +1619,12 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
     L.pend_dr = calloc((size_t)(N + 1), sizeof(int64_t));
     L.pend_idx = calloc((size_t)(N + 1), sizeof(int64_t));
     L.app_head = malloc((size_t)(N + 1) * sizeof(int64_t));
+    out->rows.head = malloc((size_t)(N + 1) * sizeof(int64_t));
+    out->rows.tail = malloc((size_t)(N + 1) * sizeof(int64_t));
+    if (!out->rows.head || !out->rows.tail)
+        goto fail;
+    for (int64_t k = 0; k < N; k++)
+        out->rows.head[k] = out->rows.tail[k] = -1;
     L.arr = calloc((size_t)(in->n_ch * 6), sizeof(alist_t));
     L.cctx_off = calloc((size_t)in->n_ch, sizeof(int64_t));
     L.cctx_n = calloc((size_t)in->n_ch, sizeof(int64_t));
@@ -1701,26 +1706,44 @@ fail:
     return out->error;
 }
 
+/* The rows in message order into columns of out->rows.n entries (allocated by the caller). */
+void iotsim_lorawan_loop_rows(const loop_out *out, int64_t n_nodes, int64_t *msg, int64_t *frag, int64_t *phy,
+                              int64_t *sf, int64_t *attempts, int64_t *tx_index, double *air, double *ready,
+                              double *start, double *tx_s, double *rx_s, double *standby, double *busy,
+                              int8_t *dropped, int8_t *ch, int8_t *fate, int16_t *gw)
+{
+    const rows_t *R = &out->rows;
+    int64_t i = 0;
+    for (int64_t k = 0; k < n_nodes; k++)
+        for (int64_t c = R->head ? R->head[k] : -1; c >= 0; c = R->chunks[c].next)
+            for (int64_t q = 0; q < R->chunks[c].n; q++, i++) {
+                const row_t *r = &R->chunks[c].r[q];
+                msg[i] = r->msg;
+                frag[i] = r->frag;
+                phy[i] = r->phy;
+                sf[i] = r->sf;
+                attempts[i] = r->attempts;
+                tx_index[i] = r->tx_index;
+                air[i] = r->air;
+                ready[i] = r->ready;
+                start[i] = r->start;
+                tx_s[i] = r->tx_s;
+                rx_s[i] = r->rx_s;
+                standby[i] = r->standby;
+                busy[i] = r->busy;
+                dropped[i] = r->dropped;
+                ch[i] = r->ch;
+                fate[i] = r->fate;
+                gw[i] = r->gw;
+            }
+}
+
 void iotsim_lorawan_loop_free(loop_out *out)
 {
     rows_t *r = &out->rows;
-    free(r->msg);
-    free(r->frag);
-    free(r->phy);
-    free(r->sf);
-    free(r->attempts);
-    free(r->tx_index);
-    free(r->air);
-    free(r->ready);
-    free(r->start);
-    free(r->tx_s);
-    free(r->rx_s);
-    free(r->standby);
-    free(r->busy);
-    free(r->dropped);
-    free(r->ch);
-    free(r->fate);
-    free(r->gw);
+    free(r->chunks);
+    free(r->head);
+    free(r->tail);
     memset(r, 0, sizeof(*r));
 }
 
