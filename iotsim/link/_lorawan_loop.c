@@ -109,12 +109,15 @@ typedef struct {
     int64_t n;
 } chunk_t;
 
+#define SLAB_CHUNKS 4096 /* chunks are allocated in slabs (never moved) */
 typedef struct {
-    int64_t n;       /* rows in all */
-    chunk_t *chunks; /* by index (grows) */
-    int64_t n_chunks, cap_chunks;
+    int64_t n;        /* rows in all */
+    chunk_t **slabs;  /* chunk c is slabs[c / SLAB_CHUNKS][c % SLAB_CHUNKS] */
+    int64_t n_chunks, cap_slabs;
     int64_t *head, *tail; /* per node: first and last chunk, -1 */
 } rows_t;
+
+static inline chunk_t *chunk_at(const rows_t *R, int64_t c) { return &R->slabs[c / SLAB_CHUNKS][c % SLAB_CHUNKS]; }
 
 typedef struct {
     rows_t rows;
@@ -366,7 +369,7 @@ typedef struct {
     /* RX1 openings of decided uplinks, in order of the uplinks' ends (so of their RX1 times): a queue,
        not a heap. The earliest RX1 of an uplink still undecided is that of the top of `ends`. */
     double *rx1_t;
-    int64_t *rx1_node, rx1_head, rx1_n, rx1_cap;
+    int64_t *rx1_node, *rx1_slot, rx1_head, rx1_n, rx1_cap;
     int64_t next_seq;
     double max_air, max_dl_air, now;
     int offline;
@@ -433,25 +436,32 @@ static int add_row(loop_t *L, int64_t k, int64_t msg, int64_t j, int64_t phy, in
 {
     rows_t *R = &L->out->rows;
     int64_t c = R->tail[k];
-    if (c < 0 || R->chunks[c].n == CHUNK_ROWS) {
-        if (R->n_chunks == R->cap_chunks) {
-            int64_t cap = R->cap_chunks ? 2 * R->cap_chunks : 1024;
-            chunk_t *p = realloc(R->chunks, (size_t)cap * sizeof(chunk_t));
-            if (!p)
+    if (c < 0 || chunk_at(R, c)->n == CHUNK_ROWS) {
+        if (R->n_chunks % SLAB_CHUNKS == 0) { /* a new slab */
+            int64_t slab = R->n_chunks / SLAB_CHUNKS;
+            if (slab == R->cap_slabs) {
+                int64_t cap = R->cap_slabs ? 2 * R->cap_slabs : 64;
+                chunk_t **p = realloc(R->slabs, (size_t)cap * sizeof(chunk_t *));
+                if (!p)
+                    return -1;
+                R->slabs = p;
+                R->cap_slabs = cap;
+            }
+            R->slabs[slab] = malloc((size_t)SLAB_CHUNKS * sizeof(chunk_t));
+            if (!R->slabs[slab])
                 return -1;
-            R->chunks = p;
-            R->cap_chunks = cap;
         }
         int64_t fresh = R->n_chunks++;
-        R->chunks[fresh].n = 0;
-        R->chunks[fresh].next = -1;
+        chunk_at(R, fresh)->n = 0;
+        chunk_at(R, fresh)->next = -1;
         if (c < 0)
             R->head[k] = fresh;
         else
-            R->chunks[c].next = fresh;
+            chunk_at(R, c)->next = fresh;
         R->tail[k] = c = fresh;
     }
-    row_t *r = &R->chunks[c].r[R->chunks[c].n++];
+    chunk_t *ck = chunk_at(R, c);
+    row_t *r = &ck->r[ck->n++];
     R->n++;
     r->msg = msg;
     r->frag = j;
@@ -992,43 +1002,60 @@ static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end, 
     }
     if (reserve_ctx(L, L->ctx_used + total))
         return -1;
-    /* keep only the entries that end after t_start, per SF (into the context buffer, run after run),
-       then merge the runs by arrival number */
+    /* keep only the entries that end after t_start: one SF straight into the context; several SFs
+       into the scratch buffer, run after run, then merged into the context by arrival number */
     aentry_t *ctx = L->ctx + L->ctx_used;
     double *gm = L->ctx_gm + L->ctx_used;
     *off_ctx = L->ctx_used;
-    int64_t n = 0, runs = 0, r0[6], r1[6];
-    for (int s = 0; s < 6; s++) {
-        const aentry_t *e = E[s];
-        int64_t start = n;
-        for (int64_t q = lo[s]; q < hi[s]; q++)
-            if (e[q].end > t_start)
-                ctx[n++] = e[q];
-        if (n > start) {
-            r0[runs] = start;
-            r1[runs++] = n;
+    int64_t runs = 0, only = 0;
+    for (int s = 0; s < 6; s++)
+        if (lo[s] < hi[s]) {
+            runs++;
+            only = s;
         }
-    }
-    if (runs > 1) { /* merge into the scratch buffer, then copy back */
-        if (reserve_scratch(L, n))
+    int64_t n = 0;
+    double m = -INFINITY; /* running maximum of the ends */
+    if (runs == 1) {
+        const aentry_t *e = E[only];
+        for (int64_t q = lo[only]; q < hi[only]; q++)
+            if (e[q].end > t_start) {
+                ctx[n] = e[q];
+                m = e[q].end > m ? e[q].end : m;
+                gm[n++] = m;
+            }
+    } else if (runs > 1) {
+        if (reserve_scratch(L, total))
             return -1;
-        aentry_t *out = L->grp;
-        for (int64_t q = 0; q < n; q++) {
+        aentry_t *tmp = L->grp;
+        int64_t r0[6], r1[6], k = 0;
+        runs = 0;
+        for (int s = 0; s < 6; s++) {
+            const aentry_t *e = E[s];
+            int64_t first = k;
+            for (int64_t q = lo[s]; q < hi[s]; q++)
+                if (e[q].end > t_start)
+                    tmp[k++] = e[q];
+            if (k > first) {
+                r0[runs] = first;
+                r1[runs++] = k;
+            }
+        }
+        for (; n < k; n++) {
             int best = 0;
-            for (int k = 1; k < runs; k++)
-                if (ctx[r0[k]].seq < ctx[r0[best]].seq)
-                    best = k;
-            out[q] = ctx[r0[best]++];
+            for (int r = 1; r < runs; r++)
+                if (tmp[r0[r]].seq < tmp[r0[best]].seq)
+                    best = r;
+            const aentry_t *o = &tmp[r0[best]++];
+            ctx[n] = *o;
+            m = o->end > m ? o->end : m;
+            gm[n] = m;
             if (r0[best] == r1[best]) {
                 runs--;
                 r0[best] = r0[runs];
                 r1[best] = r1[runs];
             }
         }
-        memcpy(ctx, out, (size_t)n * sizeof(aentry_t));
     }
-    for (int64_t q = 0; q < n; q++)
-        gm[q] = q ? (ctx[q].end > gm[q - 1] ? ctx[q].end : gm[q - 1]) : ctx[q].end;
     *n_ctx = n;
     L->ctx_used += n;
     return 0;
@@ -1054,12 +1081,13 @@ static int trim_arrived(loop_t *L, double t_start)
     return 0;
 }
 
-static int rx1_push(loop_t *L, double t, int64_t node)
+static int rx1_push(loop_t *L, double t, int64_t node, int64_t slot)
 {
     if (L->rx1_n == L->rx1_cap) {
         if (L->rx1_head > L->rx1_n / 2) {
             memmove(L->rx1_t, L->rx1_t + L->rx1_head, (size_t)(L->rx1_n - L->rx1_head) * sizeof(double));
             memmove(L->rx1_node, L->rx1_node + L->rx1_head, (size_t)(L->rx1_n - L->rx1_head) * sizeof(int64_t));
+            memmove(L->rx1_slot, L->rx1_slot + L->rx1_head, (size_t)(L->rx1_n - L->rx1_head) * sizeof(int64_t));
             L->rx1_n -= L->rx1_head;
             L->rx1_head = 0;
         } else {
@@ -1072,10 +1100,15 @@ static int rx1_push(loop_t *L, double t, int64_t node)
             if (!b)
                 return -1;
             L->rx1_node = b;
+            int64_t *d = realloc(L->rx1_slot, (size_t)c * sizeof(int64_t));
+            if (!d)
+                return -1;
+            L->rx1_slot = d;
             L->rx1_cap = c;
         }
     }
     L->rx1_t[L->rx1_n] = t;
+    L->rx1_slot[L->rx1_n] = slot;
     L->rx1_node[L->rx1_n++] = node;
     return 0;
 }
@@ -1150,7 +1183,7 @@ static int resolve_until(loop_t *L, double T)
         L->rec[tg[i]].resolved = 1;
         if (server(L, tg[i]))
             return -1;
-        if (!L->offline && rx1_push(L, L->rec[tg[i]].start + L->rec[tg[i]].air + L->in->rx1_delay, L->rec[tg[i]].node))
+        if (!L->offline && rx1_push(L, L->rec[tg[i]].start + L->rec[tg[i]].air + L->in->rx1_delay, L->rec[tg[i]].node, tg[i]))
             return -1;
     }
     /* forget gateway transmissions and downlinks that ended long before T */
@@ -1559,6 +1592,7 @@ static void free_loop(loop_t *L)
     free(L->events.h);
     free(L->rx1_t);
     free(L->rx1_node);
+    free(L->rx1_slot);
     if (L->arr)
         for (int64_t i = 0; i < L->in->n_ch * 6; i++) {
             free(L->arr[i].e);
@@ -1678,7 +1712,7 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
             int64_t k = L.rx1_node[L.rx1_head++];
             if (L.rx1_head + 3 < L.rx1_n) { /* nodes woken next: their state and their attempt's record */
                 __builtin_prefetch(&L.nodes[L.rx1_node[L.rx1_head + 3]]);
-                __builtin_prefetch(&L.rec[L.nodes[L.rx1_node[L.rx1_head + 1]].slot]);
+                __builtin_prefetch(&L.rec[L.rx1_slot[L.rx1_head + 1]]);
             }
             if (run_node(&L, k))
                 goto fail;
@@ -1715,9 +1749,9 @@ void iotsim_lorawan_loop_rows(const loop_out *out, int64_t n_nodes, int64_t *msg
     const rows_t *R = &out->rows;
     int64_t i = 0;
     for (int64_t k = 0; k < n_nodes; k++)
-        for (int64_t c = R->head ? R->head[k] : -1; c >= 0; c = R->chunks[c].next)
-            for (int64_t q = 0; q < R->chunks[c].n; q++, i++) {
-                const row_t *r = &R->chunks[c].r[q];
+        for (int64_t c = R->head ? R->head[k] : -1; c >= 0; c = chunk_at(R, c)->next)
+            for (int64_t q = 0; q < chunk_at(R, c)->n; q++, i++) {
+                const row_t *r = &chunk_at(R, c)->r[q];
                 msg[i] = r->msg;
                 frag[i] = r->frag;
                 phy[i] = r->phy;
@@ -1741,7 +1775,9 @@ void iotsim_lorawan_loop_rows(const loop_out *out, int64_t n_nodes, int64_t *msg
 void iotsim_lorawan_loop_free(loop_out *out)
 {
     rows_t *r = &out->rows;
-    free(r->chunks);
+    for (int64_t i = 0; i < (r->n_chunks + SLAB_CHUNKS - 1) / SLAB_CHUNKS; i++)
+        free(r->slabs[i]);
+    free(r->slabs);
     free(r->head);
     free(r->tail);
     memset(r, 0, sizeof(*r));

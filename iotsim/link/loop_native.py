@@ -64,7 +64,7 @@ _ROW_INT8 = ("dropped", "ch", "fate")
 
 
 class _Rows(ctypes.Structure):
-    _fields_ = [("n", _i), ("chunks", _p), ("n_chunks", _i), ("cap_chunks", _i), ("head", _p), ("tail", _p)]
+    _fields_ = [("n", _i), ("slabs", _p), ("n_chunks", _i), ("cap_slabs", _i), ("head", _p), ("tail", _p)]
 
 
 class _LoopOut(ctypes.Structure):
