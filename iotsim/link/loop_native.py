@@ -247,7 +247,7 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
         startup=ptr(nodes.startup_s, np.float64), power_dbm=ptr(nodes.rx_power_dbm, np.float64),
         lin=ptr(loop.power_mw, np.float64), ready=ptr(m.ready_s, np.float64), app_bytes=ptr(m.app_bytes, np.int64),
         base_sf=ptr(base_sf, np.int64), base_first=ptr(loop.base_first, np.int64),
-        u_base=ptr(np.asarray(loop.u_base, dtype=np.float64), np.float64),
+        u_base=ptr(loop.u_base, np.float64),
         max_payload=ptr(max_payload, np.int64), sf_dr=ptr(sf_dr, np.int64), air_tab=ptr(air_tab, np.float64),
         rx_done_tab=ptr(rx_done_tab, np.float64), phy_cap=PHY_CAP, rx1_win=ptr(rx1_win, np.float64),
         sens=ptr(loop.sens, np.float64), rx2_win=float(rx2_win), dr_sf=ptr(dr_sf, np.int64),

@@ -110,7 +110,6 @@ class ClosedLoop:
         self._split_by_sf: dict[int, tuple] = {}
         self._rx_cache: dict[int, tuple] = {}
         self._audible: dict[tuple, list] = {}  # (node, SF, TX power offset) -> gateways that hear it
-        self.ready_l = messages.ready_s.tolist()
         # the allocator's state as plain Python (fast one frame at a time), written back before it runs
         self._held: list[list[float]] = [[] for _ in range(self.n_gw)]
         self._busy = [0] * self.n_gw
@@ -132,7 +131,7 @@ class ClosedLoop:
         # rows and draws as the fast path, so both engines agree when nothing feeds back
         self.base = link.split(messages, nodes.sf)
         self.base_first = np.searchsorted(self.base.message, np.arange(len(messages) + 1))
-        self.u_base = rng.random(len(self.base)).tolist()
+        self.u_base = rng.random(len(self.base))  # (a list in the SimPy engine: faster one at a time)
         self.rng_retx = np.random.default_rng(rng.integers(0, 2**63))  # draws beyond the open-loop frames
         self.rng_timeouts = np.random.default_rng(rng.integers(0, 2**63))
         self._timeouts: list[float] = []
@@ -225,6 +224,8 @@ class ClosedLoop:
 
     def run_simpy(self) -> Transmissions:
         """The closed loop as SimPy processes (the reference engine)."""
+        self.ready_l = self.messages.ready_s.tolist()
+        self.u_base = self.u_base.tolist()
         env = simpy.Environment()
         self.env = env
         m = self.messages
