@@ -147,7 +147,9 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
             break
         tx, loads, again = transmit(died)
         settled = np.array_equal(again, died)
-        died = again
+        # unsettled after the last pass: a node counts as dead at the earlier of the death time the link ran
+        # with and the one its energy gives, so that no frame counts as on air that the link did not send
+        died = again if settled else np.minimum(again, died)
         if settled:
             break
     lifetime = np.minimum(died, duration)
