@@ -2,7 +2,10 @@
 
 Used when something the network says reaches a node again: confirmed uplinks (ACKs and
 retransmissions), NbTrans repetitions, ADR (LinkADRReq and the device's ADR backoff) and
-application downlinks. Each node is a SimPy process that walks through its messages:
+application downlinks. This SimPy engine is the reference; `ClosedLoop.run()` runs the same loop
+compiled (`iotsim/link/_lorawan_loop.c` via `iotsim.link.loop_native`, the same bytes) when it can,
+and `run_simpy()` here otherwise (or when IOTSIM_CLOSED_LOOP=simpy). Each node is a SimPy process
+that walks through its messages:
 
 1. It picks the start of its next transmission exactly as the closed-form schedule does (ready,
    its previous receive windows closed, a sub-band open; a channel among the open ones) and
