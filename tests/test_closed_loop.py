@@ -73,16 +73,21 @@ def test_closed_loop_equals_the_fast_path_without_feedback(monkeypatch, lorawan,
         assert (packets.start_s > packets.ready_s + 1).sum() > 0  # waited for the duty cycle
 
 
-def test_closed_loop_equals_the_fast_path_when_nodes_die(tmp_path, monkeypatch):
-    devices = tmp_path / "devices"
-    shutil.copytree(REPO / "devices", devices)
+def tiny_batteries(tmp_path, monkeypatch):
+    """The device profiles with 0.4 mAh 2xAA packs: the cloud-offload nodes die within the run."""
     import yaml
 
+    devices = tmp_path / "devices"
+    shutil.copytree(REPO / "devices", devices)
     battery = devices / "battery" / "2xaa.yaml"
     data = yaml.safe_load(battery.read_text())
-    data["capacity_mah"]["value"] = 0.4  # the cloud-offload nodes die within the run
+    data["capacity_mah"]["value"] = 0.4
     battery.write_text(yaml.safe_dump(data))
     monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+
+
+def test_closed_loop_equals_the_fast_path_when_nodes_die(tmp_path, monkeypatch):
+    tiny_batteries(tmp_path, monkeypatch)
     fast = _run(count=60)
     loop = _run(count=60, lorawan="engine: closed_loop")
     nodes = nodes_table(fast)

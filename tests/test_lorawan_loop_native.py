@@ -5,8 +5,6 @@ run the same scenarios here, covering each mechanism (confirmed uplinks, NbTrans
 application downlinks, duty-cycle waits and drops, both regions, every reception model, downlink
 interference on and off), and every table must be equal to the last bit."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,9 +14,11 @@ from iotsim.errors import InputError
 from iotsim.link import loop_native
 from iotsim.network import native
 from iotsim.network.fate import Fate
-from iotsim.results import nodes_table, packets_table, summary_table
+from iotsim.results import nodes_table, summary_table
 from iotsim.results.tables import gateways_table
 from iotsim.scenario import load_scenario_text
+from test_closed_loop import _tables as closed_loop_tables
+from test_closed_loop import tiny_batteries
 
 pytestmark = pytest.mark.skipif(loop_native.lib() is None, reason=f"no compiled loop: {loop_native.load_error}")
 
@@ -64,7 +64,7 @@ CASES = {
 
 
 def _tables(result):
-    return summary_table(result), packets_table(result), nodes_table(result), gateways_table(result)
+    return (*closed_loop_tables(result), gateways_table(result))
 
 
 def _run(monkeypatch, engine, **case):
@@ -90,17 +90,7 @@ def test_the_compiled_loop_gives_the_simpy_engines_bytes(monkeypatch, case):
 def test_both_engines_agree_when_nodes_die(tmp_path, monkeypatch):
     """Confirmed traffic with ADR on cells too small for the run: nodes die mid-run (the engine re-runs
     the link with their death times), and both engines still give the same tables."""
-    import shutil
-
-    import yaml
-
-    devices = tmp_path / "devices"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "devices", devices)
-    battery = devices / "battery" / "2xaa.yaml"
-    data = yaml.safe_load(battery.read_text())
-    data["capacity_mah"]["value"] = 0.4
-    battery.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    tiny_batteries(tmp_path, monkeypatch)
     case = dict(count=60, lorawan="confirmed: true, nb_trans: 4, adr: true")
     simpy_run = _run(monkeypatch, "simpy", **case)
     compiled = _run(monkeypatch, "compiled", **case)

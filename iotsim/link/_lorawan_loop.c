@@ -338,8 +338,8 @@ typedef struct {
     int64_t msg, hi;
     /* the message */
     double ready, off;
-    int base, ack_req;
-    int64_t nfrag, j;
+    int base, ack_req, split;
+    int64_t nfrag, per, j;
     /* the frame */
     int64_t phy;
     double air, rx_done;
@@ -798,8 +798,6 @@ static int cut_anywhere(loop_t *L, uint64_t bits, double t0, double t1)
 }
 
 /* ------------------------------------------------------------------ the network server */
-static int64_t lowest_index(const loop_in *in) { return in->lowest_index; }
-
 static void semtech_adr(const loop_in *in, double snr_max, int64_t dr, int64_t txp, int64_t *new_dr, int64_t *new_txp)
 {
     double margin = snr_max - in->snr_req[dr] - in->adr_margin_db;
@@ -849,8 +847,8 @@ static int server(loop_t *L, int64_t slot)
                     mx = h[i];
             int64_t nd, ni;
             semtech_adr(in, mx, dr, tx_index, &nd, &ni);
-            if (ni > lowest_index(in))
-                ni = lowest_index(in);
+            if (ni > in->lowest_index)
+                ni = in->lowest_index;
             if (nd != dr || ni != tx_index) {
                 L->pend_has[k] = 1;
                 L->pend_dr[k] = nd;
@@ -1230,9 +1228,9 @@ static int downlink_survives(loop_t *L, int64_t k, const rec_t *r)
 }
 
 /* ------------------------------------------------------------------ the node process */
-static int schedule(loop_t *L, double t, int64_t kind, int64_t k)
+static int schedule(loop_t *L, double t, int64_t k)
 {
-    hitem it = {t, L->next_seq++, k, kind};
+    hitem it = {t, L->next_seq++, k, 0};
     return heap_push(&L->events, it);
 }
 
@@ -1339,10 +1337,12 @@ static int run_node(loop_t *L, int64_t k)
             st->ack_req = 0;
             if (in->adr)
                 next_uplink(L, st, &st->ack_req);
-            st->base = in->base_sf[msg] < 0 ? 1 : in->base_sf[msg] == st->sf;
+            st->base = in->base_sf[msg] == st->sf;
             int64_t per = 0;
             int split = 0;
             st->nfrag = n_frames_at(in, msg, st->sf, &per, &split);
+            st->per = per;
+            st->split = split;
             if (st->nfrag < 0) {
                 L->out->error = 2;
                 L->out->error_sf = st->sf;
@@ -1374,10 +1374,7 @@ static int run_node(loop_t *L, int64_t k)
                 st->phase = P_MSG;
                 continue;
             }
-            int64_t per = 0;
-            int split = 0;
-            n_frames_at(in, st->msg, st->sf, &per, &split);
-            int64_t phy = frame_phy(in, st->msg, st->j, st->nfrag, per, split);
+            int64_t phy = frame_phy(in, st->msg, st->j, st->nfrag, st->per, st->split);
             if (st->ans_pending) {
                 phy += in->ans_bytes;
                 st->ans = 1;
@@ -1487,7 +1484,7 @@ static int run_node(loop_t *L, int64_t k)
                 if (L->offline)
                     continue;
                 double t = r->dl_t0 + r->dl_air;
-                return schedule(L, L->now + (t - L->now > 0.0 ? t - L->now : 0.0), 1, k);
+                return schedule(L, L->now + (t - L->now > 0.0 ? t - L->now : 0.0), k);
             }
             goto react;
         }

@@ -219,9 +219,7 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
     app_off = np.zeros(n + 1, np.int64)
     np.cumsum(app_counts, out=app_off[1:])
     app_t = np.array([t for q in loop.app_queue for t in q], dtype=np.float64)
-    base_sf = np.where(loop.base_first[:-1] < loop.base_first[1:],
-                       loop.base.sf[np.minimum(loop.base_first[:-1], max(len(loop.base) - 1, 0))], -1) \
-        if len(m) else np.zeros(0, np.int64)
+    base_sf = loop.base.sf[loop.base_first[:-1]]  # each message's SF in the open-loop split (a message takes a frame at least)
     t_low = lorawan_mac.RETRANSMIT_TIMEOUT_S - lorawan_mac.RETRANSMIT_TIMEOUT_RANDOM_S
     t_high = lorawan_mac.RETRANSMIT_TIMEOUT_S + lorawan_mac.RETRANSMIT_TIMEOUT_RANDOM_S
     rule = loop._capture_rule
