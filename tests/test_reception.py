@@ -7,7 +7,7 @@ import pytest
 
 from iotsim.network import reception
 from iotsim.network.fate import Fate
-from iotsim.validation.checks import erlang_b
+from iotsim.validation.checks import erlang_b, inter_sf_cases
 from iotsim.network.reception import (
     CROCE_SIR_DB, GOURSAUD_SIR_DB, Arrival, Frames, PathAllocator, ReceptionModel, arrive, decode,
     resolve_receptions,
@@ -147,21 +147,7 @@ def test_inter_sf_threshold_for_every_pair(matrix):
     # one scenario per channel: a frame fully covered by one interferer of another SF, at SIR
     # threshold +- 0.1 dB
     table = CROCE_SIR_DB if matrix == "croce" else GOURSAUD_SIR_DB
-    start, air, ch, sf, power, cases = [], [], [], [], [], []
-    c = 0
-    for s in range(7, 13):
-        for t in range(7, 13):
-            if s == t:
-                continue
-            for delta in (0.1, -0.1):
-                sir = table[s - 7, t - 7] + delta
-                start += [0.0, -0.05]
-                air += [0.1, 0.3]
-                ch += [c, c]
-                sf += [s, t]
-                power += [-100.0, -100.0 - sir]
-                cases.append((s, t, delta))
-                c += 1
+    start, air, ch, sf, power, cases = inter_sf_cases(table)
     for inter in (matrix, "orthogonal"):
         r = _resolve(start, air, ch, sf, power, sens=-200.0, model=ReceptionModel(inter_sf=inter, demodulator_paths=None))
         for k, (s, t, delta) in enumerate(cases):
