@@ -186,7 +186,7 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
     for dr, sf in loop._dr_sf.items():
         dr_sf[dr] = sf
         snr_req[dr] = float(np.asarray(lora.snr_threshold_db(np.array([sf])), dtype=float)[0])
-    initial_dr = np.array([region.sf_to_data_rate(int(x), bw) for x in nodes.sf.tolist()], dtype=np.int64)
+    initial_dr = np.array(loop.initial_data_rates(), dtype=np.int64)
     # TX power index -> 10^(offset/10), as the SimPy engine computes it
     off_factor = np.zeros(16)
     for idx in range(16):
@@ -194,8 +194,7 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
         off_factor[idx] = loop._off_factor(off)
     k_inter = np.asarray(loop._k_inter, dtype=np.float64).reshape(6, 6) if loop._inter else np.zeros((6, 6))
     # downlinks: variant v = LinkADRReq (bit 0) | application payload (bit 1)
-    phy_v = [lorawan_mac.ACK_DOWNLINK_PHY_BYTES + (adr.LINK_ADR_REQ_BYTES if v & 1 else 0)
-             + ((lorawan_mac.FPORT_BYTES + s.downlink_payload_bytes) if v & 2 else 0) for v in range(4)]
+    phy_v = [loop.downlink_phy_bytes(bool(v & 1), bool(v & 2)) for v in range(4)]
     n_ch = loop.n_channels
     dl1 = {name: np.zeros((16, n_ch, 4)) for name in ("air", "dc", "sens", "freq")}
     dl1_band = np.zeros((16, n_ch, 4), np.int64)
@@ -271,7 +270,6 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
             raise MemoryError("the compiled LoRaWAN closed loop ran out of memory")
         if err:
             return None
-        r = out.rows
         # the rows, already in (message, fragment) order, into fresh columns
         n_rows = out.rows.n
         cols = {name: np.empty(n_rows, dtype) for name, dtype in

@@ -233,7 +233,7 @@ class ClosedLoop:
         self.env = env
         m = self.messages
         bounds = np.searchsorted(m.node, np.arange(self.nodes.n + 1)).tolist()
-        initial_dr = [self.region.sf_to_data_rate(int(sf), self.s.bandwidth_hz) for sf in self.nodes.sf.tolist()]
+        initial_dr = self.initial_data_rates()
         self._queue_app_downlinks()
         n_bands = self.band_dc.shape[0]
         gens = []
@@ -802,9 +802,7 @@ class ClosedLoop:
             app = q[0]
         if not (self.a_confirmed[a] or cmd is not None or app is not None or self.a_ackreq[a]):
             return
-        phy = lorawan_mac.ACK_DOWNLINK_PHY_BYTES + (adr.LINK_ADR_REQ_BYTES if cmd is not None else 0)
-        if app is not None:
-            phy += lorawan_mac.FPORT_BYTES + self.s.downlink_payload_bytes
+        phy = self.downlink_phy_bytes(cmd is not None, app is not None)
         rx1_hz, rx1_sf, rx1_bw = self._rx1(dr, self.a_ch[a])
         # RX1: the uplink's data rate minus the offset, on the region's RX1 frequency; RX2: fixed
         options = [(1, end + self.rx1_delay, rx1_hz, rx1_sf, rx1_bw),
@@ -847,6 +845,15 @@ class ClosedLoop:
             self.a_dl[a] = (window, received, bool(self.a_confirmed[a]), air, cmd if received else None, t0, freq,
                             dl_sf, g, int(app is not None))
             return
+
+    def downlink_phy_bytes(self, link_adr_req: bool, app_data: bool) -> int:
+        """PHY size of a downlink: the ACK frame, plus a LinkADRReq in FOpts, plus FPort and application data."""
+        return (lorawan_mac.ACK_DOWNLINK_PHY_BYTES + (adr.LINK_ADR_REQ_BYTES if link_adr_req else 0)
+                + ((lorawan_mac.FPORT_BYTES + self.s.downlink_payload_bytes) if app_data else 0))
+
+    def initial_data_rates(self) -> list[int]:
+        """Each node's data rate at the start (its planned SF): where its ADR backoff starts."""
+        return [self.region.sf_to_data_rate(int(sf), self.s.bandwidth_hz) for sf in self.nodes.sf.tolist()]
 
     def _sleep_until(self, t: float):
         return None if self.offline else self.env.timeout(max(t - self.env.now, 0.0))
