@@ -11,12 +11,12 @@ import pytest
 
 from iotsim.engine import run_scenario
 from iotsim.link.lorawan_loop import ClosedLoop
-from iotsim.network.fate import Fate
 from iotsim.radio import lora
 from iotsim.results import nodes_table, packets_table, summary_table
 from iotsim.results.tables import gateways_table
 from iotsim.scenario import load_scenario_text
-from iotsim.validation.checks import ADR_SCENARIO, adr_fixed_point
+from iotsim.validation.checks import (ADR_SCENARIO, BACKHAUL_ONE_GATEWAY, BACKHAUL_SCENARIO, adr_fixed_point,
+                                      coin_decoder)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,14 +101,7 @@ def test_confirmed_uplinks_match_the_closed_forms(monkeypatch, p, n):
     """Each attempt is lost independently with probability p (a stand-in for the gateways' verdict):
     mean attempts per frame (1 - p^N) / (1 - p), delivery 1 - p^N."""
     monkeypatch.setenv("IOTSIM_CLOSED_LOOP", "simpy")  # the stand-in replaces a method of the SimPy engine
-    rng = np.random.default_rng(int(p * 100) + n)
-
-    def lossy(self, targets):
-        for a in targets:
-            self.a_status[a] = int(Fate.COLLISION) if rng.random() < p else int(Fate.DELIVERED)
-            self.a_gw[a] = int(np.argmax(self.nodes.rx_power_dbm[self.a_node[a]]))
-
-    monkeypatch.setattr(ClosedLoop, "_decode", lossy)
+    monkeypatch.setattr(ClosedLoop, "_decode", coin_decoder(p, np.random.default_rng(int(p * 100) + n)))
     # US915 has no duty cycle, and open-field propagation puts every node in easy reach of the gateways
     # both ways, so every frame they get is acknowledged
     text = DENSE.format(count=200, lorawan=f"confirmed: true, nb_trans: {n}").replace(
@@ -322,3 +315,46 @@ def test_downlink_interference_is_counted_and_switchable():
         assert (s.acks_received <= s.downlinks_received).all()
     assert on.downlinks_interfered.sum() > 0
     assert off.downlinks_interfered.sum() == 0
+
+
+def _backhaul(latency, dedup="200ms", gateways=BACKHAUL_ONE_GATEWAY):
+    return run_scenario(load_scenario_text(BACKHAUL_SCENARIO.format(latency=latency, dedup=dedup, gateways=gateways)))
+
+
+@pytest.mark.parametrize("engine", ["simpy", "auto"])
+def test_a_slow_backhaul_moves_the_answer_from_rx1_to_rx2_and_then_loses_it(monkeypatch, engine):
+    """The server answers deduplication_delay (200 ms) after the uplink's copy arrives (one backhaul latency
+    after the uplink's end); the answer must reach the gateway 32.5 ms before the window opens. RX1 opens
+    1 s after the end: in time while 2 x latency + 0.2325 s < 1 s (latency < 383.75 ms); RX2 (2 s) while
+    latency < 883.75 ms; beyond, no answer at all and every confirmed frame goes NbTrans times."""
+    monkeypatch.setenv("IOTSIM_CLOSED_LOOP", engine)
+    ack_rx1 = float(lora.time_on_air_s(12, 7, crc=False))  # an ACK at the uplink's SF7 (RX1DROffset 0)
+    ack_rx2 = float(lora.time_on_air_s(12, 12, crc=False))  # an ACK in RX2 (SF12)
+    per_downlink = {}
+    for latency in ("383ms", "384ms", "883ms", "884ms"):
+        s = summary_table(_backhaul(latency)).iloc[0]
+        assert s.packets_offered == s.packets_delivered + s.packets_lost
+        per_downlink[latency] = s.downlink_airtime_s / s.downlinks_sent if s.downlinks_sent else None
+        if latency == "884ms":
+            assert s.downlinks_sent == 0 and s.acks_received == 0
+            assert s.attempts_per_packet == 3  # NbTrans 3, never acknowledged
+        else:
+            assert s.acks_received > 0 and s.attempts_per_packet < 1.5
+    # a lightly loaded gateway answers every uplink in RX1 while it can (its 1 % sub-band reopens in 4 s)
+    assert per_downlink["383ms"] == pytest.approx(ack_rx1, rel=1e-9)
+    assert per_downlink["384ms"] == pytest.approx(ack_rx2, rel=1e-9)
+    assert per_downlink["883ms"] == pytest.approx(ack_rx2, rel=1e-9)
+
+
+@pytest.mark.parametrize("engine", ["simpy", "auto"])
+def test_the_server_answers_only_through_gateways_whose_copies_came_within_the_deduplication_delay(monkeypatch, engine):
+    """The near gateway hears every uplink strongest but its backhaul is 290 ms slower than the far one's:
+    with a 200 ms deduplication delay its copies come too late and the far gateway answers; with 300 ms
+    the near (strongest) gateway answers."""
+    monkeypatch.setenv("IOTSIM_CLOSED_LOOP", engine)
+    gateways = ("    - {id: near, position_m: [0, 0], backhaul: {latency: 300ms}}\n"
+                "    - {id: far, position_m: [400, 0], backhaul: {latency: 10ms}}")
+    short = gateways_table(_backhaul("10ms", dedup="200ms", gateways=gateways)).set_index("gateway")
+    long = gateways_table(_backhaul("10ms", dedup="300ms", gateways=gateways)).set_index("gateway")
+    assert short.tx_airtime_s["near"] == 0 and short.tx_airtime_s["far"] > 0
+    assert long.tx_airtime_s["near"] > 0 and long.tx_airtime_s["far"] < long.tx_airtime_s["near"]

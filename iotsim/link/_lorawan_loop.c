@@ -2,17 +2,20 @@
  *
  * It computes what the SimPy engine of ClosedLoop computes, step for step: the same class A node MAC
  * (duty cycle per sub-band, confirmed uplinks with RETRANSMIT_TIMEOUT, NbTrans, the device's ADR
- * backoff, LinkADRReq/Ans), the same network server (decisions at every RX1 opening for every uplink
- * that ended by then, in order of the uplinks' ends: demodulator paths, SINR capture, inter-SF
- * rejection, half-duplex gateways with a duty cycle per sub-band, the downlink in RX1 else RX2
- * through the strongest free gateway, Semtech ADR) and the same downlink interference at the nodes.
+ * backoff, LinkADRReq/Ans), the same network server (at every RX1 opening it decodes every uplink that
+ * ended by then: demodulator paths, SINR capture, inter-SF rejection, half-duplex gateways; then it
+ * answers, in order of their answer times, the delivered uplinks whose answer time has come: Semtech
+ * ADR, and the downlink in RX1 else RX2 through the strongest gateway that is free (its duty cycle per
+ * sub-band) and that the answer reaches in time over its backhaul) and the same downlink interference
+ * at the nodes.
  * Floating-point operations are the Python code's, in the same order (build with -ffp-contract=off);
  * the random draws are numpy's PCG64 streams, continued from the states the caller hands over.
  * tests/test_lorawan_loop_native.py checks that both engines give the same bytes.
  *
  * Events are processed in time order: a node's resumption at its RX1 opening (the network server
  * first decides every uplink that ended by then; the RX1 openings of decided uplinks wait in a queue,
- * already in order) or at the end of a downlink it listens to (a heap). Events at or after `duration`
+ * already in order), at its RX2 opening when the answer comes after RX1 opened (a heap; the server
+ * resolves first too) or at the end of a downlink it listens to (a heap). Events at or after `duration`
  * are not processed in the loop: as SimPy's run(until=duration), the server then decides everything
  * still open at once and each node (in node order) finishes its messages without waiting (what it
  * plans then is never on air).
@@ -91,6 +94,10 @@ typedef struct {
     /* application downlink queue: times per node (CSR) */
     const int64_t *app_off;
     const double *app_t;
+    /* backhaul: per gateway one-way latency to the network server; the server's deduplication delay; a
+       downlink reaches its gateway more than tx_lead before it starts, or the gateway rejects it */
+    const double *gw_latency;
+    double dedup, tx_lead;
 } loop_in;
 
 /* one frame's row; rows are kept per node in chunks (a node writes its rows in message order, and
@@ -135,13 +142,13 @@ typedef struct {
 /* ------------------------------------------------------------------ attempts (records) */
 typedef struct {
     double start, air, off;
-    double dl_air, dl_t0, dl_freq;
-    uint64_t bits, dec_bits;
+    double dl_air, dl_t0, dl_freq, answer_t;
+    uint64_t bits, dec_bits; /* dec_bits: the gateways the network server may answer through */
     int64_t aid, seq;
     int32_t node;
     int16_t ch, gw, dl_g;
     int8_t sf, txi, status, afate, confirmed, ackreq, ans;
-    int8_t resolved, consumed, untracked;
+    int8_t resolved, consumed, untracked, answered;
     int8_t dl_window, dl_received, dl_app, dl_has_cmd, dl_cmd_dr, dl_cmd_idx, dl_sf;
 } rec_t;
 
@@ -325,7 +332,7 @@ typedef struct {
 } alist_t;
 
 /* ------------------------------------------------------------------ node state */
-enum { P_MSG, P_FRAME, P_ATTEMPT, P_RX1, P_DL, P_DONE };
+enum { P_MSG, P_FRAME, P_ATTEMPT, P_RX1, P_RX2, P_DL, P_DONE };
 
 typedef struct {
     /* MAC */
@@ -366,6 +373,10 @@ typedef struct {
     int64_t n_rec, cap_rec, *free_slots, n_free, cap_free, next_aid, next_seq_arrival;
     /* network */
     heap_t arrivals, ends, events;
+    /* delivered attempts not answered yet, by (answer time, decode order); nodes waiting for RX2 because
+       their answer comes after RX1 opened, by (RX2 opening, announcement) */
+    heap_t answers, rx2_waits;
+    int64_t n_decoded;
     /* RX1 openings of decided uplinks, in order of the uplinks' ends (so of their RX1 times): a queue,
        not a heap. The earliest RX1 of an uplink still undecided is that of the top of `ends`. */
     double *rx1_t;
@@ -502,7 +513,7 @@ static int64_t rec_alloc(loop_t *L)
 static int rec_release_if_done(loop_t *L, int64_t slot)
 {
     rec_t *r = &L->rec[slot];
-    if (!(r->consumed && r->untracked && r->resolved))
+    if (!(r->consumed && r->untracked && r->resolved && (r->status != F_DELIVERED || r->answered)))
         return 0;
     if (L->n_free == L->cap_free) {
         int64_t c = L->cap_free ? 2 * L->cap_free : 4096;
@@ -637,15 +648,28 @@ static int arrive_one(loop_t *L, int64_t slot)
 /* ------------------------------------------------------------------ verdicts */
 static void delivered(loop_t *L, rec_t *r, uint64_t dec)
 {
-    const double *p = L->in->power_dbm + (int64_t)r->node * L->in->n_gw;
+    const loop_in *in = L->in;
+    const double *p = in->power_dbm + (int64_t)r->node * in->n_gw;
     r->status = F_DELIVERED;
-    r->dec_bits = dec;
     /* the strongest decoder; on a tie the lower index (a stable sort by -power) */
     int64_t best = -1;
-    for (int64_t g = 0; g < L->in->n_gw; g++)
-        if (dec >> g & 1 && (best < 0 || -p[g] < -p[best]))
-            best = g;
+    double first = INFINITY;
+    for (int64_t g = 0; g < in->n_gw; g++)
+        if (dec >> g & 1) {
+            if (best < 0 || -p[g] < -p[best])
+                best = g;
+            if (in->gw_latency[g] < first)
+                first = in->gw_latency[g];
+        }
     r->gw = (int16_t)best;
+    /* the first copy reaches the network server after the fastest backhaul; it answers dedup later,
+       through the gateways whose copies came by then */
+    r->answer_t = (r->start + r->air) + first + in->dedup;
+    uint64_t cand = 0;
+    for (int64_t g = 0; g < in->n_gw; g++)
+        if (dec >> g & 1 && in->gw_latency[g] <= first + in->dedup)
+            cand |= (uint64_t)1 << g;
+    r->dec_bits = cand;
 }
 
 static void verdict_alone(loop_t *L, rec_t *r)
@@ -819,10 +843,22 @@ static int server(loop_t *L, int64_t slot)
 {
     const loop_in *in = L->in;
     rec_t *r = &L->rec[slot];
-    if (r->status != F_DELIVERED)
-        return 0;
-    int64_t k = r->node, g0 = r->gw, sf = r->sf;
-    double end = r->start + r->air;
+    r->answered = 1;
+    int64_t k = r->node, sf = r->sf;
+    double end = r->start + r->air, answer_t = r->answer_t;
+    /* the gateways it may answer through, strongest first (stable: ties keep the lower index first) */
+    int64_t order[MAX_GW], nd = 0;
+    const double *p = in->power_dbm + k * in->n_gw;
+    for (int64_t g = 0; g < in->n_gw; g++)
+        if (r->dec_bits >> g & 1) {
+            int64_t i = nd++;
+            while (i > 0 && -p[order[i - 1]] > -p[g]) {
+                order[i] = order[i - 1];
+                i--;
+            }
+            order[i] = g;
+        }
+    int64_t g0 = order[0];
     int64_t dr = in->sf_dr[sf];
     int64_t tx_index = (int64_t)llround(-r->off / 2.0);
     int has_cmd = 0;
@@ -863,25 +899,11 @@ static int server(loop_t *L, int64_t slot)
     }
     int app = 0;
     int64_t qi = L->app_head[k];
-    if (qi < in->app_off[k + 1] && in->app_t[qi] <= end)
+    if (qi < in->app_off[k + 1] && in->app_t[qi] <= answer_t)
         app = 1;
     if (!(r->confirmed || has_cmd || app || r->ackreq))
         return 0;
     int64_t v = has_cmd | app << 1;
-    /* decoders, strongest first (stable: ties keep the lower index first) */
-    int64_t order[MAX_GW], nd = 0;
-    const double *p = in->power_dbm + k * in->n_gw;
-    for (int64_t g = 0; g < in->n_gw; g++)
-        if (r->dec_bits >> g & 1) {
-            int64_t i = nd++;
-            while (i > 0 && -p[order[i - 1]] > -p[g]) {
-                order[i] = order[i - 1];
-                i--;
-            }
-            order[i] = g;
-        }
-    if (!nd)
-        order[nd++] = g0;
     for (int window = 1; window <= 2; window++) {
         double t0, air, dc, sens, freq;
         int64_t band, dl_sf;
@@ -906,7 +928,8 @@ static int server(loop_t *L, int64_t slot)
         int64_t g = -1;
         for (int64_t q = 0; q < nd; q++) {
             int64_t c = order[q];
-            if (!(L->gw_band_free[c * in->n_gw_bands + band] > t0 || overlaps_tx(L, c, t0, t0 + air))) {
+            if (answer_t + in->gw_latency[c] + in->tx_lead < t0 &&
+                !(L->gw_band_free[c * in->n_gw_bands + band] > t0 || overlaps_tx(L, c, t0, t0 + air))) {
                 g = c;
                 break;
             }
@@ -1111,10 +1134,22 @@ static int rx1_push(loop_t *L, double t, int64_t node, int64_t slot)
     return 0;
 }
 
+static int answer_until(loop_t *L, double T)
+{
+    while (L->answers.n && L->answers.h[0].t <= T) {
+        int64_t slot = heap_pop(&L->answers).ref;
+        if (server(L, slot) || rec_release_if_done(L, slot))
+            return -1;
+    }
+    return 0;
+}
+
+/* Decode every uplink that ended by T; answer those delivered whose answer time has come by T, in order of
+   their answer times (then of their ends). */
 static int resolve_until(loop_t *L, double T)
 {
     if (!L->ends.n || L->ends.h[0].t > T)
-        return 0;
+        return answer_until(L, T);
     while (L->arrivals.n && L->arrivals.h[0].t < T) {
         hitem it = heap_pop(&L->arrivals);
         if (L->arrivals.n) { /* the next arrival's record and power row, while this one is handled */
@@ -1178,9 +1213,13 @@ static int resolve_until(loop_t *L, double T)
         }
     }
     for (int64_t i = 0; i < nt; i++) {
-        L->rec[tg[i]].resolved = 1;
-        if (server(L, tg[i]))
-            return -1;
+        rec_t *r = &L->rec[tg[i]];
+        r->resolved = 1;
+        if (r->status == F_DELIVERED) {
+            hitem it = {r->answer_t, L->n_decoded++, tg[i], 0};
+            if (heap_push(&L->answers, it))
+                return -1;
+        }
         if (!L->offline && rx1_push(L, L->rec[tg[i]].start + L->rec[tg[i]].air + L->in->rx1_delay, L->rec[tg[i]].node, tg[i]))
             return -1;
     }
@@ -1197,7 +1236,7 @@ static int resolve_until(loop_t *L, double T)
     for (int64_t i = 0; i < nt; i++)
         if (rec_release_if_done(L, tg[i]))
             return -1;
-    return 0;
+    return answer_until(L, T);
 }
 
 /* ------------------------------------------------------------------ downlink interference */
@@ -1462,11 +1501,19 @@ static int run_node(loop_t *L, int64_t k)
                 continue;
             return 0; /* woken at RX1, once the network has decided (the queue of RX1 openings) */
         }
-        case P_RX1: {
+        case P_RX1:
+        case P_RX2: {
             rec_t *r = &L->rec[st->slot];
             if (r->status == -1) { /* never decided: cannot happen after the final resolution */
                 L->out->error = 4;
                 return -1;
+            }
+            if (st->phase == P_RX1 && r->status == F_DELIVERED && !r->answered &&
+                r->answer_t <= st->end + in->rx2_delay && !L->offline) {
+                /* the network answers after RX1 opened: listen in RX2 (the network decides by then) */
+                st->phase = P_RX2;
+                hitem it = {st->end + in->rx2_delay, r->aid, k, st->slot};
+                return heap_push(&L->rx2_waits, it);
             }
             if (r->status == F_DELIVERED) {
                 if (isnan(st->delivered_end)) {
@@ -1587,6 +1634,8 @@ static void free_loop(loop_t *L)
     free(L->arrivals.h);
     free(L->ends.h);
     free(L->events.h);
+    free(L->answers.h);
+    free(L->rx2_waits.h);
     free(L->rx1_t);
     free(L->rx1_node);
     free(L->rx1_slot);
@@ -1700,7 +1749,16 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
         if (L.ends.n && L.ends.h[0].t + in->rx1_delay < t_rx1)
             t_rx1 = L.ends.h[0].t + in->rx1_delay;
         double t_ev = L.events.n ? L.events.h[0].t : INFINITY;
-        if (t_rx1 <= t_ev) {
+        double t_rx2 = L.rx2_waits.n ? L.rx2_waits.h[0].t : INFINITY;
+        if (t_rx2 < t_rx1 && t_rx2 <= t_ev) { /* a node listening in RX2 for an answer still to come */
+            if (!(t_rx2 < in->duration))
+                break;
+            L.now = t_rx2;
+            if (resolve_until(&L, t_rx2))
+                goto fail;
+            if (run_node(&L, heap_pop(&L.rx2_waits).ref))
+                goto fail;
+        } else if (t_rx1 <= t_ev) {
             if (!(t_rx1 < in->duration))
                 break;
             L.now = t_rx1;

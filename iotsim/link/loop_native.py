@@ -55,6 +55,7 @@ class _LoopIn(ctypes.Structure):
                             "dl1_sens", "dl1_freq", "dl1_band", "dl1_sf", "dl2_air", "dl2_dc", "dl2_sens", "dl2_band")],
         ("dl2_freq", _d), ("dl2_sf", _i),
         ("app_off", _p), ("app_t", _p),
+        ("gw_latency", _p), ("dedup", _d), ("tx_lead", _d),
     ]
 
 
@@ -255,6 +256,7 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
         dl1_band=ptr(dl1_band, np.int64), dl1_sf=ptr(dl1_sf, np.int64), dl2_air=ptr(dl2[:, 0], np.float64),
         dl2_dc=ptr(dl2[:, 1], np.float64), dl2_sens=ptr(dl2[:, 2], np.float64), dl2_band=ptr(dl2_band, np.int64),
         dl2_freq=rx2_hz, dl2_sf=rx2_sf, app_off=ptr(app_off, np.int64), app_t=ptr(app_t, np.float64),
+        gw_latency=ptr(loop.gw_latency, np.float64), dedup=loop.dedup_s, tx_lead=lorawan_mac.GATEWAY_TX_LEAD_S,
     )
     cin.rng_retx[:] = _state_words(loop.rng_retx)
     cin.rng_timeouts[:] = _state_words(loop.rng_timeouts)

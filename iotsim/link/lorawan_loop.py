@@ -11,19 +11,27 @@ that walks through its messages:
    its previous receive windows closed, a sub-band open; a channel among the open ones) and
    announces the transmission to the network (the gateways see it from its start).
 2. It sleeps until RX1 opens (RECEIVE_DELAY1 after the end of the uplink). The network server
-   has by then decided the uplink's fate at every gateway and, if a downlink goes back, which
-   gateway sends it in RX1 or RX2 (half duplex, the gateway's duty cycle per sub-band).
+   has by then decided the uplink's fate at every gateway and, if its answer time has come, whether
+   a downlink goes back and which gateway sends it in RX1 or RX2 (half duplex, the gateway's duty
+   cycle per sub-band, the answer reaching the gateway in time over its backhaul). If the answer
+   comes later but can still make RX2, the node sleeps on until RX2 opens.
 3. It reacts: an ACK ends the frame; a missing ACK sends it again after RECEIVE_DELAY2 +
    RETRANSMIT_TIMEOUT (1-3 s, LoRaWAN 1.0.4 4.3.1.3), up to NbTrans times; a LinkADRReq changes its
    data rate and TX power from the next frame (answered by LinkADRAns in that frame's FOpts);
    ADRACKCnt counts uplinks without downlink (ADR backoff).
 
-The network server resolves receptions in batches, driven by the nodes' RX1 times: when a node
-wakes for RX1 at time T, every uplink that ended by T is decoded (against every transmission that
-started before T) and the server decides its downlinks, in order of the uplinks' ends. This is
-exact: a downlink decided for an uplink that ended at e starts at e + RECEIVE_DELAY1 or later, so
-it can only disturb uplinks that end after the batch; and every transmission that overlaps an
-uplink of the batch started before its end, so it was announced. Reception itself is
+The network server resolves receptions in batches, driven by the nodes' receive-window openings:
+when a node wakes at time T, every uplink that ended by T is decoded (against every transmission
+that started before T), and every delivered uplink whose answer time has come by T is answered, in
+order of the answer times. The answer time is the uplink's end plus the fastest backhaul latency
+among the gateways that decoded it (its first copy reaches the server) plus the server's
+deduplication delay; the server answers through the gateways whose copies came by then, and only
+if the answer reaches the gateway TX_LEAD before the window opens. This is exact: an answer that
+can still send a downlink is decided no later than that downlink's start (its node's RX1 or RX2
+opening is a batch), so it can only disturb uplinks that end after the batch; every transmission
+that overlaps an uplink of the batch started before its end, so it was announced; and answers too
+late for any window change only their node's server state (ADR history, queued downlinks), kept in
+answer-time order. Reception itself is
 `iotsim.network.reception` (`PathAllocator`/`arrive` in start order, `decode` against a
 context), so with no feedback this engine gives the same bytes as the closed-form fast path
 (a test runs both).
@@ -35,8 +43,10 @@ frequency do not destroy it (the uplink reception rule; uplinks do not disturb d
 inverted I/Q); the node's receiver stays on for a downlink's whole time on air. The network answers as
 ns-3 lorawan's does: in RX1, else RX2, through the strongest gateway that received the uplink and is
 free to transmit (not transmitting, its sub-band's duty cycle open); with none free, no downlink.
-The network server is a SimPy process woken at every RX1 opening; the gateways' state (transmissions,
-duty-cycle credit per sub-band, demodulator paths) is the server's, not processes of their own.
+The network server is a SimPy process woken at every receive-window opening a node waits on; the
+gateways' state (transmissions, duty-cycle credit per sub-band, demodulator paths) is the server's,
+not processes of their own, and the server knows it (as ns-3's GatewayStatus), so it never sends an
+answer its gateway would reject.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from iotsim.link import loop_native
 from iotsim.link.base import LinkNodes, Messages, Transmissions
 from iotsim.network import reception
 from iotsim.network.fate import Fate
+from iotsim.network.topology import gateway_latencies_s
 from iotsim.radio import adr, fragmentation, lora, lorawan_mac
 
 NOISE_FIGURE_DB = 6.0
@@ -103,6 +114,9 @@ class ClosedLoop:
         self.sens[7:] = [lora.gateway_sensitivity_dbm(sf, self.s.bandwidth_hz) for sf in range(7, 13)]
         self.rx1_delay = self.region.rx1_delay_s
         self.rx2_delay = self.region.rx2_delay_s
+        # the backhaul: each gateway's latency to the network server, which waits dedup_s for copies
+        self.gw_latency = gateway_latencies_s(link.network)
+        self.dedup_s = float(self.s.deduplication_delay)
         self.max_power_dbm = float(link.tx_power_dbm)
         self.min_power_dbm = float(nodes.min_tx_power_dbm)
         self.max_tx_index = self.region.max_tx_power_index
@@ -152,6 +166,10 @@ class ClosedLoop:
         self.a_gw: list[int] = []
         self.a_decoders: list[list[int] | None] = []  # per attempt: gateways that decoded it, strongest first
         self.a_dl: list[tuple | None] = []  # (window, received, ack, airtime_s, cmd) of the downlink, if any
+        self.a_answer_t: list[float] = []  # per delivered attempt: when the network server decides its answer
+        self.a_answered: list[bool] = []
+        self._to_answer: list = []  # (answer time, decode order, attempt) of delivered attempts not answered yet
+        self._n_decoded = 0
         self._arrival_heap: list = []
         self._end_heap: list = []
         self._arrived_ids: list[int] = []
@@ -390,6 +408,9 @@ class ClosedLoop:
                     # asleep until RX1 opens; by then the network server has decided the uplink's fate
                     yield self._await_rx1(a, end + rx1_delay)
                     status = self.a_status[a]
+                    if status == Fate.DELIVERED and not self.a_answered[a] and self.a_answer_t[a] <= end + rx2_delay:
+                        # the network answers after RX1 opened: listen in RX2 (the network decides by then)
+                        yield self._await_rx1(a, end + rx2_delay)
                     if status == Fate.DELIVERED:
                         if math.isnan(delivered_end):
                             delivered_end = end
@@ -482,6 +503,8 @@ class ClosedLoop:
         self.a_gw.append(-1)
         self.a_decoders.append(None)
         self.a_dl.append(None)
+        self.a_answer_t.append(math.nan)
+        self.a_answered.append(False)
         self.a_bits.append(0)
         self.a_afate.append(int(Fate.BELOW_SENSITIVITY))
         heapq.heappush(self._arrival_heap, (t, a))
@@ -492,22 +515,27 @@ class ClosedLoop:
 
     # ---- the network server --------------------------------------------------------------------
     def _resolve_until(self, T: float) -> None:
-        """Decode every uplink that ended by T; decide the downlinks, in order of the uplinks' ends."""
-        if not self._end_heap or self._end_heap[0][0] > T:
-            return
-        # arrivals (path allocation) of everything that started before T, in start order
-        arr = []
-        while self._arrival_heap and self._arrival_heap[0][0] < T:
-            arr.append(heapq.heappop(self._arrival_heap)[1])
-        if arr:
-            self._arrive(arr)
-        targets = []
-        while self._end_heap and self._end_heap[0][0] <= T:
-            targets.append(heapq.heappop(self._end_heap)[1])
-        self._decode(targets)
-        for a in targets:  # in order of their ends
-            self._server(a)
-        self._trim_gateway_tx(T)
+        """Decode every uplink that ended by T; answer those delivered whose answer time has come by T, in
+        order of their answer times (then of their ends)."""
+        to_answer = self._to_answer
+        if self._end_heap and self._end_heap[0][0] <= T:
+            # arrivals (path allocation) of everything that started before T, in start order
+            arr = []
+            while self._arrival_heap and self._arrival_heap[0][0] < T:
+                arr.append(heapq.heappop(self._arrival_heap)[1])
+            if arr:
+                self._arrive(arr)
+            targets = []
+            while self._end_heap and self._end_heap[0][0] <= T:
+                targets.append(heapq.heappop(self._end_heap)[1])
+            self._decode(targets)
+            for a in targets:  # in order of their ends
+                if self.a_status[a] == Fate.DELIVERED:
+                    heapq.heappush(to_answer, (self.a_answer_t[a], self._n_decoded, a))
+                    self._n_decoded += 1
+            self._trim_gateway_tx(T)
+        while to_answer and to_answer[0][0] <= T:
+            self._server(heapq.heappop(to_answer)[2])
 
     def _frames(self, ids) -> reception.Frames:
         def pick(values, dtype):
@@ -759,22 +787,28 @@ class ClosedLoop:
 
     def _delivered(self, a: int, decoders: list[int], power: list[float]) -> None:
         """The uplink was decoded at `decoders` (ascending): delivered through the strongest (the first
-        on a tie, as reception.decode reports it); the network may answer through any of them,
-        strongest first."""
+        on a tie, as reception.decode reports it). Its first copy reaches the network server after the
+        fastest of their backhauls; the server answers `dedup_s` later, through the gateways whose copies
+        came by then, strongest first."""
         self.a_status[a] = int(Fate.DELIVERED)
         if len(decoders) > 1:
             decoders = sorted(decoders, key=lambda g: -power[g])  # stable: ties keep the lower index first
         self.a_gw[a] = decoders[0]
-        self.a_decoders[a] = decoders
+        lat = self.gw_latency
+        first = min(lat[g] for g in decoders)
+        self.a_answer_t[a] = (self.a_start[a] + self.a_air[a]) + first + self.dedup_s
+        self.a_decoders[a] = [g for g in decoders if lat[g] <= first + self.dedup_s]
 
     def _server(self, a: int) -> None:
-        """What the network server does with one decoded uplink: ADR bookkeeping and the downlink."""
-        if self.a_status[a] != Fate.DELIVERED:
-            return
+        """What the network server does with one delivered uplink at its answer time: ADR bookkeeping and
+        the downlink."""
+        self.a_answered[a] = True
         k = self.a_node[a]
-        g = self.a_gw[a]
+        decoders = self.a_decoders[a]
+        g = decoders[0]
         sf = self.a_sf[a]
         end = self.a_start[a] + self.a_air[a]
+        answer_t = self.a_answer_t[a]
         dr = self._sf_dr[sf]
         tx_index = int(round(-self.a_off[a] / 2.0))
         cmd = None
@@ -798,7 +832,7 @@ class ClosedLoop:
             cmd = self.pending_cmd.get(k)
         app = None
         q = self.app_queue[k]
-        if q and q[0] <= end:
+        if q and q[0] <= answer_t:
             app = q[0]
         if not (self.a_confirmed[a] or cmd is not None or app is not None or self.a_ackreq[a]):
             return
@@ -810,12 +844,13 @@ class ClosedLoop:
                     self.link.rx2_bandwidth_hz)]
         # as ns-3 lorawan's network server (LoraNetworkStatus::GetBestGatewayForDevice): in RX1, else RX2,
         # through the strongest gateway that received the uplink and is free to transmit then (not
-        # transmitting, its sub-band's duty cycle open)
-        decoders = self.a_decoders[a] or [g]
+        # transmitting, its sub-band's duty cycle open), if the answer reaches it in time over its backhaul
+        lat = self.gw_latency
         for window, t0, freq, dl_sf, dl_bw in options:
             air, band, dc, sens = self._downlink_facts(phy, dl_sf, dl_bw, freq)
             for g in decoders:
-                if not (self.gw_band_free[g].get(band, -math.inf) > t0 or self._overlaps_tx(g, t0, t0 + air)):
+                if answer_t + lat[g] + lorawan_mac.GATEWAY_TX_LEAD_S < t0 and not (
+                        self.gw_band_free[g].get(band, -math.inf) > t0 or self._overlaps_tx(g, t0, t0 + air)):
                     break
             else:
                 continue

@@ -50,3 +50,10 @@ def path_to_cloud(graph: nx.DiGraph, gateway_id: str) -> PathDelay:
         latency += edge["latency_s"]
         per_byte += 8.0 / edge["bandwidth_bps"]
     return PathDelay(latency, per_byte)
+
+
+def gateway_latencies_s(network) -> list[float]:
+    """One-way backhaul latency from each gateway (in the scenario's order) to the network server."""
+    graph = build_topology(network)
+    return [float(nx.shortest_path_length(graph, gw.id, NETWORK_SERVER, weight="latency_s"))
+            for gw in network.gateways]

@@ -46,6 +46,15 @@ FPORT_BYTES = 1
 ACK_DOWNLINK_PHY_BYTES = MHDR_BYTES + FHDR_BYTES + MIC_BYTES
 """An empty downlink with the ACK bit set: MHDR + FHDR + MIC = 12 bytes, no FPort, no payload."""
 
+GATEWAY_TX_LEAD_S = 0.0325
+"""A downlink must reach its gateway more than this before its transmission starts, or the gateway
+rejects it as too late: Semtech packet forwarder, jitqueue.c ``jit_enqueue`` criterion 1,
+TX_START_DELAY 1500 us + TX_MARGIN_DELAY 1000 us + TX_JIT_DELAY 30000 us."""
+DEDUPLICATION_DELAY_S = 0.2
+"""How long a network server waits after an uplink's first copy for copies from other gateways
+before it answers: ChirpStack network server's default ``deduplication_delay`` (200 ms; release
+0.13.2 notes, and the v4 configuration file)."""
+
 def receive_delay1_s(region: Region) -> float:
     """RECEIVE_DELAY1: from the end of the uplink to the opening of RX1 (1 s in EU868 and US915)."""
     return region.rx1_delay_s

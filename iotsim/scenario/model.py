@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from iotsim.network.reception import CAPTURE_THRESHOLD_DB
 from iotsim.radio.lora import parse_coding_rate
+from iotsim.radio.lorawan_mac import DEDUPLICATION_DELAY_S
 from iotsim.units import parse_duration_s
 
 MAX_DURATION_S = 100 * 365.25 * 86400.0
@@ -208,6 +209,13 @@ class LoRaWanSettings(_Strict):
         "wait", description="when the duty cycle forbids sending: wait for the next allowed time, or drop"
     )
     fragment_header_bytes: int = Field(2, ge=0, le=64, description="per-frame header when a raw window is split")
+    deduplication_delay: Duration = Field(
+        DEDUPLICATION_DELAY_S, le=60,
+        description="the network server waits this long after an uplink's first copy (its gateway's backhaul "
+        "latency after the uplink's end) for copies from other gateways, then answers through one of the gateways "
+        "whose copy came in time; the answer must reach that gateway over its backhaul 32.5 ms before the receive "
+        "window opens (Semtech packet forwarder), else RX2 is tried, else no answer (ChirpStack's default: 200 ms)",
+    )
 
     @field_validator("coding_rate")
     @classmethod

@@ -314,6 +314,21 @@ outputs: {{plots: false, report: none}}
 """
 
 
+def coin_decoder(p: float, rng: np.random.Generator):
+    """A stand-in for ClosedLoop._decode: each uplink is lost with probability p, else delivered through
+    the node's strongest gateway."""
+
+    def decode(loop, targets):
+        for a in targets:
+            if rng.random() < p:
+                loop.a_status[a] = int(Fate.COLLISION)
+            else:
+                k = loop.a_node[a]
+                loop._delivered(a, [int(np.argmax(loop.nodes.rx_power_dbm[k]))], loop.power_dbm_l[k])
+
+    return decode
+
+
 @check("confirmed", quick=False)
 def confirmed():
     """Confirmed uplinks over a channel that loses each attempt independently with probability p (the
@@ -327,15 +342,9 @@ def confirmed():
 
     out = []
     for p, n in ((0.3, 4), (0.5, 8)):
-        rng = np.random.default_rng(int(p * 100) + n)
-
-        def lossy(self, targets):
-            for a in targets:
-                self.a_status[a] = int(Fate.COLLISION) if rng.random() < p else int(Fate.DELIVERED)
-                self.a_gw[a] = int(np.argmax(self.nodes.rx_power_dbm[self.a_node[a]]))
-
         # the coin replaces a method of the SimPy engine, so that engine runs
-        with mock.patch.object(ClosedLoop, "_decode", lossy), mock.patch.dict(os.environ, {ENGINE_ENV: "simpy"}):
+        with mock.patch.object(ClosedLoop, "_decode", coin_decoder(p, np.random.default_rng(int(p * 100) + n))), \
+                mock.patch.dict(os.environ, {ENGINE_ENV: "simpy"}):
             result = run_scenario(load_scenario_text(CONFIRMED_SCENARIO.format(n=n)))
         row = summary_table(result).iloc[0]
         src = "independent losses: geometric attempts truncated at N"
@@ -409,6 +418,70 @@ def adr_settles():
                                source=src))
         out.append(CheckResult("network", f"ADR, static node at {distance} m: final TX power", power,
                                float(node.tx_power_dbm_final), 0, "dBm", source=src))
+    return out, []
+
+
+# ---------------------------------------------------------------------------------------------
+# Backhaul timing of the network's answers
+
+BACKHAUL_SCENARIO = """\
+name: backhaul
+seed: 5
+duration: 3h
+fleet:
+  - group: g
+    count: 6
+    device: nrf52840_sx1262_2xaa
+    placement: {{kind: uniform, area_m: [50, 50]}}
+    workload: {{signal: farm.soil_climate, sample_period: 5min, window: 12, events_per_day: 0}}
+    model: farm_soil_int8
+    heartbeat: 5min
+network:
+  lorawan: {{sf: 7, confirmed: true, nb_trans: 3, uplink_channels: 3, deduplication_delay: {dedup}}}
+  propagation: {{pl_d0_db: 100, d0_m: 40, exponent: 2.08, shadowing_sigma_db: 0}}
+  backhaul: {{latency: {latency}}}
+  gateways:
+{gateways}
+policies: [on_device]
+simulation: {{background_pool: 200}}
+outputs: {{plots: false, report: none}}
+"""
+BACKHAUL_ONE_GATEWAY = "    - {id: gw, position_m: [0, 0]}"
+
+
+def backhaul_rx1_limit_s(dedup_s: float = 0.2, rx1_delay_s: float = 1.0) -> float:
+    """The one-way backhaul latency below which an answer makes RX1: copy up, deduplication delay, answer
+    down and the gateway's lead time must fit in RECEIVE_DELAY1 (2 L + dedup + lead < RX1 delay)."""
+    from iotsim.radio.lorawan_mac import GATEWAY_TX_LEAD_S
+
+    return (rx1_delay_s - dedup_s - GATEWAY_TX_LEAD_S) / 2.0
+
+
+@check("backhaul_timing", quick=True)
+def backhaul_timing():
+    """Six lightly loaded SF7 nodes, confirmed, one gateway: the share of answers sent in RX2 (read from
+    the downlinks' airtime: an SF7 ACK in RX1, an SF12 ACK in RX2) is 0 just below the RX1 limit and 1
+    just above; no answer at all beyond the RX2 limit."""
+    from iotsim.engine import run_scenario
+    from iotsim.results import summary_table
+    from iotsim.scenario import load_scenario_text
+
+    ack_rx1 = float(lora.time_on_air_s(12, 7, crc=False))
+    ack_rx2 = float(lora.time_on_air_s(12, 12, crc=False))
+    rx1_limit, rx2_limit = backhaul_rx1_limit_s(), backhaul_rx1_limit_s(rx1_delay_s=2.0)
+    src = "2 L + deduplication 200 ms + gateway lead 32.5 ms < RECEIVE_DELAY (ChirpStack, Semtech forwarder)"
+    out = []
+    for latency, expect_rx2 in ((rx1_limit - 0.001, 0.0), (rx1_limit + 0.001, 1.0), (rx2_limit - 0.001, 1.0)):
+        text = BACKHAUL_SCENARIO.format(latency=latency, dedup="200ms", gateways=BACKHAUL_ONE_GATEWAY)
+        s = summary_table(run_scenario(load_scenario_text(text))).iloc[0]
+        mean_air = s.downlink_airtime_s / s.downlinks_sent if s.downlinks_sent else float("nan")
+        out.append(CheckResult("network", f"backhaul {latency * 1e3:.2f} ms: share of answers in RX2", expect_rx2,
+                               (mean_air - ack_rx1) / (ack_rx2 - ack_rx1), 1e-9, source=src))
+    latency = rx2_limit + 0.001
+    text = BACKHAUL_SCENARIO.format(latency=latency, dedup="200ms", gateways=BACKHAUL_ONE_GATEWAY)
+    s = summary_table(run_scenario(load_scenario_text(text))).iloc[0]
+    out.append(CheckResult("network", f"backhaul {latency * 1e3:.2f} ms: downlinks sent", 0, int(s.downlinks_sent), 0,
+                           "downlinks", source=src))
     return out, []
 
 
