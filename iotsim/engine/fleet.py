@@ -49,6 +49,7 @@ class Verdicts:
     device_positive: np.ndarray  # bool
     device_confidence: np.ndarray  # float32, confidence of the predicted class
     cloud_positive: np.ndarray  # bool
+    pool_device_positive: np.ndarray | None = None  # the pool's own verdicts (false-alarm rate), where known
 
 
 @dataclass
@@ -73,6 +74,7 @@ class GroupPlan:
     n_windows: np.ndarray  # int64 per node (windows that complete within the run)
     window_offset: np.ndarray  # int64 (n+1,), flat index of each node's first window
     verdicts: Verdicts  # per flat window
+    windows: "WindowSet"  # how the windows are generated: another model's verdicts on the same windows
     event_id: np.ndarray  # int64 per flat window: first overlapping event, -1 if none
     event_node: np.ndarray  # local node index per event
     event_onset_s: np.ndarray
@@ -124,12 +126,17 @@ class GroupPlan:
 
 
 def _predict(model, cloud_model, windows: np.ndarray) -> Verdicts:
+    """Both models' verdicts (cloud_model None: the cloud's are left False)."""
     cls, conf = model.predict(windows)
-    cloud_cls, _ = cloud_model.predict(windows)
+    if cloud_model is None:
+        cloud = np.zeros(cls.shape, dtype=bool)
+    else:
+        cloud_cls, _ = cloud_model.predict(windows)
+        cloud = cloud_cls == cloud_model.positive_class
     return Verdicts(
         device_positive=(cls == model.positive_class),
         device_confidence=conf.astype(np.float32),
-        cloud_positive=(cloud_cls == cloud_model.positive_class),
+        cloud_positive=cloud,
     )
 
 
@@ -153,6 +160,37 @@ def _infer_generated(workload, model, cloud_model, rng, masks: np.ndarray, progr
         if progress:
             progress(min(lo + batch, masks.shape[0]), masks.shape[0])
     return _concat(parts)
+
+
+@dataclass
+class WindowSet:
+    """A group's windows as generated: a pool of event-free windows each window draws from, and fresh
+    windows for those an event touches, each from its own stream, so any model sees the same windows."""
+
+    workload: object
+    seed: int
+    group_index: int
+    pool_size: int
+    window_samples: int
+    fresh_masks: np.ndarray  # (fresh windows, samples): where the event is
+    pool_index: np.ndarray  # per flat window: its pool window
+    fresh_flat: np.ndarray  # flat index of each fresh window
+
+    def verdicts(self, model, cloud_model, progress=None) -> Verdicts:
+        """Per flat window: `model`'s verdicts on the node and `cloud_model`'s (None: not run, False)."""
+        pool_masks = np.zeros((self.pool_size, self.window_samples), dtype=bool)
+        pool = _infer_generated(self.workload, model, cloud_model, group_rng(self.seed, STREAM_POOL, self.group_index),
+                                pool_masks, progress=None)
+        fresh = _infer_generated(self.workload, model, cloud_model,
+                                 group_rng(self.seed, STREAM_EVENT_WINDOWS, self.group_index), self.fresh_masks,
+                                 progress=progress)
+        out = Verdicts(pool.device_positive[self.pool_index], pool.device_confidence[self.pool_index],
+                       pool.cloud_positive[self.pool_index])
+        out.device_positive[self.fresh_flat] = fresh.device_positive
+        out.device_confidence[self.fresh_flat] = fresh.device_confidence
+        out.cloud_positive[self.fresh_flat] = fresh.cloud_positive
+        out.pool_device_positive = pool.device_positive
+        return out
 
 
 def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray, resources, link,
@@ -279,24 +317,13 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     masks = masks[has_event]
 
     # --- inference: the pool once, fresh event windows in batches
-    pool_masks = np.zeros((pool_size, window_samples), dtype=bool)
-    pool = _infer_generated(workload, model, cloud_model, group_rng(seed, STREAM_POOL, index), pool_masks,
-                            progress=None)
-    fresh = _infer_generated(workload, model, cloud_model, group_rng(seed, STREAM_EVENT_WINDOWS, index), masks,
-                             progress=progress)
-    pool_index = np.concatenate(pool_draws) if pool_draws else np.zeros(0, np.int64)
-    verdicts = Verdicts(
-        pool.device_positive[pool_index],
-        pool.device_confidence[pool_index],
-        pool.cloud_positive[pool_index],
-    )
-    verdicts.device_positive[fresh_flat] = fresh.device_positive
-    verdicts.device_confidence[fresh_flat] = fresh.device_confidence
-    verdicts.cloud_positive[fresh_flat] = fresh.cloud_positive
+    windows = WindowSet(workload, seed, index, pool_size, window_samples, masks,
+                        np.concatenate(pool_draws) if pool_draws else np.zeros(0, np.int64), fresh_flat)
+    verdicts = windows.verdicts(model, cloud_model, progress)
     event_id = np.full(total_windows, -1, dtype=np.int64)
     event_id[fresh_flat] = fresh_event
 
-    fp = float(pool.device_positive.mean()) if pool_size else 0.0
+    fp = float(verdicts.pool_device_positive.mean()) if pool_size else 0.0
     se = float(np.sqrt(fp * (1 - fp) / pool_size)) if pool_size else 0.0
 
     inference_time, cost_source = inference_cost(model, board.mcu)
@@ -312,7 +339,7 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         cloud_model=cloud_model, node_ids=node_ids, positions_m=positions, rx_power_dbm=rx_power, sf=sf,
         sample_period_s=sample_period, window_samples=window_samples, window_span_s=span,
         window_period_s=period, phase_s=phase, heartbeat_phase_s=hb_phase, n_windows=n_windows, window_offset=offset,
-        verdicts=verdicts, event_id=event_id, event_node=event_node, event_onset_s=event_onset,
+        verdicts=verdicts, windows=windows, event_id=event_id, event_node=event_node, event_onset_s=event_onset,
         event_end_s=event_end, inference_time_s=inference_time, inference_cost_source=cost_source,
         raw_window_bytes=raw_bytes, pool_false_positive_rate=fp, pool_false_positive_se=se,
         pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]), seed=seed, duration_s=float(duration),

@@ -10,6 +10,7 @@ detection quality follows from the decisions.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -20,6 +21,7 @@ from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.messages import policy_messages
+from iotsim.engine.updates import Listening, effective_verdicts, plan_updates, radio_rx_w, update_notes
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.policies import Policy, make_policy
 
@@ -57,6 +59,7 @@ class RunResult:
     gateway_ids: list[str]
     technology: str = "lorawan"
     tx_power_dbm: float = 14.0  # the nodes' configured TX power
+    updates: list = field(default_factory=list)  # iotsim.engine.updates.UpdateOutcome per update, by start
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -112,23 +115,34 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         plans.append(plan)
         start += spec.count
     nodes = stages.fleet_nodes(plans, link)
+    update_outcomes = []
+    if scenario.updates:
+        say("updates", 0, 1)
+        update_outcomes = plan_updates(scenario, plans, link, cache)
+        rx_w = radio_rx_w(nodes)
+        for u in update_outcomes:
+            u.listen_energy_j = u.rollout.listen_s * rx_w[u.nodes]
+        # the windows after each node's activation get the new model's verdicts
+        plans = [dataclasses.replace(p, verdicts=v) for p, v in zip(plans, effective_verdicts(plans, update_outcomes))]
+        say("updates", 1, 1)
+    listening = Listening.of(update_outcomes) if update_outcomes else None
     outcomes = []
     policies = [make_policy(p) for p in scenario.policies]
     for pi, policy in enumerate(policies):
         say(f"policy {policy.name}", 0, 1)
-        outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes))
+        outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening))
         say(f"policy {policy.name}", 1, 1)
     result = RunResult(scenario, plans, outcomes, [g.id for g in scenario.network.gateways], link.technology,
-                       link.tx_power_dbm)
+                       link.tx_power_dbm, updates=update_outcomes)
     result.warnings = [w for p in plans for w in p.warnings]
     result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
-        + battery_limit_notes(plans, outcomes)
+        + update_notes(update_outcomes) + battery_limit_notes(plans, outcomes)
     result.wall_s = time.perf_counter() - t0
     return result
 
 
 def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_index: int, link: Link,
-                    nodes: stages.FleetNodes) -> PolicyOutcome:
+                    nodes: stages.FleetNodes, listening: Listening | None = None) -> PolicyOutcome:
     """messages -> link -> battery -> energy ledger -> reception -> backhaul -> cloud -> detection."""
     t0 = time.perf_counter()
     duration = scenario.duration
@@ -137,7 +151,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
 
     def transmit(stop_s=None):
         tx = link.transmit(messages, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index), duration, stop_s)
-        loads = stages.node_loads(plans, policy, nodes, tx, keep_alive)
+        loads = stages.node_loads(plans, policy, nodes, tx, keep_alive, listening)
         return tx, loads, stages.node_deaths(nodes, loads, tx, duration)
 
     tx, loads, died = transmit()

@@ -17,6 +17,7 @@ from iotsim.energy.battery import LIMITS, BatteryModel, death_time_s, projected_
 from iotsim.energy.ledger import COMPONENTS, SLOT_INDEX, EnergyLedger, slot_currents_a
 from iotsim.energy.power_tree import BoardPower, board_brownout_v
 from iotsim.engine.fleet import GroupPlan
+from iotsim.engine.updates import Listening
 from iotsim.link.base import KeepAlive, Link, LinkNodes, Messages, Transmissions, not_on_air_fates
 from iotsim.network.cloud import simulate_cloud
 from iotsim.network.fate import Fate
@@ -117,10 +118,12 @@ class NodeLoads:
     steady_w: np.ndarray  # mean power without frames
     frame_energy_j: np.ndarray  # per frame: radio energy above sleep, all attempts
     keep_alive: KeepAlive | None
+    listening: Listening | None = None  # receiver time outside frames (updates' multicast sessions)
+    listening_bursts: tuple | None = None  # its (node, time, energy) battery bursts
 
 
 def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Transmissions,
-               keep_alive: KeepAlive | None) -> NodeLoads:
+               keep_alive: KeepAlive | None, listening: Listening | None = None) -> NodeLoads:
     """Battery-side loads: every power is what the node draws from its battery (through its power tree)."""
     n = nodes.n
     mcu_t = np.zeros(n)
@@ -157,7 +160,8 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
         steady_w = steady_w + (
             keep_alive.standby_s * standby_w + keep_alive.tx_s * tx_w + keep_alive.rx_s * rx_w
         ) / keep_alive.period_s
-    return NodeLoads(mcu_t, sens_t, steady_w, frame_j, keep_alive)
+    bursts = listening.bursts(rx_w) if listening is not None and listening.node.size else None
+    return NodeLoads(mcu_t, sens_t, steady_w, frame_j, keep_alive, listening, bursts)
 
 
 def frame_tx_power_w(nodes: FleetNodes, tx: Transmissions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -208,16 +212,23 @@ def node_deaths(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, duration
     died = np.full(n, np.inf)
     sent = ~tx.dropped
     burst_total = np.bincount(tx.node[sent], weights=loads.frame_energy_j[sent], minlength=n)
+    lb = loads.listening_bursts
+    if lb is not None:  # listening within the run (its chunks end by the end of the run)
+        burst_total = burst_total + np.bincount(lb[0], weights=np.where(lb[1] <= duration_s, lb[2], 0.0), minlength=n)
     budget = battery_budget(nodes, loads.steady_w + burst_total / duration_s)
     at_risk = np.flatnonzero((loads.steady_w + budget.self_discharge_w) * duration_s + burst_total
                              >= budget.usable_j)
     if at_risk.size:
         bounds = np.searchsorted(tx.node, np.arange(n + 1))
+        lbounds = np.searchsorted(lb[0], np.arange(n + 1)) if lb is not None else None
         for i in at_risk.tolist():
             lo, hi = bounds[i], bounds[i + 1]
             keep = sent[lo:hi]
-            died[i] = death_time_s(budget.usable_j[i], loads.steady_w[i] + budget.self_discharge_w[i],
-                                   tx.start_s[lo:hi][keep], loads.frame_energy_j[lo:hi][keep])
+            times, energy = tx.start_s[lo:hi][keep], loads.frame_energy_j[lo:hi][keep]
+            if lb is not None and lbounds[i + 1] > lbounds[i]:
+                times = np.concatenate((times, lb[1][lbounds[i]:lbounds[i + 1]]))
+                energy = np.concatenate((energy, lb[2][lbounds[i]:lbounds[i + 1]]))
+            died[i] = death_time_s(budget.usable_j[i], loads.steady_w[i] + budget.self_discharge_w[i], times, energy)
     died = np.minimum(died, budget.shelf_life_s)
     died[died > duration_s] = np.inf
     return died
@@ -253,6 +264,9 @@ def charge_ledger(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air
     ledger.charge("radio", "standby", air_nodes, tx.standby_s[on_air])
     ledger.charge("radio", "tx", air_nodes, tx.tx_s[on_air])
     ledger.charge("radio", "rx", air_nodes, tx.rx_s[on_air])
+    li = loads.listening
+    if li is not None and li.node.size:  # an update's listening, until the node died or the run ended
+        ledger.charge("radio", "rx", li.node, np.clip(lifetime_s[li.node] - li.start_s, 0.0, li.rx_s))
     ka = loads.keep_alive
     if ka is not None:
         # a steady load: charged for the time alive (the mean over whole keep-alive periods)

@@ -62,6 +62,13 @@ class SessionPlan:
         """One gateway's time on air for the whole session."""
         return self.fragments.total * self.fragment_airtime_s
 
+    @property
+    def busiest_hour_duty_cycle(self) -> float:
+        """One gateway's time on air in the session's busiest hour / 1 h (ETSI EN 300 220 measures duty cycle
+        over one hour): the fragments that start within any 3600 s."""
+        n = min(self.fragments.total, int(math.floor(3600.0 / self.fragment_interval_s + 1e-9)) + 1)
+        return n * self.fragment_airtime_s / 3600.0
+
     def fragment_end_s(self, index: int) -> float:
         """End of fragment `index` (1-based) after the session's start."""
         return (index - 1) * self.fragment_interval_s + self.fragment_airtime_s

@@ -55,12 +55,12 @@ def _check(doc: YamlDocument | None, loc: list[Any], action: Callable[[], Any], 
                          field=_field(scenario, loc)) from None
 
 
-def _check_model_fits(group) -> None:
-    """The group's model loads as an int8 model and takes the group's windows."""
+def _check_model_fits(group, model_ref=None) -> None:
+    """The group's model (or `model_ref`) loads as an int8 model and takes the group's windows."""
     from iotsim.signals import get_workload
     from iotsim.tinyml.runtime import load_model
 
-    model = load_model(group.model, require_int8=True)
+    model = load_model(group.model if model_ref is None else model_ref, require_int8=True)
     wl = get_workload(group.workload.signal)
     window = group.workload.window or wl.window_samples
     model.check_window(window, wl.n_channels, where=str(model.path))
@@ -126,6 +126,28 @@ def check_scenario_references(scenario: Scenario, doc: YamlDocument | None = Non
                scenario)
     if scenario.network.cloud.model:
         _check(doc, ["network", "cloud", "model"], lambda: load_model(scenario.network.cloud.model), scenario)
+    for u, update in enumerate(scenario.updates):
+        for group in update_groups(scenario, update):
+            _check(doc, ["updates", u, "model"], lambda g=group, m=update.model: _check_model_fits(g, m), scenario)
+        bases = {str(model_before(scenario, u, g)) for g in update_groups(scenario, update)}
+        if len(bases) > 1:
+            raise InputError(f"an update goes to groups that run different models ({', '.join(sorted(bases))}): one "
+                             "multicast session carries one delta; split it into one update per model",
+                             where=doc.locate(["updates", u, "groups"]) if doc else None, field=f"updates.{u}.groups")
+
+
+def update_groups(scenario: Scenario, update) -> list:
+    """The fleet groups an update goes to, in fleet order."""
+    return [g for g in scenario.fleet if update.groups is None or g.group in update.groups]
+
+
+def model_before(scenario: Scenario, index: int, group):
+    """The model `group` runs before update `index`: that of the latest earlier update to it (by start,
+    then by order in the list), else its own."""
+    this = scenario.updates[index]
+    earlier = [(u.at, j, u) for j, u in enumerate(scenario.updates)
+               if j != index and (u.at, j) < (this.at, index) and group in update_groups(scenario, u)]
+    return max(earlier, key=lambda x: (x[0], x[1]))[2].model if earlier else group.model
 
 
 def scenario_hash(scenario: Scenario) -> str:

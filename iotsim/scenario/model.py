@@ -407,6 +407,25 @@ class Simulation(_Strict):
     )
 
 
+class Update(_Strict):
+    """A model update sent over the air to some groups (LoRaWAN: a class C multicast FUOTA session)."""
+
+    at: Duration = Field(description="when the session starts (from the start of the run)")
+    model: str | ModelSpec = Field(description="the new model: a zoo name, an int8 .tflite path with its card, or a "
+                                   "mapping as a group's model; it must take the groups' windows")
+    groups: list[str] | None = Field(None, min_length=1, description="the groups it goes to (default: every group); "
+                                     "they must run the same model before it")
+    mode: Literal["delta", "full"] = Field("delta", description="send a detools delta from the model the nodes run, "
+                                           "or the whole new model file")
+    compression: Literal["heatshrink", "lzma", "crle", "none"] = Field(
+        "heatshrink", description="the delta's compression (detools; heatshrink suits small RAM)")
+    data_rate: int | None = Field(None, ge=0, le=15, description="the multicast session's data rate (default: the "
+                                  "region's RX2 data rate, EU868 DR0 = SF12)")
+    redundancy: float = Field(0.2, ge=0, le=10, description="coded fragments per uncoded one (TS004 FEC)")
+    fragment_loss: float = Field(0.0, ge=0, lt=1, description="independent loss of each fragment at a node, besides "
+                                 "fading below its sensitivity")
+
+
 class Scenario(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -417,6 +436,7 @@ class Scenario(_Strict):
     policies: list[PolicyEntry] = Field(min_length=1)
     outputs: Outputs = Outputs()
     simulation: Simulation = Simulation()
+    updates: list[Update] = Field(default_factory=list, max_length=100, description="model updates over the air")
 
     @model_validator(mode="after")
     def _check(self) -> "Scenario":
@@ -426,6 +446,14 @@ class Scenario(_Strict):
         dup = {g for g in groups if groups.count(g) > 1}
         if dup:
             raise ValueError(f"fleet group names must be unique, repeated: {sorted(dup)}")
+        for u in self.updates:
+            if u.at >= self.duration:
+                raise ValueError(f"an update at {u.at:g} s starts after the run ends ({self.duration:g} s)")
+            unknown = sorted(set(u.groups or []) - set(groups))
+            if unknown:
+                raise ValueError(f"an update names unknown groups {unknown} (the fleet's: {groups})")
+        if self.updates and self.network.technology != "lorawan":
+            raise ValueError(f"model updates are modelled over LoRaWAN only (FUOTA), not {self.network.technology}")
         for group in self.fleet:
             self._check_size(group)
         names = [policy_name(p) for p in self.policies]

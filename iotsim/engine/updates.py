@@ -1,0 +1,210 @@
+"""Model updates over the air (scenario `updates:`): who gets each new model when, before any policy runs.
+
+Each update is one LoRaWAN FUOTA session (`iotsim.ota.fuota`): every gateway sends the block's
+fragments as class C multicast on the session's frequency and data rate; each node listens to its
+strongest gateway from the session's start until it can decode (or until the session ends), and runs
+the new model from then on. The session's downlinks do not depend on the uplinks, so the rollout is
+the same for every policy; its effects are per policy: the nodes' windows after activation get the
+new model's verdicts (`effective_verdicts`), and the listening is charged to each node's radio (RX).
+
+A node takes a delta update only if it runs the update's base model when the session starts (the
+model of the previous update to its group, activated before this one starts); a full image needs no
+base. Nodes that cannot apply an update are left out of its multicast group.
+
+Not modelled yet (stated in the run's notes): the gateways' transmissions during a session do not
+block their uplink reception (half duplex) nor use the duty-cycle budget class A answers see; the
+flash write, integrity check and reboot cost no time or energy; a node that cannot decode is not
+repaired by unicast; the new model's inference cost is taken equal to the old one's; nodes hear
+only their strongest gateway's copy of each fragment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from iotsim.engine.fleet import GroupPlan, Verdicts, group_rng
+from iotsim.ota import delta, fuota
+from iotsim.ota.delta import UpdatePayload
+
+STREAM_UPDATES = 7
+"""Random stream of the updates' fragment receptions (engine.fleet numbers the others)."""
+LISTEN_CHUNK_S = 60.0
+"""A session's listening is drawn from the battery in chunks of this length (each at its end), so a node
+that dies while it listens dies within a minute of the time its energy runs out."""
+
+
+@dataclass
+class UpdateOutcome:
+    """One update's session and rollout. Per-node arrays follow `nodes` (global node indices)."""
+
+    index: int
+    spec: object  # the scenario's Update
+    model: object  # the new model
+    group_indices: list[int]
+    payload: UpdatePayload
+    session: fuota.SessionPlan
+    start_s: float
+    nodes: np.ndarray  # the nodes in the multicast group
+    rollout: fuota.Rollout
+    skipped: int  # nodes of the groups left out: they did not run the base model when it started
+    listen_energy_j: np.ndarray | None = None  # per node: battery energy of its listening (radio RX above sleep)
+
+    @property
+    def activated_s(self) -> np.ndarray:
+        """Per node of `nodes`: when it runs the new model (NaN: never)."""
+        return self.start_s + self.rollout.done_s
+
+
+def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[UpdateOutcome]:
+    """Every update's session and rollout, in order of start."""
+    from iotsim.scenario.loader import model_before, update_groups
+    from iotsim.tinyml.runtime import load_model, model_key
+
+    def model(ref):
+        key = ("model", model_key(ref))
+        if key not in cache:
+            cache[key] = load_model(ref, require_int8=True)
+        return cache[key]
+
+    lw = scenario.network.lorawan
+    offsets = np.cumsum([0] + [p.n_nodes for p in plans])
+    # per node: activation time of the model it runs and the index of the update (-1: its own)
+    running = np.full(int(offsets[-1]), -1, dtype=np.int64)
+    since = np.zeros(int(offsets[-1]))
+    outcomes: list[UpdateOutcome] = []
+    order = sorted(range(len(scenario.updates)), key=lambda j: (scenario.updates[j].at, j))
+    for j in order:
+        spec = scenario.updates[j]
+        groups = [scenario.fleet.index(g) for g in update_groups(scenario, spec)]
+        base = model(model_before(scenario, j, scenario.fleet[groups[0]]))
+        new = model(spec.model)
+        payload = delta.update_payload(base.path.read_bytes(), new.path.read_bytes(), spec.mode, spec.compression)
+        session = fuota.plan_session(link.region, payload.payload_bytes, data_rate=spec.data_rate,
+                                     redundancy=spec.redundancy, coding_rate=lw.coding_rate,
+                                     preamble_symbols=lw.preamble_symbols)
+        members = np.concatenate([np.arange(offsets[g], offsets[g + 1]) for g in groups])
+        base_update = _previous(scenario, j, groups)
+        if spec.mode == "full":
+            eligible = members
+        else:  # a delta applies to the base model only, running when the session starts
+            ok = (running[members] == base_update) & (since[members] <= spec.at)
+            eligible = members[ok]
+        rx = np.concatenate([plans[g].rx_power_dbm for g in groups])[np.isin(members, eligible)]
+        node_dbm = rx.max(axis=1) - link.tx_power_dbm + lw.gateway_tx_power_dbm if rx.size else np.zeros(0)
+        success = fuota.fragment_success(node_dbm, session, spec.fragment_loss)
+        rollout = fuota.simulate_rollout(session, success, group_rng(scenario.seed, STREAM_UPDATES, j))
+        out = UpdateOutcome(j, spec, new, groups, payload, session, float(spec.at), eligible, rollout,
+                            int(members.size - eligible.size))
+        got = ~np.isnan(out.activated_s)
+        running[eligible[got]] = j
+        since[eligible[got]] = out.activated_s[got]
+        outcomes.append(out)
+    return outcomes
+
+
+def update_notes(updates: list[UpdateOutcome]) -> list[str]:
+    """The run's notes on its model updates: the model used and what it leaves out."""
+    if not updates:
+        return []
+    notes = [
+        "Model updates (FUOTA): one class C multicast session per update on its data rate and frequency (default the "
+        "region's RX2), fragments per LoRa Alliance TS004-1.0.0 with its parity-matrix FEC, one every time on air / "
+        "duty cycle of the frequency's sub-band; a fragment reaches a node with the probability that its Rayleigh-faded "
+        "power from the node's strongest gateway clears the node's sensitivity (times 1 - fragment_loss); a node "
+        "decodes when its fragments span the block, runs the new model from then (its windows' on-device verdicts) "
+        "and listens until then (RX current, charged to the ledger). Deltas: detools sequential patches.",
+        "Updates, not modelled yet: the gateways' multicast transmissions do not block their uplink reception nor use "
+        "the duty cycle class A answers see; flash write, integrity check and reboot cost nothing; no unicast repair "
+        "of nodes that could not decode; the new model's inference cost is the old one's; other gateways' copies of a "
+        "fragment are ignored.",
+    ]
+    for u in updates:
+        s = u.session
+        notes.append(f"Update {u.index} ({u.model.name}): {u.payload.mode} payload {u.payload.payload_bytes:,} B "
+                     f"({u.payload.new_model_bytes:,} B model), {s.fragments.total} fragments of "
+                     f"{s.fragments.fragment_bytes} B ({s.fragments.uncoded} uncoded) at DR{s.data_rate} (SF{s.sf}), "
+                     f"one every {s.fragment_interval_s:.3g} s; {int(u.rollout.decoded.sum()):,} of {u.nodes.size:,} "
+                     f"nodes updated, {u.skipped:,} left out (not running its base model).")
+    return notes
+
+
+def _previous(scenario, index: int, groups: list[int]) -> int:
+    """The update whose model is the base of update `index` (-1: the groups' own model)."""
+    from iotsim.scenario.loader import update_groups
+
+    this = scenario.updates[index]
+    group = scenario.fleet[groups[0]]
+    earlier = [(u.at, j) for j, u in enumerate(scenario.updates)
+               if (u.at, j) < (this.at, index) and group in update_groups(scenario, u)]
+    return max(earlier)[1] if earlier else -1
+
+
+def radio_rx_w(nodes) -> np.ndarray:
+    """Per node: battery power of its radio receiving, above its radio asleep."""
+    from iotsim.energy.ledger import SLOT_INDEX
+
+    return nodes.input_w[:, SLOT_INDEX[("radio", "rx")]] - nodes.input_w[:, SLOT_INDEX[("radio", "sleep")]]
+
+
+def effective_verdicts(plans: list[GroupPlan], updates: list[UpdateOutcome]) -> list[Verdicts]:
+    """Per group: the verdicts of the model each node runs when each window ends (the cloud's unchanged)."""
+    out = []
+    start = 0
+    for p in plans:
+        v = p.verdicts
+        dev, conf = v.device_positive.copy(), v.device_confidence.copy()
+        window_node = np.repeat(np.arange(p.n_nodes), p.n_windows)
+        window_end = p.window_end_s(np.arange(int(p.window_offset[-1])))
+        for u in updates:  # in order of start: a later update's model replaces an earlier one's
+            if p.index not in u.group_indices:
+                continue
+            local = u.nodes - start
+            mine = (local >= 0) & (local < p.n_nodes)
+            act = np.full(p.n_nodes, np.nan)
+            act[local[mine]] = u.activated_s[mine]
+            after = window_end >= act[window_node]  # NaN: never
+            if not after.any():
+                continue
+            new = p.windows.verdicts(u.model, None)
+            dev[after] = new.device_positive[after]
+            conf[after] = new.device_confidence[after]
+        out.append(Verdicts(dev, conf, v.cloud_positive, v.pool_device_positive))
+        start += p.n_nodes
+    return out
+
+
+@dataclass
+class Listening:
+    """Receiver time outside frames, per entry: a node listening to an update's session (class C)."""
+
+    node: np.ndarray
+    start_s: np.ndarray
+    rx_s: np.ndarray
+
+    @staticmethod
+    def of(updates: list[UpdateOutcome]) -> "Listening":
+        if not updates:
+            return Listening(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        return Listening(np.concatenate([u.nodes for u in updates]).astype(np.int64),
+                         np.concatenate([np.full(u.nodes.size, u.start_s) for u in updates]),
+                         np.concatenate([u.rollout.listen_s for u in updates]))
+
+    def bursts(self, rx_w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(node, time, energy) of the listening as battery bursts: chunks of LISTEN_CHUNK_S at `rx_w` (per
+        node: radio RX power above sleep), each at its end."""
+        k = np.ceil(self.rx_s / LISTEN_CHUNK_S).astype(np.int64)
+        node = np.repeat(self.node, k)
+        first = np.repeat(np.cumsum(k) - k, k)
+        i = np.arange(node.size) - first  # chunk number within its entry
+        start = np.repeat(self.start_s, k)
+        length = np.repeat(self.rx_s, k)
+        end = np.minimum((i + 1) * LISTEN_CHUNK_S, length)
+        chunk = end - i * LISTEN_CHUNK_S
+        t = start + end
+        order = np.lexsort((t, node))  # by node, then time
+        return node[order], t[order], (chunk * rx_w[node])[order]
+
+
+__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "plan_updates", "radio_rx_w", "update_notes"]
