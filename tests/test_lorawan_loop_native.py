@@ -46,7 +46,7 @@ network:
 policies: [cloud_offload, on_device]
 simulation: {{background_pool: 500}}
 outputs: {{plots: false, report: none}}
-"""
+{updates}"""
 
 CASES = {
     "confirmed, ADR, 8 transmissions": dict(lorawan="confirmed: true, nb_trans: 8, adr: true"),
@@ -64,6 +64,9 @@ CASES = {
     "slow backhaul: answers in RX2": dict(
         backhaul="{latency: 450ms}", lorawan="confirmed: true, nb_trans: 4, adr: true, downlinks_per_day: 12"),
     "backhaul slower than RX2: no answers": dict(backhaul="{latency: 1s}", lorawan="confirmed: true, nb_trans: 3, adr: true"),
+    "a model update's multicast session during confirmed traffic": dict(
+        lorawan="confirmed: true, nb_trans: 4, adr: true", channels=3,
+        updates="updates:\n  - {at: 1h, model: farm_soil_int8, mode: full, data_rate: 3, redundancy: 0.5}\n"),
     "one gateway's copies outside the deduplication window": dict(
         backhaul="{latency: 10ms}", gw2=", backhaul: {latency: 300ms}",
         lorawan="confirmed: true, nb_trans: 4, adr: true, downlinks_per_day: 12, deduplication_delay: 150ms"),
@@ -75,7 +78,8 @@ def _tables(result):
 
 
 def _run(monkeypatch, engine, **case):
-    params = dict(seed=3, count=120, region="EU868", channels=2, lorawan="", reception="{}", backhaul="{}", gw2="") | case
+    params = dict(seed=3, count=120, region="EU868", channels=2, lorawan="", reception="{}", backhaul="{}", gw2="",
+                  updates="") | case
     monkeypatch.setenv(loop_native.ENGINE_ENV, engine)
     return run_scenario(load_scenario_text(SCENARIO.format(**params)))
 

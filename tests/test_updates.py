@@ -180,3 +180,62 @@ def test_updates_are_refused_outside_lorawan():
         "network:\n", "network:\n  technology: ble\n").replace("nrf52840_sx1262_2xaa", "nrf52840_ble_cr2032")
     with pytest.raises(InputError, match="LoRaWAN only"):
         load_scenario_text(text)
+
+
+def test_a_gateway_sending_a_session_does_not_hear_uplinks_meanwhile(tmp_path):
+    """One gateway sends a full image (290 fragments, 2.2 h); cloud_offload's uplinks are the same with and
+    without it. Every frame delivered without the session that overlaps one of its fragments is lost as
+    gateway_transmitting with it; a frame changes fate only if it overlaps a fragment (or, freed of a
+    demodulator path, gains one)."""
+    from iotsim.network.fate import Fate
+    from iotsim.results.tables import gateways_table
+
+    new = always_positive_model(tmp_path)
+    base = run_scenario(load_scenario_text(SCENARIO.replace("updates:\n{updates}\n", "").format()))
+    with_session = _run(f"  - {{at: 1d, model: {new}, mode: full, redundancy: 0.3}}")
+    a = next(o for o in base.outcomes if o.policy.name == "cloud_offload").tx
+    b = next(o for o in with_session.outcomes if o.policy.name == "cloud_offload").tx
+    np.testing.assert_array_equal(a.start_s, b.start_s)
+    sched = with_session.updates[0]
+    s = sched.session
+    frag_start = sched.start_s + np.arange(s.fragments.total) * s.fragment_interval_s
+    frag_end = frag_start + s.fragment_airtime_s
+    i = np.searchsorted(frag_start, b.start_s + b.airtime_s) - 1  # last fragment starting before the frame ends
+    overlap = (i >= 0) & (frag_end[np.maximum(i, 0)] > b.start_s)
+    hit = overlap & (a.fate == Fate.DELIVERED)
+    assert hit.sum() >= 5
+    assert (b.fate[hit] == Fate.GATEWAY_TRANSMITTING).all()
+    changed = a.fate != b.fate
+    assert (overlap[changed] | (a.fate[changed] == Fate.DEMODULATORS_BUSY)).all()
+    gw = gateways_table(with_session).set_index("policy")
+    assert gw.tx_airtime_s["cloud_offload"] == pytest.approx(s.downlink_airtime_s)
+
+
+def test_class_a_answers_keep_out_of_a_session(monkeypatch, tmp_path):
+    """Confirmed traffic during a session: no answer overlaps a fragment (one transmitter) and none goes out
+    on the session's sub-band (869.4-869.65 MHz, its 10 % spent) while it lasts; answers still go in RX1.
+    At SF12 an answer in RX1 closes its 1 % sub-band for about 99 s, so outside the session RX2 takes some."""
+    from iotsim.link.lorawan_loop import ClosedLoop
+
+    monkeypatch.setenv("IOTSIM_CLOSED_LOOP", "simpy")
+    loops = []
+    run = ClosedLoop.run_simpy
+    monkeypatch.setattr(ClosedLoop, "run_simpy", lambda self: (loops.append(self), run(self))[1])
+    new = always_positive_model(tmp_path)
+    text = SCENARIO.format(updates=f"  - {{at: 1d, model: {new}, mode: full, redundancy: 0.3}}").replace(
+        "network:\n", "network:\n  lorawan: {sf: 12, confirmed: true, nb_trans: 3}\n").replace(
+        "policies: [cloud_offload, on_device]", "policies: [cloud_offload]")
+    result = run_scenario(load_scenario_text(text))
+    (u,) = result.updates
+    s = u.session
+    frag_start = u.start_s + np.arange(s.fragments.total) * s.fragment_interval_s
+    lo, hi = frag_start[0], frag_start[-1] + s.fragment_interval_s
+    loop = loops[-1]
+    answers = [d for d in loop.a_dl if d is not None]
+    during = [d for d in answers if lo <= d[5] < hi]
+    assert len(during) > 20 and all(d[0] == 1 for d in during)  # RX1 only
+    assert any(d[0] == 2 for d in answers if not lo <= d[5] < hi)  # RX2 is used outside the session
+    for d in answers:
+        t0, air = d[5], d[3]
+        j = np.searchsorted(frag_start, t0 + air) - 1
+        assert j < 0 or frag_start[j] + s.fragment_airtime_s <= t0

@@ -21,7 +21,8 @@ from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.messages import policy_messages
-from iotsim.engine.updates import Listening, effective_verdicts, plan_updates, radio_rx_w, update_notes
+from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, radio_rx_w,
+                                   update_notes)
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.policies import Policy, make_policy
 
@@ -122,6 +123,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         rx_w = radio_rx_w(nodes)
         for u in update_outcomes:
             u.listen_energy_j = u.rollout.listen_s * rx_w[u.nodes]
+        link.gateway_schedule = gateway_schedule(update_outcomes)
         # the windows after each node's activation get the new model's verdicts
         plans = [dataclasses.replace(p, verdicts=v) for p, v in zip(plans, effective_verdicts(plans, update_outcomes))]
         say("updates", 1, 1)

@@ -11,9 +11,11 @@ A node takes a delta update only if it runs the update's base model when the ses
 model of the previous update to its group, activated before this one starts); a full image needs no
 base. Nodes that cannot apply an update are left out of its multicast group.
 
-Not modelled yet (stated in the run's notes): the gateways' transmissions during a session do not
-block their uplink reception (half duplex) nor use the duty-cycle budget class A answers see; the
-flash write, integrity check and reboot cost no time or energy; a node that cannot decode is not
+Every gateway sends every session (`gateway_schedule`): while it sends a fragment it receives no
+uplink (half duplex), class A answers cannot overlap the fragments, and during the session no answer
+goes out on its sub-band, whose duty cycle the session spends.
+
+Not modelled yet (stated in the run's notes): the flash write, integrity check and reboot cost no time or energy; a node that cannot decode is not
 repaired by unicast; the new model's inference cost is taken equal to the old one's; nodes hear
 only their strongest gateway's copy of each fragment.
 """
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from iotsim.engine.fleet import GroupPlan, Verdicts, group_rng
+from iotsim.errors import InputError
+from iotsim.link.base import GatewaySchedule
 from iotsim.ota import delta, fuota
 from iotsim.ota.delta import UpdatePayload
 
@@ -115,10 +119,12 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
         "power from the node's strongest gateway clears the node's sensitivity (times 1 - fragment_loss); a node "
         "decodes when its fragments span the block, runs the new model from then (its windows' on-device verdicts) "
         "and listens until then (RX current, charged to the ledger). Deltas: detools sequential patches.",
-        "Updates, not modelled yet: the gateways' multicast transmissions do not block their uplink reception nor use "
-        "the duty cycle class A answers see; flash write, integrity check and reboot cost nothing; no unicast repair "
-        "of nodes that could not decode; the new model's inference cost is the old one's; other gateways' copies of a "
-        "fragment are ignored.",
+        "Updates and uplinks: every gateway sends every session; while it sends a fragment it receives no uplink (half "
+        "duplex), class A answers do not overlap the fragments, and none goes out on the session's sub-band during "
+        "the session (it spends that sub-band's duty cycle).",
+        "Updates, not modelled yet: flash write, integrity check and reboot cost nothing; no unicast repair of nodes "
+        "that could not decode; the new model's inference cost is the old one's; other gateways' copies of a "
+        "fragment are ignored; a node's own uplinks do not interrupt its reception of fragments.",
     ]
     for u in updates:
         s = u.session
@@ -139,6 +145,29 @@ def _previous(scenario, index: int, groups: list[int]) -> int:
     earlier = [(u.at, j) for j, u in enumerate(scenario.updates)
                if (u.at, j) < (this.at, index) and group in update_groups(scenario, u)]
     return max(earlier)[1] if earlier else -1
+
+
+def gateway_schedule(updates: list[UpdateOutcome]) -> GatewaySchedule | None:
+    """Every gateway's multicast transmissions of the updates' sessions, and the windows in which they hold
+    their sub-band's duty cycle (from the first fragment to one interval after the last one's start).
+    Sessions must not overlap: a gateway has one transmitter."""
+    if not updates:
+        return None
+    starts, ends, freqs, holds = [], [], [], []
+    last_end, last = -np.inf, None
+    for u in sorted(updates, key=lambda x: (x.start_s, x.index)):
+        s = u.session
+        t = u.start_s + np.arange(s.fragments.total) * s.fragment_interval_s
+        if t[0] < last_end:
+            raise InputError(f"the sessions of updates {last} and {u.index} overlap (update {last} sends until "
+                             f"{last_end:.0f} s, update {u.index} starts at {u.start_s:.0f} s): a gateway sends one "
+                             "session at a time; start it later or send fewer fragments", field=f"updates.{u.index}.at")
+        starts.append(t)
+        ends.append(t + s.fragment_airtime_s)
+        freqs.append(np.full(t.shape, s.frequency_hz))
+        holds.append((s.frequency_hz, float(t[0]), float(t[-1] + s.fragment_interval_s)))
+        last_end, last = float(t[-1] + s.fragment_interval_s), u.index
+    return GatewaySchedule(np.concatenate(starts), np.concatenate(ends), np.concatenate(freqs), tuple(holds))
 
 
 def radio_rx_w(nodes) -> np.ndarray:
@@ -207,4 +236,5 @@ class Listening:
         return node[order], t[order], (chunk * rx_w[node])[order]
 
 
-__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "plan_updates", "radio_rx_w", "update_notes"]
+__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "plan_updates", "radio_rx_w",
+           "update_notes"]

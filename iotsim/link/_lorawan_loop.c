@@ -98,6 +98,11 @@ typedef struct {
        downlink reaches its gateway more than tx_lead before it starts, or the gateway rejects it */
     const double *gw_latency;
     double dedup, tx_lead;
+    /* the gateways' own transmissions (every gateway the same, sorted, disjoint) and the windows in which
+       they spend a sub-band's duty cycle */
+    int64_t n_sched, n_holds;
+    const double *sched_start, *sched_end, *hold_lo, *hold_hi;
+    const int64_t *hold_band;
 } loop_in;
 
 /* one frame's row; rows are kept per node in chunks (a node writes its rows in message order, and
@@ -528,6 +533,14 @@ static int rec_release_if_done(loop_t *L, int64_t slot)
 }
 
 /* ------------------------------------------------------------------ gateways */
+static int band_held(const loop_in *in, int64_t band, double t0, double t1)
+{
+    for (int64_t i = 0; i < in->n_holds; i++)
+        if (in->hold_band[i] == band && t0 < in->hold_hi[i] && t1 > in->hold_lo[i])
+            return 1;
+    return 0;
+}
+
 static int overlaps_tx(loop_t *L, int64_t g, double t0, double t1)
 {
     if (L->gw_busy_until[g] <= t0)
@@ -929,7 +942,8 @@ static int server(loop_t *L, int64_t slot)
         for (int64_t q = 0; q < nd; q++) {
             int64_t c = order[q];
             if (answer_t + in->gw_latency[c] + in->tx_lead < t0 &&
-                !(L->gw_band_free[c * in->n_gw_bands + band] > t0 || overlaps_tx(L, c, t0, t0 + air))) {
+                !(L->gw_band_free[c * in->n_gw_bands + band] > t0 || overlaps_tx(L, c, t0, t0 + air) ||
+                  band_held(in, band, t0, t0 + air))) {
                 g = c;
                 break;
             }
@@ -1716,8 +1730,14 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
         L.band_free[i] = -INFINITY;
     for (int64_t i = 0; i < G * in->n_gw_bands; i++)
         L.gw_band_free[i] = -INFINITY;
-    for (int64_t g = 0; g < G; g++)
+    for (int64_t g = 0; g < G; g++) {
         L.gw_busy_until[g] = -INFINITY;
+        for (int64_t i = 0; i < in->n_sched; i++)
+            if (ivl_insert(&L.gw_tx[g], in->sched_start[i], in->sched_end[i], 0, 0, 0, 0))
+                goto fail;
+        if (in->n_sched)
+            L.gw_busy_until[g] = in->sched_end[in->n_sched - 1];
+    }
     for (int64_t k = 0; k < N; k++)
         L.app_head[k] = in->app_off[k];
     L.max_air = 0.0;

@@ -107,11 +107,27 @@ class Transmissions:
         return self.airtime_s if self.attempts is None else self.airtime_s * self.attempts
 
 
+@dataclass(frozen=True)
+class GatewaySchedule:
+    """Transmissions every gateway makes on its own schedule, known before the policies run (the
+    multicast sessions of model updates): the same on every gateway."""
+
+    start_s: np.ndarray  # sorted, disjoint
+    end_s: np.ndarray
+    frequency_hz: np.ndarray  # per transmission
+    holds: tuple = ()  # (frequency_hz, from_s, until_s): windows in which they spend their sub-band's duty cycle
+
+    def __len__(self) -> int:
+        return int(self.start_s.shape[0])
+
+
 class Link(ABC):
     """A radio technology between nodes and gateways. One instance per run (it holds the settings)."""
 
     technology: str  # the scenario's network.technology
     radio_technology: str  # the radio a board needs (a radio profile's `technology`)
+    gateway_schedule: GatewaySchedule | None = None
+    """The gateways' own transmissions of the run (set before the policies run), or None."""
 
     @property
     @abstractmethod
@@ -173,4 +189,5 @@ def not_on_air_fates(tx: Transmissions, dead: np.ndarray, pending: np.ndarray) -
     return fate
 
 
-__all__ = ["Link", "LinkNodes", "Messages", "Transmissions", "KeepAlive", "frames_from_split", "not_on_air_fates"]
+__all__ = ["GatewaySchedule", "Link", "LinkNodes", "Messages", "Transmissions", "KeepAlive", "frames_from_split",
+           "not_on_air_fates"]

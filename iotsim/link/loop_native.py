@@ -56,6 +56,8 @@ class _LoopIn(ctypes.Structure):
         ("dl2_freq", _d), ("dl2_sf", _i),
         ("app_off", _p), ("app_t", _p),
         ("gw_latency", _p), ("dedup", _d), ("tx_lead", _d),
+        ("n_sched", _i), ("n_holds", _i),
+        *[(n, _p) for n in ("sched_start", "sched_end", "hold_lo", "hold_hi", "hold_band")],
     ]
 
 
@@ -224,6 +226,9 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
     t_high = lorawan_mac.RETRANSMIT_TIMEOUT_S + lorawan_mac.RETRANSMIT_TIMEOUT_RANDOM_S
     rule = loop._capture_rule
     paths = loop._allocator.paths
+    sched = loop.link.gateway_schedule
+    sched_start = sched.start_s if sched is not None else np.zeros(0)
+    sched_end = sched.end_s if sched is not None else np.zeros(0)
 
     cin = _LoopIn(
         n_nodes=n, n_msgs=len(m), n_gw=n_gw, n_ch=n_ch, n_bands=int(loop.band_dc.shape[0]), n_gw_bands=n_gw_bands,
@@ -257,6 +262,9 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
         dl2_dc=ptr(dl2[:, 1], np.float64), dl2_sens=ptr(dl2[:, 2], np.float64), dl2_band=ptr(dl2_band, np.int64),
         dl2_freq=rx2_hz, dl2_sf=rx2_sf, app_off=ptr(app_off, np.int64), app_t=ptr(app_t, np.float64),
         gw_latency=ptr(loop.gw_latency, np.float64), dedup=loop.dedup_s, tx_lead=lorawan_mac.GATEWAY_TX_LEAD_S,
+        n_sched=len(sched_start), n_holds=len(loop.holds), sched_start=ptr(sched_start, np.float64),
+        sched_end=ptr(sched_end, np.float64), hold_lo=ptr([h[1] for h in loop.holds], np.float64),
+        hold_hi=ptr([h[2] for h in loop.holds], np.float64), hold_band=ptr([h[0] for h in loop.holds], np.int64),
     )
     cin.rng_retx[:] = _state_words(loop.rng_retx)
     cin.rng_timeouts[:] = _state_words(loop.rng_timeouts)

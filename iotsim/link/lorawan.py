@@ -143,12 +143,30 @@ class LoRaWanLink(Link):
         idx = np.flatnonzero(on_air)
         sens = np.full(13, np.inf)  # indexed by SF
         sens[7:] = [lora.gateway_sensitivity_dbm(s, self.settings.bandwidth_hz) for s in range(7, 13)]
+        n_gw = nodes.rx_power_dbm.shape[1]
+        sched = self.gateway_schedule
+        gateway_tx = None if sched is None else [(sched.start_s, sched.end_s)] * n_gw
         rec = reception.resolve_receptions(
             tx.start_s[idx], tx.airtime_s[idx], tx.channel[idx], tx.sf[idx], tx.node[idx], nodes.rx_power_dbm,
-            sens[tx.sf[idx]], self.reception_model())
+            sens[tx.sf[idx]], self.reception_model(), gateway_tx=gateway_tx)
         tx.fate[idx] = rec.status
         tx.gateway[idx] = rec.gateway
-        tx.gateway_stats = {"path_busy_s": rec.path_busy_s, "frames_locked": rec.frames_locked}
+        tx.gateway_stats = {"path_busy_s": rec.path_busy_s, "frames_locked": rec.frames_locked,
+                            "tx_airtime_s": np.zeros(n_gw), "tx_band_s": [{} for _ in range(n_gw)]}
+        self.add_schedule_airtime(tx.gateway_stats)
+
+    def add_schedule_airtime(self, gateway_stats: dict) -> None:
+        """Count the gateways' own transmissions (`gateway_schedule`) in their airtime, per sub-band."""
+        sched = self.gateway_schedule
+        if sched is None or not len(sched):
+            return
+        air = sched.end_s - sched.start_s
+        bands = np.asarray(self.region.sub_band_index(sched.frequency_hz), dtype=np.int64).reshape(-1)
+        for g in range(len(gateway_stats["tx_band_s"])):
+            gateway_stats["tx_airtime_s"][g] += float(air.sum())
+            for b in np.unique(bands).tolist():
+                d = gateway_stats["tx_band_s"][g]
+                d[b] = d.get(b, 0.0) + float(air[bands == b].sum())
 
     def notes(self) -> list[str]:
         s, g = self.settings, self.network.reception

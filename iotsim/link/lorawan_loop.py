@@ -43,6 +43,11 @@ frequency do not destroy it (the uplink reception rule; uplinks do not disturb d
 inverted I/Q); the node's receiver stays on for a downlink's whole time on air. The network answers as
 ns-3 lorawan's does: in RX1, else RX2, through the strongest gateway that received the uplink and is
 free to transmit (not transmitting, its sub-band's duty cycle open); with none free, no downlink.
+The gateways' own transmissions (`link.gateway_schedule`: model updates' multicast sessions) are in
+their transmit schedules from the start: they block uplink reception while on air (half duplex) and
+class A answers around them, and no answer goes out on a sub-band while a session spends its duty
+cycle.
+
 The network server is a SimPy process woken at every receive-window opening a node waits on; the
 gateways' state (transmissions, duty-cycle credit per sub-band, demodulator paths) is the server's,
 not processes of their own, and the server knows it (as ns-3's GatewayStatus), so it never sends an
@@ -183,6 +188,17 @@ class ClosedLoop:
         self.gw_busy_until = [-math.inf] * self.n_gw  # end of the gateway's latest-ending transmission
         self._tx_last_end = -math.inf
         self.gw_band_free: list[dict] = [dict() for _ in range(self.n_gw)]
+        # the gateways' own transmissions (updates' multicast sessions), known in advance, and the windows in
+        # which they spend a sub-band's duty cycle: (sub-band, from, until)
+        self.holds: list[tuple[int, float, float]] = []
+        sched = link.gateway_schedule
+        if sched is not None and len(sched):
+            starts, ends = sched.start_s.tolist(), sched.end_s.tolist()
+            for g in range(self.n_gw):
+                self.gw_tx[g] = (list(starts), list(ends))
+                self.gw_busy_until[g] = ends[-1]
+            self._tx_last_end = ends[-1]
+            self.holds = [(int(self.region.sub_band_index(f)), float(lo), float(hi)) for f, lo, hi in sched.holds]
         self.gw_tx_s = np.zeros(self.n_gw)
         self.gw_band_tx_s: list[dict] = [dict() for _ in range(self.n_gw)]
         # network server state per node
@@ -850,7 +866,8 @@ class ClosedLoop:
             air, band, dc, sens = self._downlink_facts(phy, dl_sf, dl_bw, freq)
             for g in decoders:
                 if answer_t + lat[g] + lorawan_mac.GATEWAY_TX_LEAD_S < t0 and not (
-                        self.gw_band_free[g].get(band, -math.inf) > t0 or self._overlaps_tx(g, t0, t0 + air)):
+                        self.gw_band_free[g].get(band, -math.inf) > t0 or self._overlaps_tx(g, t0, t0 + air)
+                        or self._band_held(band, t0, t0 + air)):
                     break
             else:
                 continue
@@ -880,6 +897,10 @@ class ClosedLoop:
             self.a_dl[a] = (window, received, bool(self.a_confirmed[a]), air, cmd if received else None, t0, freq,
                             dl_sf, g, int(app is not None))
             return
+
+    def _band_held(self, band: int, t0: float, t1: float) -> bool:
+        """A gateway's own session spends `band`'s duty cycle somewhere in [t0, t1)."""
+        return any(b == band and t0 < hi and t1 > lo for b, lo, hi in self.holds)
 
     def downlink_phy_bytes(self, link_adr_req: bool, app_data: bool) -> int:
         """PHY size of a downlink: the ACK frame, plus a LinkADRReq in FOpts, plus FPort and application data."""
@@ -992,6 +1013,7 @@ class ClosedLoop:
         tx.link_gateway = cols["gw"].astype(np.int16, copy=False)
         if self.s.adr:  # TX power varies per frame only under ADR
             tx.tx_power_dbm = (self.max_power_dbm - 2.0 * cols["tx_index"].astype(np.float64, copy=False)) if n else np.zeros(0)
+        self.link.add_schedule_airtime(gateway_stats)
         tx.gateway_stats = gateway_stats
         tx.node_stats = node_stats
         return tx
