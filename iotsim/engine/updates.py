@@ -63,7 +63,7 @@ class UpdateOutcome:
 
 def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[UpdateOutcome]:
     """Every update's session and rollout, in order of start."""
-    from iotsim.scenario.loader import model_before, update_groups
+    from iotsim.scenario.loader import model_before, update_before, update_groups
     from iotsim.tinyml.runtime import load_model, model_key
 
     def model(ref):
@@ -89,7 +89,7 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
                                      redundancy=spec.redundancy, coding_rate=lw.coding_rate,
                                      preamble_symbols=lw.preamble_symbols)
         members = np.concatenate([np.arange(offsets[g], offsets[g + 1]) for g in groups])
-        base_update = _previous(scenario, j, groups)
+        base_update = update_before(scenario, j, scenario.fleet[groups[0]])
         if spec.mode == "full":
             eligible = members
         else:  # a delta applies to the base model only, running when the session starts
@@ -134,17 +134,6 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
                      f"one every {s.fragment_interval_s:.3g} s; {int(u.rollout.decoded.sum()):,} of {u.nodes.size:,} "
                      f"nodes updated, {u.skipped:,} left out (not running its base model).")
     return notes
-
-
-def _previous(scenario, index: int, groups: list[int]) -> int:
-    """The update whose model is the base of update `index` (-1: the groups' own model)."""
-    from iotsim.scenario.loader import update_groups
-
-    this = scenario.updates[index]
-    group = scenario.fleet[groups[0]]
-    earlier = [(u.at, j) for j, u in enumerate(scenario.updates)
-               if (u.at, j) < (this.at, index) and group in update_groups(scenario, u)]
-    return max(earlier)[1] if earlier else -1
 
 
 def gateway_schedule(updates: list[UpdateOutcome]) -> GatewaySchedule | None:

@@ -141,13 +141,19 @@ def update_groups(scenario: Scenario, update) -> list:
     return [g for g in scenario.fleet if update.groups is None or g.group in update.groups]
 
 
-def model_before(scenario: Scenario, index: int, group):
-    """The model `group` runs before update `index`: that of the latest earlier update to it (by start,
-    then by order in the list), else its own."""
+def update_before(scenario: Scenario, index: int, group) -> int:
+    """The update whose model `group` runs before update `index`: the latest earlier one to it (by start,
+    then by order in the list); -1 for the group's own model."""
     this = scenario.updates[index]
-    earlier = [(u.at, j, u) for j, u in enumerate(scenario.updates)
-               if j != index and (u.at, j) < (this.at, index) and group in update_groups(scenario, u)]
-    return max(earlier, key=lambda x: (x[0], x[1]))[2].model if earlier else group.model
+    earlier = [(u.at, j) for j, u in enumerate(scenario.updates)
+               if (u.at, j) < (this.at, index) and group in update_groups(scenario, u)]
+    return max(earlier)[1] if earlier else -1
+
+
+def model_before(scenario: Scenario, index: int, group):
+    """The model `group` runs before update `index` (see `update_before`)."""
+    j = update_before(scenario, index, group)
+    return scenario.updates[j].model if j >= 0 else group.model
 
 
 def scenario_hash(scenario: Scenario) -> str:

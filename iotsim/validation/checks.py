@@ -486,6 +486,42 @@ def backhaul_timing():
 
 
 # ---------------------------------------------------------------------------------------------
+# Model updates: a FUOTA session by hand, and the share of nodes that decode
+
+
+@check("fuota", quick=True)
+def fuota_session():
+    """The farm model (10,672 B) on EU868 RX2 (SF12, 10 % sub-band), 30 % redundancy: fragments, time on
+    air and spacing by hand; then 3,000 nodes each receiving every fragment with p = 0.8: the share that
+    can decode against a random binary code's."""
+    from iotsim.ota import fuota
+    from iotsim.radio.lorawan import EU868
+
+    plan = fuota.plan_session(EU868, 10_672, redundancy=0.3)
+    src = "TS004-1.0.0 DataFragment (3 B header), RP002 N = 51 B at DR0, SX1276 time on air (no CRC), 10 % duty cycle"
+    t_sym = 4096 / 125_000  # SF12 at 125 kHz
+    symbols = 8 + math.ceil((8 * 64 - 4 * 12 + 28) / (4 * (12 - 2))) * 5
+    out = [
+        CheckResult("updates", "FUOTA farm model at DR0: uncoded fragments (ceil(10672 / 48))", 223,
+                    plan.fragments.uncoded, 0, "fragments", source=src),
+        CheckResult("updates", "FUOTA farm model at DR0: fragments with 30 % redundancy", 290, plan.fragments.total, 0,
+                    "fragments", source=src),
+        CheckResult("updates", "FUOTA fragment time on air (64 B PHY, SF12)", (12.25 + symbols) * t_sym,
+                    plan.fragment_airtime_s, 1e-9, "s", source=src),
+        CheckResult("updates", "FUOTA session length (289 intervals of air / 0.1, plus one fragment)",
+                    289 * (12.25 + symbols) * t_sym / 0.1 + (12.25 + symbols) * t_sym, plan.session_s, 1e-6, "s",
+                    source=src),
+    ]
+    n, p = 3000, 0.8
+    got = fuota.simulate_rollout(plan, np.full(n, p), np.random.default_rng(80))
+    expected = fuota.random_code_decode_probability(plan.fragments.total, plan.fragments.uncoded, p)
+    out.append(CheckResult("updates", f"FUOTA: share of {n} nodes that decode, p = {p:g} per fragment", expected,
+                           float(got.decoded.mean()), 4 * math.sqrt(expected * (1 - expected) / n) + 0.005,
+                           source="rank of a random binary matrix: prod (1 - 2^-i)"))
+    return out, []
+
+
+# ---------------------------------------------------------------------------------------------
 # Ledgers: conservation in a whole run
 
 
