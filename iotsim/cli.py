@@ -124,18 +124,17 @@ def run(
 
 
 def _print_updates(result) -> None:
-    """One line per model update: what it carried, how long its session ran, how fast the fleet took it."""
+    """One line per model update: what it carried, how it went out, how fast the fleet took it."""
     from iotsim.results.tables import updates_table
 
     def dur(s: float) -> str:
         return "never" if math.isnan(s) else (f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h")
 
-    for row in updates_table(result).itertuples():
+    for u, row in zip(result.updates, updates_table(result).itertuples()):
         console.print(
             f"update {row.update} ({row.model}, {row.mode}, {row.payload_bytes:,} B of a {row.model_bytes:,} B model): "
-            f"{row.fragments_total} fragments at SF{row.sf}, session {dur(row.session_s)}; "
-            f"{row.nodes_updated:,} of {row.nodes:,} nodes updated ({row.nodes_skipped:,} left out); 50 % after "
-            f"{dur(row.time_to_50pct_s)}, 95 % after {dur(row.time_to_95pct_s)}; listening "
+            f"{u.session.describe()}; {row.nodes_updated:,} of {row.nodes:,} nodes updated ({row.nodes_skipped:,} left "
+            f"out); 50 % after {dur(row.time_to_50pct_s)}, 95 % after {dur(row.time_to_95pct_s)}; "
             f"{row.listen_energy_j_per_node:.3g} J per node (updates.csv)", highlight=False, soft_wrap=True)
 
 

@@ -123,7 +123,7 @@ def test_the_share_of_nodes_that_decode_matches_the_random_code_guarantee(p_rece
     dec = got.decoded
     assert (got.received[dec] >= plan.fragments.uncoded).all()
     assert np.allclose(got.done_s[dec], (got.decoded_at[dec] - 1) * plan.fragment_interval_s + plan.fragment_airtime_s)
-    assert (got.listen_s[~dec] == plan.session_s).all() and (got.listen_s[dec] <= plan.session_s).all()
+    assert (got.rx_s[~dec] == plan.session_s).all() and (got.rx_s[dec] <= plan.session_s).all()
     assert got.time_to_share_s(share / 2) <= got.time_to_share_s(share - 0.01) < math.inf
     if share < 0.98:
         assert got.time_to_share_s(share + 0.02) == math.inf

@@ -172,17 +172,26 @@ class WindowSet:
     group_index: int
     pool_size: int
     window_samples: int
-    fresh_masks: np.ndarray  # (fresh windows, samples): where the event is
+    fresh_masks_packed: np.ndarray | None  # (fresh windows, samples) packed 8 to a byte: where the event is;
+    # None once the plan no longer needs them (no update runs another model on the group)
     pool_index: np.ndarray  # per flat window: its pool window
     fresh_flat: np.ndarray  # flat index of each fresh window
 
-    def verdicts(self, model, cloud_model, progress=None) -> Verdicts:
+    @staticmethod
+    def pack(masks: np.ndarray) -> np.ndarray:
+        return np.packbits(masks, axis=1)
+
+    def verdicts(self, model, cloud_model, progress=None, fresh_masks: np.ndarray | None = None) -> Verdicts:
         """Per flat window: `model`'s verdicts on the node and `cloud_model`'s (None: not run, False)."""
+        if fresh_masks is None:
+            if self.fresh_masks_packed is None:
+                raise ValueError("this group's windows were not kept: no update runs another model on it")
+            fresh_masks = np.unpackbits(self.fresh_masks_packed, axis=1, count=self.window_samples).astype(bool)
         pool_masks = np.zeros((self.pool_size, self.window_samples), dtype=bool)
         pool = _infer_generated(self.workload, model, cloud_model, group_rng(self.seed, STREAM_POOL, self.group_index),
                                 pool_masks, progress=None)
         fresh = _infer_generated(self.workload, model, cloud_model,
-                                 group_rng(self.seed, STREAM_EVENT_WINDOWS, self.group_index), self.fresh_masks,
+                                 group_rng(self.seed, STREAM_EVENT_WINDOWS, self.group_index), fresh_masks,
                                  progress=progress)
         out = Verdicts(pool.device_positive[self.pool_index], pool.device_confidence[self.pool_index],
                        pool.cloud_positive[self.pool_index])
@@ -317,9 +326,11 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     masks = masks[has_event]
 
     # --- inference: the pool once, fresh event windows in batches
-    windows = WindowSet(workload, seed, index, pool_size, window_samples, masks,
+    # the event windows' masks are kept (packed) only where an update will run another model on them
+    updated = any(u.groups is None or spec.group in u.groups for u in scenario.updates)
+    windows = WindowSet(workload, seed, index, pool_size, window_samples, WindowSet.pack(masks) if updated else None,
                         np.concatenate(pool_draws) if pool_draws else np.zeros(0, np.int64), fresh_flat)
-    verdicts = windows.verdicts(model, cloud_model, progress)
+    verdicts = windows.verdicts(model, cloud_model, progress, fresh_masks=masks)
     event_id = np.full(total_windows, -1, dtype=np.int64)
     event_id[fresh_flat] = fresh_event
 

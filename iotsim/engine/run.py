@@ -21,7 +21,7 @@ from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.messages import policy_messages
-from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, radio_rx_w,
+from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, radio_powers_w,
                                    update_notes)
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.policies import Policy, make_policy
@@ -120,9 +120,11 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
     if scenario.updates:
         say("updates", 0, 1)
         update_outcomes = plan_updates(scenario, plans, link, cache)
-        rx_w = radio_rx_w(nodes)
+        rx_w, tx_w, standby_w = radio_powers_w(nodes)
         for u in update_outcomes:
-            u.listen_energy_j = u.rollout.listen_s * rx_w[u.nodes]
+            r, k = u.rollout, u.nodes
+            u.listen_energy_j = r.rx_s * rx_w[k] + (0.0 if r.tx_s is None else r.tx_s * tx_w[k]) \
+                + (0.0 if r.standby_s is None else r.standby_s * standby_w[k])
         link.gateway_schedule = gateway_schedule(update_outcomes)
         # the windows after each node's activation get the new model's verdicts
         plans = [dataclasses.replace(p, verdicts=v) for p, v in zip(plans, effective_verdicts(plans, update_outcomes))]

@@ -160,7 +160,7 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
         steady_w = steady_w + (
             keep_alive.standby_s * standby_w + keep_alive.tx_s * tx_w + keep_alive.rx_s * rx_w
         ) / keep_alive.period_s
-    bursts = listening.bursts(rx_w) if listening is not None and listening.node.size else None
+    bursts = listening.bursts(rx_w, tx_w, standby_w) if listening is not None and listening.node.size else None
     return NodeLoads(mcu_t, sens_t, steady_w, frame_j, keep_alive, listening, bursts)
 
 
@@ -265,8 +265,11 @@ def charge_ledger(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air
     ledger.charge("radio", "tx", air_nodes, tx.tx_s[on_air])
     ledger.charge("radio", "rx", air_nodes, tx.rx_s[on_air])
     li = loads.listening
-    if li is not None and li.node.size:  # an update's listening, until the node died or the run ended
-        ledger.charge("radio", "rx", li.node, np.clip(lifetime_s[li.node] - li.start_s, 0.0, li.rx_s))
+    if li is not None and li.node.size:  # receiving updates, until the node died or the run ended
+        lived = li.alive_share(lifetime_s)
+        ledger.charge("radio", "rx", li.node, lived * li.rx_s)
+        ledger.charge("radio", "tx", li.node, lived * li.tx_s)
+        ledger.charge("radio", "standby", li.node, lived * li.standby_s)
     ka = loads.keep_alive
     if ka is not None:
         # a steady load: charged for the time alive (the mean over whole keep-alive periods)

@@ -1,23 +1,26 @@
 """Model updates over the air (scenario `updates:`): who gets each new model when, before any policy runs.
 
-Each update is one LoRaWAN FUOTA session (`iotsim.ota.fuota`): every gateway sends the block's
-fragments as class C multicast on the session's frequency and data rate; each node listens to its
-strongest gateway from the session's start until it can decode (or until the session ends), and runs
-the new model from then on. The session's downlinks do not depend on the uplinks, so the rollout is
-the same for every policy; its effects are per policy: the nodes' windows after activation get the
-new model's verdicts (`effective_verdicts`), and the listening is charged to each node's radio (RX).
+The run's link plans each update (`Link.plan_update`): over LoRaWAN one FUOTA session
+(`iotsim.ota.fuota`): every gateway sends the block's fragments as class C multicast and each node
+listens to its strongest gateway from the session's start until it can decode (or the session ends);
+over BLE and Wi-Fi each gateway sends the update to its nodes one after another over their own links
+(`iotsim.ota.star`). A node runs the new model from the moment it has the update. The transfers do
+not depend on the uplinks, so the rollout is the same for every policy; its effects are per policy:
+the nodes' windows after activation get the new model's verdicts (`effective_verdicts`), and the
+radio time spent receiving is charged to each node's ledger and battery.
 
-A node takes a delta update only if it runs the update's base model when the session starts (the
+A node takes a delta update only if it runs the update's base model when the update starts (the
 model of the previous update to its group, activated before this one starts); a full image needs no
-base. Nodes that cannot apply an update are left out of its multicast group.
+base. Nodes that cannot apply an update are left out of it.
 
-Every gateway sends every session (`gateway_schedule`): while it sends a fragment it receives no
-uplink (half duplex), class A answers cannot overlap the fragments, and during the session no answer
+Every LoRaWAN gateway sends every session (`gateway_schedule`): while it sends a fragment it receives
+no uplink (half duplex), class A answers cannot overlap the fragments, and during the session no answer
 goes out on its sub-band, whose duty cycle the session spends.
 
-Not modelled yet (stated in the run's notes): the flash write, integrity check and reboot cost no time or energy; a node that cannot decode is not
-repaired by unicast; the new model's inference cost is taken equal to the old one's; nodes hear
-only their strongest gateway's copy of each fragment.
+Not modelled yet (stated in the run's notes): the flash write, integrity check and reboot cost no time
+or energy; a node that cannot decode a session is not repaired by unicast; the new model's inference
+cost is taken equal to the old one's; LoRaWAN nodes hear only their strongest gateway's copy of each
+fragment; BLE and Wi-Fi transfers do not delay other nodes' uplinks.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ from iotsim.errors import InputError
 from iotsim.link.base import GatewaySchedule
 from iotsim.ota import delta, fuota
 from iotsim.ota.delta import UpdatePayload
+from iotsim.ota.rollout import Rollout
 
 STREAM_UPDATES = 7
 """Random stream of the updates' fragment receptions (engine.fleet numbers the others)."""
 LISTEN_CHUNK_S = 60.0
-"""A session's listening is drawn from the battery in chunks of this length (each at its end), so a node
+"""An update's radio time is drawn from the battery in chunks of this length (each at its end), so a node
 that dies while it listens dies within a minute of the time its energy runs out."""
 
 
@@ -48,12 +52,12 @@ class UpdateOutcome:
     model: object  # the new model
     group_indices: list[int]
     payload: UpdatePayload
-    session: fuota.SessionPlan
+    session: object  # the link's plan: iotsim.ota.fuota.SessionPlan (LoRaWAN) or an iotsim.ota.star transfer
     start_s: float
     nodes: np.ndarray  # the nodes in the multicast group
-    rollout: fuota.Rollout
+    rollout: Rollout
     skipped: int  # nodes of the groups left out: they did not run the base model when it started
-    listen_energy_j: np.ndarray | None = None  # per node: battery energy of its listening (radio RX above sleep)
+    listen_energy_j: np.ndarray | None = None  # per node: battery energy of its radio for the update (above sleep)
 
     @property
     def activated_s(self) -> np.ndarray:
@@ -72,7 +76,7 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
             cache[key] = load_model(ref, require_int8=True)
         return cache[key]
 
-    lw = scenario.network.lorawan
+    startup_s = np.concatenate([np.full(p.n_nodes, p.board.radio.startup_time_s) for p in plans])
     offsets = np.cumsum([0] + [p.n_nodes for p in plans])
     # per node: activation time of the model it runs and the index of the update (-1: its own)
     running = np.full(int(offsets[-1]), -1, dtype=np.int64)
@@ -85,9 +89,6 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
         base = model(model_before(scenario, j, scenario.fleet[groups[0]]))
         new = model(spec.model)
         payload = delta.update_payload(base.path.read_bytes(), new.path.read_bytes(), spec.mode, spec.compression)
-        session = fuota.plan_session(link.region, payload.payload_bytes, data_rate=spec.data_rate,
-                                     redundancy=spec.redundancy, coding_rate=lw.coding_rate,
-                                     preamble_symbols=lw.preamble_symbols)
         members = np.concatenate([np.arange(offsets[g], offsets[g + 1]) for g in groups])
         base_update = update_before(scenario, j, scenario.fleet[groups[0]])
         if spec.mode == "full":
@@ -96,9 +97,8 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
             ok = (running[members] == base_update) & (since[members] <= spec.at)
             eligible = members[ok]
         rx = np.concatenate([plans[g].rx_power_dbm for g in groups])[np.isin(members, eligible)]
-        node_dbm = rx.max(axis=1) - link.tx_power_dbm + lw.gateway_tx_power_dbm if rx.size else np.zeros(0)
-        success = fuota.fragment_success(node_dbm, session, spec.fragment_loss)
-        rollout = fuota.simulate_rollout(session, success, group_rng(scenario.seed, STREAM_UPDATES, j))
+        session, rollout = link.plan_update(payload.payload_bytes, spec, rx, startup_s[eligible],
+                                            group_rng(scenario.seed, STREAM_UPDATES, j))
         out = UpdateOutcome(j, spec, new, groups, payload, session, float(spec.at), eligible, rollout,
                             int(members.size - eligible.size))
         got = ~np.isnan(out.activated_s)
@@ -112,7 +112,8 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
     """The run's notes on its model updates: the model used and what it leaves out."""
     if not updates:
         return []
-    notes = [
+    multicast = any(isinstance(u.session, fuota.SessionPlan) for u in updates)
+    notes = [] if not multicast else [
         "Model updates (FUOTA): one class C multicast session per update on its data rate and frequency (default the "
         "region's RX2), fragments per LoRa Alliance TS004-1.0.0 with its parity-matrix FEC, one every time on air / "
         "duty cycle of the frequency's sub-band; a fragment reaches a node with the probability that its Rayleigh-faded "
@@ -122,17 +123,23 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
         "Updates and uplinks: every gateway sends every session; while it sends a fragment it receives no uplink (half "
         "duplex), class A answers do not overlap the fragments, and none goes out on the session's sub-band during "
         "the session (it spends that sub-band's duty cycle).",
-        "Updates, not modelled yet: flash write, integrity check and reboot cost nothing; no unicast repair of nodes "
-        "that could not decode; the new model's inference cost is the old one's; other gateways' copies of a "
+        "Updates, not modelled yet: no unicast repair of nodes that could not decode; other gateways' copies of a "
         "fragment are ignored; a node's own uplinks do not interrupt its reception of fragments.",
     ]
+    if not multicast:
+        notes.append(
+            "Model updates over the node's own link: each gateway sends the update to its nodes one after another "
+            "(BLE: LL packets with L2CAP and ATT headers, packets_per_event per connection event; Wi-Fi: MSDUs with "
+            "DIFS, backoff, SIFS and ACK), every attempt a Rayleigh draw as for uplinks, a packet out of attempts ends "
+            "the node's transfer; the node's radio time is charged to the ledger. Not modelled: the transfers' effect "
+            "on other nodes' uplinks.")
+    notes.append("Updates, not modelled yet: flash write, integrity check and reboot cost nothing; the new model's "
+                 "inference cost is the old one's.")
     for u in updates:
-        s = u.session
         notes.append(f"Update {u.index} ({u.model.name}): {u.payload.mode} payload {u.payload.payload_bytes:,} B "
-                     f"({u.payload.new_model_bytes:,} B model), {s.fragments.total} fragments of "
-                     f"{s.fragments.fragment_bytes} B ({s.fragments.uncoded} uncoded) at DR{s.data_rate} (SF{s.sf}), "
-                     f"one every {s.fragment_interval_s:.3g} s; {int(u.rollout.decoded.sum()):,} of {u.nodes.size:,} "
-                     f"nodes updated, {u.skipped:,} left out (not running its base model).")
+                     f"({u.payload.new_model_bytes:,} B model), {u.session.describe()}; "
+                     f"{int(u.rollout.decoded.sum()):,} of {u.nodes.size:,} nodes updated, {u.skipped:,} left out "
+                     "(not running its base model).")
     return notes
 
 
@@ -144,7 +151,10 @@ def gateway_schedule(updates: list[UpdateOutcome]) -> GatewaySchedule | None:
         return None
     starts, ends, freqs, holds = [], [], [], []
     last_end, last = -np.inf, None
-    for u in sorted(updates, key=lambda x: (x.start_s, x.index)):
+    sessions = [u for u in updates if isinstance(u.session, fuota.SessionPlan)]
+    if not sessions:
+        return None
+    for u in sorted(sessions, key=lambda x: (x.start_s, x.index)):
         s = u.session
         t = u.start_s + np.arange(s.fragments.total) * s.fragment_interval_s
         if t[0] < last_end:
@@ -159,11 +169,13 @@ def gateway_schedule(updates: list[UpdateOutcome]) -> GatewaySchedule | None:
     return GatewaySchedule(np.concatenate(starts), np.concatenate(ends), np.concatenate(freqs), tuple(holds))
 
 
-def radio_rx_w(nodes) -> np.ndarray:
-    """Per node: battery power of its radio receiving, above its radio asleep."""
+def radio_powers_w(nodes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per node: battery power of its radio receiving, transmitting (at the configured power) and in
+    standby, each above its radio asleep."""
     from iotsim.energy.ledger import SLOT_INDEX
 
-    return nodes.input_w[:, SLOT_INDEX[("radio", "rx")]] - nodes.input_w[:, SLOT_INDEX[("radio", "sleep")]]
+    sleep = nodes.input_w[:, SLOT_INDEX[("radio", "sleep")]]
+    return tuple(nodes.input_w[:, SLOT_INDEX[("radio", s)]] - sleep for s in ("rx", "tx", "standby"))
 
 
 def effective_verdicts(plans: list[GroupPlan], updates: list[UpdateOutcome]) -> list[Verdicts]:
@@ -195,35 +207,54 @@ def effective_verdicts(plans: list[GroupPlan], updates: list[UpdateOutcome]) -> 
 
 @dataclass
 class Listening:
-    """Receiver time outside frames, per entry: a node listening to an update's session (class C)."""
+    """Radio time outside frames, per entry: a node receiving an update (an entry per node and update),
+    spread evenly over [from_s, until_s)."""
 
     node: np.ndarray
-    start_s: np.ndarray
+    from_s: np.ndarray
+    until_s: np.ndarray
     rx_s: np.ndarray
+    tx_s: np.ndarray
+    standby_s: np.ndarray
 
     @staticmethod
     def of(updates: list[UpdateOutcome]) -> "Listening":
-        if not updates:
-            return Listening(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-        return Listening(np.concatenate([u.nodes for u in updates]).astype(np.int64),
-                         np.concatenate([np.full(u.nodes.size, u.start_s) for u in updates]),
-                         np.concatenate([u.rollout.listen_s for u in updates]))
+        def cat(get):
+            return np.concatenate([np.asarray(get(u), dtype=np.float64) for u in updates]) if updates else np.zeros(0)
 
-    def bursts(self, rx_w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(node, time, energy) of the listening as battery bursts: chunks of LISTEN_CHUNK_S at `rx_w` (per
-        node: radio RX power above sleep), each at its end."""
-        k = np.ceil(self.rx_s / LISTEN_CHUNK_S).astype(np.int64)
+        def zero_if_none(a, n):
+            return np.zeros(n) if a is None else a
+
+        return Listening(
+            np.concatenate([u.nodes for u in updates]).astype(np.int64) if updates else np.zeros(0, np.int64),
+            cat(lambda u: u.start_s + u.rollout.radio_from_s), cat(lambda u: u.start_s + u.rollout.radio_until_s),
+            cat(lambda u: u.rollout.rx_s), cat(lambda u: zero_if_none(u.rollout.tx_s, u.nodes.size)),
+            cat(lambda u: zero_if_none(u.rollout.standby_s, u.nodes.size)))
+
+    def alive_share(self, lifetime_s: np.ndarray) -> np.ndarray:
+        """Per entry: the share of its span the node lived through."""
+        span = self.until_s - self.from_s
+        lived = np.clip(lifetime_s[self.node] - self.from_s, 0.0, span)
+        return np.divide(lived, span, out=np.ones_like(span), where=span > 0)
+
+    def bursts(self, rx_w: np.ndarray, tx_w: np.ndarray, standby_w: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                          np.ndarray]:
+        """(node, time, energy) as battery bursts: each span in chunks of LISTEN_CHUNK_S, each chunk's share of
+        the entry's energy (per node: radio powers above sleep) at its end; sorted by node, then time."""
+        span = self.until_s - self.from_s
+        energy = self.rx_s * rx_w[self.node] + self.tx_s * tx_w[self.node] + self.standby_s * standby_w[self.node]
+        k = np.maximum(np.ceil(span / LISTEN_CHUNK_S), 1).astype(np.int64)
         node = np.repeat(self.node, k)
         first = np.repeat(np.cumsum(k) - k, k)
         i = np.arange(node.size) - first  # chunk number within its entry
-        start = np.repeat(self.start_s, k)
-        length = np.repeat(self.rx_s, k)
+        length = np.repeat(span, k)
         end = np.minimum((i + 1) * LISTEN_CHUNK_S, length)
-        chunk = end - i * LISTEN_CHUNK_S
-        t = start + end
-        order = np.lexsort((t, node))  # by node, then time
-        return node[order], t[order], (chunk * rx_w[node])[order]
+        share = np.divide(end - np.minimum(i * LISTEN_CHUNK_S, length), length, out=np.ones(node.size),
+                          where=length > 0)
+        t = np.repeat(self.from_s, k) + end
+        order = np.lexsort((t, node))
+        return node[order], t[order], (share * np.repeat(energy, k))[order]
 
 
-__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "plan_updates", "radio_rx_w",
+__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "plan_updates", "radio_powers_w",
            "update_notes"]

@@ -162,6 +162,14 @@ class Link(ABC):
         """The steady radio load that keeps the link up, if any."""
         return None
 
+    def plan_update(self, payload_bytes: int, spec, rx_power_dbm: np.ndarray, startup_s: np.ndarray,
+                    rng: np.random.Generator):
+        """How a model update of `payload_bytes` reaches the nodes whose link budgets are the rows of
+        `rx_power_dbm` (`spec`: the scenario's Update): (its plan, an `iotsim.ota.rollout.Rollout`)."""
+        from iotsim.errors import InputError
+
+        raise InputError(f"model updates are not modelled over {self.technology}", field="updates")
+
     @abstractmethod
     def notes(self) -> list[str]:
         """Methodology notes: what this link models and what it simplifies."""

@@ -155,6 +155,19 @@ class LoRaWanLink(Link):
                             "tx_airtime_s": np.zeros(n_gw), "tx_band_s": [{} for _ in range(n_gw)]}
         self.add_schedule_airtime(tx.gateway_stats)
 
+    def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng):
+        """A FUOTA class C multicast session (iotsim.ota.fuota) from every gateway; each node hears its strongest
+        gateway (the reciprocal of its uplink budget at `gateway_tx_power_dbm`)."""
+        from iotsim.ota import fuota
+
+        s = self.settings
+        session = fuota.plan_session(self.region, payload_bytes, data_rate=spec.data_rate, redundancy=spec.redundancy,
+                                     coding_rate=s.coding_rate, preamble_symbols=s.preamble_symbols)
+        node_dbm = rx_power_dbm.max(axis=1) - self.tx_power_dbm + s.gateway_tx_power_dbm if rx_power_dbm.size \
+            else np.zeros(0)
+        return session, fuota.simulate_rollout(session, fuota.fragment_success(node_dbm, session, spec.fragment_loss),
+                                               rng)
+
     def add_schedule_airtime(self, gateway_stats: dict) -> None:
         """Count the gateways' own transmissions (`gateway_schedule`) in their airtime, per sub-band."""
         sched = self.gateway_schedule

@@ -40,6 +40,7 @@ import numpy as np
 from iotsim.link.base import KeepAlive, Link, LinkNodes, Messages, Transmissions, frames_from_split
 from iotsim.link.schedule import serve_in_order
 from iotsim.network.fate import Fate
+from iotsim.ota.star import BleTransfer, WifiTransfer
 from iotsim.radio import ble, fragmentation, wifi
 
 FRAGMENT_HEADER_BYTES = 2  # per-frame application header when a message is split (as for LoRaWAN)
@@ -128,6 +129,22 @@ class StarLink(Link):
         tx.start_s = self._schedule(tx, nodes)
         return tx
 
+    transfer = None  # the technology's iotsim.ota.star transfer class
+
+    def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng):
+        """Unicast transfers over each node's link, its gateway serving its nodes one after another
+        (iotsim.ota.star)."""
+        from iotsim.errors import InputError
+        from iotsim.ota.star import simulate_star_rollout
+
+        if {"data_rate", "redundancy"} & spec.model_fields_set:
+            raise InputError(f"data_rate and redundancy set a LoRaWAN multicast session; over {self.technology} an "
+                             "update goes to each node over its link (leave them out)", field="updates")
+        gateway, best = self.node_links(rx_power_dbm)
+        success = attempt_success_probability(best, self.gateway_sensitivity_dbm()) * (1.0 - spec.fragment_loss)
+        plan = self.transfer.of(self.settings, payload_bytes, self.max_attempts())
+        return plan, simulate_star_rollout(plan, self.settings, success, gateway, startup_s, rng)
+
     def _common_note(self) -> str:
         return (
             "each node keeps a link to its strongest gateway; every attempt succeeds with the probability that a "
@@ -141,6 +158,7 @@ class StarLink(Link):
 class BleLink(StarLink):
     technology = "ble"
     radio_technology = "ble"
+    transfer = BleTransfer
 
     def max_payload_bytes(self) -> int:
         return self.settings.max_ll_payload_bytes - ble.notification_overhead_bytes()
@@ -204,6 +222,7 @@ class BleLink(StarLink):
 class WifiLink(StarLink):
     technology = "wifi"
     radio_technology = "wifi"
+    transfer = WifiTransfer
 
     def max_payload_bytes(self) -> int:
         return self.settings.mtu_bytes - self.settings.ip_overhead_bytes

@@ -34,6 +34,7 @@ import numpy as np
 
 from iotsim.errors import InputError
 from iotsim.ota import fec
+from iotsim.ota.rollout import Rollout
 from iotsim.radio import lora
 from iotsim.radio.lorawan import Region
 
@@ -69,6 +70,18 @@ class SessionPlan:
         n = min(self.fragments.total, int(math.floor(3600.0 / self.fragment_interval_s + 1e-9)) + 1)
         return n * self.fragment_airtime_s / 3600.0
 
+    def table_row(self) -> dict:
+        """The session's columns of the updates table."""
+        return {"data_rate": self.data_rate, "sf": self.sf, "fragment_bytes": self.fragments.fragment_bytes,
+                "fragments_uncoded": self.fragments.uncoded, "fragments_total": self.fragments.total,
+                "fragment_airtime_s": self.fragment_airtime_s, "fragment_interval_s": self.fragment_interval_s,
+                "session_s": self.session_s, "gateway_airtime_s": self.downlink_airtime_s,
+                "gateway_duty_cycle_busiest_hour": self.busiest_hour_duty_cycle}
+
+    def describe(self) -> str:
+        return (f"{self.fragments.total} fragments of {self.fragments.fragment_bytes} B ({self.fragments.uncoded} "
+                f"uncoded) multicast at DR{self.data_rate} (SF{self.sf}), one every {self.fragment_interval_s:.3g} s")
+
     def fragment_end_s(self, index: int) -> float:
         """End of fragment `index` (1-based) after the session's start."""
         return (index - 1) * self.fragment_interval_s + self.fragment_airtime_s
@@ -99,31 +112,6 @@ def plan_session(region: Region, block_bytes: int, *, data_rate: int | None = No
     dc = float(region.sub_band_duty_cycle(freq))
     interval = air / dc if dc < 1.0 else air
     return SessionPlan(frags, dr, sf, bw, freq, phy, air, dc, interval)
-
-
-@dataclass
-class Rollout:
-    """Per node: fragments received, after which one it could decode, when it had the block (s after the
-    session's start; NaN if never) and how long its receiver listened."""
-
-    plan: SessionPlan
-    received: np.ndarray
-    decoded_at: np.ndarray  # per node: the fragment (1-based) after which it could decode; -1: never
-    done_s: np.ndarray
-    listen_s: np.ndarray
-
-    @property
-    def decoded(self) -> np.ndarray:
-        return self.decoded_at >= 0
-
-    def time_to_share_s(self, share: float) -> float:
-        """Time after the session's start until `share` of the nodes have the new model (inf if never)."""
-        n = self.done_s.size
-        need = math.ceil(share * n - 1e-9)
-        if need <= 0:
-            return 0.0
-        t = np.sort(np.where(np.isnan(self.done_s), np.inf, self.done_s))
-        return float(t[need - 1])
 
 
 def fragment_success(node_rx_dbm: np.ndarray, plan: SessionPlan, fragment_loss: float = 0.0) -> np.ndarray:
@@ -158,7 +146,7 @@ def simulate_rollout(plan: SessionPlan, success: np.ndarray, rng: np.random.Gene
             decoded_at[k] = last
             done[k] = plan.fragment_end_s(last)
             listen[k] = done[k]
-    return Rollout(plan, got.sum(axis=1), decoded_at, done, listen)
+    return Rollout(got.sum(axis=1), decoded_at, done, listen, np.zeros(n), listen)
 
 
 def random_code_decode_probability(total: int, uncoded: int, p_receive: float) -> float:
@@ -190,5 +178,5 @@ def _binomial_pmf(n: int, p: float) -> list[float]:
             for x in range(n + 1)]
 
 
-__all__ = ["Rollout", "SessionPlan", "fragment_success", "plan_session", "random_code_decode_probability",
+__all__ = ["SessionPlan", "fragment_success", "plan_session", "random_code_decode_probability",
            "simulate_rollout"]

@@ -97,21 +97,26 @@ def gateways_table(result: RunResult) -> pd.DataFrame:
 
 
 UPDATE_COLUMNS = [
-    "update", "model", "groups", "mode", "start_s", "payload_bytes", "model_bytes", "data_rate", "sf",
-    "fragment_bytes", "fragments_uncoded", "fragments_total", "fragment_airtime_s", "fragment_interval_s", "session_s",
-    "gateway_airtime_s", "gateway_duty_cycle_busiest_hour", "nodes", "nodes_skipped", "nodes_updated", "updated_share",
+    "update", "model", "groups", "mode", "start_s", "payload_bytes", "model_bytes",
+    # LoRaWAN multicast session
+    "data_rate", "sf", "fragment_bytes", "fragments_uncoded", "fragments_total", "fragment_airtime_s",
+    "fragment_interval_s", "session_s", "gateway_airtime_s", "gateway_duty_cycle_busiest_hour",
+    # BLE / Wi-Fi transfers
+    "packets", "packet_bytes",
+    "nodes", "nodes_skipped", "nodes_updated", "updated_share",
     "time_to_50pct_s", "time_to_95pct_s", "time_to_99pct_s", "listen_s_per_node", "listen_energy_j_per_node",
 ]
-"""The updates table's columns (times to a share: from the session's start; NaN when never reached)."""
+"""The updates table's columns (times to a share: from the update's start; NaN when never reached or when a
+column does not apply to the run's technology)."""
 
 
 def updates_table(result: RunResult) -> pd.DataFrame:
-    """One row per model update (scenario `updates:`): its payload and FUOTA session, how fast the fleet
-    took it and what listening cost the nodes (class C receive time x each node's radio RX power above
-    sleep, battery side)."""
+    """One row per model update (scenario `updates:`): its payload and how it went out (the LoRaWAN session,
+    or the BLE / Wi-Fi transfers), how fast the fleet took it and what receiving it cost the nodes (radio
+    time receiving and its battery energy, transmit and ramp-up included)."""
     rows = []
     for u in result.updates:
-        r, s = u.rollout, u.session
+        r = u.rollout
         n = int(u.nodes.size)
 
         def share(x):
@@ -121,15 +126,11 @@ def updates_table(result: RunResult) -> pd.DataFrame:
         rows.append({
             "update": u.index, "model": u.model.name, "groups": " ".join(result.plans[g].name for g in u.group_indices),
             "mode": u.payload.mode, "start_s": u.start_s, "payload_bytes": u.payload.payload_bytes,
-            "model_bytes": u.payload.new_model_bytes, "data_rate": s.data_rate, "sf": s.sf,
-            "fragment_bytes": s.fragments.fragment_bytes, "fragments_uncoded": s.fragments.uncoded,
-            "fragments_total": s.fragments.total, "fragment_airtime_s": s.fragment_airtime_s,
-            "fragment_interval_s": s.fragment_interval_s, "session_s": s.session_s,
-            "gateway_airtime_s": s.downlink_airtime_s, "gateway_duty_cycle_busiest_hour": s.busiest_hour_duty_cycle,
+            "model_bytes": u.payload.new_model_bytes, **u.session.table_row(),
             "nodes": n, "nodes_skipped": u.skipped, "nodes_updated": int(r.decoded.sum()),
             "updated_share": float(r.decoded.mean()) if n else float("nan"),
             "time_to_50pct_s": share(0.5), "time_to_95pct_s": share(0.95), "time_to_99pct_s": share(0.99),
-            "listen_s_per_node": float(r.listen_s.mean()) if n else 0.0,
+            "listen_s_per_node": float(r.rx_s.mean()) if n else 0.0,
             "listen_energy_j_per_node": float(u.listen_energy_j.mean()) if n else 0.0,
         })
     return pd.DataFrame(rows, columns=UPDATE_COLUMNS)

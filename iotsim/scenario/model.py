@@ -408,7 +408,8 @@ class Simulation(_Strict):
 
 
 class Update(_Strict):
-    """A model update sent over the air to some groups (LoRaWAN: a class C multicast FUOTA session)."""
+    """A model update sent over the air to some groups (LoRaWAN: a class C multicast FUOTA session; BLE and
+    Wi-Fi: each node's own link, its gateway serving its nodes one after another)."""
 
     at: Duration = Field(description="when the session starts (from the start of the run)")
     model: str | ModelSpec = Field(description="the new model: a zoo name, an int8 .tflite path with its card, or a "
@@ -419,11 +420,11 @@ class Update(_Strict):
                                            "or the whole new model file")
     compression: Literal["heatshrink", "lzma", "crle", "none"] = Field(
         "heatshrink", description="the delta's compression (detools; heatshrink suits small RAM)")
-    data_rate: int | None = Field(None, ge=0, le=15, description="the multicast session's data rate (default: the "
-                                  "region's RX2 data rate, EU868 DR0 = SF12)")
-    redundancy: float = Field(0.2, ge=0, le=10, description="coded fragments per uncoded one (TS004 FEC)")
-    fragment_loss: float = Field(0.0, ge=0, lt=1, description="independent loss of each fragment at a node, besides "
-                                 "fading below its sensitivity")
+    data_rate: int | None = Field(None, ge=0, le=15, description="LoRaWAN: the multicast session's data rate "
+                                  "(default: the region's RX2 data rate, EU868 DR0 = SF12)")
+    redundancy: float = Field(0.2, ge=0, le=10, description="LoRaWAN: coded fragments per uncoded one (TS004 FEC)")
+    fragment_loss: float = Field(0.0, ge=0, lt=1, description="independent loss of each fragment (LoRaWAN) or packet "
+                                 "attempt (BLE, Wi-Fi) at a node, besides fading below the sensitivity")
 
 
 class Scenario(_Strict):
@@ -452,8 +453,7 @@ class Scenario(_Strict):
             unknown = sorted(set(u.groups or []) - set(groups))
             if unknown:
                 raise ValueError(f"an update names unknown groups {unknown} (the fleet's: {groups})")
-        if self.updates and self.network.technology != "lorawan":
-            raise ValueError(f"model updates are modelled over LoRaWAN only (FUOTA), not {self.network.technology}")
+
         for group in self.fleet:
             self._check_size(group)
         names = [policy_name(p) for p in self.policies]
