@@ -128,7 +128,9 @@ def _print_updates(result) -> None:
     from iotsim.results.tables import updates_table
 
     def dur(s: float) -> str:
-        return "never" if math.isnan(s) else (f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h")
+        if math.isnan(s):
+            return "never"
+        return f"{s:.3g} s" if s < 120 else (f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h")
 
     for u, row in zip(result.updates, updates_table(result).itertuples()):
         console.print(

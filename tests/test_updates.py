@@ -260,3 +260,18 @@ def test_a_wifi_update_worked_by_hand_and_charged_to_the_ledger():
 def test_lora_session_settings_are_refused_over_ble():
     with pytest.raises(InputError, match="data_rate and redundancy"):
         _star_run("ble", "  - {at: 1h, model: farm_soil_int8, redundancy: 0.5}")
+
+
+def test_iotsim_run_prints_each_update_and_writes_updates_csv(tmp_path):
+    import subprocess
+    import sys
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(SCENARIO.format(updates="  - {at: 1d, model: farm_soil_int8, mode: full, data_rate: 5}"))
+    proc = subprocess.run([sys.executable, "-m", "iotsim.cli", "run", str(scenario), "--out", str(tmp_path / "out"),
+                           "--no-plots"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert ("update 0 (farm_soil_int8, full, 10,672 B of a 10,672 B model): 59 fragments of 219 B (49 uncoded) "
+            "multicast at DR5 (SF7)") in proc.stdout
+    table = pd.read_csv(tmp_path / "out" / "updates.csv")
+    assert list(table.columns)[:3] == ["update", "model", "groups"] and table.fragments_total[0] == 49 + 10
