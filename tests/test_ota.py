@@ -180,3 +180,23 @@ def test_a_delta_rebuilds_the_new_model_and_shrinks_with_the_change():
         delta.update_payload(old, old, mode="patch")
     with pytest.raises(InputError, match="unknown delta compression"):
         delta.create_delta(old, old, "zip")
+
+
+def test_the_decoder_takes_fragments_in_any_order_and_ignores_repeats():
+    rng = np.random.default_rng(11)
+    block = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    plan = fec.cut(len(block), 40, 0.6)
+    frags = fec.encode(block, 40, plan.total)
+    for trial in range(10):
+        kept = [i for i in range(1, plan.total + 1) if rng.random() > 0.3]
+        order = list(rng.permutation(kept)) + list(rng.choice(kept, 10))  # shuffled, then repeats
+        dec = fec.Decoder(plan.uncoded, 40, len(block))
+        taken = []
+        for i in order:
+            taken.append(int(i))
+            if dec.add(int(i), frags[i - 1]):
+                break
+        assert dec.complete == (_gf2_rank(taken, plan.uncoded) == plan.uncoded)
+        if dec.complete:
+            assert dec.block() == block
+            assert _gf2_rank(taken[:-1], plan.uncoded) < plan.uncoded  # it completed at the first spanning fragment
