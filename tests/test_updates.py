@@ -275,3 +275,13 @@ def test_iotsim_run_prints_each_update_and_writes_updates_csv(tmp_path):
             "multicast at DR5 (SF7)") in proc.stdout
     table = pd.read_csv(tmp_path / "out" / "updates.csv")
     assert list(table.columns)[:3] == ["update", "model", "groups"] and table.fragments_total[0] == 49 + 10
+
+
+def test_updates_that_overlap_are_refused():
+    """Over BLE six nodes take 3.3 s one after another: a second update 1 s after the first is refused."""
+    with pytest.raises(InputError, match="still being sent"):
+        _star_run("ble", "  - {at: 1h, model: farm_soil_int8, mode: full}\n"
+                         "  - {at: 3601s, model: farm_soil_int8, mode: full}")
+    ok = _star_run("ble", "  - {at: 1h, model: farm_soil_int8, mode: full}\n"
+                          "  - {at: 3610s, model: farm_soil_int8, mode: full}")
+    assert len(ok.updates) == 2

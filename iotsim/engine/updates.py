@@ -101,11 +101,21 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
                                             group_rng(scenario.seed, STREAM_UPDATES, j))
         out = UpdateOutcome(j, spec, new, groups, payload, session, float(spec.at), eligible, rollout,
                             int(members.size - eligible.size))
+        if outcomes and outcomes[-1].start_s + _last_radio_s(outcomes[-1]) > out.start_s:
+            prev = outcomes[-1]
+            raise InputError(f"update {j} starts at {out.start_s:.0f} s while update {prev.index} is still being sent "
+                             f"(until {prev.start_s + _last_radio_s(prev):.0f} s): the gateways send one update at a "
+                             "time; start it later", field=f"updates.{j}.at")
         got = ~np.isnan(out.activated_s)
         running[eligible[got]] = j
         since[eligible[got]] = out.activated_s[got]
         outcomes.append(out)
     return outcomes
+
+
+def _last_radio_s(u: UpdateOutcome) -> float:
+    """When the last node stops receiving update `u`, after its start."""
+    return float(u.rollout.radio_until_s.max()) if u.rollout.radio_until_s.size else 0.0
 
 
 def update_notes(updates: list[UpdateOutcome]) -> list[str]:
