@@ -122,9 +122,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         update_outcomes = plan_updates(scenario, plans, link, cache)
         rx_w, tx_w, standby_w = radio_powers_w(nodes)
         for u in update_outcomes:
-            r, k = u.rollout, u.nodes
-            u.listen_energy_j = r.rx_s * rx_w[k] + (0.0 if r.tx_s is None else r.tx_s * tx_w[k]) \
-                + (0.0 if r.standby_s is None else r.standby_s * standby_w[k])
+            u.listen_energy_j = u.rollout.radio_energy_j(rx_w[u.nodes], tx_w[u.nodes], standby_w[u.nodes])
         link.gateway_schedule = gateway_schedule(update_outcomes)
         # the windows after each node's activation get the new model's verdicts
         plans = [dataclasses.replace(p, verdicts=v) for p, v in zip(plans, effective_verdicts(plans, update_outcomes))]

@@ -160,7 +160,7 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
         steady_w = steady_w + (
             keep_alive.standby_s * standby_w + keep_alive.tx_s * tx_w + keep_alive.rx_s * rx_w
         ) / keep_alive.period_s
-    bursts = listening.bursts(rx_w, tx_w, standby_w) if listening is not None and listening.node.size else None
+    bursts = listening.bursts() if listening is not None and listening.node.size else None
     return NodeLoads(mcu_t, sens_t, steady_w, frame_j, keep_alive, listening, bursts)
 
 

@@ -101,21 +101,16 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
                                             group_rng(scenario.seed, STREAM_UPDATES, j))
         out = UpdateOutcome(j, spec, new, groups, payload, session, float(spec.at), eligible, rollout,
                             int(members.size - eligible.size))
-        if outcomes and outcomes[-1].start_s + _last_radio_s(outcomes[-1]) > out.start_s:
-            prev = outcomes[-1]
+        prev = outcomes[-1] if outcomes else None
+        if prev is not None and prev.start_s + prev.session.busy_s(prev.rollout) > out.start_s:
             raise InputError(f"update {j} starts at {out.start_s:.0f} s while update {prev.index} is still being sent "
-                             f"(until {prev.start_s + _last_radio_s(prev):.0f} s): the gateways send one update at a "
-                             "time; start it later", field=f"updates.{j}.at")
+                             f"(until {prev.start_s + prev.session.busy_s(prev.rollout):.0f} s): the gateways send one "
+                             "update at a time; start it later", field=f"updates.{j}.at")
         got = ~np.isnan(out.activated_s)
         running[eligible[got]] = j
         since[eligible[got]] = out.activated_s[got]
         outcomes.append(out)
     return outcomes
-
-
-def _last_radio_s(u: UpdateOutcome) -> float:
-    """When the last node stops receiving update `u`, after its start."""
-    return float(u.rollout.radio_until_s.max()) if u.rollout.radio_until_s.size else 0.0
 
 
 def update_notes(updates: list[UpdateOutcome]) -> list[str]:
@@ -155,27 +150,19 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
 
 def gateway_schedule(updates: list[UpdateOutcome]) -> GatewaySchedule | None:
     """Every gateway's multicast transmissions of the updates' sessions, and the windows in which they hold
-    their sub-band's duty cycle (from the first fragment to one interval after the last one's start).
-    Sessions must not overlap: a gateway has one transmitter."""
-    if not updates:
-        return None
+    their sub-band's duty cycle (from the first fragment to one interval after the last one's start; they do
+    not overlap: `plan_updates` refuses that)."""
     starts, ends, freqs, holds = [], [], [], []
-    last_end, last = -np.inf, None
     sessions = [u for u in updates if isinstance(u.session, fuota.SessionPlan)]
     if not sessions:
         return None
     for u in sorted(sessions, key=lambda x: (x.start_s, x.index)):
         s = u.session
         t = u.start_s + np.arange(s.fragments.total) * s.fragment_interval_s
-        if t[0] < last_end:
-            raise InputError(f"the sessions of updates {last} and {u.index} overlap (update {last} sends until "
-                             f"{last_end:.0f} s, update {u.index} starts at {u.start_s:.0f} s): a gateway sends one "
-                             "session at a time; start it later or send fewer fragments", field=f"updates.{u.index}.at")
         starts.append(t)
         ends.append(t + s.fragment_airtime_s)
         freqs.append(np.full(t.shape, s.frequency_hz))
         holds.append((s.frequency_hz, float(t[0]), float(t[-1] + s.fragment_interval_s)))
-        last_end, last = float(t[-1] + s.fragment_interval_s), u.index
     return GatewaySchedule(np.concatenate(starts), np.concatenate(ends), np.concatenate(freqs), tuple(holds))
 
 
@@ -226,20 +213,19 @@ class Listening:
     rx_s: np.ndarray
     tx_s: np.ndarray
     standby_s: np.ndarray
+    energy_j: np.ndarray  # battery energy of those radio times
 
     @staticmethod
     def of(updates: list[UpdateOutcome]) -> "Listening":
+        """The updates' radio time (their `listen_energy_j` set)."""
         def cat(get):
             return np.concatenate([np.asarray(get(u), dtype=np.float64) for u in updates]) if updates else np.zeros(0)
-
-        def zero_if_none(a, n):
-            return np.zeros(n) if a is None else a
 
         return Listening(
             np.concatenate([u.nodes for u in updates]).astype(np.int64) if updates else np.zeros(0, np.int64),
             cat(lambda u: u.start_s + u.rollout.radio_from_s), cat(lambda u: u.start_s + u.rollout.radio_until_s),
-            cat(lambda u: u.rollout.rx_s), cat(lambda u: zero_if_none(u.rollout.tx_s, u.nodes.size)),
-            cat(lambda u: zero_if_none(u.rollout.standby_s, u.nodes.size)))
+            cat(lambda u: u.rollout.rx_s), cat(lambda u: u.rollout.tx_s), cat(lambda u: u.rollout.standby_s),
+            cat(lambda u: u.listen_energy_j))
 
     def alive_share(self, lifetime_s: np.ndarray) -> np.ndarray:
         """Per entry: the share of its span the node lived through."""
@@ -247,12 +233,11 @@ class Listening:
         lived = np.clip(lifetime_s[self.node] - self.from_s, 0.0, span)
         return np.divide(lived, span, out=np.ones_like(span), where=span > 0)
 
-    def bursts(self, rx_w: np.ndarray, tx_w: np.ndarray, standby_w: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                                          np.ndarray]:
+    def bursts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(node, time, energy) as battery bursts: each span in chunks of LISTEN_CHUNK_S, each chunk's share of
-        the entry's energy (per node: radio powers above sleep) at its end; sorted by node, then time."""
+        the entry's energy at its end; sorted by node, then time."""
         span = self.until_s - self.from_s
-        energy = self.rx_s * rx_w[self.node] + self.tx_s * tx_w[self.node] + self.standby_s * standby_w[self.node]
+        energy = self.energy_j
         k = np.maximum(np.ceil(span / LISTEN_CHUNK_S), 1).astype(np.int64)
         node = np.repeat(self.node, k)
         first = np.repeat(np.cumsum(k) - k, k)

@@ -184,15 +184,5 @@ class Decoder:
         return data[:self.block_bytes]
 
 
-def fragments_needed(received: list[int], uncoded: int) -> int | None:
-    """How many of the fragments `received` (1-based indices, in arrival order) a receiver takes until
-    it can decode the block, or None if it never can."""
-    dec = Decoder(uncoded)
-    for i, idx in enumerate(received, 1):
-        if dec.add(idx):
-            return i
-    return None
-
-
-__all__ = ["DATA_FRAGMENT_HEADER_BYTES", "MAX_FRAGMENTS", "Decoder", "Fragments", "cut", "encode",
-           "fragments_needed", "parity_row", "prbs23"]
+__all__ = ["DATA_FRAGMENT_HEADER_BYTES", "MAX_FRAGMENTS", "Decoder", "Fragments", "cut", "encode", "parity_row",
+           "prbs23"]

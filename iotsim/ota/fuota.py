@@ -70,6 +70,10 @@ class SessionPlan:
         n = min(self.fragments.total, int(math.floor(3600.0 / self.fragment_interval_s + 1e-9)) + 1)
         return n * self.fragment_airtime_s / 3600.0
 
+    def busy_s(self, rollout) -> float:
+        """How long the gateways are taken by the session: every fragment and the duty-cycle wait after it."""
+        return self.fragments.total * self.fragment_interval_s
+
     def table_row(self) -> dict:
         """The session's columns of the updates table."""
         return {"data_rate": self.data_rate, "sf": self.sf, "fragment_bytes": self.fragments.fragment_bytes,
@@ -146,7 +150,7 @@ def simulate_rollout(plan: SessionPlan, success: np.ndarray, rng: np.random.Gene
             decoded_at[k] = last
             done[k] = plan.fragment_end_s(last)
             listen[k] = done[k]
-    return Rollout(got.sum(axis=1), decoded_at, done, listen, np.zeros(n), listen)
+    return Rollout(got.sum(axis=1), decoded_at, done, listen, np.zeros(n), listen, np.zeros(n), np.zeros(n))
 
 
 def random_code_decode_probability(total: int, uncoded: int, p_receive: float) -> float:

@@ -20,8 +20,12 @@ class Rollout:
     rx_s: np.ndarray
     radio_from_s: np.ndarray
     radio_until_s: np.ndarray
-    tx_s: np.ndarray | None = None
-    standby_s: np.ndarray | None = None
+    tx_s: np.ndarray
+    standby_s: np.ndarray
+
+    def radio_energy_j(self, rx_w: np.ndarray, tx_w: np.ndarray, standby_w: np.ndarray) -> np.ndarray:
+        """Per node: battery energy of these radio times at its powers (above sleep)."""
+        return self.rx_s * rx_w + self.tx_s * tx_w + self.standby_s * standby_w
 
     @property
     def decoded(self) -> np.ndarray:

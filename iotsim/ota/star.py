@@ -39,6 +39,10 @@ class StarTransfer:
     packets: int
     max_attempts: int  # per packet
 
+    def busy_s(self, rollout: Rollout) -> float:
+        """How long the gateways are taken by the transfers: until the last node's ends."""
+        return float(rollout.radio_until_s.max()) if rollout.radio_until_s.size else 0.0
+
     def table_row(self) -> dict:
         """The transfer's columns of the updates table."""
         return {"packets": self.packets, "packet_bytes": self.packet_payload_bytes}

@@ -53,10 +53,6 @@ class DenseHead:
         return DenseHead([w.copy() for w in self.weights], [b.copy() for b in self.biases], self.input_tensor,
                          list(self.relu))
 
-    @property
-    def n_params(self) -> int:
-        return sum(w.size for w in self.weights) + sum(b.size for b in self.biases)
-
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """Activations: [input, after layer 1, ..., class probabilities]."""
         acts = [np.asarray(x, dtype=np.float64)]
