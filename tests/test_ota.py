@@ -200,3 +200,12 @@ def test_the_decoder_takes_fragments_in_any_order_and_ignores_repeats():
         if dec.complete:
             assert dec.block() == block
             assert _gf2_rank(taken[:-1], plan.uncoded) < plan.uncoded  # it completed at the first spanning fragment
+
+
+def test_without_detools_a_delta_update_says_how_to_get_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "detools", None)  # as if the `updates` extra were not installed
+    with pytest.raises(InputError, match=r"pip install -e '\.\[updates\]'.*mode: full"):
+        delta.create_delta(b"old", b"new")
+    assert delta.update_payload(b"old", b"new", mode="full").payload_bytes == 3  # a full image needs no detools

@@ -1,6 +1,6 @@
 """What an update sends: the new model file whole, or its delta from the model the node runs.
 
-Deltas are made with detools (sequential patches, as its C library applies them on a
+Deltas are made with detools (the `updates` extra; sequential patches, as its C library applies them on a
 microcontroller), compressed with heatshrink by default: the compressor detools offers for small
 RAM (lzma, crle and none are the others). The delta of identical files is near empty; applying a
 delta to the old file gives the new one byte for byte (both tested).
@@ -19,10 +19,18 @@ COMPRESSIONS = ("heatshrink", "lzma", "crle", "none")
 MODES = ("delta", "full")
 
 
+def _detools():
+    try:
+        import detools  # noqa: PLC0415 (only delta updates need it)
+    except ImportError:
+        raise InputError("delta updates need detools: pip install -e '.[updates]' (it builds from source with a C "
+                         "compiler), or send the whole model (mode: full)", field="updates") from None
+    return detools
+
+
 def create_delta(old: bytes, new: bytes, compression: str = "heatshrink") -> bytes:
     """A detools sequential patch from `old` to `new`."""
-    import detools  # noqa: PLC0415 (only updates need it)
-
+    detools = _detools()
     if compression not in COMPRESSIONS:
         raise InputError(f"unknown delta compression {compression!r}: one of {', '.join(COMPRESSIONS)}",
                          field="updates")
@@ -33,8 +41,7 @@ def create_delta(old: bytes, new: bytes, compression: str = "heatshrink") -> byt
 
 def apply_delta(old: bytes, delta: bytes) -> bytes:
     """`old` patched with `delta` (what the node's bootloader does)."""
-    import detools  # noqa: PLC0415
-
+    detools = _detools()
     out = io.BytesIO()
     detools.apply_patch(io.BytesIO(old), io.BytesIO(delta), out)
     return out.getvalue()
