@@ -358,3 +358,53 @@ def test_the_server_answers_only_through_gateways_whose_copies_came_within_the_d
     long = gateways_table(_backhaul("10ms", dedup="300ms", gateways=gateways)).set_index("gateway")
     assert short.tx_airtime_s["near"] == 0 and short.tx_airtime_s["far"] > 0
     assert long.tx_airtime_s["near"] > 0 and long.tx_airtime_s["far"] < long.tx_airtime_s["near"]
+
+
+def test_gateways_and_the_server_pass_messages_as_simpy_processes(monkeypatch):
+    """On the SimPy engine each message crosses the network at its own time on the simulation clock:
+    a gateway's copy reaches the server exactly one backhaul latency after the uplink ends; the server
+    answers exactly deduplication_delay after the first copy, through a gateway whose copy came by then;
+    its request reaches that gateway one latency later and more than GATEWAY_TX_LEAD_S before the window
+    opens, and the node reads the downlink only when that window opens."""
+    from iotsim.radio.lorawan_mac import GATEWAY_TX_LEAD_S
+
+    monkeypatch.setenv("IOTSIM_CLOSED_LOOP", "simpy")
+    copies, answers, requests, wakes = [], [], [], []
+    reach, server, transmit, wait = (ClosedLoop._reach_server, ClosedLoop._server, ClosedLoop._transmit,
+                                     ClosedLoop._wait_until)
+
+    def on_copy(self, a, g):
+        if not self.offline:
+            copies.append((self.env.now, self.a_start[a] + self.a_air[a], self.gw_latency[g], self.a_window[a]))
+        reach(self, a, g)
+
+    def on_answer(self, a):
+        if not self.offline:
+            answers.append((self.env.now, self.a_start[a] + self.a_air[a], list(self.a_heard[a]),
+                            list(self.a_decoders[a]), [self.gw_latency[g] for g in range(self.n_gw)]))
+        server(self, a)
+
+    def on_request(self, a, g, t0, air, dl):
+        if not self.offline:
+            requests.append((self.env.now, t0, self.a_dl[a]))
+        transmit(self, a, g, t0, air, dl)
+
+    monkeypatch.setattr(ClosedLoop, "_reach_server", on_copy)
+    monkeypatch.setattr(ClosedLoop, "_server", on_answer)
+    monkeypatch.setattr(ClosedLoop, "_transmit", on_request)
+    gateways = ("    - {id: near, position_m: [0, 0], backhaul: {latency: 250ms}}\n"
+                "    - {id: far, position_m: [400, 0], backhaul: {latency: 10ms}}")
+    result = _backhaul("10ms", dedup="200ms", gateways=gateways)
+    assert len(copies) > 100 and len(answers) > 50 and len(requests) > 50
+    for now, end, latency, window_open in copies:
+        assert now == pytest.approx(end + latency, abs=1e-9)
+    assert any(w for *_, w in copies) and not all(w for *_, w in copies)  # later copies find the window open
+    for now, end, heard, decoders, lat in answers:
+        first = min(lat[g] for g in heard)
+        assert now == pytest.approx(end + first + 0.2, abs=1e-9)
+        assert decoders and all(lat[g] <= first + 0.2 + 1e-12 for g in decoders)
+    assert any(len(h) > len(d) for _, _, h, d, _ in answers)  # the near gateway's copy came too late
+    for now, t0, before in requests:
+        assert now < t0 - GATEWAY_TX_LEAD_S
+        assert before is None  # nothing told the node before the request reached its gateway
+    assert summary_table(result).iloc[0].acks_received > 0

@@ -1522,9 +1522,10 @@ static int run_node(loop_t *L, int64_t k)
                 L->out->error = 4;
                 return -1;
             }
-            if (st->phase == P_RX1 && r->status == F_DELIVERED && !r->answered &&
-                r->answer_t <= st->end + in->rx2_delay && !L->offline) {
-                /* the network answers after RX1 opened: listen in RX2 (the network decides by then) */
+            if (st->phase == P_RX1 && r->status == F_DELIVERED && !L->offline &&
+                (r->answered ? r->dl_window == 2 : r->answer_t <= st->end + in->rx2_delay)) {
+                /* nothing in RX1, and the network sent its answer for RX2 or answers before RX2 opens:
+                   listen in RX2 */
                 st->phase = P_RX2;
                 hitem it = {st->end + in->rx2_delay, r->aid, k, st->slot};
                 return heap_push(&L->rx2_waits, it);

@@ -4,37 +4,34 @@ Used when something the network says reaches a node again: confirmed uplinks (AC
 retransmissions), NbTrans repetitions, ADR (LinkADRReq and the device's ADR backoff) and
 application downlinks. This SimPy engine is the reference; `ClosedLoop.run()` runs the same loop
 compiled (`iotsim/link/_lorawan_loop.c` via `iotsim.link.loop_native`, the same bytes) when it can,
-and `run_simpy()` here otherwise (or when IOTSIM_CLOSED_LOOP=simpy). Each node is a SimPy process
-that walks through its messages:
+and `run_simpy()` here otherwise (or when IOTSIM_CLOSED_LOOP=simpy). The processes:
 
-1. It picks the start of its next transmission exactly as the closed-form schedule does (ready,
-   its previous receive windows closed, a sub-band open; a channel among the open ones) and
-   announces the transmission to the network (the gateways see it from its start).
-2. It sleeps until RX1 opens (RECEIVE_DELAY1 after the end of the uplink). The network server
-   has by then decided the uplink's fate at every gateway and, if its answer time has come, whether
-   a downlink goes back and which gateway sends it in RX1 or RX2 (half duplex, the gateway's duty
-   cycle per sub-band, the answer reaching the gateway in time over its backhaul). If the answer
-   comes later but can still make RX2, the node sleeps on until RX2 opens.
-3. It reacts: an ACK ends the frame; a missing ACK sends it again after RECEIVE_DELAY2 +
-   RETRANSMIT_TIMEOUT (1-3 s, LoRaWAN 1.0.4 4.3.1.3), up to NbTrans times; a LinkADRReq changes its
-   data rate and TX power from the next frame (answered by LinkADRAns in that frame's FOpts);
-   ADRACKCnt counts uplinks without downlink (ADR backoff).
+- **Each node** walks through its messages. It picks the start of its next transmission exactly as
+  the closed-form schedule does (ready, its previous receive windows closed, a sub-band open; a
+  channel among the open ones) and announces it (the gateways see it from its start). It sleeps until
+  RX1 opens (RECEIVE_DELAY1 after the end of the uplink), or RX2 if nothing came in RX1 and something
+  still can, and reacts: an ACK ends the frame; a missing ACK sends it again after RECEIVE_DELAY2 +
+  RETRANSMIT_TIMEOUT (1-3 s, LoRaWAN 1.0.4 4.3.1.3), up to NbTrans times; a LinkADRReq changes its
+  data rate and TX power from the next frame (answered by LinkADRAns in that frame's FOpts); ADRACKCnt
+  counts uplinks without downlink (ADR backoff).
+- **The gateways** decide each uplink at its end (an event at the end of every uplink): every
+  transmission that overlaps it started before, so was announced, and every gateway transmission
+  that cuts it was requested earlier still. Reception is `iotsim.network.reception`
+  (`PathAllocator`/`arrive` in start order, `decode` against a context), so with no feedback this
+  engine gives the same bytes as the closed-form fast path (a test runs both). Each gateway has two
+  processes, as the Semtech packet forwarder has an upstream and a downstream thread: upstream, it
+  forwards each uplink it decoded to the network server, arriving one backhaul latency later;
+  downstream, the server's request for a downlink arrives one latency after the server sent it, and
+  the gateway puts the downlink on its radio (half duplex: no reception meanwhile).
+- **The network server** receives the copies. The first opens the deduplication window
+  (`lorawan.deduplication_delay`); when it closes, the server answers through the gateways whose
+  copies came by then, strongest first: ADR bookkeeping, then the downlink if any, in RX1 if the
+  request reaches a free gateway more than GATEWAY_TX_LEAD_S before the window, else RX2, else none.
+  Answers go in order of their times (then of the uplinks' ends).
 
-The network server resolves receptions in batches, driven by the nodes' receive-window openings:
-when a node wakes at time T, every uplink that ended by T is decoded (against every transmission
-that started before T), and every delivered uplink whose answer time has come by T is answered, in
-order of the answer times. The answer time is the uplink's end plus the fastest backhaul latency
-among the gateways that decoded it (its first copy reaches the server) plus the server's
-deduplication delay; the server answers through the gateways whose copies came by then, and only
-if the answer reaches the gateway TX_LEAD before the window opens. This is exact: an answer that
-can still send a downlink is decided no later than that downlink's start (its node's RX1 or RX2
-opening is a batch), so it can only disturb uplinks that end after the batch; every transmission
-that overlaps an uplink of the batch started before its end, so it was announced; and answers too
-late for any window change only their node's server state (ADR history, queued downlinks), kept in
-answer-time order. Reception itself is
-`iotsim.network.reception` (`PathAllocator`/`arrive` in start order, `decode` against a
-context), so with no feedback this engine gives the same bytes as the closed-form fast path
-(a test runs both).
+Events at one instant fire in a fixed order (`_END` .. `_WAKE`: decisions, copies, answers, requests,
+then nodes), at exact times (`_Clock.at`), which is the order the compiled loop resolves in. After the
+run's end, what is still in flight is decided in the same order without the clock (`_drain`).
 
 Simplifications (stated in the run's notes): a message is split into frames at the data rate in
 force when its first frame goes; a downlink reaches its node when the reciprocal link budget clears
@@ -42,16 +39,13 @@ the node's sensitivity and (switch `downlink_interference`) other gateways' down
 frequency do not destroy it (the uplink reception rule; uplinks do not disturb downlinks, which use
 inverted I/Q); the node's receiver stays on for a downlink's whole time on air. The network answers as
 ns-3 lorawan's does: in RX1, else RX2, through the strongest gateway that received the uplink and is
-free to transmit (not transmitting, its sub-band's duty cycle open); with none free, no downlink.
-The gateways' own transmissions (`link.gateway_schedule`: model updates' multicast sessions) are in
-their transmit schedules from the start: they block uplink reception while on air (half duplex) and
-class A answers around them, and no answer goes out on a sub-band while a session spends its duty
-cycle.
-
-The network server is a SimPy process woken at every receive-window opening a node waits on; the
-gateways' state (transmissions, duty-cycle credit per sub-band, demodulator paths) is the server's,
-not processes of their own, and the server knows it (as ns-3's GatewayStatus), so it never sends an
-answer its gateway would reject.
+free to transmit (not transmitting, its sub-band's duty cycle open); with none free, no downlink. The
+server knows the gateways' state as ns-3's GatewayStatus does (`ns_tx`, booked when it decides), so it
+never sends a request its gateway would refuse (the gateway checks). The gateways' own transmissions
+(`link.gateway_schedule`: model updates' multicast sessions) are in their transmit schedules from the
+start: they block uplink reception while on air (half duplex) and class A answers around them, and no
+answer goes out on a sub-band while a session spends its duty cycle. A node's process does not wake at
+RX2 when nothing can come there (it would change nothing but the order of random draws).
 """
 
 from __future__ import annotations
@@ -95,6 +89,65 @@ class _Node:
     node_free: float = -math.inf
     backoff: adr.AdrBackoff | None = None
     ans_pending: bool = False  # a LinkADRAns rides the next uplink's FOpts
+
+
+# the order of the loop's events at one instant (after SimPy's own: URGENT 0, NORMAL 1): uplinks that end
+# are decided first, then copies reach the server, which then answers, then requests reach gateways, then
+# nodes wake (the order in which the compiled loop resolves before it runs a node)
+_END, _COPY, _ANSWER, _REQUEST, _WAKE = 2, 3, 4, 5, 6
+
+
+class _Clock(simpy.Environment):
+    """SimPy's environment with events at absolute times: `at(t, priority)` fires at exactly t (adding a
+    delay to `now` can round), and events at one instant fire in order of priority, then of creation."""
+
+    def at(self, t: float, priority: int, value=None) -> simpy.Event:
+        ev = simpy.Event(self)
+        ev._ok, ev._value = True, value  # triggered, as simpy.Timeout does
+        heapq.heappush(self._queue, (t if t > self._now else self._now, priority, next(self._eid), ev))
+        return ev
+
+
+class _TxSchedule:
+    """A gateway's transmissions, sorted by start. They never overlap (one transmitter), so their ends are
+    sorted too."""
+
+    __slots__ = ("starts", "ends", "busy_until")
+
+    def __init__(self, starts=(), ends=()):
+        self.starts, self.ends = list(starts), list(ends)
+        self.busy_until = self.ends[-1] if self.ends else -math.inf  # end of the latest-ending one
+
+    def overlaps(self, t0: float, t1: float) -> bool:
+        """It transmits somewhere in [t0, t1)."""
+        if self.busy_until <= t0:
+            return False
+        i = bisect_left(self.starts, t1) - 1  # the last transmission starting before t1 ends last of those
+        return i >= 0 and self.ends[i] > t0
+
+    def transmitting(self, t: float) -> bool:
+        if self.busy_until <= t:
+            return False
+        i = bisect_right(self.starts, t) - 1
+        return i >= 0 and self.ends[i] > t
+
+    def add(self, t0: float, t1: float) -> None:
+        i = bisect_right(self.starts, t0)
+        self.starts.insert(i, t0)
+        self.ends.insert(i, t1)
+        if t1 > self.busy_until:
+            self.busy_until = t1
+
+    def between(self, lo: float, hi: float) -> tuple[list, list]:
+        """The transmissions that overlap [lo, hi) (one slice: found by bisection)."""
+        i0, i1 = bisect_right(self.ends, lo), bisect_left(self.starts, hi)
+        return self.starts[i0:i1], self.ends[i0:i1]
+
+    def trim(self, before: float) -> None:
+        """Forget the transmissions that ended by `before`."""
+        cut = bisect_right(self.ends, before)
+        del self.starts[:cut]
+        del self.ends[:cut]
 
 
 class ClosedLoop:
@@ -172,8 +225,10 @@ class ClosedLoop:
         self.a_decoders: list[list[int] | None] = []  # per attempt: gateways that decoded it, strongest first
         self.a_dl: list[tuple | None] = []  # (window, received, ack, airtime_s, cmd) of the downlink, if any
         self.a_answer_t: list[float] = []  # per delivered attempt: when the network server decides its answer
-        self.a_answered: list[bool] = []
-        self._to_answer: list = []  # (answer time, decode order, attempt) of delivered attempts not answered yet
+        self.a_window: list[bool] = []  # per attempt: its first copy reached the network server
+        self.a_sent: list[int] = []  # per attempt: the window (1, 2) of the server's downlink (0: none)
+        self.a_heard: list[list[int] | None] = []  # per delivered attempt: every gateway that decoded it
+        self.a_seq: list[int] = []  # per attempt: its rank in decode order (ties between equal answer times)
         self._n_decoded = 0
         self._arrival_heap: list = []
         self._end_heap: list = []
@@ -183,24 +238,27 @@ class ClosedLoop:
         self.a_afate: list[int] = []  # per attempt: furthest stage where it locked no path (reception.Arrival.fate)
         self._allocator = reception.PathAllocator(self.n_gw, self.model.demodulator_paths)
         self._max_air = 0.0
-        # gateways: transmit intervals, busy-until and per-sub-band off time
-        self.gw_tx: list[tuple[list, list]] = [([], []) for _ in range(self.n_gw)]
-        self.gw_busy_until = [-math.inf] * self.n_gw  # end of the gateway's latest-ending transmission
-        self._tx_last_end = -math.inf
-        self.gw_band_free: list[dict] = [dict() for _ in range(self.n_gw)]
         # the gateways' own transmissions (updates' multicast sessions), known in advance, and the windows in
         # which they spend a sub-band's duty cycle: (sub-band, from, until)
         self.holds: list[tuple[int, float, float]] = []
         sched = link.gateway_schedule
-        if sched is not None and len(sched):
-            starts, ends = sched.start_s.tolist(), sched.end_s.tolist()
-            for g in range(self.n_gw):
-                self.gw_tx[g] = (list(starts), list(ends))
-                self.gw_busy_until[g] = ends[-1]
-            self._tx_last_end = ends[-1]
+        starts, ends = ([], []) if sched is None or not len(sched) else (sched.start_s.tolist(), sched.end_s.tolist())
+        if starts:
             self.holds = [(int(self.region.sub_band_index(f)), float(lo), float(hi)) for f, lo, hi in sched.holds]
+        # each gateway's radio: what it transmits (half duplex: no reception meanwhile), filled as the
+        # network server's requests reach it over the backhaul
+        self.gw_radio = [_TxSchedule(starts, ends) for _ in range(self.n_gw)]
+        self._tx_last_end = ends[-1] if ends else -math.inf
         self.gw_tx_s = np.zeros(self.n_gw)
         self.gw_band_tx_s: list[dict] = [dict() for _ in range(self.n_gw)]
+        # the network server's view of the gateways (as ns-3's GatewayStatus): the transmissions it has asked
+        # for, booked when it decides them, and each gateway's per-sub-band off time
+        self.ns_tx = [_TxSchedule(starts, ends) for _ in range(self.n_gw)]
+        self.ns_band_free: list[dict] = [dict() for _ in range(self.n_gw)]
+        # the gateways' packet forwarders (the Semtech forwarder's upstream and downstream threads): FIFO
+        # queues of (due time, attempt[, request]) crossing the backhaul, each served by a SimPy process
+        self._uplinks: list[deque] = [deque() for _ in range(self.n_gw)]
+        self._requests: list[deque] = [deque() for _ in range(self.n_gw)]
         # network server state per node
         self.snr_history: list[deque] = [deque(maxlen=adr.DEFAULT_HISTORY) for _ in range(nodes.n)]
         self.pending_cmd: dict[int, tuple] = {}
@@ -260,10 +318,11 @@ class ClosedLoop:
         return self.run_simpy()
 
     def run_simpy(self) -> Transmissions:
-        """The closed loop as SimPy processes (the reference engine)."""
+        """The closed loop as SimPy processes (the reference engine): one per node, two per gateway (its
+        packet forwarder's upstream and downstream), one for the network server."""
         self.ready_l = self.messages.ready_s.tolist()
         self.u_base = self.u_base.tolist()
-        env = simpy.Environment()
+        env = _Clock()
         self.env = env
         m = self.messages
         bounds = np.searchsorted(m.node, np.arange(self.nodes.n + 1)).tolist()
@@ -281,41 +340,135 @@ class ClosedLoop:
             gen = self._node(k, lo, hi, st)
             gens.append(gen)
             env.process(gen)
-        self._rx1_heap: list = []
-        self._ns_idle = None
+        self._wakers: dict = {}
+        for g in range(self.n_gw):
+            env.process(self._forwarder(self._uplinks[g], self._reach_server, _COPY))
+            env.process(self._forwarder(self._requests[g], self._transmit, _REQUEST))
+        self._answers: list = []  # (answer time, decode order, attempt): the server's pending answers
         self._ns_target = math.inf
         self._ns_proc = env.process(self._network_server(env))
         env.run(until=self.duration)
+        # after the end: what is still in flight is decided in the same order, then the nodes finish
+        # what they planned (never on air)
         self.offline = True
-        self._resolve_until(math.inf)
-        for gen in gens:  # what the nodes would have done after the end: planned, never on air
+        self._drain()
+        for gen in gens:
             for _ in gen:
                 pass
         return self._transmissions()
 
     offline = False
 
-    # ---- the network server: a SimPy process woken at every RX1 opening --------------------------
-    def _await_rx1(self, a: int, t_rx1: float):
-        """The event a node sleeps on until RX1 of attempt `a` opens (the server has decided by then)."""
-        if self.offline:  # after the run: the last resolution has decided everything
-            return None
-        ev = self.env.event()
-        heapq.heappush(self._rx1_heap, (t_rx1, a, ev))
-        if self._ns_idle is not None:
+    def _wait_until(self, t: float):
+        """The event a node sleeps on until time t (None after the run: everything is decided then)."""
+        return None if self.offline else self.env.at(t, _WAKE)
+
+    # ---- the uplink's end: the gateways decide -------------------------------------------------------
+    def _on_end(self, event) -> None:
+        """An uplink ended (a SimPy callback): every gateway decides it, with every uplink that ended by
+        then (all that overlap them started before, so were announced), and forwards what it decoded."""
+        self._decode_until(event.value)
+
+    def _decode_until(self, T: float) -> None:
+        """Decode every uplink that ended by T; each gateway that decoded one forwards it upstream."""
+        if not (self._end_heap and self._end_heap[0][0] <= T):
+            return
+        # arrivals (path allocation) of everything that started before T, in start order
+        arr = []
+        while self._arrival_heap and self._arrival_heap[0][0] < T:
+            arr.append(heapq.heappop(self._arrival_heap)[1])
+        if arr:
+            self._arrive(arr)
+        targets = []
+        while self._end_heap and self._end_heap[0][0] <= T:
+            targets.append(heapq.heappop(self._end_heap)[1])
+        self._decode(targets)
+        ends = self._decoded_until
+        for a in targets:  # in order of their ends
+            e = self.a_start[a] + self.a_air[a]
+            if e > ends:
+                ends = e
+            if self.a_status[a] == Fate.DELIVERED:
+                self.a_seq[a] = self._n_decoded
+                self._n_decoded += 1
+                for g in self.a_heard[a]:
+                    self._send(self._uplinks[g], (e + self.gw_latency[g], a, g))
+        self._decoded_until = ends
+        if T < math.inf:
+            self._trim_gateway_tx(T)
+
+    _decoded_until = -math.inf
+
+    # ---- the gateways' packet forwarders -------------------------------------------------------------
+    def _send(self, queue: deque, item: tuple) -> None:
+        """Put an item (due time first) on a backhaul queue; wake its forwarder if it sleeps."""
+        queue.append(item)
+        if len(queue) == 1 and not self.offline:
+            waker = self._wakers.pop(id(queue), None)
+            if waker is not None:
+                waker.succeed()
+
+    def _forwarder(self, queue: deque, deliver, priority: int):
+        """One direction of a gateway's backhaul, a SimPy process: delivers each item at its due time. Items
+        come in the order of their due times (uplinks in order of their ends plus one latency; requests
+        in order of the server's answers plus one latency), so the queue is a FIFO."""
+        env = self.env
+        while True:
+            if not queue:
+                waker = self._wakers[id(queue)] = env.event()
+                yield waker
+                continue
+            due = queue[0][0]
+            if due > env.now:
+                yield env.at(due, priority)
+            deliver(*queue.popleft()[1:])
+
+    def _transmit(self, a: int, g: int, window_t0: float, air: float, dl: tuple) -> None:
+        """The server's request reaches gateway g (more than GATEWAY_TX_LEAD_S before the window opens):
+        the gateway books the transmission on its radio, and the node will find the downlink in its window."""
+        radio = self.gw_radio[g]
+        if radio.overlaps(window_t0, window_t0 + air):  # the server's view of the gateway is exact
+            raise AssertionError(f"gateway {g} asked to transmit at {window_t0} while it transmits")
+        radio.add(window_t0, window_t0 + air)
+        self._tx_last_end = max(self._tx_last_end, window_t0 + air)
+        band = dl[10]
+        self.gw_tx_s[g] += air
+        self.gw_band_tx_s[g][band] = self.gw_band_tx_s[g].get(band, 0.0) + air
+        i = bisect_right(self.dl_starts, window_t0)
+        self.dl_starts.insert(i, window_t0)
+        self.dl_rows.insert(i, (window_t0 + air, dl[6], dl[7], g))
+        self._max_dl_air = max(self._max_dl_air, air)
+        self.a_dl[a] = dl[:10]
+
+    # ---- the network server: a SimPy process -------------------------------------------------------
+    def _reach_server(self, a: int, g: int) -> None:
+        """A gateway's copy of uplink `a` reaches the network server. The first copy (through the fastest
+        backhaul) opens the deduplication window: the server answers `dedup_s` later (a_answer_t, set when
+        the gateways decoded it), through the gateways whose copies came by then (a_decoders, strongest
+        first); later copies are dropped."""
+        if self.a_window[a]:
+            return
+        self.a_window[a] = True
+        entry = (self.a_answer_t[a], self.a_seq[a], a)
+        heapq.heappush(self._answers, entry)
+        if self.offline:
+            return
+        if self._ns_target is None:  # idle: wake it
+            self._ns_target = math.inf
             self._ns_idle.succeed()
-            self._ns_idle = None
-        elif t_rx1 < self._ns_target:  # earlier than the server planned to wake: wake it now
+        elif entry[0] < self._ns_target:  # earlier than the server planned to wake: wake it now
             self._ns_target = math.inf
             self._ns_proc.interrupt()
-        return ev
+
+    _ns_idle = None
 
     def _network_server(self, env):
-        """Sleeps until the next RX1 opening T, decides every uplink that ended by T (`_resolve_until`),
-        then wakes the nodes whose RX1 opens at T."""
-        heap = self._rx1_heap
+        """Sleeps until the next answer time, then answers every uplink due by then, in order of answer
+        time (then of decoding)."""
+        heap = self._answers
         while True:
             if not heap:
+                self._ns_target = None
                 self._ns_idle = env.event()
                 yield self._ns_idle
                 continue
@@ -323,13 +476,28 @@ class ClosedLoop:
             if t > env.now:
                 self._ns_target = t
                 try:
-                    yield env.timeout(t - env.now)
-                except simpy.Interrupt:  # a node announced an uplink whose RX1 opens sooner
+                    yield env.at(t, _ANSWER)
+                except simpy.Interrupt:  # a copy opened a window that closes sooner
                     continue
                 self._ns_target = math.inf
-            self._resolve_until(t)
-            while heap and heap[0][0] <= t:
-                heapq.heappop(heap)[2].succeed()
+            self._answer_until(t)
+
+    def _answer_until(self, T: float) -> None:
+        heap = self._answers
+        while heap and heap[0][0] <= T:
+            self._server(heapq.heappop(heap)[2])
+
+    def _drain(self) -> None:
+        """After the run: decode what is still on air, forward every copy, answer in order, deliver every
+        request: the processes' decisions, taken without their clock."""
+        self._decode_until(math.inf)
+        for q in self._uplinks:
+            while q:
+                self._reach_server(*q.popleft()[1:])
+        self._answer_until(math.inf)
+        for q in self._requests:
+            while q:
+                self._transmit(*q.popleft()[1:])
 
     def _queue_app_downlinks(self) -> None:
         if self._app_queued:  # once per loop (the compiled loop queued them before it stopped)
@@ -421,12 +589,16 @@ class ClosedLoop:
                     end = t + air
                     last_end = end
                     tx_s += air
-                    # asleep until RX1 opens; by then the network server has decided the uplink's fate
-                    yield self._await_rx1(a, end + rx1_delay)
+                    # asleep until RX1 opens: the gateways decided the uplink at its end, and a downlink for
+                    # RX1 reached its gateway before the window opens
+                    yield self._wait_until(end + rx1_delay)
                     status = self.a_status[a]
-                    if status == Fate.DELIVERED and not self.a_answered[a] and self.a_answer_t[a] <= end + rx2_delay:
-                        # the network answers after RX1 opened: listen in RX2 (the network decides by then)
-                        yield self._await_rx1(a, end + rx2_delay)
+                    if status == Fate.DELIVERED and (self.a_sent[a] == 2 if self.a_answer_t[a] <= end + rx1_delay
+                                                     else self.a_answer_t[a] <= end + rx2_delay):
+                        # nothing in RX1, and the server sent its answer for RX2 or answers before RX2 opens:
+                        # the node listens in RX2 (a node with nothing in RX1 always does; its process
+                        # wakes only when something can still come)
+                        yield self._wait_until(end + rx2_delay)
                     if status == Fate.DELIVERED:
                         if math.isnan(delivered_end):
                             delivered_end = end
@@ -440,7 +612,7 @@ class ClosedLoop:
                     if got and self.dl_interference:
                         # the node listens to the downlink to its end: by then the network has sent
                         # every downlink that overlaps it
-                        yield self._sleep_until(dl[5] + dl[3])
+                        yield self._wait_until(dl[5] + dl[3])
                         lost = not self._downlink_survives(k, dl)
                     if got:
                         window, _, acked, dl_air, cmd = dl[:5]
@@ -520,39 +692,23 @@ class ClosedLoop:
         self.a_decoders.append(None)
         self.a_dl.append(None)
         self.a_answer_t.append(math.nan)
-        self.a_answered.append(False)
+        self.a_heard.append(None)
+        self.a_seq.append(-1)
+        self.a_window.append(False)
+        self.a_sent.append(0)
         self.a_bits.append(0)
         self.a_afate.append(int(Fate.BELOW_SENSITIVITY))
         heapq.heappush(self._arrival_heap, (t, a))
         heapq.heappush(self._end_heap, (t + air, a))
+        if t < self._decoded_until:  # the gateways would have decided an uplink it overlaps without it
+            raise AssertionError(f"uplink announced at {t} after the gateways decided one ending at {self._decoded_until}")
+        if not self.offline:  # the gateways decide it at its end
+            self.env.at(t + air, _END, t + air).callbacks.append(self._on_end)
         if air > self._max_air:
             self._max_air = air
         return a
 
-    # ---- the network server --------------------------------------------------------------------
-    def _resolve_until(self, T: float) -> None:
-        """Decode every uplink that ended by T; answer those delivered whose answer time has come by T, in
-        order of their answer times (then of their ends)."""
-        to_answer = self._to_answer
-        if self._end_heap and self._end_heap[0][0] <= T:
-            # arrivals (path allocation) of everything that started before T, in start order
-            arr = []
-            while self._arrival_heap and self._arrival_heap[0][0] < T:
-                arr.append(heapq.heappop(self._arrival_heap)[1])
-            if arr:
-                self._arrive(arr)
-            targets = []
-            while self._end_heap and self._end_heap[0][0] <= T:
-                targets.append(heapq.heappop(self._end_heap)[1])
-            self._decode(targets)
-            for a in targets:  # in order of their ends
-                if self.a_status[a] == Fate.DELIVERED:
-                    heapq.heappush(to_answer, (self.a_answer_t[a], self._n_decoded, a))
-                    self._n_decoded += 1
-            self._trim_gateway_tx(T)
-        while to_answer and to_answer[0][0] <= T:
-            self._server(heapq.heappop(to_answer)[2])
-
+    # ---- reception -------------------------------------------------------------------------------
     def _frames(self, ids) -> reception.Frames:
         def pick(values, dtype):
             return np.fromiter((values[i] for i in ids), dtype=dtype, count=len(ids))
@@ -563,27 +719,19 @@ class ClosedLoop:
                                 pick(self.a_off, np.float64))
 
     def _gateway_tx(self, lo: float, hi: float) -> reception.GatewayTx | None:
-        """The gateways' transmit intervals that overlap [lo, hi), or None if there are none.
-
-        A gateway's transmissions never overlap (one transmitter) and are kept sorted by start, so
-        their ends are sorted too and the overlapping ones are one slice found by bisection."""
+        """The gateways' transmit intervals that overlap [lo, hi), or None if there are none."""
         if self._tx_last_end <= lo:
             return None
-        out, found = [], False
-        for starts, ends in self.gw_tx:
-            i0, i1 = bisect_right(ends, lo), bisect_left(starts, hi)
-            found = found or i1 > i0
-            out.append((np.array(starts[i0:i1]), np.array(ends[i0:i1])))
-        return reception.GatewayTx(out, self.n_gw) if found else None
+        out = [radio.between(lo, hi) for radio in self.gw_radio]
+        return reception.GatewayTx([(np.array(a), np.array(b)) for a, b in out], self.n_gw) if any(a for a, _ in out) \
+            else None
 
     def _trim_gateway_tx(self, T: float) -> None:
-        """Forget transmissions that ended long before T: after the network resolved everything that
-        ended by T, nothing it looks at later starts before T minus the longest uplink."""
-        for starts, ends in self.gw_tx:
-            if len(starts) > TX_TRIM:
-                cut = bisect_right(ends, T - TX_KEEP_S)
-                del starts[:cut]
-                del ends[:cut]
+        """Forget transmissions that ended long before T: after the gateways decided everything that
+        ended by T, nothing looked at later starts before T minus the longest uplink."""
+        for sched in self.gw_radio + self.ns_tx:
+            if len(sched.starts) > TX_TRIM:
+                sched.trim(T - TX_KEEP_S)
         if len(self.dl_starts) > TX_TRIM:  # downlinks: the same horizon (none lasts near TX_KEEP_S)
             cut = bisect_right(self.dl_starts, T - TX_KEEP_S)
             del self.dl_starts[:cut]
@@ -637,7 +785,8 @@ class ClosedLoop:
             e = s + air
             ticks = int(round(air * reception.TICKS_PER_S))
             for g in audible:
-                if self.gw_busy_until[g] > s and self._transmitting(g, s):
+                radio = self.gw_radio[g]
+                if radio.busy_until > s and radio.transmitting(s):
                     best = max(best, _GT_RANK)
                     continue
                 if paths is not None:
@@ -661,26 +810,11 @@ class ClosedLoop:
         """Some gateway among `bits` (where a frame locked a path) transmits during [t0, t1)."""
         g = 0
         while bits:
-            if bits & 1 and self._overlaps_tx(g, t0, t1):
+            if bits & 1 and self.gw_radio[g].overlaps(t0, t1):
                 return True
             bits >>= 1
             g += 1
         return False
-
-    def _overlaps_tx(self, g: int, t0: float, t1: float) -> bool:
-        """The gateway already transmits somewhere in [t0, t1) (it has one transmitter)."""
-        if self.gw_busy_until[g] <= t0:
-            return False
-        starts, ends = self.gw_tx[g]
-        i = bisect_left(starts, t1) - 1  # the last transmission starting before t1 ends last of those
-        return i >= 0 and ends[i] > t0
-
-    def _transmitting(self, g: int, t: float) -> bool:
-        if self.gw_busy_until[g] <= t:  # its last transmission ended by t (transmissions never overlap)
-            return False
-        starts, ends = self.gw_tx[g]
-        i = bisect_right(starts, t) - 1
-        return i >= 0 and ends[i] > t
 
     def _decode(self, targets: list[int]) -> None:
         t_start = min(self.a_start[a] for a in targets)
@@ -770,7 +904,7 @@ class ClosedLoop:
         power = self.power_dbm_l[a_node[a]]
         decoders = []
         for x, g in enumerate(gws):
-            is_cut = self._overlaps_tx(g, sp, ep)
+            is_cut = self.gw_radio[g].overlaps(sp, ep)
             gr = _GT_RANK if is_cut else _COL_RANK
             if gr > rank:
                 rank = gr
@@ -814,11 +948,11 @@ class ClosedLoop:
         first = min(lat[g] for g in decoders)
         self.a_answer_t[a] = (self.a_start[a] + self.a_air[a]) + first + self.dedup_s
         self.a_decoders[a] = [g for g in decoders if lat[g] <= first + self.dedup_s]
+        self.a_heard[a] = decoders
 
     def _server(self, a: int) -> None:
         """What the network server does with one delivered uplink at its answer time: ADR bookkeeping and
-        the downlink."""
-        self.a_answered[a] = True
+        the downlink, sent to its gateway over the backhaul."""
         k = self.a_node[a]
         decoders = self.a_decoders[a]
         g = decoders[0]
@@ -866,20 +1000,13 @@ class ClosedLoop:
             air, band, dc, sens = self._downlink_facts(phy, dl_sf, dl_bw, freq)
             for g in decoders:
                 if answer_t + lat[g] + lorawan_mac.GATEWAY_TX_LEAD_S < t0 and not (
-                        self.gw_band_free[g].get(band, -math.inf) > t0 or self._overlaps_tx(g, t0, t0 + air)
+                        self.ns_band_free[g].get(band, -math.inf) > t0 or self.ns_tx[g].overlaps(t0, t0 + air)
                         or self._band_held(band, t0, t0 + air)):
                     break
             else:
                 continue
-            self.gw_busy_until[g] = max(self.gw_busy_until[g], t0 + air)
-            self._tx_last_end = max(self._tx_last_end, t0 + air)
-            self.gw_band_free[g][band] = t0 + air / dc
-            starts, ends = self.gw_tx[g]
-            i = bisect_right(starts, t0)
-            starts.insert(i, t0)
-            ends.insert(i, t0 + air)
-            self.gw_tx_s[g] += air
-            self.gw_band_tx_s[g][band] = self.gw_band_tx_s[g].get(band, 0.0) + air
+            self.ns_tx[g].add(t0, t0 + air)
+            self.ns_band_free[g][band] = t0 + air / dc
             node_dbm = self.power_dbm_l[k][g] - self.max_power_dbm + self.s.gateway_tx_power_dbm
             received = node_dbm >= sens
             self.stats["downlinks_sent"][k] += 1
@@ -889,13 +1016,12 @@ class ClosedLoop:
             if app is not None:
                 q.popleft()
                 self.stats["app_downlinks_sent"][k] += 1
-            i = bisect_right(self.dl_starts, t0)
-            self.dl_starts.insert(i, t0)
-            self.dl_rows.insert(i, (t0 + air, freq, dl_sf, g))
-            self._max_dl_air = max(self._max_dl_air, air)
-            # (window, strong enough for the node, ACK, airtime, command, start, frequency, SF, gateway, app data)
-            self.a_dl[a] = (window, received, bool(self.a_confirmed[a]), air, cmd if received else None, t0, freq,
-                            dl_sf, g, int(app is not None))
+            # (window, strong enough for the node, ACK, airtime, command, start, frequency, SF, gateway, app data,
+            # sub-band): the gateway puts it on its radio when the request arrives
+            dl = (window, received, bool(self.a_confirmed[a]), air, cmd if received else None, t0, freq,
+                  dl_sf, g, int(app is not None), band)
+            self.a_sent[a] = window
+            self._send(self._requests[g], (answer_t + lat[g], a, g, t0, air, dl))
             return
 
     def _band_held(self, band: int, t0: float, t1: float) -> bool:
@@ -910,9 +1036,6 @@ class ClosedLoop:
     def initial_data_rates(self) -> list[int]:
         """Each node's data rate at the start (its planned SF): where its ADR backoff starts."""
         return [self.region.sf_to_data_rate(int(sf), self.s.bandwidth_hz) for sf in self.nodes.sf.tolist()]
-
-    def _sleep_until(self, t: float):
-        return None if self.offline else self.env.timeout(max(t - self.env.now, 0.0))
 
     def _downlink_survives(self, k: int, dl: tuple) -> bool:
         """Whether a downlink survives the other gateways' downlinks at its node: the same reception rule
