@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from iotsim.energy.battery import LIMITS, BatteryModel, death_time_s, projected_life_s
 from iotsim.energy.ledger import COMPONENTS, SLOT_INDEX, EnergyLedger, slot_currents_a
@@ -173,12 +174,17 @@ def frame_tx_power_w(nodes: FleetNodes, tx: Transmissions) -> tuple[np.ndarray, 
         sel = group == g
         if not sel.any():
             continue
-        powers, inverse = np.unique(tx.tx_power_dbm[sel], return_inverse=True)
-        cur = np.array([radio.tx_current_a(float(p)) for p in powers])[inverse.reshape(-1)]
+        values = tx.tx_power_dbm[sel]
+        # a few power levels: each level's figures once (hashing and bisection, not np.unique's sort), then
+        # spread to the frames (the same elementwise arithmetic)
+        powers = np.sort(pd.unique(values))
+        level = np.searchsorted(powers, values)
         bp = nodes.powers[g]
-        current[sel] = cur
-        loss[sel] = bp.loss_w("radio", cur)
-        power[sel] = bp.rail_voltage_v("radio") * cur + loss[sel]
+        cur = np.array([radio.tx_current_a(float(p)) for p in powers])
+        lo = np.asarray(bp.loss_w("radio", cur), dtype=float)
+        current[sel] = cur[level]
+        loss[sel] = lo[level]
+        power[sel] = (bp.rail_voltage_v("radio") * cur + lo)[level]
     return power, current, loss
 
 
