@@ -209,3 +209,67 @@ def test_without_detools_a_delta_update_says_how_to_get_it(monkeypatch):
     with pytest.raises(InputError, match=r"pip install -e '\.\[updates\]'.*mode: full"):
         delta.create_delta(b"old", b"new")
     assert delta.update_payload(b"old", b"new", mode="full").payload_bytes == 3  # a full image needs no detools
+
+
+# ---- applying an update on the node: flash and integrity check ---------------------------------------------
+
+def test_sha256_on_the_emulated_mcu_matches_hashlib_and_the_recorded_counts(tmp_path):
+    """The firmware's SHA-256 gives hashlib's digests (measure() checks every one) and takes the instruction
+    counts recorded in iotsim.ota.integrity: a fixed part plus the same counts per 64-byte block."""
+    import shutil
+
+    from iotsim.ota import integrity
+
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm")
+    got = integrity.measure(work_dir=tmp_path)
+    rec = integrity.RECORDED["cortex-m4"]
+    assert got.core == rec.core and got.caches == rec.caches
+    assert got.per_block == rec.per_block and got.fixed == rec.fixed
+    assert rec.per_block["instructions"] > 3000  # 64 rounds of a few dozen instructions each
+
+
+def test_integrity_check_time_is_the_cycle_model_of_fixed_plus_blocks():
+    from iotsim.firmware.cycles import CycleParams, cycles
+    from iotsim.hardware.profiles import load_profile
+    from iotsim.ota import integrity
+
+    mcu = load_profile("mcu", "nrf52840")
+    rec = integrity.RECORDED["cortex-m4"]
+    params = CycleParams.from_mapping("cortex-m4", mcu.cycle_model)
+    per_block = cycles(rec.per_block, params, caches=rec.caches)
+    for n in (0, 55, 56, 64, 10_672):
+        b = (n + 9 + 63) // 64  # FIPS 180-4: 0x80, zeros, a 64-bit length
+        assert integrity.blocks(n) == b
+        expected = (cycles(rec.fixed, params, caches=rec.caches) + b * per_block) / 64e6
+        assert integrity.hash_seconds(n, mcu) == pytest.approx(expected, rel=1e-12)
+    assert integrity.blocks(55) == 1 and integrity.blocks(56) == 2
+    assert integrity.hash_seconds(1000, load_profile("mcu", "esp32")) is None  # Xtensa: not emulated
+
+
+def test_applying_an_update_writes_pages_and_words_worked_by_hand():
+    """nRF52840 (4 kB pages, 85 ms per page erase, 41 us per 32-bit word): a 7,803 B delta of a 10,672 B
+    model stores the block (2 pages, 1,951 words), the patched model (3 pages, 2,668 words) and the slot
+    record (1 page, 1 word); a full image stores the model once, then the record."""
+    from iotsim.hardware.profiles import load_profile
+    from iotsim.ota.apply import apply_cost
+    from iotsim.ota.integrity import hash_seconds
+
+    mcu = load_profile("mcu", "nrf52840")
+    d = apply_cost(7803, 10672, "delta", mcu)
+    assert d.flash_s == pytest.approx(6 * 0.085 + (1951 + 2668 + 1) * 41e-6, rel=1e-12)
+    assert d.check_s == hash_seconds(10672, mcu) and d.check_measured
+    f = apply_cost(10672, 10672, "full", mcu)
+    assert f.flash_s == pytest.approx(4 * 0.085 + (2668 + 1) * 41e-6, rel=1e-12)
+    assert apply_cost(7803, 10672, "delta", load_profile("mcu", "casals2017_mcu")) is None  # no flash figures
+
+
+def test_flash_sizes_must_be_whole_bytes(tmp_path):
+    from iotsim.hardware.profiles import load_file
+
+    text = (Path(__file__).resolve().parents[1] / "devices" / "mcu" / "nrf52840.yaml").read_text()
+    bad = tmp_path / "mcu" / "odd.yaml"
+    bad.parent.mkdir()
+    bad.write_text(text.replace("name: nrf52840", "name: odd").replace("value: 4096\n", "value: 4096.5\n", 1))
+    with pytest.raises(InputError, match="page_bytes must be a whole number"):
+        load_file(bad)

@@ -57,11 +57,13 @@ def test_energy_columns_add_up_per_node(small_result):
     assert (nodes.filter(regex=r"^energy_(mcu|sensor|radio)_j$") > 0).all().all()
     assert (nodes.energy_regulator_j == 0).all()  # the farm board has no regulator
     # ledger time is conserved per component
+    from iotsim.energy.ledger import COMPONENTS, SLOT_INDEX
+
     for out in small_result.outcomes:
         t = out.ledger.time_s
-        np.testing.assert_allclose(t[:, 0:2].sum(1), out.ledger.lifetime_s)  # mcu
-        np.testing.assert_allclose(t[:, 2:4].sum(1), out.ledger.lifetime_s)  # sensor
-        np.testing.assert_allclose(t[:, 4:8].sum(1), out.ledger.lifetime_s)  # radio
+        for component in COMPONENTS:
+            slots = [i for (c, _), i in SLOT_INDEX.items() if c == component]
+            np.testing.assert_allclose(t[:, slots].sum(1), out.ledger.lifetime_s, err_msg=component)
 
 
 def test_packets_offered_equal_delivered_plus_lost_with_reasons(small_result):

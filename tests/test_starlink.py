@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from iotsim.energy.ledger import SLOT_INDEX
 from iotsim.engine import run_scenario
 from iotsim.network.fate import REASON_NAMES
 from iotsim.link.star import attempt_success_probability, draw_attempts
@@ -100,7 +101,8 @@ def test_ble_run_conserves_energy_and_packets(ble_result):
     np.testing.assert_allclose(parts, nodes.energy_j, rtol=1e-12)
     for out in ble_result.outcomes:
         t = out.ledger.time_s
-        np.testing.assert_allclose(t[:, 4:8].sum(1), out.ledger.lifetime_s)
+        radio = [i for (c, _), i in SLOT_INDEX.items() if c == "radio"]
+        np.testing.assert_allclose(t[:, radio].sum(1), out.ledger.lifetime_s)
     packets = packets_table(ble_result)
     assert set(packets.loss_reason.unique()) <= set(REASON_NAMES)
     summary = summary_table(ble_result).set_index("policy")
@@ -116,13 +118,13 @@ def test_ble_keepalive_energy_matches_closed_form(ble_result):
     events = day / 0.5
     empty = ble.empty_packet_time_s("1M")
     rx_keep = events * empty
-    frame_rx = out.ledger.time_s[:, 6] - rx_keep  # rx slot beyond the keep-alive = frames' acks
+    frame_rx = out.ledger.time_s[:, SLOT_INDEX[("radio", "rx")]] - rx_keep  # beyond the keep-alive: the frames' acks
     assert (frame_rx >= -1e-9).all()
     # one empty-PDU receive per attempt (the central's answer)
     n_attempts = np.bincount(out.tx.node, weights=out.tx.attempts, minlength=30)
     assert frame_rx.sum() == pytest.approx(n_attempts.sum() * empty, rel=0.2)
     standby_keep = events * (radio.startup_time_s + ble.T_IFS_S)
-    assert (out.ledger.time_s[:, 5] >= standby_keep - 1e-6).all()
+    assert (out.ledger.time_s[:, SLOT_INDEX[("radio", "standby")]] >= standby_keep - 1e-6).all()
 
 
 def test_ble_frames_ride_connection_events(ble_result):
@@ -190,7 +192,7 @@ def test_wifi_connected_vs_reconnect():
         s = summary_table(res).set_index("policy")
         for _, row in s.iterrows():
             assert row.packets_offered == row.packets_delivered + row.packets_lost
-    radio_rx = lambda res, i: res.outcomes[i].ledger.time_s[:, 6].sum()
+    radio_rx = lambda res, i: res.outcomes[i].ledger.time_s[:, SLOT_INDEX[("radio", "rx")]].sum()
     # connected: the DTIM beacons every 307.2 ms dominate the receive time
     beacons = 86400.0 / (0.1024 * 3) * 0.003
     assert radio_rx(connected, 1) / 30 == pytest.approx(beacons, rel=0.05)

@@ -91,7 +91,10 @@ def test_the_run_sends_the_planned_session_with_the_real_delta(runs):
     table = updates_table(result).iloc[0]
     assert table.fragments_total == u.session.fragments.total and table.nodes == 60
     assert table.nodes_updated == int(u.rollout.decoded.sum()) > 30  # most of an open field hears SF12
-    assert table.time_to_50pct_s == pytest.approx(u.rollout.time_to_share_s(0.5))
+    # a node runs the new model once it has received and applied it (flash, integrity check: the same MCU here)
+    apply = (u.flash_s + u.check_s)[u.rollout.decoded]
+    assert apply[0] > 0 and np.all(apply == apply[0])
+    assert table.time_to_50pct_s == pytest.approx(u.rollout.time_to_share_s(0.5) + apply[0])
 
 
 def test_nodes_switch_to_the_new_model_when_they_decode_it(runs):
@@ -116,9 +119,10 @@ def test_nodes_switch_to_the_new_model_when_they_decode_it(runs):
     assert set(np.flatnonzero(after).tolist()) <= set(m.window[events].tolist())
 
 
-def test_listening_is_charged_to_the_radio_exactly(runs):
+def test_listening_and_applying_are_charged_exactly(runs):
     """cloud_offload's uplinks do not change with the update (raw windows, the cloud's model): the only
-    difference in the ledger is each updated node's receive time, its listening."""
+    differences in the ledger are each updated node's receive time, its listening, and its time applying
+    the update (flash erase and program, the integrity check on the CPU)."""
     without, result, _ = runs
     (u,) = result.updates
     a = next(o for o in without.outcomes if o.policy.name == "cloud_offload")
@@ -132,10 +136,20 @@ def test_listening_is_charged_to_the_radio_exactly(runs):
     expected[u.nodes] = u.rollout.rx_s
     np.testing.assert_allclose(extra, expected, rtol=0, atol=1e-6)
     np.testing.assert_allclose(b.ledger.time_s.sum(axis=1) >= 0, True)
-    # energy: the difference per node is its listening energy, battery side
+    flash, active = SLOT_INDEX[("mcu", "flash")], SLOT_INDEX[("mcu", "active")]
+    expected_flash = np.zeros(60)
+    expected_flash[u.nodes] = u.flash_s
+    np.testing.assert_allclose(b.ledger.time_s[:, flash] - a.ledger.time_s[:, flash], expected_flash, rtol=0,
+                               atol=1e-9)
+    expected_cpu = np.zeros(60)
+    expected_cpu[u.nodes] = u.check_s
+    np.testing.assert_allclose(b.ledger.time_s[:, active] - a.ledger.time_s[:, active], expected_cpu, rtol=0,
+                               atol=1e-9)
+    assert (u.flash_s[u.rollout.decoded] > 0).all() and (u.flash_s[~u.rollout.decoded] == 0).all()
+    # energy: the difference per node is its listening and applying energy, battery side
     ea, eb = a.energy_slots_j.sum(axis=1), b.energy_slots_j.sum(axis=1)
-    np.testing.assert_allclose((eb - ea)[u.nodes], u.listen_energy_j, rtol=1e-9, atol=1e-9)
-    assert u.listen_energy_j.max() > 0
+    np.testing.assert_allclose((eb - ea)[u.nodes], u.listen_energy_j + u.apply_energy_j, rtol=1e-9, atol=1e-9)
+    assert u.listen_energy_j.max() > 0 and u.apply_energy_j.max() > 0
 
 
 def test_updates_runs_are_byte_identical(runs, tmp_path):
@@ -226,7 +240,8 @@ def test_a_ble_update_goes_node_after_node_at_the_link_rate_worked_by_hand():
     np.testing.assert_allclose(r.tx_s, 44 * ble.empty_packet_time_s("1M"), rtol=1e-12)
     table = updates_table(result).iloc[0]
     assert table.packets == 44 and np.isnan(table.fragments_total)
-    assert table.time_to_50pct_s == pytest.approx(3 * per_node)
+    apply = float((u.flash_s + u.check_s).max())  # one board: every node applies it in the same time
+    assert table.time_to_50pct_s == pytest.approx(3 * per_node + apply)
 
 
 def test_a_wifi_update_worked_by_hand_and_charged_to_the_ledger():

@@ -17,6 +17,7 @@ import numpy as np
 SLOTS: tuple[tuple[str, str], ...] = (
     ("mcu", "sleep"),
     ("mcu", "active"),
+    ("mcu", "flash"),  # erasing and programming flash (applying model updates)
     ("sensor", "sleep"),
     ("sensor", "active"),
     ("radio", "sleep"),
@@ -89,6 +90,8 @@ def slot_currents_a(board, tx_power_dbm: float) -> np.ndarray:
     cur = np.zeros(len(SLOTS))
     cur[SLOT_INDEX[("mcu", "sleep")]] = board.mcu.sleep_current_a
     cur[SLOT_INDEX[("mcu", "active")]] = board.mcu.active_current_a
+    flash = board.mcu.flash_write
+    cur[SLOT_INDEX[("mcu", "flash")]] = flash.current_a if flash is not None else board.mcu.active_current_a
     cur[SLOT_INDEX[("sensor", "sleep")]] = sum(s.sleep_current_a for s in board.sensors)
     cur[SLOT_INDEX[("sensor", "active")]] = sum(s.active_current_a for s in board.sensors)
     cur[SLOT_INDEX[("radio", "sleep")]] = board.radio.sleep_current_a

@@ -276,6 +276,15 @@ def charge_ledger(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air
         ledger.charge("radio", "rx", li.node, lived * li.rx_s)
         ledger.charge("radio", "tx", li.node, lived * li.tx_s)
         ledger.charge("radio", "standby", li.node, lived * li.standby_s)
+        # applying updates: flash time and the integrity check. An MCU active all the time (a node that streams
+        # its samples) does this in time it would have spent active: that part moves from active to flash.
+        mcu = [SLOT_INDEX[("mcu", "active")], SLOT_INDEX[("mcu", "flash")]]
+        spare = np.maximum(lifetime_s - ledger.time_s[:, mcu].sum(axis=1), 0.0)
+        work = np.bincount(li.node, weights=lived * (li.flash_s + li.cpu_s), minlength=n)
+        displaced = np.maximum(work - spare, 0.0)
+        ledger.charge("mcu", "flash", li.node, lived * li.flash_s)
+        ledger.charge("mcu", "active", li.node, lived * li.cpu_s)
+        ledger.time_s[:, mcu[0]] -= displaced
     ka = loads.keep_alive
     if ka is not None:
         # a steady load: charged for the time alive (the mean over whole keep-alive periods)

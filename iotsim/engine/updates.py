@@ -17,14 +17,18 @@ Every LoRaWAN gateway sends every session (`gateway_schedule`): while it sends a
 no uplink (half duplex), class A answers cannot overlap the fragments, and during the session no answer
 goes out on its sub-band, whose duty cycle the session spends.
 
-Not modelled yet (stated in the run's notes): the flash write, integrity check and reboot cost no time
-or energy; a node that cannot decode a session is not repaired by unicast; the new model's inference
-cost is taken equal to the old one's; LoRaWAN nodes hear only their strongest gateway's copy of each
-fragment; BLE and Wi-Fi transfers do not delay other nodes' uplinks.
+A node that has the whole update applies it (`iotsim.ota.apply`): it writes the received block and
+the new model into flash and checks the model's SHA-256, and runs the new model when that is done;
+the flash time is charged at the MCU's flash current, the check at its active current.
+
+Not modelled yet (stated in the run's notes): a node that cannot decode a session is not repaired by
+unicast; the new model's inference cost is taken equal to the old one's; LoRaWAN nodes hear only their
+strongest gateway's copy of each fragment; BLE and Wi-Fi transfers do not delay other nodes' uplinks.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +37,7 @@ from iotsim.engine.fleet import GroupPlan, Verdicts, group_rng
 from iotsim.errors import InputError
 from iotsim.link.base import GatewaySchedule
 from iotsim.ota import delta, fuota
+from iotsim.ota.apply import apply_cost
 from iotsim.ota.delta import UpdatePayload
 from iotsim.ota.rollout import Rollout
 
@@ -58,11 +63,26 @@ class UpdateOutcome:
     rollout: Rollout
     skipped: int  # nodes of the groups left out: they did not run the base model when it started
     listen_energy_j: np.ndarray | None = None  # per node: battery energy of its radio for the update (above sleep)
+    # per node: applying the update once received (iotsim.ota.apply): flash erase and program time, and the
+    # integrity check on the CPU (0 where its MCU gives no figures); their battery energy above sleep
+    flash_s: np.ndarray | None = None
+    check_s: np.ndarray | None = None
+    apply_energy_j: np.ndarray | None = None
+    apply_missing: tuple[str, ...] = ()  # MCUs of the update's nodes whose profiles lack figures
 
     @property
     def activated_s(self) -> np.ndarray:
-        """Per node of `nodes`: when it runs the new model (NaN: never)."""
-        return self.start_s + self.rollout.done_s
+        """Per node of `nodes`: when it runs the new model, received and applied (NaN: never)."""
+        return self.start_s + self.rollout.done_s + self.flash_s + self.check_s
+
+    def time_to_share_s(self, share: float) -> float:
+        """Time after the start until `share` of the nodes run the new model (inf if never)."""
+        n = self.nodes.size
+        need = math.ceil(share * n - 1e-9)
+        if need <= 0:
+            return 0.0
+        t = np.sort(np.where(np.isnan(self.activated_s), np.inf, self.activated_s - self.start_s))
+        return float(t[need - 1])
 
 
 def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[UpdateOutcome]:
@@ -101,6 +121,7 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
                                             group_rng(scenario.seed, STREAM_UPDATES, j))
         out = UpdateOutcome(j, spec, new, groups, payload, session, float(spec.at), eligible, rollout,
                             int(members.size - eligible.size))
+        apply_costs(out, plans, offsets)
         prev = outcomes[-1] if outcomes else None
         if prev is not None and prev.start_s + prev.session.busy_s(prev.rollout) > out.start_s:
             raise InputError(f"update {j} starts at {out.start_s:.0f} s while update {prev.index} is still being sent "
@@ -111,6 +132,37 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
         since[eligible[got]] = out.activated_s[got]
         outcomes.append(out)
     return outcomes
+
+
+def apply_costs(out: UpdateOutcome, plans: list[GroupPlan], offsets: np.ndarray) -> None:
+    """Set each node's time to apply the update (flash, integrity check) from its group's MCU."""
+    n = out.nodes.size
+    out.flash_s, out.check_s = np.zeros(n), np.zeros(n)
+    missing = []
+    group_of = np.searchsorted(offsets, out.nodes, side="right") - 1
+    decoded = out.rollout.decoded
+    for g in out.group_indices:
+        mcu = plans[g].board.mcu
+        cost = apply_cost(out.payload.payload_bytes, out.payload.new_model_bytes, out.payload.mode, mcu)
+        mine = (group_of == g) & decoded
+        if cost is None or not cost.check_measured:
+            missing.append(mcu.name)
+        if cost is not None:
+            out.flash_s[mine], out.check_s[mine] = cost.flash_s, cost.check_s
+    out.apply_missing = tuple(dict.fromkeys(missing))
+
+
+def apply_energy_j(out: UpdateOutcome, nodes) -> np.ndarray:
+    """Per node of an update: battery energy (above sleep) of applying it: flash time at the MCU's flash
+    power, the check at its active power. (For an MCU that is active all the time the ledger moves that
+    time from active to flash instead, so there the battery bursts overstate it by the active power over
+    under a second; see stages.charge_ledger.)"""
+    from iotsim.energy.ledger import SLOT_INDEX
+
+    pin = nodes.input_w[out.nodes]
+    sleep = pin[:, SLOT_INDEX[("mcu", "sleep")]]
+    return (out.flash_s * (pin[:, SLOT_INDEX[("mcu", "flash")]] - sleep)
+            + out.check_s * (pin[:, SLOT_INDEX[("mcu", "active")]] - sleep))
 
 
 def update_notes(updates: list[UpdateOutcome]) -> list[str]:
@@ -138,8 +190,17 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
             "DIFS, backoff, SIFS and ACK), every attempt a Rayleigh draw as for uplinks, a packet out of attempts ends "
             "the node's transfer; the node's radio time is charged to the ledger. Not modelled: the transfers' effect "
             "on other nodes' uplinks.")
-    notes.append("Updates, not modelled yet: flash write, integrity check and reboot cost nothing; the new model's "
-                 "inference cost is the old one's.")
+    notes.append("Updates applied (iotsim.ota.apply): a node that has the whole update writes the received block and "
+                 "the new model (a delta patched into the inactive slot of an A/B pair) into flash, erasing whole pages "
+                 "(the MCU profile's flash_write), checks the model's SHA-256 (instruction counts measured on the "
+                 "emulated core, priced by the MCU's cycle model), flips the slot record and runs the new model from "
+                 "then on, without a reboot (the model is data). Not modelled: the CPU time of patching a delta, "
+                 "signature verification, an update that fails its check (every decoded update passes); the new "
+                 "model's inference cost is the old one's.")
+    missing = sorted({m for u in updates for m in u.apply_missing})
+    if missing:
+        notes.append("Updates: no flash figures or no measured integrity check for MCU(s) "
+                     f"{', '.join(missing)}: that part of applying an update costs nothing there.")
     for u in updates:
         notes.append(f"Update {u.index} ({u.model.name}): {u.payload.mode} payload {u.payload.payload_bytes:,} B "
                      f"({u.payload.new_model_bytes:,} B model), {u.session.describe()}; "
@@ -204,8 +265,8 @@ def effective_verdicts(plans: list[GroupPlan], updates: list[UpdateOutcome]) -> 
 
 @dataclass
 class Listening:
-    """Radio time outside frames, per entry: a node receiving an update (an entry per node and update),
-    spread evenly over [from_s, until_s)."""
+    """Time outside frames, per entry: a node receiving and applying an update (an entry per node and
+    update), spread evenly over [from_s, until_s) (applying takes under a second: spread with the rest)."""
 
     node: np.ndarray
     from_s: np.ndarray
@@ -213,11 +274,13 @@ class Listening:
     rx_s: np.ndarray
     tx_s: np.ndarray
     standby_s: np.ndarray
-    energy_j: np.ndarray  # battery energy of those radio times
+    flash_s: np.ndarray  # applying the update: flash erase and program
+    cpu_s: np.ndarray  # applying the update: its integrity check
+    energy_j: np.ndarray  # battery energy of all those times
 
     @staticmethod
     def of(updates: list[UpdateOutcome]) -> "Listening":
-        """The updates' radio time (their `listen_energy_j` set)."""
+        """The updates' radio and apply time (their `listen_energy_j` and `apply_energy_j` set)."""
         def cat(get):
             return np.concatenate([np.asarray(get(u), dtype=np.float64) for u in updates]) if updates else np.zeros(0)
 
@@ -225,7 +288,8 @@ class Listening:
             np.concatenate([u.nodes for u in updates]).astype(np.int64) if updates else np.zeros(0, np.int64),
             cat(lambda u: u.start_s + u.rollout.radio_from_s), cat(lambda u: u.start_s + u.rollout.radio_until_s),
             cat(lambda u: u.rollout.rx_s), cat(lambda u: u.rollout.tx_s), cat(lambda u: u.rollout.standby_s),
-            cat(lambda u: u.listen_energy_j))
+            cat(lambda u: u.flash_s), cat(lambda u: u.check_s),
+            cat(lambda u: u.listen_energy_j + u.apply_energy_j))
 
     def alive_share(self, lifetime_s: np.ndarray) -> np.ndarray:
         """Per entry: the share of its span the node lived through."""
@@ -251,5 +315,5 @@ class Listening:
         return node[order], t[order], (share * np.repeat(energy, k))[order]
 
 
-__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "plan_updates", "radio_powers_w",
+__all__ = ["Listening", "UpdateOutcome", "apply_energy_j", "effective_verdicts", "gateway_schedule", "plan_updates", "radio_powers_w",
            "update_notes"]

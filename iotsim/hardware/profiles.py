@@ -141,6 +141,18 @@ DEFAULT_KERNELS_SOURCE = (
 )
 
 
+class FlashWriteSpec(BaseModel):
+    """How the MCU erases and programs the flash an update is written to (every figure sourced)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    page_bytes: Positive  # smallest erasable unit
+    page_erase_ms: Positive
+    word_bytes: Positive  # smallest programmable unit
+    word_write_us: Positive
+    current_ma: Positive  # the node's current while the flash erases or programs
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -161,6 +173,7 @@ class McuSpec(_Spec):
     flash_kib: Positive | None = None
     ram_kib: Positive | None = None
     kernels: SourcedKernels | None = None  # firmware kernel set; absent: DEFAULT_KERNELS
+    flash_write: FlashWriteSpec | None = None  # erasing and programming flash (model updates)
 
 
 class RadioSpec(_Spec):
@@ -359,6 +372,23 @@ def _no_sources() -> _Sources:
 
 
 @dataclass(frozen=True)
+class FlashWrite:
+    """Erasing and programming an MCU's flash: page and word sizes in bytes, times in s, current in A."""
+
+    page_bytes: int
+    page_erase_s: float
+    word_bytes: int
+    word_write_s: float
+    current_a: float
+
+    def seconds(self, n_bytes: int) -> tuple[float, float]:
+        """(erase, program) seconds to write n bytes into freshly erased pages."""
+        pages = -(-int(n_bytes) // self.page_bytes)
+        words = -(-int(n_bytes) // self.word_bytes)
+        return pages * self.page_erase_s, words * self.word_write_s
+
+
+@dataclass(frozen=True)
 class Mcu:
     """A microcontroller. Currents in A, clock in Hz, times in s."""
 
@@ -377,6 +407,7 @@ class Mcu:
     sources: _Sources = field(default_factory=_no_sources, compare=False, repr=False)
     # iotsim.firmware.cycles parameters (None: no emulated core, e.g. Xtensa)
     cycle_model: Mapping[str, float] | None = field(default=None, compare=False)
+    flash_write: FlashWrite | None = field(default=None, compare=False)
 
     def inference_time_s(self, macs: float) -> float:
         """Time for one inference of ``macs`` multiply-accumulates: macs * cycles_per_mac / clock."""
@@ -863,6 +894,14 @@ def _build_mcu(spec: McuSpec, path: Path) -> Mcu:
     if spec.ram_kib is not None:
         src["ram_bytes"] = spec.ram_kib.source
     src["kernels"] = spec.kernels.source if spec.kernels is not None else DEFAULT_KERNELS_SOURCE
+    fw = spec.flash_write
+    if fw is not None:
+        for key in FlashWriteSpec.model_fields:
+            src[f"flash_write.{key}"] = getattr(fw, key).source
+        for key in ("page_bytes", "word_bytes"):
+            if not float(getattr(fw, key).value).is_integer():
+                raise InputError(f"flash_write.{key} must be a whole number of bytes", where=str(path),
+                                   field=f"flash_write.{key}")
     return Mcu(
         name=spec.name,
         core=spec.core,
@@ -879,6 +918,9 @@ def _build_mcu(spec: McuSpec, path: Path) -> Mcu:
         description=spec.description,
         path=path,
         sources=MappingProxyType(src),
+        flash_write=None if fw is None else FlashWrite(
+            int(fw.page_bytes.value), fw.page_erase_ms.value * 1e-3, int(fw.word_bytes.value),
+            fw.word_write_us.value * 1e-6, fw.current_ma.value * 1e-3),
     )
 
 

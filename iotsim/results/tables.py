@@ -105,6 +105,7 @@ UPDATE_COLUMNS = [
     "packets", "packet_bytes",
     "nodes", "nodes_skipped", "nodes_updated", "updated_share",
     "time_to_50pct_s", "time_to_95pct_s", "time_to_99pct_s", "listen_s_per_node", "listen_energy_j_per_node",
+    "apply_s_per_updated_node", "apply_energy_j_per_updated_node",
 ]
 """The updates table's columns (times to a share: from the update's start; NaN when never reached or when a
 column does not apply to the run's technology)."""
@@ -120,7 +121,7 @@ def updates_table(result: RunResult) -> pd.DataFrame:
         n = int(u.nodes.size)
 
         def share(x):
-            t = r.time_to_share_s(x) if n else float("inf")
+            t = u.time_to_share_s(x) if n else float("inf")
             return t if np.isfinite(t) else float("nan")
 
         rows.append({
@@ -132,6 +133,8 @@ def updates_table(result: RunResult) -> pd.DataFrame:
             "time_to_50pct_s": share(0.5), "time_to_95pct_s": share(0.95), "time_to_99pct_s": share(0.99),
             "listen_s_per_node": float(r.rx_s.mean()) if n else 0.0,
             "listen_energy_j_per_node": float(u.listen_energy_j.mean()) if n else 0.0,
+            "apply_s_per_updated_node": float((u.flash_s + u.check_s)[r.decoded].mean()) if r.decoded.any() else 0.0,
+            "apply_energy_j_per_updated_node": float(u.apply_energy_j[r.decoded].mean()) if r.decoded.any() else 0.0,
         })
     return pd.DataFrame(rows, columns=UPDATE_COLUMNS)
 
