@@ -1158,21 +1158,32 @@ static int answer_until(loop_t *L, double T)
     return 0;
 }
 
+/* The next arrival in start order: its demodulator paths (arrive_one), then its end joins L->ends. L->ends
+   holds only arrived attempts (a few hundred on air, not one per node announced ahead): every attempt
+   that ends by a resolution's T started before it, so has arrived when the resolution pops L->ends. */
+static int arrive_next(loop_t *L)
+{
+    hitem it = heap_pop(&L->arrivals);
+    if (L->arrivals.n) { /* the next arrival's record and power row, while this one is handled */
+        __builtin_prefetch(&L->rec[L->arrivals.h[0].ref]);
+        __builtin_prefetch(L->in->power_dbm + L->arrivals.h[0].kind * L->in->n_gw);
+    }
+    if (arrive_one(L, it.ref))
+        return -1;
+    const rec_t *r = &L->rec[it.ref];
+    hitem e = {r->start + r->air, r->aid, it.ref, 0};
+    return heap_push(&L->ends, e);
+}
+
 /* Decode every uplink that ended by T; answer those delivered whose answer time has come by T, in order of
    their answer times (then of their ends). */
 static int resolve_until(loop_t *L, double T)
 {
+    while (L->arrivals.n && L->arrivals.h[0].t < T)
+        if (arrive_next(L))
+            return -1;
     if (!L->ends.n || L->ends.h[0].t > T)
         return answer_until(L, T);
-    while (L->arrivals.n && L->arrivals.h[0].t < T) {
-        hitem it = heap_pop(&L->arrivals);
-        if (L->arrivals.n) { /* the next arrival's record and power row, while this one is handled */
-            __builtin_prefetch(&L->rec[L->arrivals.h[0].ref]);
-            __builtin_prefetch(L->in->power_dbm + L->arrivals.h[0].kind * L->in->n_gw);
-        }
-        if (arrive_one(L, it.ref))
-            return -1;
-    }
     int64_t nt = 0;
     while (L->ends.n && L->ends.h[0].t <= T) {
         if (nt == L->targets_cap) {
@@ -1360,8 +1371,7 @@ static int64_t announce(loop_t *L, int64_t k, node_t *st, double t, int64_t c)
     r->ackreq = (int8_t)st->ack_req;
     r->ans = (int8_t)st->ans;
     hitem a = {t, r->aid, slot, k}; /* kind: the node (to fetch its row ahead) */
-    hitem e = {t + st->air, r->aid, slot, 0};
-    if (heap_push(&L->arrivals, a) || heap_push(&L->ends, e))
+    if (heap_push(&L->arrivals, a)) /* its end goes into L->ends when it arrives (arrive_next) */
         return -1;
     if (st->air > L->max_air)
         L->max_air = st->air;
@@ -1767,10 +1777,24 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
     for (;;) {
         /* the next RX1 opening: of a decided uplink (queue) or of the earliest-ending undecided one */
         double t_rx1 = L.rx1_head < L.rx1_n ? L.rx1_t[L.rx1_head] : INFINITY;
-        if (L.ends.n && L.ends.h[0].t + in->rx1_delay < t_rx1)
-            t_rx1 = L.ends.h[0].t + in->rx1_delay;
         double t_ev = L.events.n ? L.events.h[0].t : INFINITY;
         double t_rx2 = L.rx2_waits.n ? L.rx2_waits.h[0].t : INFINITY;
+        double t_next = t_ev < t_rx2 ? t_ev : t_rx2;
+        if (t_rx1 < t_next)
+            t_next = t_rx1;
+        /* attempts not arrived yet that could end (and open RX1) before the next event arrive now: they
+           start before it, so every one of them was announced, and every downlink that could cut them
+           at their start was decided at an RX opening already passed */
+        for (;;) {
+            double t_end = L.ends.n ? L.ends.h[0].t + in->rx1_delay : INFINITY;
+            double bound = t_end < t_next ? t_end : t_next;
+            if (!(L.arrivals.n && L.arrivals.h[0].t + in->rx1_delay < bound))
+                break;
+            if (arrive_next(&L))
+                goto fail;
+        }
+        if (L.ends.n && L.ends.h[0].t + in->rx1_delay < t_rx1)
+            t_rx1 = L.ends.h[0].t + in->rx1_delay;
         if (t_rx2 < t_rx1 && t_rx2 <= t_ev) { /* a node listening in RX2 for an answer still to come */
             if (!(t_rx2 < in->duration))
                 break;
