@@ -28,7 +28,6 @@ strongest gateway's copy of each fragment; BLE and Wi-Fi transfers do not delay 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +38,7 @@ from iotsim.link.base import GatewaySchedule
 from iotsim.ota import delta, fuota
 from iotsim.ota.apply import apply_cost
 from iotsim.ota.delta import UpdatePayload
-from iotsim.ota.rollout import Rollout
+from iotsim.ota.rollout import Rollout, time_to_share
 
 STREAM_UPDATES = 7
 """Random stream of the updates' fragment receptions (engine.fleet numbers the others)."""
@@ -77,12 +76,7 @@ class UpdateOutcome:
 
     def time_to_share_s(self, share: float) -> float:
         """Time after the start until `share` of the nodes run the new model (inf if never)."""
-        n = self.nodes.size
-        need = math.ceil(share * n - 1e-9)
-        if need <= 0:
-            return 0.0
-        t = np.sort(np.where(np.isnan(self.activated_s), np.inf, self.activated_s - self.start_s))
-        return float(t[need - 1])
+        return time_to_share(self.activated_s - self.start_s, share)
 
 
 def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[UpdateOutcome]:

@@ -32,13 +32,18 @@ class Rollout:
         return self.decoded_at >= 0
 
     def time_to_share_s(self, share: float) -> float:
-        """Time after the update's start until `share` of the nodes have it (inf if never)."""
-        n = self.done_s.size
-        need = math.ceil(share * n - 1e-9)
-        if need <= 0:
-            return 0.0
-        t = np.sort(np.where(np.isnan(self.done_s), np.inf, self.done_s))
-        return float(t[need - 1])
+        """Time after the update's start until `share` of the nodes have received it (inf if never)."""
+        return time_to_share(self.done_s, share)
 
 
-__all__ = ["Rollout"]
+def time_to_share(times_s: np.ndarray, share: float) -> float:
+    """The time by which `share` of the nodes reached a point (NaN: never; inf if the share never does)."""
+    n = times_s.size
+    need = math.ceil(share * n - 1e-9)
+    if need <= 0:
+        return 0.0
+    t = np.sort(np.where(np.isnan(times_s), np.inf, times_s))
+    return float(t[need - 1])
+
+
+__all__ = ["Rollout", "time_to_share"]
