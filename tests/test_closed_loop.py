@@ -369,9 +369,8 @@ def test_gateways_and_the_server_pass_messages_as_simpy_processes(monkeypatch):
     from iotsim.radio.lorawan_mac import GATEWAY_TX_LEAD_S
 
     monkeypatch.setenv("IOTSIM_CLOSED_LOOP", "simpy")
-    copies, answers, requests, wakes = [], [], [], []
-    reach, server, transmit, wait = (ClosedLoop._reach_server, ClosedLoop._server, ClosedLoop._transmit,
-                                     ClosedLoop._wait_until)
+    copies, answers, requests = [], [], []
+    reach, server, transmit = ClosedLoop._reach_server, ClosedLoop._server, ClosedLoop._transmit
 
     def on_copy(self, a, g):
         if not self.offline:
@@ -384,10 +383,10 @@ def test_gateways_and_the_server_pass_messages_as_simpy_processes(monkeypatch):
                             list(self.a_decoders[a]), [self.gw_latency[g] for g in range(self.n_gw)]))
         server(self, a)
 
-    def on_request(self, a, g, t0, air, dl):
+    def on_request(self, a, dl, band):
         if not self.offline:
-            requests.append((self.env.now, t0, self.a_dl[a]))
-        transmit(self, a, g, t0, air, dl)
+            requests.append((self.env.now, dl[5], self.a_dl[a]))
+        transmit(self, a, dl, band)
 
     monkeypatch.setattr(ClosedLoop, "_reach_server", on_copy)
     monkeypatch.setattr(ClosedLoop, "_server", on_answer)

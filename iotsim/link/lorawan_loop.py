@@ -108,6 +108,17 @@ class _Clock(simpy.Environment):
         return ev
 
 
+class _Line:
+    """One direction of a gateway's backhaul: a FIFO of (due time, message...) and the event its forwarder
+    sleeps on while it is empty."""
+
+    __slots__ = ("items", "waker")
+
+    def __init__(self):
+        self.items: deque = deque()
+        self.waker = None
+
+
 class _TxSchedule:
     """A gateway's transmissions, sorted by start. They never overlap (one transmitter), so their ends are
     sorted too."""
@@ -255,10 +266,11 @@ class ClosedLoop:
         # for, booked when it decides them, and each gateway's per-sub-band off time
         self.ns_tx = [_TxSchedule(starts, ends) for _ in range(self.n_gw)]
         self.ns_band_free: list[dict] = [dict() for _ in range(self.n_gw)]
-        # the gateways' packet forwarders (the Semtech forwarder's upstream and downstream threads): FIFO
-        # queues of (due time, attempt[, request]) crossing the backhaul, each served by a SimPy process
-        self._uplinks: list[deque] = [deque() for _ in range(self.n_gw)]
-        self._requests: list[deque] = [deque() for _ in range(self.n_gw)]
+        # the gateways' packet forwarders (the Semtech forwarder's upstream and downstream threads): what
+        # crosses each gateway's backhaul, (due, attempt, gateway) up and (due, attempt, downlink, sub-band)
+        # down, each line served by a SimPy process
+        self._uplinks = [_Line() for _ in range(self.n_gw)]
+        self._requests = [_Line() for _ in range(self.n_gw)]
         # network server state per node
         self.snr_history: list[deque] = [deque(maxlen=adr.DEFAULT_HISTORY) for _ in range(nodes.n)]
         self.pending_cmd: dict[int, tuple] = {}
@@ -340,7 +352,6 @@ class ClosedLoop:
             gen = self._node(k, lo, hi, st)
             gens.append(gen)
             env.process(gen)
-        self._wakers: dict = {}
         for g in range(self.n_gw):
             env.process(self._forwarder(self._uplinks[g], self._reach_server, _COPY))
             env.process(self._forwarder(self._requests[g], self._transmit, _REQUEST))
@@ -400,45 +411,45 @@ class ClosedLoop:
     _decoded_until = -math.inf
 
     # ---- the gateways' packet forwarders -------------------------------------------------------------
-    def _send(self, queue: deque, item: tuple) -> None:
-        """Put an item (due time first) on a backhaul queue; wake its forwarder if it sleeps."""
-        queue.append(item)
-        if len(queue) == 1 and not self.offline:
-            waker = self._wakers.pop(id(queue), None)
-            if waker is not None:
-                waker.succeed()
+    def _send(self, line: _Line, item: tuple) -> None:
+        """Put an item (due time first) on a backhaul line; wake its forwarder if it sleeps."""
+        line.items.append(item)
+        if line.waker is not None and not self.offline:
+            line.waker.succeed()
+            line.waker = None
 
-    def _forwarder(self, queue: deque, deliver, priority: int):
+    def _forwarder(self, line: _Line, deliver, priority: int):
         """One direction of a gateway's backhaul, a SimPy process: delivers each item at its due time. Items
         come in the order of their due times (uplinks in order of their ends plus one latency; requests
         in order of the server's answers plus one latency), so the queue is a FIFO."""
-        env = self.env
+        env, queue = self.env, line.items
         while True:
             if not queue:
-                waker = self._wakers[id(queue)] = env.event()
-                yield waker
+                line.waker = env.event()
+                yield line.waker
                 continue
             due = queue[0][0]
             if due > env.now:
                 yield env.at(due, priority)
             deliver(*queue.popleft()[1:])
 
-    def _transmit(self, a: int, g: int, window_t0: float, air: float, dl: tuple) -> None:
-        """The server's request reaches gateway g (more than GATEWAY_TX_LEAD_S before the window opens):
-        the gateway books the transmission on its radio, and the node will find the downlink in its window."""
+    def _transmit(self, a: int, dl: tuple, band: int) -> None:
+        """The server's request for downlink `dl` (a_dl's record) on sub-band `band` reaches its gateway,
+        more than GATEWAY_TX_LEAD_S before the window opens: the gateway books the transmission on its radio,
+        and the node will find the downlink in its window."""
+        _, _, _, air, _, t0, freq, sf, g, _ = dl
         radio = self.gw_radio[g]
-        if radio.overlaps(window_t0, window_t0 + air):  # the server's view of the gateway is exact
-            raise AssertionError(f"gateway {g} asked to transmit at {window_t0} while it transmits")
-        radio.add(window_t0, window_t0 + air)
-        self._tx_last_end = max(self._tx_last_end, window_t0 + air)
-        band = dl[10]
+        if radio.overlaps(t0, t0 + air):  # the server's view of the gateway is exact
+            raise AssertionError(f"gateway {g} asked to transmit at {t0} while it transmits")
+        radio.add(t0, t0 + air)
+        self._tx_last_end = max(self._tx_last_end, t0 + air)
         self.gw_tx_s[g] += air
         self.gw_band_tx_s[g][band] = self.gw_band_tx_s[g].get(band, 0.0) + air
-        i = bisect_right(self.dl_starts, window_t0)
-        self.dl_starts.insert(i, window_t0)
-        self.dl_rows.insert(i, (window_t0 + air, dl[6], dl[7], g))
+        i = bisect_right(self.dl_starts, t0)
+        self.dl_starts.insert(i, t0)
+        self.dl_rows.insert(i, (t0 + air, freq, sf, g))
         self._max_dl_air = max(self._max_dl_air, air)
-        self.a_dl[a] = dl[:10]
+        self.a_dl[a] = dl
 
     # ---- the network server: a SimPy process -------------------------------------------------------
     def _reach_server(self, a: int, g: int) -> None:
@@ -491,13 +502,13 @@ class ClosedLoop:
         """After the run: decode what is still on air, forward every copy, answer in order, deliver every
         request: the processes' decisions, taken without their clock."""
         self._decode_until(math.inf)
-        for q in self._uplinks:
-            while q:
-                self._reach_server(*q.popleft()[1:])
+        for line in self._uplinks:
+            while line.items:
+                self._reach_server(*line.items.popleft()[1:])
         self._answer_until(math.inf)
-        for q in self._requests:
-            while q:
-                self._transmit(*q.popleft()[1:])
+        for line in self._requests:
+            while line.items:
+                self._transmit(*line.items.popleft()[1:])
 
     def _queue_app_downlinks(self) -> None:
         if self._app_queued:  # once per loop (the compiled loop queued them before it stopped)
@@ -1016,12 +1027,12 @@ class ClosedLoop:
             if app is not None:
                 q.popleft()
                 self.stats["app_downlinks_sent"][k] += 1
-            # (window, strong enough for the node, ACK, airtime, command, start, frequency, SF, gateway, app data,
-            # sub-band): the gateway puts it on its radio when the request arrives
+            # (window, strong enough for the node, ACK, airtime, command, start, frequency, SF, gateway, app data):
+            # the gateway puts it on its radio when the request arrives
             dl = (window, received, bool(self.a_confirmed[a]), air, cmd if received else None, t0, freq,
-                  dl_sf, g, int(app is not None), band)
+                  dl_sf, g, int(app is not None))
             self.a_sent[a] = window
-            self._send(self._requests[g], (answer_t + lat[g], a, g, t0, air, dl))
+            self._send(self._requests[g], (answer_t + lat[g], a, dl, band))
             return
 
     def _band_held(self, band: int, t0: float, t1: float) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -78,7 +77,7 @@ def _export(directory: Path, n_bytes: int) -> Path:
 
 def measure(board: str = BOARD, vectors: int = 2, work_dir: Path | None = None) -> Sha256Counts:
     """Build, run and count SHA-256 on the emulated board for LENGTHS; every digest checked with hashlib."""
-    from iotsim.firmware.build import build_elf
+    from iotsim.firmware.build import build_elf, get_board
     from iotsim.firmware.cost import emulated_core
     from iotsim.firmware.cycles import DEFAULT_CACHES
     from iotsim.firmware.qemu import run_qemu
@@ -105,10 +104,8 @@ def measure(board: str = BOARD, vectors: int = 2, work_dir: Path | None = None) 
     db = blocks(LENGTHS[1]) - blocks(LENGTHS[0])
     per_block = {k: (b[k] - a[k]) / db for k in a}
     fixed = {k: a[k] - blocks(LENGTHS[0]) * per_block[k] for k in a}
-    from iotsim.firmware.build import get_board
-
-    return Sha256Counts(emulated_core(get_board(board).core) or get_board(board).core, DEFAULT_CACHES,
-                        per_block, fixed)
+    core = get_board(board).core
+    return Sha256Counts(emulated_core(core) or core, DEFAULT_CACHES, per_block, fixed)
 
 
 RECORDED: dict[str, Sha256Counts] = {
