@@ -21,7 +21,7 @@ from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.messages import policy_messages
-from iotsim.engine.updates import (Listening, apply_energy_j, effective_verdicts, gateway_schedule, plan_updates, radio_powers_w,
+from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, update_energy_j,
                                    update_notes)
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.policies import Policy, make_policy
@@ -120,10 +120,8 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
     if scenario.updates:
         say("updates", 0, 1)
         update_outcomes = plan_updates(scenario, plans, link, cache)
-        rx_w, tx_w, standby_w = radio_powers_w(nodes)
         for u in update_outcomes:
-            u.listen_energy_j = u.rollout.radio_energy_j(rx_w[u.nodes], tx_w[u.nodes], standby_w[u.nodes])
-            u.apply_energy_j = apply_energy_j(u, nodes)
+            u.listen_energy_j, u.apply_energy_j = update_energy_j(u, nodes)
         link.gateway_schedule = gateway_schedule(update_outcomes)
         # the windows after each node's activation get the new model's verdicts
         plans = [dataclasses.replace(p, verdicts=v) for p, v in zip(plans, effective_verdicts(plans, update_outcomes))]

@@ -146,17 +146,17 @@ def apply_costs(out: UpdateOutcome, plans: list[GroupPlan], offsets: np.ndarray)
     out.apply_missing = tuple(dict.fromkeys(missing))
 
 
-def apply_energy_j(out: UpdateOutcome, nodes) -> np.ndarray:
-    """Per node of an update: battery energy (above sleep) of applying it: flash time at the MCU's flash
-    power, the check at its active power. (For an MCU that is active all the time the ledger moves that
-    time from active to flash instead, so there the battery bursts overstate it by the active power over
-    under a second; see stages.charge_ledger.)"""
-    from iotsim.energy.ledger import SLOT_INDEX
-
-    pin = nodes.input_w[out.nodes]
-    sleep = pin[:, SLOT_INDEX[("mcu", "sleep")]]
-    return (out.flash_s * (pin[:, SLOT_INDEX[("mcu", "flash")]] - sleep)
-            + out.check_s * (pin[:, SLOT_INDEX[("mcu", "active")]] - sleep))
+def update_energy_j(out: UpdateOutcome, nodes) -> tuple[np.ndarray, np.ndarray]:
+    """Per node of an update: battery energy (above sleep) of receiving it, its radio's times at their
+    powers, and of applying it, flash time at the MCU's flash power and the check at its active power.
+    (For an MCU that is active all the time the ledger moves the applying time from active to flash
+    instead, so there the battery bursts overstate it by the active power over under a second; see
+    stages.charge_ledger.)"""
+    n = out.nodes
+    rx, tx, standby = powers_above_sleep(nodes, "radio", ("rx", "tx", "standby"))
+    flash, active = powers_above_sleep(nodes, "mcu", ("flash", "active"))
+    return (out.rollout.radio_energy_j(rx[n], tx[n], standby[n]),
+            out.flash_s * flash[n] + out.check_s * active[n])
 
 
 def update_notes(updates: list[UpdateOutcome]) -> list[str]:
@@ -221,13 +221,12 @@ def gateway_schedule(updates: list[UpdateOutcome]) -> GatewaySchedule | None:
     return GatewaySchedule(np.concatenate(starts), np.concatenate(ends), np.concatenate(freqs), tuple(holds))
 
 
-def radio_powers_w(nodes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per node: battery power of its radio receiving, transmitting (at the configured power) and in
-    standby, each above its radio asleep."""
+def powers_above_sleep(nodes, component: str, states: tuple[str, ...]) -> list[np.ndarray]:
+    """Per node: battery power of a component in each of `states`, above the component asleep."""
     from iotsim.energy.ledger import SLOT_INDEX
 
-    sleep = nodes.input_w[:, SLOT_INDEX[("radio", "sleep")]]
-    return tuple(nodes.input_w[:, SLOT_INDEX[("radio", s)]] - sleep for s in ("rx", "tx", "standby"))
+    sleep = nodes.input_w[:, SLOT_INDEX[(component, "sleep")]]
+    return [nodes.input_w[:, SLOT_INDEX[(component, s)]] - sleep for s in states]
 
 
 def effective_verdicts(plans: list[GroupPlan], updates: list[UpdateOutcome]) -> list[Verdicts]:
@@ -309,5 +308,5 @@ class Listening:
         return node[order], t[order], (share * np.repeat(energy, k))[order]
 
 
-__all__ = ["Listening", "UpdateOutcome", "apply_energy_j", "effective_verdicts", "gateway_schedule", "plan_updates", "radio_powers_w",
+__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "plan_updates", "update_energy_j",
            "update_notes"]
