@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from iotsim.link import LinkNodes, Messages
+from iotsim.link.draws import frame_salt, frame_uniforms
 from iotsim.link.lorawan import LoRaWanLink, schedule_uplinks
 from iotsim.radio import lora, lorawan
 from iotsim.scenario.model import Network
@@ -97,7 +98,7 @@ def test_wait_mode_backlog_matches_the_per_frame_recursion():
     tx = _transmit(link, msgs, np.full(5, 9), seed=4)
     band, dc = link.channel_bands()
     rx_done = _rx_done(link, tx)
-    u = np.random.default_rng(4).random(len(tx))
+    u = frame_uniforms(frame_salt(np.random.default_rng(4)), msgs, tx)  # the link's draws
     for k in range(5):
         free, node_free = [-np.inf, -np.inf], -np.inf
         for i in np.flatnonzero(tx.node == k):

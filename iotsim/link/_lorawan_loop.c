@@ -51,6 +51,29 @@ static inline uint64_t pcg_next(pcg64 *r)
 
 static inline double pcg_double(pcg64 *r) { return (double)(pcg_next(r) >> 11) * (1.0 / 9007199254740992.0); }
 
+/* a frame's first-attempt draw keyed by its identity: splitmix64's output function chained over the keys,
+   as iotsim.link.draws.keyed_uniforms computes it */
+static inline uint64_t mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static double keyed_uniform(uint64_t salt, int64_t node, int64_t kind, int64_t window, double ready, int64_t fragment)
+{
+    uint64_t bits;
+    memcpy(&bits, &ready, sizeof bits);
+    uint64_t h = mix64(salt);
+    h = mix64(h ^ (uint64_t)node);
+    h = mix64(h ^ (uint64_t)kind);
+    h = mix64(h ^ (uint64_t)window);
+    h = mix64(h ^ bits);
+    h = mix64(h ^ (uint64_t)fragment);
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0);
+}
+
 /* ------------------------------------------------------------------ inputs and outputs */
 typedef struct {
     /* sizes */
@@ -62,13 +85,13 @@ typedef struct {
     int64_t frag_header, overhead, ans_bytes, adr_max_dr, max_tx_index, lowest_index, default_dr;
     int64_t ack_limit, ack_delay, fate_dc, fate_bs, fate_gt, fate_db, fate_col;
     uint64_t rng_retx[4], rng_timeouts[4]; /* state hi, state lo, inc hi, inc lo */
+    uint64_t salt; /* keyed draws of first attempts (iotsim.link.draws) */
     /* per node */
     const int64_t *sf0, *msg_lo, *initial_dr;
     const double *horizon, *startup, *power_dbm, *lin;
     /* per message */
     const double *ready;
-    const int64_t *app_bytes, *base_sf, *base_first;
-    const double *u_base;
+    const int64_t *app_bytes, *kind, *window; /* kind and window: a first attempt's keyed draw */
     /* per SF (index 0..12) */
     const int64_t *max_payload, *sf_dr;
     const double *air_tab, *rx_done_tab; /* [13][phy_cap] */
@@ -350,7 +373,7 @@ typedef struct {
     int64_t msg, hi;
     /* the message */
     double ready, off;
-    int base, ack_req, split;
+    int ack_req, split;
     int64_t nfrag, per, j;
     /* the frame */
     int64_t phy;
@@ -1400,7 +1423,6 @@ static int run_node(loop_t *L, int64_t k)
             st->ack_req = 0;
             if (in->adr)
                 next_uplink(L, st, &st->ack_req);
-            st->base = in->base_sf[msg] == st->sf;
             int64_t per = 0;
             int split = 0;
             st->nfrag = n_frames_at(in, msg, st->sf, &per, &split);
@@ -1477,8 +1499,8 @@ static int run_node(loop_t *L, int64_t k)
             if (mn > t)
                 t = mn;
             double u;
-            if (st->attempts == 0 && st->base)
-                u = in->u_base[in->base_first[st->msg] + st->j];
+            if (st->attempts == 0)
+                u = keyed_uniform(in->salt, k, in->kind[st->msg], in->window[st->msg], in->ready[st->msg], st->j);
             else
                 u = pcg_double(&L->retx);
             int64_t c, n_ch = in->n_ch;

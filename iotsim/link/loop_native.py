@@ -45,9 +45,9 @@ class _LoopIn(ctypes.Structure):
                             "inter", "frag_header", "overhead", "ans_bytes", "adr_max_dr", "max_tx_index",
                             "lowest_index", "default_dr", "ack_limit", "ack_delay", "fate_dc", "fate_bs", "fate_gt",
                             "fate_db", "fate_col")],
-        ("rng_retx", ctypes.c_uint64 * 4), ("rng_timeouts", ctypes.c_uint64 * 4),
+        ("rng_retx", ctypes.c_uint64 * 4), ("rng_timeouts", ctypes.c_uint64 * 4), ("salt", ctypes.c_uint64),
         *[(n, _p) for n in ("sf0", "msg_lo", "initial_dr", "horizon", "startup", "power_dbm", "lin", "ready",
-                            "app_bytes", "base_sf", "base_first", "u_base", "max_payload", "sf_dr", "air_tab",
+                            "app_bytes", "kind", "window", "max_payload", "sf_dr", "air_tab",
                             "rx_done_tab")],
         ("phy_cap", _i),
         ("rx1_win", _p), ("sens", _p), ("rx2_win", _d),
@@ -221,7 +221,7 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
     app_off = np.zeros(n + 1, np.int64)
     np.cumsum(app_counts, out=app_off[1:])
     app_t = np.array([t for q in loop.app_queue for t in q], dtype=np.float64)
-    base_sf = loop.base.sf[loop.base_first[:-1]]  # each message's SF in the open-loop split (a message takes a frame at least)
+    kind = m.kind.astype(np.int64)
     t_low = lorawan_mac.RETRANSMIT_TIMEOUT_S - lorawan_mac.RETRANSMIT_TIMEOUT_RANDOM_S
     t_high = lorawan_mac.RETRANSMIT_TIMEOUT_S + lorawan_mac.RETRANSMIT_TIMEOUT_RANDOM_S
     rule = loop._capture_rule
@@ -249,8 +249,7 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
         initial_dr=ptr(initial_dr, np.int64), horizon=ptr(loop.horizon, np.float64),
         startup=ptr(nodes.startup_s, np.float64), power_dbm=ptr(nodes.rx_power_dbm, np.float64),
         lin=ptr(loop.power_mw, np.float64), ready=ptr(m.ready_s, np.float64), app_bytes=ptr(m.app_bytes, np.int64),
-        base_sf=ptr(base_sf, np.int64), base_first=ptr(loop.base_first, np.int64),
-        u_base=ptr(loop.u_base, np.float64),
+        kind=ptr(kind, np.int64), window=ptr(m.window, np.int64), salt=loop.salt,
         max_payload=ptr(max_payload, np.int64), sf_dr=ptr(sf_dr, np.int64), air_tab=ptr(air_tab, np.float64),
         rx_done_tab=ptr(rx_done_tab, np.float64), phy_cap=PHY_CAP, rx1_win=ptr(rx1_win, np.float64),
         sens=ptr(loop.sens, np.float64), rx2_win=float(rx2_win), dr_sf=ptr(dr_sf, np.int64),

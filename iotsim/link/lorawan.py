@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from iotsim.link.base import Link, LinkNodes, Messages, Transmissions, frames_from_split
+from iotsim.link.draws import frame_salt, frame_uniforms
 from iotsim.link.schedule import node_runs
 from iotsim.network import reception
 from iotsim.radio import fragmentation, lora, lorawan, lorawan_mac
@@ -121,7 +122,7 @@ class LoRaWanLink(Link):
         tx = self.split(messages, nodes.sf)
         rx1, rx2 = self.receive_windows_s(tx.sf)
         band_of_channel, band_dc = self.channel_bands()
-        u = rng.random(len(tx))
+        u = frame_uniforms(frame_salt(rng), messages, tx)
         rx_done = tx.airtime_s + self.region.rx2_delay_s + rx2  # the node is free once RX2 has closed
         tx.start_s, tx.channel, tx.dropped = schedule_uplinks(
             tx.ready_s, tx.airtime_s, rx_done, tx.node, tx.message, u, band_of_channel, band_dc,

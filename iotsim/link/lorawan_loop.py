@@ -63,6 +63,7 @@ import simpy
 from iotsim.errors import InputError
 from iotsim.link import loop_native
 from iotsim.link.base import LinkNodes, Messages, Transmissions
+from iotsim.link.draws import frame_salt, keyed_uniform
 from iotsim.network import reception
 from iotsim.network.fate import Fate
 from iotsim.network.topology import gateway_latencies_s
@@ -213,11 +214,9 @@ class ClosedLoop:
         np.fill_diagonal(k_lin, 0.0)
         self._k_inter = k_lin.tolist()
         self.sens_l = self.sens.tolist()
-        # the open-loop split (each message at its node's initial SF) and its channel draws: the same
-        # rows and draws as the fast path, so both engines agree when nothing feeds back
-        self.base = link.split(messages, nodes.sf)
-        self.base_first = np.searchsorted(self.base.message, np.arange(len(messages) + 1))
-        self.u_base = rng.random(len(self.base))  # (a list in the SimPy engine: faster one at a time)
+        # a frame's first attempt draws its channel keyed by the frame's identity (iotsim.link.draws), as the
+        # fast path does, so both engines agree when nothing feeds back; later attempts draw in event order
+        self.salt = frame_salt(rng)
         self.rng_retx = np.random.default_rng(rng.integers(0, 2**63))  # draws beyond the open-loop frames
         self.rng_timeouts = np.random.default_rng(rng.integers(0, 2**63))
         self._timeouts: list[float] = []
@@ -333,7 +332,8 @@ class ClosedLoop:
         """The closed loop as SimPy processes (the reference engine): one per node, two per gateway (its
         packet forwarder's upstream and downstream), one for the network server."""
         self.ready_l = self.messages.ready_s.tolist()
-        self.u_base = self.u_base.tolist()
+        self.kind_l = self.messages.kind.tolist()
+        self.window_l = self.messages.window.tolist()
         env = _Clock()
         self.env = env
         m = self.messages
@@ -526,6 +526,7 @@ class ClosedLoop:
     def _node(self, k: int, lo: int, hi: int, st: _Node):
         """The node's class A MAC, a SimPy process: it sleeps from each uplink until its RX1 opens."""
         ready_l = self.ready_l
+        kind_l, window_l = self.kind_l, self.window_l
         drop = self.s.duty_cycle_mode == "drop"
         confirmed = self.s.confirmed
         band_of = self.band_of_channel.tolist()
@@ -541,11 +542,8 @@ class ClosedLoop:
                 st.sf = self._dr_sf[settings.data_rate]
                 st.tx_index = settings.tx_power_index
                 st.nb_trans = settings.nb_trans
-            base = int(self.base.sf[self.base_first[msg]]) == st.sf if self.base_first[msg] < self.base_first[msg + 1] \
-                else True
             first, phys, airs, rx_dones = self.split_at(st.sf)
             rows = range(first[msg], first[msg + 1])
-            base_rows = range(self.base_first[msg], self.base_first[msg + 1])
             if drop and not (ready >= st.node_free and ready >= min(st.band_free)):
                 for j, r in enumerate(rows):
                     self.rows.append((msg, j, phys[r], st.sf, airs[r], ready, math.nan, True, 0, -1, 0.0, 0.0, 0.0,
@@ -577,8 +575,8 @@ class ClosedLoop:
                     earliest = min(st.band_free)
                     if earliest > t:
                         t = earliest
-                    if attempts == 0 and base:
-                        u = self.u_base[base_rows[j]]
+                    if attempts == 0:
+                        u = keyed_uniform(self.salt, k, kind_l[msg], window_l[msg], ready, j)
                     else:
                         u = float(self.rng_retx.random())
                     if max(st.band_free) <= t:  # every sub-band open

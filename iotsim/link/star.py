@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from iotsim.link.base import KeepAlive, Link, LinkNodes, Messages, Transmissions, frames_from_split
+from iotsim.link.draws import frame_salt, frame_uniforms
 from iotsim.link.schedule import serve_in_order
 from iotsim.network.fate import Fate
 from iotsim.ota.star import BleTransfer, WifiTransfer
@@ -119,7 +120,7 @@ class StarLink(Link):
                  stop_s: np.ndarray | None = None) -> Transmissions:
         tx = self.split(messages)
         node_gw, node_p = self.node_links(nodes.rx_power_dbm)
-        u = 1.0 - rng.random(len(tx))  # in (0, 1]
+        u = 1.0 - frame_uniforms(frame_salt(rng), messages, tx)  # in (0, 1]
         attempts, delivered = draw_attempts(node_p[tx.node], u, self.max_attempts())
         tx.attempts = attempts
         tx.link_fate = np.where(delivered, Fate.DELIVERED, Fate.LINK_RETRIES).astype(np.int8)
