@@ -119,6 +119,8 @@ def run(
     _print_summary(summary_table(result), sc.name, result.n_nodes, sc.duration, result.wall_s)
     if result.updates:
         _print_updates(result)
+    if result.federated:
+        _print_federated(result)
     _print_findings(out_dir)
     console.print(f"results: {out_dir}/ ({_written(out_dir)})", highlight=False, soft_wrap=True)
 
@@ -140,6 +142,20 @@ def _print_updates(result) -> None:
             f"receiving {row.listen_energy_j_per_node:.3g} J per node, applying (flash, integrity check) "
             f"{row.apply_s_per_updated_node:.2g} s and {row.apply_energy_j_per_updated_node * 1e3:.3g} mJ per updated node "
             "(updates.csv)", highlight=False, soft_wrap=True)
+
+
+def _print_federated(result) -> None:
+    """One line per policy: the rounds' updates on time and the groups' model accuracy, first to last."""
+    from iotsim.results.tables import federated_table
+
+    table = federated_table(result)
+    for policy, rows in table.groupby("policy", sort=False):
+        rounds = rows[rows["round"] >= 0]
+        acc = " -> ".join(f"{a:.3f}" for a in rows["accuracy"])
+        console.print(
+            f"federated ({policy}): {len(rounds)} round(s), updates on time {int(rounds.updates_on_time.sum()):,} of "
+            f"{int(rounds.participants.sum()):,}, {int(rounds.pushed.sum())} pushed; held-out accuracy {acc} "
+            "(federated.csv)", highlight=False, soft_wrap=True)
 
 
 def _written(folder: Path) -> str:

@@ -119,9 +119,22 @@ def test_the_cost_of_a_local_update_worked_by_hand(farm):
     assert training_cost(head, 4416, 100, epochs=3, batch_size=10).ram_bytes == 4 * (2 * 2146 + 2 * 980)
 
 
+def test_the_int8_models_head_is_its_layers_dequantized(farm):
+    """A node trains the layers it runs: the int8 model's head, dequantized per output channel, is the float
+    twin's within half a quantization step, and on the int8 model's own (dequantized) features it decides
+    as the int8 model does."""
+    model, x, _ = farm
+    int8 = load_model(ZOO / "farm_soil_int8.tflite")
+    for layers in (1, 2):
+        h8, hf = head_from_tflite(int8.path, layers), head_from_tflite(model.path, layers)
+        for w8, wf in zip(h8.weights, hf.weights):
+            step = np.abs(wf).max(axis=0) / 127  # per output channel (columns here)
+            assert (np.abs(w8 - wf) <= step / 2 + 1e-9).all()
+        agree = (h8.predict(frozen_features(int8, h8, x)) == int8.predict(x)[0]).mean()
+        assert agree > 0.99
+
+
 def test_heads_that_cannot_be_trained_are_refused():
-    with pytest.raises(InputError, match="not float32"):
-        head_from_tflite(ZOO / "farm_soil_int8.tflite", layers=1)
     with pytest.raises(InputError, match="not all fully connected"):
         head_from_tflite(ZOO / "farm_soil_float.tflite", layers=4)
     with pytest.raises(InputError, match="at least one sample"):

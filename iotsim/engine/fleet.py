@@ -150,10 +150,15 @@ def _concat(parts: list[Verdicts]) -> Verdicts:
     )
 
 
+def _batch(workload, masks: np.ndarray) -> int:
+    """Windows generated per call (the generator's draws depend on it: every use of a stream batches alike)."""
+    per_window = max(1, masks.shape[1] * workload.n_channels)
+    return max(16, min(INFERENCE_BATCH, INFERENCE_BATCH_ELEMENTS // per_window))
+
+
 def _infer_generated(workload, model, cloud_model, rng, masks: np.ndarray, progress=None) -> Verdicts:
     parts = []
-    per_window = max(1, masks.shape[1] * workload.n_channels)
-    batch = max(16, min(INFERENCE_BATCH, INFERENCE_BATCH_ELEMENTS // per_window))
+    batch = _batch(workload, masks)
     for lo in range(0, masks.shape[0], batch):
         windows = workload.generate(rng, masks[lo : lo + batch])
         parts.append(_predict(model, cloud_model, windows))
@@ -199,6 +204,32 @@ class WindowSet:
         out.device_confidence[self.fresh_flat] = fresh.device_confidence
         out.cloud_positive[self.fresh_flat] = fresh.cloud_positive
         out.pool_device_positive = pool.device_positive
+        return out
+
+    def samples(self, flat: np.ndarray) -> np.ndarray:
+        """The generated windows (physical units, (n, samples, channels)) at flat indices `flat`: the same
+        windows every model sees (regenerated from the pool's and the fresh windows' streams)."""
+        flat = np.asarray(flat, dtype=np.int64)
+        out = np.zeros((flat.size, self.window_samples, self.workload.n_channels), dtype=np.float32)
+        fresh_at = np.searchsorted(self.fresh_flat, flat)
+        is_fresh = (fresh_at < self.fresh_flat.size) & (self.fresh_flat[np.minimum(fresh_at, self.fresh_flat.size - 1)]
+                                                        == flat) if self.fresh_flat.size else np.zeros(flat.size, bool)
+        pool_masks = np.zeros((self.pool_size, self.window_samples), dtype=bool)
+        for rows, masks, stream, index in (
+                (np.flatnonzero(~is_fresh), pool_masks, STREAM_POOL, self.pool_index[flat[~is_fresh]]),
+                (np.flatnonzero(is_fresh), None, STREAM_EVENT_WINDOWS, fresh_at[is_fresh])):
+            if not rows.size:
+                continue
+            if masks is None:
+                if self.fresh_masks_packed is None:
+                    raise ValueError("this group's windows were not kept")
+                masks = np.unpackbits(self.fresh_masks_packed, axis=1, count=self.window_samples).astype(bool)
+            rng = group_rng(self.seed, stream, self.group_index)
+            batch = _batch(self.workload, masks)
+            for lo in range(0, int(index.max()) + 1, batch):
+                windows = self.workload.generate(rng, masks[lo:lo + batch])
+                here = (index >= lo) & (index < lo + batch)
+                out[rows[here]] = windows[index[here] - lo]
         return out
 
 
@@ -326,8 +357,10 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     masks = masks[has_event]
 
     # --- inference: the pool once, fresh event windows in batches
-    # the event windows' masks are kept (packed) only where an update will run another model on them
-    updated = any(u.groups is None or spec.group in u.groups for u in scenario.updates)
+    # the event windows' masks are kept (packed) only where an update or federated rounds run another model on them
+    fed = scenario.federated
+    updated = any(u.groups is None or spec.group in u.groups for u in scenario.updates) or (
+        fed is not None and (fed.groups is None or spec.group in fed.groups))
     windows = WindowSet(workload, seed, index, pool_size, window_samples, WindowSet.pack(masks) if updated else None,
                         np.concatenate(pool_draws) if pool_draws else np.zeros(0, np.int64), fresh_flat)
     verdicts = windows.verdicts(model, cloud_model, progress, fresh_masks=masks)

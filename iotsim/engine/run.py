@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -20,7 +21,9 @@ import numpy as np
 from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
-from iotsim.engine.messages import policy_messages
+from iotsim.engine.federated import FederatedOutcome, FederatedPlan, PolicyRounds, federated_notes, plan_federated
+from iotsim.engine.federated import workdir as federated_workdir
+from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, update_energy_j,
                                    update_notes)
 from iotsim.link import Link, Messages, Transmissions, make_link
@@ -61,6 +64,8 @@ class RunResult:
     technology: str = "lorawan"
     tx_power_dbm: float = 14.0  # the nodes' configured TX power
     updates: list = field(default_factory=list)  # iotsim.engine.updates.UpdateOutcome per update, by start
+    federated: list = field(default_factory=list)  # iotsim.engine.federated.FederatedOutcome per policy
+    federated_plan: object = None  # iotsim.engine.federated.FederatedPlan (None: no federated rounds)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -127,27 +132,58 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         plans = [dataclasses.replace(p, verdicts=v) for p, v in zip(plans, effective_verdicts(plans, update_outcomes))]
         say("updates", 1, 1)
     listening = Listening.of(update_outcomes) if update_outcomes else None
-    outcomes = []
+    fed_plan = None
+    if scenario.federated is not None:
+        say("federated rounds", 0, 1)
+        fed_plan = plan_federated(scenario, plans, link, nodes)
+        say("federated rounds", 1, 1)
+    outcomes, fed_outcomes = [], []
     policies = [make_policy(p) for p in scenario.policies]
     for pi, policy in enumerate(policies):
         say(f"policy {policy.name}", 0, 1)
-        outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening))
+        if fed_plan is None:
+            outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening))
+        else:
+            outcome, fed_outcome = simulate_federated(scenario, plans, policy, pi, link, nodes, fed_plan)
+            outcomes.append(outcome)
+            fed_outcomes.append(fed_outcome)
         say(f"policy {policy.name}", 1, 1)
     result = RunResult(scenario, plans, outcomes, [g.id for g in scenario.network.gateways], link.technology,
-                       link.tx_power_dbm, updates=update_outcomes)
+                       link.tx_power_dbm, updates=update_outcomes, federated=fed_outcomes, federated_plan=fed_plan)
     result.warnings = [w for p in plans for w in p.warnings]
     result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
-        + update_notes(update_outcomes) + battery_limit_notes(plans, outcomes)
+        + update_notes(update_outcomes) + federated_notes(fed_plan, fed_outcomes) + battery_limit_notes(plans, outcomes)
     result.wall_s = time.perf_counter() - t0
     return result
 
 
+def simulate_federated(scenario, plans: list[GroupPlan], policy: Policy, policy_index: int, link: Link,
+                       nodes: stages.FleetNodes, fed_plan: FederatedPlan) -> tuple[PolicyOutcome, FederatedOutcome]:
+    """A policy with federated rounds: its run in passes that decide the rounds one by one (engine.federated)."""
+    with federated_workdir() as tmp:
+        rounds = PolicyRounds(fed_plan, plans, link, nodes, scenario.seed, Path(tmp))
+
+        def simulate(plans_r, pushes, training):
+            link.gateway_schedule = gateway_schedule(pushes)
+            parts = [training] + ([Listening.of(pushes)] if pushes else [])
+            return simulate_policy(scenario, plans_r, policy, policy_index, link, nodes, Listening.concat(parts),
+                                   extra_messages=rounds.uploads)
+
+        outcome, fed_outcome, _, _ = rounds.run(policy.name, simulate)
+    link.gateway_schedule = None
+    return outcome, fed_outcome
+
+
 def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_index: int, link: Link,
-                    nodes: stages.FleetNodes, listening: Listening | None = None) -> PolicyOutcome:
-    """messages -> link -> battery -> energy ledger -> reception -> backhaul -> cloud -> detection."""
+                    nodes: stages.FleetNodes, listening: Listening | None = None,
+                    extra_messages: Messages | None = None) -> PolicyOutcome:
+    """messages -> link -> battery -> energy ledger -> reception -> backhaul -> cloud -> detection.
+    `extra_messages`: sent besides the policy's (a federated round's model updates)."""
     t0 = time.perf_counter()
     duration = scenario.duration
     messages = policy_messages(plans, policy)
+    if extra_messages is not None and len(extra_messages):
+        messages, _ = merge_messages(messages, extra_messages)
     keep_alive = link.keep_alive(nodes.link)
 
     def transmit(stop_s=None):

@@ -28,6 +28,7 @@ strongest gateway's copy of each fragment; BLE and Wi-Fi transfers do not delay 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -283,6 +284,12 @@ class Listening:
             cat(lambda u: u.rollout.rx_s), cat(lambda u: u.rollout.tx_s), cat(lambda u: u.rollout.standby_s),
             cat(lambda u: u.flash_s), cat(lambda u: u.check_s),
             cat(lambda u: u.listen_energy_j + u.apply_energy_j))
+
+    @staticmethod
+    def concat(parts: list["Listening"]) -> "Listening":
+        """The entries of several in one."""
+        names = [f.name for f in dataclasses.fields(Listening)]
+        return Listening(*[np.concatenate([getattr(p, n) for p in parts]) for n in names])
 
     def alive_share(self, lifetime_s: np.ndarray) -> np.ndarray:
         """Per entry: the share of its span the node lived through."""

@@ -19,6 +19,7 @@ class MessageKind(IntEnum):
     HEARTBEAT = 0  # the node reports it is alive
     EVENT = 1  # a small event message (class, confidence, window time)
     RAW = 2  # a raw sensor window, for inference in the cloud
+    MODEL_UPDATE = 3  # a node's locally trained weights, for a federated round
 
     @property
     def label(self) -> str:

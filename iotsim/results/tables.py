@@ -139,6 +139,49 @@ def updates_table(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=UPDATE_COLUMNS)
 
 
+FEDERATED_COLUMNS = [
+    "policy", "round", "start_s", "deadline_s", "participants", "windows", "updates_on_time", "updates_late",
+    "updates_lost", "train_s_per_participant", "train_energy_j_per_participant", "upload_bytes", "push_bytes",
+    "pushed", "nodes_updated", "time_to_50pct_s", "time_to_95pct_s", "listen_energy_j_per_node", "accuracy",
+    "recall", "false_positive_rate",
+]
+"""The federated table's columns: one row per policy and round (scenario `federated:`). Round 0's accuracy
+columns are after round 0; the model before any round is in the row with round -1. Times to a share of the
+groups' nodes running the round's model are from the deadline (when the new layers go out)."""
+
+
+def federated_table(result: RunResult) -> pd.DataFrame:
+    """Per policy and round: who trained, whose update reached the server in time, what the work and the
+    traffic cost, how the new layers went out and how good the groups' model is after the round (the int8
+    model on the held-out windows)."""
+    rows = []
+    fp = result.federated_plan
+    for fo in result.federated:
+        acc, recall, fpr = fo.initial_score
+        rows.append({"policy": fo.policy, "round": -1, "accuracy": acc, "recall": recall, "false_positive_rate": fpr})
+        for ro in fo.rounds:
+            rp, push = ro.plan, ro.push
+            n = int(rp.nodes.size)
+
+            def share(x):
+                t = push.time_to_share_s(x) if push is not None else float("inf")
+                return t if np.isfinite(t) else float("nan")
+
+            rows.append({
+                "policy": fo.policy, "round": rp.index, "start_s": rp.start_s, "deadline_s": rp.deadline_s,
+                "participants": n, "windows": int(rp.samples.sum()), "updates_on_time": int(ro.delivered.sum()),
+                "updates_late": int(ro.late.sum()), "updates_lost": int(n - ro.delivered.sum() - ro.late.sum()),
+                "train_s_per_participant": float(rp.train_s.mean()) if n else 0.0,
+                "train_energy_j_per_participant": float(rp.train_energy_j.mean()) if n else 0.0,
+                "upload_bytes": fp.upload_bytes, "push_bytes": fp.push_bytes, "pushed": push is not None,
+                "nodes_updated": int(push.rollout.decoded.sum()) if push is not None else 0,
+                "time_to_50pct_s": share(0.5), "time_to_95pct_s": share(0.95),
+                "listen_energy_j_per_node": float(push.listen_energy_j.mean()) if push is not None else 0.0,
+                "accuracy": ro.accuracy, "recall": ro.recall, "false_positive_rate": ro.false_positive_rate,
+            })
+    return pd.DataFrame(rows, columns=FEDERATED_COLUMNS)
+
+
 def events_table(result: RunResult) -> pd.DataFrame:
     parts = []
     for out in result.outcomes:

@@ -18,8 +18,8 @@ import iotsim
 from iotsim.files import atomic_replace_dir
 from iotsim.results.findings import run_findings, write_findings
 from iotsim.engine.run import Progress
-from iotsim.results.tables import (PACKETS_ROW_GROUP_ROWS, events_table, gateways_table, nodes_table, packets_row_groups,
-                                   summary_table, updates_table)
+from iotsim.results.tables import (PACKETS_ROW_GROUP_ROWS, events_table, federated_table, gateways_table, nodes_table,
+                                   packets_row_groups, summary_table, updates_table)
 from iotsim.scenario.loader import scenario_hash
 
 VERSIONED_PACKAGES = ("numpy", "pandas", "simpy", "ai-edge-litert", "pyarrow", "pydantic", "matplotlib", "networkx")
@@ -98,7 +98,7 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
                   report: bool | None = None, packets: bool | None = None,
                   progress: Progress | None = None) -> Path:
     """Write summary.csv, nodes.parquet, events.parquet, packets.parquet, gateways.csv (LoRaWAN), updates.csv
-    (model updates), manifest.json, findings.md and findings.json, plots and report.html into `out_dir`,
+    (model updates), federated.csv (federated rounds), manifest.json, findings.md and findings.json, plots and report.html into `out_dir`,
     replacing it atomically. Returns the folder.
 
     `progress(step, done, total)` is called with done = 0 when a step starts and done = total = 1
@@ -119,6 +119,8 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
                 gateways_table(result).to_csv(tmp / "gateways.csv", index=False, float_format="%.6g")
             if result.updates:
                 updates_table(result).to_csv(tmp / "updates.csv", index=False, float_format="%.6g")
+            if result.federated:
+                federated_table(result).to_csv(tmp / "federated.csv", index=False, float_format="%.6g")
             _write_parquet(nodes, tmp / "nodes.parquet")
             _write_parquet(events, tmp / "events.parquet")
             manifest = build_manifest(result, command)

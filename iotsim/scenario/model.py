@@ -427,6 +427,41 @@ class Update(_Strict):
                                  "attempt (BLE, Wi-Fi) at a node, besides fading below the sensitivity")
 
 
+class Federated(_Strict):
+    """Federated rounds (FedAvg): chosen nodes train the model's last dense layers on their own recent
+    windows, send the new weights up as uplinks, and the network server averages those that arrive by the
+    deadline and sends the averaged layers back to the groups over the air (as an update)."""
+
+    groups: list[str] | None = Field(None, min_length=1, description="the groups that take part (default: every "
+                                     "group); they must run the same model")
+    start: Duration = Field(description="the first round (from the start of the run)")
+    every: Duration = Field(7 * 86400.0, gt=0, description="time between rounds")
+    rounds: int = Field(1, ge=1, le=1000)
+    participation: float = Field(0.1, gt=0, le=1, description="share of the groups' nodes drawn to train in each "
+                                 "round (at least one)")
+    layers: int = Field(1, ge=1, le=8, description="the model's last fully connected layers trained on the node")
+    epochs: int = Field(1, ge=1, le=100, description="local epochs per round")
+    batch_size: int | None = Field(16, ge=1, le=100_000, description="local minibatch (null: all the node's windows)")
+    learning_rate: float = Field(0.05, gt=0, le=10)
+    max_windows: int = Field(200, ge=1, le=100_000, description="a node trains on its most recent windows since "
+                             "the previous round, at most this many (labelled by the ground truth)")
+    deadline: Duration = Field(3600.0, gt=0, description="updates that reach the server later than this after "
+                               "the round starts miss it; the averaged layers go out then")
+    upload_spread: Duration | None = Field(None, ge=0, description="a node sends its update at a random time this "
+                                           "long after its training ends, so that the round's updates do not all "
+                                           "collide (default: half the deadline)")
+    validation_windows: int = Field(2000, ge=100, le=100_000, description="held-out windows per group, half with "
+                                    "an event, on which each round's model is scored")
+    data_rate: int | None = Field(None, ge=0, le=15, description="LoRaWAN: the multicast session's data rate "
+                                  "(default: the region's RX2 data rate)")
+    redundancy: float = Field(0.2, ge=0, le=10, description="LoRaWAN: coded fragments per uncoded one (TS004 FEC)")
+    fragment_loss: float = Field(0.0, ge=0, lt=1, description="independent loss of each fragment or packet attempt "
+                                 "at a node, besides fading")
+
+    def round_starts(self) -> list[float]:
+        return [self.start + r * self.every for r in range(self.rounds)]
+
+
 class Scenario(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -438,6 +473,7 @@ class Scenario(_Strict):
     outputs: Outputs = Outputs()
     simulation: Simulation = Simulation()
     updates: list[Update] = Field(default_factory=list, max_length=100, description="model updates over the air")
+    federated: Federated | None = Field(None, description="federated training rounds on the nodes")
 
     @model_validator(mode="after")
     def _check(self) -> "Scenario":
@@ -454,6 +490,24 @@ class Scenario(_Strict):
             if unknown:
                 raise ValueError(f"an update names unknown groups {unknown} (the fleet's: {groups})")
 
+        fed = self.federated
+        if fed is not None:
+            last = fed.round_starts()[-1] + fed.deadline
+            if last >= self.duration:
+                raise ValueError(f"federated: the last round's deadline ({last:g} s) is not before the run ends "
+                                 f"({self.duration:g} s)")
+            if fed.deadline >= fed.every and fed.rounds > 1:
+                raise ValueError(f"federated: the deadline ({fed.deadline:g} s) must be shorter than the time between "
+                                 f"rounds ({fed.every:g} s)")
+            if fed.upload_spread is not None and fed.upload_spread >= fed.deadline:
+                raise ValueError(f"federated: upload_spread ({fed.upload_spread:g} s) must be shorter than the "
+                                 f"deadline ({fed.deadline:g} s)")
+            unknown = sorted(set(fed.groups or []) - set(groups))
+            if unknown:
+                raise ValueError(f"federated names unknown groups {unknown} (the fleet's: {groups})")
+            if self.updates:
+                raise ValueError("federated rounds and scheduled updates in one scenario are not supported yet (both "
+                                 "send models over the gateways): run them as separate scenarios")
         for group in self.fleet:
             self._check_size(group)
         names = [policy_name(p) for p in self.policies]

@@ -129,7 +129,8 @@ def fedavg(head: DenseHead, node_data: list[tuple[np.ndarray, np.ndarray]], **lo
 
 # ---- the head of a .tflite model and its frozen features ------------------------------------------
 def head_from_tflite(path: str | Path, layers: int = 1) -> DenseHead:
-    """The last `layers` FULLY_CONNECTED layers of a float .tflite classifier (ending in softmax)."""
+    """The last `layers` FULLY_CONNECTED layers of a .tflite classifier (ending in softmax): a float model's
+    weights, or an int8 model's dequantized (the layers a node runs)."""
     import tflite
 
     content = Path(path).read_bytes()
@@ -145,12 +146,21 @@ def head_from_tflite(path: str | Path, layers: int = 1) -> DenseHead:
                          field="federated")
 
     def tensor(index: int) -> np.ndarray:
+        """A weight or bias tensor in real values: float32 as stored; int8 (weights) and int32 (biases)
+        dequantized with their scales and zero points (per output channel: axis 0)."""
         t = graph.Tensors(index)
         buf = model.Buffers(t.Buffer()).DataAsNumpy()
-        if t.Type() != 0 or not isinstance(buf, np.ndarray):  # 0: FLOAT32
-            raise InputError(f"{path}: the head's weights are not float32 (use the model's float twin)",
+        kind = {0: np.float32, 9: np.int8, 2: np.int32}.get(t.Type())  # FLOAT32, INT8, INT32
+        if kind is None or not isinstance(buf, np.ndarray):
+            raise InputError(f"{path}: the head's tensors are neither float32 nor int8/int32 with constant data",
                              field="federated")
-        return np.frombuffer(buf.tobytes(), dtype=np.float32).reshape(t.ShapeAsNumpy()).astype(np.float64)
+        values = np.frombuffer(buf.tobytes(), dtype=kind).reshape(t.ShapeAsNumpy()).astype(np.float64)
+        if kind is np.float32:
+            return values
+        q = t.Quantization()
+        scale, zero = q.ScaleAsNumpy().astype(np.float64), q.ZeroPointAsNumpy().astype(np.float64)
+        shape = (-1,) + (1,) * (values.ndim - 1)
+        return (values - zero.reshape(shape)) * scale.reshape(shape)
 
     weights, biases, relu = [], [], []
     for i in fc[-layers:]:
@@ -167,24 +177,35 @@ def head_from_tflite(path: str | Path, layers: int = 1) -> DenseHead:
 
 
 def frozen_features(model, head: DenseHead, windows: np.ndarray) -> np.ndarray:
-    """The head's input for each window (in physical units): the float model (a loaded
-    `iotsim.tinyml.runtime` model: its input adapter and normalization first) run with LiteRT, its
-    intermediate tensors kept."""
+    """The head's input for each window (in physical units): the model (a loaded `iotsim.tinyml.runtime`
+    model: its input adapter and normalization first) run with LiteRT, its intermediate tensors kept. For
+    an int8 model the input is quantized with the model's input scale and the features dequantized: what
+    the node's own int8 layers compute."""
     import warnings
 
     from ai_edge_litert.interpreter import Interpreter
+
+    from iotsim.tinyml.runtime import _native_info_filtered
 
     with warnings.catch_warnings():  # keeping every tensor is what we want here
         warnings.simplefilter("ignore", UserWarning)
         interp = Interpreter(model_path=str(model.path), experimental_preserve_all_tensors=True)
     inp = interp.get_input_details()[0]
     x = np.asarray(model.normalize(windows), dtype=np.float32)
-    interp.resize_tensor_input(inp["index"], [x.shape[0], *inp["shape"][1:]])
-    interp.allocate_tensors()
-    interp.set_tensor(inp["index"], x)
-    interp.invoke()
-    feats = interp.get_tensor(head.input_tensor)
-    return np.asarray(feats, dtype=np.float64).reshape(x.shape[0], -1)
+    if inp["dtype"] == np.int8:
+        scale, zero = inp["quantization"]
+        x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
+    with _native_info_filtered():  # without LiteRT's delegate line
+        interp.resize_tensor_input(inp["index"], [x.shape[0], *inp["shape"][1:]])
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+    feats = np.asarray(interp.get_tensor(head.input_tensor), dtype=np.float64)
+    detail = next(d for d in interp.get_tensor_details() if d["index"] == head.input_tensor)
+    if detail["dtype"] == np.int8:
+        scale, zero = detail["quantization"]
+        feats = (feats - zero) * scale
+    return feats.reshape(x.shape[0], -1)
 
 
 # ---- the averaged head back into the int8 model the nodes run ---------------------------------------
