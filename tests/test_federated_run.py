@@ -99,10 +99,10 @@ def test_the_updates_carry_their_real_bytes(runs):
     fed, _, _ = runs
     plan = fed.federated_plan
     # one dense layer of 32 x 2: 66 int8 values + 2 float32 scales up; 64 int8 weights + 2 int32 biases down
-    assert (plan.upload_bytes, plan.push_bytes) == (66 + 8, 64 + 8)
+    assert (plan.weights_bytes, plan.push_bytes) == (66 + 8, 64 + 8)
     out = fed.outcomes[1]
     ups = np.flatnonzero(out.messages.kind == MessageKind.MODEL_UPDATE)
-    assert (out.messages.app_bytes[ups] == plan.upload_bytes).all()
+    assert (out.messages.app_bytes[ups] == plan.weights_bytes).all()
     assert all(r.push.payload.payload_bytes == plan.push_bytes for r in fed.federated[1].rounds)
 
 
@@ -180,3 +180,31 @@ def test_participation_draws_a_share_of_the_nodes(tmp_path):
 def test_bad_federated_input_is_refused_naming_the_field(federated, message):
     with pytest.raises((InputError, ValueError), match=message):
         _run("farm_soil_int8", federated)
+
+
+def test_central_mode_sends_the_raw_windows_and_retrains_in_the_cloud(runs):
+    """The cloud-retraining alternative: the drawn nodes send their windows raw (72 B each for the farm:
+    12 samples x 3 channels x int16), train nothing, and the cloud runs the same SGD on the union of what
+    arrived in time."""
+    from iotsim.tinyml.federated import local_sgd
+
+    _, _, model = runs
+    fed = _run(model, ROUNDS.replace("federated: {", "federated: {mode: central, "))
+    spec = fed.scenario.federated
+    fo, out = fed.federated[1], fed.outcomes[1]
+    head = head_from_tflite(fed.federated_plan.model.path, 1)
+    ups = np.flatnonzero(out.messages.kind == MessageKind.MODEL_UPDATE)
+    sizes = np.concatenate([r.plan.samples * 72 for r in fo.rounds])
+    np.testing.assert_array_equal(np.sort(out.messages.app_bytes[ups]), np.sort(sizes))
+    for r in fo.rounds:
+        assert (r.plan.train_s == 0).all() and r.plan.raw_bytes.sum() == r.plan.samples.sum() * 72
+        data = [d for d, ok in zip(r.plan.data, r.delivered) if ok]
+        head = local_sgd(head, np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data]),
+                         epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+                         rng=group_rng(fed.scenario.seed, STREAM_FEDERATED_SGD, r.plan.index))
+        for a, b in zip(head.weights + head.biases, r.head.weights + r.head.biases):
+            np.testing.assert_array_equal(a, b)
+    table = federated_table(fed)
+    rows = table[(table.policy == "on_device") & (table["round"] >= 0)]
+    assert (rows.raw_bytes_uploaded == rows.windows * 72).all() and (rows.raw_bytes_kept_on_nodes == 0).all()
+    assert rows.accuracy.iloc[-1] > 0.8

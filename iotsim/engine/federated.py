@@ -56,7 +56,9 @@ class RoundPlan:
     deadline_s: float
     nodes: np.ndarray  # global node index per participant (sorted)
     samples: np.ndarray  # windows each participant trains on
-    train_s: np.ndarray  # its MCU's time for the local update
+    train_s: np.ndarray  # its MCU's time for the local update (0 in central mode)
+    upload_bytes: np.ndarray  # what it sends: its weights (fedavg) or its raw windows (central)
+    raw_bytes: np.ndarray  # its training windows as raw samples (sent in central mode, kept on the node in fedavg)
     train_energy_j: np.ndarray  # that time's battery energy (the MCU active, above sleep)
     wait_s: np.ndarray  # then its random wait before it sends the update (upload_spread)
     data: list[tuple[np.ndarray, np.ndarray]]  # per participant: (frozen features, labels)
@@ -74,7 +76,7 @@ class FederatedPlan:
     model: object  # the int8 model the groups run (its frozen layers give the features)
     head: object  # iotsim.tinyml.federated.DenseHead: the layers trained, dequantized from the groups' model
     rounds: list[RoundPlan]
-    upload_bytes: int  # one node's update: int8 weights and a float32 scale per tensor
+    weights_bytes: int  # one node's weights as sent in fedavg mode: int8 and a float32 scale per tensor
     push_bytes: int  # the new layers sent down: int8 weights and int32 biases
     ram_bytes: int  # a local update's working memory (float32 weights, gradients, one batch's activations)
     training_measured: bool  # the MCU has a measured cost of float MACs (else only the int8 passes are timed)
@@ -89,7 +91,8 @@ class FederatedPlan:
         group = np.searchsorted(offsets, node, side="right") - 1
         order = np.lexsort((ready, node))
         n = node.size
-        m = Messages(node[order], ready[order], np.full(n, self.upload_bytes, np.int64),
+        size = np.concatenate([r.upload_bytes for r in self.rounds])
+        m = Messages(node[order], ready[order], size[order].astype(np.int64),
                      np.full(n, MessageKind.MODEL_UPDATE, np.int8), np.full(n, -1, np.int64), group[order])
         return m, rnd[order]
 
@@ -159,7 +162,7 @@ def plan_federated(scenario, plans: list[GroupPlan], link, nodes) -> FederatedPl
         k = max(1, int(round(spec.participation * members.size)))
         chosen = np.sort(rng.choice(members, size=k, replace=False))
         since = starts[r - 1] if r else -math.inf
-        who, samples, train_s, data = [], [], [], []
+        who, samples, train_s, sizes, raw, data = [], [], [], [], [], []
         for g in groups:
             p = plans[g]
             local = chosen[(chosen >= offsets[g]) & (chosen < offsets[g + 1])] - offsets[g]
@@ -173,11 +176,17 @@ def plan_federated(scenario, plans: list[GroupPlan], link, nodes) -> FederatedPl
             bounds = np.cumsum([0] + [flats[i].size for i in keep])
             for j, i in enumerate(keep):
                 n = flats[i].size
-                seconds, ok = training_seconds(head, per_sample, n, spec, p.inference_time_s, p.board.mcu)
-                measured &= ok
+                if spec.mode == "fedavg":
+                    seconds, ok = training_seconds(head, per_sample, n, spec, p.inference_time_s, p.board.mcu)
+                    measured &= ok
+                    size = per_sample.upload_bytes
+                else:  # the raw windows go up; the cloud trains
+                    seconds, size = 0.0, n * p.raw_window_bytes
                 who.append(int(local[i] + offsets[g]))
                 samples.append(n)
                 train_s.append(seconds)
+                sizes.append(size)
+                raw.append(n * p.raw_window_bytes)
                 data.append((feats[bounds[j]:bounds[j + 1]], labels[bounds[j]:bounds[j + 1]]))
         order = np.argsort(who, kind="stable")
         who = np.asarray(who, np.int64)[order]
@@ -185,7 +194,9 @@ def plan_federated(scenario, plans: list[GroupPlan], link, nodes) -> FederatedPl
         spread = spec.deadline / 2 if spec.upload_spread is None else spec.upload_spread
         wait = rng.random(who.size) * spread
         rounds.append(RoundPlan(r, float(t), float(t + spec.deadline), who, np.asarray(samples, np.int64)[order],
-                                train, train * active[who], wait, [data[i] for i in order]))
+                                train, np.asarray(sizes, np.int64)[order], np.asarray(raw, np.int64)[order],
+                                train * active[who], wait,
+                                [data[i] for i in order]))
     validation = _validation_set(scenario, plans, groups, model, head, spec.validation_windows)
     return FederatedPlan(spec, groups, members, model, head, rounds, per_sample.upload_bytes, push_bytes,
                          ram, measured, validation)
@@ -273,9 +284,7 @@ class PolicyRounds:
             push = None
             if ok.any():
                 data = [d for d, keep in zip(rp.data, ok) if keep]
-                head = fl.fedavg(head, data, epochs=fed.spec.epochs, batch_size=fed.spec.batch_size,
-                                 learning_rate=fed.spec.learning_rate,
-                                 rng=group_rng(self.seed, STREAM_FEDERATED_SGD, rp.index))
+                head = train_round(head, data, fed.spec, group_rng(self.seed, STREAM_FEDERATED_SGD, rp.index))
                 model = self._int8_model(head, rp.index)
                 push = self._push(rp, model)
                 pushes.append(push)
@@ -354,6 +363,17 @@ class PolicyRounds:
         return out
 
 
+def train_round(head, data: list[tuple[np.ndarray, np.ndarray]], spec, rng: np.random.Generator):
+    """The round's new layers from the data that arrived: FedAvg of the nodes' local updates (fedavg), or the
+    same minibatch SGD on the union of the nodes' windows in the cloud (central)."""
+    from iotsim.tinyml import federated as fl
+
+    sgd = dict(epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate, rng=rng)
+    if spec.mode == "fedavg":
+        return fl.fedavg(head, data, **sgd)
+    return fl.local_sgd(head, np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data]), **sgd)
+
+
 def _score(model, validation) -> tuple[float, float, float]:
     """(accuracy, recall, false-positive rate) of an int8 model on the held-out windows."""
     windows, _, labels = validation
@@ -374,11 +394,14 @@ def federated_notes(plan: FederatedPlan | None, outcomes: list[FederatedOutcome]
         f"{spec.layers} dense layer(s) (its int8 weights dequantized; features from its own int8 layers) for "
         f"{spec.epochs} epoch(s) of minibatch SGD on their windows since the previous round (at most "
         f"{spec.max_windows}), labelled by the ground truth (as if each window were confirmed), then send them "
-        f"({plan.upload_bytes:,} B: int8 and a scale per tensor) as an uplink at a random time within "
+        f"({plan.weights_bytes:,} B: int8 and a scale per tensor) as an uplink at a random time within "
         f"{(spec.deadline / 2 if spec.upload_spread is None else spec.upload_spread):g} s; the server averages the "
         f"updates that arrive within {spec.deadline:g} s, weighted by window counts, quantizes them with the model's "
         f"own scales and sends the new layers ({plan.push_bytes:,} B) to the groups as an update; a round with no "
-        "update in time sends nothing. Accuracy: the int8 model after each round on "
+        "update in time sends nothing."
+        + (" Mode central (cloud retraining): instead of training, each drawn node sends those windows raw and the "
+           "cloud runs the same minibatch SGD on all that arrived in time." if spec.mode == "central" else "")
+        + " Accuracy: the int8 model after each round on "
         f"{len(plan.validation[2]):,} held-out windows (half inside an event) per run (federated.csv).",
         "Federated training cost: per window and epoch the int8 model's inference (its measured firmware time) and "
         "the float layers' forward and backward MACs, with a weight update per minibatch, priced by a float SGD step "

@@ -141,7 +141,8 @@ def updates_table(result: RunResult) -> pd.DataFrame:
 
 FEDERATED_COLUMNS = [
     "policy", "round", "start_s", "deadline_s", "participants", "windows", "updates_on_time", "updates_late",
-    "updates_lost", "train_s_per_participant", "train_energy_j_per_participant", "upload_bytes", "push_bytes",
+    "updates_lost", "train_s_per_participant", "train_energy_j_per_participant", "upload_bytes_per_participant",
+    "raw_bytes_uploaded", "raw_bytes_kept_on_nodes", "push_bytes",
     "pushed", "nodes_updated", "time_to_50pct_s", "time_to_95pct_s", "listen_energy_j_per_node", "accuracy",
     "recall", "false_positive_rate",
 ]
@@ -173,7 +174,10 @@ def federated_table(result: RunResult) -> pd.DataFrame:
                 "updates_late": int(ro.late.sum()), "updates_lost": int(n - ro.delivered.sum() - ro.late.sum()),
                 "train_s_per_participant": float(rp.train_s.mean()) if n else 0.0,
                 "train_energy_j_per_participant": float(rp.train_energy_j.mean()) if n else 0.0,
-                "upload_bytes": fp.upload_bytes, "push_bytes": fp.push_bytes, "pushed": push is not None,
+                "upload_bytes_per_participant": float(rp.upload_bytes.mean()) if n else 0.0,
+                "raw_bytes_uploaded": int(rp.raw_bytes.sum()) if fp.spec.mode == "central" else 0,
+                "raw_bytes_kept_on_nodes": int(rp.raw_bytes.sum()) if fp.spec.mode == "fedavg" else 0,
+                "push_bytes": fp.push_bytes, "pushed": push is not None,
                 "nodes_updated": int(push.rollout.decoded.sum()) if push is not None else 0,
                 "time_to_50pct_s": share(0.5), "time_to_95pct_s": share(0.95),
                 "listen_energy_j_per_node": float(push.listen_energy_j.mean()) if push is not None else 0.0,

@@ -434,6 +434,9 @@ class Federated(_Strict):
 
     groups: list[str] | None = Field(None, min_length=1, description="the groups that take part (default: every "
                                      "group); they must run the same model")
+    mode: Literal["fedavg", "central"] = Field("fedavg", description="fedavg: the nodes train and send weights; "
+                                               "central: the nodes send their raw windows and the cloud retrains "
+                                               "(the alternative federated learning avoids)")
     start: Duration = Field(description="the first round (from the start of the run)")
     every: Duration = Field(7 * 86400.0, gt=0, description="time between rounds")
     rounds: int = Field(1, ge=1, le=1000)
