@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iotsim.engine.fleet import GroupPlan, Verdicts, group_rng
+from iotsim.engine.fleet import GroupPlan, Verdicts, group_rng, phase_rng
 from iotsim.engine.updates import Listening, UpdateOutcome, apply_costs, powers_above_sleep, update_energy_j
 from iotsim.errors import InputError
 from iotsim.link.base import Messages
@@ -80,7 +80,7 @@ class FederatedPlan:
     push_bytes: int  # the new layers sent down: int8 weights and int32 biases
     ram_bytes: int  # a local update's working memory (float32 weights, gradients, one batch's activations)
     training_measured: bool  # the MCU has a measured cost of float MACs (else only the int8 passes are timed)
-    validation: tuple[np.ndarray, np.ndarray, np.ndarray]  # held-out (windows, features, labels), all groups
+    validation: "Validation"  # held-out windows of the signal as it is at a time
 
     def upload_messages(self, plans: list[GroupPlan]) -> tuple[Messages, np.ndarray]:
         """Every round's updates as messages in (node, ready time) order, and each one's round."""
@@ -197,7 +197,7 @@ def plan_federated(scenario, plans: list[GroupPlan], link, nodes) -> FederatedPl
                                 train, np.asarray(sizes, np.int64)[order], np.asarray(raw, np.int64)[order],
                                 train * active[who], wait,
                                 [data[i] for i in order]))
-    validation = _validation_set(scenario, plans, groups, model, head, spec.validation_windows)
+    validation = Validation(scenario.seed, plans, groups, model, spec.validation_windows)
     return FederatedPlan(spec, groups, members, model, head, rounds, per_sample.upload_bytes, push_bytes,
                          ram, measured, validation)
 
@@ -227,20 +227,36 @@ def training_seconds(head, per_sample, samples: int, spec, inference_s: float, m
     return (int8_s + (float_s or 0.0), float_s is not None)
 
 
-def _validation_set(scenario, plans, groups, model, head, n: int):
-    """Held-out windows, half of them wholly inside an event, from each group's workload (own stream)."""
-    from iotsim.tinyml import federated as fl
+class Validation:
+    """Held-out windows per group, half of them wholly inside an event, generated from the signal as it is at a
+    given time (its phase: `workload.phases`), from their own stream; (windows, labels) per set of phases."""
 
-    windows, labels = [], []
-    for g in groups:
-        p = plans[g]
-        rng = group_rng(scenario.seed, STREAM_FEDERATED_VALIDATION, g)
-        masks = np.zeros((n, p.window_samples), dtype=bool)
-        masks[: n // 2] = True
-        windows.append(p.workload.generate(rng, masks))
-        labels.append(np.where(masks[:, 0], model.positive_class, 1 - model.positive_class))
-    w = np.concatenate(windows)
-    return w, fl.frozen_features(model, head, w), np.concatenate(labels)
+    def __init__(self, seed: int, plans: list[GroupPlan], groups: list[int], model, n: int):
+        self.seed, self.plans, self.groups, self.model, self.n = seed, plans, groups, model, n
+        self._sets: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def at(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        phases = tuple(self.plans[g].windows.phase_at(t_s) for g in self.groups)
+        if phases not in self._sets:
+            windows, labels = [], []
+            m = self.model
+            for g, k in zip(self.groups, phases):
+                p = self.plans[g]
+                rng = phase_rng(self.seed, STREAM_FEDERATED_VALIDATION, g, k)
+                masks = np.zeros((self.n, p.window_samples), dtype=bool)
+                masks[: self.n // 2] = True
+                windows.append(p.windows.workloads[k].generate(rng, masks))
+                labels.append(np.where(masks[:, 0], m.positive_class, 1 - m.positive_class))
+            self._sets[phases] = (np.concatenate(windows), np.concatenate(labels))
+        return self._sets[phases]
+
+    def score(self, model, t_s: float) -> tuple[float, float, float]:
+        """(accuracy, recall, false-positive rate) of an int8 model on the held-out windows of time t_s."""
+        windows, labels = self.at(t_s)
+        cls, _ = model.predict(windows)
+        pos = labels == model.positive_class
+        hit = cls == model.positive_class
+        return float((cls == labels).mean()), float(hit[pos].mean()), float(hit[~pos].mean())
 
 
 # ---- one policy's rounds ---------------------------------------------------------------------------------
@@ -273,7 +289,7 @@ class PolicyRounds:
         model = fed.model
         verdicts = [p.verdicts for p in self.plans]
         pushes: list[UpdateOutcome] = []
-        out = FederatedOutcome(policy_name, _score(model, fed.validation))
+        out = FederatedOutcome(policy_name, fed.validation.score(model, fed.rounds[0].start_s if fed.rounds else 0.0))
         decided = []
         for rp in fed.rounds:
             plans = self._with(verdicts)
@@ -289,7 +305,7 @@ class PolicyRounds:
                 push = self._push(rp, model)
                 pushes.append(push)
                 verdicts = self._apply(verdicts, push)
-            acc, recall, fpr = _score(model, fed.validation)
+            acc, recall, fpr = fed.validation.score(model, rp.deadline_s)
             out.rounds.append(RoundOutcome(rp, ok, late, acc, recall, fpr, push, head))
         plans = self._with(verdicts)
         final = simulate(plans, pushes, self.training)
@@ -374,15 +390,6 @@ def train_round(head, data: list[tuple[np.ndarray, np.ndarray]], spec, rng: np.r
     return fl.local_sgd(head, np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data]), **sgd)
 
 
-def _score(model, validation) -> tuple[float, float, float]:
-    """(accuracy, recall, false-positive rate) of an int8 model on the held-out windows."""
-    windows, _, labels = validation
-    cls, _ = model.predict(windows)
-    pos = labels == model.positive_class
-    hit = cls == model.positive_class
-    return float((cls == labels).mean()), float(hit[pos].mean()), float(hit[~pos].mean())
-
-
 def federated_notes(plan: FederatedPlan | None, outcomes: list[FederatedOutcome]) -> list[str]:
     """The run's notes on its federated rounds: the method, what it leaves out, and whether the passes agreed."""
     if plan is None:
@@ -402,7 +409,8 @@ def federated_notes(plan: FederatedPlan | None, outcomes: list[FederatedOutcome]
         + (" Mode central (cloud retraining): instead of training, each drawn node sends those windows raw and the "
            "cloud runs the same minibatch SGD on all that arrived in time." if spec.mode == "central" else "")
         + " Accuracy: the int8 model after each round on "
-        f"{len(plan.validation[2]):,} held-out windows (half inside an event) per run (federated.csv).",
+        f"{spec.validation_windows:,} held-out windows per group (half inside an event) of the signal as it is at "
+        "the round's deadline (federated.csv); before any round: at the first round's start.",
         "Federated training cost: per window and epoch the int8 model's inference (its measured firmware time) and "
         "the float layers' forward and backward MACs, with a weight update per minibatch, priced by a float SGD step "
         "measured on the emulated core (iotsim.tinyml.ondevice); RAM for float weights, gradients and one batch's "

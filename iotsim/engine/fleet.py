@@ -10,6 +10,11 @@ with the event's samples marked, so partial overlap is real. Event-free windows 
 per-group pool of `simulation.background_pool` windows generated and inferred once (a Monte Carlo
 sample of the workload); the false-alarm rate is therefore estimated from the pool, and its
 standard error is reported. Inference runs in large batches outside the event loop.
+
+A signal that changes during the run (`workload.phases`: from each phase's start, other generator
+parameters) has a pool per phase and generates each phase's event windows from the phase's own
+stream; a window belongs to the phase its first sample falls in. The first phase's pool is the
+run's pool without phases (its event windows are other draws of the same signal).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from iotsim.errors import InputError
 from iotsim.radio import lora, propagation
 from iotsim.scenario.yaml_source import field_path
+from iotsim.signals import with_params
 
 # random streams: every draw comes from a generator keyed by (seed, stream, node id) or (seed, stream, group)
 STREAM_NODE = 1
@@ -167,69 +173,106 @@ def _infer_generated(workload, model, cloud_model, rng, masks: np.ndarray, progr
     return _concat(parts)
 
 
+def phase_rng(seed: int, stream: int, group_index: int, phase: int) -> np.random.Generator:
+    """A group's stream for the windows of one phase of its signal (phase 0: the group's own stream)."""
+    if phase == 0:
+        return group_rng(seed, stream, group_index)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, 1_000_000_000 + group_index, phase)))
+
+
+def _generate_at(workload, rng, masks: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Windows number `index` of the sequence `workload` generates from `rng` for `masks` (batched as always)."""
+    out = np.zeros((index.size, masks.shape[1], workload.n_channels), dtype=np.float32)
+    if not index.size:
+        return out
+    batch = _batch(workload, masks)
+    for lo in range(0, int(index.max()) + 1, batch):
+        windows = workload.generate(rng, masks[lo:lo + batch])
+        here = (index >= lo) & (index < lo + batch)
+        out[here] = windows[index[here] - lo]
+    return out
+
+
 @dataclass
 class WindowSet:
-    """A group's windows as generated: a pool of event-free windows each window draws from, and fresh
-    windows for those an event touches, each from its own stream, so any model sees the same windows."""
+    """A group's windows as generated: per phase of the signal (`workload.phases`; one phase when it does not
+    change), a pool of event-free windows the phase's windows draw from, and fresh windows for those an event
+    touches, each from its own stream, so any model sees the same windows."""
 
-    workload: object
+    workloads: list  # the signal's generator in each phase (phase 0: from the start of the run)
     seed: int
     group_index: int
-    pool_size: int
+    pool_size: int  # per phase
     window_samples: int
     fresh_masks_packed: np.ndarray | None  # (fresh windows, samples) packed 8 to a byte: where the event is;
     # None once the plan no longer needs them (no update runs another model on the group)
-    pool_index: np.ndarray  # per flat window: its pool window
+    pool_index: np.ndarray  # per flat window: its pool window (phase x pool_size + index in the phase's pool)
     fresh_flat: np.ndarray  # flat index of each fresh window
+    fresh_phase: np.ndarray  # the phase of each fresh window
+    phase_starts_s: np.ndarray  # when each phase begins (0 for the first)
+
+    def phase_at(self, t_s: float) -> int:
+        """The phase of the signal at time t_s."""
+        return int(np.searchsorted(self.phase_starts_s, t_s, side="right") - 1)
 
     @staticmethod
     def pack(masks: np.ndarray) -> np.ndarray:
         return np.packbits(masks, axis=1)
 
+    def _fresh_masks(self, fresh_masks: np.ndarray | None) -> np.ndarray:
+        if fresh_masks is not None:
+            return fresh_masks
+        if self.fresh_masks_packed is None:
+            raise ValueError("this group's windows were not kept: no update runs another model on it")
+        return np.unpackbits(self.fresh_masks_packed, axis=1, count=self.window_samples).astype(bool)
+
     def verdicts(self, model, cloud_model, progress=None, fresh_masks: np.ndarray | None = None) -> Verdicts:
         """Per flat window: `model`'s verdicts on the node and `cloud_model`'s (None: not run, False)."""
-        if fresh_masks is None:
-            if self.fresh_masks_packed is None:
-                raise ValueError("this group's windows were not kept: no update runs another model on it")
-            fresh_masks = np.unpackbits(self.fresh_masks_packed, axis=1, count=self.window_samples).astype(bool)
+        fresh_masks = self._fresh_masks(fresh_masks)
         pool_masks = np.zeros((self.pool_size, self.window_samples), dtype=bool)
-        pool = _infer_generated(self.workload, model, cloud_model, group_rng(self.seed, STREAM_POOL, self.group_index),
-                                pool_masks, progress=None)
-        fresh = _infer_generated(self.workload, model, cloud_model,
-                                 group_rng(self.seed, STREAM_EVENT_WINDOWS, self.group_index), fresh_masks,
-                                 progress=progress)
+        pool = _concat([_infer_generated(wl, model, cloud_model, phase_rng(self.seed, STREAM_POOL, self.group_index, k),
+                                         pool_masks) for k, wl in enumerate(self.workloads)])
         out = Verdicts(pool.device_positive[self.pool_index], pool.device_confidence[self.pool_index],
                        pool.cloud_positive[self.pool_index])
-        out.device_positive[self.fresh_flat] = fresh.device_positive
-        out.device_confidence[self.fresh_flat] = fresh.device_confidence
-        out.cloud_positive[self.fresh_flat] = fresh.cloud_positive
+        total, done = fresh_masks.shape[0], 0
+        for k, wl in enumerate(self.workloads):
+            sel = np.flatnonzero(self.fresh_phase == k)
+            if not sel.size:
+                continue
+            report = (lambda d, t, base=done: progress(base + d, total)) if progress else None
+            fresh = _infer_generated(wl, model, cloud_model, phase_rng(self.seed, STREAM_EVENT_WINDOWS,
+                                                                       self.group_index, k), fresh_masks[sel], report)
+            at = self.fresh_flat[sel]
+            out.device_positive[at] = fresh.device_positive
+            out.device_confidence[at] = fresh.device_confidence
+            out.cloud_positive[at] = fresh.cloud_positive
+            done += sel.size
         out.pool_device_positive = pool.device_positive
         return out
 
     def samples(self, flat: np.ndarray) -> np.ndarray:
         """The generated windows (physical units, (n, samples, channels)) at flat indices `flat`: the same
-        windows every model sees (regenerated from the pool's and the fresh windows' streams)."""
+        windows every model sees (regenerated from the pools' and the fresh windows' streams)."""
         flat = np.asarray(flat, dtype=np.int64)
-        out = np.zeros((flat.size, self.window_samples, self.workload.n_channels), dtype=np.float32)
+        out = np.zeros((flat.size, self.window_samples, self.workloads[0].n_channels), dtype=np.float32)
         fresh_at = np.searchsorted(self.fresh_flat, flat)
         is_fresh = (fresh_at < self.fresh_flat.size) & (self.fresh_flat[np.minimum(fresh_at, self.fresh_flat.size - 1)]
                                                         == flat) if self.fresh_flat.size else np.zeros(flat.size, bool)
         pool_masks = np.zeros((self.pool_size, self.window_samples), dtype=bool)
-        for rows, masks, stream, index in (
-                (np.flatnonzero(~is_fresh), pool_masks, STREAM_POOL, self.pool_index[flat[~is_fresh]]),
-                (np.flatnonzero(is_fresh), None, STREAM_EVENT_WINDOWS, fresh_at[is_fresh])):
-            if not rows.size:
-                continue
-            if masks is None:
-                if self.fresh_masks_packed is None:
-                    raise ValueError("this group's windows were not kept")
-                masks = np.unpackbits(self.fresh_masks_packed, axis=1, count=self.window_samples).astype(bool)
-            rng = group_rng(self.seed, stream, self.group_index)
-            batch = _batch(self.workload, masks)
-            for lo in range(0, int(index.max()) + 1, batch):
-                windows = self.workload.generate(rng, masks[lo:lo + batch])
-                here = (index >= lo) & (index < lo + batch)
-                out[rows[here]] = windows[index[here] - lo]
+        pool_at = self.pool_index[flat]
+        fresh_masks = None
+        for k, wl in enumerate(self.workloads):
+            rows = np.flatnonzero(~is_fresh & (pool_at // max(self.pool_size, 1) == k))
+            if rows.size:
+                out[rows] = _generate_at(wl, phase_rng(self.seed, STREAM_POOL, self.group_index, k), pool_masks,
+                                         pool_at[rows] % self.pool_size)
+            rows = np.flatnonzero(is_fresh & (self.fresh_phase[np.minimum(fresh_at, max(self.fresh_flat.size - 1, 0))]
+                                              == k)) if self.fresh_flat.size else np.zeros(0, np.int64)
+            if rows.size:
+                fresh_masks = self._fresh_masks(None) if fresh_masks is None else fresh_masks
+                mine = np.flatnonzero(self.fresh_phase == k)  # the phase's fresh windows, in generation order
+                out[rows] = _generate_at(wl, phase_rng(self.seed, STREAM_EVENT_WINDOWS, self.group_index, k),
+                                         fresh_masks[mine], np.searchsorted(mine, fresh_at[rows]))
         return out
 
 
@@ -262,9 +305,15 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         sample_period = 1.0 / wl.sample_rate_hz
     else:
         sample_period = 1.0 / workload.sample_rate_hz
+    if wl.params:
+        workload = with_params(workload, wl.params, f"{where}.workload.params")
     if abs(sample_period * workload.sample_rate_hz - 1.0) > 1e-9:
         # generate the signal at the scenario's timing, not the workload's default
         workload = dataclasses.replace(workload, sample_rate_hz=1.0 / sample_period)
+    # the signal's phases: from each phase's start its own parameters (on top of the group's)
+    workloads = [workload] + [with_params(workload, ph.params, f"{where}.workload.phases.{k}.params")
+                              for k, ph in enumerate(wl.phases)]
+    phase_starts = np.array([0.0] + [ph.start for ph in wl.phases])
     warnings = model_fit_warnings(spec, model, workload, sample_period)
     span = window_samples * sample_period
     period = wl.window_period if wl.window_period is not None else span
@@ -361,14 +410,19 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     fed = scenario.federated
     updated = any(u.groups is None or spec.group in u.groups for u in scenario.updates) or (
         fed is not None and (fed.groups is None or spec.group in fed.groups))
-    windows = WindowSet(workload, seed, index, pool_size, window_samples, WindowSet.pack(masks) if updated else None,
-                        np.concatenate(pool_draws) if pool_draws else np.zeros(0, np.int64), fresh_flat)
+    # a window belongs to the phase its first sample falls in; it draws from that phase's pool
+    window_start = (np.repeat(phase, n_windows) + (np.arange(total_windows) - np.repeat(offset[:-1], n_windows))
+                    * period) if total_windows else np.zeros(0)
+    window_phase = np.searchsorted(phase_starts, window_start, side="right") - 1
+    pool_index = (np.concatenate(pool_draws) if pool_draws else np.zeros(0, np.int64)) + window_phase * pool_size
+    windows = WindowSet(workloads, seed, index, pool_size, window_samples, WindowSet.pack(masks) if updated else None,
+                        pool_index, fresh_flat, window_phase[fresh_flat], phase_starts)
     verdicts = windows.verdicts(model, cloud_model, progress, fresh_masks=masks)
     event_id = np.full(total_windows, -1, dtype=np.int64)
     event_id[fresh_flat] = fresh_event
 
     fp = float(verdicts.pool_device_positive.mean()) if pool_size else 0.0
-    se = float(np.sqrt(fp * (1 - fp) / pool_size)) if pool_size else 0.0
+    se = float(np.sqrt(fp * (1 - fp) / (pool_size * len(workloads)))) if pool_size else 0.0
 
     inference_time, cost_source = inference_cost(model, board.mcu)
     raw_bytes = window_samples * len(workload.channels) * workload.bytes_per_sample

@@ -103,12 +103,20 @@ def check_scenario_references(scenario: Scenario, doc: YamlDocument | None = Non
     """Check that every named device, signal and model exists and fits the group's workload."""
     # imported here so that schema-only use (iotsim schema) stays light
     from iotsim.hardware import load_board
-    from iotsim.signals import get_workload
+    from iotsim.signals import get_workload, with_params
     from iotsim.tinyml.runtime import load_model
 
     for i, group in enumerate(scenario.fleet):
         _check(doc, ["fleet", i, "device"], lambda g=group: load_board(g.device), scenario)
         _check(doc, ["fleet", i, "workload", "signal"], lambda g=group: get_workload(g.workload.signal), scenario)
+        base = get_workload(group.workload.signal)
+        if group.workload.params:
+            _check(doc, ["fleet", i, "workload", "params"],
+                   lambda g=group, w=base: with_params(w, g.workload.params), scenario)
+            base = with_params(base, group.workload.params)
+        for k, phase in enumerate(group.workload.phases):
+            _check(doc, ["fleet", i, "workload", "phases", k, "params"],
+                   lambda ph=phase, w=base: with_params(w, ph.params), scenario)
         _check(doc, ["fleet", i, "model"], lambda g=group: _check_model_fits(g), scenario)
         _check(doc, ["fleet", i, "count"], lambda g=group: _check_windows(g, scenario.duration), scenario)
         board = load_board(group.device)

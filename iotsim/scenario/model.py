@@ -75,6 +75,17 @@ class Placement(_Strict):
         return self
 
 
+ParamValue = Union[float, int, str, list[Union[float, int, str]]]
+
+
+class WorkloadPhase(_Strict):
+    """From `start` on, the signal's generator takes these parameters (on top of the workload's own): a signal
+    that changes during the run (drift, seasons, wear)."""
+
+    start: Duration = Field(gt=0, description="when the phase begins (from the start of the run)")
+    params: dict[str, ParamValue] = Field(description="generator parameters, as in workload.params")
+
+
 class Workload(_Strict):
     """The sensor signal a group samples, and how it is cut into inference windows."""
 
@@ -89,9 +100,17 @@ class Workload(_Strict):
     events_per_day: float | None = Field(None, ge=0, le=1440,
                                          description="ground-truth event rate per node (at most one a minute)")
     event_duration: Duration | None = None
+    params: dict[str, ParamValue] = Field(default_factory=dict, description="the signal generator's parameters "
+                                          "(fields of its class, e.g. p_irrigation for farm.soil_climate; lists for "
+                                          "ranges)")
+    phases: list[WorkloadPhase] = Field(default_factory=list, max_length=100, description="the signal changes: "
+                                        "windows that start in a phase are generated with its parameters")
 
     @model_validator(mode="after")
     def _check(self) -> "Workload":
+        starts = [p.start for p in self.phases]
+        if starts != sorted(starts) or len(set(starts)) != len(starts):
+            raise ValueError("workload phases must start at increasing times")
         if self.sample_period is not None and self.sample_rate_hz is not None:
             raise ValueError("give sample_period or sample_rate_hz, not both")
         if self.sample_period is not None and not 1e-6 <= self.sample_period <= 86400:

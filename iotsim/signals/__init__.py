@@ -63,4 +63,24 @@ def get_workload(name: str, **params) -> Workload:
     return wl
 
 
-__all__ = ["Workload", "get_workload", "workload_class", "workload_names"]
+def with_params(workload: Workload, params: dict, field: str = "params") -> Workload:
+    """`workload` with some of its generator's parameters changed (lists become tuples); unknown names, and the
+    fields every workload has (channels, timing, classes: the scenario sets those elsewhere), raise InputError
+    naming `field`."""
+    import dataclasses
+
+    # the generator's own fields: what every workload has (channels, timing, classes, event rate) is set elsewhere
+    fields = {f for f in type(workload).__dataclass_fields__ if not f.startswith("_")} - set(Workload.__dataclass_fields__)
+    bad = sorted(set(params) - fields)
+    if bad:
+        raise InputError(f"workload {workload.name!r} has no parameter(s) {', '.join(bad)}; known: "
+                         f"{', '.join(sorted(fields))}", field=f"{field}.{bad[0]}")
+    try:
+        return dataclasses.replace(workload, **{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+    except InputError as e:
+        raise InputError(e.message, field=f"{field}.{e.field}" if e.field else field) from None
+    except (TypeError, ValueError) as e:
+        raise InputError(f"workload {workload.name!r}: {e}", field=field) from None
+
+
+__all__ = ["Workload", "get_workload", "with_params", "workload_class", "workload_names"]
