@@ -174,3 +174,22 @@ def test_a_federated_head_goes_back_into_the_int8_model_as_a_small_delta(farm, t
     changed = sum(a != b for a, b in zip(base, fed.read_bytes()))
     assert 0 < changed <= 2 * 32 + 2 * 4  # the last layer's 64 int8 weights and 2 int32 biases at most
     assert len(create_delta(base, fed.read_bytes())) < 0.05 * len(base)
+
+
+def test_class_weights_count_a_sample_as_its_weight_in_copies():
+    """A loss weighted 3:1 by class equals the plain loss over the samples with each event copied three
+    times, and so do its gradients; FedAvg with class weights runs that weighted SGD on every node."""
+    rng = np.random.default_rng(5)
+    head = _head(rng, sizes=(6, 4, 2))
+    x, y = rng.normal(size=(10, 6)), rng.integers(0, 2, 10)
+    w = np.where(y == 1, 3.0, 1.0)
+    loss, gw, gb = head.loss_and_gradients(x, y, w)
+    copies = np.repeat(np.arange(10), w.astype(int))
+    loss2, gw2, gb2 = head.loss_and_gradients(x[copies], y[copies])
+    assert loss == pytest.approx(loss2, rel=1e-12)
+    for a, b in zip(gw + gb, gw2 + gb2):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    one = local_sgd(head, x, y, epochs=1, batch_size=None, learning_rate=0.1, class_weight=np.array([1.0, 3.0]))
+    two = local_sgd(head, x[copies], y[copies], epochs=1, batch_size=None, learning_rate=0.1)
+    for a, b in zip(one.weights, two.weights):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

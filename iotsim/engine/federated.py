@@ -107,6 +107,7 @@ class RoundOutcome:
     accuracy: float  # the groups' model after the round (int8, LiteRT) on the held-out windows
     recall: float
     false_positive_rate: float
+    baseline: tuple[float, float, float]  # the groups' starting model on the same held-out windows
     push: UpdateOutcome | None  # the new layers sent to the groups (None: no update arrived in time)
     head: object  # the averaged float layers after the round (the previous round's when nothing arrived)
 
@@ -300,13 +301,15 @@ class PolicyRounds:
             push = None
             if ok.any():
                 data = [d for d, keep in zip(rp.data, ok) if keep]
-                head = train_round(head, data, fed.spec, group_rng(self.seed, STREAM_FEDERATED_SGD, rp.index))
+                head = train_round(head, data, fed.spec, group_rng(self.seed, STREAM_FEDERATED_SGD, rp.index),
+                                   fed.model.positive_class)
                 model = self._int8_model(head, rp.index)
                 push = self._push(rp, model)
                 pushes.append(push)
                 verdicts = self._apply(verdicts, push)
             acc, recall, fpr = fed.validation.score(model, rp.deadline_s)
-            out.rounds.append(RoundOutcome(rp, ok, late, acc, recall, fpr, push, head))
+            baseline = fed.validation.score(fed.model, rp.deadline_s)
+            out.rounds.append(RoundOutcome(rp, ok, late, acc, recall, fpr, baseline, push, head))
         plans = self._with(verdicts)
         final = simulate(plans, pushes, self.training)
         out.passes += 1
@@ -379,12 +382,17 @@ class PolicyRounds:
         return out
 
 
-def train_round(head, data: list[tuple[np.ndarray, np.ndarray]], spec, rng: np.random.Generator):
+def train_round(head, data: list[tuple[np.ndarray, np.ndarray]], spec, rng: np.random.Generator,
+                positive_class: int = 1):
     """The round's new layers from the data that arrived: FedAvg of the nodes' local updates (fedavg), or the
-    same minibatch SGD on the union of the nodes' windows in the cloud (central)."""
+    same minibatch SGD on the union of the nodes' windows in the cloud (central). The event class weighs
+    `spec.positive_weight` in the loss."""
     from iotsim.tinyml import federated as fl
 
-    sgd = dict(epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate, rng=rng)
+    weight = np.ones(2)
+    weight[positive_class] = spec.positive_weight
+    sgd = dict(epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate, rng=rng,
+               class_weight=None if spec.positive_weight == 1.0 else weight)
     if spec.mode == "fedavg":
         return fl.fedavg(head, data, **sgd)
     return fl.local_sgd(head, np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data]), **sgd)

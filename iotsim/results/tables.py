@@ -144,10 +144,11 @@ FEDERATED_COLUMNS = [
     "updates_lost", "train_s_per_participant", "train_energy_j_per_participant", "upload_bytes_per_participant",
     "raw_bytes_uploaded", "raw_bytes_kept_on_nodes", "push_bytes",
     "pushed", "nodes_updated", "time_to_50pct_s", "time_to_95pct_s", "listen_energy_j_per_node", "accuracy",
-    "recall", "false_positive_rate",
+    "recall", "false_positive_rate", "frozen_accuracy", "frozen_recall", "frozen_false_positive_rate",
 ]
 """The federated table's columns: one row per policy and round (scenario `federated:`). Round 0's accuracy
-columns are after round 0; the model before any round is in the row with round -1. Times to a share of the
+columns are after round 0; the model before any round is in the row with round -1; the frozen_ columns score
+the groups' starting model on the same held-out windows (the signal as it is at the round's deadline). Times to a share of the
 groups' nodes running the round's model are from the deadline (when the new layers go out)."""
 
 
@@ -182,6 +183,8 @@ def federated_table(result: RunResult) -> pd.DataFrame:
                 "time_to_50pct_s": share(0.5), "time_to_95pct_s": share(0.95),
                 "listen_energy_j_per_node": float(push.listen_energy_j.mean()) if push is not None else 0.0,
                 "accuracy": ro.accuracy, "recall": ro.recall, "false_positive_rate": ro.false_positive_rate,
+                "frozen_accuracy": ro.baseline[0], "frozen_recall": ro.baseline[1],
+                "frozen_false_positive_rate": ro.baseline[2],
             })
     return pd.DataFrame(rows, columns=FEDERATED_COLUMNS)
 

@@ -465,6 +465,9 @@ class Federated(_Strict):
     epochs: int = Field(1, ge=1, le=100, description="local epochs per round")
     batch_size: int | None = Field(16, ge=1, le=100_000, description="local minibatch (null: all the node's windows)")
     learning_rate: float = Field(0.05, gt=0, le=10)
+    positive_weight: float = Field(1.0, gt=0, le=1000, description="weight of the event class in the training "
+                                   "loss (events are rare in a node's windows; about negatives / positives "
+                                   "balances them)")
     max_windows: int = Field(200, ge=1, le=100_000, description="a node trains on its most recent windows since "
                              "the previous round, at most this many (labelled by the ground truth)")
     deadline: Duration = Field(3600.0, gt=0, description="updates that reach the server later than this after "

@@ -66,15 +66,18 @@ class DenseHead:
                 acts.append(e / e.sum(axis=1, keepdims=True))
         return acts
 
-    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-        """Mean softmax cross-entropy over the samples and its gradients (weights, biases)."""
+    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray,
+                           weight: np.ndarray | None = None) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+        """Mean softmax cross-entropy over the samples (weighted by `weight`, one per sample: sum w_i CE_i /
+        sum w_i) and its gradients (weights, biases)."""
         acts = self.forward(x)
         n = x.shape[0]
         p = acts[-1]
-        loss = float(-np.log(np.clip(p[np.arange(n), y], 1e-300, None)).mean())
+        w = np.full(n, 1.0 / n) if weight is None else np.asarray(weight, dtype=np.float64) / np.sum(weight)
+        loss = float(-(w * np.log(np.clip(p[np.arange(n), y], 1e-300, None))).sum())
         delta = p.copy()
         delta[np.arange(n), y] -= 1.0
-        delta /= n
+        delta *= w[:, None]
         gw, gb = [None] * len(self.weights), [None] * len(self.weights)
         for i in range(len(self.weights) - 1, -1, -1):
             gw[i] = acts[i].T @ delta
@@ -90,9 +93,12 @@ class DenseHead:
 
 
 def local_sgd(head: DenseHead, x: np.ndarray, y: np.ndarray, *, epochs: int = 1, batch_size: int | None = None,
-              learning_rate: float = 0.05, rng: np.random.Generator | None = None) -> DenseHead:
+              learning_rate: float = 0.05, rng: np.random.Generator | None = None,
+              class_weight: np.ndarray | None = None) -> DenseHead:
     """A node's local update: `epochs` passes of minibatch SGD over its samples (shuffled per epoch with
-    `rng`; in order without one). batch_size None: the whole local set (one step per epoch)."""
+    `rng`; in order without one). batch_size None: the whole local set (one step per epoch). class_weight:
+    a weight per class in the loss (None: all 1; a rare event class weighted up keeps the layer from
+    learning to say "normal" always)."""
     out = head.copy()
     n = x.shape[0]
     if n == 0:
@@ -102,7 +108,8 @@ def local_sgd(head: DenseHead, x: np.ndarray, y: np.ndarray, *, epochs: int = 1,
         order = rng.permutation(n) if rng is not None else np.arange(n)
         for lo in range(0, n, b):
             idx = order[lo:lo + b]
-            _, gw, gb = out.loss_and_gradients(x[idx], y[idx])
+            _, gw, gb = out.loss_and_gradients(x[idx], y[idx], None if class_weight is None else
+                                               np.asarray(class_weight, dtype=np.float64)[y[idx]])
             for i in range(len(out.weights)):
                 out.weights[i] = out.weights[i] - learning_rate * gw[i]
                 out.biases[i] = out.biases[i] - learning_rate * gb[i]
@@ -111,7 +118,7 @@ def local_sgd(head: DenseHead, x: np.ndarray, y: np.ndarray, *, epochs: int = 1,
 
 def fedavg(head: DenseHead, node_data: list[tuple[np.ndarray, np.ndarray]], **local) -> DenseHead:
     """One FedAvg round: every node's local update from `head`, averaged weighted by its sample count.
-    `local`: local_sgd's keywords (epochs, batch_size, learning_rate, rng)."""
+    `local`: local_sgd's keywords (epochs, batch_size, learning_rate, rng, class_weight)."""
     counts = np.array([x.shape[0] for x, _ in node_data], dtype=np.float64)
     if counts.sum() == 0:
         raise InputError("a federated round needs at least one sample on some node", field="federated")
