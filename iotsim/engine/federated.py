@@ -124,7 +124,7 @@ class FederatedOutcome:
 
 
 # ---- planning (policy-independent) ------------------------------------------------------------------
-def plan_federated(scenario, plans: list[GroupPlan], link, nodes) -> FederatedPlan:
+def plan_federated(scenario, plans: list[GroupPlan], nodes) -> FederatedPlan:
     """Participants, their local data and work, per round; the held-out windows."""
     from iotsim.tinyml import federated as fl
 
@@ -147,7 +147,7 @@ def plan_federated(scenario, plans: list[GroupPlan], link, nodes) -> FederatedPl
     push_bytes = sum(i * o + 4 * o for i, o in shapes)
     per_sample = fl.training_cost(head, macs, 1, epochs=1, batch_size=1)
     ram = fl.training_cost(head, macs, spec.batch_size or spec.max_windows, batch_size=spec.batch_size).ram_bytes
-    for g in groups:
+    for g in groups if spec.mode == "fedavg" else []:  # central: the nodes train nothing
         ram_avail = plans[g].board.mcu.ram_bytes
         if ram_avail is not None and ram > ram_avail:
             raise InputError(f"a local update of {len(shapes)} layer(s) with batches of {spec.batch_size} needs "

@@ -135,7 +135,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
     fed_plan = None
     if scenario.federated is not None:
         say("federated rounds", 0, 1)
-        fed_plan = plan_federated(scenario, plans, link, nodes)
+        fed_plan = plan_federated(scenario, plans, nodes)
         say("federated rounds", 1, 1)
     outcomes, fed_outcomes = [], []
     policies = [make_policy(p) for p in scenario.policies]
