@@ -208,3 +208,17 @@ def test_central_mode_sends_the_raw_windows_and_retrains_in_the_cloud(runs):
     rows = table[(table.policy == "on_device") & (table["round"] >= 0)]
     assert (rows.raw_bytes_uploaded == rows.windows * 72).all() and (rows.raw_bytes_kept_on_nodes == 0).all()
     assert rows.accuracy.iloc[-1] > 0.8
+
+
+def test_the_results_folder_holds_the_federated_table(runs, tmp_path):
+    import pandas as pd
+
+    from iotsim.results import write_results
+
+    fed, plain, _ = runs
+    folder = write_results(fed, tmp_path / "fed", plots=False, report=False, packets=False)
+    written = pd.read_csv(folder / "federated.csv")
+    assert list(written.columns) == list(federated_table(fed).columns)
+    assert len(written) == 2 * (1 + 3)  # two policies: before any round, then three rounds
+    assert not (write_results(plain, tmp_path / "plain", plots=False, report=False, packets=False)
+                / "federated.csv").exists()
