@@ -40,6 +40,7 @@ from iotsim.errors import InputError
 from iotsim.link.base import Messages
 from iotsim.ota.delta import UpdatePayload
 from iotsim.policies import MessageKind
+from iotsim.tinyml import federated as fl
 
 STREAM_FEDERATED = 8  # who takes part in each round
 STREAM_FEDERATED_PUSH = 9  # receptions of each round's new layers
@@ -126,8 +127,6 @@ class FederatedOutcome:
 # ---- planning (policy-independent) ------------------------------------------------------------------
 def plan_federated(scenario, plans: list[GroupPlan], nodes) -> FederatedPlan:
     """Participants, their local data and work, per round; the held-out windows."""
-    from iotsim.tinyml import federated as fl
-
     spec = scenario.federated
     where = "federated"
     groups = [p.index for p in plans if spec.groups is None or p.name in spec.groups]
@@ -282,9 +281,8 @@ class PolicyRounds:
         z = np.zeros(node.size)
         return Listening(node, start, start + cpu, z, z, z, z, cpu, energy)
 
-    def run(self, policy_name: str, simulate) -> tuple[object, FederatedOutcome, list[GroupPlan], list[UpdateOutcome]]:
-        from iotsim.tinyml import federated as fl
-
+    def run(self, policy_name: str, simulate) -> tuple[object, FederatedOutcome]:
+        """The policy's final run (a PolicyOutcome) and its rounds."""
         fed = self.fed
         head = fed.head
         model = fed.model
@@ -314,7 +312,7 @@ class PolicyRounds:
         final = simulate(plans, pushes, self.training)
         out.passes += 1
         out.consistent = all(np.array_equal(self._arrivals(final, rp)[0], ok) for rp, ok in zip(fed.rounds, decided))
-        return final, out, plans, pushes
+        return final, out
 
     def _with(self, verdicts: list[Verdicts]) -> list[GroupPlan]:
         import dataclasses
@@ -330,7 +328,6 @@ class PolicyRounds:
         return got & (arrival <= rp.deadline_s), got & (arrival > rp.deadline_s)
 
     def _int8_model(self, head, r: int):
-        from iotsim.tinyml import federated as fl
         from iotsim.tinyml.runtime import load_model
 
         path = fl.write_int8_head(self.fed.model.path, head, self.workdir / f"federated_round{r}.tflite",
@@ -387,8 +384,6 @@ def train_round(head, data: list[tuple[np.ndarray, np.ndarray]], spec, rng: np.r
     """The round's new layers from the data that arrived: FedAvg of the nodes' local updates (fedavg), or the
     same minibatch SGD on the union of the nodes' windows in the cloud (central). The event class weighs
     `spec.positive_weight` in the loss."""
-    from iotsim.tinyml import federated as fl
-
     weight = np.ones(2)
     weight[positive_class] = spec.positive_weight
     sgd = dict(epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate, rng=rng,

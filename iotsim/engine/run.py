@@ -169,7 +169,7 @@ def simulate_federated(scenario, plans: list[GroupPlan], policy: Policy, policy_
             return simulate_policy(scenario, plans_r, policy, policy_index, link, nodes, Listening.concat(parts),
                                    extra_messages=rounds.uploads)
 
-        outcome, fed_outcome, _, _ = rounds.run(policy.name, simulate)
+        outcome, fed_outcome = rounds.run(policy.name, simulate)
     link.gateway_schedule = None
     return outcome, fed_outcome
 
