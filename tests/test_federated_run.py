@@ -142,7 +142,7 @@ def test_training_and_the_pushes_are_charged_to_the_ledger(runs):
     fo = fed.federated[0]
     for r in fo.rounds:
         np.add.at(train, r.plan.nodes, r.plan.train_s)
-        np.add.at(check, r.push.nodes, r.push.check_s)
+        np.add.at(check, r.push.nodes, r.push.cpu_s)
         np.add.at(flash_s, r.push.nodes, r.push.flash_s)
     assert train.min() > 0 and check.min() > 0 and flash_s.min() > 0
     a, b = fed.outcomes[0].ledger.time_s, plain.outcomes[0].ledger.time_s

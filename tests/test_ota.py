@@ -254,11 +254,17 @@ def test_applying_an_update_writes_pages_and_words_worked_by_hand():
     from iotsim.hardware.profiles import load_profile
     from iotsim.ota.apply import apply_cost
     from iotsim.ota.integrity import hash_seconds
+    from iotsim.ota.patch_cost import patch_seconds
+    from iotsim.ota.signature import verify_seconds
 
     mcu = load_profile("mcu", "nrf52840")
     d = apply_cost(7803, 10672, "delta", mcu)
     assert d.flash_s == pytest.approx(6 * 0.085 + (1951 + 2668 + 1) * 41e-6, rel=1e-12)
-    assert d.check_s == hash_seconds(10672, mcu) and d.check_measured
+    assert d.hash_s == hash_seconds(10672, mcu) and d.verify_s == verify_seconds(mcu) > 0
+    assert d.patch_s == patch_seconds(7803, 10672, "none", mcu) > 0 and d.measured
+    assert d.cpu_s == d.patch_s + d.hash_s + d.verify_s
+    h = apply_cost(72, 10672, "head", mcu)  # new layers: no patch, the same checks
+    assert h.patch_s == 0 and h.hash_s == d.hash_s and h.verify_s == d.verify_s
     f = apply_cost(10672, 10672, "full", mcu)
     assert f.flash_s == pytest.approx(4 * 0.085 + (2668 + 1) * 41e-6, rel=1e-12)
     assert apply_cost(7803, 10672, "delta", load_profile("mcu", "casals2017_mcu")) is None  # no flash figures

@@ -92,7 +92,7 @@ def test_the_run_sends_the_planned_session_with_the_real_delta(runs):
     assert table.fragments_total == u.session.fragments.total and table.nodes == 60
     assert table.nodes_updated == int(u.rollout.decoded.sum()) > 30  # most of an open field hears SF12
     # a node runs the new model once it has received and applied it (flash, integrity check: the same MCU here)
-    apply = (u.flash_s + u.check_s)[u.rollout.decoded]
+    apply = (u.flash_s + u.cpu_s)[u.rollout.decoded]
     assert apply[0] > 0 and np.all(apply == apply[0])
     assert table.time_to_50pct_s == pytest.approx(u.rollout.time_to_share_s(0.5) + apply[0])
 
@@ -142,7 +142,7 @@ def test_listening_and_applying_are_charged_exactly(runs):
     np.testing.assert_allclose(b.ledger.time_s[:, flash] - a.ledger.time_s[:, flash], expected_flash, rtol=0,
                                atol=1e-9)
     expected_cpu = np.zeros(60)
-    expected_cpu[u.nodes] = u.check_s
+    expected_cpu[u.nodes] = u.cpu_s
     np.testing.assert_allclose(b.ledger.time_s[:, active] - a.ledger.time_s[:, active], expected_cpu, rtol=0,
                                atol=1e-9)
     assert (u.flash_s[u.rollout.decoded] > 0).all() and (u.flash_s[~u.rollout.decoded] == 0).all()
@@ -240,7 +240,7 @@ def test_a_ble_update_goes_node_after_node_at_the_link_rate_worked_by_hand():
     np.testing.assert_allclose(r.tx_s, 44 * ble.empty_packet_time_s("1M"), rtol=1e-12)
     table = updates_table(result).iloc[0]
     assert table.packets == 44 and np.isnan(table.fragments_total)
-    apply = float((u.flash_s + u.check_s).max())  # one board: every node applies it in the same time
+    apply = float((u.flash_s + u.cpu_s).max())  # one board: every node applies it in the same time
     assert table.time_to_50pct_s == pytest.approx(3 * per_node + apply)
 
 

@@ -64,16 +64,17 @@ class UpdateOutcome:
     skipped: int  # nodes of the groups left out: they did not run the base model when it started
     listen_energy_j: np.ndarray | None = None  # per node: battery energy of its radio for the update (above sleep)
     # per node: applying the update once received (iotsim.ota.apply): flash erase and program time, and the
-    # integrity check on the CPU (0 where its MCU gives no figures); their battery energy above sleep
+    # CPU's work (patching a delta, SHA-256, the signature check; 0 where its MCU gives no figures); their
+    # battery energy above sleep
     flash_s: np.ndarray | None = None
-    check_s: np.ndarray | None = None
+    cpu_s: np.ndarray | None = None
     apply_energy_j: np.ndarray | None = None
     apply_missing: tuple[str, ...] = ()  # MCUs of the update's nodes whose profiles lack figures
 
     @property
     def activated_s(self) -> np.ndarray:
         """Per node of `nodes`: when it runs the new model, received and applied (NaN: never)."""
-        return self.start_s + self.rollout.done_s + self.flash_s + self.check_s
+        return self.start_s + self.rollout.done_s + self.flash_s + self.cpu_s
 
     def time_to_share_s(self, share: float) -> float:
         """Time after the start until `share` of the nodes run the new model (inf if never)."""
@@ -130,20 +131,21 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
 
 
 def apply_costs(out: UpdateOutcome, plans: list[GroupPlan], offsets: np.ndarray) -> None:
-    """Set each node's time to apply the update (flash, integrity check) from its group's MCU."""
+    """Set each node's time to apply the update (flash, CPU work) from its group's MCU."""
     n = out.nodes.size
-    out.flash_s, out.check_s = np.zeros(n), np.zeros(n)
+    out.flash_s, out.cpu_s = np.zeros(n), np.zeros(n)
     missing = []
     group_of = np.searchsorted(offsets, out.nodes, side="right") - 1
     decoded = out.rollout.decoded
     for g in out.group_indices:
         mcu = plans[g].board.mcu
-        cost = apply_cost(out.payload.payload_bytes, out.payload.new_model_bytes, out.payload.mode, mcu)
+        cost = apply_cost(out.payload.payload_bytes, out.payload.new_model_bytes, out.payload.mode, mcu,
+                          out.payload.compression)
         mine = (group_of == g) & decoded
-        if cost is None or not cost.check_measured:
+        if cost is None or not cost.measured:
             missing.append(mcu.name)
         if cost is not None:
-            out.flash_s[mine], out.check_s[mine] = cost.flash_s, cost.check_s
+            out.flash_s[mine], out.cpu_s[mine] = cost.flash_s, cost.cpu_s
     out.apply_missing = tuple(dict.fromkeys(missing))
 
 
@@ -157,7 +159,7 @@ def update_energy_j(out: UpdateOutcome, nodes) -> tuple[np.ndarray, np.ndarray]:
     rx, tx, standby = powers_above_sleep(nodes, "radio", ("rx", "tx", "standby"))
     flash, active = powers_above_sleep(nodes, "mcu", ("flash", "active"))
     return (out.rollout.radio_energy_j(rx[n], tx[n], standby[n]),
-            out.flash_s * flash[n] + out.check_s * active[n])
+            out.flash_s * flash[n] + out.cpu_s * active[n])
 
 
 def update_notes(updates: list[UpdateOutcome]) -> list[str]:
@@ -187,14 +189,15 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
             "on other nodes' uplinks.")
     notes.append("Updates applied (iotsim.ota.apply): a node that has the whole update writes the received block and "
                  "the new model (a delta patched into the inactive slot of an A/B pair) into flash, erasing whole pages "
-                 "(the MCU profile's flash_write), checks the model's SHA-256 (instruction counts measured on the "
-                 "emulated core, priced by the MCU's cycle model), flips the slot record and runs the new model from "
-                 "then on, without a reboot (the model is data). Not modelled: the CPU time of patching a delta, "
-                 "signature verification, an update that fails its check (every decoded update passes); the new "
-                 "model's inference cost is the old one's.")
+                 "(the MCU profile's flash_write), checks the model's SHA-256 and its ECDSA P-256 signature (the "
+                 "patch, the hash and the software signature check each measured on the emulated core, priced by the "
+                 "MCU's cycle model; a crypto accelerator is not modelled), flips the slot record and runs the new "
+                 "model from then on, without a reboot (the model is data). Not modelled: an update that fails its "
+                 "checks (every decoded update passes: the fragments' MIC drops corrupted ones); the new model's "
+                 "inference cost is the old one's.")
     missing = sorted({m for u in updates for m in u.apply_missing})
     if missing:
-        notes.append("Updates: no flash figures or no measured integrity check for MCU(s) "
+        notes.append("Updates: no flash figures or no measured CPU cost (patch, hash, signature) for MCU(s) "
                      f"{', '.join(missing)}: that part of applying an update costs nothing there.")
     for u in updates:
         notes.append(f"Update {u.index} ({u.model.name}): {u.payload.mode} payload {u.payload.payload_bytes:,} B "
@@ -269,7 +272,7 @@ class Listening:
     tx_s: np.ndarray
     standby_s: np.ndarray
     flash_s: np.ndarray  # applying the update: flash erase and program
-    cpu_s: np.ndarray  # applying the update: its integrity check
+    cpu_s: np.ndarray  # applying the update: patching, hashing, the signature check (or a federated round's training)
     energy_j: np.ndarray  # battery energy of all those times
 
     @staticmethod
@@ -282,7 +285,7 @@ class Listening:
             np.concatenate([u.nodes for u in updates]).astype(np.int64) if updates else np.zeros(0, np.int64),
             cat(lambda u: u.start_s + u.rollout.radio_from_s), cat(lambda u: u.start_s + u.rollout.radio_until_s),
             cat(lambda u: u.rollout.rx_s), cat(lambda u: u.rollout.tx_s), cat(lambda u: u.rollout.standby_s),
-            cat(lambda u: u.flash_s), cat(lambda u: u.check_s),
+            cat(lambda u: u.flash_s), cat(lambda u: u.cpu_s),
             cat(lambda u: u.listen_energy_j + u.apply_energy_j))
 
     @staticmethod

@@ -1,8 +1,7 @@
 """What a node's integrity check of an update costs: SHA-256 of the new image, measured on the emulated MCU.
 
 Before a node activates an update it hashes the received image and compares the digest with the one
-the update carries (and, if the update is signed, verifies the signature over that digest: not
-modelled). The cost is measured, not assumed: `measure()` builds `firmware_ref/integrity/sha256.c`
+the update carries (then verifies the signature over that digest: `iotsim.ota.signature`). The cost is measured, not assumed: `measure()` builds `firmware_ref/integrity/sha256.c`
 (FIPS 180-4, one 64-byte block at a time) into the reference firmware as if it were a model, runs it
 on QEMU with the instruction-counting plugin for two message lengths, checks every digest against
 Python's hashlib, and returns the instruction-class counts of one compressed block and of the fixed

@@ -133,7 +133,7 @@ def updates_table(result: RunResult) -> pd.DataFrame:
             "time_to_50pct_s": share(0.5), "time_to_95pct_s": share(0.95), "time_to_99pct_s": share(0.99),
             "listen_s_per_node": float(r.rx_s.mean()) if n else 0.0,
             "listen_energy_j_per_node": float(u.listen_energy_j.mean()) if n else 0.0,
-            "apply_s_per_updated_node": float((u.flash_s + u.check_s)[r.decoded].mean()) if r.decoded.any() else 0.0,
+            "apply_s_per_updated_node": float((u.flash_s + u.cpu_s)[r.decoded].mean()) if r.decoded.any() else 0.0,
             "apply_energy_j_per_updated_node": float(u.apply_energy_j[r.decoded].mean()) if r.decoded.any() else 0.0,
         })
     return pd.DataFrame(rows, columns=UPDATE_COLUMNS)
