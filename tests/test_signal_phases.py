@@ -87,6 +87,10 @@ def test_the_first_phase_is_the_run_without_phases(runs):
     (", phases: [{start: 1d, params: {start_day_of_year: [400, 10]}}]", "start_day_of_year",
      "fleet.soil.workload.phases.0.params"),
     (", phases: [{start: 2d, params: {}}, {start: 1d, params: {}}]", "increasing", None),
+    (", phases: [{start: 1d, params: {leak_rate_pct_per_h: ''}}]", "expected a list of 2", "fleet.soil.workload"),
+    (", params: {soil_moisture_pct: [40, 10]}", "cannot generate windows", "fleet.soil.workload.params"),
+    (", params: {p_irrigation: high}", "expected a number", "fleet.soil.workload.params"),
+    (", params: {irrigation_samples: [1.5, 6]}", "whole number", "fleet.soil.workload.params"),
 ])
 def test_bad_signal_parameters_are_refused_naming_the_field(workload, message, field):
     with pytest.raises((InputError, ValueError), match=message) as e:
