@@ -104,6 +104,14 @@ def test_the_updates_carry_their_real_bytes(runs):
     ups = np.flatnonzero(out.messages.kind == MessageKind.MODEL_UPDATE)
     assert (out.messages.app_bytes[ups] == plan.weights_bytes).all()
     assert all(r.push.payload.payload_bytes == plan.push_bytes for r in fed.federated[1].rounds)
+    # each update's time on air: its frames' attempts, as the packets of the final run give them
+    tx = out.tx
+    for r in fed.federated[1].rounds:
+        mine = ups[np.isin(out.messages.node[ups], r.plan.nodes)
+                   & (np.abs(out.messages.ready_s[ups] - r.plan.start_s) < fed.scenario.federated.deadline)]
+        expected = [tx.tx_s[tx.message == m].sum() for m in mine]
+        np.testing.assert_allclose(r.upload_airtime_s, expected, rtol=1e-12)
+        assert (r.upload_airtime_s > 0).all()
 
 
 def test_nodes_switch_to_the_new_layers_when_they_apply_them(runs):

@@ -111,6 +111,7 @@ class RoundOutcome:
     baseline: tuple[float, float, float]  # the groups' starting model on the same held-out windows
     push: UpdateOutcome | None  # the new layers sent to the groups (None: no update arrived in time)
     head: object  # the averaged float layers after the round (the previous round's when nothing arrived)
+    upload_airtime_s: np.ndarray | None = None  # per participant: its update's time on air, every attempt (final run)
 
 
 @dataclass
@@ -312,6 +313,10 @@ class PolicyRounds:
         final = simulate(plans, pushes, self.training)
         out.passes += 1
         out.consistent = all(np.array_equal(self._arrivals(final, rp)[0], ok) for rp, ok in zip(fed.rounds, decided))
+        ups = np.flatnonzero(final.messages.kind == MessageKind.MODEL_UPDATE)
+        air = np.bincount(final.tx.message, weights=final.tx.tx_s, minlength=len(final.messages))[ups]
+        for ro in out.rounds:
+            ro.upload_airtime_s = air[self.upload_round == ro.plan.index]
         return final, out
 
     def _with(self, verdicts: list[Verdicts]) -> list[GroupPlan]:

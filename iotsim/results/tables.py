@@ -142,6 +142,7 @@ def updates_table(result: RunResult) -> pd.DataFrame:
 FEDERATED_COLUMNS = [
     "policy", "round", "start_s", "deadline_s", "participants", "windows", "updates_on_time", "updates_late",
     "updates_lost", "train_s_per_participant", "train_energy_j_per_participant", "upload_bytes_per_participant",
+    "upload_airtime_s_per_participant",
     "raw_bytes_uploaded", "raw_bytes_kept_on_nodes", "push_bytes",
     "pushed", "nodes_updated", "time_to_50pct_s", "time_to_95pct_s", "listen_energy_j_per_node", "accuracy",
     "recall", "false_positive_rate", "frozen_accuracy", "frozen_recall", "frozen_false_positive_rate",
@@ -176,6 +177,7 @@ def federated_table(result: RunResult) -> pd.DataFrame:
                 "train_s_per_participant": float(rp.train_s.mean()) if n else 0.0,
                 "train_energy_j_per_participant": float(rp.train_energy_j.mean()) if n else 0.0,
                 "upload_bytes_per_participant": float(rp.upload_bytes.mean()) if n else 0.0,
+                "upload_airtime_s_per_participant": float(ro.upload_airtime_s.mean()) if n else 0.0,
                 "raw_bytes_uploaded": int(rp.raw_bytes.sum()) if fp.spec.mode == "central" else 0,
                 "raw_bytes_kept_on_nodes": int(rp.raw_bytes.sum()) if fp.spec.mode == "fedavg" else 0,
                 "push_bytes": fp.push_bytes, "pushed": push is not None,
