@@ -50,17 +50,14 @@ def policy_messages(plans: list[GroupPlan], policy: Policy) -> Messages:
     return Messages(node[order], ready[order], app[order], kind[order], window[order], group[order])
 
 
-def merge_messages(a: Messages, b: Messages) -> tuple[Messages, np.ndarray]:
-    """`a` and `b` in one (node, ready time, kind) order, and the position of each of b's messages in it."""
+def merge_messages(a: Messages, b: Messages) -> Messages:
+    """`a` and `b` in one (node, ready time, kind) order."""
     node = np.concatenate([a.node, b.node])
     ready = np.concatenate([a.ready_s, b.ready_s])
     kind = np.concatenate([a.kind, b.kind])
     order = np.lexsort((kind, ready, node))
-    where = np.empty(order.size, dtype=np.int64)
-    where[order] = np.arange(order.size)
-    merged = Messages(node[order], ready[order], np.concatenate([a.app_bytes, b.app_bytes])[order], kind[order],
-                      np.concatenate([a.window, b.window])[order], np.concatenate([a.group, b.group])[order])
-    return merged, where[len(a):]
+    return Messages(node[order], ready[order], np.concatenate([a.app_bytes, b.app_bytes])[order], kind[order],
+                    np.concatenate([a.window, b.window])[order], np.concatenate([a.group, b.group])[order])
 
 
 def _sorted(node: np.ndarray, ready: np.ndarray, kind: np.ndarray) -> bool:

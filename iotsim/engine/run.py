@@ -183,7 +183,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     duration = scenario.duration
     messages = policy_messages(plans, policy)
     if extra_messages is not None and len(extra_messages):
-        messages, _ = merge_messages(messages, extra_messages)
+        messages = merge_messages(messages, extra_messages)
     keep_alive = link.keep_alive(nodes.link)
 
     def transmit(stop_s=None):
