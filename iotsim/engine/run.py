@@ -206,7 +206,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     lifetime = np.minimum(died, duration)
     on_air = stages.fates_before_air(tx, died, duration)
     ledger = stages.charge_ledger(nodes, loads, tx, on_air, lifetime)
-    energy = ledger.energy_j(*stages.policy_powers(nodes, tx, on_air))
+    energy = ledger.energy_j(*stages.policy_powers(nodes, tx, on_air, loads.frame_tx))
     life, limit = stages.battery_life(nodes, energy, lifetime, died)
     link.receive(tx, on_air, nodes.link)
     delivery = stages.deliver_messages(scenario.network, tx, len(messages))

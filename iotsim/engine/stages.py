@@ -121,6 +121,7 @@ class NodeLoads:
     keep_alive: KeepAlive | None
     listening: Listening | None = None  # receiver time outside frames (updates' multicast sessions)
     listening_bursts: tuple | None = None  # its (node, time, energy) battery bursts
+    frame_tx: tuple | None = None  # per frame at its own TX power: frame_tx_power_w's (power, current, loss)
 
 
 def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Transmissions,
@@ -152,8 +153,8 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
     radio_sleep_w = pin[:, SLOT_INDEX[("radio", "sleep")]]
     standby_w, tx_w, rx_w = (pin[:, SLOT_INDEX[("radio", s)]] - radio_sleep_w for s in ("standby", "tx", "rx"))
     # radio power above sleep per node, looked up per frame (no frames x slots matrix)
-    frame_tx_w = tx_w[tx.node] if tx.tx_power_dbm is None else \
-        frame_tx_power_w(nodes, tx)[0] - radio_sleep_w[tx.node]
+    frame_tx = None if tx.tx_power_dbm is None else frame_tx_power_w(nodes, tx)
+    frame_tx_w = tx_w[tx.node] if frame_tx is None else frame_tx[0] - radio_sleep_w[tx.node]
     frame_j = tx.standby_s * standby_w[tx.node] + tx.tx_s * frame_tx_w + tx.rx_s * rx_w[tx.node]
     sleep_w = pin[:, [SLOT_INDEX[(c, "sleep")] for c in COMPONENTS]].sum(axis=1)
     steady_w = sleep_w + win_delta_j / nodes.window_period_s
@@ -162,17 +163,18 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
             keep_alive.standby_s * standby_w + keep_alive.tx_s * tx_w + keep_alive.rx_s * rx_w
         ) / keep_alive.period_s
     bursts = listening.bursts() if listening is not None and listening.node.size else None
-    return NodeLoads(mcu_t, sens_t, steady_w, frame_j, keep_alive, listening, bursts)
+    return NodeLoads(mcu_t, sens_t, steady_w, frame_j, keep_alive, listening, bursts, frame_tx)
 
 
 def frame_tx_power_w(nodes: FleetNodes, tx: Transmissions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per frame at its own TX power (ADR changes it), from each board's radio curve and power tree:
     (battery power, TX current, regulator loss) while transmitting."""
     power, current, loss = np.empty(len(tx)), np.empty(len(tx)), np.empty(len(tx))
-    group = nodes.group[tx.node]
+    one = len(nodes.radios) == 1  # one board: every frame, without selecting
+    group = None if one else nodes.group[tx.node]
     for g, radio in enumerate(nodes.radios):
-        sel = group == g
-        if not sel.any():
+        sel = slice(None) if one else group == g
+        if not one and not sel.any():
             continue
         values = tx.tx_power_dbm[sel]
         # a few power levels: each level's figures once (hashing and bisection, not np.unique's sort), then
@@ -188,10 +190,11 @@ def frame_tx_power_w(nodes: FleetNodes, tx: Transmissions) -> tuple[np.ndarray, 
     return power, current, loss
 
 
-def policy_powers(nodes: FleetNodes, tx: Transmissions, on_air: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def policy_powers(nodes: FleetNodes, tx: Transmissions, on_air: np.ndarray,
+                  frame_tx: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(load power, regulator loss) per node and slot for this policy. Where TX power varied per frame,
     the TX slot draws the time-weighted means of the frames' powers, so that TX time x power is the
-    frames' energy."""
+    frames' energy. `frame_tx`: frame_tx_power_w's result for `tx` where it is at hand (NodeLoads)."""
     load_w, loss_w = np.zeros(nodes.currents_a.shape), np.zeros(nodes.currents_a.shape)
     for g, sl in nodes.group_rows():
         load_w[sl], loss_w[sl] = nodes.powers[g].slot_powers_w(nodes.currents_a[sl])
@@ -199,7 +202,7 @@ def policy_powers(nodes: FleetNodes, tx: Transmissions, on_air: np.ndarray) -> t
         return load_w, loss_w
     slot = SLOT_INDEX[("radio", "tx")]
     sel = on_air & (tx.tx_s > 0)
-    _, current, loss = frame_tx_power_w(nodes, tx)
+    _, current, loss = frame_tx_power_w(nodes, tx) if frame_tx is None else frame_tx
     volts = np.array([bp.rail_voltage_v("radio") for bp in nodes.powers])[nodes.group]
     t = np.bincount(tx.node[sel], weights=tx.tx_s[sel], minlength=nodes.n)
     q = np.bincount(tx.node[sel], weights=(tx.tx_s * current)[sel], minlength=nodes.n)
