@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from iotsim.engine.fleet import GroupPlan, Verdicts, group_rng, phase_rng
-from iotsim.engine.updates import Listening, UpdateOutcome, apply_costs, powers_above_sleep, update_energy_j
+from iotsim.engine.updates import (Listening, UpdateOutcome, apply_costs, effective_verdicts, powers_above_sleep,
+                                   update_energy_j)
 from iotsim.errors import InputError
 from iotsim.link.base import Messages
 from iotsim.ota.delta import UpdatePayload
@@ -305,7 +306,7 @@ class PolicyRounds:
                 model = self._int8_model(head, rp.index)
                 push = self._push(rp, model)
                 pushes.append(push)
-                verdicts = self._apply(verdicts, push)
+                verdicts = effective_verdicts(self.plans, [push], verdicts)
             acc, recall, fpr = fed.validation.score(model, rp.deadline_s)
             baseline = fed.validation.score(fed.model, rp.deadline_s)
             out.rounds.append(RoundOutcome(rp, ok, late, acc, recall, fpr, baseline, push, head))
@@ -357,31 +358,6 @@ class PolicyRounds:
         apply_costs(push, plans, offsets)
         push.listen_energy_j, push.apply_energy_j = update_energy_j(push, self.nodes)
         return push
-
-    def _apply(self, verdicts: list[Verdicts], push: UpdateOutcome) -> list[Verdicts]:
-        """The windows that end after a node runs the pushed model get its verdicts."""
-        out = []
-        start = 0
-        for p, v in zip(self.plans, verdicts):
-            if p.index not in push.group_indices:
-                out.append(v)
-                start += p.n_nodes
-                continue
-            local = push.nodes - start
-            mine = (local >= 0) & (local < p.n_nodes)
-            act = np.full(p.n_nodes, np.nan)
-            act[local[mine]] = push.activated_s[mine]
-            window_node = np.repeat(np.arange(p.n_nodes), p.n_windows)
-            after = p.window_end_s(np.arange(int(p.window_offset[-1]))) >= act[window_node]
-            if after.any():
-                new = p.windows.verdicts(push.model, None)
-                dev, conf = v.device_positive.copy(), v.device_confidence.copy()
-                dev[after] = new.device_positive[after]
-                conf[after] = new.device_confidence[after]
-                v = Verdicts(dev, conf, v.cloud_positive, v.pool_device_positive)
-            out.append(v)
-            start += p.n_nodes
-        return out
 
 
 def train_round(head, data: list[tuple[np.ndarray, np.ndarray]], spec, rng: np.random.Generator,

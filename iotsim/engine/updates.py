@@ -233,12 +233,13 @@ def powers_above_sleep(nodes, component: str, states: tuple[str, ...]) -> list[n
     return [nodes.input_w[:, SLOT_INDEX[(component, s)]] - sleep for s in states]
 
 
-def effective_verdicts(plans: list[GroupPlan], updates: list[UpdateOutcome]) -> list[Verdicts]:
-    """Per group: the verdicts of the model each node runs when each window ends (the cloud's unchanged)."""
+def effective_verdicts(plans: list[GroupPlan], updates: list[UpdateOutcome],
+                       verdicts: list[Verdicts] | None = None) -> list[Verdicts]:
+    """Per group: the verdicts of the model each node runs when each window ends (the cloud's unchanged), the
+    updates applied in order over `verdicts` (default: each plan's own)."""
     out = []
     start = 0
-    for p in plans:
-        v = p.verdicts
+    for p, v in zip(plans, verdicts if verdicts is not None else [p.verdicts for p in plans]):
         dev, conf = v.device_positive.copy(), v.device_confidence.copy()
         window_node = np.repeat(np.arange(p.n_nodes), p.n_windows)
         window_end = p.window_end_s(np.arange(int(p.window_offset[-1])))
