@@ -53,25 +53,14 @@ class Sha256Counts:
 
 def hash_seconds(n_bytes: int, mcu) -> float | None:
     """Seconds the MCU takes to hash n bytes (None: its core has no recorded counts or no cycle model)."""
-    from iotsim.firmware.cost import emulated_core
-    from iotsim.firmware.cycles import CycleParams, cycles
+    from iotsim.firmware.cycles import cycles
+    from iotsim.firmware.routine import recorded_params
 
-    core = emulated_core(mcu.core)
-    rec = RECORDED.get(core) if core else None
-    if rec is None or mcu.cycle_model is None:
+    found = recorded_params(mcu, RECORDED)
+    if found is None:
         return None
-    params = CycleParams.from_mapping(core, mcu.cycle_model, where=str(mcu.path or mcu.name))
+    rec, params = found
     return cycles(rec.counts(n_bytes), params, caches=rec.caches) / mcu.clock_hz
-
-
-def _export(directory: Path, n_bytes: int) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.h").write_text(
-        f"#define IOTSIM_INPUT_BYTES {n_bytes}\n#define IOTSIM_OUTPUT_BYTES 32\n"
-        "int iotsim_model_invoke(const void *input, void *output);\n")
-    (directory / "model.c").write_text(SOURCE.read_text())
-    (directory / "manifest.json").write_text(json.dumps({"sources": [], "input_bytes": n_bytes, "output_bytes": 32}))
-    return directory
 
 
 def measure(board: str = BOARD, vectors: int = 2, work_dir: Path | None = None) -> Sha256Counts:
@@ -80,13 +69,14 @@ def measure(board: str = BOARD, vectors: int = 2, work_dir: Path | None = None) 
     from iotsim.firmware.cost import emulated_core
     from iotsim.firmware.cycles import DEFAULT_CACHES
     from iotsim.firmware.qemu import run_qemu
+    from iotsim.firmware.routine import export
 
     rng = np.random.default_rng(0)
     per_length = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(work_dir or tmp)
         for n in LENGTHS:
-            exp = _export(root / f"sha256_{n}", n)
+            exp = export(root / f"sha256_{n}", SOURCE, n, 32)
             elf = build_elf(exp, board, root / f"build_{n}").elf
             data = rng.integers(0, 256, size=(vectors, n), dtype=np.uint8)
             run = run_qemu(elf, board, data.tobytes(), n, 32, count=True, caches=DEFAULT_CACHES)

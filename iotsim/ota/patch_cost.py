@@ -104,26 +104,17 @@ def patch_seconds(patch_bytes: int, new_bytes: int, compression: str, mcu) -> fl
     image (flash programming not included: iotsim.ota.apply; none: an upper bound, see the module docstring).
     None: its core has no recorded counts for this compression (lzma and crle are not measured) or the MCU
     has no cycle model."""
-    from iotsim.firmware.cost import emulated_core
-    from iotsim.firmware.cycles import CycleParams
+    from iotsim.firmware.routine import fractional_cycles, recorded_params
     from iotsim.ota.delta import COMPRESSIONS
 
     if compression not in COMPRESSIONS:
         raise InputError(f"unknown delta compression {compression!r}: one of {', '.join(COMPRESSIONS)}",
                          field="updates")
-    core = emulated_core(mcu.core)
-    rec = RECORDED.get(core, {}).get(compression) if core else None
-    if rec is None or mcu.cycle_model is None:
+    found = recorded_params(mcu, RECORDED)
+    rec = found[0].get(compression) if found else None
+    if rec is None:
         return None
-    params = CycleParams.from_mapping(core, mcu.cycle_model, where=str(mcu.path or mcu.name))
-    return _cycles(rec.counts(patch_bytes, new_bytes), params, rec.caches) / mcu.clock_hz
-
-
-def _cycles(counts: dict, params, caches: str | None) -> float:
-    """Cycles of (fractional) counts: the classes' sum was checked when measured, so `instructions` is left out."""
-    from iotsim.firmware.cycles import cycle_breakdown
-
-    return cycle_breakdown({k: v for k, v in counts.items() if k != "instructions"}, params, caches=caches)["total"]
+    return fractional_cycles(rec.counts(patch_bytes, new_bytes), found[1], rec.caches) / mcu.clock_hz
 
 
 # ---- the pairs measured ------------------------------------------------------------------------------------
@@ -206,15 +197,10 @@ def pair(name: str, work_dir: Path) -> tuple[bytes, bytes]:
 
 # ---- running the firmware ----------------------------------------------------------------------------------
 def _export(directory: Path, from_bytes: int, patch_bytes: int, to_bytes: int) -> Path:
-    n_in = from_bytes + patch_bytes
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.h").write_text(
-        f"#define FROM_BYTES {from_bytes}\n#define PATCH_BYTES {patch_bytes}\n#define TO_BYTES {to_bytes}\n"
-        f"#define IOTSIM_INPUT_BYTES {n_in}\n#define IOTSIM_OUTPUT_BYTES {to_bytes}\n"
-        "int iotsim_model_invoke(const void *input, void *output);\n")
-    (directory / "model.c").write_text(SOURCE.read_text())
-    (directory / "manifest.json").write_text(json.dumps({"sources": [], "input_bytes": n_in, "output_bytes": to_bytes}))
-    return directory
+    from iotsim.firmware.routine import export
+
+    return export(directory, SOURCE, from_bytes + patch_bytes, to_bytes,
+                  defines={"FROM_BYTES": from_bytes, "PATCH_BYTES": patch_bytes, "TO_BYTES": to_bytes})
 
 
 def run_patch(old: bytes, patches: list[bytes], to_bytes: int, board: str, work_dir: Path, tag: str):
@@ -354,9 +340,10 @@ class FitReport:
 def relative_error(counts: PatchCounts, point: Point, params) -> float:
     """(predicted - measured) / measured cycles of one measured patch."""
     from iotsim.firmware.cycles import cycles
+    from iotsim.firmware.routine import fractional_cycles
 
     measured = cycles(point.counts, params, caches=counts.caches)
-    return (_cycles(counts.counts(point.patch_bytes, point.new_bytes), params, counts.caches) - measured) / measured
+    return (fractional_cycles(counts.counts(point.patch_bytes, point.new_bytes), params, counts.caches) - measured) / measured
 
 
 def measure(board: str = BOARD, work_dir: Path | None = None) -> FitReport:

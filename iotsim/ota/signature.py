@@ -106,14 +106,13 @@ class SignatureCounts:
 def verify_seconds(mcu) -> float | None:
     """Seconds the MCU's core takes to verify one signature in software (the median vector; None: its
     core has no recorded counts or it has no cycle model). A crypto accelerator is not modelled."""
-    from iotsim.firmware.cost import emulated_core
-    from iotsim.firmware.cycles import CycleParams, cycles
+    from iotsim.firmware.cycles import cycles
+    from iotsim.firmware.routine import recorded_params
 
-    core = emulated_core(mcu.core)
-    rec = RECORDED.get(core) if core else None
-    if rec is None or mcu.cycle_model is None:
+    found = recorded_params(mcu, RECORDED)
+    if found is None:
         return None
-    params = CycleParams.from_mapping(core, mcu.cycle_model, where=str(mcu.path or mcu.name))
+    rec, params = found
     return cycles(rec.classes, params, caches=rec.caches) / mcu.clock_hz
 
 
@@ -196,27 +195,17 @@ def cases(vectors: int = VECTORS, seed: int = SEED) -> list[Case]:
 
 
 # ---- the firmware ----------------------------------------------------------------------------------
-def _export(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.h").write_text(
-        f"#define IOTSIM_INPUT_BYTES {INPUT_BYTES}\n#define IOTSIM_OUTPUT_BYTES {OUTPUT_BYTES}\n"
-        "int iotsim_model_invoke(const void *input, void *output);\n")
-    (directory / "model.c").write_text(SOURCE.read_text())
-    (directory / "manifest.json").write_text(json.dumps({"sources": [], "input_bytes": INPUT_BYTES,
-                                                         "output_bytes": OUTPUT_BYTES}))
-    return directory
-
-
 def run_cases(cs: list[Case], board: str = BOARD, work_dir: Path | None = None) -> list[tuple[bool, dict]]:
     """(the firmware's verdict, instruction-class counts) of each case on the emulated board; a build in
     work_dir is reused when the source has not changed."""
     from iotsim.firmware.build import build_elf
     from iotsim.firmware.cycles import DEFAULT_CACHES
     from iotsim.firmware.qemu import run_qemu
+    from iotsim.firmware.routine import export
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(work_dir or tmp)
-        elf = build_elf(_export(root / "p256_verify"), board, root / "build").elf
+        elf = build_elf(export(root / "p256_verify", SOURCE, INPUT_BYTES, OUTPUT_BYTES), board, root / "build").elf
         run = run_qemu(elf, board, b"".join(c.pack() for c in cs), INPUT_BYTES, OUTPUT_BYTES, count=True,
                        caches=DEFAULT_CACHES)
     out = []

@@ -80,20 +80,14 @@ class DenseSgdCounts:
 def float_mac_seconds(macs: float, mcu) -> float | None:
     """Seconds the MCU takes for one SGD step of `macs` MACs (step_macs; the fixed part is per step, so price
     several steps one by one). None: its core has no recorded counts or it has no cycle model."""
-    from iotsim.firmware.cost import emulated_core
-    from iotsim.firmware.cycles import CycleParams, cycle_breakdown
+    from iotsim.firmware.routine import fractional_cycles, recorded_params
 
-    core = emulated_core(mcu.core)
-    rec = RECORDED.get(core) if core else None
-    if rec is None or mcu.cycle_model is None:
+    found = recorded_params(mcu, RECORDED)
+    if found is None:
         return None
-    params = CycleParams.from_mapping(core, mcu.cycle_model, where=str(mcu.path or mcu.name))
-
-    def priced(counts: dict) -> float:  # fractional counts: the classes' sum was checked when measured
-        return cycle_breakdown({k: v for k, v in counts.items() if k != "instructions"}, params,
-                               caches=rec.caches)["total"]
-
-    return (priced(rec.fixed) + float(macs) * priced(rec.per_mac)) / mcu.clock_hz
+    rec, params = found
+    fixed, per_mac = (fractional_cycles(c, params, rec.caches) for c in (rec.fixed, rec.per_mac))
+    return (fixed + float(macs) * per_mac) / mcu.clock_hz
 
 
 # ---- the step in numpy, and the kernel's inputs and outputs ------------------------------------------
@@ -153,15 +147,10 @@ def check_outputs(got: bytes, want: tuple[np.ndarray, ...], size: tuple[int, int
 
 
 def _export(directory: Path, batch: int, inputs: int, outputs: int) -> Path:
-    n_in, n_out = _sizes(batch, inputs, outputs)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.h").write_text(
-        f"#define DSGD_BATCH {batch}\n#define DSGD_IN {inputs}\n#define DSGD_OUT {outputs}\n"
-        f"#define IOTSIM_INPUT_BYTES {n_in}\n#define IOTSIM_OUTPUT_BYTES {n_out}\n"
-        "int iotsim_model_invoke(const void *input, void *output);\n")
-    (directory / "model.c").write_text(SOURCE.read_text())
-    (directory / "manifest.json").write_text(json.dumps({"sources": [], "input_bytes": n_in, "output_bytes": n_out}))
-    return directory
+    from iotsim.firmware.routine import export
+
+    return export(directory, SOURCE, *_sizes(batch, inputs, outputs),
+                  defines={"DSGD_BATCH": batch, "DSGD_IN": inputs, "DSGD_OUT": outputs})
 
 
 # ---- measuring -------------------------------------------------------------------------------------
