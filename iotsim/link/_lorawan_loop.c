@@ -130,11 +130,12 @@ typedef struct {
 
 /* one frame's row; rows are kept per node in chunks (a node writes its rows in message order, and
    messages are ordered by node, so the nodes' rows one after the other are in message order) */
-typedef struct {
-    int64_t msg, frag, phy, sf, attempts, tx_index;
-    double air, ready, start, tx_s, rx_s, standby, busy;
-    int8_t dropped, ch, fate;
-    int16_t gw;
+typedef struct { /* 64 bytes; its airtime, ready time and standby follow from the inputs (iotsim_lorawan_loop_rows) */
+    double start, tx_s, rx_s, busy;
+    int64_t msg;
+    int32_t frag, phy;
+    int16_t attempts, gw;
+    int8_t sf, tx_index, dropped, ch, fate;
 } row_t;
 
 #define CHUNK_ROWS 32
@@ -172,7 +173,7 @@ typedef struct {
     double start, air, off;
     double dl_air, dl_t0, dl_freq, answer_t;
     uint64_t bits, dec_bits; /* dec_bits: the gateways the network server may answer through */
-    int64_t aid, seq;
+    int64_t aid, seq, lpos; /* lpos: its entry's number in its (channel, SF) list */
     int32_t node;
     int16_t ch, gw, dl_g;
     int8_t sf, txi, status, afate, confirmed, ackreq, ans;
@@ -349,6 +350,7 @@ static void ivl_cut(ivl_t *v, int64_t cut, int full)
 /* arrived attempts of one (channel, SF) */
 typedef struct {
     double start, end;
+    double gm;         /* the running maximum of the ends: of the list up to here (in a merged context: of it) */
     int64_t seq, slot; /* seq: arrival number (arrivals come in (start, announcement) order) */
     int32_t node;
     int8_t sf, txi;
@@ -357,6 +359,7 @@ typedef struct {
 typedef struct {
     aentry_t *e;
     int64_t head, n, cap;
+    int64_t base; /* entries dropped by compaction: entry i (since the run began) is e[i - base] */
 } alist_t;
 
 /* ------------------------------------------------------------------ node state */
@@ -415,7 +418,6 @@ typedef struct {
     /* arrived attempts per (channel, SF), each list in arrival (= start) order; entries before head are
        forgotten (they end long before anything still to be decided starts) */
     alist_t *arr;
-    double max_air_sf[13];
     int64_t resolutions;
     /* gateways */
     ivl_t gw_tx[MAX_GW];
@@ -432,11 +434,11 @@ typedef struct {
     /* PRNG */
     pcg64 retx, timeouts;
     /* scratch */
-    aentry_t *ctx, *grp;
-    double *ctx_gm, *gm;
-    int64_t cap_ctx, cap_grp, *targets_buf, targets_cap;
+    aentry_t *ctx;
+    int64_t cap_ctx, *targets_buf, targets_cap;
     /* the batch's context per channel (built once per batch): offset and length in ctx, batch stamp */
     int64_t ctx_used, *cctx_off, *cctx_n, *cctx_stamp, stamp;
+    int8_t *cctx_list; /* the one (channel, SF) list the channel's context is, or -1: merged in L->ctx */
 } loop_t;
 
 static const int RANK_OF_FATE_DEFAULT = 0;
@@ -469,9 +471,9 @@ static int64_t rank_fate(const loop_in *in, int64_t rank)
 }
 
 /* ------------------------------------------------------------------ growable outputs */
-static int add_row(loop_t *L, int64_t k, int64_t msg, int64_t j, int64_t phy, int64_t sf, double air, double ready,
-                   double start, int dropped, int64_t attempts, int64_t ch, double tx_s, double rx_s, double standby,
-                   double busy, int64_t fate, int64_t gw, int64_t tx_index)
+static int add_row(loop_t *L, int64_t k, int64_t msg, int64_t j, int64_t phy, int64_t sf, double start, int dropped,
+                   int64_t attempts, int64_t ch, double tx_s, double rx_s, double busy, int64_t fate, int64_t gw,
+                   int64_t tx_index)
 {
     rows_t *R = &L->out->rows;
     int64_t c = R->tail[k];
@@ -503,22 +505,19 @@ static int add_row(loop_t *L, int64_t k, int64_t msg, int64_t j, int64_t phy, in
     row_t *r = &ck->r[ck->n++];
     R->n++;
     r->msg = msg;
-    r->frag = j;
-    r->phy = phy;
-    r->sf = sf;
-    r->air = air;
-    r->ready = ready;
+    r->frag = (int32_t)j;
+    r->phy = (int32_t)phy;
+    r->sf = (int8_t)sf;
     r->start = start;
     r->dropped = (int8_t)dropped;
-    r->attempts = attempts;
+    r->attempts = (int16_t)attempts;
     r->ch = (int8_t)ch;
     r->tx_s = tx_s;
     r->rx_s = rx_s;
-    r->standby = standby;
     r->busy = busy;
     r->fate = (int8_t)fate;
     r->gw = (int16_t)gw;
-    r->tx_index = tx_index;
+    r->tx_index = (int8_t)tx_index;
     return 0;
 }
 
@@ -658,6 +657,7 @@ static int arrive_one(loop_t *L, int64_t slot)
         if (l->head > l->n / 2) { /* compact */
             memmove(l->e, l->e + l->head, (size_t)(l->n - l->head) * sizeof(aentry_t));
             l->n -= l->head;
+            l->base += l->head;
             l->head = 0;
         } else {
             int64_t c = l->cap ? 2 * l->cap : 256;
@@ -671,6 +671,8 @@ static int arrive_one(loop_t *L, int64_t slot)
     aentry_t *en = &l->e[l->n];
     en->start = s;
     en->end = s + air;
+    en->gm = l->n && l->e[l->n - 1].gm > en->end ? l->e[l->n - 1].gm : en->end;
+    r->lpos = l->base + l->n;
     r->seq = L->next_seq_arrival++;
     en->seq = r->seq;
     en->slot = slot;
@@ -718,26 +720,7 @@ static void verdict_alone(loop_t *L, rec_t *r)
     delivered(L, r, r->bits);
 }
 
-static int reserve_scratch(loop_t *L, int64_t n)
-{
-    if (n <= L->cap_grp)
-        return 0;
-    int64_t c = L->cap_grp ? L->cap_grp : 1024;
-    while (c < n)
-        c *= 2;
-    aentry_t *a = realloc(L->grp, (size_t)c * sizeof(aentry_t));
-    if (!a)
-        return -1;
-    L->grp = a;
-    double *b = realloc(L->gm, (size_t)c * sizeof(double));
-    if (!b)
-        return -1;
-    L->gm = b;
-    L->cap_grp = c;
-    return 0;
-}
-
-/* Index of the attempt with arrival number seq in a context (in arrival order). */
+/* Index of the attempt with arrival number seq in a merged context (in arrival order). */
 static int64_t ctx_find(const aentry_t *ctx, int64_t n, int64_t seq)
 {
     int64_t lo = 0, hi = n;
@@ -751,10 +734,12 @@ static int64_t ctx_find(const aentry_t *ctx, int64_t n, int64_t seq)
     return lo;
 }
 
-/* One target's verdict: reception.decode's sums in its order (the target's group in start order, then at
-   d = 1, 2, ... the frame d after it and the frame d before it), as the SimPy engine's _decode_one.
-   ctx: the batch's context on the target's channel (in start order) and gm its running maximum of ends. */
-static int decode_one(loop_t *L, int64_t slot, const aentry_t *ctx, const double *gm, int64_t n_ctx, int64_t p)
+/* One target's verdict: reception.decode's sums in its order (at d = 1, 2, ... the frame d after it and the
+   frame d before it in its group, in start order), as the SimPy engine's _decode_one. grp[lo..n) is the
+   target's group around it, grp[p] the target: its (channel, SF) list, or the batch's merged context on its
+   channel (several SFs that interfere); the walk back stops where the running maximum of the ends (gm) no
+   longer reaches the target's start, so what lies before lo (ending earlier still) is never visited. */
+static void decode_one(loop_t *L, int64_t slot, const aentry_t *grp, int64_t lo, int64_t n, int64_t p)
 {
     const loop_in *in = L->in;
     rec_t *r = &L->rec[slot];
@@ -762,29 +747,12 @@ static int decode_one(loop_t *L, int64_t slot, const aentry_t *ctx, const double
     if (!r->bits) {
         r->status = (int8_t)rank_fate(in, rank);
         r->gw = -1;
-        return 0;
+        return;
     }
     int64_t gws[MAX_GW], ng = 0;
     for (int64_t g = 0; g < in->n_gw; g++)
         if (r->bits >> g & 1)
             gws[ng++] = g;
-    const aentry_t *grp = ctx;
-    int64_t n = n_ctx;
-    if (!in->inter) { /* orthogonal SFs: the group is the target's SF only */
-        if (reserve_scratch(L, n_ctx))
-            return -1;
-        n = 0;
-        for (int64_t q = 0; q < n_ctx; q++) {
-            if (ctx[q].sf != r->sf)
-                continue;
-            L->grp[n] = ctx[q];
-            L->gm[n] = n ? (ctx[q].end > L->gm[n - 1] ? ctx[q].end : L->gm[n - 1]) : ctx[q].end;
-            n++;
-        }
-        grp = L->grp;
-        gm = L->gm;
-        p = ctx_find(grp, n, r->seq);
-    }
     double sp = grp[p].start, ep = grp[p].end;
     int nslots = in->inter ? 6 : 1;
     double energy[6][MAX_GW];
@@ -809,7 +777,7 @@ static int decode_one(loop_t *L, int64_t slot, const aentry_t *ctx, const double
         }
         if (before) {
             int64_t j = p - d;
-            if (j < 0 || !(gm[j] > sp))
+            if (j < lo || !(grp[j].gm > sp))
                 before = 0;
             else if (sp < grp[j].end) {
                 const aentry_t *o = &grp[j];
@@ -846,7 +814,6 @@ static int decode_one(loop_t *L, int64_t slot, const aentry_t *ctx, const double
         r->status = (int8_t)rank_fate(in, rank);
         r->gw = -1;
     }
-    return 0;
 }
 
 static int cut_anywhere(loop_t *L, uint64_t bits, double t0, double t1)
@@ -1024,17 +991,10 @@ static int reserve_ctx(loop_t *L, int64_t need)
     if (!p)
         return -1;
     L->ctx = p;
-    double *q = realloc(L->ctx_gm, (size_t)c * sizeof(double));
-    if (!q)
-        return -1;
-    L->ctx_gm = q;
     L->cap_ctx = c;
     return 0;
 }
 
-/* The batch's context on one channel: arrived attempts on it that overlap [t_start, t_end), in arrival
-   (start) order, as the SimPy engine's context filtered to the channel. Each SF's list is searched from
-   t_start minus that SF's longest airtime; the lists are merged by (start, announcement). */
 static int64_t bisect_entries(const aentry_t *e, int64_t lo, int64_t hi, double x)
 {
     while (lo < hi) { /* first entry with start >= x */
@@ -1047,75 +1007,72 @@ static int64_t bisect_entries(const aentry_t *e, int64_t lo, int64_t hi, double 
     return lo;
 }
 
-static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end, int64_t *off_ctx, int64_t *n_ctx)
+/* The batch's context on one channel, as the SimPy engine's context filtered to the channel: the arrived
+   attempts on it that start in [t_start - the longest airtime, t_end), in arrival (start) order. When one
+   SF's list holds all of them, the context is that list (L->cctx_list); otherwise the lists' runs are merged
+   by arrival number into L->ctx, with the running maximum of the ends. */
+static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end)
 {
-    int64_t lo[6], hi[6], total = 0;
-    const aentry_t *E[6];
-    for (int s = 0; s < 6; s++) {
-        alist_t *l = &L->arr[ch * 6 + s];
-        E[s] = l->e;
-        lo[s] = bisect_entries(l->e, l->head, l->n, t_start - L->max_air_sf[s + 7]);
-        hi[s] = bisect_entries(l->e, lo[s], l->n, t_end);
-        total += hi[s] - lo[s];
-    }
-    if (reserve_ctx(L, L->ctx_used + total))
-        return -1;
-    /* keep only the entries that end after t_start: one SF straight into the context; several SFs
-       into the scratch buffer, run after run, then merged into the context by arrival number */
-    aentry_t *ctx = L->ctx + L->ctx_used;
-    double *gm = L->ctx_gm + L->ctx_used;
-    *off_ctx = L->ctx_used;
-    int64_t runs = 0, only = 0;
+    int64_t lo[6], hi[6], total = 0, runs = 0, only = 0;
     for (int s = 0; s < 6; s++)
-        if (lo[s] < hi[s]) {
+        if (L->arr[ch * 6 + s].head < L->arr[ch * 6 + s].n) {
             runs++;
             only = s;
         }
-    int64_t n = 0;
-    double m = -INFINITY; /* running maximum of the ends */
-    if (runs == 1) {
-        const aentry_t *e = E[only];
-        for (int64_t q = lo[only]; q < hi[only]; q++)
-            if (e[q].end > t_start) {
-                ctx[n] = e[q];
-                m = e[q].end > m ? e[q].end : m;
-                gm[n++] = m;
-            }
-    } else if (runs > 1) {
-        if (reserve_scratch(L, total))
-            return -1;
-        aentry_t *tmp = L->grp;
-        int64_t r0[6], r1[6], k = 0;
-        runs = 0;
-        for (int s = 0; s < 6; s++) {
-            const aentry_t *e = E[s];
-            int64_t first = k;
-            for (int64_t q = lo[s]; q < hi[s]; q++)
-                if (e[q].end > t_start)
-                    tmp[k++] = e[q];
-            if (k > first) {
-                r0[runs] = first;
-                r1[runs++] = k;
-            }
-        }
-        for (; n < k; n++) {
-            int best = 0;
-            for (int r = 1; r < runs; r++)
-                if (tmp[r0[r]].seq < tmp[r0[best]].seq)
-                    best = r;
-            const aentry_t *o = &tmp[r0[best]++];
-            ctx[n] = *o;
-            m = o->end > m ? o->end : m;
-            gm[n] = m;
-            if (r0[best] == r1[best]) {
-                runs--;
-                r0[best] = r0[runs];
-                r1[best] = r1[runs];
-            }
+    L->cctx_stamp[ch] = L->stamp;
+    if (runs == 1) { /* one SF on the channel at all: its list (which holds the targets) */
+        L->cctx_list[ch] = (int8_t)only;
+        return 0;
+    }
+    runs = 0;
+    double bound = t_start - L->max_air;
+    for (int s = 0; s < 6; s++) {
+        alist_t *l = &L->arr[ch * 6 + s];
+        lo[s] = bisect_entries(l->e, l->head, l->n, bound);
+        hi[s] = bisect_entries(l->e, lo[s], l->n, t_end);
+        if (lo[s] < hi[s]) {
+            total += hi[s] - lo[s];
+            runs++;
+            only = s;
         }
     }
-    *n_ctx = n;
-    L->ctx_used += n;
+    if (runs <= 1) {
+        L->cctx_list[ch] = (int8_t)only;
+        return 0;
+    }
+    L->cctx_list[ch] = -1;
+    if (reserve_ctx(L, L->ctx_used + total))
+        return -1;
+    aentry_t *ctx = L->ctx + L->ctx_used;
+    const aentry_t *E[6];
+    int64_t r0[6], r1[6];
+    runs = 0;
+    for (int s = 0; s < 6; s++)
+        if (lo[s] < hi[s]) {
+            E[runs] = L->arr[ch * 6 + s].e;
+            r0[runs] = lo[s];
+            r1[runs++] = hi[s];
+        }
+    double m = -INFINITY; /* running maximum of the ends */
+    for (int64_t n = 0; n < total; n++) {
+        int best = 0;
+        for (int r = 1; r < runs; r++)
+            if (E[r][r0[r]].seq < E[best][r0[best]].seq)
+                best = r;
+        aentry_t *o = &ctx[n];
+        *o = E[best][r0[best]++];
+        m = o->end > m ? o->end : m;
+        o->gm = m;
+        if (r0[best] == r1[best]) {
+            runs--;
+            E[best] = E[runs];
+            r0[best] = r0[runs];
+            r1[best] = r1[runs];
+        }
+    }
+    L->cctx_off[ch] = L->ctx_used;
+    L->cctx_n[ch] = total;
+    L->ctx_used += total;
     return 0;
 }
 
@@ -1237,27 +1194,41 @@ static int resolve_until(loop_t *L, double T)
             rec_t *r = &L->rec[tg[i]];
             if (pass == 1 && r->status != -2)
                 continue;
-            int64_t ch = r->ch;
-            if (L->cctx_stamp[ch] != L->stamp) {
-                if (channel_context(L, ch, t_start, t_end, &L->cctx_off[ch], &L->cctx_n[ch]))
+            /* the target's group: its (channel, SF) list when SFs are orthogonal, else its channel's context */
+            int64_t ch = r->ch, list = -1;
+            if (!L->in->inter)
+                list = ch * 6 + (r->sf - 7);
+            else {
+                if (L->cctx_stamp[ch] != L->stamp && channel_context(L, ch, t_start, t_end))
                     return -1;
-                L->cctx_stamp[ch] = L->stamp;
+                if (L->cctx_list[ch] >= 0)
+                    list = ch * 6 + L->cctx_list[ch];
             }
-            const aentry_t *ctx = L->ctx + L->cctx_off[ch];
-            const double *gm = L->ctx_gm + L->cctx_off[ch];
-            int64_t n_ctx = L->cctx_n[ch];
-            int64_t p = ctx_find(ctx, n_ctx, r->seq);
+            const aentry_t *grp;
+            int64_t lo, n, p;
+            if (list >= 0) {
+                const alist_t *l = &L->arr[list];
+                grp = l->e;
+                lo = l->head;
+                n = l->n;
+                p = r->lpos - l->base;
+            } else {
+                grp = L->ctx + L->cctx_off[ch];
+                lo = 0;
+                n = L->cctx_n[ch];
+                p = ctx_find(grp, n, r->seq);
+            }
             if (pass == 0) {
-                /* another frame overlaps it: one before it ends after its start (running maximum of the
-                   ends), or the next one starts before its end */
+                /* another frame of its group overlaps it: one before it ends after its start (running maximum
+                   of the ends), or the next one starts before its end */
                 double s0 = r->start, e0 = r->start + r->air;
-                int alone = !(p > 0 && gm[p - 1] > s0) && !(p + 1 < n_ctx && ctx[p + 1].start < e0);
+                int alone = !(p > lo && grp[p - 1].gm > s0) && !(p + 1 < n && grp[p + 1].start < e0);
                 if (alone && !cut_anywhere(L, r->bits, s0, e0))
                     verdict_alone(L, r);
                 else
                     r->status = -2; /* decided in the second pass */
-            } else if (decode_one(L, tg[i], ctx, gm, n_ctx, p))
-                return -1;
+            } else
+                decode_one(L, tg[i], grp, lo, n, p);
         }
     }
     for (int64_t i = 0; i < nt; i++) {
@@ -1398,8 +1369,6 @@ static int64_t announce(loop_t *L, int64_t k, node_t *st, double t, int64_t c)
         return -1;
     if (st->air > L->max_air)
         L->max_air = st->air;
-    if (st->air > L->max_air_sf[st->sf])
-        L->max_air_sf[st->sf] = st->air;
     L->out->announced++;
     return slot;
 }
@@ -1440,8 +1409,7 @@ static int run_node(loop_t *L, int64_t k)
             if (in->drop && !(st->ready >= st->node_free && st->ready >= min_bf)) {
                 for (int64_t j = 0; j < st->nfrag; j++) {
                     int64_t phy = frame_phy(in, msg, j, st->nfrag, per, split);
-                    if (add_row(L, k, msg, j, phy, st->sf, in->air_tab[st->sf * in->phy_cap + phy], st->ready, NAN, 1, 0,
-                                -1, 0.0, 0.0, 0.0, 0.0, in->fate_dc, -1, st->tx_index))
+                    if (add_row(L, k, msg, j, phy, st->sf, NAN, 1, 0, -1, 0.0, 0.0, 0.0, in->fate_dc, -1, st->tx_index))
                         return -1;
                 }
                 st->msg++;
@@ -1661,8 +1629,8 @@ static int run_node(loop_t *L, int64_t k)
             tx_s = st->air;
             rx_s = in->rx1_win[st->sf] + in->rx2_win;
         }
-        if (add_row(L, k, st->msg, st->j, st->phy, st->sf, st->air, st->ready, st->first_start, 0, attempts, st->first_ch,
-                    tx_s, rx_s, (double)attempts * in->startup[k], busy, fate, st->gw_of, st->tx_index))
+        if (add_row(L, k, st->msg, st->j, st->phy, st->sf, st->first_start, 0, attempts, st->first_ch, tx_s, rx_s, busy,
+                    fate, st->gw_of, st->tx_index))
             return -1;
         st->j++;
         st->phase = P_FRAME;
@@ -1710,9 +1678,7 @@ static void free_loop(loop_t *L)
     free(L->pend_idx);
     free(L->app_head);
     free(L->ctx);
-    free(L->grp);
-    free(L->gm);
-    free(L->ctx_gm);
+    free(L->cctx_list);
     free(L->cctx_off);
     free(L->cctx_n);
     free(L->cctx_stamp);
@@ -1756,7 +1722,8 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
     L.cctx_off = calloc((size_t)in->n_ch, sizeof(int64_t));
     L.cctx_n = calloc((size_t)in->n_ch, sizeof(int64_t));
     L.cctx_stamp = calloc((size_t)in->n_ch, sizeof(int64_t));
-    if (!L.arr || !L.cctx_off || !L.cctx_n || !L.cctx_stamp || !L.nodes || !L.band_free || !L.gw_band_free || !L.held || !L.hist || !L.hist_n || !L.hist_head ||
+    L.cctx_list = calloc((size_t)in->n_ch, sizeof(int8_t));
+    if (!L.arr || !L.cctx_off || !L.cctx_n || !L.cctx_stamp || !L.cctx_list || !L.nodes || !L.band_free || !L.gw_band_free || !L.held || !L.hist || !L.hist_n || !L.hist_head ||
         !L.pend_has || !L.pend_dr || !L.pend_idx || !L.app_head)
         goto fail;
     for (int64_t i = 0; i < N * B; i++)
@@ -1862,8 +1829,8 @@ fail:
     return out->error;
 }
 
-/* The rows in message order into columns of out->rows.n entries (allocated by the caller). */
-void iotsim_lorawan_loop_rows(const loop_out *out, int64_t n_nodes, int64_t *msg, int64_t *frag, int64_t *phy,
+/* The rows in message order into columns of out->rows.n entries (allocated by the caller); `in` is the run's input. */
+void iotsim_lorawan_loop_rows(const loop_in *in, const loop_out *out, int64_t n_nodes, int64_t *msg, int64_t *frag, int64_t *phy,
                               int64_t *sf, int64_t *attempts, int64_t *tx_index, double *air, double *ready,
                               double *start, double *tx_s, double *rx_s, double *standby, double *busy,
                               int8_t *dropped, int8_t *ch, int8_t *fate, int16_t *gw)
@@ -1880,12 +1847,12 @@ void iotsim_lorawan_loop_rows(const loop_out *out, int64_t n_nodes, int64_t *msg
                 sf[i] = r->sf;
                 attempts[i] = r->attempts;
                 tx_index[i] = r->tx_index;
-                air[i] = r->air;
-                ready[i] = r->ready;
+                air[i] = in->air_tab[r->sf * in->phy_cap + r->phy]; /* as the loop took it */
+                ready[i] = in->ready[r->msg];
                 start[i] = r->start;
                 tx_s[i] = r->tx_s;
                 rx_s[i] = r->rx_s;
-                standby[i] = r->standby;
+                standby[i] = (double)r->attempts * in->startup[k];
                 busy[i] = r->busy;
                 dropped[i] = r->dropped;
                 ch[i] = r->ch;

@@ -99,7 +99,7 @@ def lib() -> ctypes.CDLL | None:
         so.iotsim_lorawan_loop.restype = _i
         so.iotsim_lorawan_loop.argtypes = [ctypes.POINTER(_LoopIn), ctypes.POINTER(_LoopOut)]
         so.iotsim_lorawan_loop_rows.restype = None
-        so.iotsim_lorawan_loop_rows.argtypes = [ctypes.POINTER(_LoopOut), _i] + [_p] * 17
+        so.iotsim_lorawan_loop_rows.argtypes = [ctypes.POINTER(_LoopIn), ctypes.POINTER(_LoopOut), _i] + [_p] * 17
         so.iotsim_lorawan_loop_free.restype = None
         so.iotsim_lorawan_loop_free.argtypes = [ctypes.POINTER(_LoopOut)]
         so.iotsim_pcg64_doubles.restype = None
@@ -284,7 +284,7 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
         cols = {name: np.empty(n_rows, dtype) for name, dtype in
                 [(x, np.int64) for x in _ROW_INT] + [(x, np.float64) for x in _ROW_FLOAT]
                 + [(x, np.int8) for x in _ROW_INT8] + [("gw", np.int16)]}
-        k.iotsim_lorawan_loop_rows(ctypes.byref(out), n, *[c.ctypes.data for c in cols.values()])
+        k.iotsim_lorawan_loop_rows(ctypes.byref(cin), ctypes.byref(out), n, *[c.ctypes.data for c in cols.values()])
     finally:
         k.iotsim_lorawan_loop_free(ctypes.byref(out))
     report = {

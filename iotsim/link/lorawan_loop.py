@@ -829,9 +829,11 @@ class ClosedLoop:
         t_start = min(self.a_start[a] for a in targets)
         t_end = max(self.a_start[a] + self.a_air[a] for a in targets)
         lo = bisect_left(self._arrived_start, t_start - self._max_air)
-        cand = self._arrived_ids[lo:]
-        ends = [self.a_start[i] + self.a_air[i] for i in cand]
-        context = [i for i, e in zip(cand, ends) if e > t_start and self.a_start[i] < t_end]
+        # every arrived frame that starts from the longest airtime before the batch up to its end, also
+        # those that end before the batch starts: they add nothing, but they are part of the group that
+        # _decode_one walks, so the sums are added in an order that does not depend on the batch (the
+        # order reception.decode gives them over a whole run)
+        context = [i for i in self._arrived_ids[lo:] if self.a_start[i] < t_end]
         # a target alone on its channel, with none of the gateways where it locked a path transmitting
         # meanwhile, meets no interference and is cut nowhere: its verdict follows from its arrival
         # (plain Python); the others go through `reception.decode`
