@@ -22,7 +22,9 @@
  *
  * Memory: an attempt's record is reused once the network has decided it, its node has read the
  * answer and it ends too long before anything still undecided to interfere with it; arrived attempts
- * are kept per (channel, SF), so the interferers of a frame are found from its channel's lists only.
+ * are kept per (channel, SF), so the interferers of a frame are found from its channel's lists only,
+ * walked from the frame's place in each (sum_list): nothing is copied per batch, and the sums come in
+ * an order that does not depend on which frames are decided together.
  */
 #include <math.h>
 #include <stdint.h>
@@ -173,7 +175,7 @@ typedef struct {
     double start, air, off;
     double dl_air, dl_t0, dl_freq, answer_t;
     uint64_t bits, dec_bits; /* dec_bits: the gateways the network server may answer through */
-    int64_t aid, seq, lpos; /* lpos: its entry's number in its (channel, SF) list */
+    int64_t aid, cseq, lpos; /* cseq: arrival number on its channel; lpos: its entry's number in its list */
     int32_t node;
     int16_t ch, gw, dl_g;
     int8_t sf, txi, status, afate, confirmed, ackreq, ans;
@@ -350,8 +352,8 @@ static void ivl_cut(ivl_t *v, int64_t cut, int full)
 /* arrived attempts of one (channel, SF) */
 typedef struct {
     double start, end;
-    double gm;         /* the running maximum of the ends: of the list up to here (in a merged context: of it) */
-    int64_t seq, slot; /* seq: arrival number (arrivals come in (start, announcement) order) */
+    double gm;          /* the running maximum of the ends of the list up to here */
+    int64_t cseq, slot; /* cseq: arrival number on its channel (arrivals come in (start, announcement) order) */
     int32_t node;
     int8_t sf, txi;
 } aentry_t;
@@ -401,7 +403,7 @@ typedef struct {
     double *band_free; /* [n_nodes][n_bands] */
     /* records */
     rec_t *rec;
-    int64_t n_rec, cap_rec, *free_slots, n_free, cap_free, next_aid, next_seq_arrival;
+    int64_t n_rec, cap_rec, *free_slots, n_free, cap_free, next_aid, *ch_arrivals;
     /* network */
     heap_t arrivals, ends, events;
     /* delivered attempts not answered yet, by (answer time, decode order); nodes waiting for RX2 because
@@ -434,11 +436,7 @@ typedef struct {
     /* PRNG */
     pcg64 retx, timeouts;
     /* scratch */
-    aentry_t *ctx;
-    int64_t cap_ctx, *targets_buf, targets_cap;
-    /* the batch's context per channel (built once per batch): offset and length in ctx, batch stamp */
-    int64_t ctx_used, *cctx_off, *cctx_n, *cctx_stamp, stamp;
-    int8_t *cctx_list; /* the one (channel, SF) list the channel's context is, or -1: merged in L->ctx */
+    int64_t *targets_buf, targets_cap;
 } loop_t;
 
 static const int RANK_OF_FATE_DEFAULT = 0;
@@ -673,8 +671,8 @@ static int arrive_one(loop_t *L, int64_t slot)
     en->end = s + air;
     en->gm = l->n && l->e[l->n - 1].gm > en->end ? l->e[l->n - 1].gm : en->end;
     r->lpos = l->base + l->n;
-    r->seq = L->next_seq_arrival++;
-    en->seq = r->seq;
+    r->cseq = L->ch_arrivals[r->ch]++;
+    en->cseq = r->cseq;
     en->slot = slot;
     en->node = r->node;
     en->sf = r->sf;
@@ -710,23 +708,12 @@ static void delivered(loop_t *L, rec_t *r, uint64_t dec)
     r->dec_bits = cand;
 }
 
-static void verdict_alone(loop_t *L, rec_t *r)
+/* First entry of a list (from lo) that arrived on the channel after arrival number cseq. */
+static int64_t bisect_cseq(const aentry_t *e, int64_t lo, int64_t hi, int64_t cseq)
 {
-    if (!r->bits) {
-        r->status = r->afate;
-        r->gw = -1;
-        return;
-    }
-    delivered(L, r, r->bits);
-}
-
-/* Index of the attempt with arrival number seq in a merged context (in arrival order). */
-static int64_t ctx_find(const aentry_t *ctx, int64_t n, int64_t seq)
-{
-    int64_t lo = 0, hi = n;
     while (lo < hi) {
         int64_t m = (lo + hi) / 2;
-        if (ctx[m].seq < seq)
+        if (e[m].cseq <= cseq)
             lo = m + 1;
         else
             hi = m;
@@ -734,12 +721,51 @@ static int64_t ctx_find(const aentry_t *ctx, int64_t n, int64_t seq)
     return lo;
 }
 
-/* One target's verdict: reception.decode's sums in its order (at d = 1, 2, ... the frame d after it and the
-   frame d before it in its group, in start order), as the SimPy engine's _decode_one. grp[lo..n) is the
-   target's group around it, grp[p] the target: its (channel, SF) list, or the batch's merged context on its
-   channel (several SFs that interfere); the walk back stops where the running maximum of the ends (gm) no
-   longer reaches the target's start, so what lies before lo (ending earlier still) is never visited. */
-static void decode_one(loop_t *L, int64_t slot, const aentry_t *grp, int64_t lo, int64_t n, int64_t p)
+/* One SF's interference energy at the target's gateways (cell[x] for gateway gws[x]), summed in the order
+   of reception.decode's walk over the target's channel: at d = 1, 2, ... the frame d after the target and
+   then the frame d before it, d counted in arrivals on the channel (cseq). Frames after the target count
+   while they start before its end, frames before it while they end after its start; from one SF's list
+   (in arrival order) those are a run after `a` and, among the entries before `b`, the ones ending after sp
+   (the walk back stops where the list's running maximum of the ends no longer passes sp, as the channel's
+   does, which is never lower). So no context of the whole channel is built. */
+static void sum_list(const loop_t *L, const alist_t *l, int64_t a, int64_t b, int64_t cseq, double sp, double ep,
+                     const int64_t *gws, int64_t ng, double *cell)
+{
+    const aentry_t *e = l->e;
+    const int64_t G = L->in->n_gw;
+    int after = a < l->n && e[a].start < ep, before = 1;
+    for (;;) {
+        while (before) { /* the next entry before that overlaps, or the end of the walk back */
+            if (b < l->head || !(e[b].gm > sp))
+                before = 0;
+            else if (sp < e[b].end)
+                break;
+            else
+                b--;
+        }
+        if (!after && !before)
+            return;
+        const aentry_t *o;
+        double ov;
+        if (after && (!before || e[a].cseq - cseq <= cseq - e[b].cseq)) {
+            o = &e[a++];
+            ov = (ep < o->end ? ep : o->end) - o->start;
+            after = a < l->n && e[a].start < ep;
+        } else {
+            o = &e[b--];
+            ov = (o->end < ep ? o->end : ep) - sp;
+        }
+        const double *pw = L->in->lin + (int64_t)o->node * G;
+        double f = L->in->off_factor[o->txi];
+        for (int64_t x = 0; x < ng; x++)
+            cell[x] += (pw[gws[x]] * f) * ov;
+    }
+}
+
+/* One target's verdict, as the SimPy engine's _decode_one (reception.decode for one frame): the energy of
+   each SF on its channel (only its own SF when SFs are orthogonal) at the gateways where it locked a
+   path, half duplex, capture and inter-SF rejection. */
+static void decode_one(loop_t *L, int64_t slot)
 {
     const loop_in *in = L->in;
     rec_t *r = &L->rec[slot];
@@ -753,45 +779,26 @@ static void decode_one(loop_t *L, int64_t slot, const aentry_t *grp, int64_t lo,
     for (int64_t g = 0; g < in->n_gw; g++)
         if (r->bits >> g & 1)
             gws[ng++] = g;
-    double sp = grp[p].start, ep = grp[p].end;
+    double sp = r->start, ep = r->start + r->air;
     int nslots = in->inter ? 6 : 1;
+    int64_t own = r->sf - 7;
     double energy[6][MAX_GW];
-    for (int s = 0; s < nslots; s++)
+    for (int s = 0; s < nslots; s++) {
         for (int64_t x = 0; x < ng; x++)
             energy[s][x] = 0.0;
-    const int64_t G = in->n_gw;
-    int after = 1, before = 1;
-    for (int64_t d = 1; after || before; d++) {
-        if (after) {
-            int64_t j = p + d;
-            if (j < n && grp[j].start < ep) {
-                const aentry_t *o = &grp[j];
-                double ov = (ep < o->end ? ep : o->end) - o->start;
-                double *cell = energy[in->inter ? o->sf - 7 : 0];
-                const double *pw = in->lin + (int64_t)o->node * G;
-                double f = in->off_factor[o->txi];
-                for (int64_t x = 0; x < ng; x++)
-                    cell[x] += (pw[gws[x]] * f) * ov;
-            } else
-                after = 0;
-        }
-        if (before) {
-            int64_t j = p - d;
-            if (j < lo || !(grp[j].gm > sp))
-                before = 0;
-            else if (sp < grp[j].end) {
-                const aentry_t *o = &grp[j];
-                double ov = (o->end < ep ? o->end : ep) - sp;
-                double *cell = energy[in->inter ? o->sf - 7 : 0];
-                const double *pw = in->lin + (int64_t)o->node * G;
-                double f = in->off_factor[o->txi];
-                for (int64_t x = 0; x < ng; x++)
-                    cell[x] += (pw[gws[x]] * f) * ov;
-            }
-        }
+        int64_t sf = in->inter ? s : own;
+        const alist_t *l = &L->arr[(int64_t)r->ch * 6 + sf];
+        if (l->head == l->n)
+            continue;
+        int64_t a; /* the first entry after the target */
+        if (sf == own)
+            a = r->lpos - l->base + 1;
+        else
+            a = bisect_cseq(l->e, l->head, l->n, r->cseq);
+        sum_list(L, l, a, sf == own ? a - 2 : a - 1, r->cseq, sp, ep, gws, ng, energy[s]);
     }
-    int64_t own = in->inter ? r->sf - 7 : 0;
-    const double *pw = in->lin + (int64_t)r->node * G;
+    int64_t own_cell = in->inter ? own : 0;
+    const double *pw = in->lin + (int64_t)r->node * in->n_gw;
     double f = in->off_factor[r->txi], dur = ep - sp;
     uint64_t dec = 0;
     for (int64_t x = 0; x < ng; x++) {
@@ -805,7 +812,7 @@ static void decode_one(loop_t *L, int64_t slot, const aentry_t *grp, int64_t lo,
         double slots[6] = {0, 0, 0, 0, 0, 0};
         for (int s = 0; s < nslots; s++)
             slots[s] = energy[s][x];
-        if (!destroyed(L, energy[own][x], slots, own, (pw[g] * f) * dur))
+        if (!destroyed(L, energy[own_cell][x], slots, own_cell, (pw[g] * f) * dur))
             dec |= (uint64_t)1 << g;
     }
     if (dec)
@@ -814,14 +821,6 @@ static void decode_one(loop_t *L, int64_t slot, const aentry_t *grp, int64_t lo,
         r->status = (int8_t)rank_fate(in, rank);
         r->gw = -1;
     }
-}
-
-static int cut_anywhere(loop_t *L, uint64_t bits, double t0, double t1)
-{
-    for (int64_t g = 0; bits; g++, bits >>= 1)
-        if (bits & 1 && overlaps_tx(L, g, t0, t1))
-            return 1;
-    return 0;
 }
 
 /* ------------------------------------------------------------------ the network server */
@@ -980,102 +979,6 @@ static int server(loop_t *L, int64_t slot)
     return 0;
 }
 
-static int reserve_ctx(loop_t *L, int64_t need)
-{
-    if (need <= L->cap_ctx)
-        return 0;
-    int64_t c = L->cap_ctx ? L->cap_ctx : 1024;
-    while (c < need)
-        c *= 2;
-    aentry_t *p = realloc(L->ctx, (size_t)c * sizeof(aentry_t));
-    if (!p)
-        return -1;
-    L->ctx = p;
-    L->cap_ctx = c;
-    return 0;
-}
-
-static int64_t bisect_entries(const aentry_t *e, int64_t lo, int64_t hi, double x)
-{
-    while (lo < hi) { /* first entry with start >= x */
-        int64_t m = (lo + hi) / 2;
-        if (e[m].start < x)
-            lo = m + 1;
-        else
-            hi = m;
-    }
-    return lo;
-}
-
-/* The batch's context on one channel, as the SimPy engine's context filtered to the channel: the arrived
-   attempts on it that start in [t_start - the longest airtime, t_end), in arrival (start) order. When one
-   SF's list holds all of them, the context is that list (L->cctx_list); otherwise the lists' runs are merged
-   by arrival number into L->ctx, with the running maximum of the ends. */
-static int channel_context(loop_t *L, int64_t ch, double t_start, double t_end)
-{
-    int64_t lo[6], hi[6], total = 0, runs = 0, only = 0;
-    for (int s = 0; s < 6; s++)
-        if (L->arr[ch * 6 + s].head < L->arr[ch * 6 + s].n) {
-            runs++;
-            only = s;
-        }
-    L->cctx_stamp[ch] = L->stamp;
-    if (runs == 1) { /* one SF on the channel at all: its list (which holds the targets) */
-        L->cctx_list[ch] = (int8_t)only;
-        return 0;
-    }
-    runs = 0;
-    double bound = t_start - L->max_air;
-    for (int s = 0; s < 6; s++) {
-        alist_t *l = &L->arr[ch * 6 + s];
-        lo[s] = bisect_entries(l->e, l->head, l->n, bound);
-        hi[s] = bisect_entries(l->e, lo[s], l->n, t_end);
-        if (lo[s] < hi[s]) {
-            total += hi[s] - lo[s];
-            runs++;
-            only = s;
-        }
-    }
-    if (runs <= 1) {
-        L->cctx_list[ch] = (int8_t)only;
-        return 0;
-    }
-    L->cctx_list[ch] = -1;
-    if (reserve_ctx(L, L->ctx_used + total))
-        return -1;
-    aentry_t *ctx = L->ctx + L->ctx_used;
-    const aentry_t *E[6];
-    int64_t r0[6], r1[6];
-    runs = 0;
-    for (int s = 0; s < 6; s++)
-        if (lo[s] < hi[s]) {
-            E[runs] = L->arr[ch * 6 + s].e;
-            r0[runs] = lo[s];
-            r1[runs++] = hi[s];
-        }
-    double m = -INFINITY; /* running maximum of the ends */
-    for (int64_t n = 0; n < total; n++) {
-        int best = 0;
-        for (int r = 1; r < runs; r++)
-            if (E[r][r0[r]].seq < E[best][r0[best]].seq)
-                best = r;
-        aentry_t *o = &ctx[n];
-        *o = E[best][r0[best]++];
-        m = o->end > m ? o->end : m;
-        o->gm = m;
-        if (r0[best] == r1[best]) {
-            runs--;
-            E[best] = E[runs];
-            r0[best] = r0[runs];
-            r1[best] = r1[runs];
-        }
-    }
-    L->cctx_off[ch] = L->ctx_used;
-    L->cctx_n[ch] = total;
-    L->ctx_used += total;
-    return 0;
-}
-
 /* Forget arrived attempts that end long before anything still to be decided starts. */
 static int trim_arrived(loop_t *L, double t_start)
 {
@@ -1177,62 +1080,14 @@ static int resolve_until(loop_t *L, double T)
         L->targets_buf[nt++] = heap_pop(&L->ends).ref;
     }
     int64_t *tg = L->targets_buf;
-    double t_start = INFINITY, t_end = -INFINITY;
+    double t_start = INFINITY;
     for (int64_t i = 0; i < nt; i++) {
+        /* its verdict stands alone (a target that nothing overlaps or cuts is decoded wherever it locked a
+           path, which the SimPy engine decides apart as "alone") */
         rec_t *r = &L->rec[tg[i]];
+        decode_one(L, tg[i]);
         if (r->start < t_start)
             t_start = r->start;
-        if (r->start + r->air > t_end)
-            t_end = r->start + r->air;
-    }
-    /* verdicts: a target alone on its channel and cut nowhere follows from its arrival; each channel's
-       context is built once per batch */
-    L->stamp++;
-    L->ctx_used = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        for (int64_t i = 0; i < nt; i++) {
-            rec_t *r = &L->rec[tg[i]];
-            if (pass == 1 && r->status != -2)
-                continue;
-            /* the target's group: its (channel, SF) list when SFs are orthogonal, else its channel's context */
-            int64_t ch = r->ch, list = -1;
-            if (!L->in->inter)
-                list = ch * 6 + (r->sf - 7);
-            else {
-                if (L->cctx_stamp[ch] != L->stamp && channel_context(L, ch, t_start, t_end))
-                    return -1;
-                if (L->cctx_list[ch] >= 0)
-                    list = ch * 6 + L->cctx_list[ch];
-            }
-            const aentry_t *grp;
-            int64_t lo, n, p;
-            if (list >= 0) {
-                const alist_t *l = &L->arr[list];
-                grp = l->e;
-                lo = l->head;
-                n = l->n;
-                p = r->lpos - l->base;
-            } else {
-                grp = L->ctx + L->cctx_off[ch];
-                lo = 0;
-                n = L->cctx_n[ch];
-                p = ctx_find(grp, n, r->seq);
-            }
-            if (pass == 0) {
-                /* another frame of its group overlaps it: one before it ends after its start (running maximum
-                   of the ends), or the next one starts before its end */
-                double s0 = r->start, e0 = r->start + r->air;
-                int alone = !(p > lo && grp[p - 1].gm > s0) && !(p + 1 < n && grp[p + 1].start < e0);
-                if (alone && !cut_anywhere(L, r->bits, s0, e0))
-                    verdict_alone(L, r);
-                else
-                    r->status = -2; /* decided in the second pass */
-            } else
-                decode_one(L, tg[i], grp, lo, n, p);
-        }
-    }
-    for (int64_t i = 0; i < nt; i++) {
-        rec_t *r = &L->rec[tg[i]];
         r->resolved = 1;
         if (r->status == F_DELIVERED) {
             hitem it = {r->answer_t, L->n_decoded++, tg[i], 0};
@@ -1677,11 +1532,7 @@ static void free_loop(loop_t *L)
     free(L->pend_dr);
     free(L->pend_idx);
     free(L->app_head);
-    free(L->ctx);
-    free(L->cctx_list);
-    free(L->cctx_off);
-    free(L->cctx_n);
-    free(L->cctx_stamp);
+    free(L->ch_arrivals);
     free(L->targets_buf);
     L->targets_buf = NULL;
     L->targets_cap = 0;
@@ -1719,11 +1570,8 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
     for (int64_t k = 0; k < N; k++)
         out->rows.head[k] = out->rows.tail[k] = -1;
     L.arr = calloc((size_t)(in->n_ch * 6), sizeof(alist_t));
-    L.cctx_off = calloc((size_t)in->n_ch, sizeof(int64_t));
-    L.cctx_n = calloc((size_t)in->n_ch, sizeof(int64_t));
-    L.cctx_stamp = calloc((size_t)in->n_ch, sizeof(int64_t));
-    L.cctx_list = calloc((size_t)in->n_ch, sizeof(int8_t));
-    if (!L.arr || !L.cctx_off || !L.cctx_n || !L.cctx_stamp || !L.cctx_list || !L.nodes || !L.band_free || !L.gw_band_free || !L.held || !L.hist || !L.hist_n || !L.hist_head ||
+    L.ch_arrivals = calloc((size_t)in->n_ch, sizeof(int64_t));
+    if (!L.arr || !L.ch_arrivals || !L.nodes || !L.band_free || !L.gw_band_free || !L.held || !L.hist || !L.hist_n || !L.hist_head ||
         !L.pend_has || !L.pend_dr || !L.pend_idx || !L.app_head)
         goto fail;
     for (int64_t i = 0; i < N * B; i++)
