@@ -273,7 +273,7 @@ def test_a_wifi_update_worked_by_hand_and_charged_to_the_ledger():
 
 
 def test_lora_session_settings_are_refused_over_ble():
-    with pytest.raises(InputError, match="data_rate and redundancy"):
+    with pytest.raises(InputError, match="redundancy set a LoRaWAN FUOTA session"):
         _star_run("ble", "  - {at: 1h, model: farm_soil_int8, redundancy: 0.5}")
 
 

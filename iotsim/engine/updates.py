@@ -21,9 +21,14 @@ A node that has the whole update applies it (`iotsim.ota.apply`): it writes the 
 the new model into flash and checks the model's SHA-256, and runs the new model when that is done;
 the flash time is charged at the MCU's flash current, the check at its active current.
 
-Not modelled yet (stated in the run's notes): a node that cannot decode a session is not repaired by
-unicast; the new model's inference cost is taken equal to the old one's; LoRaWAN nodes hear only their
-strongest gateway's copy of each fragment; BLE and Wi-Fi transfers do not delay other nodes' uplinks.
+LoRaWAN class A unicast (`unicast:`, `iotsim.ota.unicast`): the nodes poll with empty uplinks and the network
+answers each poll with one fragment in RX2, instead of the session (`only`, the baseline) or after it for the
+nodes that could not decode it (`repair`).
+
+Not modelled yet (stated in the run's notes): the new model's inference cost is taken equal to the old one's;
+LoRaWAN nodes hear only their strongest gateway's copy of each fragment; unicast polls are not added to the
+uplink traffic, nor unicast downlinks to the gateways' schedule; BLE and Wi-Fi transfers do not delay other
+nodes' uplinks.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numpy as np
 from iotsim.engine.fleet import GroupPlan, Verdicts, group_rng
 from iotsim.errors import InputError
 from iotsim.link.base import GatewaySchedule
-from iotsim.ota import delta, fuota
+from iotsim.ota import delta, fuota, unicast
 from iotsim.ota.apply import apply_cost
 from iotsim.ota.delta import UpdatePayload
 from iotsim.ota.rollout import Rollout, time_to_share
@@ -112,9 +117,12 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
         else:  # a delta applies to the base model only, running when the session starts
             ok = (running[members] == base_update) & (since[members] <= spec.at)
             eligible = members[ok]
-        rx = np.concatenate([plans[g].rx_power_dbm for g in groups])[np.isin(members, eligible)]
+        keep = np.isin(members, eligible)
+        rx = np.concatenate([plans[g].rx_power_dbm for g in groups])[keep]
+        sf = np.concatenate([plans[g].sf for g in groups])[keep]
         session, rollout = link.plan_update(payload.payload_bytes, spec, rx, startup_s[eligible],
-                                            group_rng(scenario.seed, STREAM_UPDATES, j))
+                                            group_rng(scenario.seed, STREAM_UPDATES, j), sf=sf,
+                                            horizon_s=float(scenario.duration) - float(spec.at))
         out = UpdateOutcome(j, spec, new, groups, payload, session, float(spec.at), eligible, rollout,
                             int(members.size - eligible.size))
         apply_costs(out, plans, offsets)
@@ -167,6 +175,9 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
     if not updates:
         return []
     multicast = any(isinstance(u.session, fuota.SessionPlan) for u in updates)
+    repaired = any(isinstance(u.session, fuota.SessionPlan) and u.session.unicast is not None for u in updates)
+    by_unicast = repaired or any(isinstance(u.session, unicast.UnicastSession) for u in updates)
+    over_star = any(not isinstance(u.session, (fuota.SessionPlan, unicast.UnicastSession)) for u in updates)
     notes = [] if not multicast else [
         "Model updates (FUOTA): one class C multicast session per update on its data rate and frequency (default the "
         "region's RX2), fragments per LoRa Alliance TS004-1.0.0 with its parity-matrix FEC, one every time on air / "
@@ -177,10 +188,22 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
         "Updates and uplinks: every gateway sends every session; while it sends a fragment it receives no uplink (half "
         "duplex), class A answers do not overlap the fragments, and none goes out on the session's sub-band during "
         "the session (it spends that sub-band's duty cycle).",
-        "Updates, not modelled yet: no unicast repair of nodes that could not decode; other gateways' copies of a "
-        "fragment are ignored; a node's own uplinks do not interrupt its reception of fragments.",
+        "Updates, not modelled yet: " + ("" if repaired else "no unicast repair of nodes that could not decode "
+                                         "(`unicast: repair` adds it); ")
+        + "other gateways' copies of a fragment are ignored; a node's own uplinks do not interrupt its reception of "
+        "fragments.",
     ]
-    if not multicast:
+    if by_unicast:
+        notes.append(
+            "Updates by LoRaWAN class A unicast (iotsim.ota.unicast): a node polls with empty uplinks, as often as its "
+            "uplink sub-bands' duty cycles allow (or every poll_period), and the network answers a poll with one "
+            "DataFragment in RX2 through the node's strongest gateway when that gateway's sub-band has duty cycle left, "
+            "serving the longest-waiting requests first (of the 8 waiting longest, the one polling first); polls and "
+            "fragments are Rayleigh draws against the gateway's and the node's sensitivity; a repair sends the coded "
+            "fragments the session did not; the node polls until it can decode or the run ends, every poll charged "
+            "(TX, RX1 and RX2 windows, startup). Not modelled: the polls' collisions with other uplinks, and the "
+            "unicast downlinks' effect on the gateways' reception and class A answers.")
+    if over_star:
         notes.append(
             "Model updates over the node's own link: each gateway sends the update to its nodes one after another "
             "(BLE: LL packets with L2CAP and ATT headers, packets_per_event per connection event; Wi-Fi: MSDUs with "

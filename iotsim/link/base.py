@@ -163,9 +163,11 @@ class Link(ABC):
         return None
 
     def plan_update(self, payload_bytes: int, spec, rx_power_dbm: np.ndarray, startup_s: np.ndarray,
-                    rng: np.random.Generator):
+                    rng: np.random.Generator, sf: np.ndarray | None = None, horizon_s: float = np.inf):
         """How a model update of `payload_bytes` reaches the nodes whose link budgets are the rows of
-        `rx_power_dbm` (`spec`: the scenario's Update): (its plan, an `iotsim.ota.rollout.Rollout`)."""
+        `rx_power_dbm` (`spec`: the scenario's Update; `sf`: the nodes' uplink spreading factors where the link
+        has them; `horizon_s`: the run's end, from the update's start): (its plan, an
+        `iotsim.ota.rollout.Rollout`)."""
         from iotsim.errors import InputError
 
         raise InputError(f"model updates are not modelled over {self.technology}", field="updates")

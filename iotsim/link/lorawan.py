@@ -156,18 +156,80 @@ class LoRaWanLink(Link):
                             "tx_airtime_s": np.zeros(n_gw), "tx_band_s": [{} for _ in range(n_gw)]}
         self.add_schedule_airtime(tx.gateway_stats)
 
-    def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng):
+    def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng, sf=None, horizon_s=np.inf):
         """A FUOTA class C multicast session (iotsim.ota.fuota) from every gateway; each node hears its strongest
-        gateway (the reciprocal of its uplink budget at `gateway_tx_power_dbm`)."""
-        from iotsim.ota import fuota
+        gateway (the reciprocal of its uplink budget at `gateway_tx_power_dbm`). With `unicast: repair` the nodes
+        that could not decode it then poll for more fragments over class A; with `unicast: only` they are sent
+        the update that way instead (iotsim.ota.unicast; `sf`: the nodes' uplink SFs; `horizon_s`: the run's
+        end, from the update's start)."""
+        import dataclasses
+
+        from iotsim.ota import fec, fuota, unicast
+        from iotsim.ota.rollout import Rollout
 
         s = self.settings
         session = fuota.plan_session(self.region, payload_bytes, data_rate=spec.data_rate, redundancy=spec.redundancy,
                                      coding_rate=s.coding_rate, preamble_symbols=s.preamble_symbols)
         node_dbm = rx_power_dbm.max(axis=1) - self.tx_power_dbm + s.gateway_tx_power_dbm if rx_power_dbm.size \
             else np.zeros(0)
-        return session, fuota.simulate_rollout(session, fuota.fragment_success(node_dbm, session, spec.fragment_loss),
-                                               rng)
+        success = fuota.fragment_success(node_dbm, session, spec.fragment_loss)
+        mode = getattr(spec, "unicast", "none")
+        if mode == "none":
+            return session, fuota.simulate_rollout(session, success, rng)
+        n = node_dbm.shape[0]
+        m = session.fragments.uncoded
+
+        def phase(who, decoders, first_index, start_s):
+            nodes = self._unicast_nodes(rx_power_dbm[who], np.asarray(sf)[who], np.asarray(startup_s)[who],
+                                        success[who], session, getattr(spec, "poll_period", None))
+            _, rx2 = self.receive_windows_s(np.array([session.sf]))
+            rollout, counts = unicast.simulate_unicast(
+                nodes, decoders, first_index=first_index, fragment_airtime_s=session.fragment_airtime_s,
+                rx2_delay_s=self.region.rx2_delay_s, rx2_window_s=rx2, duty_cycle=session.duty_cycle,
+                start_s=start_s, horizon_s=horizon_s, rng=rng)
+            summary = unicast.Unicast(session.data_rate, session.sf, session.fragments.fragment_bytes,
+                                      session.fragment_airtime_s, session.duty_cycle, first_index, start_s,
+                                      int(who.size), **counts)
+            return rollout, summary
+
+        if mode == "only":
+            rollout, summary = phase(np.arange(n), [fec.Decoder(m) for _ in range(n)], 1, 0.0)
+            return unicast.UnicastSession(summary, session.fragments), rollout
+        decoders: list = []
+        multicast = fuota.simulate_rollout(session, success, rng, decoders)
+        left = np.flatnonzero(~multicast.decoded)
+        repair, summary = phase(left, [decoders[k] for k in left], session.fragments.total + 1, session.session_s)
+        # a fresh copy of every array (the session's rollout shares one array for its listening and its end)
+        out = Rollout(*[np.array(getattr(multicast, f.name)) for f in dataclasses.fields(multicast)])
+        for name in ("received", "rx_s", "tx_s", "standby_s"):
+            getattr(out, name)[left] += getattr(repair, name)
+        out.decoded_at[left] = repair.decoded_at
+        out.done_s[left] = repair.done_s
+        out.radio_until_s[left] = np.maximum(out.radio_until_s[left], repair.radio_until_s)
+        return dataclasses.replace(session, unicast=summary), out
+
+    def _unicast_nodes(self, rx_power_dbm, sf, startup_s, fragment_success, session, poll_period_s):
+        """The nodes' side of a class A unicast (iotsim.ota.unicast): their polls and receive windows."""
+        from iotsim.ota import unicast
+
+        s = self.settings
+        gateway = rx_power_dbm.argmax(axis=1) if rx_power_dbm.size else np.zeros(0, np.int64)
+        best = rx_power_dbm.max(axis=1) if rx_power_dbm.size else np.zeros(0)
+        sf = np.asarray(sf, dtype=np.int64)
+        air = lora.time_on_air_s(np.full(sf.shape, lora.LORAWAN_OVERHEAD_BYTES), sf, bandwidth_hz=s.bandwidth_hz,
+                                 coding_rate=lora.parse_coding_rate(s.coding_rate),
+                                 preamble_symbols=s.preamble_symbols)
+        air = np.asarray(air, dtype=np.float64)
+        sens = np.asarray(lora.gateway_sensitivity_dbm(sf, s.bandwidth_hz), dtype=np.float64)
+        poll_success = np.exp(-np.power(10.0, (sens - best) / 10.0))
+        _, band_dc = self.channel_bands()
+        dc = min(float(band_dc.sum()), 1.0)
+        rx1, rx2 = self.receive_windows_s(sf)
+        # never before the previous poll's RX2 has closed (with a fragment in it, the longer)
+        closed = air + self.region.rx2_delay_s + max(session.fragment_airtime_s, rx2)
+        period = np.maximum(air / dc, closed) if poll_period_s is None else np.maximum(float(poll_period_s), closed)
+        return unicast.UnicastNodes(gateway.astype(np.int64), air, period, poll_success, fragment_success,
+                                    np.asarray(rx1, dtype=np.float64), np.asarray(startup_s, dtype=np.float64))
 
     def add_schedule_airtime(self, gateway_stats: dict) -> None:
         """Count the gateways' own transmissions (`gateway_schedule`) in their airtime, per sub-band."""

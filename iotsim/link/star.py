@@ -132,14 +132,15 @@ class StarLink(Link):
 
     transfer = None  # the technology's iotsim.ota.star transfer class
 
-    def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng):
+    def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng, sf=None, horizon_s=np.inf):
         """Unicast transfers over each node's link, its gateway serving its nodes one after another
         (iotsim.ota.star)."""
         from iotsim.errors import InputError
         from iotsim.ota.star import simulate_star_rollout
 
-        if {"data_rate", "redundancy"} & spec.model_fields_set:
-            raise InputError(f"data_rate and redundancy set a LoRaWAN multicast session; over {self.technology} an "
+        lorawan_only = {"data_rate", "redundancy", "unicast", "poll_period"} & spec.model_fields_set
+        if lorawan_only:
+            raise InputError(f"{', '.join(sorted(lorawan_only))} set a LoRaWAN FUOTA session; over {self.technology} an "
                              "update goes to each node over its link (leave them out)", field="updates")
         gateway, best = self.node_links(rx_power_dbm)
         success = attempt_success_probability(best, self.gateway_sensitivity_dbm()) * (1.0 - spec.fragment_loss)

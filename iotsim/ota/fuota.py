@@ -52,6 +52,7 @@ class SessionPlan:
     fragment_airtime_s: float
     duty_cycle: float
     fragment_interval_s: float  # start to start
+    unicast: object = None  # iotsim.ota.unicast.Unicast: the class A repair of the nodes that could not decode
 
     @property
     def session_s(self) -> float:
@@ -71,8 +72,10 @@ class SessionPlan:
         return n * self.fragment_airtime_s / 3600.0
 
     def busy_s(self, rollout) -> float:
-        """How long the gateways are taken by the session: every fragment and the duty-cycle wait after it."""
-        return self.fragments.total * self.fragment_interval_s
+        """How long the gateways are taken by the session: every fragment and the duty-cycle wait after it, and
+        the unicast repair after it."""
+        own = self.fragments.total * self.fragment_interval_s
+        return own if self.unicast is None else max(own, self.unicast.busy_until_s)
 
     def table_row(self) -> dict:
         """The session's columns of the updates table."""
@@ -80,11 +83,14 @@ class SessionPlan:
                 "fragments_uncoded": self.fragments.uncoded, "fragments_total": self.fragments.total,
                 "fragment_airtime_s": self.fragment_airtime_s, "fragment_interval_s": self.fragment_interval_s,
                 "session_s": self.session_s, "gateway_airtime_s": self.downlink_airtime_s,
-                "gateway_duty_cycle_busiest_hour": self.busiest_hour_duty_cycle}
+                "gateway_duty_cycle_busiest_hour": self.busiest_hour_duty_cycle,
+                **(self.unicast.table_row() if self.unicast is not None else {})}
 
     def describe(self) -> str:
-        return (f"{self.fragments.total} fragments of {self.fragments.fragment_bytes} B ({self.fragments.uncoded} "
-                f"uncoded) multicast at DR{self.data_rate} (SF{self.sf}), one every {self.fragment_interval_s:.3g} s")
+        own = (f"{self.fragments.total} fragments of {self.fragments.fragment_bytes} B ({self.fragments.uncoded} "
+               f"uncoded) multicast at DR{self.data_rate} (SF{self.sf}), one every {self.fragment_interval_s:.3g} s")
+        return own if self.unicast is None else f"{own}, then repair by {self.unicast.describe()}"
+
 
     def fragment_end_s(self, index: int) -> float:
         """End of fragment `index` (1-based) after the session's start."""
@@ -126,8 +132,10 @@ def fragment_success(node_rx_dbm: np.ndarray, plan: SessionPlan, fragment_loss: 
     return np.exp(-np.power(10.0, (sens - mean) / 10.0)) * (1.0 - fragment_loss)
 
 
-def simulate_rollout(plan: SessionPlan, success: np.ndarray, rng: np.random.Generator) -> Rollout:
-    """Draw every fragment's reception at every node and decode: who has the block when."""
+def simulate_rollout(plan: SessionPlan, success: np.ndarray, rng: np.random.Generator,
+                     decoders: list | None = None) -> Rollout:
+    """Draw every fragment's reception at every node and decode: who has the block when. `decoders`, if
+    given, receives each node's `fec.Decoder` after the session (for a unicast repair)."""
     n = success.shape[0]
     m, total = plan.fragments.uncoded, plan.fragments.total
     got = rng.random((n, total)) < success[:, None]
@@ -150,6 +158,8 @@ def simulate_rollout(plan: SessionPlan, success: np.ndarray, rng: np.random.Gene
             decoded_at[k] = last
             done[k] = plan.fragment_end_s(last)
             listen[k] = done[k]
+        if decoders is not None:
+            decoders.append(dec)
     return Rollout(got.sum(axis=1), decoded_at, done, listen, np.zeros(n), listen, np.zeros(n), np.zeros(n))
 
 

@@ -101,6 +101,8 @@ UPDATE_COLUMNS = [
     # LoRaWAN multicast session
     "data_rate", "sf", "fragment_bytes", "fragments_uncoded", "fragments_total", "fragment_airtime_s",
     "fragment_interval_s", "session_s", "gateway_airtime_s", "gateway_duty_cycle_busiest_hour",
+    # LoRaWAN class A unicast (the baseline, or the repair after the session)
+    "unicast_nodes", "unicast_fragments_sent", "unicast_polls_per_node", "unicast_gateway_airtime_s",
     # BLE / Wi-Fi transfers
     "packets", "packet_bytes",
     "nodes", "nodes_skipped", "nodes_updated", "updated_share",

@@ -444,6 +444,13 @@ class Update(_Strict):
     redundancy: float = Field(0.2, ge=0, le=10, description="LoRaWAN: coded fragments per uncoded one (TS004 FEC)")
     fragment_loss: float = Field(0.0, ge=0, lt=1, description="independent loss of each fragment (LoRaWAN) or packet "
                                  "attempt (BLE, Wi-Fi) at a node, besides fading below the sensitivity")
+    unicast: Literal["none", "repair", "only"] = Field(
+        "none", description="LoRaWAN: class A unicast of the fragments, each node polling with empty uplinks and the "
+                            "network answering a poll with one fragment in RX2: `repair` after the multicast session, "
+                            "to the nodes that could not decode it; `only` instead of a multicast session (the "
+                            "baseline); `none`")
+    poll_period: Duration | None = Field(None, gt=0, le=86400, description="LoRaWAN unicast: time between a node's polls "
+                                         "(default: as often as its duty cycle allows)")
 
 
 class Federated(_Strict):

@@ -1,0 +1,192 @@
+"""LoRaWAN class A unicast of an update's fragments: the baseline to a multicast session, and the repair of
+the nodes that could not decode one.
+
+A class A node hears the network only right after its own uplinks, so to be sent an update by unicast it
+polls: an uplink without application payload (LORAWAN_OVERHEAD_BYTES: MHDR, FHDR, FPort, MIC) as often as
+its duty cycle lets it (its uplink sub-bands' duty cycles added: time on air / duty cycle between polls;
+or every `poll_period`), never before its previous poll's RX2 has closed. The network server answers a
+poll with one DataFragment (TS004-1.0.0, the session's format and size) in RX2 (the update's data rate and
+frequency, by default the region's RX2 ones: what the multicast session uses), RECEIVE_DELAY2 after the
+poll ends; nothing comes in RX1. Per gateway (each node is served by its strongest, as in the session):
+- a fragment goes out only when the gateway's sub-band on that frequency has duty cycle left (ETSI EN 300
+  220 as iotsim applies it elsewhere: after t_air the sub-band waits t_air / d);
+- the server serves the requests that have waited longest: of the (up to LOOKAHEAD) nodes waiting
+  longest, the one whose next poll comes first once the sub-band is free;
+- a poll reaches the gateway with the probability that its Rayleigh-faded power clears the gateway's
+  sensitivity at the node's SF (exp(-S/P), as the star links' attempts); a lost poll gets nothing (the
+  gateway heard nothing); a fragment reaches the node with the session's rule (exp(-S/P) at the node's
+  sensitivity, times 1 - fragment_loss); the server cannot tell a lost fragment (downlinks are not
+  acknowledged) and sends the next one next time;
+- the baseline sends the uncoded fragments first, then coded ones; a repair sends the coded fragments the
+  session did not (N + 1, N + 2, ...): each new parity row helps any node with high probability, and
+  `fec.Decoder` decides when a node can decode;
+- a node polls until it can decode, until the run ends, or until TS004's fragment numbers run out.
+Radio per poll: the poll's time on air (TX), RX1's window, RX2's window or, when a fragment arrives, its
+time on air (RX), and the radio's startup (standby).
+
+Not modelled (the run's notes say so): the polls are not added to the uplink traffic (their collisions with
+other uplinks), and the unicast downlinks do not cut the gateways' reception (half duplex) nor spend the
+duty cycle that class A answers would use.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from iotsim.ota import fec
+from iotsim.ota.rollout import Rollout
+
+LOOKAHEAD = 8
+"""How many of the longest-waiting requests the server considers for the gateway's next free moment."""
+
+
+@dataclass(frozen=True)
+class UnicastNodes:
+    """Per node served by unicast (times in s)."""
+
+    gateway: np.ndarray  # its strongest gateway
+    poll_air_s: np.ndarray  # a poll's time on air at the node's SF
+    poll_period_s: np.ndarray  # time between its polls
+    poll_success: np.ndarray  # probability that a poll reaches its gateway
+    fragment_success: np.ndarray  # probability that a fragment sent to it reaches it
+    rx1_window_s: np.ndarray  # RX1 open with nothing in it
+    startup_s: np.ndarray  # its radio's ramp-up per poll
+
+
+@dataclass(frozen=True)
+class Unicast:
+    """What a unicast phase of an update did (times from the update's start)."""
+
+    data_rate: int
+    sf: int
+    fragment_bytes: int
+    fragment_airtime_s: float
+    duty_cycle: float  # the gateways' sub-band on the downlink frequency
+    first_index: int  # the first fragment number sent (1: the baseline; N + 1: a repair)
+    start_s: float  # when the nodes start polling
+    nodes: int
+    fragments_sent: int
+    polls: int
+    gateway_airtime_s: float  # all gateways together
+    busy_until_s: float  # the last fragment's end (start_s if none)
+
+    def table_row(self) -> dict:
+        """The unicast columns of the updates table."""
+        return {"unicast_nodes": self.nodes, "unicast_fragments_sent": self.fragments_sent,
+                "unicast_polls_per_node": self.polls / self.nodes if self.nodes else 0.0,
+                "unicast_gateway_airtime_s": self.gateway_airtime_s}
+
+    def describe(self) -> str:
+        return (f"class A unicast to {self.nodes:,} nodes from {self.start_s:.0f} s: {self.fragments_sent:,} fragments "
+                f"of {self.fragment_bytes} B in RX2 at DR{self.data_rate} (SF{self.sf}) answering "
+                f"{self.polls / max(self.nodes, 1):.3g} polls per node")
+
+
+@dataclass(frozen=True)
+class UnicastSession:
+    """An update sent by class A unicast only (the baseline to a multicast session)."""
+
+    unicast: Unicast
+    fragments: fec.Fragments
+
+    def busy_s(self, rollout) -> float:
+        return self.unicast.busy_until_s
+
+    def table_row(self) -> dict:
+        u = self.unicast
+        return {"data_rate": u.data_rate, "sf": u.sf, "fragment_bytes": u.fragment_bytes,
+                "fragments_uncoded": self.fragments.uncoded, "fragment_airtime_s": u.fragment_airtime_s,
+                "gateway_airtime_s": u.gateway_airtime_s, **u.table_row()}
+
+    def describe(self) -> str:
+        return self.unicast.describe()
+
+
+def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_index: int, fragment_airtime_s: float,
+                     rx2_delay_s: float, rx2_window_s: float, duty_cycle: float, start_s: float, horizon_s: float,
+                     rng: np.random.Generator) -> tuple[Rollout, dict]:
+    """Every node's polls and fragments from `start_s` (after the update's start) until it decodes or
+    `horizon_s` (from the update's start). `decoders`: per node, what it holds already (a fresh
+    `fec.Decoder` for the baseline). Returns the rollout (times from the update's start) and the counts
+    (fragments_sent, polls, gateway_airtime_s, busy_until_s)."""
+    n = nodes.gateway.shape[0]
+    period = np.asarray(nodes.poll_period_s, dtype=np.float64)
+    air = np.asarray(nodes.poll_air_s, dtype=np.float64)
+    # the first poll: a random phase within one period (the nodes learn of the update at different moments)
+    first = start_s + rng.random(n) * period
+    u_poll = rng.random  # drawn in the order the server handles the polls
+    received = np.zeros(n, np.int64)
+    decoded_at = np.full(n, -1, np.int64)
+    done = np.full(n, np.nan)
+    last_poll = np.full(n, np.nan)  # the poll after which the node stopped (decoded) or the last before the horizon
+    sent_to = np.zeros(n, np.int64)
+    next_index = np.full(n, first_index, np.int64)
+    fragments_sent, airtime, busy_until = 0, 0.0, start_s
+    gap = fragment_airtime_s / duty_cycle if duty_cycle < 1.0 else fragment_airtime_s
+    lead = air + rx2_delay_s  # from a poll's start to its RX2 opening
+    for g in np.unique(nodes.gateway).tolist():
+        mine = np.flatnonzero(nodes.gateway == g)
+        # per node: (waiting since, node); its next usable poll is kept apart (a lost poll moves it on)
+        usable = first.copy()
+        heap = [(float(first[k]), int(k)) for k in mine]
+        heapq.heapify(heap)
+        band_free = -math.inf
+        while heap:
+            cand = [heapq.heappop(heap)]
+            while heap and len(cand) < LOOKAHEAD and heap[0][0] <= band_free:
+                cand.append(heapq.heappop(heap))
+            best, best_t = None, math.inf
+            for i, (since, k) in enumerate(cand):
+                # its first poll from `usable` whose RX2 opens when the sub-band is free
+                t0 = max(usable[k], band_free - lead[k])
+                t = first[k] + math.ceil((t0 - first[k]) / period[k] - 1e-12) * period[k]
+                if t < usable[k]:
+                    t = usable[k]
+                if t < best_t:
+                    best, best_t = i, t
+            since, k = cand.pop(best)
+            for item in cand:
+                heapq.heappush(heap, item)
+            t_send = best_t + lead[k]
+            if t_send + fragment_airtime_s > horizon_s or next_index[k] - first_index >= fec.MAX_FRAGMENTS:
+                continue  # out of time (or of fragment numbers): the node stays without the update
+            if u_poll() >= nodes.poll_success[k]:  # the gateway did not hear the poll
+                usable[k] = best_t + period[k]
+                heapq.heappush(heap, (since, k))
+                continue
+            index = int(next_index[k])
+            next_index[k] += 1
+            sent_to[k] += 1
+            fragments_sent += 1
+            airtime += fragment_airtime_s
+            band_free = t_send + gap
+            busy_until = max(busy_until, t_send + fragment_airtime_s)
+            if u_poll() < nodes.fragment_success[k]:
+                received[k] += 1
+                if decoders[k].add(index):
+                    decoded_at[k] = index
+                    done[k] = t_send + fragment_airtime_s
+                    last_poll[k] = best_t
+                    continue
+            usable[k] = best_t + period[k]
+            heapq.heappush(heap, (usable[k], k))
+    # every node polled on its grid from its first poll to its last (the one after which it decoded, else the
+    # last whose RX2 closes by the horizon)
+    open_last = first + np.floor((horizon_s - first - lead - rx2_window_s) / period) * period
+    last = np.where(np.isnan(last_poll), open_last, last_poll)
+    polls = np.where(last >= first, np.floor((last - first) / period + 1e-9) + 1, 0).astype(np.int64)
+    rx2_listen = (polls - received) * rx2_window_s + received * fragment_airtime_s
+    rx = polls * np.asarray(nodes.rx1_window_s, dtype=np.float64) + rx2_listen
+    tx = polls * air
+    standby = polls * np.asarray(nodes.startup_s, dtype=np.float64)
+    until = np.where(np.isnan(done), np.maximum(last + lead + rx2_window_s, first), done)
+    rollout = Rollout(received, decoded_at, done, rx, np.minimum(first, until), until, tx, standby)
+    return rollout, {"fragments_sent": fragments_sent, "polls": int(polls.sum()), "gateway_airtime_s": airtime,
+                     "busy_until_s": busy_until}
+
+
+__all__ = ["LOOKAHEAD", "Unicast", "UnicastNodes", "UnicastSession", "simulate_unicast"]

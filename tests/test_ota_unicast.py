@@ -1,0 +1,183 @@
+"""LoRaWAN class A unicast of an update (iotsim.ota.unicast): the baseline to a multicast session and the
+repair after one, checked by hand, against closed forms, and in whole runs."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iotsim.engine import run_scenario
+from iotsim.errors import InputError
+from iotsim.ota import fec
+from iotsim.ota.unicast import UnicastNodes, simulate_unicast
+from iotsim.results.tables import summary_table, updates_table
+from iotsim.scenario import load_scenario_text
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_updates import SCENARIO, _star_run, always_positive_model  # noqa: E402
+
+AIR, LEAD_DELAY, RX1, RX2, STARTUP, D = 0.0412, 2.0, 0.0123, 0.2621, 0.003, 2.793
+
+
+def nodes(n, period, gateway=None, p_poll=1.0, p_frag=1.0):
+    return UnicastNodes(np.zeros(n, np.int64) if gateway is None else np.asarray(gateway), np.full(n, AIR),
+                        np.full(n, float(period)), np.full(n, p_poll), np.full(n, p_frag), np.full(n, RX1),
+                        np.full(n, STARTUP))
+
+
+def run(ns, m, *, duty_cycle=0.1, start=0.0, horizon=1e9, seed=0, decoders=None, first_index=1):
+    decoders = decoders if decoders is not None else [fec.Decoder(m) for _ in range(ns.gateway.shape[0])]
+    return simulate_unicast(ns, decoders, first_index=first_index, fragment_airtime_s=D, rx2_delay_s=LEAD_DELAY,
+                            rx2_window_s=RX2, duty_cycle=duty_cycle, start_s=start, horizon_s=horizon,
+                            rng=np.random.default_rng(seed))
+
+
+def test_one_node_on_clean_links_is_sent_a_fragment_per_poll_worked_by_hand():
+    """Polls every 40 s (longer than the gateway's 27.93 s gap at 10 %): m = 5 uncoded fragments, one per
+    poll, decoded after the fifth; every poll charged (TX, RX1 window, the fragment in RX2, startup)."""
+    period, m, start = 40.0, 5, 100.0
+    rollout, counts = run(nodes(1, period), m, start=start, seed=3)
+    first = start + np.random.default_rng(3).random(1)[0] * period  # the first poll's phase, the same stream
+    done = first + (m - 1) * period + AIR + LEAD_DELAY + D
+    assert rollout.done_s[0] == pytest.approx(done, abs=1e-9)
+    assert rollout.decoded_at[0] == m and rollout.received[0] == m
+    assert counts == {"fragments_sent": m, "polls": m, "gateway_airtime_s": pytest.approx(m * D),
+                      "busy_until_s": pytest.approx(done)}
+    assert rollout.tx_s[0] == pytest.approx(m * AIR)
+    assert rollout.rx_s[0] == pytest.approx(m * RX1 + m * D)
+    assert rollout.standby_s[0] == pytest.approx(m * STARTUP)
+    assert rollout.radio_from_s[0] == pytest.approx(first) and rollout.radio_until_s[0] == pytest.approx(done)
+
+
+def test_the_gateways_duty_cycle_paces_a_busy_gateway():
+    """Twenty nodes polling every 5 s share one gateway whose RX2 sub-band allows a fragment every
+    D / 0.1 = 27.93 s: consecutive fragments are that far apart or more (at most one poll period more), so
+    the last node has its 20 x 3 fragments after (60 - 1) gaps, and nodes polled all along."""
+    m, n, period = 3, 20, 5.0
+    rollout, counts = run(nodes(n, period), m)
+    gap = D / 0.1
+    assert counts["fragments_sent"] == n * m and rollout.decoded.all()
+    last = np.nanmax(rollout.done_s)
+    assert (n * m - 1) * gap + D <= last + 1e-9
+    assert last <= (n * m - 1) * (gap + period) + period + AIR + LEAD_DELAY + D
+    # every node polled from its first poll until it decoded, every period
+    polls = np.floor((rollout.done_s - D - AIR - LEAD_DELAY - rollout.radio_from_s) / period + 1e-9) + 1
+    np.testing.assert_allclose(rollout.tx_s / AIR, polls)
+    assert counts["polls"] == polls.sum() > 10 * n * m  # most polls find the sub-band spent
+
+
+def test_two_gateways_serve_their_own_nodes_at_once():
+    m, period = 4, 5.0
+    one, _ = run(nodes(10, period), m)
+    two, counts = run(nodes(20, period, gateway=np.repeat([0, 1], 10)), m)
+    assert counts["fragments_sent"] == 20 * m
+    # each gateway takes as long for its ten as one gateway for ten
+    assert np.nanmax(two.done_s) == pytest.approx(np.nanmax(one.done_s), rel=0.1)
+
+
+def test_lost_polls_follow_the_negative_binomial_mean():
+    """Each poll reaches the gateway with p = 0.4 and nothing else is lost: a node needs m polls that get
+    through, so it makes m / p polls on average (each node alone on its gateway: no waiting)."""
+    m, n, p = 6, 3000, 0.4
+    rollout, counts = run(nodes(n, 40.0, gateway=np.arange(n), p_poll=p), m)
+    assert rollout.decoded.all() and (rollout.received == m).all()
+    assert counts["polls"] / n == pytest.approx(m / p, rel=0.03)
+    assert counts["fragments_sent"] == n * m
+
+
+def test_lost_fragments_are_made_up_by_coded_ones():
+    """Fragments lost on the way (p = 0.7 each) are not resent: the server goes on with coded fragments and
+    a node stops once what it holds spans the block (fec.Decoder). It holds at least m then, and since it
+    stops on what it received, Wald's identity gives fragments received = p x fragments sent on average."""
+    m, n, p = 8, 2000, 0.7
+    rollout, counts = run(nodes(n, 40.0, gateway=np.arange(n), p_frag=p), m)
+    assert rollout.decoded.all() and (rollout.received >= m).all()
+    assert (rollout.decoded_at > m).mean() > 0.5  # most needed a coded fragment
+    assert rollout.received.sum() == pytest.approx(p * counts["fragments_sent"], rel=0.02)
+    assert m < rollout.received.mean() < m + 3  # TS004's parity rows: a few extra at most
+
+
+def test_a_repair_continues_with_the_coded_fragments_the_session_did_not_send():
+    m, total = 5, 7
+    dec = fec.Decoder(m)
+    for index in (1, 2, 6):  # three of seven: not enough
+        dec.add(index)
+    rollout, counts = run(nodes(1, 40.0), m, decoders=[dec], first_index=total + 1)
+    assert rollout.decoded[0] and rollout.decoded_at[0] > total
+    assert counts["fragments_sent"] == rollout.received[0] >= 2
+
+
+def test_a_node_that_runs_out_of_time_stays_without_the_update():
+    rollout, counts = run(nodes(1, 40.0), 5, horizon=130.0)
+    assert not rollout.decoded[0] and np.isnan(rollout.done_s[0])
+    assert 1 <= counts["fragments_sent"] <= 3
+    # it polled until the run ended, every poll charged
+    assert rollout.radio_until_s[0] <= 130.0 and rollout.tx_s[0] / AIR == counts["polls"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return always_positive_model(tmp_path_factory.mktemp("models"))
+
+
+def _run(update: str):
+    return run_scenario(load_scenario_text(SCENARIO.format(updates=f"  - {{{update}}}")))
+
+
+def test_repair_updates_the_nodes_the_session_left_and_leaves_the_others_alone(model):
+    plain = _run(f"at: 1d, model: {model}, fragment_loss: 0.3")
+    repaired = _run(f"at: 1d, model: {model}, fragment_loss: 0.3, unicast: repair")
+    (a,), (b,) = plain.updates, repaired.updates
+    left = ~a.rollout.decoded
+    assert left.sum() > 10 and b.rollout.decoded.all()
+    # the session's draws are the same: nodes that decoded it did so at the same moment
+    np.testing.assert_array_equal(a.rollout.done_s[~left], b.rollout.done_s[~left])
+    np.testing.assert_array_equal(a.rollout.rx_s[~left], b.rollout.rx_s[~left])
+    # the repaired ones decoded on coded fragments the session did not send, after it, and paid for polling
+    total = a.session.fragments.total
+    assert (b.rollout.decoded_at[left] > total).all()
+    assert (b.rollout.done_s[left] > a.session.session_s).all()
+    assert (b.rollout.tx_s[left] > 0).all() and (b.rollout.rx_s[left] > a.rollout.rx_s[left]).all()
+    row = updates_table(repaired).iloc[0]
+    assert row.unicast_nodes == left.sum() and row.unicast_fragments_sent >= left.sum()
+    assert row.nodes_updated == 60 and updates_table(plain).iloc[0].nodes_updated == 60 - left.sum()
+    assert any("class A unicast" in note for note in repaired.notes)
+    # the nodes' radio time for the update is charged to the ledger (receiving, and now transmitting too)
+    from iotsim.energy.ledger import SLOT_INDEX
+
+    pa = next(o for o in plain.outcomes if o.policy.name == "cloud_offload")
+    pb = next(o for o in repaired.outcomes if o.policy.name == "cloud_offload")
+    for state, attr in (("rx", "rx_s"), ("tx", "tx_s"), ("standby", "standby_s")):
+        col = SLOT_INDEX[("radio", state)]
+        extra = pb.ledger.time_s[:, col] - pa.ledger.time_s[:, col]
+        expected = np.zeros(60)
+        expected[b.nodes] = getattr(b.rollout, attr) - getattr(a.rollout, attr)
+        np.testing.assert_allclose(extra, expected, rtol=0, atol=1e-6)
+
+
+def test_unicast_only_is_the_slow_baseline(model):
+    multicast = _run(f"at: 1d, model: {model}")
+    only = _run(f"at: 1d, model: {model}, unicast: only")
+    m, u = updates_table(multicast).iloc[0], updates_table(only).iloc[0]
+    assert u.nodes_updated == 60 and u.unicast_nodes == 60
+    # one gateway sends every node its fragments one after another through a 10 % sub-band
+    assert u.unicast_fragments_sent >= 60 * u.fragments_uncoded
+    assert u.time_to_95pct_s > 20 * m.time_to_95pct_s
+    assert u.listen_energy_j_per_node > m.listen_energy_j_per_node
+    again = _run(f"at: 1d, model: {model}, unicast: only")
+    pd.testing.assert_frame_equal(updates_table(only), updates_table(again), check_exact=True)
+    pd.testing.assert_frame_equal(summary_table(only), summary_table(again), check_exact=True)
+
+
+def test_a_poll_period_slows_the_polls_and_bad_values_are_refused(model):
+    fast = _run(f"at: 1d, model: {model}, unicast: only")
+    slow = _run(f"at: 1d, model: {model}, unicast: only, poll_period: 10min")
+    assert updates_table(slow).iloc[0].unicast_polls_per_node < updates_table(fast).iloc[0].unicast_polls_per_node / 10
+    with pytest.raises(InputError, match="poll_period"):
+        _run(f"at: 1d, model: {model}, unicast: only, poll_period: 0s")
+    with pytest.raises(InputError, match="unicast"):
+        _run(f"at: 1d, model: {model}, unicast: sometimes")
+    with pytest.raises(InputError, match="unicast set a LoRaWAN FUOTA session"):
+        _star_run("ble", "  - {at: 1h, model: farm_soil_int8, unicast: repair}")
