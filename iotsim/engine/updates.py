@@ -197,8 +197,8 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
         notes.append(
             "Updates by LoRaWAN class A unicast (iotsim.ota.unicast): a node polls with empty uplinks, as often as its "
             "uplink sub-bands' duty cycles allow (or every poll_period), and the network answers a poll with one "
-            "DataFragment in RX2 through the node's strongest gateway when that gateway's sub-band has duty cycle left, "
-            "serving the longest-waiting requests first (of the 8 waiting longest, the one polling first); polls and "
+            "DataFragment in RX2 through the node's strongest gateway when that gateway's sub-band has duty cycle left "
+            "(the first poll it can answer gets the next fragment); polls and "
             "fragments are Rayleigh draws against the gateway's and the node's sensitivity; a repair sends the coded "
             "fragments the session did not; the node polls until it can decode or the run ends, every poll charged "
             "(TX, RX1 and RX2 windows, startup). Not modelled: the polls' collisions with other uplinks, and the "

@@ -10,8 +10,8 @@ frequency, by default the region's RX2 ones: what the multicast session uses), R
 poll ends; nothing comes in RX1. Per gateway (each node is served by its strongest, as in the session):
 - a fragment goes out only when the gateway's sub-band on that frequency has duty cycle left (ETSI EN 300
   220 as iotsim applies it elsewhere: after t_air the sub-band waits t_air / d);
-- the server serves the requests that have waited longest: of the (up to LOOKAHEAD) nodes waiting
-  longest, the one whose next poll comes first once the sub-band is free;
+- the gateway answers the first poll it can (the first whose RX2 opens once its sub-band is free), as a
+  network server sends a device's queued downlink at its next uplink when a gateway is free;
 - a poll reaches the gateway with the probability that its Rayleigh-faded power clears the gateway's
   sensitivity at the node's SF (exp(-S/P), as the star links' attempts); a lost poll gets nothing (the
   gateway heard nothing); a fragment reaches the node with the session's rule (exp(-S/P) at the node's
@@ -31,7 +31,7 @@ duty cycle that class A answers would use.
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -39,10 +39,6 @@ import numpy as np
 
 from iotsim.ota import fec
 from iotsim.ota.rollout import Rollout
-
-LOOKAHEAD = 8
-"""How many of the longest-waiting requests the server considers for the gateway's next free moment."""
-
 
 @dataclass(frozen=True)
 class UnicastNodes:
@@ -112,68 +108,71 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
     """Every node's polls and fragments from `start_s` (after the update's start) until it decodes or
     `horizon_s` (from the update's start). `decoders`: per node, what it holds already (a fresh
     `fec.Decoder` for the baseline). Returns the rollout (times from the update's start) and the counts
-    (fragments_sent, polls, gateway_airtime_s, busy_until_s)."""
+    (fragments_sent, polls, gateway_airtime_s, busy_until_s).
+
+    Each gateway answers the first poll it can: the first one whose RX2 opens once its sub-band is free.
+    A node polls on a fixed grid (its first poll, then every period), so among the nodes that share a
+    period and a poll airtime the next poll after a moment is the next phase in their sorted phases:
+    one bisection per such class and fragment, not one look per node."""
     n = nodes.gateway.shape[0]
     period = np.asarray(nodes.poll_period_s, dtype=np.float64)
     air = np.asarray(nodes.poll_air_s, dtype=np.float64)
     # the first poll: a random phase within one period (the nodes learn of the update at different moments)
     first = start_s + rng.random(n) * period
-    u_poll = rng.random  # drawn in the order the server handles the polls
     received = np.zeros(n, np.int64)
     decoded_at = np.full(n, -1, np.int64)
     done = np.full(n, np.nan)
-    last_poll = np.full(n, np.nan)  # the poll after which the node stopped (decoded) or the last before the horizon
-    sent_to = np.zeros(n, np.int64)
+    last_poll = np.full(n, np.nan)  # the poll after which the node decoded
     next_index = np.full(n, first_index, np.int64)
     fragments_sent, airtime, busy_until = 0, 0.0, start_s
     gap = fragment_airtime_s / duty_cycle if duty_cycle < 1.0 else fragment_airtime_s
     lead = air + rx2_delay_s  # from a poll's start to its RX2 opening
+    phase = np.mod(first, period)
     for g in np.unique(nodes.gateway).tolist():
         mine = np.flatnonzero(nodes.gateway == g)
-        # per node: (waiting since, node); its next usable poll is kept apart (a lost poll moves it on)
-        usable = first.copy()
-        heap = [(float(first[k]), int(k)) for k in mine]
-        heapq.heapify(heap)
+        # classes of nodes with one period and one poll airtime: their phases sorted (with the node)
+        classes: dict[tuple[float, float], list] = {}
+        for k in mine.tolist():
+            classes.setdefault((float(period[k]), float(lead[k])), []).append((float(phase[k]), k))
+        for c in classes.values():
+            c.sort()
+        x = start_s  # the next poll the gateway can answer is at or after x
         band_free = -math.inf
-        while heap:
-            cand = [heapq.heappop(heap)]
-            while heap and len(cand) < LOOKAHEAD and heap[0][0] <= band_free:
-                cand.append(heapq.heappop(heap))
-            best, best_t = None, math.inf
-            for i, (since, k) in enumerate(cand):
-                # its first poll from `usable` whose RX2 opens when the sub-band is free
-                t0 = max(usable[k], band_free - lead[k])
-                t = first[k] + math.ceil((t0 - first[k]) / period[k] - 1e-12) * period[k]
-                if t < usable[k]:
-                    t = usable[k]
-                if t < best_t:
-                    best, best_t = i, t
-            since, k = cand.pop(best)
-            for item in cand:
-                heapq.heappush(heap, item)
-            t_send = best_t + lead[k]
-            if t_send + fragment_airtime_s > horizon_s or next_index[k] - first_index >= fec.MAX_FRAGMENTS:
-                continue  # out of time (or of fragment numbers): the node stays without the update
-            if u_poll() >= nodes.poll_success[k]:  # the gateway did not hear the poll
-                usable[k] = best_t + period[k]
-                heapq.heappush(heap, (since, k))
+        while classes:
+            best = None
+            for (p, ld), c in classes.items():
+                y = max(x, band_free - ld)
+                r = math.fmod(y, p)
+                i = bisect.bisect_left(c, (r, -1))
+                t = y + (c[i][0] - r) if i < len(c) else y + (c[0][0] + p - r)
+                i = i if i < len(c) else 0
+                if best is None or (t + ld, c[i][1]) < (best[0] + best[1], best[3]):
+                    best = (t, ld, (p, ld), c[i][1], i)
+            t, ld, key, k, i = best
+            t = first[k] + round((t - first[k]) / period[k]) * period[k]  # on the node's own grid
+            t_send = t + ld
+            if t_send + fragment_airtime_s > horizon_s:
+                break  # no later poll fits either: the rest stay without the update
+            x = math.nextafter(t, math.inf)
+            if rng.random() >= nodes.poll_success[k]:  # the gateway did not hear the poll
                 continue
             index = int(next_index[k])
             next_index[k] += 1
-            sent_to[k] += 1
             fragments_sent += 1
             airtime += fragment_airtime_s
             band_free = t_send + gap
             busy_until = max(busy_until, t_send + fragment_airtime_s)
-            if u_poll() < nodes.fragment_success[k]:
+            got = rng.random() < nodes.fragment_success[k]
+            if got:
                 received[k] += 1
-                if decoders[k].add(index):
+            if (got and decoders[k].add(index)) or next_index[k] - first_index >= fec.MAX_FRAGMENTS:
+                if got and decoders[k].complete:
                     decoded_at[k] = index
                     done[k] = t_send + fragment_airtime_s
-                    last_poll[k] = best_t
-                    continue
-            usable[k] = best_t + period[k]
-            heapq.heappush(heap, (usable[k], k))
+                    last_poll[k] = t
+                classes[key].pop(i)
+                if not classes[key]:
+                    del classes[key]
     # every node polled on its grid from its first poll to its last (the one after which it decoded, else the
     # last whose RX2 closes by the horizon)
     open_last = first + np.floor((horizon_s - first - lead - rx2_window_s) / period) * period
@@ -189,4 +188,4 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
                      "busy_until_s": busy_until}
 
 
-__all__ = ["LOOKAHEAD", "Unicast", "UnicastNodes", "UnicastSession", "simulate_unicast"]
+__all__ = ["Unicast", "UnicastNodes", "UnicastSession", "simulate_unicast"]
