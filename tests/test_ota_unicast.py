@@ -36,18 +36,19 @@ def run(ns, m, *, duty_cycle=0.1, start=0.0, horizon=1e9, seed=0, decoders=None,
 
 def test_one_node_on_clean_links_is_sent_a_fragment_per_poll_worked_by_hand():
     """Polls every 40 s (longer than the gateway's 27.93 s gap at 10 %): m = 5 uncoded fragments, one per
-    poll, decoded after the fifth; every poll charged (TX, RX1 window, the fragment in RX2, startup)."""
+    poll, decoded after the fifth. The polls are frames of the run (charged there); the rollout keeps each
+    received fragment's time on air beyond the RX2 window."""
     period, m, start = 40.0, 5, 100.0
     rollout, counts = run(nodes(1, period), m, start=start, seed=3)
     first = start + np.random.default_rng(3).random(1)[0] * period  # the first poll's phase, the same stream
     done = first + (m - 1) * period + AIR + LEAD_DELAY + D
     assert rollout.done_s[0] == pytest.approx(done, abs=1e-9)
     assert rollout.decoded_at[0] == m and rollout.received[0] == m
-    assert counts == {"fragments_sent": m, "polls": m, "gateway_airtime_s": pytest.approx(m * D),
-                      "busy_until_s": pytest.approx(done)}
-    assert rollout.tx_s[0] == pytest.approx(m * AIR)
-    assert rollout.rx_s[0] == pytest.approx(m * RX1 + m * D)
-    assert rollout.standby_s[0] == pytest.approx(m * STARTUP)
+    assert (counts["fragments_sent"], counts["polls"]) == (m, m) and counts["polls_per_node"].tolist() == [m]
+    assert counts["gateway_airtime_s"] == pytest.approx(m * D) and counts["busy_until_s"] == pytest.approx(done)
+    assert counts["first_poll_s"][0] == first and counts["poll_period_s"][0] == period
+    assert rollout.tx_s[0] == 0 and rollout.standby_s[0] == 0
+    assert rollout.rx_s[0] == pytest.approx(m * (D - RX2))
     assert rollout.radio_from_s[0] == pytest.approx(first) and rollout.radio_until_s[0] == pytest.approx(done)
 
 
@@ -64,7 +65,7 @@ def test_the_gateways_duty_cycle_paces_a_busy_gateway():
     assert last <= (n * m - 1) * (gap + period) + period + AIR + LEAD_DELAY + D
     # every node polled from its first poll until it decoded, every period
     polls = np.floor((rollout.done_s - D - AIR - LEAD_DELAY - rollout.radio_from_s) / period + 1e-9) + 1
-    np.testing.assert_allclose(rollout.tx_s / AIR, polls)
+    np.testing.assert_array_equal(counts["polls_per_node"], polls)
     assert counts["polls"] == polls.sum() > 10 * n * m  # most polls find the sub-band spent
 
 
@@ -114,7 +115,7 @@ def test_a_node_that_runs_out_of_time_stays_without_the_update():
     assert not rollout.decoded[0] and np.isnan(rollout.done_s[0])
     assert 1 <= counts["fragments_sent"] <= 3
     # it polled until the run ended, every poll charged
-    assert rollout.radio_until_s[0] <= 130.0 and rollout.tx_s[0] / AIR == counts["polls"]
+    assert rollout.radio_until_s[0] <= 130.0 and counts["polls_per_node"][0] == counts["polls"] >= 2
 
 
 @pytest.fixture(scope="module")
@@ -135,26 +136,60 @@ def test_repair_updates_the_nodes_the_session_left_and_leaves_the_others_alone(m
     # the session's draws are the same: nodes that decoded it did so at the same moment
     np.testing.assert_array_equal(a.rollout.done_s[~left], b.rollout.done_s[~left])
     np.testing.assert_array_equal(a.rollout.rx_s[~left], b.rollout.rx_s[~left])
-    # the repaired ones decoded on coded fragments the session did not send, after it, and paid for polling
+    # the repaired ones decoded on coded fragments the session did not send, after it, and polled for them
     total = a.session.fragments.total
     assert (b.rollout.decoded_at[left] > total).all()
     assert (b.rollout.done_s[left] > a.session.session_s).all()
-    assert (b.rollout.tx_s[left] > 0).all() and (b.rollout.rx_s[left] > a.rollout.rx_s[left]).all()
+    assert (b.unicast.polls_per_node > 0).all() and b.unicast.node_pos.tolist() == np.flatnonzero(left).tolist()
+    assert (b.rollout.rx_s[left] > a.rollout.rx_s[left]).all()  # the fragments received beyond RX2's window
     row = updates_table(repaired).iloc[0]
     assert row.unicast_nodes == left.sum() and row.unicast_fragments_sent >= left.sum()
     assert row.nodes_updated == 60 and updates_table(plain).iloc[0].nodes_updated == 60 - left.sum()
     assert any("class A unicast" in note for note in repaired.notes)
-    # the nodes' radio time for the update is charged to the ledger (receiving, and now transmitting too)
+    # the polls are frames of every policy's run: the ledger's extra radio time is theirs, plus the fragments
+    # received beyond the RX2 window (outside frames)
     from iotsim.energy.ledger import SLOT_INDEX
+    from iotsim.policies import MessageKind
 
     pa = next(o for o in plain.outcomes if o.policy.name == "cloud_offload")
     pb = next(o for o in repaired.outcomes if o.policy.name == "cloud_offload")
-    for state, attr in (("rx", "rx_s"), ("tx", "tx_s"), ("standby", "standby_s")):
+    poll = pb.messages.kind[pb.tx.message] == MessageKind.POLL
+    assert poll.sum() == b.unicast.polls_per_node.sum() == b.unicast.polls
+    outside = np.zeros(60)
+    outside[b.nodes] = b.rollout.rx_s - a.rollout.rx_s
+    for state, attr, extra_outside in (("rx", "rx_s", outside), ("tx", "tx_s", 0.0), ("standby", "standby_s", 0.0)):
         col = SLOT_INDEX[("radio", state)]
-        extra = pb.ledger.time_s[:, col] - pa.ledger.time_s[:, col]
-        expected = np.zeros(60)
-        expected[b.nodes] = getattr(b.rollout, attr) - getattr(a.rollout, attr)
-        np.testing.assert_allclose(extra, expected, rtol=0, atol=1e-6)
+        frames = np.bincount(pb.tx.node[poll], weights=getattr(pb.tx, attr)[poll], minlength=60)
+        np.testing.assert_allclose(pb.ledger.time_s[:, col] - pa.ledger.time_s[:, col], frames + extra_outside,
+                                   rtol=0, atol=1e-6)
+
+
+def test_polls_are_uplinks_that_load_the_network(model):
+    """Every poll the unicast schedule made is a message of kind poll at its time (first poll + j periods),
+    put on air with the other uplinks: they take their share of the channel and some regular uplinks are
+    lost to them; the application's message counts leave them out."""
+    from iotsim.policies import MessageKind
+
+    multicast = _run(f"at: 1d, model: {model}")
+    only = _run(f"at: 1d, model: {model}, unicast: only")
+    (u,) = only.updates
+    pos, t = u.unicast.polls_of()
+    o = next(x for x in only.outcomes if x.policy.name == "cloud_offload")
+    polls = o.messages.kind == MessageKind.POLL
+    got = np.lexsort((o.messages.ready_s[polls], o.messages.node[polls]))
+    want = np.lexsort((u.start_s + t, u.nodes[pos]))
+    np.testing.assert_array_equal(o.messages.node[polls][got], u.nodes[pos][want])
+    np.testing.assert_allclose(o.messages.ready_s[polls][got], (u.start_s + t)[want], rtol=0, atol=1e-9)
+    assert (o.messages.app_bytes[polls] == 0).all()
+    a = summary_table(multicast).set_index("policy").loc["cloud_offload"]
+    b = summary_table(only).set_index("policy").loc["cloud_offload"]
+    assert a.messages_offered == b.messages_offered  # the application's messages, polls left out
+    assert b.messages_delivered < a.messages_delivered and b.packets_lost_collision > a.packets_lost_collision
+    assert b.packets_on_air == a.packets_on_air + polls.sum()
+    note = next(n for n in only.notes if n.startswith("Unicast polls, policy cloud_offload"))
+    assert f"{int(polls.sum()):,} on air" in note
+    row = updates_table(only).iloc[0]
+    assert row.unicast_poll_energy_j_per_node > 0
 
 
 def test_unicast_only_is_the_slow_baseline(model):
@@ -165,7 +200,8 @@ def test_unicast_only_is_the_slow_baseline(model):
     # one gateway sends every node its fragments one after another through a 10 % sub-band
     assert u.unicast_fragments_sent >= 60 * u.fragments_uncoded
     assert u.time_to_95pct_s > 20 * m.time_to_95pct_s
-    assert u.listen_energy_j_per_node > m.listen_energy_j_per_node
+    # its radio energy: the polls (frames of the run) and the fragments, against the session's listening
+    assert u.listen_energy_j_per_node + u.unicast_poll_energy_j_per_node > m.listen_energy_j_per_node
     again = _run(f"at: 1d, model: {model}, unicast: only")
     pd.testing.assert_frame_equal(updates_table(only), updates_table(again), check_exact=True)
     pd.testing.assert_frame_equal(summary_table(only), summary_table(again), check_exact=True)

@@ -24,7 +24,8 @@ from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.federated import FederatedOutcome, FederatedPlan, PolicyRounds, federated_notes, plan_federated
 from iotsim.engine.federated import workdir as federated_workdir
 from iotsim.engine.messages import merge_messages, policy_messages
-from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, update_energy_j,
+from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, poll_energy_j,
+                                   poll_messages, poll_notes, update_energy_j,
                                    update_notes)
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.policies import Policy, make_policy
@@ -127,11 +128,13 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         update_outcomes = plan_updates(scenario, plans, link, cache)
         for u in update_outcomes:
             u.listen_energy_j, u.apply_energy_j = update_energy_j(u, nodes)
+            u.poll_energy_j = poll_energy_j(u, nodes)
         link.gateway_schedule = gateway_schedule(update_outcomes)
         # the windows after each node's activation get the new model's verdicts
         plans = [dataclasses.replace(p, verdicts=v) for p, v in zip(plans, effective_verdicts(plans, update_outcomes))]
         say("updates", 1, 1)
     listening = Listening.of(update_outcomes) if update_outcomes else None
+    polls = poll_messages(update_outcomes, plans)  # class A unicast polls: uplinks of every policy
     fed_plan = None
     if scenario.federated is not None:
         say("federated rounds", 0, 1)
@@ -142,7 +145,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
     for pi, policy in enumerate(policies):
         say(f"policy {policy.name}", 0, 1)
         if fed_plan is None:
-            outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening))
+            outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening, extra_messages=polls))
         else:
             outcome, fed_outcome = simulate_federated(scenario, plans, policy, pi, link, nodes, fed_plan)
             outcomes.append(outcome)
@@ -152,7 +155,8 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
                        link.tx_power_dbm, updates=update_outcomes, federated=fed_outcomes, federated_plan=fed_plan)
     result.warnings = [w for p in plans for w in p.warnings]
     result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
-        + update_notes(update_outcomes) + federated_notes(fed_plan, fed_outcomes) + battery_limit_notes(plans, outcomes)
+        + update_notes(update_outcomes) + poll_notes(update_outcomes, outcomes) \
+        + federated_notes(fed_plan, fed_outcomes) + battery_limit_notes(plans, outcomes)
     result.wall_s = time.perf_counter() - t0
     return result
 
@@ -178,7 +182,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
                     nodes: stages.FleetNodes, listening: Listening | None = None,
                     extra_messages: Messages | None = None) -> PolicyOutcome:
     """messages -> link -> battery -> energy ledger -> reception -> backhaul -> cloud -> detection.
-    `extra_messages`: sent besides the policy's (a federated round's model updates)."""
+    `extra_messages`: sent besides the policy's (a federated round's model updates, unicast polls)."""
     t0 = time.perf_counter()
     duration = scenario.duration
     messages = policy_messages(plans, policy)

@@ -26,9 +26,10 @@ answers each poll with one fragment in RX2, instead of the session (`only`, the 
 nodes that could not decode it (`repair`).
 
 Not modelled yet (stated in the run's notes): the new model's inference cost is taken equal to the old one's;
-LoRaWAN nodes hear only their strongest gateway's copy of each fragment; unicast polls are not added to the
-uplink traffic, nor unicast downlinks to the gateways' schedule; BLE and Wi-Fi transfers do not delay other
-nodes' uplinks.
+LoRaWAN nodes hear only their strongest gateway's copy of each fragment; the unicast schedule takes a poll's
+success from fading alone (the polls themselves are uplinks of every policy's run: `poll_messages`), and
+unicast downlinks are not in the gateways' schedule; BLE and Wi-Fi transfers do not delay other nodes'
+uplinks.
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ import numpy as np
 
 from iotsim.engine.fleet import GroupPlan, Verdicts, group_rng
 from iotsim.errors import InputError
-from iotsim.link.base import GatewaySchedule
+from iotsim.link.base import GatewaySchedule, Messages
 from iotsim.ota import delta, fuota, unicast
 from iotsim.ota.apply import apply_cost
 from iotsim.ota.delta import UpdatePayload
 from iotsim.ota.rollout import Rollout, time_to_share
+from iotsim.policies.base import MessageKind
+from iotsim.scenario.model import MAX_ITEMS_PER_GROUP
 
 STREAM_UPDATES = 7
 """Random stream of the updates' fragment receptions (engine.fleet numbers the others)."""
@@ -75,6 +78,12 @@ class UpdateOutcome:
     cpu_s: np.ndarray | None = None
     apply_energy_j: np.ndarray | None = None
     apply_missing: tuple[str, ...] = ()  # MCUs of the update's nodes whose profiles lack figures
+    poll_energy_j: np.ndarray | None = None  # per node: battery energy of its class A unicast polls (frames of the run)
+
+    @property
+    def unicast(self):
+        """The class A unicast phase (iotsim.ota.unicast.Unicast), or None."""
+        return getattr(self.session, "unicast", None)
 
     @property
     def activated_s(self) -> np.ndarray:
@@ -125,6 +134,10 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
                                             horizon_s=float(scenario.duration) - float(spec.at))
         out = UpdateOutcome(j, spec, new, groups, payload, session, float(spec.at), eligible, rollout,
                             int(members.size - eligible.size))
+        if out.unicast is not None and out.unicast.polls > MAX_ITEMS_PER_GROUP:
+            raise InputError(f"update {j}'s class A unicast would put {out.unicast.polls:,} polls on air, more than the "
+                             f"{MAX_ITEMS_PER_GROUP:.0e} uplinks a run holds: set poll_period (the nodes poll as often "
+                             "as their duty cycle allows without it), or fewer nodes", field=f"updates.{j}.poll_period")
         apply_costs(out, plans, offsets)
         prev = outcomes[-1] if outcomes else None
         if prev is not None and prev.start_s + prev.session.busy_s(prev.rollout) > out.start_s:
@@ -170,6 +183,58 @@ def update_energy_j(out: UpdateOutcome, nodes) -> tuple[np.ndarray, np.ndarray]:
             out.flash_s * flash[n] + out.cpu_s * active[n])
 
 
+def poll_energy_j(out: UpdateOutcome, nodes) -> np.ndarray:
+    """Per node of an update: battery energy (above sleep) of its class A unicast polls, as their frames are
+    charged (at the radio's TX power state of the profile; the run's ledger has them at each frame's own)."""
+    energy = np.zeros(out.nodes.size)
+    u = out.unicast
+    if u is None:
+        return energy
+    tx, rx, standby = powers_above_sleep(nodes, "radio", ("tx", "rx", "standby"))
+    k = out.nodes[u.node_pos]
+    per_poll = u.poll_radio_s[:, 0] * tx[k] + u.poll_radio_s[:, 1] * rx[k] + u.poll_radio_s[:, 2] * standby[k]
+    energy[u.node_pos] = u.polls_per_node * per_poll
+    return energy
+
+
+def poll_messages(updates: list[UpdateOutcome], plans: list[GroupPlan]) -> Messages | None:
+    """The updates' class A unicast polls as uplinks without payload (kind `poll`), in (node, ready time)
+    order; None without any."""
+    node, ready = [], []
+    for u in updates:
+        if u.unicast is None:
+            continue
+        pos, t = u.unicast.polls_of()
+        node.append(u.nodes[pos])
+        ready.append(u.start_s + t)
+    if not node:
+        return None
+    node, ready = np.concatenate(node).astype(np.int64), np.concatenate(ready)
+    order = np.lexsort((ready, node))
+    offsets = np.cumsum([0] + [p.n_nodes for p in plans])
+    n = node.size
+    return Messages(node[order], ready[order], np.zeros(n, np.int64), np.full(n, MessageKind.POLL, np.int8),
+                    np.full(n, -1, np.int64), (np.searchsorted(offsets, node[order], side="right") - 1).astype(np.int64))
+
+
+def poll_notes(updates: list[UpdateOutcome], outcomes) -> list[str]:
+    """Per policy: how many class A unicast polls the link delivered in the run, against the share the
+    schedule of fragments took from fading alone."""
+    uni = [u.unicast for u in updates if u.unicast is not None]
+    if not uni:
+        return []
+    weight = np.concatenate([u.polls_per_node for u in uni]).astype(np.float64)
+    assumed = float(np.concatenate([u.poll_success for u in uni]) @ weight / weight.sum()) if weight.sum() else 1.0
+    notes = []
+    for out in outcomes:
+        polls = out.messages.kind == MessageKind.POLL
+        if polls.any():
+            notes.append(f"Unicast polls, policy {out.policy.name}: {int(polls.sum()):,} on air, "
+                         f"{float(out.message_delivered[polls].mean()):.1%} delivered by the link (with the other "
+                         f"uplinks); the schedule of fragments took {assumed:.1%} (fading alone).")
+    return notes
+
+
 def update_notes(updates: list[UpdateOutcome]) -> list[str]:
     """The run's notes on its model updates: the model used and what it leaves out."""
     if not updates:
@@ -198,11 +263,13 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
             "Updates by LoRaWAN class A unicast (iotsim.ota.unicast): a node polls with empty uplinks, as often as its "
             "uplink sub-bands' duty cycles allow (or every poll_period), and the network answers a poll with one "
             "DataFragment in RX2 through the node's strongest gateway when that gateway's sub-band has duty cycle left "
-            "(the first poll it can answer gets the next fragment); polls and "
-            "fragments are Rayleigh draws against the gateway's and the node's sensitivity; a repair sends the coded "
-            "fragments the session did not; the node polls until it can decode or the run ends, every poll charged "
-            "(TX, RX1 and RX2 windows, startup). Not modelled: the polls' collisions with other uplinks, and the "
-            "unicast downlinks' effect on the gateways' reception and class A answers.")
+            "(the first poll it can answer gets the next fragment); a poll is heard and a fragment received with the "
+            "probability that its Rayleigh-faded power clears the sensitivity; a repair sends the coded fragments the "
+            "session did not; the node polls until it can decode or the run ends. The polls are uplinks of every "
+            "policy's run (kind poll): on air with the other uplinks, under the duty cycle, charged as frames. Not "
+            "modelled: the schedule of fragments takes each poll's success from fading alone, not from the link's "
+            "verdict on it in the run (the notes compare the two); the unicast downlinks' effect on the gateways' "
+            "reception and class A answers.")
     if over_star:
         notes.append(
             "Model updates over the node's own link: each gateway sends the update to its nodes one after another "

@@ -189,7 +189,10 @@ class LoRaWanLink(Link):
                 start_s=start_s, horizon_s=horizon_s, rng=rng)
             summary = unicast.Unicast(session.data_rate, session.sf, session.fragments.fragment_bytes,
                                       session.fragment_airtime_s, session.duty_cycle, first_index, start_s,
-                                      int(who.size), **counts)
+                                      int(who.size), node_pos=who, **counts,
+                                      poll_radio_s=np.stack([nodes.poll_air_s, nodes.rx1_window_s + rx2,
+                                                             nodes.startup_s], axis=1),
+                                      poll_success=nodes.poll_success)
             return rollout, summary
 
         if mode == "only":

@@ -21,12 +21,15 @@ poll ends; nothing comes in RX1. Per gateway (each node is served by its stronge
   session did not (N + 1, N + 2, ...): each new parity row helps any node with high probability, and
   `fec.Decoder` decides when a node can decode;
 - a node polls until it can decode, until the run ends, or until TS004's fragment numbers run out.
-Radio per poll: the poll's time on air (TX), RX1's window, RX2's window or, when a fragment arrives, its
-time on air (RX), and the radio's startup (standby).
+The polls are uplinks of the run (`Unicast.polls_of`: the engine adds them to every policy's messages,
+kind `poll`), so the link puts them on air with the other uplinks: they take the nodes' duty cycle,
+collide with the others, and their radio time (TX, the RX1 and RX2 windows, startup) is charged as frames.
+The rollout keeps only what lies outside those frames: a fragment received in RX2 keeps the radio on for its
+time on air instead of the window.
 
-Not modelled (the run's notes say so): the polls are not added to the uplink traffic (their collisions with
-other uplinks), and the unicast downlinks do not cut the gateways' reception (half duplex) nor spend the
-duty cycle that class A answers would use.
+Not modelled (the run's notes say so): the schedule of fragments takes a poll's success from fading alone,
+not from the link's verdict on that poll in the run (the run reports both), and the unicast downlinks do
+not cut the gateways' reception (half duplex) nor spend the duty cycle that class A answers would use.
 """
 
 from __future__ import annotations
@@ -69,6 +72,22 @@ class Unicast:
     polls: int
     gateway_airtime_s: float  # all gateways together
     busy_until_s: float  # the last fragment's end (start_s if none)
+    # per node of the phase: its place among the update's nodes, its first poll (from the update's start),
+    # the time between its polls and how many it made
+    node_pos: np.ndarray | None = None
+    first_poll_s: np.ndarray | None = None
+    poll_period_s: np.ndarray | None = None
+    polls_per_node: np.ndarray | None = None
+    poll_radio_s: np.ndarray | None = None  # per node: one poll's (TX, RX, standby) seconds as its frame is charged
+    poll_success: np.ndarray | None = None  # per node: the probability the schedule took for a poll to be heard
+
+    def polls_of(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every poll: (place of its node among the update's nodes, its time from the update's start), in that
+        order."""
+        count = self.polls_per_node
+        pos = np.repeat(self.node_pos, count)
+        j = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        return pos, np.repeat(self.first_poll_s, count) + j * np.repeat(self.poll_period_s, count)
 
     def table_row(self) -> dict:
         """The unicast columns of the updates table."""
@@ -107,8 +126,9 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
                      rng: np.random.Generator) -> tuple[Rollout, dict]:
     """Every node's polls and fragments from `start_s` (after the update's start) until it decodes or
     `horizon_s` (from the update's start). `decoders`: per node, what it holds already (a fresh
-    `fec.Decoder` for the baseline). Returns the rollout (times from the update's start) and the counts
-    (fragments_sent, polls, gateway_airtime_s, busy_until_s).
+    `fec.Decoder` for the baseline). Returns the rollout (times from the update's start; its radio times
+    outside the polls, which are frames of the run) and the counts (fragments_sent, polls,
+    gateway_airtime_s, busy_until_s) with the polls per node (first_poll_s, poll_period_s, polls_per_node).
 
     Each gateway answers the first poll it can: the first one whose RX2 opens once its sub-band is free.
     A node polls on a fixed grid (its first poll, then every period), so among the nodes that share a
@@ -178,14 +198,14 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
     open_last = first + np.floor((horizon_s - first - lead - rx2_window_s) / period) * period
     last = np.where(np.isnan(last_poll), open_last, last_poll)
     polls = np.where(last >= first, np.floor((last - first) / period + 1e-9) + 1, 0).astype(np.int64)
-    rx2_listen = (polls - received) * rx2_window_s + received * fragment_airtime_s
-    rx = polls * np.asarray(nodes.rx1_window_s, dtype=np.float64) + rx2_listen
-    tx = polls * air
-    standby = polls * np.asarray(nodes.startup_s, dtype=np.float64)
+    # the polls are frames of the run (TX, RX1 and RX2 windows, startup); outside them only a received
+    # fragment's time on air beyond the RX2 window
+    rx = received * max(fragment_airtime_s - rx2_window_s, 0.0)
     until = np.where(np.isnan(done), np.maximum(last + lead + rx2_window_s, first), done)
-    rollout = Rollout(received, decoded_at, done, rx, np.minimum(first, until), until, tx, standby)
+    rollout = Rollout(received, decoded_at, done, rx, np.minimum(first, until), until, np.zeros(n), np.zeros(n))
     return rollout, {"fragments_sent": fragments_sent, "polls": int(polls.sum()), "gateway_airtime_s": airtime,
-                     "busy_until_s": busy_until}
+                     "busy_until_s": busy_until, "first_poll_s": first, "poll_period_s": period,
+                     "polls_per_node": polls}
 
 
 __all__ = ["Unicast", "UnicastNodes", "UnicastSession", "simulate_unicast"]

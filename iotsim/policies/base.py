@@ -20,6 +20,7 @@ class MessageKind(IntEnum):
     EVENT = 1  # a small event message (class, confidence, window time)
     RAW = 2  # a raw sensor window, for inference in the cloud
     MODEL_UPDATE = 3  # a node's locally trained weights, for a federated round
+    POLL = 4  # an uplink without payload that opens class A receive windows (unicast of an update)
 
     @property
     def label(self) -> str:

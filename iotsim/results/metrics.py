@@ -44,7 +44,10 @@ class GroupView:
 
     @cached_property
     def messages_in_group(self) -> np.ndarray:
-        return self.outcome.messages.group == self.plan.index
+        """The group's messages, class A unicast polls excepted (the link's own traffic for an update: their
+        frames count among the packets, not the messages)."""
+        m = self.outcome.messages
+        return (m.group == self.plan.index) & (m.kind != MessageKind.POLL)
 
     @cached_property
     def messages_offered(self) -> np.ndarray:
@@ -220,7 +223,7 @@ METRICS: tuple[Metric, ...] = (
            _per_node_day("airtime_s"), "time on air per node per day, every attempt",
            better="lower", sample=Sample("node", _node_days("airtime_s"), "mean")),
     Metric("messages_offered", "Messages offered", "msgs", "int", lambda v: int(v.messages_offered.sum()),
-           "messages the nodes handed to their radio within the run"),
+           "messages the nodes handed to their radio within the run (unicast polls count as packets only)"),
     Metric("messages_delivered", "Messages delivered", "msgs ok", "int",
            lambda v: int((v.messages_in_group & v.outcome.message_delivered).sum()),
            "messages whose every frame was delivered"),

@@ -103,6 +103,7 @@ UPDATE_COLUMNS = [
     "fragment_interval_s", "session_s", "gateway_airtime_s", "gateway_duty_cycle_busiest_hour",
     # LoRaWAN class A unicast (the baseline, or the repair after the session)
     "unicast_nodes", "unicast_fragments_sent", "unicast_polls_per_node", "unicast_gateway_airtime_s",
+    "unicast_poll_energy_j_per_node",
     # BLE / Wi-Fi transfers
     "packets", "packet_bytes",
     "nodes", "nodes_skipped", "nodes_updated", "updated_share",
@@ -135,6 +136,7 @@ def updates_table(result: RunResult) -> pd.DataFrame:
             "time_to_50pct_s": share(0.5), "time_to_95pct_s": share(0.95), "time_to_99pct_s": share(0.99),
             "listen_s_per_node": float(r.rx_s.mean()) if n else 0.0,
             "listen_energy_j_per_node": float(u.listen_energy_j.mean()) if n else 0.0,
+            **({"unicast_poll_energy_j_per_node": float(u.poll_energy_j.mean())} if u.unicast is not None else {}),
             "apply_s_per_updated_node": float((u.flash_s + u.cpu_s)[r.decoded].mean()) if r.decoded.any() else 0.0,
             "apply_energy_j_per_updated_node": float(u.apply_energy_j[r.decoded].mean()) if r.decoded.any() else 0.0,
         })
