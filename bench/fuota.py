@@ -22,7 +22,8 @@ from pathlib import Path
 import yaml
 
 from iotsim.engine import run_scenario
-from iotsim.results.tables import updates_table
+from iotsim.policies import MessageKind
+from iotsim.results.tables import summary_table, updates_table
 from iotsim.scenario import load_scenario_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +63,8 @@ def main() -> None:
             "unicast_poll_energy_j_per_node"]
     print(f"farm, update on day 1 of {args.days}: {model}")
     print("| nodes | variant | updated | 50 % | 95 % | 99 % | unicast nodes | unicast fragments | polls / node "
-          "| radio J / node | wall s |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| radio J / node | polls delivered | app. messages delivered | wall s |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 
     def t(s):
         return "never" if s != s else (f"{s / 60:.1f} min" if s < 2 * 86400 else f"{s / 86400:.1f} d")
@@ -80,8 +81,12 @@ def main() -> None:
             polls_j = 0.0 if r.unicast_poll_energy_j_per_node != r.unicast_poll_energy_j_per_node \
                 else r.unicast_poll_energy_j_per_node
             radio = r.listen_energy_j_per_node + polls_j  # listening and fragments, and the polls' frames
+            o = result.outcomes[0]
+            polls = o.messages.kind == MessageKind.POLL
+            pd_share = f"{o.message_delivered[polls].mean():.1%}" if polls.any() else ""
+            app = float(summary_table(result).message_delivery_ratio.iloc[0])
             print(f"| {n:,} | {name} | {int(r.nodes_updated):,} | {t(r.time_to_50pct_s)} | {t(r.time_to_95pct_s)} | "
-                  f"{t(r.time_to_99pct_s)} | {un} | {uf} | {up} | {radio:.3g} | {wall:.1f} |",
+                  f"{t(r.time_to_99pct_s)} | {un} | {uf} | {up} | {radio:.3g} | {pd_share} | {app:.2%} | {wall:.1f} |",
                   flush=True)
 
 
