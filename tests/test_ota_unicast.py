@@ -217,3 +217,13 @@ def test_a_poll_period_slows_the_polls_and_bad_values_are_refused(model):
         _run(f"at: 1d, model: {model}, unicast: sometimes")
     with pytest.raises(InputError, match="unicast set a LoRaWAN FUOTA session"):
         _star_run("ble", "  - {at: 1h, model: farm_soil_int8, unicast: repair}")
+
+
+def test_more_polls_than_a_run_holds_are_refused(model, monkeypatch):
+    import iotsim.engine.updates as updates
+
+    monkeypatch.setattr(updates, "MAX_ITEMS_PER_GROUP", 1000)
+    with pytest.raises(InputError, match="set poll_period") as e:
+        _run(f"at: 1d, model: {model}, unicast: only")
+    assert e.value.field == "updates.0.poll_period"
+    _run(f"at: 1d, model: {model}, unicast: only, poll_period: 1h")  # 60 nodes x at most 24 polls: fine
