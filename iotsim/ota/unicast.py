@@ -43,6 +43,7 @@ import numpy as np
 from iotsim.ota import fec
 from iotsim.ota.rollout import Rollout
 
+
 @dataclass(frozen=True)
 class UnicastNodes:
     """Per node served by unicast (times in s)."""
