@@ -139,7 +139,10 @@ def _print_updates(result) -> None:
             f"update {row.update} ({row.model}, {row.mode}, {row.payload_bytes:,} B of a {row.model_bytes:,} B model): "
             f"{u.session.describe()}; {row.nodes_updated:,} of {row.nodes:,} nodes updated ({row.nodes_skipped:,} left "
             f"out); 50 % after {dur(row.time_to_50pct_s)}, 95 % after {dur(row.time_to_95pct_s)}; "
-            f"receiving {row.listen_energy_j_per_node:.3g} J per node, applying (flash, integrity check) "
+            f"receiving {row.listen_energy_j_per_node:.3g} J per node"
+            + ("" if math.isnan(row.unicast_poll_energy_j_per_node) else
+               f" (and {row.unicast_poll_energy_j_per_node:.3g} J of unicast polls)")
+            + ", applying (flash, integrity check) "
             f"{row.apply_s_per_updated_node:.2g} s and {row.apply_energy_j_per_updated_node * 1e3:.3g} mJ per updated node "
             "(updates.csv)", highlight=False, soft_wrap=True)
 
