@@ -67,6 +67,10 @@ CASES = {
     "a model update's multicast session during confirmed traffic": dict(
         lorawan="confirmed: true, nb_trans: 4, adr: true", channels=3,
         updates="updates:\n  - {at: 1h, model: farm_soil_int8, mode: full, data_rate: 3, redundancy: 0.5}\n"),
+    "class A unicast of a model update: polls among confirmed traffic, fragments on each gateway": dict(
+        lorawan="confirmed: true, nb_trans: 4, adr: true", channels=3,
+        updates="updates:\n  - {at: 1h, model: farm_soil_int8, mode: full, data_rate: 3, unicast: only, "
+                "poll_period: 2min}\n"),
     "one gateway's copies outside the deduplication window": dict(
         backhaul="{latency: 10ms}", gw2=", backhaul: {latency: 300ms}",
         lorawan="confirmed: true, nb_trans: 4, adr: true, downlinks_per_day: 12, deduplication_delay: 150ms"),

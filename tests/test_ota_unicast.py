@@ -227,3 +227,28 @@ def test_more_polls_than_a_run_holds_are_refused(model, monkeypatch):
         _run(f"at: 1d, model: {model}, unicast: only")
     assert e.value.field == "updates.0.poll_period"
     _run(f"at: 1d, model: {model}, unicast: only, poll_period: 1h")  # 60 nodes x at most 24 polls: fine
+
+
+def test_unicast_fragments_keep_their_own_gateway_from_receiving(model):
+    """Each unicast fragment is in the schedule of the gateway that sent it (half duplex: it receives nothing
+    meanwhile), not the other's: each gateway's airtime is its own fragments, and uplinks (polls and the
+    rest) are lost to a transmitting gateway."""
+    from iotsim.engine.updates import gateway_schedule
+    from iotsim.results.tables import gateways_table
+
+    two = SCENARIO.format(updates=f"  - {{at: 1d, model: {model}, unicast: only}}").replace(
+        "    - {id: gw1, position_m: [600, 600]}",
+        "    - {id: gw1, position_m: [300, 600]}\n    - {id: gw2, position_m: [900, 600]}")
+    result = run_scenario(load_scenario_text(two))
+    (u,) = result.updates
+    sent = np.bincount(u.unicast.send_gw, minlength=2)
+    assert (sent > 0).all()
+    gw = gateways_table(result)
+    air = gw[gw.policy == "on_device"].tx_airtime_s.to_numpy()
+    np.testing.assert_allclose(air, sent * u.unicast.fragment_airtime_s, rtol=1e-9)  # on_device sends no answers
+    assert summary_table(result).packets_lost_gateway_transmitting.min() > 100
+    sched = gateway_schedule([u])
+    assert (np.diff(sched.start_s) >= 0).all()
+    for g in (0, 1):
+        mine = sched.of_gateway(g)
+        assert mine.sum() == sent[g] and (sched.start_s[mine][1:] >= sched.end_s[mine][:-1]).all()  # disjoint

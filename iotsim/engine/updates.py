@@ -28,7 +28,7 @@ nodes that could not decode it (`repair`).
 Not modelled yet (stated in the run's notes): the new model's inference cost is taken equal to the old one's;
 LoRaWAN nodes hear only their strongest gateway's copy of each fragment; the unicast schedule takes a poll's
 success from fading alone (the polls themselves are uplinks of every policy's run: `poll_messages`), and
-unicast downlinks are not in the gateways' schedule; BLE and Wi-Fi transfers do not delay other nodes'
+unicast downlinks do not spend the duty cycle that class A answers use; BLE and Wi-Fi transfers do not delay other nodes'
 uplinks.
 """
 
@@ -266,10 +266,11 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
             "(the first poll it can answer gets the next fragment); a poll is heard and a fragment received with the "
             "probability that its Rayleigh-faded power clears the sensitivity; a repair sends the coded fragments the "
             "session did not; the node polls until it can decode or the run ends. The polls are uplinks of every "
-            "policy's run (kind poll): on air with the other uplinks, under the duty cycle, charged as frames. Not "
-            "modelled: the schedule of fragments takes each poll's success from fading alone, not from the link's "
-            "verdict on it in the run (the notes compare the two); the unicast downlinks' effect on the gateways' "
-            "reception and class A answers.")
+            "policy's run (kind poll): on air with the other uplinks, under the duty cycle, charged as frames; each "
+            "fragment is in its gateway's transmit schedule (half duplex: the gateway receives nothing meanwhile, and "
+            "class A answers do not overlap it). Not modelled: the schedule of fragments takes each poll's success "
+            "from fading alone, not from the link's verdict on it in the run (the notes compare the two); the "
+            "fragments do not spend the RX2 sub-band's duty cycle that class A answers also use.")
     if over_star:
         notes.append(
             "Model updates over the node's own link: each gateway sends the update to its nodes one after another "
@@ -298,21 +299,32 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
 
 
 def gateway_schedule(updates: list[UpdateOutcome]) -> GatewaySchedule | None:
-    """Every gateway's multicast transmissions of the updates' sessions, and the windows in which they hold
-    their sub-band's duty cycle (from the first fragment to one interval after the last one's start; they do
-    not overlap: `plan_updates` refuses that)."""
-    starts, ends, freqs, holds = [], [], [], []
-    sessions = [u for u in updates if isinstance(u.session, fuota.SessionPlan)]
-    if not sessions:
-        return None
-    for u in sorted(sessions, key=lambda x: (x.start_s, x.index)):
+    """The gateways' transmissions of the updates: every gateway's multicast fragments of the sessions, with
+    the windows in which they hold their sub-band's duty cycle (from the first fragment to one interval after
+    the last one's start), and each class A unicast fragment on the gateway that sent it. Updates do not
+    overlap (`plan_updates` refuses that), and a repair's unicast comes after its session."""
+    starts, ends, freqs, gws, holds = [], [], [], [], []
+    for u in sorted(updates, key=lambda x: (x.start_s, x.index)):
         s = u.session
-        t = u.start_s + np.arange(s.fragments.total) * s.fragment_interval_s
-        starts.append(t)
-        ends.append(t + s.fragment_airtime_s)
-        freqs.append(np.full(t.shape, s.frequency_hz))
-        holds.append((s.frequency_hz, float(t[0]), float(t[-1] + s.fragment_interval_s)))
-    return GatewaySchedule(np.concatenate(starts), np.concatenate(ends), np.concatenate(freqs), tuple(holds))
+        if isinstance(s, fuota.SessionPlan):
+            t = u.start_s + np.arange(s.fragments.total) * s.fragment_interval_s
+            starts.append(t)
+            ends.append(t + s.fragment_airtime_s)
+            freqs.append(np.full(t.shape, s.frequency_hz))
+            gws.append(np.full(t.shape, -1, np.int64))
+            holds.append((s.frequency_hz, float(t[0]), float(t[-1] + s.fragment_interval_s)))
+        uc = u.unicast
+        if uc is not None and uc.send_s is not None and uc.send_s.size:
+            t = u.start_s + uc.send_s
+            starts.append(t)
+            ends.append(t + uc.fragment_airtime_s)
+            freqs.append(np.full(t.shape, uc.frequency_hz))
+            gws.append(uc.send_gw)
+    if not starts:
+        return None
+    start, end, freq, gw = (np.concatenate(x) for x in (starts, ends, freqs, gws))
+    order = np.argsort(start, kind="stable")
+    return GatewaySchedule(start[order], end[order], freq[order], tuple(holds), gw[order])
 
 
 def powers_above_sleep(nodes, component: str, states: tuple[str, ...]) -> list[np.ndarray]:

@@ -123,11 +123,11 @@ typedef struct {
        downlink reaches its gateway more than tx_lead before it starts, or the gateway rejects it */
     const double *gw_latency;
     double dedup, tx_lead;
-    /* the gateways' own transmissions (every gateway the same, sorted, disjoint) and the windows in which
-       they spend a sub-band's duty cycle */
+    /* the gateways' own transmissions (sorted; sched_gw: the gateway sending each, -1 every gateway; each
+       gateway's own disjoint) and the windows in which they spend a sub-band's duty cycle */
     int64_t n_sched, n_holds;
     const double *sched_start, *sched_end, *hold_lo, *hold_hi;
-    const int64_t *hold_band;
+    const int64_t *hold_band, *sched_gw;
 } loop_in;
 
 /* one frame's row; rows are kept per node in chunks (a node writes its rows in message order, and
@@ -1580,11 +1580,13 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
         L.gw_band_free[i] = -INFINITY;
     for (int64_t g = 0; g < G; g++) {
         L.gw_busy_until[g] = -INFINITY;
-        for (int64_t i = 0; i < in->n_sched; i++)
+        for (int64_t i = 0; i < in->n_sched; i++) {
+            if (in->sched_gw[i] >= 0 && in->sched_gw[i] != g)
+                continue;
             if (ivl_insert(&L.gw_tx[g], in->sched_start[i], in->sched_end[i], 0, 0, 0, 0))
                 goto fail;
-        if (in->n_sched)
-            L.gw_busy_until[g] = in->sched_end[in->n_sched - 1];
+            L.gw_busy_until[g] = in->sched_end[i]; /* its own are disjoint and in order: the last ends last */
+        }
     }
     for (int64_t k = 0; k < N; k++)
         L.app_head[k] = in->app_off[k];

@@ -109,16 +109,23 @@ class Transmissions:
 
 @dataclass(frozen=True)
 class GatewaySchedule:
-    """Transmissions every gateway makes on its own schedule, known before the policies run (the
-    multicast sessions of model updates): the same on every gateway."""
+    """Transmissions the gateways make on their own schedule, known before the policies run: the multicast
+    sessions of model updates (every gateway) and class A unicast fragments (one gateway each)."""
 
-    start_s: np.ndarray  # sorted, disjoint
+    start_s: np.ndarray  # sorted; each gateway's own (its entries and those of every gateway) disjoint
     end_s: np.ndarray
     frequency_hz: np.ndarray  # per transmission
     holds: tuple = ()  # (frequency_hz, from_s, until_s): windows in which they spend their sub-band's duty cycle
+    gateway: np.ndarray | None = None  # per transmission: the gateway sending it, -1 every gateway (None: all -1)
 
     def __len__(self) -> int:
         return int(self.start_s.shape[0])
+
+    def of_gateway(self, g: int) -> np.ndarray:
+        """Which transmissions gateway `g` makes (boolean, in schedule order)."""
+        if self.gateway is None:
+            return np.ones(len(self), dtype=bool)
+        return (self.gateway < 0) | (self.gateway == g)
 
 
 class Link(ABC):

@@ -57,7 +57,7 @@ class _LoopIn(ctypes.Structure):
         ("app_off", _p), ("app_t", _p),
         ("gw_latency", _p), ("dedup", _d), ("tx_lead", _d),
         ("n_sched", _i), ("n_holds", _i),
-        *[(n, _p) for n in ("sched_start", "sched_end", "hold_lo", "hold_hi", "hold_band")],
+        *[(n, _p) for n in ("sched_start", "sched_end", "hold_lo", "hold_hi", "hold_band", "sched_gw")],
     ]
 
 
@@ -229,6 +229,8 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
     sched = loop.link.gateway_schedule
     sched_start = sched.start_s if sched is not None else np.zeros(0)
     sched_end = sched.end_s if sched is not None else np.zeros(0)
+    sched_gw = np.zeros(0, np.int64) if sched is None else (
+        np.full(len(sched), -1, np.int64) if sched.gateway is None else sched.gateway)
 
     cin = _LoopIn(
         n_nodes=n, n_msgs=len(m), n_gw=n_gw, n_ch=n_ch, n_bands=int(loop.band_dc.shape[0]), n_gw_bands=n_gw_bands,
@@ -264,6 +266,7 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
         n_sched=len(sched_start), n_holds=len(loop.holds), sched_start=ptr(sched_start, np.float64),
         sched_end=ptr(sched_end, np.float64), hold_lo=ptr([h[1] for h in loop.holds], np.float64),
         hold_hi=ptr([h[2] for h in loop.holds], np.float64), hold_band=ptr([h[0] for h in loop.holds], np.int64),
+        sched_gw=ptr(sched_gw, np.int64),
     )
     cin.rng_retx[:] = _state_words(loop.rng_retx)
     cin.rng_timeouts[:] = _state_words(loop.rng_timeouts)

@@ -146,7 +146,8 @@ class LoRaWanLink(Link):
         sens[7:] = [lora.gateway_sensitivity_dbm(s, self.settings.bandwidth_hz) for s in range(7, 13)]
         n_gw = nodes.rx_power_dbm.shape[1]
         sched = self.gateway_schedule
-        gateway_tx = None if sched is None else [(sched.start_s, sched.end_s)] * n_gw
+        gateway_tx = None if sched is None else [(sched.start_s[sched.of_gateway(g)], sched.end_s[sched.of_gateway(g)])
+                                                 for g in range(n_gw)]
         rec = reception.resolve_receptions(
             tx.start_s[idx], tx.airtime_s[idx], tx.channel[idx], tx.sf[idx], tx.node[idx], nodes.rx_power_dbm,
             sens[tx.sf[idx]], self.reception_model(), gateway_tx=gateway_tx)
@@ -192,7 +193,7 @@ class LoRaWanLink(Link):
                                       int(who.size), node_pos=who, **counts,
                                       poll_radio_s=np.stack([nodes.poll_air_s, nodes.rx1_window_s + rx2,
                                                              nodes.startup_s], axis=1),
-                                      poll_success=nodes.poll_success)
+                                      poll_success=nodes.poll_success, frequency_hz=session.frequency_hz)
             return rollout, summary
 
         if mode == "only":
@@ -239,9 +240,11 @@ class LoRaWanLink(Link):
         sched = self.gateway_schedule
         if sched is None or not len(sched):
             return
-        air = sched.end_s - sched.start_s
-        bands = np.asarray(self.region.sub_band_index(sched.frequency_hz), dtype=np.int64).reshape(-1)
+        air_all = sched.end_s - sched.start_s
+        bands_all = np.asarray(self.region.sub_band_index(sched.frequency_hz), dtype=np.int64).reshape(-1)
         for g in range(len(gateway_stats["tx_band_s"])):
+            mine = sched.of_gateway(g)
+            air, bands = air_all[mine], bands_all[mine]
             gateway_stats["tx_airtime_s"][g] += float(air.sum())
             for b in np.unique(bands).tolist():
                 d = gateway_stats["tx_band_s"][g]

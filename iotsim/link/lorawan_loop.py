@@ -248,22 +248,26 @@ class ClosedLoop:
         self.a_afate: list[int] = []  # per attempt: furthest stage where it locked no path (reception.Arrival.fate)
         self._allocator = reception.PathAllocator(self.n_gw, self.model.demodulator_paths)
         self._max_air = 0.0
-        # the gateways' own transmissions (updates' multicast sessions), known in advance, and the windows in
-        # which they spend a sub-band's duty cycle: (sub-band, from, until)
+        # the gateways' own transmissions (updates' multicast sessions on every gateway, unicast fragments on
+        # one), known in advance, and the windows in which they spend a sub-band's duty cycle: (sub-band, from,
+        # until)
         self.holds: list[tuple[int, float, float]] = []
         sched = link.gateway_schedule
-        starts, ends = ([], []) if sched is None or not len(sched) else (sched.start_s.tolist(), sched.end_s.tolist())
-        if starts:
+        if sched is not None and len(sched):
             self.holds = [(int(self.region.sub_band_index(f)), float(lo), float(hi)) for f, lo, hi in sched.holds]
-        # each gateway's radio: what it transmits (half duplex: no reception meanwhile), filled as the
-        # network server's requests reach it over the backhaul
-        self.gw_radio = [_TxSchedule(starts, ends) for _ in range(self.n_gw)]
-        self._tx_last_end = ends[-1] if ends else -math.inf
+            own = [sched.of_gateway(g) for g in range(self.n_gw)]
+            # each gateway's radio: what it transmits (half duplex: no reception meanwhile), filled as the
+            # network server's requests reach it over the backhaul
+            self.gw_radio = [_TxSchedule(sched.start_s[m].tolist(), sched.end_s[m].tolist()) for m in own]
+            self._tx_last_end = float(sched.end_s.max())
+        else:
+            self.gw_radio = [_TxSchedule() for _ in range(self.n_gw)]
+            self._tx_last_end = -math.inf
         self.gw_tx_s = np.zeros(self.n_gw)
         self.gw_band_tx_s: list[dict] = [dict() for _ in range(self.n_gw)]
         # the network server's view of the gateways (as ns-3's GatewayStatus): the transmissions it has asked
         # for, booked when it decides them, and each gateway's per-sub-band off time
-        self.ns_tx = [_TxSchedule(starts, ends) for _ in range(self.n_gw)]
+        self.ns_tx = [_TxSchedule(r.starts, r.ends) for r in self.gw_radio]
         self.ns_band_free: list[dict] = [dict() for _ in range(self.n_gw)]
         # the gateways' packet forwarders (the Semtech forwarder's upstream and downstream threads): what
         # crosses each gateway's backhaul, (due, attempt, gateway) up and (due, attempt, downlink, sub-band)

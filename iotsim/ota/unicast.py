@@ -27,9 +27,12 @@ collide with the others, and their radio time (TX, the RX1 and RX2 windows, star
 The rollout keeps only what lies outside those frames: a fragment received in RX2 keeps the radio on for its
 time on air instead of the window.
 
+Every fragment sent (`Unicast.send_s`, `send_gw`) goes into its gateway's transmit schedule for the run
+(`iotsim.engine.updates.gateway_schedule`): half duplex, that gateway receives nothing meanwhile.
+
 Not modelled (the run's notes say so): the schedule of fragments takes a poll's success from fading alone,
-not from the link's verdict on that poll in the run (the run reports both), and the unicast downlinks do
-not cut the gateways' reception (half duplex) nor spend the duty cycle that class A answers would use.
+not from the link's verdict on that poll in the run (the run reports both), and the fragments do not spend
+the RX2 sub-band's duty cycle that class A answers also use.
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ class Unicast:
     polls_per_node: np.ndarray | None = None
     poll_radio_s: np.ndarray | None = None  # per node: one poll's (TX, RX, standby) seconds as its frame is charged
     poll_success: np.ndarray | None = None  # per node: the probability the schedule took for a poll to be heard
+    send_s: np.ndarray | None = None  # every fragment sent: its start (from the update's start) and its gateway
+    send_gw: np.ndarray | None = None
+    frequency_hz: float = 0.0  # the downlinks' frequency
 
     def polls_of(self) -> tuple[np.ndarray, np.ndarray]:
         """Every poll: (place of its node among the update's nodes, its time from the update's start), in that
@@ -129,7 +135,8 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
     `horizon_s` (from the update's start). `decoders`: per node, what it holds already (a fresh
     `fec.Decoder` for the baseline). Returns the rollout (times from the update's start; its radio times
     outside the polls, which are frames of the run) and the counts (fragments_sent, polls,
-    gateway_airtime_s, busy_until_s) with the polls per node (first_poll_s, poll_period_s, polls_per_node).
+    gateway_airtime_s, busy_until_s) with the polls per node (first_poll_s, poll_period_s, polls_per_node) and
+    every fragment's start and gateway (send_s, send_gw).
 
     Each gateway answers the first poll it can: the first one whose RX2 opens once its sub-band is free.
     A node polls on a fixed grid (its first poll, then every period), so among the nodes that share a
@@ -146,6 +153,8 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
     last_poll = np.full(n, np.nan)  # the poll after which the node decoded
     next_index = np.full(n, first_index, np.int64)
     fragments_sent, airtime, busy_until = 0, 0.0, start_s
+    send_s: list[float] = []  # every fragment's start (from the update's start) and its gateway
+    send_gw: list[int] = []
     gap = fragment_airtime_s / duty_cycle if duty_cycle < 1.0 else fragment_airtime_s
     lead = air + rx2_delay_s  # from a poll's start to its RX2 opening
     phase = np.mod(first, period)
@@ -181,6 +190,8 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
             next_index[k] += 1
             fragments_sent += 1
             airtime += fragment_airtime_s
+            send_s.append(t_send)
+            send_gw.append(g)
             band_free = t_send + gap
             busy_until = max(busy_until, t_send + fragment_airtime_s)
             got = rng.random() < nodes.fragment_success[k]
@@ -206,7 +217,7 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
     rollout = Rollout(received, decoded_at, done, rx, np.minimum(first, until), until, np.zeros(n), np.zeros(n))
     return rollout, {"fragments_sent": fragments_sent, "polls": int(polls.sum()), "gateway_airtime_s": airtime,
                      "busy_until_s": busy_until, "first_poll_s": first, "poll_period_s": period,
-                     "polls_per_node": polls}
+                     "polls_per_node": polls, "send_s": np.array(send_s), "send_gw": np.array(send_gw, np.int64)}
 
 
 __all__ = ["Unicast", "UnicastNodes", "UnicastSession", "simulate_unicast"]
