@@ -355,7 +355,7 @@ typedef struct {
     double gm;          /* the running maximum of the ends of the list up to here */
     int64_t cseq, slot; /* cseq: arrival number on its channel (arrivals come in (start, announcement) order) */
     int32_t node;
-    int8_t sf, txi;
+    int8_t txi; /* its SF is its list's */
 } aentry_t;
 
 typedef struct {
@@ -675,7 +675,6 @@ static int arrive_one(loop_t *L, int64_t slot)
     en->cseq = r->cseq;
     en->slot = slot;
     en->node = r->node;
-    en->sf = r->sf;
     en->txi = r->txi;
     l->n++;
     return 0;

@@ -146,8 +146,8 @@ class LoRaWanLink(Link):
         sens[7:] = [lora.gateway_sensitivity_dbm(s, self.settings.bandwidth_hz) for s in range(7, 13)]
         n_gw = nodes.rx_power_dbm.shape[1]
         sched = self.gateway_schedule
-        gateway_tx = None if sched is None else [(sched.start_s[sched.of_gateway(g)], sched.end_s[sched.of_gateway(g)])
-                                                 for g in range(n_gw)]
+        gateway_tx = None if sched is None else [(sched.start_s[mine], sched.end_s[mine])
+                                                 for mine in map(sched.of_gateway, range(n_gw))]
         rec = reception.resolve_receptions(
             tx.start_s[idx], tx.airtime_s[idx], tx.channel[idx], tx.sf[idx], tx.node[idx], nodes.rx_power_dbm,
             sens[tx.sf[idx]], self.reception_model(), gateway_tx=gateway_tx)
@@ -181,9 +181,8 @@ class LoRaWanLink(Link):
         m = session.fragments.uncoded
 
         def phase(who, decoders, first_index, start_s):
-            nodes = self._unicast_nodes(rx_power_dbm[who], np.asarray(sf)[who], np.asarray(startup_s)[who],
-                                        success[who], session, getattr(spec, "poll_period", None))
-            _, rx2 = self.receive_windows_s(np.array([session.sf]))
+            nodes, rx2 = self._unicast_nodes(rx_power_dbm[who], np.asarray(sf)[who], np.asarray(startup_s)[who],
+                                             success[who], session, getattr(spec, "poll_period", None))
             rollout, counts = unicast.simulate_unicast(
                 nodes, decoders, first_index=first_index, fragment_airtime_s=session.fragment_airtime_s,
                 rx2_delay_s=self.region.rx2_delay_s, rx2_window_s=rx2, duty_cycle=session.duty_cycle,
@@ -213,7 +212,8 @@ class LoRaWanLink(Link):
         return dataclasses.replace(session, unicast=summary), out
 
     def _unicast_nodes(self, rx_power_dbm, sf, startup_s, fragment_success, session, poll_period_s):
-        """The nodes' side of a class A unicast (iotsim.ota.unicast): their polls and receive windows."""
+        """The nodes' side of a class A unicast (iotsim.ota.unicast): their polls and RX1 windows, and the RX2
+        window (s)."""
         from iotsim.ota import unicast
 
         s = self.settings
@@ -233,7 +233,7 @@ class LoRaWanLink(Link):
         closed = air + self.region.rx2_delay_s + max(session.fragment_airtime_s, rx2)
         period = np.maximum(air / dc, closed) if poll_period_s is None else np.maximum(float(poll_period_s), closed)
         return unicast.UnicastNodes(gateway.astype(np.int64), air, period, poll_success, fragment_success,
-                                    np.asarray(rx1, dtype=np.float64), np.asarray(startup_s, dtype=np.float64))
+                                    np.asarray(rx1, dtype=np.float64), np.asarray(startup_s, dtype=np.float64)), rx2
 
     def add_schedule_airtime(self, gateway_stats: dict) -> None:
         """Count the gateways' own transmissions (`gateway_schedule`) in their airtime, per sub-band."""

@@ -112,7 +112,6 @@ def simulate(n: int, psdu_octets: int, duration_s: float, rng: np.random.Generat
 
     queue = [list(a) if a is not None else [] for a in (arrivals or [None] * n)]
     nb, be, retries, arrived = zeros(), zeros(), zeros(), np.full(n, np.nan)
-    busy = np.zeros(n, dtype=bool)
 
     def new_attempt(k: int, t: float) -> None:
         nb[k], be[k] = 0, s.min_be
@@ -122,14 +121,12 @@ def simulate(n: int, psdu_octets: int, duration_s: float, rng: np.random.Generat
         push(t + int(rng.integers(0, 2 ** int(be[k]))) * phy.UNIT_BACKOFF_S, "cca", k)
 
     def next_frame(k: int, t: float) -> None:
-        busy[k] = False
         if saturated:
             start_frame(k, t)
         elif queue[k]:
             start_frame(k, max(t, queue[k].pop(0)))
 
     def start_frame(k: int, t: float) -> None:
-        busy[k] = True
         arrived[k] = t
         retries[k] = 0
         new_attempt(k, t)
