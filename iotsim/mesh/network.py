@@ -1,0 +1,574 @@
+"""A multi-hop IEEE 802.15.4 mesh as one event simulation: every node's frame queue, unslotted CSMA/CA with
+acknowledgements and retries, a duty-cycled receiver (ContikiMAC) or always-on radios, frames forwarded hop
+by hop along a routing tree to the border routers, and each reception decided by its SINR over time.
+
+    result = simulate_mesh(rx_power_dbm, parent, frame_node, frame_ready_s, frame_psdu, duration_s, rng)
+
+Nodes are the rows of `rx_power_dbm` (`[i, j]`: mean power node j receives from node i, dBm); `parent` is the
+routing tree (`iotsim.mesh.routing.dodag(...).parent`: ROOT for a border router, ORPHAN without a route).
+Border routers are mains powered: always on, they never duty-cycle.
+
+Channel access (IEEE Std 802.15.4-2006 7.5.1.4, `iotsim.mesh.csma`): per attempt, a random backoff of
+0..2^BE - 1 unit periods and an 8-symbol CCA, repeated with a growing BE while the channel is busy, up to
+macMaxCSMABackoffs; an attempt that gets no acknowledgement is retried with a fresh CSMA/CA up to
+macMaxFrameRetries times. A CCA finds the channel busy when the power of the transmissions overlapping it
+adds up to the energy-detection threshold (CCA mode 1; 6.9.9: at most 10 dB above the sensitivity, taken
+there by default).
+
+Duty cycling (`ContikiMac`; A. Dunkels, "The ContikiMAC Radio Duty Cycling Protocol", SICS Technical Report
+T2011:13, 2011; every constant as contiki-os/contiki core/net/mac/contikimac/contikimac.c sets it):
+- a sleeping node checks the channel `channel_check_rate_hz` times a second (its own phase) with
+  `cca_count` CCAs of `cca_check_s`, `cca_sleep_s` apart; a check that overlaps a transmission it senses
+  wakes it, and it listens for `listen_after_detect_s` for a frame to start;
+- a sender repeats the whole data frame (a strobe), `inter_packet_s` apart, listening for the
+  acknowledgement in each gap, until the receiver acknowledges or `strobe_s` (a cycle and two checks) has
+  passed; an always-on receiver (a border router) takes the first copy;
+- with `phase_lock`, a sender that has had a frame acknowledged by a neighbour knows its wake-up phase and
+  starts strobing `guard_s` before it (ContikiMAC's phase optimisation);
+- a node that wakes for a frame addressed to another receives one copy and sleeps again (overhearing); after
+  sending or receiving its own frame it sleeps.
+
+Reception: a listening radio locks onto the first frame that starts while it is free and arrives above the
+sensitivity; frames starting while it is locked or transmitting are lost to it. A locked frame survives with
+the product over its PSDU's stretches of constant interference of (1 - BER(SINR))^bits
+(`iotsim.mesh.phy.bit_error_rate`, the noise floor of `phy.noise_floor_dbm`), so interference from hidden
+terminals, capture and channel errors all follow from the powers. Acknowledgements likewise.
+
+Forwarding: a node that receives a frame it has not seen before queues it for its parent (duplicates, after
+a lost acknowledgement, are acknowledged and dropped); a full queue (`queue_frames`, Contiki's QUEUEBUF_NUM
+8, core/net/queuebuf.h) drops the frame. Every radio second is charged to the node whose radio spent it, in
+one of three roles: `own` (sending its own frames), `relay` (receiving and sending others' frames,
+acknowledgements included) and `idle` (channel checks, listening that received nothing for it, overhearing).
+
+Simplifications (each stated where a run reports them): the routing tree is fixed for the run (no RPL control
+traffic: DIOs, DAOs and their energy are not simulated); one channel; a channel check that finds energy from
+two weak transmissions together is not modelled (detection needs one transmission above the threshold);
+periodic checks are charged in closed form for the whole run, also while the node was awake anyway (at most
+cca_count x cca_check_s per cycle overcounted); the strobe of a phase-locked sender is not cut at ContikiMAC's
+MAX_PHASE_STROBE_TIME (1/60 s) but at `strobe_s` like any other (it ends at the acknowledgement anyway).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from iotsim.mesh import phy
+from iotsim.mesh.csma import MacSettings
+from iotsim.mesh.routing import ORPHAN, ROOT
+
+BIT_S = phy.OCTET_S / 8  # 250 kbit/s
+HEADER_S = (phy.SHR_OCTETS + phy.PHR_OCTETS) * phy.OCTET_S  # before the PSDU: synchronisation and PHY header
+QUEUE_FRAMES = 8  # Contiki core/net/queuebuf.h: QUEUEBUF_NUM 8 (queued frames per node)
+CCA_ABOVE_SENSITIVITY_DB = 10.0  # IEEE 802.15.4-2006 6.9.9: the ED threshold at most 10 dB above the sensitivity
+
+
+class Hop(IntEnum):
+    """End-to-end fate of a frame; for a loss, the hop where it happened is in `lost_at`."""
+
+    DELIVERED = 0
+    CHANNEL_ACCESS = 1  # more than macMaxCSMABackoffs busy assessments
+    NO_ACK = 2  # macMaxFrameRetries retries without an acknowledgement
+    QUEUE_FULL = 3  # the next node's queue was full
+    NO_ROUTE = 4  # the node holding it has no parent (orphan)
+    PENDING = 5  # still queued or in flight when the run ended
+
+    @property
+    def reason(self) -> str:
+        return _REASONS[self]
+
+
+_REASONS = {Hop.DELIVERED: "", Hop.CHANNEL_ACCESS: "channel_access", Hop.NO_ACK: "no_ack",
+            Hop.QUEUE_FULL: "queue_full", Hop.NO_ROUTE: "no_route", Hop.PENDING: "pending_at_end"}
+ROLES = ("own", "relay", "idle")
+
+
+@dataclass(frozen=True)
+class ContikiMac:
+    """ContikiMAC's parameters; the defaults are contiki-os/contiki's (contikimac.c, core/net/netstack.h)."""
+
+    channel_check_rate_hz: float = 8.0  # NETSTACK_RDC_CHANNEL_CHECK_RATE, default 8 (a power of two)
+    cca_count: int = 2  # CCA_COUNT_MAX
+    cca_check_s: float = 1 / 8192  # CCA_CHECK_TIME, RTIMER_ARCH_SECOND / 8192
+    cca_sleep_s: float = 1 / 2000  # CCA_SLEEP_TIME, RTIMER_ARCH_SECOND / 2000
+    listen_after_detect_s: float = 1 / 80  # LISTEN_TIME_AFTER_PACKET_DETECTED
+    inter_packet_s: float = 1 / 2500  # INTER_PACKET_INTERVAL
+    cca_count_tx: int = 6  # CCA_COUNT_MAX_TX (enters GUARD_TIME)
+    phase_lock: bool = True  # WITH_PHASE_OPTIMIZATION
+
+    def __post_init__(self):
+        if not self.channel_check_rate_hz > 0 or self.cca_count < 1 or self.cca_check_s <= 0 or self.cca_sleep_s < 0:
+            raise ValueError("ContikiMAC needs a positive check rate, at least one CCA and a positive CCA time")
+        if self.inter_packet_s < phy.TURNAROUND_S:
+            raise ValueError("inter_packet_s must leave the receiver its turnaround before the acknowledgement")
+
+    @property
+    def cycle_s(self) -> float:  # CYCLE_TIME
+        return 1.0 / self.channel_check_rate_hz
+
+    @property
+    def check_s(self) -> float:  # CHECK_TIME
+        return self.cca_count * (self.cca_check_s + self.cca_sleep_s)
+
+    @property
+    def strobe_s(self) -> float:  # STROBE_TIME
+        return self.cycle_s + 2 * self.check_s
+
+    @property
+    def guard_s(self) -> float:  # GUARD_TIME = 10 x CHECK_TIME + CHECK_TIME_TX
+        return 10 * self.check_s + self.cca_count_tx * (self.cca_check_s + self.cca_sleep_s)
+
+    def idle_check_s(self, duration_s: float) -> float:
+        """Radio time of the periodic channel checks over `duration_s`."""
+        return duration_s * self.channel_check_rate_hz * self.cca_count * self.cca_check_s
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    mac: MacSettings = MacSettings()
+    rdc: ContikiMac | None = ContikiMac()  # None: every radio always on
+    queue_frames: int = QUEUE_FRAMES
+    sensitivity_dbm: float = phy.STANDARD_SENSITIVITY_DBM
+    cca_threshold_dbm: float | None = None  # None: sensitivity + 10 dB
+
+    @property
+    def cca_dbm(self) -> float:
+        return self.sensitivity_dbm + CCA_ABOVE_SENSITIVITY_DB if self.cca_threshold_dbm is None \
+            else self.cca_threshold_dbm
+
+
+@dataclass
+class MeshResult:
+    """Per frame (in the order given), per hop taken, and per node."""
+
+    fate: np.ndarray  # int8 Hop per frame
+    delivered_s: np.ndarray  # when a border router acknowledged it; NaN if not delivered
+    hops: np.ndarray  # hops it completed
+    lost_at: np.ndarray  # node holding it when it was lost, -1 if delivered or pending
+    hop_frame: np.ndarray  # per hop completed: the frame,
+    hop_sender: np.ndarray
+    hop_receiver: np.ndarray
+    hop_start_s: np.ndarray  # when the sender began the hop (its first attempt's channel access)
+    hop_end_s: np.ndarray  # when the acknowledgement ended
+    hop_copies: np.ndarray  # data frames put on air for the hop, all attempts
+    tx_s: np.ndarray  # (nodes, 3): transmitting, per role (ROLES)
+    rx_s: np.ndarray  # (nodes, 3): receiving or listening, per role
+    forwarded: np.ndarray  # frames each node passed on for others
+    overheard: np.ndarray  # frames addressed to others it received a copy of (duty-cycled nodes)
+    transmissions: np.ndarray  # (nodes, 2): data copies each node put on air, its own frames and others'
+    acks: np.ndarray  # acknowledgements each node sent
+    collisions: np.ndarray  # copies lost at their addressee to interference it could have survived alone
+    cca: np.ndarray
+    cca_busy: np.ndarray
+    always_on: np.ndarray  # bool per node
+    duration_s: float = 0.0
+    notes: list = field(default_factory=list)
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.always_on.shape[0])
+
+    def radio_s(self) -> np.ndarray:
+        """Per node: time the radio was on (all roles, TX and RX)."""
+        return self.tx_s.sum(axis=1) + self.rx_s.sum(axis=1)
+
+
+def routable_power_dbm(rx_power_dbm: np.ndarray, settings: MeshSettings, always_on: np.ndarray) -> np.ndarray:
+    """The link powers routing may use (`iotsim.mesh.routing.link_etx`): a duty-cycled receiver wakes only for
+    a sender whose power reaches its CCA threshold, so weaker links into it are set to -inf (a frame above the
+    sensitivity but below the threshold would be decodable, but never wakes it)."""
+    p = np.array(rx_power_dbm, dtype=np.float64)
+    if settings.rdc is not None:
+        sleepy = ~np.asarray(always_on, dtype=bool)
+        p[:, sleepy] = np.where(p[:, sleepy] >= settings.cca_dbm, p[:, sleepy], -np.inf)
+    return p
+
+
+class _Copy:
+    __slots__ = ("start", "end", "sender", "dest", "frame", "ack", "psdu", "locked")
+
+    def __init__(self, start, end, sender, dest, frame, ack, psdu):
+        self.start, self.end, self.sender, self.dest = start, end, sender, dest
+        self.frame, self.ack, self.psdu = frame, ack, psdu
+        self.locked: list[int] = []
+
+
+OWN, RELAY, IDLE = 0, 1, 2
+
+
+def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.ndarray, frame_ready_s: np.ndarray,
+                  frame_psdu: np.ndarray, duration_s: float, rng: np.random.Generator,
+                  settings: MeshSettings = MeshSettings(), phase_s: np.ndarray | None = None) -> MeshResult:
+    """Run the mesh for `duration_s`. Frames enter their node's queue at `frame_ready_s` (PSDU `frame_psdu`
+    octets each, forwarded unchanged); `phase_s`: each duty-cycled node's first channel check (default: drawn
+    uniformly over a cycle)."""
+    power = np.asarray(rx_power_dbm, dtype=np.float64)
+    m = power.shape[0]
+    if power.shape != (m, m):
+        raise ValueError("rx_power_dbm must be square: nodes x nodes")
+    parent = np.asarray(parent, dtype=np.int64)
+    if parent.shape != (m,) or np.any((parent >= m) | ((parent < 0) & (parent != ROOT) & (parent != ORPHAN))):
+        raise ValueError("parent must give, per node, a node index, ROOT or ORPHAN")
+    f_node = np.asarray(frame_node, dtype=np.int64)
+    f_ready = np.asarray(frame_ready_s, dtype=np.float64)
+    f_psdu = np.broadcast_to(np.asarray(frame_psdu, dtype=np.int64), f_node.shape)
+    if np.any(f_psdu > phy.MAX_PSDU_OCTETS) or np.any(f_psdu < 1):
+        raise ValueError(f"a frame's PSDU holds 1 to {phy.MAX_PSDU_OCTETS} octets")
+    s, mac, rdc = settings, settings.mac, settings.rdc
+    mw = np.power(10.0, power / 10.0)
+    noise_mw = 10 ** (phy.noise_floor_dbm(float(s.sensitivity_dbm)) / 10)
+    lockable = power >= s.sensitivity_dbm  # j can lock onto i's frames
+    senses_mw = 10 ** (s.cca_dbm / 10)
+    wakes = power >= s.cca_dbm  # i's transmission wakes a sleeping j in a channel check
+    always_on = (parent == ROOT) | (rdc is None)
+    phase = (rng.uniform(0.0, rdc.cycle_s, m) if phase_s is None else np.asarray(phase_s, dtype=np.float64)) \
+        if rdc is not None else np.zeros(m)
+    ack_air = float(phy.frame_airtime_s(phy.ACK_PSDU_OCTETS))
+    n_frames = f_node.shape[0]
+
+    fate = np.full(n_frames, Hop.PENDING, dtype=np.int8)
+    delivered_s = np.full(n_frames, np.nan)
+    hops = np.zeros(n_frames, dtype=np.int64)
+    lost_at = np.full(n_frames, -1, dtype=np.int64)
+    hop_log: list[tuple] = []
+    tx = np.zeros((m, 3))
+    rx = np.zeros((m, 3))
+    z = lambda: np.zeros(m, dtype=np.int64)  # noqa: E731
+    forwarded, overheard, collisions, cca, cca_busy, acks = z(), z(), z(), z(), z(), z()
+    transmissions = np.zeros((m, 2), dtype=np.int64)
+
+    # per node
+    queue = [deque() for _ in range(m)]
+    seen = [set() for _ in range(m)]
+    sending = np.zeros(m, dtype=bool)  # working on its head frame (backoff, strobe, waiting)
+    strobing = np.zeros(m, dtype=bool)  # between its first copy and the end of the attempt: cannot receive
+    tx_until = np.zeros(m)
+    locked: list[_Copy | None] = [None] * m
+    awake_until = np.zeros(m)  # duty-cycled: listening until then
+    awake_since = np.full(m, np.nan)  # duty-cycled: when its radio went on to listen (NaN: asleep)
+    awake_role = np.full(m, IDLE, dtype=np.int64)
+    detect_at = np.full(m, np.inf)  # a wake-up already scheduled
+    nb, be, retries = z(), z(), z()
+    hop_start, hop_copies = np.zeros(m), z()
+    strobe_start = np.zeros(m)
+    waiting_ack = np.zeros(m, dtype=bool)
+    ack_incoming: list[_Copy | None] = [None] * m
+    knows_phase = np.zeros((m, m), dtype=bool) if rdc is not None and rdc.phase_lock else None
+    on_air: list[_Copy] = []
+    events: list = []
+    seq = 0
+    listen_token = z()
+
+    def push(t, kind, node, data=None):
+        nonlocal seq
+        heapq.heappush(events, (t, seq, kind, node, data))
+        seq += 1
+
+    def role_of(k: int, frame: int) -> int:
+        return OWN if f_node[frame] == k else RELAY
+
+    # ---- duty-cycled listening ------------------------------------------------------------------
+    def radio_on(j: int, t: float, role: int = IDLE) -> None:
+        if not always_on[j] and math.isnan(awake_since[j]):
+            awake_since[j] = t
+            awake_role[j] = role
+
+    def radio_off(j: int, t: float) -> None:
+        if not always_on[j] and not math.isnan(awake_since[j]):
+            rx[j, awake_role[j]] += t - awake_since[j]
+            awake_since[j] = np.nan
+        awake_until[j] = 0.0
+
+    def next_wake(j: int, t: float) -> float:
+        """Start of j's first channel check at or after t."""
+        k = math.ceil((t - phase[j]) / rdc.cycle_s - 1e-12)
+        return phase[j] + k * rdc.cycle_s
+
+    def schedule_detection(c: _Copy) -> None:
+        """Sleeping nodes whose channel check overlaps copy `c` and that sense it wake at that check's end."""
+        step = rdc.cca_check_s + rdc.cca_sleep_s
+        for j in np.flatnonzero(wakes[c.sender]).tolist():
+            if j == c.sender or always_on[j] or not math.isnan(awake_since[j]) or sending[j] and strobing[j]:
+                continue
+            first = math.floor((c.start - phase[j]) / rdc.cycle_s) * rdc.cycle_s + phase[j]
+            found = math.inf
+            w = first
+            while w < c.end and found == math.inf:
+                for i in range(rdc.cca_count):
+                    u = w + i * step
+                    if u < c.end and u + rdc.cca_check_s > c.start:
+                        found = u + rdc.cca_check_s
+                        break
+                w += rdc.cycle_s
+            if found < detect_at[j]:
+                detect_at[j] = found
+                push(found, "detect", j)
+
+    # ---- physics --------------------------------------------------------------------------------
+    def success(c: _Copy, r: int) -> tuple[bool, bool]:
+        """(received, anything overlapped it) for copy `c` at node `r`."""
+        s0, s1 = c.start + HEADER_S, c.end
+        sig = mw[c.sender, r]
+        pieces = [(max(o.start, s0), min(o.end, s1), mw[o.sender, r]) for o in on_air
+                  if o is not c and o.sender != r and o.start < s1 and o.end > s0]
+        if not pieces:
+            p = float(phy.frame_success(sig / noise_mw, c.psdu))
+        else:
+            cuts = sorted({s0, s1, *[a for a, _, _ in pieces], *[b for _, b, _ in pieces]})
+            p = 1.0
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                if b <= a:
+                    continue
+                inter = sum(w for x, y, w in pieces if x < b and y > a)
+                p *= float((1.0 - phy.bit_error_rate(sig / (noise_mw + inter))) ** ((b - a) / BIT_S))
+        return bool(rng.random() < p), bool(pieces)
+
+    def channel_energy_mw(k: int, t0: float, t1: float) -> float:
+        return sum(mw[o.sender, k] for o in on_air if o.sender != k and o.start < t1 and o.end > t0)
+
+    def put_on_air(c: _Copy, t: float) -> None:
+        on_air.append(c)
+        tx_until[c.sender] = c.end
+        if locked[c.sender] is not None:  # transmitting ends any reception
+            locked[c.sender].locked.remove(c.sender)
+            locked[c.sender] = None
+        for j in np.flatnonzero(lockable[c.sender]).tolist():
+            if j == c.sender or locked[j] is not None or tx_until[j] > t or (sending[j] and strobing[j]):
+                continue
+            if always_on[j] or (not math.isnan(awake_since[j]) and t < awake_until[j]):
+                locked[j] = c
+                c.locked.append(j)
+        if rdc is not None and not c.ack:
+            schedule_detection(c)
+        push(c.end, "ack_end" if c.ack else "copy_end", c.sender, c)
+
+    # ---- the sender's procedure -------------------------------------------------------------------
+    def start_next(k: int, t: float) -> None:
+        while queue[k]:
+            f = queue[k][0]
+            if parent[k] == ORPHAN:
+                queue[k].popleft()
+                fate[f], lost_at[f] = Hop.NO_ROUTE, k
+                continue
+            sending[k] = True
+            retries[k] = 0
+            hop_start[k] = t
+            hop_copies[k] = 0
+            new_attempt(k, t)
+            return
+        sending[k] = False
+
+    def new_attempt(k: int, t: float) -> None:
+        nb[k], be[k] = 0, mac.min_be
+        d = int(parent[k])
+        if knows_phase is not None and knows_phase[k, d] and not always_on[d]:
+            t = max(t, next_wake(d, t + rdc.guard_s) - rdc.guard_s)
+        backoff(k, t)
+
+    def backoff(k: int, t: float) -> None:
+        push(t + int(rng.integers(0, 2 ** int(be[k]))) * phy.UNIT_BACKOFF_S, "cca", k)
+
+    def stop_sending(k: int, t: float) -> None:
+        sending[k] = strobing[k] = waiting_ack[k] = False
+        ack_incoming[k] = None
+        radio_off(k, t)
+
+    def frame_lost(k: int, t: float, outcome: Hop) -> None:
+        f = queue[k].popleft()
+        fate[f], lost_at[f] = outcome, k
+        stop_sending(k, t)
+        start_next(k, t)
+
+    def attempt_failed(k: int, t: float) -> None:
+        strobing[k] = waiting_ack[k] = False
+        ack_incoming[k] = None
+        radio_off(k, t)
+        retries[k] += 1
+        if retries[k] > mac.max_frame_retries:
+            frame_lost(k, t, Hop.NO_ACK)
+        else:
+            new_attempt(k, t)
+
+    def send_copy(k: int, t: float) -> None:
+        f = queue[k][0]
+        radio_off(k, t)  # listening for an acknowledgement in the gap, or for frames, ends
+        c = _Copy(t, t + float(phy.frame_airtime_s(f_psdu[f])), k, int(parent[k]), f, False, int(f_psdu[f]))
+        role = role_of(k, f)
+        tx[k, role] += c.end - c.start
+        transmissions[k, role] += 1
+        hop_copies[k] += 1
+        strobing[k] = True
+        waiting_ack[k] = False
+        put_on_air(c, t)
+
+    def continue_strobe(k: int, t: float) -> None:
+        if t < strobe_start[k] + rdc.strobe_s:
+            send_copy(k, t)
+        else:
+            attempt_failed(k, t)
+
+    def hop_done(k: int, t: float, receiver: int) -> None:
+        f = queue[k].popleft()
+        hop_log.append((f, k, receiver, hop_start[k], t, hop_copies[k]))
+        hops[f] += 1
+        if f_node[f] != k:
+            forwarded[k] += 1
+        if knows_phase is not None:
+            knows_phase[k, receiver] = True
+        stop_sending(k, t)
+        start_next(k, t)
+
+    def arrive(j: int, f: int, t: float) -> None:
+        """Frame f reaches node j (its origin, or the receiver of a hop)."""
+        if parent[j] == ROOT:
+            fate[f], delivered_s[f] = Hop.DELIVERED, t
+            return
+        if len(queue[j]) >= s.queue_frames:
+            fate[f], lost_at[f] = Hop.QUEUE_FULL, j
+            return
+        queue[j].append(f)
+        if not sending[j]:
+            start_next(j, t)
+
+    for f in np.argsort(f_ready, kind="stable").tolist():
+        push(float(f_ready[f]), "ready", int(f_node[f]), f)
+
+    while events:
+        t, _, kind, k, data = heapq.heappop(events)
+        if t >= duration_s:
+            break
+        if len(on_air) > 64:
+            on_air = [o for o in on_air if o.end > t - 0.02]
+        if kind == "ready":
+            arrive(k, data, t)
+        elif kind == "cca":
+            push(t + phy.CCA_S, "cca_end", k, t)
+        elif kind == "cca_end":
+            cca[k] += 1
+            role = role_of(k, queue[k][0])
+            if not always_on[k] and math.isnan(awake_since[k]):
+                rx[k, role] += phy.CCA_S
+            if channel_energy_mw(k, data, t) >= senses_mw:
+                cca_busy[k] += 1
+                nb[k] += 1
+                be[k] = min(be[k] + 1, mac.max_be)
+                if nb[k] > mac.max_csma_backoffs:
+                    frame_lost(k, t, Hop.CHANNEL_ACCESS)
+                else:
+                    backoff(k, t)
+            else:
+                radio_off(k, t)  # a listening window it was in ends: it sends now
+                if not always_on[k]:
+                    rx[k, role] += phy.TURNAROUND_S
+                strobe_start[k] = t + phy.TURNAROUND_S
+                send_copy(k, t + phy.TURNAROUND_S)
+        elif kind == "detect":
+            if detect_at[k] == t:
+                detect_at[k] = np.inf
+                if math.isnan(awake_since[k]) and not strobing[k]:
+                    radio_on(k, t)
+                    awake_until[k] = t + rdc.listen_after_detect_s
+                    listen_token[k] += 1
+                    push(awake_until[k], "listen_end", k, int(listen_token[k]))
+        elif kind == "listen_end":
+            if data == listen_token[k] and locked[k] is None and not strobing[k]:
+                radio_off(k, t)
+        elif kind == "copy_end":
+            c = data
+            for j in c.locked:
+                locked[j] = None
+                got, interfered = success(c, j)
+                if j == c.dest and got:
+                    if not always_on[j]:  # what it listened to was relay work
+                        awake_role[j] = RELAY
+                    first = c.frame not in seen[j]
+                    seen[j].add(c.frame)
+                    push(t + phy.TURNAROUND_S, "ack_start", j, (c, first))
+                    continue
+                if j == c.dest and interfered:
+                    collisions[c.sender] += 1
+                if not always_on[j] and (got or t >= awake_until[j]):
+                    overheard[j] += bool(got)
+                    radio_off(j, t)
+            c.locked = []
+            waiting_ack[k] = True
+            if not always_on[k]:
+                radio_on(k, t, role_of(k, c.frame))
+            if rdc is None:
+                push(t + phy.ACK_WAIT_S, "ack_timeout", k, c)
+            else:
+                push(t + rdc.inter_packet_s, "gap_end", k, c)
+        elif kind == "ack_start":
+            c, first = data
+            a = _Copy(t, t + ack_air, k, c.sender, c.frame, True, phy.ACK_PSDU_OCTETS)
+            tx[k, RELAY] += ack_air
+            acks[k] += 1
+            radio_off(k, t)
+            ack_incoming[c.sender] = a
+            if first:
+                push(t + ack_air, "arrive", k, c.frame)
+            put_on_air(a, t)
+        elif kind == "arrive":
+            arrive(k, data, t)
+        elif kind == "ack_end":
+            a = data
+            for j in a.locked:  # third parties that locked onto it
+                locked[j] = None
+                if not always_on[j] and t >= awake_until[j]:
+                    radio_off(j, t)
+            a.locked = []
+            ks = a.dest
+            if ack_incoming[ks] is not a:
+                continue
+            ack_incoming[ks] = None
+            if waiting_ack[ks] and sending[ks] and queue[ks] and queue[ks][0] == a.frame:
+                if success(a, ks)[0]:
+                    hop_done(ks, t, k)
+                elif rdc is not None:
+                    continue_strobe(ks, t)
+        elif kind == "gap_end":
+            c = data
+            if not (waiting_ack[k] and sending[k] and queue[k] and queue[k][0] == c.frame):
+                continue
+            a = ack_incoming[k]
+            if a is not None and a.frame == c.frame:
+                continue  # its acknowledgement has started: the acknowledgement's end decides
+            continue_strobe(k, t)
+        elif kind == "ack_timeout":
+            c = data
+            if waiting_ack[k] and sending[k] and queue[k] and queue[k][0] == c.frame and ack_incoming[k] is None:
+                attempt_failed(k, t)
+
+    end = duration_s
+    for j in range(m):
+        if not always_on[j] and not math.isnan(awake_since[j]):
+            rx[j, awake_role[j]] += max(end - awake_since[j], 0.0)
+    if rdc is not None:
+        rx[~always_on, IDLE] += rdc.idle_check_s(duration_s)
+    tx_total = tx.sum(axis=1)
+    rx[always_on] = 0.0
+    rx[always_on, IDLE] = np.maximum(duration_s - tx_total[always_on], 0.0)
+    log = np.array(hop_log, dtype=np.float64).reshape(-1, 6)
+    notes = [f"802.15.4 mesh: macMinBE {mac.min_be}, macMaxBE {mac.max_be}, macMaxCSMABackoffs "
+             f"{mac.max_csma_backoffs}, macMaxFrameRetries {mac.max_frame_retries}; CCA threshold {s.cca_dbm:g} dBm, "
+             f"sensitivity {s.sensitivity_dbm:g} dBm; {s.queue_frames} queued frames per node"]
+    if rdc is not None:
+        notes.append(f"ContikiMAC: channel checks at {rdc.channel_check_rate_hz:g} Hz ({rdc.cca_count} CCAs of "
+                     f"{rdc.cca_check_s * 1e6:.0f} us), strobes up to {rdc.strobe_s * 1e3:.1f} ms, phase lock "
+                     f"{'on' if rdc.phase_lock else 'off'}")
+    return MeshResult(
+        fate=fate, delivered_s=delivered_s, hops=hops, lost_at=lost_at,
+        hop_frame=log[:, 0].astype(np.int64), hop_sender=log[:, 1].astype(np.int64),
+        hop_receiver=log[:, 2].astype(np.int64), hop_start_s=log[:, 3], hop_end_s=log[:, 4],
+        hop_copies=log[:, 5].astype(np.int64), tx_s=tx, rx_s=rx, forwarded=forwarded, overheard=overheard,
+        transmissions=transmissions, acks=acks, collisions=collisions, cca=cca, cca_busy=cca_busy, always_on=always_on,
+        duration_s=float(duration_s), notes=notes)
+
+
+__all__ = ["ContikiMac", "Hop", "MeshResult", "MeshSettings", "QUEUE_FRAMES", "ROLES", "routable_power_dbm",
+           "simulate_mesh"]

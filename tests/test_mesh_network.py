@@ -1,0 +1,244 @@
+"""The multi-hop 802.15.4 mesh (iotsim.mesh.network): one hop worked by hand with always-on radios and with
+ContikiMAC, idle listening in closed form, conservation of frames and of radio time per role, hidden
+terminals, queues, orphans, the relays' burden and determinism."""
+
+import numpy as np
+import pytest
+
+from iotsim.mesh import network as mn
+from iotsim.mesh import phy, routing
+from iotsim.mesh.csma import MacSettings
+
+US = 1e-6
+ROOT, ORPHAN = routing.ROOT, routing.ORPHAN
+AIR60 = float(phy.frame_airtime_s(60))
+ACK_AIR = float(phy.frame_airtime_s(phy.ACK_PSDU_OCTETS))
+ALWAYS_ON = mn.MeshSettings(rdc=None)
+
+
+def line(n_relays: int, spacing_dbm: float = -60.0, far_dbm: float = -110.0) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes 0..n on a line, each hearing only its neighbours; the last is the border router."""
+    m = n_relays + 2
+    power = np.full((m, m), far_dbm)
+    for i in range(m - 1):
+        power[i, i + 1] = power[i + 1, i] = spacing_dbm
+    np.fill_diagonal(power, 0.0)
+    parent = np.append(np.arange(1, m), ROOT)
+    return power, parent
+
+
+def test_one_hop_always_on_worked_by_hand():
+    """As iotsim.mesh.csma by hand: k backoffs of 320 us, CCA 128 us, turnaround 192 us, the frame, turnaround,
+    the 11-octet acknowledgement: the border router has it when its acknowledgement ends."""
+    power, parent = line(0)
+    seed = 5
+    k = int(np.random.default_rng(seed).integers(0, 8))
+    r = mn.simulate_mesh(power, parent, [0], [0.25], 60, 1.0, np.random.default_rng(seed), ALWAYS_ON)
+    assert r.fate.tolist() == [mn.Hop.DELIVERED]
+    expected = 0.25 + k * 320 * US + 128 * US + 192 * US + AIR60 + 192 * US + 352 * US
+    assert r.delivered_s[0] == pytest.approx(expected, abs=1e-12)
+    assert r.hop_end_s.tolist() == [pytest.approx(expected, abs=1e-12)] and r.hop_copies.tolist() == [1]
+    assert r.tx_s[0, 0] == pytest.approx(AIR60) and r.tx_s[1, 1] == pytest.approx(ACK_AIR)
+    # always-on radios listen whenever they do not transmit
+    np.testing.assert_allclose(r.radio_s(), [1.0, 1.0])
+
+
+def test_one_hop_through_a_duty_cycled_relay_worked_by_hand():
+    """Node 0 strobes its frame to the sleeping relay 1 (ContikiMAC, phase unknown): copies of 2.112 ms,
+    0.4 ms apart, until a channel check of the relay overlaps one; the relay listens, takes the next whole copy
+    and acknowledges it; then it sends the frame to the always-on border router, which takes the first copy."""
+    power, parent = line(1, spacing_dbm=-50.0)
+    rdc = mn.ContikiMac(phase_lock=False)
+    settings = mn.MeshSettings(rdc=rdc)
+    seed, ready = 3, 0.010
+    phases = np.array([0.0, 0.050, 0.0])
+    draws = np.random.default_rng(seed)
+    k = int(draws.integers(0, 8))
+    draws.random(), draws.random()  # the relay's reception of the copy, node 0's of the acknowledgement
+    k2 = int(draws.integers(0, 8))
+    r = mn.simulate_mesh(power, parent, [0], [ready], 60, 1.0, np.random.default_rng(seed), settings, phases)
+
+    s0 = ready + k * 320 * US + 128 * US + 192 * US  # first copy
+    starts = s0 + np.arange(60) * (AIR60 + rdc.inter_packet_s)
+    detect = None
+    for w in 0.050 + np.arange(8) * rdc.cycle_s:  # the relay's channel checks
+        for u in (w, w + rdc.cca_check_s + rdc.cca_sleep_s):
+            if np.any((starts < u + rdc.cca_check_s) & (starts + AIR60 > u)):
+                detect = u + rdc.cca_check_s
+                break
+        if detect is not None:
+            break
+    received = int(np.flatnonzero(starts >= detect)[0])
+    e = starts[received] + AIR60
+    hop1_end = e + 192 * US + 352 * US
+    assert r.hop_copies.tolist() == [received + 1, 1]
+    assert r.hop_end_s[0] == pytest.approx(hop1_end, abs=1e-12)
+    delivered = hop1_end + k2 * 320 * US + 128 * US + 192 * US + AIR60 + 192 * US + 352 * US
+    assert r.fate.tolist() == [mn.Hop.DELIVERED] and r.delivered_s[0] == pytest.approx(delivered, abs=1e-12)
+    assert r.hops.tolist() == [2] and r.forwarded.tolist() == [0, 1, 0]
+
+    idle = rdc.idle_check_s(1.0)
+    # node 0: its copies; CCA, turnaround, the gaps between copies and the wait for the acknowledgement
+    assert r.tx_s[0].tolist() == pytest.approx([(received + 1) * AIR60, 0, 0])
+    assert r.rx_s[0].tolist() == pytest.approx([(128 + 192 + 544) * US + received * rdc.inter_packet_s, 0, idle])
+    # the relay: listening from its wake-up to its acknowledgement, then forwarding (CCA, turnaround, the wait)
+    assert r.tx_s[1].tolist() == pytest.approx([0, AIR60 + ACK_AIR, 0])
+    assert r.rx_s[1].tolist() == pytest.approx([0, (e + 192 * US - detect) + (128 + 192 + 544) * US, idle])
+
+
+def test_idle_listening_is_the_channel_checks_in_closed_form():
+    power, parent = line(3)
+    rdc = mn.ContikiMac()
+    r = mn.simulate_mesh(power, parent, np.zeros(0, int), np.zeros(0), 60, 3600.0, np.random.default_rng(1),
+                         mn.MeshSettings(rdc=rdc))
+    # 8 checks a second, 2 CCAs of 1/8192 s each: 1.953 ms of listening a second
+    assert rdc.idle_check_s(3600.0) == pytest.approx(3600 * 8 * 2 / 8192)
+    np.testing.assert_allclose(r.rx_s[:4], [[0, 0, rdc.idle_check_s(3600.0)]] * 4)
+    assert not r.tx_s.any() and r.rx_s[4, 2] == 3600.0 and r.always_on.tolist() == [False] * 4 + [True]
+
+
+def grid_mesh(rows=3, cols=4, spacing_m=12.0):
+    """A grid of nodes with the border router at one corner, log-distance path loss."""
+    xy = np.array([(c * spacing_m, r_ * spacing_m) for r_ in range(rows) for c in range(cols)], dtype=float)
+    xy = np.vstack([xy, [-spacing_m, 0.0]])
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=2)
+    np.fill_diagonal(d, 1.0)
+    power = 0.0 - (40.0 + 30.0 * np.log10(d))
+    np.fill_diagonal(power, 0.0)
+    m = xy.shape[0]
+    always_on = np.arange(m) == m - 1
+    etx = routing.link_etx(mn.routable_power_dbm(power, mn.MeshSettings(), always_on), 60)
+    tree = routing.dodag(routing.link_graph(etx), [m - 1])
+    return power, tree
+
+
+def test_routes_avoid_links_too_weak_to_wake_a_sleeping_receiver():
+    """-80 dBm is decodable (sensitivity -85 dBm) but below the -75 dBm CCA threshold: a duty-cycled node never
+    wakes for it, so routing may not use it into such a node; into an always-on border router it may."""
+    power = np.array([[0.0, -80.0, -80.0], [-80.0, 0.0, -60.0], [-80.0, -60.0, 0.0]])
+    usable = mn.routable_power_dbm(power, mn.MeshSettings(), np.array([False, False, True]))
+    assert usable[0, 1] == -np.inf and usable[0, 2] == -80.0 and usable[2, 1] == -60.0
+    np.testing.assert_array_equal(mn.routable_power_dbm(power, mn.MeshSettings(rdc=None), [False] * 3), power)
+
+
+@pytest.mark.parametrize("rdc", [None, mn.ContikiMac(), mn.ContikiMac(phase_lock=False)])
+def test_frames_and_radio_time_are_conserved(rdc):
+    power, tree = grid_mesh()
+    m = power.shape[0]
+    rng = np.random.default_rng(7)
+    n = 300
+    node = rng.integers(0, m - 1, n)
+    ready = np.sort(rng.uniform(0, 250, n))
+    r = mn.simulate_mesh(power, tree.parent, node, ready, 60, 300.0, np.random.default_rng(8), mn.MeshSettings(rdc=rdc))
+    counts = np.bincount(r.fate, minlength=len(mn.Hop))
+    # strobes without phase lock hold the channel for up to a cycle: some channel access failures
+    assert counts.sum() == n and counts[mn.Hop.DELIVERED] > 0.8 * n
+    delivered = r.fate == mn.Hop.DELIVERED
+    # every hop follows the tree; a delivered frame took its origin's path, hop by hop
+    assert np.all(r.hop_receiver == tree.parent[r.hop_sender])
+    np.testing.assert_array_equal(np.bincount(r.hop_frame, minlength=n), r.hops)
+    np.testing.assert_array_equal(r.hops[delivered], tree.hops[node[delivered]])
+    # a frame's next hop begins after its last one ended, at the node that received it
+    order = np.lexsort((r.hop_end_s, r.hop_frame))
+    same = r.hop_frame[order][1:] == r.hop_frame[order][:-1]
+    assert np.all(r.hop_start_s[order][1:][same] >= r.hop_end_s[order][:-1][same])
+    assert np.all(r.hop_sender[order][1:][same] == r.hop_receiver[order][:-1][same])
+    # losses carry their node; delivered frames none
+    assert np.all(r.lost_at[delivered] == -1) and np.all(r.lost_at[~delivered & (r.fate != mn.Hop.PENDING)] >= 0)
+    # each forwarded frame counted once, at the relay that passed it on
+    relay_hops = node[r.hop_frame] != r.hop_sender
+    np.testing.assert_array_equal(np.bincount(r.hop_sender[relay_hops], minlength=m), r.forwarded)
+    # radio time: every transmission charged once, to the node and role that made it
+    np.testing.assert_allclose(r.tx_s[:, 0], r.transmissions[:, 0] * AIR60)
+    np.testing.assert_allclose(r.tx_s[:, 1], r.transmissions[:, 1] * AIR60 + r.acks * ACK_AIR)
+    assert r.acks.sum() >= len(r.hop_frame) and not r.tx_s[:, 2].any()
+    assert np.all(r.radio_s() <= 300.0 + 1e-9)
+
+
+def test_hidden_terminals_collide_more():
+    """Two senders to one border router: hearing each other, CSMA/CA keeps them apart; hidden from each other,
+    their frames overlap at the router."""
+    def run(between_dbm):
+        power = np.array([[0.0, between_dbm, -60.0], [between_dbm, 0.0, -60.0], [-60.0, -60.0, 0.0]])
+        rng = np.random.default_rng(4)
+        ready = np.sort(rng.uniform(0, 60, 3000))
+        node = rng.integers(0, 2, 3000)
+        return mn.simulate_mesh(power, [2, 2, ROOT], node, ready, 100, 70.0, np.random.default_rng(5), ALWAYS_ON)
+
+    seen, hidden = run(-60.0), run(-120.0)
+    assert hidden.collisions.sum() > 3 * max(seen.collisions.sum(), 1)
+    assert hidden.cca_busy.sum() < seen.cca_busy.sum()
+
+
+def test_a_full_queue_drops_with_its_reason():
+    power, parent = line(0)
+    r = mn.simulate_mesh(power, parent, np.zeros(20, int), np.zeros(20), 60, 10.0, np.random.default_rng(1), ALWAYS_ON)
+    assert (r.fate == mn.Hop.QUEUE_FULL).sum() == 20 - mn.QUEUE_FRAMES
+    assert (r.fate == mn.Hop.DELIVERED).sum() == mn.QUEUE_FRAMES and set(r.lost_at[r.fate == mn.Hop.QUEUE_FULL]) == {0}
+
+
+def test_an_orphan_loses_its_frames_for_want_of_a_route():
+    power, parent = line(1)
+    parent[0] = ORPHAN
+    r = mn.simulate_mesh(power, parent, [0, 0, 1], [1.0, 2.0, 3.0], 60, 10.0, np.random.default_rng(1), ALWAYS_ON)
+    assert r.fate.tolist() == [mn.Hop.NO_ROUTE, mn.Hop.NO_ROUTE, mn.Hop.DELIVERED]
+    assert r.lost_at.tolist() == [0, 0, -1] and mn.Hop.NO_ROUTE.reason == "no_route"
+
+
+def test_relays_near_the_border_router_carry_everyone():
+    power, parent = line(2)
+    rng = np.random.default_rng(2)
+    node = rng.integers(0, 3, 300)
+    ready = np.sort(rng.uniform(0, 500, 300))
+    r = mn.simulate_mesh(power, parent, node, ready, 100, 600.0, np.random.default_rng(3), mn.MeshSettings())
+    ok = r.fate == mn.Hop.DELIVERED
+    assert ok.mean() > 0.98  # a few channel access failures where a strobe to a node holds its own CCA busy
+    assert set(r.fate[~ok]) <= {mn.Hop.CHANNEL_ACCESS, mn.Hop.NO_ACK}
+    # node 1 passes on node 0's frames that got past it, node 2 those of nodes 0 and 1
+    assert r.forwarded.tolist() == [0, ((node == 0) & (r.hops >= 2)).sum(),
+                                    ((node == 0) & (r.hops >= 3)).sum() + ((node == 1) & (r.hops >= 2)).sum(), 0]
+    # the leaf sends no acknowledgements and forwards nothing; the relays pay for the others' frames
+    assert r.tx_s[0, 1] == 0 < r.tx_s[1, 1] and r.tx_s[2, 1] > 0
+    assert min(r.radio_s()[1], r.radio_s()[2]) > r.radio_s()[0]
+    # into the always-on border router the first copy gets through; a duty-cycled relay is strobed until it wakes
+    to_root = r.hop_receiver == 3
+    assert np.mean(r.hop_copies[to_root]) < 1.1 < 2 < np.mean(r.hop_copies[~to_root])
+
+
+def test_duty_cycling_trades_latency_for_listening():
+    power, parent = line(2)
+    rng = np.random.default_rng(6)
+    node = rng.integers(0, 3, 200)
+    ready = np.sort(rng.uniform(0, 500, 200))
+    on = mn.simulate_mesh(power, parent, node, ready, 60, 600.0, np.random.default_rng(1), ALWAYS_ON)
+    dc = mn.simulate_mesh(power, parent, node, ready, 60, 600.0, np.random.default_rng(1), mn.MeshSettings())
+    assert (on.fate == 0).all() and (dc.fate == 0).all()
+    assert dc.radio_s()[:3].sum() < 0.02 * on.radio_s()[:3].sum()
+    assert np.mean(dc.delivered_s - ready) > 5 * np.mean(on.delivered_s - ready)
+    # phase lock shortens the strobes
+    nolock = mn.simulate_mesh(power, parent, node, ready, 60, 600.0, np.random.default_rng(1),
+                              mn.MeshSettings(rdc=mn.ContikiMac(phase_lock=False)))
+    assert dc.transmissions.sum() < 0.7 * nolock.transmissions.sum()
+
+
+def test_same_seed_same_result():
+    power, tree = grid_mesh()
+    rng = np.random.default_rng(1)
+    node, ready = rng.integers(0, 12, 200), np.sort(rng.uniform(0, 100, 200))
+    a, b = (mn.simulate_mesh(power, tree.parent, node, ready, 80, 120.0, np.random.default_rng(9)) for _ in range(2))
+    for field in ("fate", "delivered_s", "hop_end_s", "tx_s", "rx_s", "transmissions"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_bad_inputs_are_refused():
+    power, parent = line(0)
+    with pytest.raises(ValueError, match="square"):
+        mn.simulate_mesh(power[:, :1], parent, [0], [0.0], 60, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="parent"):
+        mn.simulate_mesh(power, [5, ROOT], [0], [0.0], 60, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="PSDU"):
+        mn.simulate_mesh(power, parent, [0], [0.0], 128, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="turnaround"):
+        mn.ContikiMac(inter_packet_s=100e-6)
+    with pytest.raises(ValueError):
+        mn.MeshSettings(mac=MacSettings(max_be=9))
