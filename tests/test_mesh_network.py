@@ -152,6 +152,10 @@ def test_frames_and_radio_time_are_conserved(rdc):
     np.testing.assert_allclose(r.tx_s[:, 0], r.transmissions[:, 0] * AIR60)
     np.testing.assert_allclose(r.tx_s[:, 1], r.transmissions[:, 1] * AIR60 + r.acks * ACK_AIR)
     assert r.acks.sum() >= len(r.hop_frame) and not r.tx_s[:, 2].any()
+    # the per-frame share of the origins' radio time adds up to their role "own"
+    assert r.own_tx_s.sum() == pytest.approx(r.tx_s[:, 0].sum())
+    assert r.own_rx_s.sum() == pytest.approx(r.rx_s[:, 0].sum())
+    assert np.all(r.own_tx_s[delivered] >= AIR60 - 1e-12)
     assert np.all(r.radio_s() <= 300.0 + 1e-9)
 
 
@@ -242,3 +246,56 @@ def test_bad_inputs_are_refused():
         mn.ContikiMac(inter_packet_s=100e-6)
     with pytest.raises(ValueError):
         mn.MeshSettings(mac=MacSettings(max_be=9))
+
+
+def diamond():
+    """Leaf 0 reaches the border router 3 through relay 1 (strong links) or relay 2 (weaker ones)."""
+    power = np.full((4, 4), -120.0)
+    for a, b, dbm in ((0, 1, -55.0), (1, 3, -55.0), (0, 2, -72.0), (2, 3, -72.0), (1, 2, -60.0)):
+        power[a, b] = power[b, a] = dbm
+    np.fill_diagonal(power, 0.0)
+    always_on = np.array([False, False, False, True])
+    graph = routing.link_graph(routing.link_etx(mn.routable_power_dbm(power, mn.MeshSettings(), always_on), 60))
+    return power, graph
+
+
+def test_a_dead_relays_children_reattach_to_their_next_best_parent():
+    power, graph = diamond()
+    tree = routing.dodag(graph, [3])
+    assert tree.parent.tolist() == [1, 3, 3, ROOT]
+    ready = np.arange(1.0, 200.0, 2.0)
+    node = np.zeros(ready.size, dtype=int)
+    death = np.array([np.inf, 100.0, np.inf, np.inf])
+
+    def reroute(alive):
+        return routing.dodag(graph, [3], alive).parent
+
+    r = mn.simulate_mesh(power, tree.parent, node, ready, 60, 220.0, np.random.default_rng(3), mn.MeshSettings(),
+                         death_s=death, reroute=reroute)
+    first_hop = {int(f): int(rcv) for f, s_, rcv in zip(r.hop_frame, r.hop_sender, r.hop_receiver) if s_ == 0}
+    before, after = ready < 100.0, ready > 100.5
+    assert all(first_hop[f] == 1 for f in np.flatnonzero(before & (r.fate == 0)))
+    assert all(first_hop[f] == 2 for f in np.flatnonzero(after))
+    assert (r.fate[after] == mn.Hop.DELIVERED).all()
+    # what the relay held when it died is lost with it; it spent no radio time after
+    assert set(r.fate[~after & (r.fate != 0)]) <= {mn.Hop.NODE_DEAD, mn.Hop.NO_ACK}
+    assert r.rx_s[1, 2] == pytest.approx(mn.ContikiMac().idle_check_s(100.0))
+
+    # without rerouting the leaf keeps strobing its dead parent
+    stuck = mn.simulate_mesh(power, tree.parent, node, ready, 60, 220.0, np.random.default_rng(3), mn.MeshSettings(),
+                             death_s=death)
+    assert (stuck.fate[after] == mn.Hop.NO_ACK).all() and set(stuck.lost_at[after]) == {0}
+
+
+def test_an_orphaned_subtree_loses_its_frames_until_the_end():
+    power, parent = line(1)  # 0 -> 1 -> border router 2
+
+    def reroute(alive):
+        graph = routing.link_graph(routing.link_etx(power, 60))
+        return routing.dodag(graph, [2], alive).parent
+
+    ready = np.arange(1.0, 50.0, 1.0)
+    r = mn.simulate_mesh(power, parent, np.zeros(ready.size, int), ready, 60, 60.0, np.random.default_rng(1),
+                         ALWAYS_ON, death_s=[np.inf, 20.0, np.inf], reroute=reroute)
+    assert (r.fate[ready > 20.5] == mn.Hop.NO_ROUTE).all() and set(r.lost_at[ready > 20.5]) == {0}
+    assert (r.fate[ready < 19.9] == mn.Hop.DELIVERED).all()

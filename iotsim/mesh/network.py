@@ -77,6 +77,7 @@ class Hop(IntEnum):
     QUEUE_FULL = 3  # the next node's queue was full
     NO_ROUTE = 4  # the node holding it has no parent (orphan)
     PENDING = 5  # still queued or in flight when the run ended
+    NODE_DEAD = 6  # the node holding it died (its queue dies with it)
 
     @property
     def reason(self) -> str:
@@ -84,7 +85,8 @@ class Hop(IntEnum):
 
 
 _REASONS = {Hop.DELIVERED: "", Hop.CHANNEL_ACCESS: "channel_access", Hop.NO_ACK: "no_ack",
-            Hop.QUEUE_FULL: "queue_full", Hop.NO_ROUTE: "no_route", Hop.PENDING: "pending_at_end"}
+            Hop.QUEUE_FULL: "queue_full", Hop.NO_ROUTE: "no_route", Hop.PENDING: "pending_at_end",
+            Hop.NODE_DEAD: "node_dead"}
 ROLES = ("own", "relay", "idle")
 
 
@@ -147,6 +149,9 @@ class MeshResult:
     """Per frame (in the order given), per hop taken, and per node."""
 
     fate: np.ndarray  # int8 Hop per frame
+    own_tx_s: np.ndarray  # per frame: its origin's transmitting for it (the first hop's copies)
+    own_rx_s: np.ndarray  # per frame: its duty-cycled origin's listening for it (CCAs, turnaround, ACK waits);
+    #                       an always-on origin listens all the time anyway (its rx_s, role idle)
     delivered_s: np.ndarray  # when a border router acknowledged it; NaN if not delivered
     hops: np.ndarray  # hops it completed
     lost_at: np.ndarray  # node holding it when it was lost, -1 if delivered or pending
@@ -203,10 +208,16 @@ OWN, RELAY, IDLE = 0, 1, 2
 
 def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.ndarray, frame_ready_s: np.ndarray,
                   frame_psdu: np.ndarray, duration_s: float, rng: np.random.Generator,
-                  settings: MeshSettings = MeshSettings(), phase_s: np.ndarray | None = None) -> MeshResult:
+                  settings: MeshSettings = MeshSettings(), phase_s: np.ndarray | None = None,
+                  death_s: np.ndarray | None = None, reroute=None) -> MeshResult:
     """Run the mesh for `duration_s`. Frames enter their node's queue at `frame_ready_s` (PSDU `frame_psdu`
     octets each, forwarded unchanged); `phase_s`: each duty-cycled node's first channel check (default: drawn
-    uniformly over a cycle)."""
+    uniformly over a cycle).
+
+    `death_s`: when each node dies (inf: never): from then on it neither sends, receives nor forwards, and
+    the frames in its queue are lost with it. `reroute(alive) -> parent`: the routing tree without the dead
+    (`iotsim.mesh.routing.dodag` over the alive nodes), recomputed at each death; the orphans it leaves lose
+    their frames (no_route) until a later tree gives them a parent again. Without it the tree stays."""
     power = np.asarray(rx_power_dbm, dtype=np.float64)
     m = power.shape[0]
     if power.shape != (m, m):
@@ -230,11 +241,16 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         if rdc is not None else np.zeros(m)
     ack_air = float(phy.frame_airtime_s(phy.ACK_PSDU_OCTETS))
     n_frames = f_node.shape[0]
+    dies = np.full(m, np.inf) if death_s is None else np.asarray(death_s, dtype=np.float64)
+    dead = np.zeros(m, dtype=bool)
+    parent = parent.copy()
 
     fate = np.full(n_frames, Hop.PENDING, dtype=np.int8)
     delivered_s = np.full(n_frames, np.nan)
     hops = np.zeros(n_frames, dtype=np.int64)
     lost_at = np.full(n_frames, -1, dtype=np.int64)
+    own_tx = np.zeros(n_frames)
+    own_rx = np.zeros(n_frames)
     hop_log: list[tuple] = []
     tx = np.zeros((m, 3))
     rx = np.zeros((m, 3))
@@ -252,6 +268,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     awake_until = np.zeros(m)  # duty-cycled: listening until then
     awake_since = np.full(m, np.nan)  # duty-cycled: when its radio went on to listen (NaN: asleep)
     awake_role = np.full(m, IDLE, dtype=np.int64)
+    awake_frame = np.full(m, -1, dtype=np.int64)  # the own frame its radio is on for (role OWN)
     detect_at = np.full(m, np.inf)  # a wake-up already scheduled
     nb, be, retries = z(), z(), z()
     hop_start, hop_copies = np.zeros(m), z()
@@ -273,14 +290,17 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         return OWN if f_node[frame] == k else RELAY
 
     # ---- duty-cycled listening ------------------------------------------------------------------
-    def radio_on(j: int, t: float, role: int = IDLE) -> None:
+    def radio_on(j: int, t: float, role: int = IDLE, frame: int = -1) -> None:
         if not always_on[j] and math.isnan(awake_since[j]):
             awake_since[j] = t
             awake_role[j] = role
+            awake_frame[j] = frame
 
     def radio_off(j: int, t: float) -> None:
         if not always_on[j] and not math.isnan(awake_since[j]):
             rx[j, awake_role[j]] += t - awake_since[j]
+            if awake_role[j] == OWN:
+                own_rx[awake_frame[j]] += t - awake_since[j]
             awake_since[j] = np.nan
         awake_until[j] = 0.0
 
@@ -293,7 +313,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         """Sleeping nodes whose channel check overlaps copy `c` and that sense it wake at that check's end."""
         step = rdc.cca_check_s + rdc.cca_sleep_s
         for j in np.flatnonzero(wakes[c.sender]).tolist():
-            if j == c.sender or always_on[j] or not math.isnan(awake_since[j]) or sending[j] and strobing[j]:
+            if j == c.sender or always_on[j] or dead[j] or not math.isnan(awake_since[j]) or sending[j] and strobing[j]:
                 continue
             first = math.floor((c.start - phase[j]) / rdc.cycle_s) * rdc.cycle_s + phase[j]
             found = math.inf
@@ -338,7 +358,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             locked[c.sender].locked.remove(c.sender)
             locked[c.sender] = None
         for j in np.flatnonzero(lockable[c.sender]).tolist():
-            if j == c.sender or locked[j] is not None or tx_until[j] > t or (sending[j] and strobing[j]):
+            if j == c.sender or dead[j] or locked[j] is not None or tx_until[j] > t or (sending[j] and strobing[j]):
                 continue
             if always_on[j] or (not math.isnan(awake_since[j]) and t < awake_until[j]):
                 locked[j] = c
@@ -366,6 +386,9 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     def new_attempt(k: int, t: float) -> None:
         nb[k], be[k] = 0, mac.min_be
         d = int(parent[k])
+        if d == ORPHAN:  # its parent died and no other route was found
+            frame_lost(k, t, Hop.NO_ROUTE)
+            return
         if knows_phase is not None and knows_phase[k, d] and not always_on[d]:
             t = max(t, next_wake(d, t + rdc.guard_s) - rdc.guard_s)
         backoff(k, t)
@@ -401,6 +424,8 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         role = role_of(k, f)
         tx[k, role] += c.end - c.start
         transmissions[k, role] += 1
+        if role == OWN:
+            own_tx[f] += c.end - c.start
         hop_copies[k] += 1
         strobing[k] = True
         waiting_ack[k] = False
@@ -425,6 +450,9 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
 
     def arrive(j: int, f: int, t: float) -> None:
         """Frame f reaches node j (its origin, or the receiver of a hop)."""
+        if dead[j]:
+            fate[f], lost_at[f] = Hop.NODE_DEAD, j
+            return
         if parent[j] == ROOT:
             fate[f], delivered_s[f] = Hop.DELIVERED, t
             return
@@ -435,8 +463,24 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         if not sending[j]:
             start_next(j, t)
 
+    def die(k: int, t: float) -> None:
+        radio_off(k, t)
+        dead[k] = True
+        for f in queue[k]:
+            fate[f], lost_at[f] = Hop.NODE_DEAD, k
+        queue[k].clear()
+        sending[k] = strobing[k] = waiting_ack[k] = False
+        if locked[k] is not None:
+            locked[k].locked.remove(k)
+            locked[k] = None
+        if reroute is not None:
+            parent[:] = np.asarray(reroute(~dead), dtype=np.int64)
+            parent[dead] = ORPHAN
+
     for f in np.argsort(f_ready, kind="stable").tolist():
         push(float(f_ready[f]), "ready", int(f_node[f]), f)
+    for k in np.flatnonzero(dies < duration_s).tolist():
+        push(float(dies[k]), "death", k)
 
     while events:
         t, _, kind, k, data = heapq.heappop(events)
@@ -444,15 +488,22 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             break
         if len(on_air) > 64:
             on_air = [o for o in on_air if o.end > t - 0.02]
-        if kind == "ready":
+        if dead[k] and kind not in ("copy_end", "ack_end"):
+            continue  # a dead node does nothing more (its last transmission ends on air)
+        if kind == "death":
+            die(k, t)
+        elif kind == "ready":
             arrive(k, data, t)
         elif kind == "cca":
             push(t + phy.CCA_S, "cca_end", k, t)
         elif kind == "cca_end":
             cca[k] += 1
-            role = role_of(k, queue[k][0])
+            f = queue[k][0]
+            role = role_of(k, f)
             if not always_on[k] and math.isnan(awake_since[k]):
                 rx[k, role] += phy.CCA_S
+                if role == OWN:
+                    own_rx[f] += phy.CCA_S
             if channel_energy_mw(k, data, t) >= senses_mw:
                 cca_busy[k] += 1
                 nb[k] += 1
@@ -465,6 +516,8 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
                 radio_off(k, t)  # a listening window it was in ends: it sends now
                 if not always_on[k]:
                     rx[k, role] += phy.TURNAROUND_S
+                    if role == OWN:
+                        own_rx[f] += phy.TURNAROUND_S
                 strobe_start[k] = t + phy.TURNAROUND_S
                 send_copy(k, t + phy.TURNAROUND_S)
         elif kind == "detect":
@@ -496,9 +549,11 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
                     overheard[j] += bool(got)
                     radio_off(j, t)
             c.locked = []
+            if dead[k]:
+                continue
             waiting_ack[k] = True
             if not always_on[k]:
-                radio_on(k, t, role_of(k, c.frame))
+                radio_on(k, t, role_of(k, c.frame), c.frame)
             if rdc is None:
                 push(t + phy.ACK_WAIT_S, "ack_timeout", k, c)
             else:
@@ -523,7 +578,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
                     radio_off(j, t)
             a.locked = []
             ks = a.dest
-            if ack_incoming[ks] is not a:
+            if ack_incoming[ks] is not a or dead[ks]:
                 continue
             ack_incoming[ks] = None
             if waiting_ack[ks] and sending[ks] and queue[ks] and queue[ks][0] == a.frame:
@@ -544,15 +599,15 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             if waiting_ack[k] and sending[k] and queue[k] and queue[k][0] == c.frame and ack_incoming[k] is None:
                 attempt_failed(k, t)
 
-    end = duration_s
     for j in range(m):
-        if not always_on[j] and not math.isnan(awake_since[j]):
-            rx[j, awake_role[j]] += max(end - awake_since[j], 0.0)
+        if not math.isnan(awake_since[j]):
+            radio_off(j, duration_s)
+    alive_s = np.minimum(dies, duration_s)
     if rdc is not None:
-        rx[~always_on, IDLE] += rdc.idle_check_s(duration_s)
+        rx[~always_on, IDLE] += rdc.idle_check_s(1.0) * alive_s[~always_on]
     tx_total = tx.sum(axis=1)
     rx[always_on] = 0.0
-    rx[always_on, IDLE] = np.maximum(duration_s - tx_total[always_on], 0.0)
+    rx[always_on, IDLE] = np.maximum(alive_s[always_on] - tx_total[always_on], 0.0)
     log = np.array(hop_log, dtype=np.float64).reshape(-1, 6)
     notes = [f"802.15.4 mesh: macMinBE {mac.min_be}, macMaxBE {mac.max_be}, macMaxCSMABackoffs "
              f"{mac.max_csma_backoffs}, macMaxFrameRetries {mac.max_frame_retries}; CCA threshold {s.cca_dbm:g} dBm, "
@@ -562,7 +617,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
                      f"{rdc.cca_check_s * 1e6:.0f} us), strobes up to {rdc.strobe_s * 1e3:.1f} ms, phase lock "
                      f"{'on' if rdc.phase_lock else 'off'}")
     return MeshResult(
-        fate=fate, delivered_s=delivered_s, hops=hops, lost_at=lost_at,
+        fate=fate, own_tx_s=own_tx, own_rx_s=own_rx, delivered_s=delivered_s, hops=hops, lost_at=lost_at,
         hop_frame=log[:, 0].astype(np.int64), hop_sender=log[:, 1].astype(np.int64),
         hop_receiver=log[:, 2].astype(np.int64), hop_start_s=log[:, 3], hop_end_s=log[:, 4],
         hop_copies=log[:, 5].astype(np.int64), tx_s=tx, rx_s=rx, forwarded=forwarded, overheard=overheard,
