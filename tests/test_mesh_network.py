@@ -13,7 +13,7 @@ US = 1e-6
 ROOT, ORPHAN = routing.ROOT, routing.ORPHAN
 AIR60 = float(phy.frame_airtime_s(60))
 ACK_AIR = float(phy.frame_airtime_s(phy.ACK_PSDU_OCTETS))
-ALWAYS_ON = mn.MeshSettings(rdc=None)
+ALWAYS_ON = mn.MeshSettings(rdc=None, fading=False)  # static links: outcomes worked by hand
 
 
 def line(n_relays: int, spacing_dbm: float = -60.0, far_dbm: float = -110.0) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +49,7 @@ def test_one_hop_through_a_duty_cycled_relay_worked_by_hand():
     and acknowledges it; then it sends the frame to the always-on border router, which takes the first copy."""
     power, parent = line(1, spacing_dbm=-50.0)
     rdc = mn.ContikiMac(phase_lock=False)
-    settings = mn.MeshSettings(rdc=rdc)
+    settings = mn.MeshSettings(rdc=rdc, fading=False)
     seed, ready = 3, 0.010
     phases = np.array([0.0, 0.050, 0.0])
     draws = np.random.default_rng(seed)
@@ -107,7 +107,8 @@ def grid_mesh(rows=3, cols=4, spacing_m=12.0):
     np.fill_diagonal(power, 0.0)
     m = xy.shape[0]
     always_on = np.arange(m) == m - 1
-    etx = routing.link_etx(mn.routable_power_dbm(power, mn.MeshSettings(), always_on), 60)
+    etx = routing.link_etx(power, 60, fading=True)
+    etx[~mn.wakes_receiver(power, mn.MeshSettings(), always_on)] = np.inf
     tree = routing.dodag(routing.link_graph(etx), [m - 1])
     return power, tree
 
@@ -116,9 +117,9 @@ def test_routes_avoid_links_too_weak_to_wake_a_sleeping_receiver():
     """-80 dBm is decodable (sensitivity -85 dBm) but below the -75 dBm CCA threshold: a duty-cycled node never
     wakes for it, so routing may not use it into such a node; into an always-on border router it may."""
     power = np.array([[0.0, -80.0, -80.0], [-80.0, 0.0, -60.0], [-80.0, -60.0, 0.0]])
-    usable = mn.routable_power_dbm(power, mn.MeshSettings(), np.array([False, False, True]))
-    assert usable[0, 1] == -np.inf and usable[0, 2] == -80.0 and usable[2, 1] == -60.0
-    np.testing.assert_array_equal(mn.routable_power_dbm(power, mn.MeshSettings(rdc=None), [False] * 3), power)
+    ok = mn.wakes_receiver(power, mn.MeshSettings(), np.array([False, False, True]))
+    assert not ok[0, 1] and ok[0, 2] and ok[2, 1] and ok[1, 2]
+    assert mn.wakes_receiver(power, mn.MeshSettings(rdc=None), [False] * 3).all()
 
 
 @pytest.mark.parametrize("rdc", [None, mn.ContikiMac(), mn.ContikiMac(phase_lock=False)])
@@ -138,11 +139,12 @@ def test_frames_and_radio_time_are_conserved(rdc):
     assert np.all(r.hop_receiver == tree.parent[r.hop_sender])
     np.testing.assert_array_equal(np.bincount(r.hop_frame, minlength=n), r.hops)
     np.testing.assert_array_equal(r.hops[delivered], tree.hops[node[delivered]])
-    # a frame's next hop begins after its last one ended, at the node that received it
+    # a frame's next hop begins after the last one reached its sender, at the node that received it
     order = np.lexsort((r.hop_end_s, r.hop_frame))
     same = r.hop_frame[order][1:] == r.hop_frame[order][:-1]
     assert np.all(r.hop_start_s[order][1:][same] >= r.hop_end_s[order][:-1][same])
     assert np.all(r.hop_sender[order][1:][same] == r.hop_receiver[order][:-1][same])
+    assert np.all(r.hop_end_s > r.hop_start_s)
     # losses carry their node; delivered frames none
     assert np.all(r.lost_at[delivered] == -1) and np.all(r.lost_at[~delivered & (r.fate != mn.Hop.PENDING)] >= 0)
     # each forwarded frame counted once, at the relay that passed it on
@@ -216,9 +218,9 @@ def test_duty_cycling_trades_latency_for_listening():
     ready = np.sort(rng.uniform(0, 500, 200))
     on = mn.simulate_mesh(power, parent, node, ready, 60, 600.0, np.random.default_rng(1), ALWAYS_ON)
     dc = mn.simulate_mesh(power, parent, node, ready, 60, 600.0, np.random.default_rng(1), mn.MeshSettings())
-    assert (on.fate == 0).all() and (dc.fate == 0).all()
+    assert (on.fate == 0).mean() > 0.97 and (dc.fate == 0).mean() > 0.97  # links fade: a few frames are lost
     assert dc.radio_s()[:3].sum() < 0.02 * on.radio_s()[:3].sum()
-    assert np.mean(dc.delivered_s - ready) > 5 * np.mean(on.delivered_s - ready)
+    assert np.nanmean(dc.delivered_s - ready) > 5 * np.nanmean(on.delivered_s - ready)
     # phase lock shortens the strobes
     nolock = mn.simulate_mesh(power, parent, node, ready, 60, 600.0, np.random.default_rng(1),
                               mn.MeshSettings(rdc=mn.ContikiMac(phase_lock=False)))
@@ -255,8 +257,9 @@ def diamond():
         power[a, b] = power[b, a] = dbm
     np.fill_diagonal(power, 0.0)
     always_on = np.array([False, False, False, True])
-    graph = routing.link_graph(routing.link_etx(mn.routable_power_dbm(power, mn.MeshSettings(), always_on), 60))
-    return power, graph
+    etx = routing.link_etx(power, 60, fading=True)
+    etx[~mn.wakes_receiver(power, mn.MeshSettings(), always_on)] = np.inf
+    return power, routing.link_graph(etx)
 
 
 def test_a_dead_relays_children_reattach_to_their_next_best_parent():
@@ -275,10 +278,10 @@ def test_a_dead_relays_children_reattach_to_their_next_best_parent():
     first_hop = {int(f): int(rcv) for f, s_, rcv in zip(r.hop_frame, r.hop_sender, r.hop_receiver) if s_ == 0}
     before, after = ready < 100.0, ready > 100.5
     assert all(first_hop[f] == 1 for f in np.flatnonzero(before & (r.fate == 0)))
-    assert all(first_hop[f] == 2 for f in np.flatnonzero(after))
-    assert (r.fate[after] == mn.Hop.DELIVERED).all()
+    assert all(first_hop[f] == 2 for f in np.flatnonzero(after) if f in first_hop)
+    assert (r.fate[after] == mn.Hop.DELIVERED).mean() > 0.95
     # what the relay held when it died is lost with it; it spent no radio time after
-    assert set(r.fate[~after & (r.fate != 0)]) <= {mn.Hop.NODE_DEAD, mn.Hop.NO_ACK}
+    assert set(r.fate[~after & (r.fate != 0)]) <= {mn.Hop.NODE_DEAD, mn.Hop.NO_ACK, mn.Hop.CHANNEL_ACCESS}
     assert r.rx_s[1, 2] == pytest.approx(mn.ContikiMac().idle_check_s(100.0))
 
     # without rerouting the leaf keeps strobing its dead parent

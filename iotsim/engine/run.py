@@ -122,6 +122,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         plans.append(plan)
         start += spec.count
     nodes = stages.fleet_nodes(plans, link)
+    link.attach(nodes.link, scenario.seed)
     update_outcomes = []
     if scenario.updates:
         say("updates", 0, 1)
@@ -192,7 +193,9 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
 
     def transmit(stop_s=None):
         tx = link.transmit(messages, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index), duration, stop_s)
-        loads = stages.node_loads(plans, policy, nodes, tx, keep_alive, listening)
+        # a mesh reports each node's relaying and idle listening of this run as its steady load
+        loads = stages.node_loads(plans, policy, nodes, tx, tx.steady if tx.steady is not None else keep_alive,
+                                  listening)
         return tx, loads, stages.node_deaths(nodes, loads, tx, duration)
 
     tx, loads, died = transmit()

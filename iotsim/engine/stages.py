@@ -78,7 +78,8 @@ def fleet_nodes(plans: list[GroupPlan], link: Link) -> FleetNodes:
         peak_current_a=[bp.peak_current_a(row) for bp, row in zip(powers, rows)],
         link=LinkNodes(rx_power_dbm=np.concatenate([p.rx_power_dbm for p in plans]),
                        sf=np.concatenate([p.sf for p in plans]), startup_s=startup, phase_s=phase,
-                       min_tx_power_dbm=max(min(p.board.radio.tx_powers_dbm) for p in plans)),
+                       min_tx_power_dbm=max(min(p.board.radio.tx_powers_dbm) for p in plans),
+                       positions_m=np.concatenate([p.positions_m for p in plans])),
         radios=[p.board.radio for p in plans],
     )
 

@@ -49,6 +49,7 @@ class LinkNodes:
     startup_s: np.ndarray  # radio start-up time per node
     phase_s: np.ndarray  # the node's time origin (first window start): BLE connection events align to it
     min_tx_power_dbm: float = -np.inf  # lowest TX power every node's radio has a current for (ADR's floor)
+    positions_m: np.ndarray | None = None  # (n, 2): where each node is (links between nodes need it: meshes)
 
     @property
     def n(self) -> int:
@@ -57,11 +58,12 @@ class LinkNodes:
 
 @dataclass
 class KeepAlive:
-    """Radio time a connected node spends per period with nothing to send (a steady load)."""
+    """Radio time a node spends per period outside its own frames, as a steady load: a connected node's
+    keep-alive, or (per node) a mesh node's relaying and idle listening over the time it was alive."""
 
-    period_s: float
-    tx_s: float
-    rx_s: float
+    period_s: np.ndarray | float
+    tx_s: np.ndarray | float
+    rx_s: np.ndarray | float
     standby_s: np.ndarray | float  # per node (radio ramp-up differs per board)
 
 
@@ -97,6 +99,7 @@ class Transmissions:
     tx_power_dbm: np.ndarray | None = None  # per frame, where it varies (ADR); None: the link's TX power
     gateway_stats: dict = field(default_factory=dict)  # per-gateway figures the link reports (arrays by gateway)
     node_stats: dict = field(default_factory=dict)  # per-node counters the link reports (downlinks, ACKs, ...)
+    steady: KeepAlive | None = None  # radio time per node outside its own frames in this run (mesh relaying)
 
     def __len__(self) -> int:
         return int(self.node.shape[0])
@@ -168,6 +171,10 @@ class Link(ABC):
     def keep_alive(self, nodes: LinkNodes) -> KeepAlive | None:
         """The steady radio load that keeps the link up, if any."""
         return None
+
+    def attach(self, nodes: LinkNodes, seed: int) -> None:
+        """Set up what the link needs to know about this fleet before the policies run (a mesh: the links between
+        nodes and the routing tree), the same for every policy. Most links need nothing."""
 
     def plan_update(self, payload_bytes: int, spec, rx_power_dbm: np.ndarray, startup_s: np.ndarray,
                     rng: np.random.Generator, sf: np.ndarray | None = None, horizon_s: float = np.inf):

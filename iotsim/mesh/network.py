@@ -32,7 +32,10 @@ Reception: a listening radio locks onto the first frame that starts while it is 
 sensitivity; frames starting while it is locked or transmitting are lost to it. A locked frame survives with
 the product over its PSDU's stretches of constant interference of (1 - BER(SINR))^bits
 (`iotsim.mesh.phy.bit_error_rate`, the noise floor of `phy.noise_floor_dbm`), so interference from hidden
-terminals, capture and channel errors all follow from the powers. Acknowledgements likewise.
+terminals, capture and channel errors all follow from the powers. Acknowledgements likewise. With `fading`
+(the default) every copy's power at every receiver, the signal's and each interferer's, is Rayleigh faded (an
+Exp(1) power gain drawn per copy and receiver), as the project's other links fade per frame; locking, CCAs and
+wake-ups use the mean powers.
 
 Forwarding: a node that receives a frame it has not seen before queues it for its parent (duplicates, after
 a lost acknowledgement, are acknowledged and dropped); a full queue (`queue_frames`, Contiki's QUEUEBUF_NUM
@@ -137,6 +140,7 @@ class MeshSettings:
     queue_frames: int = QUEUE_FRAMES
     sensitivity_dbm: float = phy.STANDARD_SENSITIVITY_DBM
     cca_threshold_dbm: float | None = None  # None: sensitivity + 10 dB
+    fading: bool = True  # Rayleigh: every copy's power at every receiver gains an Exp(1) factor; False: static
 
     @property
     def cca_dbm(self) -> float:
@@ -159,11 +163,11 @@ class MeshResult:
     hop_sender: np.ndarray
     hop_receiver: np.ndarray
     hop_start_s: np.ndarray  # when the sender began the hop (its first attempt's channel access)
-    hop_end_s: np.ndarray  # when the acknowledgement ended
+    hop_end_s: np.ndarray  # when the receiver had it (its acknowledgement ended; the sender may not hear it)
     hop_copies: np.ndarray  # data frames put on air for the hop, all attempts
     tx_s: np.ndarray  # (nodes, 3): transmitting, per role (ROLES)
     rx_s: np.ndarray  # (nodes, 3): receiving or listening, per role
-    forwarded: np.ndarray  # frames each node passed on for others
+    forwarded: np.ndarray  # frames each node passed on for others (that reached the next node)
     overheard: np.ndarray  # frames addressed to others it received a copy of (duty-cycled nodes)
     transmissions: np.ndarray  # (nodes, 2): data copies each node put on air, its own frames and others'
     acks: np.ndarray  # acknowledgements each node sent
@@ -183,24 +187,27 @@ class MeshResult:
         return self.tx_s.sum(axis=1) + self.rx_s.sum(axis=1)
 
 
-def routable_power_dbm(rx_power_dbm: np.ndarray, settings: MeshSettings, always_on: np.ndarray) -> np.ndarray:
-    """The link powers routing may use (`iotsim.mesh.routing.link_etx`): a duty-cycled receiver wakes only for
-    a sender whose power reaches its CCA threshold, so weaker links into it are set to -inf (a frame above the
-    sensitivity but below the threshold would be decodable, but never wakes it)."""
-    p = np.array(rx_power_dbm, dtype=np.float64)
+def wakes_receiver(rx_power_dbm: np.ndarray, settings: MeshSettings, always_on: np.ndarray) -> np.ndarray:
+    """Which links i -> j can carry data: a duty-cycled receiver j wakes only for a sender whose power reaches its
+    CCA threshold (a frame above the sensitivity but below the threshold would be decodable, but never wakes
+    it); an always-on receiver hears every sender. Routing leaves the others out (their ETX set to inf); the
+    acknowledgement back needs no wake-up (the sender listens for it)."""
+    p = np.asarray(rx_power_dbm, dtype=np.float64)
+    ok = np.ones(p.shape, dtype=bool)
     if settings.rdc is not None:
         sleepy = ~np.asarray(always_on, dtype=bool)
-        p[:, sleepy] = np.where(p[:, sleepy] >= settings.cca_dbm, p[:, sleepy], -np.inf)
-    return p
+        ok[:, sleepy] = p[:, sleepy] >= settings.cca_dbm
+    return ok
 
 
 class _Copy:
-    __slots__ = ("start", "end", "sender", "dest", "frame", "ack", "psdu", "locked")
+    __slots__ = ("start", "end", "sender", "dest", "frame", "ack", "psdu", "locked", "fades")
 
     def __init__(self, start, end, sender, dest, frame, ack, psdu):
         self.start, self.end, self.sender, self.dest = start, end, sender, dest
         self.frame, self.ack, self.psdu = frame, ack, psdu
         self.locked: list[int] = []
+        self.fades: dict[int, float] = {}  # receiver -> its Rayleigh power gain for this copy
 
 
 OWN, RELAY, IDLE = 0, 1, 2
@@ -250,6 +257,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     hops = np.zeros(n_frames, dtype=np.int64)
     lost_at = np.full(n_frames, -1, dtype=np.int64)
     own_tx = np.zeros(n_frames)
+    holder = f_node.copy()  # the furthest node that has each frame
     own_rx = np.zeros(n_frames)
     hop_log: list[tuple] = []
     tx = np.zeros((m, 3))
@@ -333,8 +341,8 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     def success(c: _Copy, r: int) -> tuple[bool, bool]:
         """(received, anything overlapped it) for copy `c` at node `r`."""
         s0, s1 = c.start + HEADER_S, c.end
-        sig = mw[c.sender, r]
-        pieces = [(max(o.start, s0), min(o.end, s1), mw[o.sender, r]) for o in on_air
+        sig = mw[c.sender, r] * fade(c, r)
+        pieces = [(max(o.start, s0), min(o.end, s1), mw[o.sender, r] * fade(o, r)) for o in on_air
                   if o is not c and o.sender != r and o.start < s1 and o.end > s0]
         if not pieces:
             p = float(phy.frame_success(sig / noise_mw, c.psdu))
@@ -347,6 +355,15 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
                 inter = sum(w for x, y, w in pieces if x < b and y > a)
                 p *= float((1.0 - phy.bit_error_rate(sig / (noise_mw + inter))) ** ((b - a) / BIT_S))
         return bool(rng.random() < p), bool(pieces)
+
+    def fade(c: _Copy, r: int) -> float:
+        """The copy's Rayleigh power gain at receiver r (drawn once; 1 without fading)."""
+        if not s.fading:
+            return 1.0
+        g = c.fades.get(r)
+        if g is None:
+            g = c.fades[r] = float(rng.exponential())
+        return g
 
     def channel_energy_mw(k: int, t0: float, t1: float) -> float:
         return sum(mw[o.sender, k] for o in on_air if o.sender != k and o.start < t1 and o.end > t0)
@@ -373,7 +390,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             f = queue[k][0]
             if parent[k] == ORPHAN:
                 queue[k].popleft()
-                fate[f], lost_at[f] = Hop.NO_ROUTE, k
+                lose(f, k, Hop.NO_ROUTE)
                 continue
             sending[k] = True
             retries[k] = 0
@@ -401,9 +418,13 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         ack_incoming[k] = None
         radio_off(k, t)
 
+    def lose(f: int, k: int, outcome: Hop) -> None:
+        """Frame f is lost at node k, unless a copy of it already went on (its acknowledgement was lost)."""
+        if holder[f] == k:
+            fate[f], lost_at[f] = outcome, k
+
     def frame_lost(k: int, t: float, outcome: Hop) -> None:
-        f = queue[k].popleft()
-        fate[f], lost_at[f] = outcome, k
+        lose(queue[k].popleft(), k, outcome)
         stop_sending(k, t)
         start_next(k, t)
 
@@ -438,18 +459,16 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             attempt_failed(k, t)
 
     def hop_done(k: int, t: float, receiver: int) -> None:
-        f = queue[k].popleft()
-        hop_log.append((f, k, receiver, hop_start[k], t, hop_copies[k]))
-        hops[f] += 1
-        if f_node[f] != k:
-            forwarded[k] += 1
+        """k has the acknowledgement of its head frame (the hop itself was logged when the receiver got it)."""
+        queue[k].popleft()
         if knows_phase is not None:
             knows_phase[k, receiver] = True
         stop_sending(k, t)
         start_next(k, t)
 
     def arrive(j: int, f: int, t: float) -> None:
-        """Frame f reaches node j (its origin, or the receiver of a hop)."""
+        """Frame f reaches node j (its origin, or the receiver of a hop): j holds it now."""
+        holder[f] = j
         if dead[j]:
             fate[f], lost_at[f] = Hop.NODE_DEAD, j
             return
@@ -467,7 +486,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         radio_off(k, t)
         dead[k] = True
         for f in queue[k]:
-            fate[f], lost_at[f] = Hop.NODE_DEAD, k
+            lose(f, k, Hop.NODE_DEAD)
         queue[k].clear()
         sending[k] = strobing[k] = waiting_ack[k] = False
         if locked[k] is not None:
@@ -566,10 +585,15 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             radio_off(k, t)
             ack_incoming[c.sender] = a
             if first:
-                push(t + ack_air, "arrive", k, c.frame)
+                push(t + ack_air, "hop", k, (c.frame, c.sender))
             put_on_air(a, t)
-        elif kind == "arrive":
-            arrive(k, data, t)
+        elif kind == "hop":  # the receiver has a frame it had not seen: the hop is done, whatever the ACK's fate
+            f, sender = data
+            hop_log.append((f, sender, k, hop_start[sender], t, hop_copies[sender]))
+            hops[f] += 1
+            if f_node[f] != sender:
+                forwarded[sender] += 1
+            arrive(k, f, t)
         elif kind == "ack_end":
             a = data
             for j in a.locked:  # third parties that locked onto it
@@ -625,5 +649,5 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         duration_s=float(duration_s), notes=notes)
 
 
-__all__ = ["ContikiMac", "Hop", "MeshResult", "MeshSettings", "QUEUE_FRAMES", "ROLES", "routable_power_dbm",
+__all__ = ["ContikiMac", "Hop", "MeshResult", "MeshSettings", "QUEUE_FRAMES", "ROLES", "wakes_receiver",
            "simulate_mesh"]

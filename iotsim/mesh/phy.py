@@ -86,5 +86,38 @@ def link_success(rx_power_dbm, psdu_octets, sensitivity_dbm: float = STANDARD_SE
     return frame_success(snr, psdu_octets)
 
 
+_FADED_DB = np.arange(-30.0, 70.0 + 1e-9, 0.05)  # mean SINR grid (dB) of the faded-success tables
+
+
+@lru_cache(maxsize=256)
+def _faded_table(psdu_octets: int) -> np.ndarray:
+    """Rayleigh-averaged frame success over _FADED_DB: E[(1 - BER(h x mean SINR))^(8 n)], h ~ Exp(1).
+
+    The integral over h runs on a log grid (1e-9 .. 60, where e^-h is negligible), trapezoidal in h."""
+    h = np.concatenate(([0.0], np.geomspace(1e-9, 60.0, 4000)))
+    w = np.exp(-h)
+    mean = 10 ** (_FADED_DB / 10)
+    out = np.empty(mean.shape)
+    for i in range(0, mean.size, 200):
+        s = frame_success(mean[i:i + 200, None] * h[None, :], psdu_octets) * w[None, :]
+        out[i:i + 200] = np.trapezoid(s, h, axis=1) if hasattr(np, "trapezoid") else np.trapz(s, h, axis=1)
+    return out
+
+
+def faded_frame_success(mean_sinr, psdu_octets: int) -> np.ndarray:
+    """Probability that a frame survives when the received power is Rayleigh-faded around `mean_sinr` (a power
+    ratio): the frame success of E.4.1.7 averaged over an exponential power gain of mean 1."""
+    db = 10 * np.log10(np.maximum(np.asarray(mean_sinr, dtype=np.float64), 1e-300))
+    table = _faded_table(int(psdu_octets))
+    return np.interp(db, _FADED_DB, table, left=0.0, right=float(table[-1]))
+
+
+def faded_link_success(rx_power_dbm, psdu_octets: int, sensitivity_dbm: float = STANDARD_SENSITIVITY_DBM) -> np.ndarray:
+    """Probability that a frame received at a Rayleigh-faded mean power `rx_power_dbm` (no interference) survives."""
+    snr = 10 ** ((np.asarray(rx_power_dbm, dtype=np.float64) - noise_floor_dbm(float(sensitivity_dbm))) / 10)
+    return faded_frame_success(snr, psdu_octets)
+
+
 __all__ = ["ACK_PSDU_OCTETS", "ACK_WAIT_S", "CCA_S", "MAX_PSDU_OCTETS", "OCTET_S", "SYMBOL_S", "TURNAROUND_S",
-           "UNIT_BACKOFF_S", "bit_error_rate", "frame_airtime_s", "frame_success", "link_success", "noise_floor_dbm"]
+           "UNIT_BACKOFF_S", "bit_error_rate", "faded_frame_success", "faded_link_success", "frame_airtime_s", "frame_success",
+           "link_success", "noise_floor_dbm"]

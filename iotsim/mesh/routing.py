@@ -36,13 +36,16 @@ ORPHAN = -2  # parent of a node without a route
 
 
 def link_etx(rx_power_dbm: np.ndarray, data_octets: int,
-             sensitivity_dbm: float = phy.STANDARD_SENSITIVITY_DBM) -> np.ndarray:
+             sensitivity_dbm: float = phy.STANDARD_SENSITIVITY_DBM, fading: bool = False) -> np.ndarray:
     """ETX of every directed link i -> j: 1 / (P(data i -> j arrives) P(ack j -> i arrives)); inf where either
-    is 0. `rx_power_dbm[i, j]`: mean power node j receives from node i (diagonal ignored)."""
+    is 0. `rx_power_dbm[i, j]`: mean power node j receives from node i (diagonal ignored). `fading`: the
+    probabilities averaged over Rayleigh fading (`phy.faded_link_success`), as a link that fades per frame
+    delivers on average."""
     p = np.asarray(rx_power_dbm, dtype=np.float64)
-    data = phy.link_success(p, data_octets, sensitivity_dbm)
-    ack = phy.link_success(p.T, phy.ACK_PSDU_OCTETS, sensitivity_dbm)
-    with np.errstate(divide="ignore"):
+    success = phy.faded_link_success if fading else phy.link_success
+    data = success(p, data_octets, sensitivity_dbm)
+    ack = success(p.T, phy.ACK_PSDU_OCTETS, sensitivity_dbm)
+    with np.errstate(divide="ignore", over="ignore"):
         etx = 1.0 / (data * ack)
     np.fill_diagonal(etx, np.inf)
     return etx

@@ -24,6 +24,10 @@ class Fate(IntEnum):
     DUTY_CYCLE = 6  # dropped by the node before air: the duty cycle forbade sending in time
     NODE_DEAD = 7  # the node died before it could send it
     PENDING = 8  # still waiting to be sent when the run ended
+    CHANNEL_ACCESS = 9  # mesh: a node on its path found the channel busy macMaxCSMABackoffs + 1 times
+    QUEUE_FULL = 10  # mesh: the next node's frame queue was full
+    NO_ROUTE = 11  # mesh: the node holding it had no route (orphaned)
+    RELAY_DEAD = 12  # mesh: the relay holding it died
 
     @property
     def reason(self) -> str:
@@ -45,6 +49,10 @@ _REASONS = {
     Fate.DUTY_CYCLE: "duty_cycle",
     Fate.NODE_DEAD: "node_dead",
     Fate.PENDING: "pending_at_end",
+    Fate.CHANNEL_ACCESS: "channel_access",
+    Fate.QUEUE_FULL: "queue_full",
+    Fate.NO_ROUTE: "no_route",
+    Fate.RELAY_DEAD: "relay_dead",
 }
 NOT_ON_AIR = frozenset({Fate.DUTY_CYCLE, Fate.NODE_DEAD, Fate.PENDING})
 """Fates of frames that never went on air."""
@@ -57,8 +65,11 @@ REASON_NAMES = [f.reason for f in Fate]
 
 
 def on_air(codes: np.ndarray) -> np.ndarray:
-    """Mask of frames that went on air, from an array of fate codes."""
-    return codes < Fate.DUTY_CYCLE
+    """Mask of frames that went on air, from an array of fate codes (in a mesh: handed to the network)."""
+    return ~np.isin(codes, _NOT_ON_AIR_CODES)
+
+
+_NOT_ON_AIR_CODES = np.array(sorted(int(f) for f in NOT_ON_AIR), dtype=np.int8)
 
 
 __all__ = ["Fate", "NOT_ON_AIR", "NOT_OFFERED", "LOSSES_ON_AIR", "REASON_NAMES", "on_air"]

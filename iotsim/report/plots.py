@@ -63,6 +63,10 @@ _LOSS_COLORS = {  # by Fate.reason (iotsim.network.fate)
     "gateway_transmitting": "#e377c2",
     "link_retries": "#17becf",
     "pending_at_end": "#7f7f7f",
+    "channel_access": "#bcbd22",
+    "queue_full": "#aec7e8",
+    "no_route": "#c5b0d5",
+    "relay_dead": "#ff9896",
 }
 # The columns of the packets table the plots read (the writer passes only these for large runs).
 PACKET_COLUMNS = ["policy", "group", "airtime_s", "delivered", "loss_reason"]

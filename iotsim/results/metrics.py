@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from iotsim.energy.battery import LIMITS
-from iotsim.network.fate import NOT_OFFERED, Fate
+from iotsim.network.fate import NOT_OFFERED, Fate, on_air
 from iotsim.policies import MessageKind
 
-ALL_TECHNOLOGIES = frozenset({"lorawan", "ble", "wifi"})
+ALL_TECHNOLOGIES = frozenset({"lorawan", "ble", "wifi", "ieee802154"})
 
 
 @dataclass
@@ -70,7 +70,7 @@ class GroupView:
     @cached_property
     def on_air(self) -> np.ndarray:
         """Offered frames of the group that went on air."""
-        return self.offered & (self.outcome.tx.fate < Fate.DUTY_CYCLE)
+        return self.offered & on_air(self.outcome.tx.fate)
 
     def attempts_on_air(self) -> int:
         tx = self.outcome.tx
@@ -180,9 +180,11 @@ def _cloud_waits(v: GroupView) -> np.ndarray:
 
 LORAWAN = frozenset({"lorawan"})
 STAR = frozenset({"ble", "wifi"})
+MESH = frozenset({"ieee802154"})
 _LOSS_TECHNOLOGIES = {
     Fate.BELOW_SENSITIVITY: LORAWAN, Fate.COLLISION: LORAWAN, Fate.DEMODULATORS_BUSY: LORAWAN,
-    Fate.GATEWAY_TRANSMITTING: LORAWAN, Fate.LINK_RETRIES: STAR, Fate.DUTY_CYCLE: LORAWAN,
+    Fate.GATEWAY_TRANSMITTING: LORAWAN, Fate.LINK_RETRIES: STAR | MESH, Fate.DUTY_CYCLE: LORAWAN,
+    Fate.CHANNEL_ACCESS: MESH, Fate.QUEUE_FULL: MESH, Fate.NO_ROUTE: MESH, Fate.RELAY_DEAD: MESH,
 }
 LOSS_FATES = tuple(_LOSS_TECHNOLOGIES)
 """Fates counted as losses of offered frames (each has a `packets_lost_<reason>` metric)."""
@@ -235,7 +237,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("packets_offered", "Packets offered", "pkts", "int", lambda v: int(v.fates.size),
            "frames handed to the radio within the run (on air or dropped before air)"),
     Metric("packets_on_air", "Packets on air", "pkts on air", "int",
-           lambda v: int((v.fates < Fate.DUTY_CYCLE).sum()), "frames put on air"),
+           lambda v: int(on_air(v.fates).sum()), "frames put on air (in a mesh: handed to the network)"),
     Metric("packets_delivered", "Packets delivered", "pkts ok", "int", lambda v: v.count(Fate.DELIVERED),
            "frames delivered to the network"),
     Metric("packets_lost", "Packets lost", "pkts lost", "int",

@@ -313,6 +313,55 @@ class WifiSettings(_Strict):
     )
 
 
+class Ieee802154Settings(_Strict):
+    """A multi-hop IEEE 802.15.4 mesh (2.4 GHz O-QPSK, 250 kbit/s): the nodes route to the gateways (border
+    routers, always on) over an ETX tree, with unslotted CSMA/CA and, by default, ContikiMAC duty cycling
+    (iotsim.mesh.network)."""
+
+    tx_power_dbm: float = Field(0.0, ge=-40, le=20)
+    sensitivity_dbm: float = Field(
+        -85.0, ge=-130, le=0,
+        description="receiver sensitivity (1 % PER, 20-octet PSDU); default: the least a compliant 2.4 GHz radio "
+        "must hear (IEEE 802.15.4-2006 6.5.3.3)")
+    cca_threshold_dbm: float | None = Field(
+        None, ge=-130, le=0,
+        description="CCA energy-detection threshold; default: sensitivity + 10 dB (802.15.4-2006 6.9.9, the "
+        "highest it may be)")
+    min_be: int = Field(3, ge=0, le=8, description="macMinBE (802.15.4-2006 Table 86, default 3)")
+    max_be: int = Field(5, ge=3, le=8, description="macMaxBE (default 5)")
+    max_csma_backoffs: int = Field(4, ge=0, le=5, description="macMaxCSMABackoffs (default 4)")
+    max_frame_retries: int = Field(3, ge=0, le=7, description="macMaxFrameRetries (default 3)")
+    duty_cycling: Literal["contikimac", "none"] = Field(
+        "contikimac", description="contikimac: radio duty cycling as Contiki's ContikiMAC (Dunkels 2011); none: "
+        "every radio always listening")
+    channel_check_rate_hz: float = Field(
+        8.0, gt=0, le=1024, description="ContikiMAC channel checks per second (a power of two; Contiki's default 8)")
+    phase_lock: bool = Field(True, description="ContikiMAC phase optimisation: senders learn their receivers' "
+                             "wake-up phase")
+    queue_frames: int = Field(8, ge=1, le=10_000, description="frames a node can queue (Contiki QUEUEBUF_NUM 8)")
+    fading: Literal["rayleigh", "none"] = Field(
+        "rayleigh", description="rayleigh: every frame's power at every receiver fades (an exponential power gain "
+        "per frame and receiver), and routing weighs links by their faded delivery; none: static link budgets")
+    frame_overhead_bytes: int = Field(
+        18, ge=0, le=100,
+        description="bytes of every frame's PSDU that are not application payload: the MAC header with short "
+        "addresses and PAN ID compression (frame control 2, sequence number 1, PAN ID 2, two addresses 2 + 2) and "
+        "the FCS 2 (IEEE 802.15.4-2006 7.2.1) = 11, plus 6LoWPAN header compression at its best with a shared "
+        "context (RFC 6282: IPHC 2 + context identifier 1; UDP next header 4: dispatch 1, both ports in 0xF0Bx 1, "
+        "checksum 2) = 7")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Ieee802154Settings":
+        if self.min_be > self.max_be:
+            raise ValueError("min_be must not exceed max_be")
+        rate = self.channel_check_rate_hz
+        if self.duty_cycling == "contikimac" and (rate != int(rate) or int(rate) & (int(rate) - 1)):
+            raise ValueError("channel_check_rate_hz must be a power of two (ContikiMAC, core/net/netstack.h)")
+        if self.frame_overhead_bytes >= 127 - 4:
+            raise ValueError("frame_overhead_bytes leaves no room for payload in a 127-octet PSDU")
+        return self
+
+
 class Propagation(_Strict):
     """Log-distance path loss with log-normal shadowing (defaults: Bor et al., MSWiM 2016)."""
 
@@ -368,11 +417,12 @@ class Cloud(_Strict):
 
 
 class Network(_Strict):
-    technology: Literal["lorawan", "ble", "wifi"] = "lorawan"
+    technology: Literal["lorawan", "ble", "wifi", "ieee802154"] = "lorawan"
     region: Literal["EU868", "US915"] = Field("EU868", description="LoRaWAN regional parameters (RP002)")
     lorawan: LoRaWanSettings = LoRaWanSettings()
     ble: BleSettings = BleSettings()
     wifi: WifiSettings = WifiSettings()
+    ieee802154: Ieee802154Settings = Ieee802154Settings()
     propagation: Propagation = Propagation()
     reception: Reception = Reception()
     gateways: list[Gateway] = Field(min_length=1, max_length=100_000)
@@ -382,12 +432,13 @@ class Network(_Strict):
     @property
     def tx_power_dbm(self) -> float:
         """The nodes' TX power under the chosen technology."""
-        return {"lorawan": self.lorawan, "ble": self.ble, "wifi": self.wifi}[self.technology].tx_power_dbm
+        return {"lorawan": self.lorawan, "ble": self.ble, "wifi": self.wifi,
+                "ieee802154": self.ieee802154}[self.technology].tx_power_dbm
 
     @property
     def radio_technology(self) -> str:
         """The radio a board needs for this network (a radio profile's `technology`)."""
-        return {"lorawan": "lora", "ble": "ble", "wifi": "wifi"}[self.technology]
+        return {"lorawan": "lora", "ble": "ble", "wifi": "wifi", "ieee802154": "ieee802154"}[self.technology]
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Network":
