@@ -211,6 +211,15 @@ class _Copy:
 
 
 OWN, RELAY, IDLE = 0, 1, 2
+_BER_TERMS = [((-1) ** k * math.comb(16, k) * (8.0 / 15.0) / 16.0, 20.0 * (1.0 / k - 1.0)) for k in range(2, 17)]
+
+
+def _ber(sinr: float) -> float:
+    """`phy.bit_error_rate` for one SINR (a power ratio), in plain floats: the event loop's hot path."""
+    b = 0.0
+    for c, e in _BER_TERMS:
+        b += c * math.exp(e * sinr)
+    return min(max(b, 0.0), 1.0)
 
 
 def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.ndarray, frame_ready_s: np.ndarray,
@@ -243,14 +252,27 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     lockable = power >= s.sensitivity_dbm  # j can lock onto i's frames
     senses_mw = 10 ** (s.cca_dbm / 10)
     wakes = power >= s.cca_dbm  # i's transmission wakes a sleeping j in a channel check
-    always_on = (parent == ROOT) | (rdc is None)
-    phase = (rng.uniform(0.0, rdc.cycle_s, m) if phase_s is None else np.asarray(phase_s, dtype=np.float64)) \
-        if rdc is not None else np.zeros(m)
+    always_on_arr = (parent == ROOT) | (rdc is None)
+    always_on = always_on_arr.tolist()
+    phase = ((rng.uniform(0.0, rdc.cycle_s, m) if phase_s is None else np.asarray(phase_s, dtype=np.float64))
+             if rdc is not None else np.zeros(m)).tolist()
     ack_air = float(phy.frame_airtime_s(phy.ACK_PSDU_OCTETS))
     n_frames = f_node.shape[0]
     dies = np.full(m, np.inf) if death_s is None else np.asarray(death_s, dtype=np.float64)
-    dead = np.zeros(m, dtype=bool)
-    parent = parent.copy()
+    dead = [False] * m
+    parent = parent.tolist()
+    f_origin = f_node.tolist()
+    f_octets = f_psdu.tolist()
+    f_air = phy.frame_airtime_s(f_psdu).tolist()
+    mwl = mw.tolist()
+    lock_list = [[j for j in np.flatnonzero(lockable[i]).tolist() if j != i] for i in range(m)]
+    lock_always = [[j for j in row if always_on[j]] for row in lock_list]  # always-on neighbours that hear i
+    lock_set = [set(row) for row in lock_list]
+    listening: set[int] = set()  # duty-cycled nodes whose radio is on (listening windows, waiting for ACKs)
+    wake_list = [[j for j in np.flatnonzero(wakes[i]).tolist() if j != i and not always_on[j]] for i in range(m)]
+    if rdc is not None:
+        cycle, cca_check, cca_count = rdc.cycle_s, rdc.cca_check_s, rdc.cca_count
+        step = rdc.cca_check_s + rdc.cca_sleep_s
 
     fate = np.full(n_frames, Hop.PENDING, dtype=np.int8)
     delivered_s = np.full(n_frames, np.nan)
@@ -262,26 +284,26 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     hop_log: list[tuple] = []
     tx = np.zeros((m, 3))
     rx = np.zeros((m, 3))
-    z = lambda: np.zeros(m, dtype=np.int64)  # noqa: E731
+    z = lambda: [0] * m  # noqa: E731
     forwarded, overheard, collisions, cca, cca_busy, acks = z(), z(), z(), z(), z(), z()
     transmissions = np.zeros((m, 2), dtype=np.int64)
 
-    # per node
+    # per node (Python lists: the event loop reads and writes them one element at a time)
     queue = [deque() for _ in range(m)]
     seen = [set() for _ in range(m)]
-    sending = np.zeros(m, dtype=bool)  # working on its head frame (backoff, strobe, waiting)
-    strobing = np.zeros(m, dtype=bool)  # between its first copy and the end of the attempt: cannot receive
-    tx_until = np.zeros(m)
+    sending = [False] * m  # working on its head frame (backoff, strobe, waiting)
+    strobing = [False] * m  # between its first copy and the end of the attempt: cannot receive
+    tx_until = [0.0] * m
     locked: list[_Copy | None] = [None] * m
-    awake_until = np.zeros(m)  # duty-cycled: listening until then
-    awake_since = np.full(m, np.nan)  # duty-cycled: when its radio went on to listen (NaN: asleep)
-    awake_role = np.full(m, IDLE, dtype=np.int64)
-    awake_frame = np.full(m, -1, dtype=np.int64)  # the own frame its radio is on for (role OWN)
-    detect_at = np.full(m, np.inf)  # a wake-up already scheduled
+    awake_until = [0.0] * m  # duty-cycled: listening until then
+    awake_since = [math.nan] * m  # duty-cycled: when its radio went on to listen (NaN: asleep)
+    awake_role = [IDLE] * m
+    awake_frame = [-1] * m  # the own frame its radio is on for (role OWN)
+    detect_at = [math.inf] * m  # a wake-up already scheduled
     nb, be, retries = z(), z(), z()
-    hop_start, hop_copies = np.zeros(m), z()
-    strobe_start = np.zeros(m)
-    waiting_ack = np.zeros(m, dtype=bool)
+    hop_start, hop_copies = [0.0] * m, z()
+    strobe_start = [0.0] * m
+    waiting_ack = [False] * m
     ack_incoming: list[_Copy | None] = [None] * m
     knows_phase = np.zeros((m, m), dtype=bool) if rdc is not None and rdc.phase_lock else None
     on_air: list[_Copy] = []
@@ -295,7 +317,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         seq += 1
 
     def role_of(k: int, frame: int) -> int:
-        return OWN if f_node[frame] == k else RELAY
+        return OWN if f_origin[frame] == k else RELAY
 
     # ---- duty-cycled listening ------------------------------------------------------------------
     def radio_on(j: int, t: float, role: int = IDLE, frame: int = -1) -> None:
@@ -303,36 +325,37 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             awake_since[j] = t
             awake_role[j] = role
             awake_frame[j] = frame
+            listening.add(j)
 
     def radio_off(j: int, t: float) -> None:
         if not always_on[j] and not math.isnan(awake_since[j]):
             rx[j, awake_role[j]] += t - awake_since[j]
             if awake_role[j] == OWN:
                 own_rx[awake_frame[j]] += t - awake_since[j]
-            awake_since[j] = np.nan
+            awake_since[j] = math.nan
+            listening.discard(j)
         awake_until[j] = 0.0
 
     def next_wake(j: int, t: float) -> float:
         """Start of j's first channel check at or after t."""
-        k = math.ceil((t - phase[j]) / rdc.cycle_s - 1e-12)
-        return phase[j] + k * rdc.cycle_s
+        k = math.ceil((t - phase[j]) / cycle - 1e-12)
+        return phase[j] + k * cycle
 
     def schedule_detection(c: _Copy) -> None:
         """Sleeping nodes whose channel check overlaps copy `c` and that sense it wake at that check's end."""
-        step = rdc.cca_check_s + rdc.cca_sleep_s
-        for j in np.flatnonzero(wakes[c.sender]).tolist():
-            if j == c.sender or always_on[j] or dead[j] or not math.isnan(awake_since[j]) or sending[j] and strobing[j]:
+        c_start, c_end = c.start, c.end
+        for j in wake_list[c.sender]:
+            if dead[j] or awake_since[j] == awake_since[j] or strobing[j]:  # (x == x: not NaN, awake)
                 continue
-            first = math.floor((c.start - phase[j]) / rdc.cycle_s) * rdc.cycle_s + phase[j]
+            w = math.floor((c_start - phase[j]) / cycle) * cycle + phase[j]
             found = math.inf
-            w = first
-            while w < c.end and found == math.inf:
-                for i in range(rdc.cca_count):
+            while w < c_end and found == math.inf:
+                for i in range(cca_count):
                     u = w + i * step
-                    if u < c.end and u + rdc.cca_check_s > c.start:
-                        found = u + rdc.cca_check_s
+                    if u < c_end and u + cca_check > c_start:
+                        found = u + cca_check
                         break
-                w += rdc.cycle_s
+                w += cycle
             if found < detect_at[j]:
                 detect_at[j] = found
                 push(found, "detect", j)
@@ -341,11 +364,11 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     def success(c: _Copy, r: int) -> tuple[bool, bool]:
         """(received, anything overlapped it) for copy `c` at node `r`."""
         s0, s1 = c.start + HEADER_S, c.end
-        sig = mw[c.sender, r] * fade(c, r)
-        pieces = [(max(o.start, s0), min(o.end, s1), mw[o.sender, r] * fade(o, r)) for o in on_air
+        sig = mwl[c.sender][r] * fade(c, r)
+        pieces = [(max(o.start, s0), min(o.end, s1), mwl[o.sender][r] * fade(o, r)) for o in on_air
                   if o is not c and o.sender != r and o.start < s1 and o.end > s0]
         if not pieces:
-            p = float(phy.frame_success(sig / noise_mw, c.psdu))
+            p = (1.0 - _ber(sig / noise_mw)) ** (8 * c.psdu)
         else:
             cuts = sorted({s0, s1, *[a for a, _, _ in pieces], *[b for _, b, _ in pieces]})
             p = 1.0
@@ -353,7 +376,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
                 if b <= a:
                     continue
                 inter = sum(w for x, y, w in pieces if x < b and y > a)
-                p *= float((1.0 - phy.bit_error_rate(sig / (noise_mw + inter))) ** ((b - a) / BIT_S))
+                p *= (1.0 - _ber(sig / (noise_mw + inter))) ** ((b - a) / BIT_S)
         return bool(rng.random() < p), bool(pieces)
 
     def fade(c: _Copy, r: int) -> float:
@@ -366,7 +389,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         return g
 
     def channel_energy_mw(k: int, t0: float, t1: float) -> float:
-        return sum(mw[o.sender, k] for o in on_air if o.sender != k and o.start < t1 and o.end > t0)
+        return sum(mwl[o.sender][k] for o in on_air if o.sender != k and o.start < t1 and o.end > t0)
 
     def put_on_air(c: _Copy, t: float) -> None:
         on_air.append(c)
@@ -374,10 +397,12 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         if locked[c.sender] is not None:  # transmitting ends any reception
             locked[c.sender].locked.remove(c.sender)
             locked[c.sender] = None
-        for j in np.flatnonzero(lockable[c.sender]).tolist():
-            if j == c.sender or dead[j] or locked[j] is not None or tx_until[j] > t or (sending[j] and strobing[j]):
+        hears = lock_set[c.sender]
+        awake = [j for j in listening if j in hears and t < awake_until[j]]
+        for j in sorted(awake + lock_always[c.sender]) if awake else lock_always[c.sender]:
+            if dead[j] or locked[j] is not None or tx_until[j] > t or strobing[j]:
                 continue
-            if always_on[j] or (not math.isnan(awake_since[j]) and t < awake_until[j]):
+            if always_on[j] or t < awake_until[j]:
                 locked[j] = c
                 c.locked.append(j)
         if rdc is not None and not c.ack:
@@ -441,7 +466,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     def send_copy(k: int, t: float) -> None:
         f = queue[k][0]
         radio_off(k, t)  # listening for an acknowledgement in the gap, or for frames, ends
-        c = _Copy(t, t + float(phy.frame_airtime_s(f_psdu[f])), k, int(parent[k]), f, False, int(f_psdu[f]))
+        c = _Copy(t, t + f_air[f], k, parent[k], f, False, f_octets[f])
         role = role_of(k, f)
         tx[k, role] += c.end - c.start
         transmissions[k, role] += 1
@@ -493,8 +518,8 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             locked[k].locked.remove(k)
             locked[k] = None
         if reroute is not None:
-            parent[:] = np.asarray(reroute(~dead), dtype=np.int64)
-            parent[dead] = ORPHAN
+            alive = ~np.array(dead)
+            parent[:] = [int(x) if a else ORPHAN for x, a in zip(np.asarray(reroute(alive)).tolist(), alive.tolist())]
 
     for f in np.argsort(f_ready, kind="stable").tolist():
         push(float(f_ready[f]), "ready", int(f_node[f]), f)
@@ -541,7 +566,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
                 send_copy(k, t + phy.TURNAROUND_S)
         elif kind == "detect":
             if detect_at[k] == t:
-                detect_at[k] = np.inf
+                detect_at[k] = math.inf
                 if math.isnan(awake_since[k]) and not strobing[k]:
                     radio_on(k, t)
                     awake_until[k] = t + rdc.listen_after_detect_s
@@ -591,7 +616,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             f, sender = data
             hop_log.append((f, sender, k, hop_start[sender], t, hop_copies[sender]))
             hops[f] += 1
-            if f_node[f] != sender:
+            if f_origin[f] != sender:
                 forwarded[sender] += 1
             arrive(k, f, t)
         elif kind == "ack_end":
@@ -628,10 +653,10 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             radio_off(j, duration_s)
     alive_s = np.minimum(dies, duration_s)
     if rdc is not None:
-        rx[~always_on, IDLE] += rdc.idle_check_s(1.0) * alive_s[~always_on]
+        rx[~always_on_arr, IDLE] += rdc.idle_check_s(1.0) * alive_s[~always_on_arr]
     tx_total = tx.sum(axis=1)
-    rx[always_on] = 0.0
-    rx[always_on, IDLE] = np.maximum(alive_s[always_on] - tx_total[always_on], 0.0)
+    rx[always_on_arr] = 0.0
+    rx[always_on_arr, IDLE] = np.maximum(alive_s[always_on_arr] - tx_total[always_on_arr], 0.0)
     log = np.array(hop_log, dtype=np.float64).reshape(-1, 6)
     notes = [f"802.15.4 mesh: macMinBE {mac.min_be}, macMaxBE {mac.max_be}, macMaxCSMABackoffs "
              f"{mac.max_csma_backoffs}, macMaxFrameRetries {mac.max_frame_retries}; CCA threshold {s.cca_dbm:g} dBm, "
@@ -644,8 +669,10 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         fate=fate, own_tx_s=own_tx, own_rx_s=own_rx, delivered_s=delivered_s, hops=hops, lost_at=lost_at,
         hop_frame=log[:, 0].astype(np.int64), hop_sender=log[:, 1].astype(np.int64),
         hop_receiver=log[:, 2].astype(np.int64), hop_start_s=log[:, 3], hop_end_s=log[:, 4],
-        hop_copies=log[:, 5].astype(np.int64), tx_s=tx, rx_s=rx, forwarded=forwarded, overheard=overheard,
-        transmissions=transmissions, acks=acks, collisions=collisions, cca=cca, cca_busy=cca_busy, always_on=always_on,
+        hop_copies=log[:, 5].astype(np.int64), tx_s=tx, rx_s=rx, forwarded=np.array(forwarded, dtype=np.int64),
+        overheard=np.array(overheard, dtype=np.int64), transmissions=transmissions, acks=np.array(acks, dtype=np.int64),
+        collisions=np.array(collisions, dtype=np.int64), cca=np.array(cca, dtype=np.int64),
+        cca_busy=np.array(cca_busy, dtype=np.int64), always_on=always_on_arr,
         duration_s=float(duration_s), notes=notes)
 
 
