@@ -166,3 +166,64 @@ def test_bad_mesh_settings_are_refused():
         load_scenario_text(MESH % ", min_be: 6, max_be: 4")
     with pytest.raises(InputError, match="radio"):
         load_scenario_text((MESH % "").replace("nrf52840_802154_2xaa", "nrf52840_sx1262_2xaa"))
+
+
+def test_mesh_tables_and_tree_plot_are_written(mesh_result, tmp_path):
+    from iotsim.results import write_results
+    from iotsim.results.tables import MESH_COLUMNS, mesh_hops_table, mesh_table
+
+    mesh = mesh_table(mesh_result)
+    assert list(mesh.columns) == MESH_COLUMNS and len(mesh) == 2 * mesh_result.n_nodes
+    tree = the_tree(mesh_result)
+    for out in mesh_result.outcomes:
+        rows = mesh[mesh.policy == out.policy.name]
+        np.testing.assert_array_equal(rows.frames_forwarded, out.tx.node_stats["frames_forwarded"])
+        # a parent is a node id or the border router's, "" for the orphans
+        assert set(rows.parent[tree.parent[:30] == routing_orphan()]) <= {""}
+        assert set(rows.parent[tree.parent[:30] == 30]) == {"br"}
+    hops = mesh_hops_table(mesh_result)
+    summary = summary_table(mesh_result).set_index("policy")
+    for policy, part in hops.groupby("policy"):
+        # every frame of a routed node is in its route length's row; the orphans' frames in none
+        orphans = (tree.parent[:30] == routing_orphan()).sum()
+        assert part.nodes.sum() == 30 - orphans
+        assert part.frames.sum() <= summary.loc[policy, "packets_offered"]
+        assert (part.delivered_ratio > 0.8).all()
+    # farther from the border router, frames wait for more duty-cycled receivers
+    on = hops[hops.policy == "on_device"].set_index("hops_to_router")
+    assert on.latency_p50_s.is_monotonic_increasing and on.latency_p50_s.iloc[-1] > 5 * on.latency_p50_s.iloc[0]
+    out = write_results(mesh_result, tmp_path / "out", plots=True, report=False, packets=True)
+    assert (out / "mesh.csv").is_file() and (out / "mesh_hops.csv").is_file() and (out / "mesh_tree.png").is_file()
+    assert "hops" in pd_read_parquet(out / "packets.parquet").columns
+
+
+def routing_orphan():
+    from iotsim.mesh.routing import ORPHAN
+
+    return ORPHAN
+
+
+def pd_read_parquet(path):
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
+def test_partition_is_the_first_death_that_cuts_off_a_live_node():
+    """A line 0 -> 1 -> 2 -> router (3), node 1 also reaching 3 directly: node 2 dying first cuts no one off
+    (1 takes its own link); then node 1 dying cuts node 0 off."""
+    from types import SimpleNamespace
+
+    import networkx as nx
+
+    from iotsim.results.metrics import mesh_partition_days
+
+    g = nx.DiGraph()
+    g.add_weighted_edges_from([(0, 1, 1.0), (1, 2, 1.0), (2, 3, 1.0), (1, 3, 3.0)])
+    result = SimpleNamespace(link_state={"graph": g, "roots": [3], "n": 3})
+    day = 86400.0
+    assert mesh_partition_days(result, SimpleNamespace(battery_life_s=np.array([900, 500, 100]) * day)) == 500
+    # the leaf dying first, then the others together: nobody alive is ever cut off
+    assert np.isnan(mesh_partition_days(result, SimpleNamespace(battery_life_s=np.array([100, 500, 500]) * day)))
+    # relay 1 first: node 0 loses its only route while alive
+    assert mesh_partition_days(result, SimpleNamespace(battery_life_s=np.array([900, 200, 700]) * day)) == 200

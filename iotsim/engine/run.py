@@ -67,6 +67,7 @@ class RunResult:
     updates: list = field(default_factory=list)  # iotsim.engine.updates.UpdateOutcome per update, by start
     federated: list = field(default_factory=list)  # iotsim.engine.federated.FederatedOutcome per policy
     federated_plan: object = None  # iotsim.engine.federated.FederatedPlan (None: no federated rounds)
+    link_state: dict | None = None  # what the link set up for the fleet (a mesh: graph, tree, positions)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -153,7 +154,8 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
             fed_outcomes.append(fed_outcome)
         say(f"policy {policy.name}", 1, 1)
     result = RunResult(scenario, plans, outcomes, [g.id for g in scenario.network.gateways], link.technology,
-                       link.tx_power_dbm, updates=update_outcomes, federated=fed_outcomes, federated_plan=fed_plan)
+                       link.tx_power_dbm, updates=update_outcomes, federated=fed_outcomes, federated_plan=fed_plan,
+                       link_state=link.state())
     result.warnings = [w for p in plans for w in p.warnings]
     result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
         + update_notes(update_outcomes) + poll_notes(update_outcomes, outcomes) \

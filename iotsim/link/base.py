@@ -100,6 +100,7 @@ class Transmissions:
     gateway_stats: dict = field(default_factory=dict)  # per-gateway figures the link reports (arrays by gateway)
     node_stats: dict = field(default_factory=dict)  # per-node counters the link reports (downlinks, ACKs, ...)
     steady: KeepAlive | None = None  # radio time per node outside its own frames in this run (mesh relaying)
+    hops: np.ndarray | None = None  # per frame: hops it completed (meshes)
 
     def __len__(self) -> int:
         return int(self.node.shape[0])
@@ -170,6 +171,10 @@ class Link(ABC):
 
     def keep_alive(self, nodes: LinkNodes) -> KeepAlive | None:
         """The steady radio load that keeps the link up, if any."""
+        return None
+
+    def state(self) -> dict | None:
+        """What the link set up for this fleet, for the results (a mesh: its graph, tree and positions)."""
         return None
 
     def attach(self, nodes: LinkNodes, seed: int) -> None:

@@ -108,7 +108,13 @@ class MeshLink(Link):
         tree = routing.dodag(graph, roots)
         cycle = settings.rdc.cycle_s if settings.rdc is not None else 1.0
         self.topology = {"power": power, "graph": graph, "roots": roots, "tree": tree, "settings": settings,
-                         "phase": rng.uniform(0.0, cycle, m), "n": n}
+                         "phase": rng.uniform(0.0, cycle, m), "n": n, "positions_m": xy}
+
+    def state(self) -> dict | None:
+        """The mesh of this run: `graph` (usable links, weight ETX), `roots` (border routers: indices n ..),
+        `tree` (the routing tree before any death), `positions_m` (nodes, then border routers), `n`."""
+        t = self.topology
+        return None if t is None else {k: t[k] for k in ("graph", "roots", "tree", "positions_m", "n")}
 
     # ---- a policy's traffic ------------------------------------------------------------------------------
     def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
@@ -144,6 +150,7 @@ class MeshLink(Link):
         gateway[r.hop_frame[last]] = r.hop_receiver[last] - n
         tx.link_gateway = gateway
         tx.channel = np.full(k, -1, dtype=np.int8)
+        tx.hops = r.hops
         alive_s = np.maximum(np.minimum(death[:n], duration_s), 1e-9)
         tx.steady = KeepAlive(period_s=alive_s, tx_s=r.tx_s[:n, 1], rx_s=r.rx_s[:n, 1] + r.rx_s[:n, 2],
                               standby_s=np.zeros(n))

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import matplotlib
+import matplotlib.cm
+import matplotlib.colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -25,6 +28,7 @@ ENERGY_BREAKDOWN_PNG = "energy_breakdown.png"
 BATTERY_LIFE_PNG = "battery_life.png"
 LATENCY_CDF_PNG = "latency_cdf.png"
 BYTES_ON_AIR_PNG = "bytes_on_air.png"
+MESH_TREE_PNG = "mesh_tree.png"
 
 # Figure sizes in inches (x DPI = pixels).
 _ENERGY_SIZE_PER_GROUP = (4.5, 4.5)
@@ -519,6 +523,49 @@ def _plot_bytes_on_air(path: Path, summary: pd.DataFrame, packets: pd.DataFrame,
     ax_fate.set_ylim(0, 115)
     ax_fate.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), title="fate",
                    title_fontsize=7)
+    return _save(fig, path)
+
+
+def plot_mesh_tree(path: Path | None, mesh: pd.DataFrame) -> Path | Figure:
+    """The routing tree of a mesh run (the mesh table), one panel per policy: each node at its place, a line to
+    its parent, coloured by the energy it draws per day (one colour scale for all panels); border routers as
+    black triangles, nodes without a route as crosses."""
+    _require(mesh, ["policy", "x_m", "y_m", "parent_x_m", "parent_y_m", "energy_j_per_day"], "mesh")
+    policies = _ordered_unique(mesh["policy"])
+    fig = _new_figure((4.2 * max(len(policies), 1) + 0.8, 4.2))
+    if not policies:
+        _placeholder(fig.add_subplot(1, 1, 1), "no mesh")
+        return _save(fig, path)
+    energy = mesh["energy_j_per_day"].to_numpy(dtype=float)
+    finite = energy[np.isfinite(energy)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    norm = matplotlib.colors.Normalize(vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1e-9)
+    cmap = matplotlib.colormaps["viridis"]
+    axes = fig.subplots(1, len(policies), squeeze=False)[0]
+    for ax, policy in zip(axes, policies):
+        d = mesh[mesh["policy"] == policy]
+        routed = d["parent_x_m"].notna().to_numpy()
+        e = d["energy_j_per_day"].to_numpy(dtype=float)
+        for (x, y, px, py, v) in zip(d["x_m"][routed], d["y_m"][routed], d["parent_x_m"][routed],
+                                     d["parent_y_m"][routed], e[routed]):
+            ax.plot([x, px], [y, py], color=cmap(norm(v)), linewidth=0.8, zorder=1)
+        ax.scatter(d["x_m"][routed], d["y_m"][routed], c=e[routed], cmap=cmap, norm=norm, s=14, zorder=2)
+        if (~routed).any():
+            ax.scatter(d["x_m"][~routed], d["y_m"][~routed], marker="x", color="#c44e52", s=18, zorder=2,
+                       label="no route")
+            ax.legend(fontsize=7, loc="upper right")
+        roots = d[routed][["parent_x_m", "parent_y_m"]].drop_duplicates()
+        is_router = ~roots.apply(tuple, axis=1).isin(set(zip(d["x_m"], d["y_m"])))
+        ax.scatter(roots["parent_x_m"][is_router], roots["parent_y_m"][is_router], marker="^", color="black",
+                   s=50, zorder=3)
+        ax.set_title(policy, fontsize=9)
+        ax.set_xlabel("x (m)", fontsize=8)
+        ax.set_ylabel("y (m)", fontsize=8)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.tick_params(labelsize=7)
+    bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), fraction=0.03)
+    bar.set_label("energy (J/day)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     return _save(fig, path)
 
 

@@ -198,6 +198,81 @@ def _loss_metric(fate: Fate) -> Metric:
         lambda v, f=fate: v.count(f), f"frames {where}: {words}", _LOSS_TECHNOLOGIES[fate])
 
 
+
+# ---- meshes --------------------------------------------------------------------------------------
+def _relays(v: GroupView) -> np.ndarray:
+    """Per node of the group: it forwarded frames for others in this run."""
+    f = v.outcome.tx.node_stats.get("frames_forwarded")
+    n = v.nodes_slice.stop - v.nodes_slice.start
+    return np.zeros(n, dtype=bool) if f is None else np.asarray(f)[v.nodes_slice] > 0
+
+
+def _first_relay_death_days(v: GroupView) -> float:
+    relays = _relays(v)
+    life = v.outcome.battery_life_s[v.nodes_slice] / 86400.0
+    return float(life[relays].min()) if relays.any() else float("nan")
+
+
+def mesh_partition_days(result, outcome) -> float:
+    """When the mesh first cuts off a live node: nodes die at their projected battery lives (the policy's; equal
+    lives together), and the first deaths that leave a live node, which had a route at the start, without any
+    path of usable links to a live border router partition the network. NaN if that never happens before every
+    node has died, or without a mesh. Computed once per policy (breadth-first searches in scipy)."""
+    cached = getattr(outcome, "_partition_days", None)
+    if cached is not None:
+        return cached
+    value = _partition_days(result, outcome)
+    outcome._partition_days = value
+    return value
+
+
+def _partition_days(result, outcome) -> float:
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import breadth_first_order
+
+    state = result.link_state
+    if not state or "graph" not in state:
+        return float("nan")
+    n, graph, roots = state["n"], state["graph"], list(state["roots"])
+    m = graph.number_of_nodes()
+    edges = np.array(list(graph.edges()), dtype=np.int64).reshape(-1, 2)
+    src, dst = edges[:, 0], edges[:, 1]
+
+    def reachable(alive: np.ndarray) -> np.ndarray:
+        """Nodes with a path to a live border router through live nodes (BFS from a virtual root, edges reversed)."""
+        keep = alive[src] & alive[dst]
+        live_roots = [r for r in roots if alive[r]]
+        rows = np.concatenate([dst[keep], np.full(len(live_roots), m)])
+        cols = np.concatenate([src[keep], live_roots])
+        adj = csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(m + 1, m + 1))
+        seen = np.zeros(m + 1, dtype=bool)
+        seen[breadth_first_order(adj, m, directed=True, return_predecessors=False)] = True
+        return seen[:m]
+
+    alive = np.ones(m, dtype=bool)
+    start = reachable(alive)[:n]
+    life = np.asarray(outcome.battery_life_s, dtype=np.float64) / 86400.0
+    for t in np.unique(life):
+        dying = np.flatnonzero(life == t)
+        alive[dying] = False
+        # only a node someone alive could route through can cut anyone off
+        if not np.isin(dst, dying)[alive[src]].any():
+            continue
+        lost = start & alive[:n] & ~reachable(alive)[:n]
+        if lost.any():
+            return float(t)
+    return float("nan")
+
+
+def _orphans(v: GroupView) -> int:
+    state = v.result.link_state
+    if not state or "tree" not in state:
+        return 0
+    from iotsim.mesh.routing import ORPHAN
+
+    return int((state["tree"].parent[v.nodes_slice] == ORPHAN).sum())
+
+
 METRICS: tuple[Metric, ...] = (
     Metric("nodes", "Nodes", "nodes", "int", lambda v: v.plan.n_nodes, "nodes in the group"),
     Metric("energy_j_per_node_day", "Energy (J/node/day)", "J/node/day", "float",
@@ -274,6 +349,23 @@ METRICS: tuple[Metric, ...] = (
     Metric("app_downlinks_delivered", "Application downlinks delivered", "app dl", "int",
            lambda v: v.node_stat("app_downlinks_received"), "application downlinks that reached their node",
            LORAWAN),
+    Metric("frames_forwarded", "Frames forwarded", "fwd", "int", lambda v: v.node_stat("frames_forwarded"),
+           "frames the group's nodes passed on for others (mesh)", MESH),
+    Metric("relays", "Relays", "relays", "int", lambda v: int(_relays(v).sum()),
+           "nodes of the group that forwarded frames for others", MESH),
+    Metric("relay_radio_s_per_node_day", "Relay radio time (s/node/day)", "relay s/d", "float",
+           lambda v: float(np.mean((np.asarray(v.outcome.tx.node_stats.get("relay_tx_s", 0.0))[v.nodes_slice]
+                                    + np.asarray(v.outcome.tx.node_stats.get("relay_rx_s", 0.0))[v.nodes_slice])
+                                   / v.days)),
+           "radio time spent receiving, acknowledging and sending others' frames, per node per day alive", MESH),
+    Metric("first_relay_death_days", "First relay to die (days)", "1st relay (d)", "float", _first_relay_death_days,
+           "the shortest projected battery life among the group's relays", MESH, better="higher"),
+    Metric("partition_days", "Network partition (days)", "partition (d)", "float",
+           lambda v: mesh_partition_days(v.result, v.outcome),
+           "when the first node loses its last route to a border router as nodes die in the order of their "
+           "projected battery lives (the whole mesh; NaN: never)", MESH, terminal=True, better="higher"),
+    Metric("nodes_without_route", "Nodes without a route", "no route", "int", _orphans,
+           "nodes of the group with no usable path to a border router at the start", MESH),
     Metric("latency_p50_s", "Latency p50 (s)", "lat p50 (s)", "float", lambda v: _pct(v.latency, 50),
            "median detection latency from event onset", terminal=True,
            better="lower", sample=Sample("event", lambda v: v.latency, "p50")),
@@ -315,4 +407,4 @@ def summary_columns(technology: str | None = None) -> list[str]:
     return [*ID_COLUMNS, *(m.name for m in metrics)]
 
 
-__all__ = ["Metric", "Sample", "METRICS", "BY_NAME", "GroupView", "metrics_for", "summary_columns", "LOSS_FATES", "ID_COLUMNS"]
+__all__ = ["Metric", "Sample", "METRICS", "mesh_partition_days", "BY_NAME", "GroupView", "metrics_for", "summary_columns", "LOSS_FATES", "ID_COLUMNS"]

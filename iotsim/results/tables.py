@@ -195,6 +195,70 @@ def federated_table(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FEDERATED_COLUMNS)
 
 
+MESH_COLUMNS = ["policy", "node_id", "group", "x_m", "y_m", "parent", "parent_x_m", "parent_y_m", "hops_to_router",
+                "frames_forwarded", "frames_overheard", "relay_tx_s", "relay_rx_s", "idle_listen_s",
+                "energy_j_per_day", "battery_life_days"]
+"""The mesh table's columns (802.15.4 runs): one row per policy and node, with its routing-tree parent (a node id
+or a border router's id; "" without a route) and what it did for others."""
+
+
+def mesh_table(result: RunResult) -> pd.DataFrame:
+    """Per policy and node of a mesh run: its place in the routing tree (at the start of the run), its relay work
+    and its energy; empty for other technologies."""
+    state = result.link_state
+    if not state or "tree" not in state:
+        return pd.DataFrame(columns=MESH_COLUMNS)
+    n, tree, xy = state["n"], state["tree"], state["positions_m"]
+    node_ids = np.concatenate([p.node_ids for p in result.plans]).astype(object)
+    names = np.concatenate([node_ids, np.array(result.gateway_ids, dtype=object)])
+    groups = np.concatenate([np.full(p.n_nodes, p.name, dtype=object) for p in result.plans])
+    parent = tree.parent[:n]
+    has = parent >= 0
+    px = np.where(has, xy[np.maximum(parent, 0), 0], np.nan)
+    py = np.where(has, xy[np.maximum(parent, 0), 1], np.nan)
+    parts = []
+    for out in result.outcomes:
+        st = out.tx.node_stats
+        life = np.minimum(out.died_at_s, float(result.scenario.duration))
+        parts.append(pd.DataFrame({
+            "policy": out.policy.name, "node_id": node_ids, "group": groups, "x_m": xy[:n, 0], "y_m": xy[:n, 1],
+            "parent": np.where(has, names[np.maximum(parent, 0)], ""), "parent_x_m": px, "parent_y_m": py,
+            "hops_to_router": tree.hops[:n], "frames_forwarded": st["frames_forwarded"],
+            "frames_overheard": st["frames_overheard"], "relay_tx_s": st["relay_tx_s"], "relay_rx_s": st["relay_rx_s"],
+            "idle_listen_s": st["idle_listen_s"],
+            "energy_j_per_day": out.energy_slots_j.sum(axis=1) / (life / SECONDS_PER_DAY),
+            "battery_life_days": out.battery_life_s / SECONDS_PER_DAY,
+        }, columns=MESH_COLUMNS))
+    return pd.concat(parts, ignore_index=True)
+
+
+MESH_HOPS_COLUMNS = ["policy", "hops_to_router", "nodes", "frames", "delivered_ratio", "latency_p50_s", "latency_p95_s"]
+
+
+def mesh_hops_table(result: RunResult) -> pd.DataFrame:
+    """Per policy and route length (hops from the origin to its border router in the starting tree): frames, the
+    share delivered and the end-to-end latency of the delivered ones (ready to the router's acknowledgement)."""
+    state = result.link_state
+    if not state or "tree" not in state:
+        return pd.DataFrame(columns=MESH_HOPS_COLUMNS)
+    hops_of = state["tree"].hops[: state["n"]]
+    rows = []
+    for out in result.outcomes:
+        tx = out.tx
+        offered = ~np.isin(tx.fate, [Fate.NODE_DEAD])
+        hops = hops_of[tx.node]
+        ok = tx.fate == Fate.DELIVERED
+        latency = tx.start_s + tx.busy_s - tx.ready_s
+        for h in np.unique(hops_of[hops_of >= 0]):
+            sel = offered & (hops == h)
+            lat = latency[sel & ok]
+            rows.append({"policy": out.policy.name, "hops_to_router": int(h), "nodes": int((hops_of == h).sum()),
+                         "frames": int(sel.sum()), "delivered_ratio": float(ok[sel].mean()) if sel.any() else np.nan,
+                         "latency_p50_s": float(np.percentile(lat, 50)) if lat.size else np.nan,
+                         "latency_p95_s": float(np.percentile(lat, 95)) if lat.size else np.nan})
+    return pd.DataFrame(rows, columns=MESH_HOPS_COLUMNS)
+
+
 def events_table(result: RunResult) -> pd.DataFrame:
     parts = []
     for out in result.outcomes:
@@ -226,6 +290,7 @@ def _packets_part(result: RunResult, outcome, rows: np.ndarray) -> pd.DataFrame:
     msg = f.message[rows]
     status = f.fate[rows]
     attempts = np.ones(rows.shape[0], dtype=np.int64) if f.attempts is None else f.attempts[rows]
+    extra = {} if f.hops is None else {"hops": f.hops[rows]}  # meshes: hops each frame completed
     return pd.DataFrame({
         "node_id": node_ids[f.node[rows]],
         "policy": outcome.policy.name,
@@ -243,6 +308,7 @@ def _packets_part(result: RunResult, outcome, rows: np.ndarray) -> pd.DataFrame:
         "gateway": _text(gw_names, f.gateway[rows]),
         "delivered": status == Fate.DELIVERED,
         "loss_reason": _text(REASON_NAMES, status),
+        **extra,
     })
 
 

@@ -18,7 +18,8 @@ import iotsim
 from iotsim.files import atomic_replace_dir
 from iotsim.results.findings import run_findings, write_findings
 from iotsim.engine.run import Progress
-from iotsim.results.tables import (PACKETS_ROW_GROUP_ROWS, events_table, federated_table, gateways_table, nodes_table,
+from iotsim.results.tables import (PACKETS_ROW_GROUP_ROWS, events_table, federated_table, gateways_table, mesh_hops_table,
+                                   mesh_table, nodes_table,
                                    packets_row_groups, summary_table, updates_table)
 from iotsim.scenario.loader import scenario_hash
 
@@ -98,7 +99,7 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
                   report: bool | None = None, packets: bool | None = None,
                   progress: Progress | None = None) -> Path:
     """Write summary.csv, nodes.parquet, events.parquet, packets.parquet, gateways.csv (LoRaWAN), updates.csv
-    (model updates), federated.csv (federated rounds), manifest.json, findings.md and findings.json, plots and report.html into `out_dir`,
+    (model updates), federated.csv (federated rounds), mesh.csv and mesh_hops.csv (802.15.4 meshes), manifest.json, findings.md and findings.json, plots and report.html into `out_dir`,
     replacing it atomically. Returns the folder.
 
     `progress(step, done, total)` is called with done = 0 when a step starts and done = total = 1
@@ -121,6 +122,10 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
                 updates_table(result).to_csv(tmp / "updates.csv", index=False, float_format="%.6g")
             if result.federated:
                 federated_table(result).to_csv(tmp / "federated.csv", index=False, float_format="%.6g")
+            mesh = mesh_table(result) if result.link_state else None
+            if mesh is not None and len(mesh):
+                mesh.to_csv(tmp / "mesh.csv", index=False, float_format="%.6g")
+                mesh_hops_table(result).to_csv(tmp / "mesh_hops.csv", index=False, float_format="%.6g")
             _write_parquet(nodes, tmp / "nodes.parquet")
             _write_parquet(events, tmp / "events.parquet")
             manifest = build_manifest(result, command)
@@ -144,6 +149,10 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
             if plots:
                 with _step(progress, "plots"):
                     plot_paths = write_plots(tmp, summary, nodes, events, packet_frame)
+                    if mesh is not None and len(mesh):
+                        from iotsim.report.plots import MESH_TREE_PNG, plot_mesh_tree
+
+                        plot_paths.append(plot_mesh_tree(tmp / MESH_TREE_PNG, mesh))
             if report:
                 with _step(progress, "report"):
                     write_report(tmp, summary, result.scenario.name, result.scenario.description, manifest,
