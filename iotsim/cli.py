@@ -473,7 +473,7 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="print the ca
 
 @models_app.command("build")
 def models_build(
-    name: str = typer.Argument(..., help="zoo model (e.g. farm_soil_int8) or alias (farm, factory, wearable, smart_home)"),
+    name: str = typer.Argument(..., help="zoo model (e.g. farm_soil_int8) or alias (farm, factory, wearable, smart_home, smart_city)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: the package zoo)"),
     small: bool = typer.Option(False, "--small", help="reduced configuration (fewer windows and epochs)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="accepted for compatibility; training prints a summary only"),

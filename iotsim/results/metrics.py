@@ -217,7 +217,7 @@ def mesh_partition_days(result, outcome) -> float:
     """When the mesh first cuts off a live node: nodes die at their projected battery lives (the policy's; equal
     lives together), and the first deaths that leave a live node, which had a route at the start, without any
     path of usable links to a live border router partition the network. NaN if that never happens before every
-    node has died, or without a mesh. Computed once per policy (breadth-first searches in scipy)."""
+    node has died, or without a mesh. Computed once per policy (vectorised breadth-first searches)."""
     cached = getattr(outcome, "_partition_days", None)
     if cached is not None:
         return cached
@@ -227,9 +227,6 @@ def mesh_partition_days(result, outcome) -> float:
 
 
 def _partition_days(result, outcome) -> float:
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import breadth_first_order
-
     state = result.link_state
     if not state or "graph" not in state:
         return float("nan")
@@ -237,26 +234,36 @@ def _partition_days(result, outcome) -> float:
     m = graph.number_of_nodes()
     edges = np.array(list(graph.edges()), dtype=np.int64).reshape(-1, 2)
     src, dst = edges[:, 0], edges[:, 1]
+    # links toward the roots, reversed: from each node to the nodes that can send to it
+    order = np.argsort(dst, kind="stable")
+    nbr = src[order]
+    ptr = np.searchsorted(dst[order], np.arange(m + 1))
 
     def reachable(alive: np.ndarray) -> np.ndarray:
-        """Nodes with a path to a live border router through live nodes (BFS from a virtual root, edges reversed)."""
-        keep = alive[src] & alive[dst]
-        live_roots = [r for r in roots if alive[r]]
-        rows = np.concatenate([dst[keep], np.full(len(live_roots), m)])
-        cols = np.concatenate([src[keep], live_roots])
-        adj = csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(m + 1, m + 1))
-        seen = np.zeros(m + 1, dtype=bool)
-        seen[breadth_first_order(adj, m, directed=True, return_predecessors=False)] = True
-        return seen[:m]
+        """Nodes with a path to a live border router through live nodes (a breadth-first search from the
+        routers over the reversed links, one level at a time)."""
+        seen = np.zeros(m, dtype=bool)
+        frontier = np.array([r for r in roots if alive[r]], dtype=np.int64)
+        seen[frontier] = True
+        while frontier.size:
+            counts = ptr[frontier + 1] - ptr[frontier]
+            starts = np.repeat(ptr[frontier], counts)
+            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            cand = np.unique(nbr[starts + offsets])
+            cand = cand[alive[cand] & ~seen[cand]]
+            seen[cand] = True
+            frontier = cand
+        return seen
 
     alive = np.ones(m, dtype=bool)
     start = reachable(alive)[:n]
     life = np.asarray(outcome.battery_life_s, dtype=np.float64) / 86400.0
+    can_relay = np.isin(np.arange(n), dst)  # someone can send through it
     for t in np.unique(life):
         dying = np.flatnonzero(life == t)
         alive[dying] = False
         # only a node someone alive could route through can cut anyone off
-        if not np.isin(dst, dying)[alive[src]].any():
+        if not (can_relay[dying].any() and (np.isin(dst, dying) & alive[src]).any()):
             continue
         lost = start & alive[:n] & ~reachable(alive)[:n]
         if lost.any():

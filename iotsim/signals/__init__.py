@@ -18,6 +18,7 @@ _REGISTRY: dict[str, str] = {
     "factory.vibration": "iotsim.signals.vibration:FactoryVibration",
     "wearable.ecg": "iotsim.signals.ecg:WearableEcg",
     "smart_home.keyword": "iotsim.signals.keywords:KeywordAudio",
+    "smart_city.traffic": "iotsim.signals.traffic:CityTraffic",
 }
 
 

@@ -12,9 +12,11 @@ RECIPE_MODULES = {
     "factory_bearing_int8": "iotsim.tinyml.recipes.factory",
     "wearable_ecg_int8": "iotsim.tinyml.recipes.wearable",
     "smart_home_kws_int8": "iotsim.tinyml.recipes.smart_home",
+    "smart_city_traffic_int8": "iotsim.tinyml.recipes.smart_city",
 }
 ALIASES = {"farm": "farm_soil_int8", "factory": "factory_bearing_int8", "wearable": "wearable_ecg_int8",
-           "smart_home": "smart_home_kws_int8", "kws": "smart_home_kws_int8", "ecg": "wearable_ecg_int8"}
+           "smart_home": "smart_home_kws_int8", "kws": "smart_home_kws_int8", "ecg": "wearable_ecg_int8",
+           "smart_city": "smart_city_traffic_int8", "traffic": "smart_city_traffic_int8"}
 
 
 def recipe_names() -> list[str]:
