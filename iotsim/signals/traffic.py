@@ -1,4 +1,5 @@
-"""smart_city.traffic: a street-light-mounted traffic radar counting vehicles on one lane of an urban arterial.
+"""smart_city.traffic: a street-light-mounted traffic sensor counting vehicles on one lane of an urban arterial
+(a magnetometer pair or a radar: `devices/sensor/vehicle_magnetometer.yaml` is the one the shipped board carries).
 
 Channels: flow (vehicles counted in the minute) and speed (their mean spot speed, km/h; 0 when no vehicle
 passed). One sample a minute, 30 samples per window (half an hour), sent raw as int16 per channel.
@@ -73,7 +74,7 @@ class CityTraffic(Workload):
     class_names: tuple[str, ...] = ("normal", "incident")
     positive_class: int = 1
     description: str = (
-        "traffic radar on an urban lane: vehicles per minute and mean speed, 30-min windows, Greenshields "
+        "traffic sensor on an urban lane: vehicles per minute and mean speed, 30-min windows, Greenshields "
         "speed-flow model, daily demand cycle with peak-hour congestion; event: incident downstream (queue "
         "spillback)"
     )
