@@ -252,3 +252,66 @@ def test_unicast_fragments_keep_their_own_gateway_from_receiving(model):
     for g in (0, 1):
         mine = sched.of_gateway(g)
         assert mine.sum() == sent[g] and (sched.start_s[mine][1:] >= sched.end_s[mine][:-1]).all()  # disjoint
+
+
+def test_a_gateways_unicast_fragments_hold_its_rx2_sub_band_for_class_a_answers(monkeypatch):
+    """Each unicast fragment spends its gateway's RX2 sub-band for its off-time (airtime / 10 %): the network
+    server answers no confirmed uplink in RX2 through that gateway meanwhile (it answers in RX1, or through
+    another gateway), and the holds are per gateway: the others answer in RX2 during them."""
+    from test_lorawan_loop_native import CASES
+    from test_lorawan_loop_native import SCENARIO as BOTH
+
+    from iotsim.link import loop_native, lorawan_loop
+
+    case = CASES["class A unicast of a model update: polls among confirmed traffic, fragments on each gateway"]
+    params = dict(seed=3, count=120, region="EU868", channels=2, lorawan="", reception="{}", backhaul="{}", gw2="",
+                  updates="") | case
+    scenario = load_scenario_text(BOTH.format(**params))
+    scenario = scenario.model_copy(update={"policies": scenario.policies[:1]})
+    monkeypatch.setenv(loop_native.ENGINE_ENV, "simpy")
+    loops, refused = [], []
+    keep = lorawan_loop.ClosedLoop._transmissions
+    held = lorawan_loop.ClosedLoop._band_held
+
+    def spy(self):
+        loops.append(self)
+        return keep(self)
+
+    def spy_held(self, g, band, t0, t1):
+        got = held(self, g, band, t0, t1)
+        if got:
+            refused.append(g)
+        return got
+
+    monkeypatch.setattr(lorawan_loop.ClosedLoop, "_transmissions", spy)
+    monkeypatch.setattr(lorawan_loop.ClosedLoop, "_band_held", spy_held)
+    run_scenario(scenario)
+    loop = loops[-1]
+    rx2 = float(loop.region.rx2_frequency_hz)
+    band = int(loop.region.sub_band_index(rx2))
+    assert loop.gw_holds and not loop.holds  # unicast only: every hold is one gateway's
+    in_hold = {g: 0 for g in range(loop.n_gw)}
+    for t0, (t1, freq, _sf, g) in zip(loop.dl_starts, loop.dl_rows):
+        if freq != rx2:
+            continue
+        los, his = loop.gw_holds.get((g, band), ([], []))
+        i = np.searchsorted(los, t1) - 1
+        assert not (i >= 0 and his[i] > t0), f"gateway {g} answered in RX2 at {t0} during its own fragment's hold"
+        for h in range(loop.n_gw):  # another gateway's hold covers it: holds are per gateway
+            lo, hi = loop.gw_holds.get((h, band), ([], []))
+            j = np.searchsorted(lo, t1) - 1
+            in_hold[h] += h != g and j >= 0 and hi[j] > t0
+    assert refused and sum(in_hold.values()) > 0
+
+
+def test_holds_split_into_every_gateways_and_each_gateways_own_merged():
+    from iotsim.link.lorawan_loop import split_holds
+    from iotsim.radio.lorawan import get_region
+
+    region = get_region("EU868")
+    f = float(region.rx2_frequency_hz)
+    b = int(region.sub_band_index(f))
+    shared, own = split_holds([(f, 0.0, 10.0, -1), (f, 5.0, 8.0, 1), (f, 7.0, 9.0, 1), (f, 20.0, 21.0, 1),
+                               (f, 3.0, 4.0, 0), (f, 1.0, 2.0)], region)
+    assert shared == [(b, 0.0, 10.0), (b, 1.0, 2.0)]  # -1 and 3-tuples: every gateway
+    assert own == {(1, b): ([5.0, 20.0], [9.0, 21.0]), (0, b): ([3.0], [4.0])}  # overlapping windows merged

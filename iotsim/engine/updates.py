@@ -27,9 +27,8 @@ nodes that could not decode it (`repair`).
 
 Not modelled yet (stated in the run's notes): the new model's inference cost is taken equal to the old one's;
 LoRaWAN nodes hear only their strongest gateway's copy of each fragment; the unicast schedule takes a poll's
-success from fading alone (the polls themselves are uplinks of every policy's run: `poll_messages`), and
-unicast downlinks do not spend the duty cycle that class A answers use; BLE and Wi-Fi transfers do not delay other nodes'
-uplinks.
+success from fading alone (the polls themselves are uplinks of every policy's run: `poll_messages`); BLE and
+Wi-Fi transfers do not delay other nodes' uplinks.
 """
 
 from __future__ import annotations
@@ -268,9 +267,10 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
             "session did not; the node polls until it can decode or the run ends. The polls are uplinks of every "
             "policy's run (kind poll): on air with the other uplinks, under the duty cycle, charged as frames; each "
             "fragment is in its gateway's transmit schedule (half duplex: the gateway receives nothing meanwhile, and "
-            "class A answers do not overlap it). Not modelled: the schedule of fragments takes each poll's success "
-            "from fading alone, not from the link's verdict on it in the run (the notes compare the two); the "
-            "fragments do not spend the RX2 sub-band's duty cycle that class A answers also use.")
+            "class A answers do not overlap it) and holds that gateway's RX2 sub-band for its off-time (class A "
+            "answers on the band through that gateway wait: the fragments, scheduled before the run, come first). "
+            "Not modelled: the schedule of fragments takes each poll's success from fading alone, not from the "
+            "link's verdict on it in the run (the notes compare the two).")
     if over_star:
         notes.append(
             "Model updates over the node's own link: each gateway sends the update to its nodes one after another "
@@ -312,7 +312,7 @@ def gateway_schedule(updates: list[UpdateOutcome]) -> GatewaySchedule | None:
             ends.append(t + s.fragment_airtime_s)
             freqs.append(np.full(t.shape, s.frequency_hz))
             gws.append(np.full(t.shape, -1, np.int64))
-            holds.append((s.frequency_hz, float(t[0]), float(t[-1] + s.fragment_interval_s)))
+            holds.append((s.frequency_hz, float(t[0]), float(t[-1] + s.fragment_interval_s), -1))
         uc = u.unicast
         if uc is not None and uc.send_s is not None and uc.send_s.size:
             t = u.start_s + uc.send_s
@@ -320,6 +320,10 @@ def gateway_schedule(updates: list[UpdateOutcome]) -> GatewaySchedule | None:
             ends.append(t + uc.fragment_airtime_s)
             freqs.append(np.full(t.shape, uc.frequency_hz))
             gws.append(uc.send_gw)
+            # each fragment spends its gateway's sub-band for its off-time (airtime / duty cycle): class A
+            # answers (ACKs, MAC commands) on that band wait for it, as the fragments waited for the band
+            off = uc.fragment_airtime_s / uc.duty_cycle if uc.duty_cycle < 1.0 else uc.fragment_airtime_s
+            holds.extend((uc.frequency_hz, float(a0), float(a0 + off), int(g)) for a0, g in zip(t, uc.send_gw))
     if not starts:
         return None
     start, end, freq, gw = (np.concatenate(x) for x in (starts, ends, freqs, gws))

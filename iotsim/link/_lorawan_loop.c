@@ -16,9 +16,10 @@
  * first decides every uplink that ended by then; the RX1 openings of decided uplinks wait in a queue,
  * already in order), at its RX2 opening when the answer comes after RX1 opened (a heap; the server
  * resolves first too) or at the end of a downlink it listens to (a heap). Events at or after `duration`
- * are not processed in the loop: as SimPy's run(until=duration), the server then decides everything
- * still open at once and each node (in node order) finishes its messages without waiting (what it
- * plans then is never on air).
+ * are not processed in the loop: as SimPy's run(until=duration), the server then decides what the run
+ * reached by its end (answers due before it book their downlinks before a later reception is decided),
+ * then everything still open at once, and each node (in node order) finishes its messages without waiting
+ * (what it plans then is never on air).
  *
  * Memory: an attempt's record is reused once the network has decided it, its node has read the
  * answer and it ends too long before anything still undecided to interfere with it; arrived attempts
@@ -128,6 +129,12 @@ typedef struct {
     int64_t n_sched, n_holds;
     const double *sched_start, *sched_end, *hold_lo, *hold_hi;
     const int64_t *hold_band, *sched_gw;
+    /* each gateway's own holds (its unicast fragments' off-times): per (gateway, sub-band) a sorted run of
+       disjoint windows, ghold_lo/ghold_hi[ghold_off[g * n_hold_bands + band] ..
+       ghold_off[g * n_hold_bands + band + 1]) */
+    int64_t n_hold_bands, n_gholds;
+    const double *ghold_lo, *ghold_hi;
+    const int64_t *ghold_off;
 } loop_in;
 
 /* one frame's row; rows are kept per node in chunks (a node writes its rows in message order, and
@@ -553,11 +560,18 @@ static int rec_release_if_done(loop_t *L, int64_t slot)
 }
 
 /* ------------------------------------------------------------------ gateways */
-static int band_held(const loop_in *in, int64_t band, double t0, double t1)
+static int band_held(const loop_in *in, int64_t g, int64_t band, double t0, double t1)
 {
     for (int64_t i = 0; i < in->n_holds; i++)
         if (in->hold_band[i] == band && t0 < in->hold_hi[i] && t1 > in->hold_lo[i])
             return 1;
+    if (in->n_gholds && band < in->n_hold_bands) {
+        int64_t a = in->ghold_off[g * in->n_hold_bands + band], b = in->ghold_off[g * in->n_hold_bands + band + 1];
+        /* disjoint windows: only the last one starting before t1 can overlap [t0, t1) */
+        int64_t i = bisect_left(in->ghold_lo + a, b - a, t1) - 1;
+        if (i >= 0 && in->ghold_hi[a + i] > t0)
+            return 1;
+    }
     return 0;
 }
 
@@ -931,7 +945,7 @@ static int server(loop_t *L, int64_t slot)
             int64_t c = order[q];
             if (answer_t + in->gw_latency[c] + in->tx_lead < t0 &&
                 !(L->gw_band_free[c * in->n_gw_bands + band] > t0 || overlaps_tx(L, c, t0, t0 + air) ||
-                  band_held(in, band, t0, t0 + air))) {
+                  band_held(in, c, band, t0, t0 + air))) {
                 g = c;
                 break;
             }
@@ -1663,9 +1677,11 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
                 goto fail;
         }
     }
-    /* the end: decide everything, then each node finishes without waiting */
+    /* the end: decide everything, then each node finishes without waiting. First what the run decided by its
+       end (the server's answers before the end book their downlinks before any later reception is decided, as
+       the SimPy engine's clock runs to the end), then the rest */
     L.offline = 1;
-    if (resolve_until(&L, INFINITY))
+    if (resolve_until(&L, in->duration) || resolve_until(&L, INFINITY))
         goto fail;
     for (int64_t k = 0; k < N; k++)
         if (L.nodes[k].phase != P_DONE && run_node(&L, k))

@@ -119,7 +119,8 @@ class GatewaySchedule:
     start_s: np.ndarray  # sorted; each gateway's own (its entries and those of every gateway) disjoint
     end_s: np.ndarray
     frequency_hz: np.ndarray  # per transmission
-    holds: tuple = ()  # (frequency_hz, from_s, until_s): windows in which they spend their sub-band's duty cycle
+    holds: tuple = ()  # (frequency_hz, from_s, until_s, gateway): windows in which a gateway (-1: every one)
+    #                    spends its sub-band's duty cycle on these transmissions
     gateway: np.ndarray | None = None  # per transmission: the gateway sending it, -1 every gateway (None: all -1)
 
     def __len__(self) -> int:

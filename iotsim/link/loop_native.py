@@ -58,6 +58,8 @@ class _LoopIn(ctypes.Structure):
         ("gw_latency", _p), ("dedup", _d), ("tx_lead", _d),
         ("n_sched", _i), ("n_holds", _i),
         *[(n, _p) for n in ("sched_start", "sched_end", "hold_lo", "hold_hi", "hold_band", "sched_gw")],
+        ("n_hold_bands", _i), ("n_gholds", _i),
+        *[(n, _p) for n in ("ghold_lo", "ghold_hi", "ghold_off")],
     ]
 
 
@@ -231,6 +233,16 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
     sched_end = sched.end_s if sched is not None else np.zeros(0)
     sched_gw = np.zeros(0, np.int64) if sched is None else (
         np.full(len(sched), -1, np.int64) if sched.gateway is None else sched.gateway)
+    # each gateway's own holds, per (gateway, sub-band), disjoint and sorted (lorawan_loop.split_holds)
+    n_hold_bands = 1 + max([b for (_, b) in loop.gw_holds] + [0])
+    ghold_lo, ghold_hi = [], []
+    ghold_off = np.zeros(n_gw * n_hold_bands + 1, np.int64)
+    for g in range(n_gw):
+        for b in range(n_hold_bands):
+            los, his = loop.gw_holds.get((g, b), ([], []))
+            ghold_lo.extend(los)
+            ghold_hi.extend(his)
+            ghold_off[g * n_hold_bands + b + 1] = len(ghold_lo)
 
     cin = _LoopIn(
         n_nodes=n, n_msgs=len(m), n_gw=n_gw, n_ch=n_ch, n_bands=int(loop.band_dc.shape[0]), n_gw_bands=n_gw_bands,
@@ -266,7 +278,8 @@ def run(loop) -> tuple[dict[str, np.ndarray], dict] | None:
         n_sched=len(sched_start), n_holds=len(loop.holds), sched_start=ptr(sched_start, np.float64),
         sched_end=ptr(sched_end, np.float64), hold_lo=ptr([h[1] for h in loop.holds], np.float64),
         hold_hi=ptr([h[2] for h in loop.holds], np.float64), hold_band=ptr([h[0] for h in loop.holds], np.int64),
-        sched_gw=ptr(sched_gw, np.int64),
+        sched_gw=ptr(sched_gw, np.int64), n_hold_bands=n_hold_bands, n_gholds=len(ghold_lo),
+        ghold_lo=ptr(ghold_lo, np.float64), ghold_hi=ptr(ghold_hi, np.float64), ghold_off=ptr(ghold_off, np.int64),
     )
     cin.rng_retx[:] = _state_words(loop.rng_retx)
     cin.rng_timeouts[:] = _state_words(loop.rng_timeouts)

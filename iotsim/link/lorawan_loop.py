@@ -251,10 +251,11 @@ class ClosedLoop:
         # the gateways' own transmissions (updates' multicast sessions on every gateway, unicast fragments on
         # one), known in advance, and the windows in which they spend a sub-band's duty cycle: (sub-band, from,
         # until)
-        self.holds: list[tuple[int, float, float]] = []
+        self.holds: list[tuple[int, float, float]] = []  # every gateway's: (sub-band, from, until)
+        self.gw_holds: dict[tuple[int, int], tuple[list, list]] = {}  # (gateway, sub-band) -> (froms, untils)
         sched = link.gateway_schedule
         if sched is not None and len(sched):
-            self.holds = [(int(self.region.sub_band_index(f)), float(lo), float(hi)) for f, lo, hi in sched.holds]
+            self.holds, self.gw_holds = split_holds(sched.holds, self.region)
             own = [sched.of_gateway(g) for g in range(self.n_gw)]
             # each gateway's radio: what it transmits (half duplex: no reception meanwhile), filled as the
             # network server's requests reach it over the backhaul
@@ -1016,7 +1017,7 @@ class ClosedLoop:
             for g in decoders:
                 if answer_t + lat[g] + lorawan_mac.GATEWAY_TX_LEAD_S < t0 and not (
                         self.ns_band_free[g].get(band, -math.inf) > t0 or self.ns_tx[g].overlaps(t0, t0 + air)
-                        or self._band_held(band, t0, t0 + air)):
+                        or self._band_held(g, band, t0, t0 + air)):
                     break
             else:
                 continue
@@ -1039,9 +1040,16 @@ class ClosedLoop:
             self._send(self._requests[g], (answer_t + lat[g], a, dl, band))
             return
 
-    def _band_held(self, band: int, t0: float, t1: float) -> bool:
-        """A gateway's own session spends `band`'s duty cycle somewhere in [t0, t1)."""
-        return any(b == band and t0 < hi and t1 > lo for b, lo, hi in self.holds)
+    def _band_held(self, g: int, band: int, t0: float, t1: float) -> bool:
+        """Gateway g's own transmissions (a session's, or its unicast fragments) spend `band`'s duty cycle
+        somewhere in [t0, t1)."""
+        if any(b == band and t0 < hi and t1 > lo for b, lo, hi in self.holds):
+            return True
+        own = self.gw_holds.get((g, band))
+        if own is None:
+            return False
+        i = bisect_left(own[0], t1) - 1  # windows are disjoint: only the last one starting before t1 can overlap
+        return i >= 0 and own[1][i] > t0
 
     def downlink_phy_bytes(self, link_adr_req: bool, app_data: bool) -> int:
         """PHY size of a downlink: the ACK frame, plus a LinkADRReq in FOpts, plus FPort and application data."""
@@ -1169,6 +1177,33 @@ _FATE_RANK = [0] * (max(int(f) for f in Fate) + 1)  # Fate code -> rank (other c
 for _f, _r in _RANK.items():
     _FATE_RANK[int(_f)] = _r
 TX_KEEP_S = 60.0  # gateway transmissions kept this long after their end (longer than any uplink)
+def split_holds(holds, region) -> tuple[list, dict]:
+    """A gateway schedule's holds, (frequency, from, until, gateway) with gateway -1 for every one, as the
+    loops read them: every gateway's as (sub-band, from, until), and each gateway's own per (gateway,
+    sub-band) as sorted lists of froms and untils, overlapping windows merged (so they are disjoint)."""
+    shared, own = [], {}
+    for h in holds:
+        f, lo, hi = h[0], float(h[1]), float(h[2])
+        g = int(h[3]) if len(h) > 3 else -1
+        band = int(region.sub_band_index(f))
+        if g < 0:
+            shared.append((band, lo, hi))
+        else:
+            own.setdefault((g, band), []).append((lo, hi))
+    merged = {}
+    for key, windows in own.items():
+        windows.sort()
+        los, his = [windows[0][0]], [windows[0][1]]
+        for lo, hi in windows[1:]:
+            if lo <= his[-1]:
+                his[-1] = max(his[-1], hi)
+            else:
+                los.append(lo)
+                his.append(hi)
+        merged[key] = (los, his)
+    return shared, merged
+
+
 TX_TRIM = 4096  # trim a gateway's list of transmissions once it holds this many
 SCALAR_BATCH = 8  # arrivals fed one by one in Python up to this many (numpy's overhead dominates below)
 

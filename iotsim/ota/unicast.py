@@ -28,11 +28,13 @@ The rollout keeps only what lies outside those frames: a fragment received in RX
 time on air instead of the window.
 
 Every fragment sent (`Unicast.send_s`, `send_gw`) goes into its gateway's transmit schedule for the run
-(`iotsim.engine.updates.gateway_schedule`): half duplex, that gateway receives nothing meanwhile.
+(`iotsim.engine.updates.gateway_schedule`): half duplex, that gateway receives nothing meanwhile; and it
+holds that gateway's sub-band for its off-time (airtime / duty cycle), so the network server sends no class A
+answer (ACK, MAC command) on that band through that gateway meanwhile. The fragments come first: they were
+scheduled before the run, and the answers take the duty cycle they leave.
 
 Not modelled (the run's notes say so): the schedule of fragments takes a poll's success from fading alone,
-not from the link's verdict on that poll in the run (the run reports both), and the fragments do not spend
-the RX2 sub-band's duty cycle that class A answers also use.
+not from the link's verdict on that poll in the run (the run reports both).
 """
 
 from __future__ import annotations
