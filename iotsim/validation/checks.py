@@ -522,6 +522,45 @@ def fuota_session():
 
 
 # ---------------------------------------------------------------------------------------------
+# IEEE 802.15.4 mesh: frame timing by hand, CSMA/CA's closed form for one sender, ContikiMAC's idle listening
+
+@check("mesh", quick=True)
+def mesh():
+    """The mesh simulation against numbers worked by hand: one frame over one hop (backoff, CCA, turnaround,
+    frame, turnaround, ACK: IEEE 802.15.4-2006 timing), a saturated lone sender's throughput against its closed
+    form (iotsim.mesh.csma), and ContikiMAC's idle listening (8 Hz x 2 CCAs of 1/8192 s, contikimac.c)."""
+    import numpy as np
+
+    from iotsim.mesh import csma, phy
+    from iotsim.mesh import network as mn
+    from iotsim.mesh.routing import ROOT
+
+    us = 1e-6
+    out = []
+    seed = 5
+    k = int(np.random.default_rng(seed).integers(0, 8))
+    power = np.array([[0.0, -60.0], [-60.0, 0.0]])
+    r = mn.simulate_mesh(power, [1, ROOT], [0], [0.25], 60, 1.0, np.random.default_rng(seed),
+                         mn.MeshSettings(rdc=None, fading=False))
+    air = float(phy.frame_airtime_s(60))
+    expected = 0.25 + k * 320 * us + 128 * us + 192 * us + air + 192 * us + 352 * us
+    out.append(CheckResult("mesh", "802.15.4 one hop, 60-octet PSDU: delivery time worked by hand (s)", expected,
+                           float(r.delivered_s[0]), 1e-9, unit="s",
+                           source="IEEE 802.15.4-2006 6.5, 7.5.1.4, 7.5.6.4 timing"))
+    sat = csma.simulate(1, 60, 20.0, np.random.default_rng(1))
+    cycle = 3.5 * 320 * us + 128 * us + 2 * 192 * us + air + 352 * us
+    out.append(CheckResult("mesh", "CSMA/CA, one saturated sender: channel throughput", air / cycle, sat.throughput,
+                           0.01, relative=True, source="closed form: E[backoff] + CCA + 2 turnarounds + frame + ACK"))
+    rdc = mn.ContikiMac()
+    idle = mn.simulate_mesh(power, [1, ROOT], np.zeros(0, int), np.zeros(0), 60, 3600.0,
+                            np.random.default_rng(1), mn.MeshSettings(rdc=rdc))
+    out.append(CheckResult("mesh", "ContikiMAC idle listening of a sleeping node over an hour (s)",
+                           3600 * 8 * 2 / 8192, float(idle.rx_s[0].sum()), 1e-9, unit="s",
+                           source="contiki-os/contiki contikimac.c: CCA_COUNT_MAX 2, CCA_CHECK_TIME 1/8192 s, 8 Hz"))
+    return out, []
+
+
+# ---------------------------------------------------------------------------------------------
 # Ledgers: conservation in a whole run
 
 
