@@ -2,6 +2,8 @@
 what they forward, duty cycling is what keeps nodes alive, the same seed gives the same bytes, dead relays'
 frames and orphans are lost with their reasons, and bad settings are refused."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -227,3 +229,61 @@ def test_partition_is_the_first_death_that_cuts_off_a_live_node():
     assert np.isnan(mesh_partition_days(result, SimpleNamespace(battery_life_s=np.array([100, 500, 500]) * day)))
     # relay 1 first: node 0 loses its only route while alive
     assert mesh_partition_days(result, SimpleNamespace(battery_life_s=np.array([900, 200, 700]) * day)) == 200
+
+
+DYING = """\
+name: mesh_die
+seed: 5
+duration: 6h
+fleet:
+  - group: field
+    count: 30
+    device: nrf52840_802154_2xaa
+    placement: {kind: uniform, area_m: [70, 50]}
+    workload: {signal: farm.soil_climate, sample_period: 5s, window: 12, events_per_day: 4}
+    model: farm_soil_int8
+    heartbeat: 30min
+network:
+  technology: ieee802154
+  propagation: {pl_d0_db: 40.0, d0_m: 1, exponent: 3.0, shadowing_sigma_db: 4}
+  gateways:
+    - {id: br, position_m: [35, 25]}
+policies: [cloud_offload]
+outputs: {plots: false, report: none}
+"""
+
+
+def test_relays_die_first_and_the_mesh_reroutes_around_them(tmp_path, monkeypatch):
+    """0.5 mAh packs and a raw window a minute: every node dies within the run, the relays first (they pay
+    for their children's frames); the engine re-runs the mesh with the deaths, so the survivors route
+    around the dead and the nodes left without any route lose their frames (no_route)."""
+    import shutil
+
+    import yaml
+
+    devices = tmp_path / "devices"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "devices", devices)
+    battery = devices / "battery" / "2xaa.yaml"
+    data = yaml.safe_load(battery.read_text())
+    data["capacity_mah"]["value"] = 0.5
+    battery.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    result = run_scenario(load_scenario_text(DYING))
+    out = result.outcomes[0]
+    forwarded = out.tx.node_stats["frames_forwarded"]
+    died = out.died_at_s
+    assert np.isfinite(died).sum() > 20
+    first = np.argsort(died)[:3]
+    assert np.all(forwarded[first] > 0)  # the first three to die are relays
+    leaves = forwarded == 0
+    assert died[np.argmax(forwarded)] < np.median(died[leaves])
+    # frames: nothing sent after a node's death, every loss with its reason
+    tx = out.tx
+    after = tx.ready_s >= died[tx.node]
+    assert np.all(tx.fate[after] == Fate.NODE_DEAD)
+    summary = summary_table(result).iloc[0]
+    assert summary.packets_offered == summary.packets_delivered + summary.packets_lost
+    assert summary.packets_lost_no_route > 0
+    # a dead relay's steady load covers the time it lived, no more (the death times of the link's last pass:
+    # the engine's passes settle them to within a second here)
+    np.testing.assert_allclose(tx.steady.period_s, np.minimum(died, result.scenario.duration), atol=1.0)
