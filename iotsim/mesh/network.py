@@ -273,6 +273,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     if rdc is not None:
         cycle, cca_check, cca_count = rdc.cycle_s, rdc.cca_check_s, rdc.cca_count
         step = rdc.cca_check_s + rdc.cca_sleep_s
+        offsets = [i * step for i in range(cca_count)]  # a node's checks within its cycle
 
     fate = np.full(n_frames, Hop.PENDING, dtype=np.int8)
     delivered_s = np.full(n_frames, np.nan)
@@ -343,19 +344,23 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
 
     def schedule_detection(c: _Copy) -> None:
         """Sleeping nodes whose channel check overlaps copy `c` and that sense it wake at that check's end."""
-        c_start, c_end = c.start, c.end
+        c_start = c.start
+        length = c.end - c_start
         for j in wake_list[c.sender]:
             if dead[j] or awake_since[j] == awake_since[j] or strobing[j]:  # (x == x: not NaN, awake)
                 continue
-            w = math.floor((c_start - phase[j]) / cycle) * cycle + phase[j]
+            # j's checks start at cycle offsets `offsets` from its phase; the copy starts `rel` into j's cycle.
+            # A check at offset o overlaps the copy when rel - cca_check < o < rel + length: the first offset
+            # above rel - cca_check is the only candidate in this cycle, else the next cycle's first check
+            rel = (c_start - phase[j]) % cycle
             found = math.inf
-            while w < c_end and found == math.inf:
-                for i in range(cca_count):
-                    u = w + i * step
-                    if u < c_end and u + cca_check > c_start:
-                        found = u + cca_check
-                        break
-                w += cycle
+            for o in offsets:
+                if o > rel - cca_check:
+                    if o < rel + length:
+                        found = c_start - rel + o + cca_check
+                    break
+            if found == math.inf and cycle < rel + length:
+                found = c_start - rel + cycle + cca_check
             if found < detect_at[j]:
                 detect_at[j] = found
                 push(found, "detect", j)
