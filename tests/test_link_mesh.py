@@ -231,26 +231,10 @@ def test_partition_is_the_first_death_that_cuts_off_a_live_node():
     assert mesh_partition_days(result, SimpleNamespace(battery_life_s=np.array([900, 200, 700]) * day)) == 200
 
 
-DYING = """\
-name: mesh_die
-seed: 5
-duration: 6h
-fleet:
-  - group: field
-    count: 30
-    device: nrf52840_802154_2xaa
-    placement: {kind: uniform, area_m: [70, 50]}
-    workload: {signal: farm.soil_climate, sample_period: 5s, window: 12, events_per_day: 4}
-    model: farm_soil_int8
-    heartbeat: 30min
-network:
-  technology: ieee802154
-  propagation: {pl_d0_db: 40.0, d0_m: 1, exponent: 3.0, shadowing_sigma_db: 4}
-  gateways:
-    - {id: br, position_m: [35, 25]}
-policies: [cloud_offload]
-outputs: {plots: false, report: none}
-"""
+# a raw window a minute (5-s samples) on a slightly smaller field, cloud offload only
+DYING = ((MESH % "").replace("name: mesh_small", "name: mesh_die").replace("[80, 60]", "[70, 50]")
+         .replace("sample_period: 5min", "sample_period: 5s").replace("[40, 30]", "[35, 25]")
+         .replace("[cloud_offload, on_device]", "[cloud_offload]"))
 
 
 def test_relays_die_first_and_the_mesh_reroutes_around_them(tmp_path, monkeypatch):

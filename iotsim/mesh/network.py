@@ -399,12 +399,16 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     def channel_energy_mw(k: int, t0: float, t1: float) -> float:
         return sum(mwl[o.sender][k] for o in on_air if o.sender != k and o.start < t1 and o.end > t0)
 
+    def unlock(j: int) -> None:
+        """j stops receiving the frame it locked onto (it transmits, or dies)."""
+        if locked[j] is not None:
+            locked[j].locked.remove(j)
+            locked[j] = None
+
     def put_on_air(c: _Copy, t: float) -> None:
         on_air.append(c)
         tx_until[c.sender] = c.end
-        if locked[c.sender] is not None:  # transmitting ends any reception
-            locked[c.sender].locked.remove(c.sender)
-            locked[c.sender] = None
+        unlock(c.sender)  # transmitting ends any reception
         hears = lock_set[c.sender]
         awake = [j for j in listening if j in hears and t < awake_until[j]]
         for j in sorted(awake + lock_always[c.sender]) if awake else lock_always[c.sender]:
@@ -522,9 +526,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             lose(f, k, Hop.NODE_DEAD)
         queue[k].clear()
         sending[k] = strobing[k] = waiting_ack[k] = False
-        if locked[k] is not None:
-            locked[k].locked.remove(k)
-            locked[k] = None
+        unlock(k)
         if reroute is not None:
             alive = ~np.array(dead)
             parent[:] = [int(x) if a else ORPHAN for x, a in zip(np.asarray(reroute(alive)).tolist(), alive.tolist())]

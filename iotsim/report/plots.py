@@ -554,10 +554,10 @@ def plot_mesh_tree(path: Path | None, mesh: pd.DataFrame) -> Path | Figure:
             ax.scatter(d["x_m"][~routed], d["y_m"][~routed], marker="x", color="#c44e52", s=18, zorder=2,
                        label="no route")
             ax.legend(fontsize=7, loc="upper right")
-        roots = d[routed][["parent_x_m", "parent_y_m"]].drop_duplicates()
-        is_router = ~roots.apply(tuple, axis=1).isin(set(zip(d["x_m"], d["y_m"])))
-        ax.scatter(roots["parent_x_m"][is_router], roots["parent_y_m"][is_router], marker="^", color="black",
-                   s=50, zorder=3)
+        # border routers: parents that are not nodes
+        nodes_xy = set(zip(d["x_m"], d["y_m"]))
+        routers = sorted(set(zip(d["parent_x_m"][routed], d["parent_y_m"][routed])) - nodes_xy)
+        ax.scatter([x for x, _ in routers], [y for _, y in routers], marker="^", color="black", s=50, zorder=3)
         ax.set_title(policy, fontsize=9)
         ax.set_xlabel("x (m)", fontsize=8)
         ax.set_ylabel("y (m)", fontsize=8)

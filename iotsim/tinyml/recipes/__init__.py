@@ -19,6 +19,20 @@ ALIASES = {"farm": "farm_soil_int8", "factory": "factory_bearing_int8", "wearabl
            "smart_city": "smart_city_traffic_int8", "traffic": "smart_city_traffic_int8"}
 
 
+def window_mlp(input_shape: tuple[int, int], n_classes: int, name: str):
+    """The small classifier of short multichannel windows (farm, smart_city): the window flattened by a static
+    Reshape (so the converter emits no shape ops) -> Dense(64, relu) -> Dense(32, relu) -> Dense(softmax)."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input(input_shape, name="window")
+    x = layers.Reshape((input_shape[0] * input_shape[1],))(inp)
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dense(32, activation="relu")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inp, out, name=name)
+
+
 def recipe_names() -> list[str]:
     return sorted(RECIPE_MODULES)
 

@@ -14,19 +14,12 @@ Rebuild the zoo files:  python -m iotsim.tinyml.recipes.smart_city --out iotsim/
 
 from __future__ import annotations
 
+from iotsim.tinyml.recipes import window_mlp
 from iotsim.tinyml.train import Recipe, main_for, train_recipe
 
 
 def build_model(input_shape: tuple[int, int], n_classes: int):
-    import keras
-    from keras import layers
-
-    inp = keras.Input(input_shape, name="window")
-    x = layers.Reshape((input_shape[0] * input_shape[1],))(inp)
-    x = layers.Dense(64, activation="relu")(x)
-    x = layers.Dense(32, activation="relu")(x)
-    out = layers.Dense(n_classes, activation="softmax", name="scores")(x)
-    return keras.Model(inp, out, name="smart_city_traffic")
+    return window_mlp(input_shape, n_classes, "smart_city_traffic")
 
 
 RECIPE = Recipe(
