@@ -18,7 +18,7 @@ from iotsim.energy.battery import LIMITS
 from iotsim.network.fate import NOT_OFFERED, Fate, on_air
 from iotsim.policies import MessageKind
 
-ALL_TECHNOLOGIES = frozenset({"lorawan", "ble", "wifi", "ieee802154"})
+ALL_TECHNOLOGIES = frozenset({"lorawan", "ble", "wifi", "ieee802154", "nbiot"})
 
 
 @dataclass
@@ -181,9 +181,10 @@ def _cloud_waits(v: GroupView) -> np.ndarray:
 LORAWAN = frozenset({"lorawan"})
 STAR = frozenset({"ble", "wifi"})
 MESH = frozenset({"ieee802154"})
+CELLULAR = frozenset({"nbiot"})
 _LOSS_TECHNOLOGIES = {
-    Fate.BELOW_SENSITIVITY: LORAWAN, Fate.COLLISION: LORAWAN, Fate.DEMODULATORS_BUSY: LORAWAN,
-    Fate.GATEWAY_TRANSMITTING: LORAWAN, Fate.LINK_RETRIES: STAR | MESH, Fate.DUTY_CYCLE: LORAWAN,
+    Fate.BELOW_SENSITIVITY: LORAWAN | CELLULAR, Fate.COLLISION: LORAWAN, Fate.DEMODULATORS_BUSY: LORAWAN,
+    Fate.GATEWAY_TRANSMITTING: LORAWAN, Fate.LINK_RETRIES: STAR | MESH | CELLULAR, Fate.DUTY_CYCLE: LORAWAN,
     Fate.CHANNEL_ACCESS: MESH, Fate.QUEUE_FULL: MESH, Fate.NO_ROUTE: MESH, Fate.RELAY_DEAD: MESH,
 }
 LOSS_FATES = tuple(_LOSS_TECHNOLOGIES)
@@ -200,11 +201,16 @@ def _loss_metric(fate: Fate) -> Metric:
 
 
 # ---- meshes --------------------------------------------------------------------------------------
+def _node_stat(v: GroupView, name: str) -> np.ndarray:
+    """Per node of the group: a counter the link reports (zeros if it reports none)."""
+    values = v.outcome.tx.node_stats.get(name)
+    n = v.nodes_slice.stop - v.nodes_slice.start
+    return np.zeros(n) if values is None else np.asarray(values)[v.nodes_slice]
+
+
 def _relays(v: GroupView) -> np.ndarray:
     """Per node of the group: it forwarded frames for others in this run."""
-    f = v.outcome.tx.node_stats.get("frames_forwarded")
-    n = v.nodes_slice.stop - v.nodes_slice.start
-    return np.zeros(n, dtype=bool) if f is None else np.asarray(f)[v.nodes_slice] > 0
+    return _node_stat(v, "frames_forwarded") > 0
 
 
 def _first_relay_death_days(v: GroupView) -> float:
@@ -373,6 +379,19 @@ METRICS: tuple[Metric, ...] = (
            "projected battery lives (the whole mesh; NaN: never)", MESH, terminal=True, better="higher"),
     Metric("nodes_without_route", "Nodes without a route", "no route", "int", _orphans,
            "nodes of the group with no usable path to a border router at the start", MESH),
+    Metric("connections_per_node_day", "RRC connections (/node/day)", "conn/d", "float",
+           lambda v: float(np.mean(_node_stat(v, "connections") / v.days)),
+           "random accesses that opened a connection, per node per day alive (reports within the inactivity "
+           "timer share one)", CELLULAR),
+    Metric("connected_s_per_node_day", "Connected time (s/node/day)", "conn s/d", "float",
+           lambda v: float(np.mean(_node_stat(v, "connected_s") / v.days)),
+           "time in RRC connected (sending, then monitoring the search space until the release), per node per day "
+           "alive", CELLULAR),
+    Metric("nodes_ce_level_2", "Nodes in CE level 2", "CE2", "int", lambda v: int((_node_stat(v, "ce_level") == 2).sum()),
+           "nodes of the group in the deepest coverage enhancement level (the most repetitions)", CELLULAR),
+    Metric("nodes_out_of_coverage", "Nodes out of coverage", "no cell", "int",
+           lambda v: int((_node_stat(v, "ce_level") < 0).sum()),
+           "nodes of the group beyond the maximum coupling loss of every cell", CELLULAR),
     Metric("latency_p50_s", "Latency p50 (s)", "lat p50 (s)", "float", lambda v: _pct(v.latency, 50),
            "median detection latency from event onset", terminal=True,
            better="lower", sample=Sample("event", lambda v: v.latency, "p50")),

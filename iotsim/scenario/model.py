@@ -362,6 +362,116 @@ class Ieee802154Settings(_Strict):
         return self
 
 
+_LENA_SIB2 = ("LENA-NB (ns-3 NB-IoT, tudo-cni/ns3-lena-nb; Joerke, Gebauer, Wietfeld, WNS3 2022) "
+              "model/lte-enb-rrc.cc GenerateSystemInformationBlockType2Nb, 'Values from Vodafone Cell'")
+
+
+class NbIotCoverageLevel(_Strict):
+    """One NB-IoT coverage enhancement level: its random access and downlink control configuration (SIB2-NB) and
+    the uplink repetitions the cell uses for its nodes."""
+
+    nprach_repetitions: int = Field(description="NPRACH numRepetitionsPerPreambleAttempt (1, 2, 4, ..., 128)")
+    nprach_period: Duration = Field(gt=0, description="NPRACH periodicity: a node waits for the next occasion")
+    npdcch_rmax: int = Field(ge=1, le=2048, description="NPDCCH search space Rmax (subframes the node monitors)")
+    npdcch_g: float = Field(description="NPDCCH search space start G (1.5, 2, 4, 8, 16, 32, 48, 64): the search "
+                            "space repeats every Rmax x G subframes")
+    npdsch_subframes: int = Field(ge=1, le=20_480, description="subframes of one short downlink message (RAR, "
+                                  "RRC setup or release, acknowledgement), repetitions included")
+    npusch_repetitions: int = Field(description="NPUSCH repetitions of every uplink transport block (1, 2, ..., 128)")
+    rar_window_periods: int = Field(ge=2, le=10, description="ra-ResponseWindowSize in search space periods")
+
+    @model_validator(mode="after")
+    def _check(self) -> "NbIotCoverageLevel":
+        from iotsim.radio.nbiot import REPETITIONS
+
+        for name in ("nprach_repetitions", "npusch_repetitions"):
+            if getattr(self, name) not in REPETITIONS:
+                raise ValueError(f"{name} must be one of {', '.join(map(str, REPETITIONS))}")
+        if self.npdcch_g not in (1.5, 2, 4, 8, 16, 32, 48, 64):
+            raise ValueError("npdcch_g must be one of 1.5, 2, 4, 8, 16, 32, 48, 64 (TS 36.331 npdcch-StartSF-CSS-RA)")
+        return self
+
+
+def _nbiot_levels() -> tuple[NbIotCoverageLevel, NbIotCoverageLevel, NbIotCoverageLevel]:
+    # NPRACH repetitions n1/n8/n32, periodicity ms320/ms640/ms2560, Rmax r8/r64/r512, G v2/v1dot5/v4 and
+    # ra-ResponseWindowSize pp10/pp8/pp8: LENA-NB's SIB2-NB (_LENA_SIB2). Downlink messages: 2 subframes repeated
+    # as the DCI (r2/r32/r256 in LENA-NB's nb-iot-scheduler.cc, "Liberg ... Table 8.9"): an assumption.
+    # NPUSCH repetitions: the least that LENA-NB's NPUSCH BLER table (csv/clean_NPUSCH_100_TRBlks.csv, 3.75 kHz
+    # single tone, I_TBS 10, one resource unit) lists at the level's worst coupling loss: 2 at 147 dB, 8 at 159 dB
+    # and 8 at 164 dB (BLER 0.01, 0.03, 0.07).
+    return (
+        NbIotCoverageLevel(nprach_repetitions=1, nprach_period=0.32, npdcch_rmax=8, npdcch_g=2, npdsch_subframes=4,
+                           npusch_repetitions=2, rar_window_periods=10),
+        NbIotCoverageLevel(nprach_repetitions=8, nprach_period=0.64, npdcch_rmax=64, npdcch_g=1.5,
+                           npdsch_subframes=64, npusch_repetitions=8, rar_window_periods=8),
+        NbIotCoverageLevel(nprach_repetitions=32, nprach_period=2.56, npdcch_rmax=512, npdcch_g=4,
+                           npdsch_subframes=512, npusch_repetitions=8, rar_window_periods=8),
+    )
+
+
+class NbIotSettings(_Strict):
+    """NB-IoT (3GPP Rel-13, in-band or stand-alone 180 kHz carrier): each node camps on the cell (gateway) with the
+    least coupling loss, picks its coverage enhancement level from that loss, and per report resumes its RRC
+    connection (random access, Msg3, Msg4), sends, stays connected until the cell's inactivity timer releases it,
+    listens in idle for the active timer T3324 and then sleeps in power saving mode (iotsim.link.nbiot)."""
+
+    tx_power_dbm: float = Field(23.0, ge=-40, le=23, description="UE power class 3: 23 dBm (TS 36.101)")
+    carrier_frequency_mhz: float = Field(800.0, gt=0, le=6000, description="E-UTRA band 20 (EU 800 MHz)")
+    ce_thresholds_db: tuple[float, float] = Field(
+        (147.7, 159.7), description="coupling loss from which a node uses CE level 1 and CE level 2: LENA-NB's SIB2-NB "
+        "RSRP thresholds -115.5 and -127.5 dBm ('From Vodafone wireshark') with its 43 dBm cell over 12 subcarriers "
+        "(coupling loss = 43 - 10 log10 12 - RSRP)")
+    max_coupling_loss_db: float = Field(
+        164.0, ge=100, le=200, description="beyond it a node finds no cell: 164 dB, the Rel-13 NB-IoT coverage "
+        "target (20 dB beyond GPRS; Ratasuk et al., quoted in dan-leo/masters' literature chapter)")
+    coverage_levels: tuple[NbIotCoverageLevel, NbIotCoverageLevel, NbIotCoverageLevel] = Field(
+        default_factory=_nbiot_levels, description="CE levels 0, 1, 2 (defaults: LENA-NB's Vodafone cell)")
+    nprach_format: Literal[0, 1] = Field(1, description="NPRACH preamble format (cyclic prefix 66.7 or 266.7 us); "
+                                         "LENA-NB sends format 1")
+    subcarrier_spacing_hz: Literal[3750, 15000] = 3750
+    subcarriers: Literal[1, 3, 6, 12] = 1
+    i_tbs: int = Field(10, ge=0, le=12, description="NPUSCH I_TBS (single tone: at most 10)")
+    i_ru: int = Field(0, ge=0, le=7, description="NPUSCH I_RU: 1, 2, 3, 4, 5, 6, 8 or 10 resource units per block")
+    msg3_bits: int = Field(88, ge=16, le=1000, description="Msg3 (RRC resume request) MAC PDU: LENA-NB's 88 bits")
+    harq_ack: Duration = Field(0.016, ge=0, le=10, description="NPUSCH format 2 acknowledgement of a downlink "
+                               "message: LENA-NB's subframesNpuschHarq = 16")
+    block_error_rate: float = Field(0.1, ge=0, lt=1, description="each transmission of a transport block fails with "
+                                    "this probability (the cell dimensions repetitions for 10 %: the LTE CQI "
+                                    "definition's 0.1, TS 36.213 7.2.3)")
+    max_block_transmissions: int = Field(4, ge=1, le=64, description="transmissions of a block before the frame is "
+                                         "lost (link_retries); assumption")
+    max_preamble_attempts: int = Field(10, ge=1, le=200, description="random access attempts before a node gives "
+                                       "up (LENA-NB maxNumPreambleAttemptCE n10)")
+    inactivity_timer: Duration = Field(30.0, ge=0, le=3600, description="the cell releases a node this long after "
+                                       "its last data (LENA-NB m_dataInactivityInterval 30000 ms)")
+    release_assistance: bool = Field(False, description="Rel-14 release assistance indication: the node says it has "
+                                     "nothing more and the cell releases it at once (no inactivity timer)")
+    active_timer: Duration = Field(3.5, ge=0, le=11_160, description="T3324: idle (eDRX) listening after release "
+                                   "before power saving mode (LENA-NB's 3500 ms)")
+    tau_period: Duration = Field(5 * 86400.0, gt=0, description="T3412: a periodic tracking area update (a random "
+                                 "access and a release) this often (LENA-NB's UE default: 5 days)")
+    ip_overhead_bytes: int = Field(28, ge=0, le=1000, description="IPv4 (20 B) + UDP (8 B) headers per packet")
+    l2_overhead_bytes: int = Field(10, ge=0, le=100, description="MAC, RLC and PDCP headers per packet: the 10 B "
+                                   "LENA-NB's scheduler adds to the RLC buffer (nb-iot-scheduler: (10 + buffer) x 8)")
+    mtu_bytes: int = Field(1500, ge=100, le=1600, description="IP MTU (the PDCP SDU is at most 1600 B); larger "
+                           "messages are fragmented")
+
+    @model_validator(mode="after")
+    def _check(self) -> "NbIotSettings":
+        from iotsim.radio.nbiot import npusch_tbs_bits, resource_unit_s
+
+        lo, hi = self.ce_thresholds_db
+        if not lo <= hi <= self.max_coupling_loss_db:
+            raise ValueError("ce_thresholds_db must rise and stay at or below max_coupling_loss_db")
+        resource_unit_s(self.subcarrier_spacing_hz, self.subcarriers)
+        npusch_tbs_bits(self.i_tbs, self.i_ru)
+        if self.subcarriers == 1 and self.i_tbs > 10:
+            raise ValueError("a single-tone NPUSCH allocation carries I_TBS 0-10 (TS 36.213 Table 16.5.1.2-1)")
+        if self.mtu_bytes <= self.ip_overhead_bytes:
+            raise ValueError("mtu_bytes leaves no room for payload")
+        return self
+
+
 class Propagation(_Strict):
     """Log-distance path loss with log-normal shadowing (defaults: Bor et al., MSWiM 2016)."""
 
@@ -417,12 +527,13 @@ class Cloud(_Strict):
 
 
 class Network(_Strict):
-    technology: Literal["lorawan", "ble", "wifi", "ieee802154"] = "lorawan"
+    technology: Literal["lorawan", "ble", "wifi", "ieee802154", "nbiot"] = "lorawan"
     region: Literal["EU868", "US915"] = Field("EU868", description="LoRaWAN regional parameters (RP002)")
     lorawan: LoRaWanSettings = LoRaWanSettings()
     ble: BleSettings = BleSettings()
     wifi: WifiSettings = WifiSettings()
     ieee802154: Ieee802154Settings = Ieee802154Settings()
+    nbiot: NbIotSettings = NbIotSettings()
     propagation: Propagation = Propagation()
     reception: Reception = Reception()
     gateways: list[Gateway] = Field(min_length=1, max_length=100_000)
@@ -433,12 +544,13 @@ class Network(_Strict):
     def tx_power_dbm(self) -> float:
         """The nodes' TX power under the chosen technology."""
         return {"lorawan": self.lorawan, "ble": self.ble, "wifi": self.wifi,
-                "ieee802154": self.ieee802154}[self.technology].tx_power_dbm
+                "ieee802154": self.ieee802154, "nbiot": self.nbiot}[self.technology].tx_power_dbm
 
     @property
     def radio_technology(self) -> str:
         """The radio a board needs for this network (a radio profile's `technology`)."""
-        return {"lorawan": "lora", "ble": "ble", "wifi": "wifi", "ieee802154": "ieee802154"}[self.technology]
+        return {"lorawan": "lora", "ble": "ble", "wifi": "wifi", "ieee802154": "ieee802154",
+                "nbiot": "nbiot"}[self.technology]
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Network":
