@@ -91,7 +91,8 @@ def test_one_report_at_ce_level_1_by_hand():
     wait = tx.busy_s[0] - (ra_tx + ra_rx + ra_sb + data_tx + data_rx + data_sb) * ms
     assert 0 <= wait < 0.64
     assert tx.standby_s[0] == pytest.approx((ra_sb + data_sb + tail_sb + rel_sb + idle) * ms + wait)
-    assert tx.attempts[0] == 5 and tx.link_fate[0] == Fate.DELIVERED
+    assert tx.attempts[0] == 1 and tx.link_fate[0] == Fate.DELIVERED
+    assert tx.total_airtime_s[0] == pytest.approx(5 * 0.256) and tx.airtime_s[0] == pytest.approx(5 * 0.256)
     # energy with LENA-NB's BG96 powers (W): uplink 3.8 x 0.155, downlink 0.080, idle 3.8 x 0.81e-3
     radio = load_profile("radio", "bg96_nbiot")
     p_tx, p_rx, p_sb = 3.8 * radio.tx_current_a(23), 3.8 * radio.rx_current_a, 3.8 * radio.standby_current_a
@@ -127,12 +128,16 @@ def test_block_errors_are_geometric_and_capped():
                        np.random.default_rng(7), 1e7)
     blocks = 5 * k
     # per block: E[min(Geometric(0.7), 3)] = 1 + 0.3 + 0.09 transmissions; lost when all 3 fail (0.027)
-    assert tx.attempts.sum() / blocks == pytest.approx(1.39, abs=0.02)
+    sent = tx.total_airtime_s / 0.064  # CE level 0: 144-bit blocks of 32 ms x 2 repetitions
+    np.testing.assert_allclose(sent, np.round(sent))
+    assert sent.sum() / blocks == pytest.approx(1.39, abs=0.02)
+    # attempts are HARQ rounds: the most transmissions any of the frame's blocks needed
+    assert tx.attempts.min() == 1 and tx.attempts.max() == 3 and np.all(tx.attempts <= sent - 4)
     lost = (tx.link_fate == Fate.LINK_RETRIES).mean()
     assert lost == pytest.approx(1 - (1 - 0.027) ** 5, abs=0.02)
     # same seed, same draws; a later report does not change earlier ones
     again = link.transmit(messages(np.arange(k // 2) * 1000.0 + 10.0), one_node(140.0), np.random.default_rng(7), 1e7)
-    assert np.array_equal(again.attempts, tx.attempts[: k // 2])
+    assert np.array_equal(again.total_airtime_s, tx.total_airtime_s[: k // 2])
 
 
 def test_a_node_beyond_coverage_tries_and_loses_its_frames():

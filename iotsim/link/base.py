@@ -101,6 +101,8 @@ class Transmissions:
     node_stats: dict = field(default_factory=dict)  # per-node counters the link reports (downlinks, ACKs, ...)
     steady: KeepAlive | None = None  # radio time per node outside its own frames in this run (mesh relaying)
     hops: np.ndarray | None = None  # per frame: hops it completed (meshes)
+    on_air_s: np.ndarray | None = None  # per frame: time on air of all attempts where a retry resends only part
+    #                                     of the frame (NB-IoT's transport blocks); None: airtime_s x attempts
 
     def __len__(self) -> int:
         return int(self.node.shape[0])
@@ -108,6 +110,8 @@ class Transmissions:
     @property
     def total_airtime_s(self) -> np.ndarray:
         """Time on air of each frame, all attempts."""
+        if self.on_air_s is not None:
+            return self.on_air_s
         return self.airtime_s if self.attempts is None else self.airtime_s * self.attempts
 
 

@@ -146,21 +146,24 @@ class NbIotLink(Link):
         return frames_from_split(messages, msg_index, fragment, phy, np.zeros(msg_index.shape[0], np.int64),
                                  np.zeros(msg_index.shape[0]))
 
-    def block_transmissions(self, blocks: np.ndarray, u_frame: np.ndarray, salt: int) -> tuple[np.ndarray, np.ndarray]:
-        """(transmissions of all the frame's blocks, delivered) per frame: each block geometric with success
-        1 - block_error_rate, capped at max_block_transmissions."""
+    def block_transmissions(self, blocks: np.ndarray, u_frame: np.ndarray,
+                            salt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(transmissions of all the frame's blocks, rounds = the most any block needed, delivered) per frame:
+        each block geometric with success 1 - block_error_rate, capped at max_block_transmissions."""
         s = self.settings
         limit = s.max_block_transmissions
         if s.block_error_rate == 0 or blocks.size == 0:
-            return blocks.copy(), np.ones(blocks.shape[0], dtype=bool)
+            return blocks.copy(), np.ones(blocks.shape[0], dtype=np.int64), np.ones(blocks.shape[0], dtype=bool)
         frame_key = (u_frame * 9007199254740992.0).astype(np.int64)
         owner = np.repeat(np.arange(blocks.shape[0]), blocks)
-        index = np.arange(owner.shape[0]) - np.repeat(np.cumsum(blocks) - blocks, blocks)
+        first = np.cumsum(blocks) - blocks
+        index = np.arange(owner.shape[0]) - np.repeat(first, blocks)
         u = 1.0 - keyed_uniforms(salt ^ 0x5EED_B10C, frame_key[owner], index)  # (0, 1]
         k = np.floor(np.log(u) / np.log(s.block_error_rate)) + 1.0
         failed = k > limit
         sent = np.minimum(k, limit)
         return (np.bincount(owner, weights=sent, minlength=blocks.shape[0]).astype(np.int64),
+                np.maximum.reduceat(sent, first).astype(np.int64),
                 np.bincount(owner, weights=failed, minlength=blocks.shape[0]) == 0)
 
     def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
@@ -175,10 +178,11 @@ class NbIotLink(Link):
         covered = lv >= 0
         li = np.maximum(lv, 0)
         blocks = nbiot.transport_blocks(tx.phy_bytes + s.l2_overhead_bytes, p.tbs_bits)
-        sent, ok = self.block_transmissions(blocks, u, salt)
+        sent, rounds, ok = self.block_transmissions(blocks, u, salt)
         sent = np.where(covered, sent, 0)
-        tx.attempts = sent
-        tx.airtime_s = p.block_s[li]
+        tx.attempts = np.where(covered, rounds, 0)  # HARQ rounds: the most transmissions any block needed
+        tx.airtime_s = blocks * p.block_s[li]  # one transmission of every block
+        tx.on_air_s = sent * p.block_s[li]
         tx.channel = np.full(n, -1, dtype=np.int8)
         tx.link_gateway = np.where(covered, cell[tx.node], -1).astype(np.int16)
         tx.link_fate = np.where(~covered, Fate.BELOW_SENSITIVITY,

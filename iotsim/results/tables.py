@@ -24,6 +24,9 @@ def nodes_table(result: RunResult) -> pd.DataFrame:
         sent = on_air(tx.fate)
         n = out.energy_slots_j.shape[0]
         attempts = np.ones(len(tx)) if tx.attempts is None else tx.attempts
+        if tx.on_air_s is not None:  # retries resend part of a frame: its bytes in proportion to its time on air
+            with np.errstate(divide="ignore", invalid="ignore"):
+                attempts = np.where(tx.airtime_s > 0, tx.on_air_s / tx.airtime_s, attempts)
         bytes_up = np.bincount(tx.node[sent], weights=(tx.phy_bytes * attempts)[sent], minlength=n)
         airtime = np.bincount(tx.node[sent], weights=tx.total_airtime_s[sent], minlength=n)
         final_sf, final_power = _final_radio_settings(result, out, n)
