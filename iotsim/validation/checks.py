@@ -561,6 +561,47 @@ def mesh():
 
 
 # ---------------------------------------------------------------------------------------------
+# NB-IoT: the 3GPP numerology and one report's radio time worked by hand
+
+@check("nbiot", quick=True)
+def nbiot():
+    """NB-IoT against numbers worked by hand: the NPRACH preamble (TS 36.211 10.1.6.1), the CE level 2 uplink
+    rate (TS 36.211/36.213: 144-bit blocks of one 32 ms resource unit, 8 repetitions), and one 40-byte report at
+    CE level 1 through the link (its TX and RX time from the procedure in iotsim.link.nbiot, LENA-NB's cell)."""
+    from iotsim.link.base import LinkNodes, Messages
+    from iotsim.link.nbiot import NbIotLink
+    from iotsim.radio import nbiot as phy
+    from iotsim.scenario.model import NbIotSettings
+
+    ts = 1 / 30.72e6
+    src = "TS 36.211 10.1.6.1 and Table 10.1.2.3-1, TS 36.213 Table 16.5.1.2-2"
+    out = [
+        CheckResult("nbiot", "NPRACH preamble format 1: 4 x (8192 + 5 x 8192) Ts (s)", 4 * 6 * 8192 * ts,
+                    phy.nprach_preamble_s(1), 1e-12, "s", source=src),
+        CheckResult("nbiot", "NPUSCH at CE level 2: 144 bits per 32 ms x 8 repetitions (bit/s)", 144 / (0.032 * 8),
+                    phy.npusch_tbs_bits(10, 0) / phy.transport_block_s(0, 3750, 1, 8), 1e-9, "bit/s", source=src),
+    ]
+
+    class _Network:  # the link reads only its settings block
+        nbiot = NbIotSettings(block_error_rate=0.0)
+
+    link = NbIotLink(_Network)
+    nodes = LinkNodes(rx_power_dbm=np.array([[23.0 - 150.0]]), sf=np.zeros(1, np.int64), startup_s=np.zeros(1),
+                      phase_s=np.zeros(1))
+    one = Messages(node=np.zeros(1, np.int64), ready_s=np.array([100.0]), app_bytes=np.array([40]),
+                   kind=np.zeros(1, np.int8), window=np.zeros(1, np.int64), group=np.zeros(1, np.int64))
+    tx = link.transmit(one, nodes, np.random.default_rng(1), 1e6)
+    hand = "by hand: preamble 8 x 6.4 ms, Msg3 and 5 data blocks of 256 ms, two 16 ms HARQ ACKs (LENA-NB's cell)"
+    out.append(CheckResult("nbiot", "one 40 B report at CE level 1: TX time (s)", 0.0512 + 6 * 0.256 + 2 * 0.016,
+                           float(tx.tx_s[0]), 1e-9, "s", source=hand))
+    out.append(CheckResult("nbiot", "one 40 B report at CE level 1: RX time, 30 s connected tail included (s)",
+                           3 * 0.128 + 5 * 0.064 + 30 * 64 / 96, float(tx.rx_s[0]), 1e-9, "s",
+                           source="by hand: RAR, Msg4, release (NPDCCH Rmax 64 + NPDSCH 64 ms), 5 grants, Rmax of "
+                           "every 96 ms for 30 s"))
+    return out, []
+
+
+# ---------------------------------------------------------------------------------------------
 # Ledgers: conservation in a whole run
 
 
