@@ -148,8 +148,11 @@ def test_battery_life_matches_closed_form_for_constant_duty_cycle(tmp_path, monk
     T = 86400.0
     windows = 23  # windows of 1 h from a phase in (0, 1 h) that end within 24 h
     sp = 300.0
-    mcu_t = windows * 12 * min(b.mcu.wake_time_s, sp)
-    sens_t = windows * 12 * min(max(s.sample_time_s for s in b.sensors), sp)
+    # and the samples of the 24th window taken before the run ends: one every 5 min from phase + 23 h
+    samples = windows * 12 + np.ceil((T - result.plans[0].phase_s - windows * 3600.0) / sp)
+    assert np.all((samples > windows * 12) & (samples <= windows * 12 + 12))
+    mcu_t = samples * min(b.mcu.wake_time_s, sp)
+    sens_t = samples * min(max(s.sample_time_s for s in b.sensors), sp)
     raw_bytes = 12 * 3 * 2
     toa = lora.time_on_air_s(raw_bytes + 13, 7)
     rx = 8 * (lora.symbol_time_s(7) + lora.symbol_time_s(12))

@@ -117,6 +117,10 @@ class NodeLoads:
 
     mcu_active_per_window_s: np.ndarray
     sensor_active_per_window_s: np.ndarray
+    mcu_active_per_sample_s: np.ndarray  # the share of a window's work each sample brings (wake-ups, sensing)
+    sensor_active_per_sample_s: np.ndarray
+    sample_period_s: np.ndarray
+    window_samples: np.ndarray
     steady_w: np.ndarray  # mean power without frames
     frame_energy_j: np.ndarray  # per frame: radio energy above sleep, all attempts
     keep_alive: KeepAlive | None
@@ -131,11 +135,15 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
     n = nodes.n
     mcu_t = np.zeros(n)
     sens_t = np.zeros(n)
+    mcu_sample, sens_sample, sample_period, window_samples = np.zeros(n), np.zeros(n), np.ones(n), np.ones(n)
     win_delta_j = np.zeros(n)  # battery energy above sleep per window
     start = 0
     for p in plans:
         sl = slice(start, start + p.n_nodes)
         sp = p.sample_period_s
+        mcu_sample[sl] = min(p.board.mcu.wake_time_s, sp)
+        sens_sample[sl] = min(max((x.sample_time_s for x in p.board.sensors), default=0.0), sp)
+        sample_period[sl], window_samples[sl] = sp, p.window_samples
         m = p.window_samples * min(p.board.mcu.wake_time_s, sp)
         if policy.runs_on_device_inference:
             m += p.inference_time_s
@@ -164,7 +172,8 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
             keep_alive.standby_s * standby_w + keep_alive.tx_s * tx_w + keep_alive.rx_s * rx_w
         ) / keep_alive.period_s
     bursts = listening.bursts() if listening is not None and listening.node.size else None
-    return NodeLoads(mcu_t, sens_t, steady_w, frame_j, keep_alive, listening, bursts, frame_tx)
+    return NodeLoads(mcu_t, sens_t, mcu_sample, sens_sample, sample_period, window_samples, steady_w, frame_j,
+                     keep_alive, listening, bursts, frame_tx)
 
 
 def frame_tx_power_w(nodes: FleetNodes, tx: Transmissions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -267,9 +276,14 @@ def charge_ledger(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air
     period, span, phase = nodes.window_period_s, nodes.window_span_s, nodes.phase_s
     windows_alive = np.clip(np.floor((lifetime_s - span - phase) / period) + 1, 0, nodes.n_windows)
     windows_alive = np.where(lifetime_s >= span + phase, windows_alive, 0)
+    # the window under way when the node died or the run ended: the samples it took (no inference)
+    under_way = np.clip(np.ceil((lifetime_s - phase - windows_alive * period) / loads.sample_period_s - 1e-9), 0,
+                        loads.window_samples)
     all_nodes = np.arange(n)
-    ledger.charge("mcu", "active", all_nodes, windows_alive * loads.mcu_active_per_window_s)
-    ledger.charge("sensor", "active", all_nodes, windows_alive * loads.sensor_active_per_window_s)
+    ledger.charge("mcu", "active", all_nodes, windows_alive * loads.mcu_active_per_window_s
+                  + under_way * loads.mcu_active_per_sample_s)
+    ledger.charge("sensor", "active", all_nodes, windows_alive * loads.sensor_active_per_window_s
+                  + under_way * loads.sensor_active_per_sample_s)
     air_nodes = tx.node[on_air]
     ledger.charge("radio", "standby", air_nodes, tx.standby_s[on_air])
     ledger.charge("radio", "tx", air_nodes, tx.tx_s[on_air])
