@@ -37,7 +37,7 @@ from iotsim.energy import kibam
 SECONDS_PER_YEAR = 365.25 * 86400.0
 SECONDS_PER_DAY = 86400.0
 
-LIMITS: tuple[str, ...] = ("energy", "brown-out", "calendar")
+LIMITS: tuple[str, ...] = ("energy", "brown-out", "calendar", "harvesting")  # harvesting: a solar node, no life projected
 BROWNOUT_STRANDED_SOC = 1e-3  # "brown-out" binds when it strands more than 0.1 % of the capacity
 
 

@@ -23,11 +23,13 @@ from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.federated import FederatedOutcome, FederatedPlan, PolicyRounds, federated_notes, plan_federated
 from iotsim.engine.federated import workdir as federated_workdir
+from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, run_stores
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, poll_energy_j,
                                    poll_messages, poll_notes, update_energy_j,
                                    update_notes)
 from iotsim.link import Link, Messages, Transmissions, make_link
+from iotsim.network.fate import Fate
 from iotsim.policies import Policy, make_policy
 
 Progress = Callable[[str, float, float], None]
@@ -48,12 +50,13 @@ class PolicyOutcome:
     ledger: EnergyLedger
     energy_slots_j: np.ndarray  # (nodes, slots)
     died_at_s: np.ndarray  # inf if alive at the end
-    battery_life_s: np.ndarray
+    battery_life_s: np.ndarray  # NaN for harvesting nodes
     battery_life_limit: np.ndarray  # per node: index into iotsim.energy.battery.LIMITS of what binds
     event_latency_s: list[np.ndarray]  # per group: per event, NaN if not detected
     true_positive_decisions: list[int]
     positive_decisions: list[int]
     wall_s: float = 0.0
+    harvest: HarvestOutcome | None = None  # solar-harvesting groups: their stores hour by hour
 
 
 @dataclass
@@ -142,14 +145,16 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         say("federated rounds", 0, 1)
         fed_plan = plan_federated(scenario, plans, nodes)
         say("federated rounds", 1, 1)
+    harvest = HarvestPlan.of(scenario, plans)
     outcomes, fed_outcomes = [], []
     policies = [make_policy(p) for p in scenario.policies]
     for pi, policy in enumerate(policies):
         say(f"policy {policy.name}", 0, 1)
         if fed_plan is None:
-            outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening, extra_messages=polls))
+            outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening, extra_messages=polls,
+                                            harvest=harvest))
         else:
-            outcome, fed_outcome = simulate_federated(scenario, plans, policy, pi, link, nodes, fed_plan)
+            outcome, fed_outcome = simulate_federated(scenario, plans, policy, pi, link, nodes, fed_plan, harvest)
             outcomes.append(outcome)
             fed_outcomes.append(fed_outcome)
         say(f"policy {policy.name}", 1, 1)
@@ -159,13 +164,15 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
     result.warnings = [w for p in plans for w in p.warnings]
     result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
         + update_notes(update_outcomes) + poll_notes(update_outcomes, outcomes) \
-        + federated_notes(fed_plan, fed_outcomes) + battery_limit_notes(plans, outcomes)
+        + federated_notes(fed_plan, fed_outcomes) + battery_limit_notes(plans, outcomes) \
+        + harvest_notes(plans, outcomes)
     result.wall_s = time.perf_counter() - t0
     return result
 
 
 def simulate_federated(scenario, plans: list[GroupPlan], policy: Policy, policy_index: int, link: Link,
-                       nodes: stages.FleetNodes, fed_plan: FederatedPlan) -> tuple[PolicyOutcome, FederatedOutcome]:
+                       nodes: stages.FleetNodes, fed_plan: FederatedPlan,
+                       harvest: HarvestPlan | None = None) -> tuple[PolicyOutcome, FederatedOutcome]:
     """A policy with federated rounds: its run in passes that decide the rounds one by one (engine.federated)."""
     with federated_workdir() as tmp:
         rounds = PolicyRounds(fed_plan, plans, link, nodes, scenario.seed, Path(tmp))
@@ -174,7 +181,7 @@ def simulate_federated(scenario, plans: list[GroupPlan], policy: Policy, policy_
             link.gateway_schedule = gateway_schedule(pushes)
             parts = [training] + ([Listening.of(pushes)] if pushes else [])
             return simulate_policy(scenario, plans_r, policy, policy_index, link, nodes, Listening.concat(parts),
-                                   extra_messages=rounds.uploads)
+                                   extra_messages=rounds.uploads, harvest=harvest)
 
         outcome, fed_outcome = rounds.run(policy.name, simulate)
     link.gateway_schedule = None
@@ -183,9 +190,10 @@ def simulate_federated(scenario, plans: list[GroupPlan], policy: Policy, policy_
 
 def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_index: int, link: Link,
                     nodes: stages.FleetNodes, listening: Listening | None = None,
-                    extra_messages: Messages | None = None) -> PolicyOutcome:
-    """messages -> link -> battery -> energy ledger -> reception -> backhaul -> cloud -> detection.
-    `extra_messages`: sent besides the policy's (a federated round's model updates, unicast polls)."""
+                    extra_messages: Messages | None = None, harvest: HarvestPlan | None = None) -> PolicyOutcome:
+    """messages -> link -> battery (or a harvesting node's store) -> energy ledger -> reception -> backhaul ->
+    cloud -> detection. `extra_messages`: sent besides the policy's (a federated round's model updates, unicast
+    polls)."""
     t0 = time.perf_counter()
     duration = scenario.duration
     messages = policy_messages(plans, policy)
@@ -193,12 +201,17 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         messages = merge_messages(messages, extra_messages)
     keep_alive = link.keep_alive(nodes.link)
 
+    harvesting = harvest.harvesting(nodes.n) if harvest is not None else None
+
     def transmit(stop_s=None):
         tx = link.transmit(messages, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index), duration, stop_s)
         # a mesh reports each node's relaying and idle listening of this run as its steady load
         loads = stages.node_loads(plans, policy, nodes, tx, tx.steady if tx.steady is not None else keep_alive,
                                   listening)
-        return tx, loads, stages.node_deaths(nodes, loads, tx, duration)
+        died = stages.node_deaths(nodes, loads, tx, duration)
+        if harvesting is not None:  # a harvesting node's store empties and refills: it never dies
+            died[harvesting] = np.inf
+        return tx, loads, died
 
     tx, loads, died = transmit()
     # with feedback a node's schedule depends on the others': run it again with the deaths until they settle
@@ -214,9 +227,20 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
             break
     lifetime = np.minimum(died, duration)
     on_air = stages.fates_before_air(tx, died, duration)
+    stores = None
+    if harvest is not None:
+        stores, off = run_stores(harvest, loads.steady_w, loads.frame_energy_j, tx.node, tx.start_s, on_air, duration)
+        tx.fate[off] = Fate.NO_ENERGY
+        on_air &= ~off
+        lifetime = np.where(harvesting, stores.up_s, lifetime)
     ledger = stages.charge_ledger(nodes, loads, tx, on_air, lifetime)
     energy = ledger.energy_j(*stages.policy_powers(nodes, tx, on_air, loads.frame_tx))
-    life, limit = stages.battery_life(nodes, energy, lifetime, died)
+    life, limit = stages.battery_life(nodes, energy, np.maximum(lifetime, 1e-9), died)
+    if harvesting is not None:
+        from iotsim.energy.battery import LIMITS
+
+        life = np.where(harvesting, np.nan, life)
+        limit = np.where(harvesting, LIMITS.index("harvesting"), limit).astype(np.int8)
     link.receive(tx, on_air, nodes.link)
     delivery = stages.deliver_messages(scenario.network, tx, len(messages))
     decisions = stages.decide(scenario.network, plans, messages, delivery)
@@ -228,7 +252,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         cloud_wait_s=decisions.cloud_wait_s, ledger=ledger, energy_slots_j=energy, died_at_s=died,
         battery_life_s=life, battery_life_limit=limit,
         event_latency_s=detection.event_latency_s, true_positive_decisions=detection.true_positive_decisions,
-        positive_decisions=detection.positive_decisions, wall_s=time.perf_counter() - t0,
+        positive_decisions=detection.positive_decisions, wall_s=time.perf_counter() - t0, harvest=stores,
     )
 
 
@@ -268,12 +292,45 @@ def battery_limit_notes(plans: list[GroupPlan], outcomes: list[PolicyOutcome]) -
     for out in outcomes:
         start = 0
         for p in plans:
+            if p.spec.solar is not None:
+                start += p.n_nodes
+                continue
             limit = out.battery_life_limit[start:start + p.n_nodes]
             counts = ", ".join(f"{w} {int((limit == i).sum())}" for i, w in enumerate(LIMITS) if (limit == i).any())
             shelf = p.board.battery.shelf_life_s / SECONDS_PER_YEAR
             notes.append(f"Battery life limit, {out.policy.name} / {p.name} ({p.board.battery.name}, shelf life "
                          f"{shelf:g} years): {counts} nodes.")
             start += p.n_nodes
+    return notes
+
+
+def harvest_notes(plans: list[GroupPlan], outcomes: list[PolicyOutcome]) -> list[str]:
+    """Per harvesting group: how it is modelled; per policy: harvest, consumption and downtime."""
+    notes = []
+    for p in plans:
+        spec = p.spec.solar
+        if spec is None:
+            continue
+        pn, st = spec.panel, spec.storage
+        notes.append(
+            f"Solar harvesting, group {p.name}: a {pn.area_cm2:g} cm^2 panel ({pn.efficiency * 100:g} % efficient, tilt "
+            f"{pn.tilt_deg:g} deg, azimuth {pn.azimuth_deg:g} deg, charger {pn.charger_efficiency * 100:g} %) under the "
+            f"typical year of {spec.site} from day {spec.start_day}, hourly (pvlib: sun position, {pn.transposition} "
+            f"sky, Faiman cell temperature); a {st.kind} store of {st.capacity_j:,.0f} J usable (charge efficiency "
+            f"{st.charge_efficiency:g}); a node browns out when the store empties and restarts at "
+            f"{st.restart_fraction * 100:g} %. Battery life is not projected for these nodes; see their downtime.")
+        for out in outcomes:
+            if out.harvest is None or p.index not in out.harvest.results:
+                continue
+            sl, r = out.harvest.results[p.index]
+            days = out.harvest.duration_s / 86400.0
+            down = r.downtime_s(3600.0)
+            notes.append(
+                f"Solar, {out.policy.name} / {p.name}: harvested {r.harvested_j.sum() / p.n_nodes / days:,.1f} J/node/day "
+                f"(clipped {r.clipped_j.sum() / p.n_nodes / days:,.1f} when full), consumed "
+                f"{r.consumed_j.sum() / p.n_nodes / days:,.1f}; {int((down > 0).sum())} of {p.n_nodes} nodes had downtime "
+                f"({down.sum() / p.n_nodes / 3600:,.1f} h per node); lowest store {r.energy_j.min() / st.capacity_j:.0%} "
+                "of its capacity.")
     return notes
 
 

@@ -28,6 +28,7 @@ class Fate(IntEnum):
     QUEUE_FULL = 10  # mesh: the next node's frame queue was full
     NO_ROUTE = 11  # mesh: the node holding it had no route (orphaned)
     RELAY_DEAD = 12  # mesh: the relay holding it died
+    NO_ENERGY = 13  # a harvesting node was off (its store empty) when it would have sent it
 
     @property
     def reason(self) -> str:
@@ -53,10 +54,11 @@ _REASONS = {
     Fate.QUEUE_FULL: "queue_full",
     Fate.NO_ROUTE: "no_route",
     Fate.RELAY_DEAD: "relay_dead",
+    Fate.NO_ENERGY: "no_energy",
 }
-NOT_ON_AIR = frozenset({Fate.DUTY_CYCLE, Fate.NODE_DEAD, Fate.PENDING})
+NOT_ON_AIR = frozenset({Fate.DUTY_CYCLE, Fate.NODE_DEAD, Fate.PENDING, Fate.NO_ENERGY})
 """Fates of frames that never went on air."""
-NOT_OFFERED = frozenset({Fate.NODE_DEAD, Fate.PENDING})
+NOT_OFFERED = frozenset({Fate.NODE_DEAD, Fate.PENDING, Fate.NO_ENERGY})
 """Fates of frames the node never handed to its radio within the run (not counted as offered)."""
 LOSSES_ON_AIR = tuple(f for f in Fate if f is not Fate.DELIVERED and f not in NOT_ON_AIR)
 """Ways a frame that went on air is lost, in table order."""

@@ -29,6 +29,7 @@ BATTERY_LIFE_PNG = "battery_life.png"
 LATENCY_CDF_PNG = "latency_cdf.png"
 BYTES_ON_AIR_PNG = "bytes_on_air.png"
 MESH_TREE_PNG = "mesh_tree.png"
+SOLAR_PNG = "solar.png"
 
 # Figure sizes in inches (x DPI = pixels).
 _ENERGY_SIZE_PER_GROUP = (4.5, 4.5)
@@ -606,3 +607,40 @@ def figures(summary: pd.DataFrame, nodes: pd.DataFrame, events: pd.DataFrame, pa
         "bytes_on_air": lambda: _plot_bytes_on_air(None, summary, packets, policies, pcolors),
     }
     return {name: draw[name]() for name in names}
+
+
+def plot_solar(path: Path | None, solar: pd.DataFrame) -> Path | Figure:
+    """Harvesting groups over the run (the solar_daily table), one column per policy: above, the store's charge at
+    each day's end (median, and the band from the 10th to the 90th percentile of the nodes); below, the energy
+    harvested and consumed per node per day, with the hours off per node on a second axis."""
+    _require(solar, ["policy", "group", "day", "harvested_j", "consumed_j", "downtime_h", "store_p10", "store_p50",
+                     "store_p90"], "solar_daily")
+    policies = _ordered_unique(solar["policy"])
+    fig = _new_figure((4.4 * max(len(policies), 1) + 0.8, 6.4))
+    if not policies:
+        _placeholder(fig.add_subplot(1, 1, 1), "no harvesting groups")
+        return _save(fig, path)
+    for i, policy in enumerate(policies):
+        top = fig.add_subplot(2, len(policies), i + 1)
+        bottom = fig.add_subplot(2, len(policies), len(policies) + i + 1)
+        for group, d in solar[solar.policy == policy].groupby("group", sort=False):
+            line = top.plot(d.day, 100 * d.store_p50, label=group)[0]
+            top.fill_between(d.day, 100 * d.store_p10, 100 * d.store_p90, color=line.get_color(), alpha=0.2)
+            bottom.plot(d.day, d.harvested_j, color=line.get_color(), label=f"{group} harvested")
+            bottom.plot(d.day, d.consumed_j, color=line.get_color(), linestyle="--", label=f"{group} consumed")
+            if (d.downtime_h > 0).any():
+                twin = bottom.twinx()
+                twin.bar(d.day, d.downtime_h, color="tab:red", alpha=0.3, width=1.0)
+                twin.set_ylabel("off (h/node/day)")
+        top.set_title(policy)
+        top.set_ylabel("store at day end (% of capacity)")
+        top.set_ylim(0, 105)
+        bottom.set_xlabel("day of the run")
+        bottom.set_ylabel("J per node per day")
+        bottom.set_yscale("symlog", linthresh=1.0)
+        if i == 0:
+            top.legend(fontsize=7)
+            bottom.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+

@@ -238,7 +238,8 @@ def run_findings(result, summary: pd.DataFrame | None = None, nodes: pd.DataFram
              "percentiles and ratios. Seed-to-seed variation is not included: `iotsim sweep` with "
              "replications gives it.")
     f = Findings(scope)
-    metrics = [m for m in metrics_for(result.technology) if m.better and m.sample is not None]
+    harvesting = any(p.spec.solar is not None for p in result.plans)
+    metrics = [m for m in metrics_for(result.technology, harvesting) if m.better and m.sample is not None]
     for gi, plan in enumerate(result.plans):
         views = {out.policy.name: GroupView(result, out, plan, gi,
                                             nodes[(nodes.policy == out.policy.name) & (nodes.group == plan.name)])

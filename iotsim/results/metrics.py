@@ -121,6 +121,7 @@ class Metric:
     terminal: bool = False  # shown in `iotsim run`'s table
     better: str = ""  # "higher" or "lower" if one policy can be best on it; "" for descriptive counts
     sample: Sample | None = None  # per-unit values for paired intervals between policies
+    harvesting: bool = False  # only in runs with solar-harvesting groups
 
 
 def _pct(values: np.ndarray, q: float) -> float:
@@ -201,6 +202,19 @@ def _loss_metric(fate: Fate) -> Metric:
 
 
 # ---- meshes --------------------------------------------------------------------------------------
+def _downtime_s(v: GroupView) -> np.ndarray:
+    """Per node of the group: seconds off with an empty store (zeros for nodes that do not harvest)."""
+    h = v.outcome.harvest
+    return np.zeros(v.plan.n_nodes) if h is None else h.downtime_s()[v.nodes_slice]
+
+
+def _harvest_per_node_day(v: GroupView, field: str) -> float:
+    h = v.outcome.harvest
+    if h is None or v.plan.index not in h.results:
+        return 0.0
+    return float(getattr(h.results[v.plan.index][1], field).sum() / v.plan.n_nodes / (h.duration_s / 86400.0))
+
+
 def _node_stat(v: GroupView, name: str) -> np.ndarray:
     """Per node of the group: a counter the link reports (zeros if it reports none)."""
     values = v.outcome.tx.node_stats.get(name)
@@ -303,6 +317,16 @@ METRICS: tuple[Metric, ...] = (
              lambda v, w=w: int((v.nodes.battery_life_limit == w).sum()),
              f"nodes whose battery life the {w} bound limits (see battery_life_limit in the nodes table)")
       for w in LIMITS),
+    Metric("harvested_j_per_node_day", "Harvested (J/node/day)", "harvest J/d", "float",
+           lambda v: _harvest_per_node_day(v, "harvested_j"), "solar energy the charger delivered to the store, per "
+           "node per day of the run (clipped when full included)", harvesting=True),
+    Metric("downtime_h_per_node_day", "Downtime (h/node/day)", "down h/d", "float",
+           lambda v: float(np.mean(_downtime_s(v)) / 3600 / v.result.scenario.duration * 86400),
+           "hours a node was off (its store empty) per day of the run", terminal=True, harvesting=True,
+           better="lower", sample=Sample("node", lambda v: _downtime_s(v) / 3600 / v.result.scenario.duration * 86400,
+                                         "mean")),
+    Metric("nodes_with_downtime", "Nodes with downtime", "nodes down", "int",
+           lambda v: int((_downtime_s(v) > 0).sum()), "nodes whose store emptied at least once", harvesting=True),
     Metric("nodes_died", "Nodes died", "died", "int", lambda v: int(v.nodes.died_at_s.notna().sum()),
            "nodes whose battery emptied within the run",
            better="lower", sample=Sample("node", lambda v: v.nodes.died_at_s.notna().to_numpy(dtype=np.float64), "sum")),
@@ -422,14 +446,14 @@ BY_NAME = {m.name: m for m in METRICS}
 ID_COLUMNS = ("policy", "group")
 
 
-def metrics_for(technology: str) -> list[Metric]:
-    """The metrics that apply to a radio technology, in table order."""
-    return [m for m in METRICS if technology in m.technologies]
+def metrics_for(technology: str, harvesting: bool = False) -> list[Metric]:
+    """The metrics that apply to a radio technology (and to harvesting groups if the run has any), in table order."""
+    return [m for m in METRICS if technology in m.technologies and (harvesting or not m.harvesting)]
 
 
-def summary_columns(technology: str | None = None) -> list[str]:
+def summary_columns(technology: str | None = None, harvesting: bool = False) -> list[str]:
     """Columns of the summary table: the ids, then every metric (of one technology, or all)."""
-    metrics = METRICS if technology is None else metrics_for(technology)
+    metrics = METRICS if technology is None else metrics_for(technology, harvesting)
     return [*ID_COLUMNS, *(m.name for m in metrics)]
 
 

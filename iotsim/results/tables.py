@@ -198,6 +198,43 @@ def federated_table(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FEDERATED_COLUMNS)
 
 
+SOLAR_COLUMNS = ["policy", "group", "day", "harvested_j", "consumed_j", "stored_change_j", "charge_loss_j", "leaked_j",
+                 "clipped_j", "downtime_h", "nodes_down", "store_p10", "store_p50", "store_p90"]
+
+
+def solar_daily_table(result: RunResult) -> pd.DataFrame:
+    """Per policy, harvesting group and day of the run: energy per node (harvested = consumed + stored change +
+    charge loss + leakage + clipped), mean hours off per node, nodes off at some time that day, and the store's
+    charge at the day's end as a share of its capacity (10th, 50th, 90th percentile over the nodes)."""
+    rows = []
+    for out in result.outcomes:
+        h = out.harvest
+        if h is None:
+            continue
+        for plan in result.plans:
+            if plan.index not in h.results:
+                continue
+            _, r = h.results[plan.index]
+            cap = plan.spec.solar.storage.capacity_j
+            steps = r.harvested_j.shape[1]
+            for d in range(int(np.ceil(steps / 24))):
+                cols = slice(24 * d, min(24 * (d + 1), steps))
+                n = plan.n_nodes
+                end = r.energy_j[:, cols.stop] / cap
+                down = (1.0 - r.up_share[:, cols]) * 3600.0
+                rows.append({
+                    "policy": out.policy.name, "group": plan.name, "day": d,
+                    "harvested_j": r.harvested_j[:, cols].sum() / n, "consumed_j": r.consumed_j[:, cols].sum() / n,
+                    "stored_change_j": (r.energy_j[:, cols.stop] - r.energy_j[:, cols.start]).sum() / n,
+                    "charge_loss_j": r.charge_loss_j[:, cols].sum() / n, "leaked_j": r.leaked_j[:, cols].sum() / n,
+                    "clipped_j": r.clipped_j[:, cols].sum() / n, "downtime_h": down.sum() / n / 3600.0,
+                    "nodes_down": int((down.sum(axis=1) > 0).sum()),
+                    "store_p10": float(np.percentile(end, 10)), "store_p50": float(np.percentile(end, 50)),
+                    "store_p90": float(np.percentile(end, 90)),
+                })
+    return pd.DataFrame(rows, columns=SOLAR_COLUMNS)
+
+
 MESH_COLUMNS = ["policy", "node_id", "group", "x_m", "y_m", "parent", "parent_x_m", "parent_y_m", "hops_to_router",
                 "frames_forwarded", "frames_overheard", "relay_tx_s", "relay_rx_s", "idle_listen_s",
                 "energy_j_per_day", "battery_life_days"]
@@ -366,10 +403,11 @@ def _concat_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
 def summary_table(result: RunResult, nodes: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (policy, group): every metric of the registry that applies to the run's technology."""
     nodes = nodes_table(result) if nodes is None else nodes
-    metrics = metrics_for(result.technology)
+    harvesting = any(p.spec.solar is not None for p in result.plans)
+    metrics = metrics_for(result.technology, harvesting)
     rows = []
     for out in result.outcomes:
         for gi, plan in enumerate(result.plans):
             view = GroupView(result, out, plan, gi, nodes[(nodes.policy == out.policy.name) & (nodes.group == plan.name)])
             rows.append({"policy": out.policy.name, "group": plan.name, **{m.name: m.compute(view) for m in metrics}})
-    return pd.DataFrame(rows, columns=summary_columns(result.technology))
+    return pd.DataFrame(rows, columns=summary_columns(result.technology, harvesting))

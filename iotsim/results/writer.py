@@ -19,6 +19,7 @@ from iotsim.files import atomic_replace_dir
 from iotsim.results.findings import run_findings, write_findings
 from iotsim.engine.run import Progress
 from iotsim.results.tables import (PACKETS_ROW_GROUP_ROWS, events_table, federated_table, gateways_table, mesh_hops_table,
+                                   solar_daily_table,
                                    mesh_table, nodes_table,
                                    packets_row_groups, summary_table, updates_table)
 from iotsim.scenario.loader import scenario_hash
@@ -99,7 +100,7 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
                   report: bool | None = None, packets: bool | None = None,
                   progress: Progress | None = None) -> Path:
     """Write summary.csv, nodes.parquet, events.parquet, packets.parquet, gateways.csv (LoRaWAN), updates.csv
-    (model updates), federated.csv (federated rounds), mesh.csv and mesh_hops.csv (802.15.4 meshes), manifest.json, findings.md and findings.json, plots and report.html into `out_dir`,
+    (model updates), federated.csv (federated rounds), mesh.csv and mesh_hops.csv (802.15.4 meshes), solar_daily.csv (harvesting groups), manifest.json, findings.md and findings.json, plots and report.html into `out_dir`,
     replacing it atomically. Returns the folder.
 
     `progress(step, done, total)` is called with done = 0 when a step starts and done = total = 1
@@ -126,6 +127,9 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
             if mesh is not None and len(mesh):
                 mesh.to_csv(tmp / "mesh.csv", index=False, float_format="%.6g")
                 mesh_hops_table(result).to_csv(tmp / "mesh_hops.csv", index=False, float_format="%.6g")
+            solar = solar_daily_table(result) if any(o.harvest is not None for o in result.outcomes) else None
+            if solar is not None:
+                solar.to_csv(tmp / "solar_daily.csv", index=False, float_format="%.6g")
             _write_parquet(nodes, tmp / "nodes.parquet")
             _write_parquet(events, tmp / "events.parquet")
             manifest = build_manifest(result, command)
@@ -153,6 +157,10 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
                         from iotsim.report.plots import MESH_TREE_PNG, plot_mesh_tree
 
                         plot_paths.append(plot_mesh_tree(tmp / MESH_TREE_PNG, mesh))
+                    if solar is not None and len(solar):
+                        from iotsim.report.plots import SOLAR_PNG, plot_solar
+
+                        plot_paths.append(plot_solar(tmp / SOLAR_PNG, solar))
             if report:
                 with _step(progress, "report"):
                     write_report(tmp, summary, result.scenario.name, result.scenario.description, manifest,

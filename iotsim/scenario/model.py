@@ -154,6 +154,72 @@ class ModelSpec(_Strict):
         return card
 
 
+class PanelSpec(_Strict):
+    """A small fixed photovoltaic panel and the charger behind it (iotsim.energy.solar.Panel)."""
+
+    area_cm2: float = Field(gt=0, le=100_000)
+    efficiency: float = Field(gt=0, le=0.5, description="at standard test conditions (1000 W/m^2, 25 C cell)")
+    tilt_deg: float = Field(30.0, ge=0, le=90)
+    azimuth_deg: float = Field(180.0, ge=0, lt=360, description="compass direction it faces (180: south)")
+    gamma_per_c: float = Field(-0.004, ge=-0.02, le=0, description="power temperature coefficient per degree C")
+    charger_efficiency: float = Field(gt=0, le=1, description="share of the panel's DC energy the harvester's "
+                                      "boost charger delivers to the storage")
+    albedo: float = Field(0.2, ge=0, le=1)
+    transposition: Literal["isotropic", "haydavies"] = "isotropic"
+
+
+class StorageSpec(_Strict):
+    """The rechargeable store of a harvesting node: a LiPo cell or a supercapacitor. Its usable energy lies
+    between the empty limit (the cell's cut-off or the board's brown-out) and full (the charger's stop)."""
+
+    kind: Literal["lipo", "supercap"]
+    capacity_mah: float | None = Field(None, gt=0, le=1e6, description="lipo: rated capacity")
+    nominal_voltage_v: float | None = Field(None, gt=0, le=60, description="lipo: nominal voltage")
+    usable_fraction: float = Field(1.0, gt=0, le=1, description="lipo: share of the capacity between the charger's "
+                                   "stop and the empty limit")
+    capacitance_f: float | None = Field(None, gt=0, le=1e5, description="supercap: capacitance")
+    max_voltage_v: float | None = Field(None, gt=0, le=60, description="supercap: charged to")
+    min_voltage_v: float | None = Field(None, ge=0, le=60, description="supercap: the node browns out below")
+    leakage_ua: float = Field(0.0, ge=0, le=1e6, description="supercap: leakage current (charged at max voltage)")
+    charge_efficiency: float = Field(gt=0, le=1, description="share of the energy put in that can be drawn again")
+    self_discharge_per_month: float = Field(0.0, ge=0, lt=1, description="share of the stored energy lost per month")
+    initial_fraction: float = Field(1.0, ge=0, le=1, description="charge at the start of the run")
+    restart_fraction: float = Field(0.1, ge=0, le=1, description="a browned-out node restarts once the store holds "
+                                    "this share again (the charger's power-good threshold with hysteresis)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "StorageSpec":
+        need = {"lipo": ("capacity_mah", "nominal_voltage_v"),
+                "supercap": ("capacitance_f", "max_voltage_v", "min_voltage_v")}[self.kind]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} store needs {', '.join(missing)}")
+        if self.kind == "supercap" and self.min_voltage_v >= self.max_voltage_v:
+            raise ValueError("min_voltage_v must be below max_voltage_v")
+        return self
+
+    @property
+    def capacity_j(self) -> float:
+        if self.kind == "lipo":
+            return self.capacity_mah * 3.6 * self.nominal_voltage_v * self.usable_fraction
+        return 0.5 * self.capacitance_f * (self.max_voltage_v ** 2 - self.min_voltage_v ** 2)
+
+    @property
+    def leakage_w(self) -> float:
+        return self.leakage_ua * 1e-6 * (self.max_voltage_v or 0.0)
+
+
+class SolarSpec(_Strict):
+    """Solar harvesting for a fleet group: its nodes run from a rechargeable store that a panel charges, under a
+    site's typical-year weather (iotsim.energy.solar, iotsim.engine.harvest)."""
+
+    site: Literal["greensboro_nc", "sand_point_ak", "miami_fl"] = Field(
+        description="typical-year weather (iotsim/energy/data/solar_sites.md)")
+    start_day: int = Field(0, ge=0, le=364, description="day of the typical year the run starts (0: 1 January)")
+    panel: PanelSpec
+    storage: StorageSpec
+
+
 class FleetGroup(_Strict):
     group: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     count: int = Field(ge=1, le=10_000_000)
@@ -175,6 +241,8 @@ class FleetGroup(_Strict):
         4, ge=1, le=1_000_000, description="application payload of an event message (class, confidence, window time)"
     )
     heartbeat_payload_bytes: int = Field(4, ge=1, le=1_000_000, description="application payload of a heartbeat")
+    solar: SolarSpec | None = Field(None, description="the nodes harvest solar energy into a rechargeable store "
+                                    "(instead of living off their board's battery)")
 
 
 class LoRaWanSettings(_Strict):

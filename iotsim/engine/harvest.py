@@ -1,0 +1,115 @@
+"""Solar-harvesting groups in a run: each node's store, hour by hour, and the frames it could not send.
+
+A group with `solar:` runs its nodes from a rechargeable store that a panel charges (iotsim.energy.solar,
+iotsim.energy.storage) instead of from its board's battery. Per policy, after the link has scheduled the frames:
+
+1. each node's demand per hour of the run: its steady power (sleep, sampling, inference, the link's keep-alive)
+   over the hour plus the radio energy of the frames it starts in it (the same loads the ledger charges);
+2. the group's harvest per hour: the panel at the site's typical-year weather from `start_day` (the year
+   wraps around for longer runs);
+3. the storage simulation: when the store empties the node browns out part-way through an hour and stays off
+   until the store reaches its restart level;
+4. frames the node would have started while off get the fate no_energy (never on air); the ledger charges each
+   node for its time on only.
+
+Harvesting nodes never die of an empty battery: their projected battery life is not defined (NaN); downtime
+is what they report instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from iotsim.energy.solar import HOURS_PER_YEAR, Panel, hourly_harvest_j, load_weather
+from iotsim.energy.storage import Storage, StorageResult, simulate_storage
+
+HOUR_S = 3600.0
+
+
+@dataclass
+class HarvestPlan:
+    """The harvesting groups of a run: per group (by plan index) its nodes' rows, hourly harvest and store."""
+
+    groups: dict  # plan index -> (slice of node rows, harvest_j per hour (hours,), Storage)
+    hours: int
+
+    @classmethod
+    def of(cls, scenario, plans) -> "HarvestPlan | None":
+        groups = {}
+        hours = int(np.ceil(scenario.duration / HOUR_S))
+        start = 0
+        for p in plans:
+            sl = slice(start, start + p.n_nodes)
+            start += p.n_nodes
+            spec = p.spec.solar
+            if spec is None:
+                continue
+            pn = spec.panel
+            panel = Panel(pn.area_cm2, pn.efficiency, pn.tilt_deg, pn.azimuth_deg, pn.gamma_per_c,
+                          pn.charger_efficiency, pn.albedo, pn.transposition)
+            year = hourly_harvest_j(load_weather(spec.site), panel)
+            index = (spec.start_day * 24 + np.arange(hours)) % HOURS_PER_YEAR
+            st = spec.storage
+            storage = Storage(st.capacity_j, st.charge_efficiency, 1.0 - (1.0 - st.self_discharge_per_month) ** (12 / 365.25),
+                              st.leakage_w, st.initial_fraction, st.restart_fraction)
+            groups[p.index] = (sl, year[index], storage)
+        return cls(groups, hours) if groups else None
+
+    def harvesting(self, n: int) -> np.ndarray:
+        """Mask of the run's nodes that harvest."""
+        mask = np.zeros(n, dtype=bool)
+        for sl, _, _ in self.groups.values():
+            mask[sl] = True
+        return mask
+
+
+@dataclass
+class HarvestOutcome:
+    """One policy's stores: per harvesting group, the storage result of its nodes (rows in group order)."""
+
+    results: dict  # plan index -> (slice of node rows, StorageResult)
+    up_s: np.ndarray  # per node of the run: time on (non-harvesting nodes: the run's length)
+    duration_s: float
+
+    def downtime_s(self) -> np.ndarray:
+        return self.duration_s - self.up_s
+
+
+def run_stores(plan: HarvestPlan, steady_w: np.ndarray, frame_energy_j: np.ndarray, frame_node: np.ndarray,
+               frame_start_s: np.ndarray, sent: np.ndarray, duration_s: float) -> tuple[HarvestOutcome, np.ndarray]:
+    """Run every harvesting node's store; return the outcome and the mask of frames started while the node was
+    off (among `sent`)."""
+    n = steady_w.shape[0]
+    hours = plan.hours
+    # the last hour may be partial: its steady demand and harvest in proportion
+    step_len = np.full(hours, HOUR_S)
+    step_len[-1] = duration_s - HOUR_S * (hours - 1)
+    hour = np.minimum((np.nan_to_num(frame_start_s, nan=0.0) // HOUR_S).astype(np.int64), hours - 1)
+    off = np.zeros(frame_node.shape[0], dtype=bool)
+    up_s = np.full(n, float(duration_s))
+    results = {}
+    for g, (sl, harvest, storage) in plan.groups.items():
+        rows = np.arange(sl.start, sl.stop)
+        in_group = sent & (frame_node >= sl.start) & (frame_node < sl.stop)
+        burst = np.zeros((rows.size, hours))
+        np.add.at(burst, (frame_node[in_group] - sl.start, hour[in_group]), frame_energy_j[in_group])
+        demand = steady_w[sl, None] * step_len[None, :] + burst
+        r = simulate_storage(harvest * step_len / HOUR_S, demand, HOUR_S, storage)
+        results[g] = (sl, r)
+        up_s[sl] = (r.up_share * step_len[None, :]).sum(axis=1)
+        # a frame is lost if the node was off at its start: off for the whole hour, or after its brown-out
+        f = np.flatnonzero(in_group)
+        share = r.up_share[frame_node[f] - sl.start, hour[f]]
+        offset = frame_start_s[f] - hour[f] * HOUR_S
+        off[f] = offset >= share * step_len[hour[f]]
+    return HarvestOutcome(results, up_s, float(duration_s)), off
+
+
+def storage_of(outcome: HarvestOutcome, group_index: int) -> StorageResult | None:
+    hit = outcome.results.get(group_index)
+    return None if hit is None else hit[1]
+
+
+__all__ = ["HarvestPlan", "HarvestOutcome", "run_stores", "storage_of"]
