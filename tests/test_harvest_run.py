@@ -121,3 +121,41 @@ def test_bad_solar_settings_are_refused():
         load_scenario_text(RUN.replace("min_voltage_v: 2.0", "min_voltage_v: 4.0") % "2")
     with pytest.raises(InputError, match="site"):
         load_scenario_text(RUN.replace("sand_point_ak", "atlantis") % "2")
+
+
+def test_an_energy_aware_policy_follows_its_rule_at_every_threshold():
+    """Cloud offload while the store is charged, on-device inference from an hour that starts below 40 % until one
+    starts above 60 %: the modes follow that rule against the reported store, every raw window goes up in a
+    normal hour and every event and heartbeat in a low one, and the store still balances."""
+    text = RUN.replace("policies: [cloud_offload, on_device]", "policies: [cloud_offload, {energy_aware: {normal: "
+                       "cloud_offload, low: on_device, below: 0.4, above: 0.6}}]") % "2"
+    result = run_scenario(load_scenario_text(text))
+    out = result.outcomes[1]
+    assert out.policy.name == "energy_aware" and out.modes_settled
+    _, r = out.harvest.results[0]
+    cap = 0.5 * 5 * (3.6 ** 2 - 2.0 ** 2)
+    e = r.energy_j[:, :-1]
+    prev = np.zeros_like(r.low)
+    prev[:, 1:] = r.low[:, :-1]
+    np.testing.assert_array_equal(r.low, np.where(prev, e < 0.6 * cap, e < 0.4 * cap))
+    np.testing.assert_array_equal(out.low_hours, r.low)
+    assert 0 < r.low.mean() < 1  # both modes ran
+    m = out.messages
+    hour = np.minimum((m.ready_s // 3600).astype(int), r.low.shape[1] - 1)
+    in_low = r.low[m.node, hour]
+    from iotsim.policies import MessageKind
+
+    assert not in_low[m.kind == MessageKind.RAW].any()
+    assert in_low[np.isin(m.kind, [MessageKind.EVENT, MessageKind.HEARTBEAT])].all()
+    # the heartbeats sent are exactly the on-device schedule's (every 6 h from each node's phase) in low hours
+    hb = m.kind == MessageKind.HEARTBEAT
+    plan_node, plan_ready = result.plans[0].heartbeats()
+    plan_hour = np.minimum((plan_ready // 3600).astype(int), r.low.shape[1] - 1)
+    expect = plan_ready[r.low[plan_node, plan_hour]]
+    assert hb.any()
+    np.testing.assert_array_equal(np.sort(m.ready_s[hb]), np.sort(expect))
+    assert np.abs(r.balance_j).max() < 1e-9
+    # adapting keeps the nodes up where plain cloud offload browns out
+    assert out.harvest.downtime_s().sum() < result.outcomes[0].harvest.downtime_s().sum()
+    with pytest.raises(InputError, match="every fleet group needs solar"):
+        load_scenario_text(text.split("    solar:")[0] + text.split("restart_fraction: 0.2}\n")[1])

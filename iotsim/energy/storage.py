@@ -56,6 +56,7 @@ class StorageResult:
     charge_loss_j: np.ndarray
     leaked_j: np.ndarray
     clipped_j: np.ndarray
+    low: np.ndarray | None = None  # (n, steps) bool: the step ran on the low-charge demand (energy-aware nodes)
 
     @property
     def balance_j(self) -> np.ndarray:
@@ -74,9 +75,13 @@ class StorageResult:
         return values[:, : days * steps_per_day].reshape(n, days, steps_per_day).sum(axis=2)
 
 
-def simulate_storage(harvest_j: np.ndarray, demand_j: np.ndarray, step_s: float, storage: Storage) -> StorageResult:
+def simulate_storage(harvest_j: np.ndarray, demand_j: np.ndarray, step_s: float, storage: Storage,
+                     low_demand_j: np.ndarray | None = None, below: float = 0.0, above: float = 0.0) -> StorageResult:
     """Run the storage of every node through the steps. `harvest_j`: (steps,) or (n, steps) energy reaching the
-    storage; `demand_j`: (n, steps) what each node would draw if on the whole step."""
+    storage; `demand_j`: (n, steps) what each node would draw if on the whole step.
+
+    With `low_demand_j` a node adapts: a step that starts with the store below `below` x capacity (or below
+    `above` x capacity when the previous step was low already) draws `low_demand_j` instead."""
     demand = np.atleast_2d(np.asarray(demand_j, dtype=float))
     n, steps = demand.shape
     harvest = np.broadcast_to(np.asarray(harvest_j, dtype=float), (n, steps))
@@ -91,9 +96,18 @@ def simulate_storage(harvest_j: np.ndarray, demand_j: np.ndarray, step_s: float,
     charge_loss = harvest * (1.0 - storage.charge_efficiency)
     on = energy[:, 0] > 0
     restart = storage.restart_fraction * cap
+    adaptive = low_demand_j is not None
+    low_demand = np.broadcast_to(np.asarray(low_demand_j, dtype=float), (n, steps)) if adaptive else None
+    low = np.zeros((n, steps), dtype=bool) if adaptive else None
+    was_low = np.zeros(n, dtype=bool)
     for k in range(steps):
         e = energy[:, k]
-        d = np.where(on, demand[:, k], 0.0)
+        if adaptive:
+            was_low = np.where(was_low, e < above * cap, e < below * cap)
+            low[:, k] = was_low
+            d = np.where(on, np.where(was_low, low_demand[:, k], demand[:, k]), 0.0)
+        else:
+            d = np.where(on, demand[:, k], 0.0)
         gain = storage.charge_efficiency * harvest[:, k]
         leak = e * (1.0 - keep) + storage.leakage_w * step_s
         short = on & (e + gain - d - leak < 0)
@@ -107,7 +121,7 @@ def simulate_storage(harvest_j: np.ndarray, demand_j: np.ndarray, step_s: float,
         consumed[:, k], leaked[:, k], clipped[:, k] = met, leak, over
         up[:, k] = np.where(on, share, 0.0)
         on = np.where(on, ~short, energy[:, k + 1] >= restart)
-    return StorageResult(energy, up, harvest.copy(), consumed, charge_loss, leaked, clipped)
+    return StorageResult(energy, up, harvest.copy(), consumed, charge_loss, leaked, clipped, low)
 
 
 __all__ = ["Storage", "StorageResult", "simulate_storage"]

@@ -77,30 +77,47 @@ class HarvestOutcome:
         return self.duration_s - self.up_s
 
 
-def run_stores(plan: HarvestPlan, steady_w: np.ndarray, frame_energy_j: np.ndarray, frame_node: np.ndarray,
-               frame_start_s: np.ndarray, sent: np.ndarray, duration_s: float) -> tuple[HarvestOutcome, np.ndarray]:
-    """Run every harvesting node's store; return the outcome and the mask of frames started while the node was
-    off (among `sent`)."""
-    n = steady_w.shape[0]
-    hours = plan.hours
-    # the last hour may be partial: its steady demand and harvest in proportion
+def step_lengths_s(hours: int, duration_s: float) -> np.ndarray:
+    """Each hour of the run's length (the last may be partial)."""
     step_len = np.full(hours, HOUR_S)
     step_len[-1] = duration_s - HOUR_S * (hours - 1)
-    hour = np.minimum((np.nan_to_num(frame_start_s, nan=0.0) // HOUR_S).astype(np.int64), hours - 1)
+    return step_len
+
+
+def frame_hours(frame_start_s: np.ndarray, hours: int) -> np.ndarray:
+    return np.minimum((np.nan_to_num(frame_start_s, nan=0.0) // HOUR_S).astype(np.int64), hours - 1)
+
+
+def hourly_demand_j(steady_w: np.ndarray, frame_energy_j: np.ndarray, frame_node: np.ndarray,
+                    frame_start_s: np.ndarray, sent: np.ndarray, hours: int, duration_s: float) -> np.ndarray:
+    """(n, hours): what each node would draw in each hour if on throughout: its steady power over the hour plus the
+    radio energy of the frames (among `sent`) it starts in it."""
+    n = steady_w.shape[0]
+    burst = np.zeros((n, hours))
+    np.add.at(burst, (frame_node[sent], frame_hours(frame_start_s, hours)[sent]), frame_energy_j[sent])
+    return np.asarray(steady_w)[:, None] * step_lengths_s(hours, duration_s)[None, :] + burst
+
+
+def run_stores(plan: HarvestPlan, demand_j: np.ndarray, frame_node: np.ndarray, frame_start_s: np.ndarray,
+               sent: np.ndarray, duration_s: float, low_demand_j: np.ndarray | None = None, below: float = 0.0,
+               above: float = 0.0) -> tuple[HarvestOutcome, np.ndarray]:
+    """Run every harvesting node's store on its hourly demand (`low_demand_j`, `below`, `above`: an energy-aware
+    node's other demand and its thresholds); return the outcome and the mask of frames (among `sent`) the nodes
+    would have started while off."""
+    n = demand_j.shape[0]
+    hours = plan.hours
+    step_len = step_lengths_s(hours, duration_s)
+    hour = frame_hours(frame_start_s, hours)
     off = np.zeros(frame_node.shape[0], dtype=bool)
     up_s = np.full(n, float(duration_s))
     results = {}
     for g, (sl, harvest, storage) in plan.groups.items():
-        rows = np.arange(sl.start, sl.stop)
-        in_group = sent & (frame_node >= sl.start) & (frame_node < sl.stop)
-        burst = np.zeros((rows.size, hours))
-        np.add.at(burst, (frame_node[in_group] - sl.start, hour[in_group]), frame_energy_j[in_group])
-        demand = steady_w[sl, None] * step_len[None, :] + burst
-        r = simulate_storage(harvest * step_len / HOUR_S, demand, HOUR_S, storage)
+        low = None if low_demand_j is None else low_demand_j[sl]
+        r = simulate_storage(harvest * step_len / HOUR_S, demand_j[sl], HOUR_S, storage, low, below, above)
         results[g] = (sl, r)
         up_s[sl] = (r.up_share * step_len[None, :]).sum(axis=1)
         # a frame is lost if the node was off at its start: off for the whole hour, or after its brown-out
-        f = np.flatnonzero(in_group)
+        f = np.flatnonzero(sent & (frame_node >= sl.start) & (frame_node < sl.stop))
         share = r.up_share[frame_node[f] - sl.start, hour[f]]
         offset = frame_start_s[f] - hour[f] * HOUR_S
         off[f] = offset >= share * step_len[hour[f]]
@@ -112,4 +129,5 @@ def storage_of(outcome: HarvestOutcome, group_index: int) -> StorageResult | Non
     return None if hit is None else hit[1]
 
 
-__all__ = ["HarvestPlan", "HarvestOutcome", "run_stores", "storage_of"]
+__all__ = ["HarvestPlan", "HarvestOutcome", "run_stores", "hourly_demand_j", "storage_of", "frame_hours",
+           "step_lengths_s"]

@@ -22,15 +22,16 @@ from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.federated import FederatedOutcome, FederatedPlan, PolicyRounds, federated_notes, plan_federated
+from iotsim.engine.adaptive import energy_aware
 from iotsim.engine.federated import workdir as federated_workdir
-from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, run_stores
+from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, hourly_demand_j, run_stores
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, poll_energy_j,
                                    poll_messages, poll_notes, update_energy_j,
                                    update_notes)
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.network.fate import Fate
-from iotsim.policies import Policy, make_policy
+from iotsim.policies import EnergyAware, Policy, make_policy
 
 Progress = Callable[[str, float, float], None]
 MAX_DEATH_PASSES = 3  # closed loop: transmissions re-run with the nodes' death times until these settle
@@ -57,6 +58,8 @@ class PolicyOutcome:
     positive_decisions: list[int]
     wall_s: float = 0.0
     harvest: HarvestOutcome | None = None  # solar-harvesting groups: their stores hour by hour
+    low_hours: np.ndarray | None = None  # energy-aware policy: (nodes, hours) the hours each node ran its low policy
+    modes_settled: bool = True  # energy-aware policy: the modes its messages follow are the ones its stores give
 
 
 @dataclass
@@ -196,8 +199,9 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     polls)."""
     t0 = time.perf_counter()
     duration = scenario.duration
-    messages = policy_messages(plans, policy)
-    if extra_messages is not None and len(extra_messages):
+    adaptive_policy = isinstance(policy, EnergyAware)  # its messages depend on the stores: engine.adaptive
+    messages = None if adaptive_policy else policy_messages(plans, policy)
+    if extra_messages is not None and len(extra_messages) and not adaptive_policy:
         messages = merge_messages(messages, extra_messages)
     keep_alive = link.keep_alive(nodes.link)
 
@@ -213,9 +217,15 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
             died[harvesting] = np.inf
         return tx, loads, died
 
-    tx, loads, died = transmit()
+    adaptive = None
+    if adaptive_policy:  # modes per node and hour from the stores (engine.adaptive)
+        adaptive = energy_aware(scenario, plans, policy, policy_index, link, nodes, harvest, keep_alive, listening)
+        messages, tx, loads = adaptive.messages, adaptive.tx, adaptive.loads
+        died = np.full(nodes.n, np.inf)
+    else:
+        tx, loads, died = transmit()
     # with feedback a node's schedule depends on the others': run it again with the deaths until they settle
-    for _ in range(MAX_DEATH_PASSES if link.closed_loop else 0):
+    for _ in range(MAX_DEATH_PASSES if link.closed_loop and adaptive is None else 0):
         if not np.isfinite(died).any():
             break
         tx, loads, again = transmit(died)
@@ -229,7 +239,13 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     on_air = stages.fates_before_air(tx, died, duration)
     stores = None
     if harvest is not None:
-        stores, off = run_stores(harvest, loads.steady_w, loads.frame_energy_j, tx.node, tx.start_s, on_air, duration)
+        if adaptive is None:
+            demand = hourly_demand_j(loads.steady_w, loads.frame_energy_j, tx.node, tx.start_s, on_air, harvest.hours,
+                                     duration)
+            stores, off = run_stores(harvest, demand, tx.node, tx.start_s, on_air, duration)
+        else:
+            stores, off = run_stores(harvest, adaptive.demand_j, tx.node, tx.start_s, on_air, duration,
+                                     adaptive.low_demand_j, policy.below, policy.above)
         tx.fate[off] = Fate.NO_ENERGY
         on_air &= ~off
         lifetime = np.where(harvesting, stores.up_s, lifetime)
@@ -253,6 +269,8 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         battery_life_s=life, battery_life_limit=limit,
         event_latency_s=detection.event_latency_s, true_positive_decisions=detection.true_positive_decisions,
         positive_decisions=detection.positive_decisions, wall_s=time.perf_counter() - t0, harvest=stores,
+        low_hours=None if adaptive is None else adaptive.low,
+        modes_settled=True if adaptive is None else adaptive.settled,
     )
 
 
@@ -331,6 +349,13 @@ def harvest_notes(plans: list[GroupPlan], outcomes: list[PolicyOutcome]) -> list
                 f"{r.consumed_j.sum() / p.n_nodes / days:,.1f}; {int((down > 0).sum())} of {p.n_nodes} nodes had downtime "
                 f"({down.sum() / p.n_nodes / 3600:,.1f} h per node); lowest store {r.energy_j.min() / st.capacity_j:.0%} "
                 "of its capacity.")
+            if out.low_hours is not None:
+                low = out.low_hours[sl]
+                notes.append(
+                    f"Energy-aware, {p.name}: {out.policy.describe()}; {low.mean():.1%} of node-hours ran the low "
+                    f"policy ({int(low.any(axis=1).sum())} of {p.n_nodes} nodes at some time)"
+                    + ("." if out.modes_settled else "; the modes had not settled after the engine's passes (the "
+                       "messages follow the last pass's modes)."))
     return notes
 
 

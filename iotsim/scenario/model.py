@@ -637,7 +637,30 @@ class CascadePolicy(_Strict):
     cascade: CascadeSettings
 
 
-PolicyEntry = Union[Literal["cloud_offload", "on_device", "cascade"], CascadePolicy]
+class EnergyAwareSettings(_Strict):
+    """Switch each harvesting node between two policies by its store's charge, hour by hour."""
+
+    normal: Literal["cloud_offload", "on_device", "cascade"] = "cloud_offload"
+    low: Literal["cloud_offload", "on_device", "cascade"] = "on_device"
+    below: float = Field(0.3, gt=0, lt=1, description="a node switches to `low` for an hour whose start finds its "
+                         "store below this share of its capacity")
+    above: float = Field(0.5, gt=0, le=1, description="and back to `normal` once an hour starts above this share "
+                         "(hysteresis; at least `below`)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "EnergyAwareSettings":
+        if self.above < self.below:
+            raise ValueError("above must be at least below")
+        if self.normal == self.low:
+            raise ValueError("normal and low must be different policies")
+        return self
+
+
+class EnergyAwarePolicy(_Strict):
+    energy_aware: EnergyAwareSettings
+
+
+PolicyEntry = Union[Literal["cloud_offload", "on_device", "cascade"], CascadePolicy, EnergyAwarePolicy]
 
 
 class Outputs(_Strict):
@@ -774,6 +797,11 @@ class Scenario(_Strict):
         for group in self.fleet:
             self._check_size(group)
         names = [policy_name(p) for p in self.policies]
+        if "energy_aware" in names and (self.updates or self.federated is not None):
+            raise ValueError("energy_aware with model updates or federated rounds is not supported yet")
+        if "energy_aware" in names and any(g.solar is None for g in self.fleet):
+            raise ValueError("energy_aware reads each node's store: every fleet group needs solar: "
+                             f"(without: {[g.group for g in self.fleet if g.solar is None]})")
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"each policy may appear once, repeated: {sorted(dup)}")
@@ -798,4 +826,6 @@ class Scenario(_Strict):
 
 
 def policy_name(entry: PolicyEntry) -> str:
-    return entry if isinstance(entry, str) else "cascade"
+    if isinstance(entry, str):
+        return entry
+    return "energy_aware" if isinstance(entry, EnergyAwarePolicy) else "cascade"

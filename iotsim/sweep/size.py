@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from iotsim.errors import InputError, did_you_mean
+from iotsim.scenario.model import policy_name
 from iotsim.scenario.yaml_source import YamlDocument, read_yaml
 from iotsim.sweep.cache import RunCache, code_version
 from iotsim.sweep.execute import Executor
@@ -188,7 +189,7 @@ def size_scenario(scenario: str | YamlDocument, vary: str, constraints: Sequence
         raise InputError("give at least one --constraint METRIC>=VALUE")
     doc = scenario if isinstance(scenario, YamlDocument) else read_yaml(scenario)
     base = apply_overrides(doc, list(fixed))
-    policies = [p if isinstance(p, str) else "cascade" for p in base.policies]
+    policies = [policy_name(p) for p in base.policies]
     if policy not in policies:
         raise InputError(f"policy '{policy}' is not in the scenario{did_you_mean(policy, policies)} (it has: "
                          f"{', '.join(policies)})", where="--policy")
