@@ -159,3 +159,28 @@ def test_an_energy_aware_policy_follows_its_rule_at_every_threshold():
     assert out.harvest.downtime_s().sum() < result.outcomes[0].harvest.downtime_s().sum()
     with pytest.raises(InputError, match="every fleet group needs solar"):
         load_scenario_text(text.split("    solar:")[0] + text.split("restart_fraction: 0.2}\n")[1])
+
+
+def test_a_run_mixes_harvesting_and_battery_groups():
+    """A second group on its AA cells next to the solar one: only the solar group harvests and reports downtime;
+    the battery group keeps its projected battery life."""
+    text = (RUN % "2").replace("network:", """  - group: cells
+    count: 4
+    device: nrf52840_sx1262_2xaa
+    placement: {kind: uniform, area_m: [600, 600]}
+    workload: {signal: farm.soil_climate, events_per_day: 0.5}
+    model: farm_soil_int8
+    heartbeat: 6h
+network:""")
+    result = run_scenario(load_scenario_text(text))
+    s = summary_table(result).set_index(["policy", "group"])
+    for policy in ("cloud_offload", "on_device"):
+        assert np.isnan(s.loc[(policy, "field"), "battery_life_days"])
+        assert s.loc[(policy, "cells"), "battery_life_days"] > 100
+        assert s.loc[(policy, "cells"), "downtime_h_per_node_day"] == 0
+        assert s.loc[(policy, "cells"), "harvested_j_per_node_day"] == 0
+    daily = solar_daily_table(result)
+    assert set(daily.group) == {"field"}
+    nodes = nodes_table(result)
+    assert (nodes[nodes.group == "cells"].battery_life_limit != "harvesting").all()
+    assert (nodes[nodes.group == "field"].battery_life_limit == "harvesting").all()

@@ -203,3 +203,11 @@ def test_make_link_and_notes():
     link = make_link(network())
     assert isinstance(link, NbIotLink) and link.carrier_frequency_hz == 800e6
     assert any("CE level 0 below 147.7 dB" in n for n in link.notes())
+
+
+def test_no_reports_no_frames():
+    link = NbIotLink(network())
+    empty = Messages(node=np.zeros(0, np.int64), ready_s=np.zeros(0), app_bytes=np.zeros(0, np.int64),
+                     kind=np.zeros(0, np.int8), window=np.zeros(0, np.int64), group=np.zeros(0, np.int64))
+    tx = link.transmit(empty, one_node(150.0, n=3), np.random.default_rng(1), 3600.0)
+    assert len(tx) == 0 and tx.node_stats["connections"].tolist() == [0, 0, 0]

@@ -20,9 +20,9 @@ import numpy as np
 
 from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
+from iotsim.engine.adaptive import energy_aware
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.federated import FederatedOutcome, FederatedPlan, PolicyRounds, federated_notes, plan_federated
-from iotsim.engine.adaptive import energy_aware
 from iotsim.engine.federated import workdir as federated_workdir
 from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, hourly_demand_j, run_stores
 from iotsim.engine.messages import merge_messages, policy_messages

@@ -602,6 +602,59 @@ def nbiot():
 
 
 # ---------------------------------------------------------------------------------------------
+# Solar harvesting: a clear-sky day by hand, the typical years' sums, a store's energy balance
+
+@check("solar", quick=True)
+def solar():
+    """The panel model against a minute-by-minute hand integration of clear-sky irradiance on a tilted plane
+    (DNI cos AOI + isotropic diffuse + ground reflection), a flat panel's year against the weather's annual GHI,
+    and a store's energy balance over a month of hours with brown-outs and a full store."""
+    import pandas as pd
+    from pvlib import location, solarposition
+
+    from iotsim.energy import solar as sol
+    from iotsim.energy.storage import Storage, simulate_storage
+
+    site = sol.SITES["greensboro_nc"]
+    loc = location.Location(site.latitude_deg, site.longitude_deg, altitude=site.altitude_m)
+    day, tilt_deg, az_deg = 171, 40.0, 135.0
+    hours = day * 24 + np.arange(24)
+    cs = loc.get_clearsky(sol.hour_midpoints(site, hours), model="ineichen")
+    w = sol.Weather(site, cs["ghi"].to_numpy(), cs["dni"].to_numpy(), cs["dhi"].to_numpy(), np.full(24, 25.0),
+                    np.zeros(24), first_hour=int(hours[0]))
+    panel = sol.Panel(area_cm2=40, efficiency=0.2, tilt_deg=tilt_deg, azimuth_deg=az_deg, gamma_per_c=0.0,
+                      charger_efficiency=1.0)
+    model_wh = float(sol.dc_power_w(sol.plane_of_array_w_m2(w, panel), w.temp_c, w.wind_m_s, panel).sum())
+    start = pd.Timestamp("2001-01-01") + pd.Timedelta(days=day) - pd.Timedelta(hours=site.utc_offset_h)
+    t = pd.date_range(start, periods=24 * 60, freq="1min", tz="UTC") + pd.Timedelta(seconds=30)
+    sun = solarposition.get_solarposition(t, site.latitude_deg, site.longitude_deg, altitude=site.altitude_m)
+    sky = loc.get_clearsky(t, model="ineichen")
+    z, az = np.radians(sun["apparent_zenith"].to_numpy()), np.radians(sun["azimuth"].to_numpy())
+    tilt, paz = np.radians(tilt_deg), np.radians(az_deg)
+    cos_aoi = np.clip(np.cos(z) * np.cos(tilt) + np.sin(z) * np.sin(tilt) * np.cos(az - paz), 0, None)
+    poa = (sky["dni"].to_numpy() * cos_aoi + sky["dhi"].to_numpy() * (1 + np.cos(tilt)) / 2
+           + sky["ghi"].to_numpy() * 0.2 * (1 - np.cos(tilt)) / 2)
+    hand_wh = 40e-4 * 0.2 * poa.sum() / 60.0
+    out = [CheckResult("solar", "40 cm^2 at 20 %, tilt 40 deg to the SE, clear-sky 21 June at Greensboro (Wh)",
+                       hand_wh, model_wh, 0.01, "Wh", relative=True,
+                       source="hand integration, 1-minute steps, of Ineichen clear sky on the panel's plane")]
+    wx = sol.load_weather("greensboro_nc")
+    flat = sol.Panel(area_cm2=100, efficiency=0.2, tilt_deg=0, gamma_per_c=0.0, charger_efficiency=1.0)
+    out.append(CheckResult("solar", "flat 100 cm^2 panel at 20 %, Greensboro typical year (kWh)",
+                           100e-4 * 0.2 * wx.ghi_w_m2.sum() / 1000, sol.hourly_harvest_j(wx, flat).sum() / 3.6e6,
+                           0.01, "kWh", relative=True, source="area x efficiency x the TMY3 file's annual GHI"))
+    rng = np.random.default_rng(14)
+    sun_shape = np.clip(np.sin(np.linspace(0, 2 * np.pi, 24, endpoint=False) - np.pi / 2), 0, None)
+    harvest = np.tile(sun_shape, 30) * np.repeat(rng.uniform(0, 16, 30), 24)
+    r = simulate_storage(harvest, rng.uniform(0.5, 3.0, (8, 720)), 3600.0,
+                         Storage(50.0, 0.9, 0.02, 2e-4, 0.5, 0.2))
+    out.append(CheckResult("solar", "store over 30 days x 8 nodes: largest |harvested - consumed - stored - losses| (J)",
+                           0.0, float(np.abs(r.balance_j).max()), 1e-9, "J",
+                           source="energy balance per hour (brown-outs and a full store included)"))
+    return out, []
+
+
+# ---------------------------------------------------------------------------------------------
 # Ledgers: conservation in a whole run
 
 
