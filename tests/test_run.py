@@ -148,9 +148,9 @@ def test_battery_life_matches_closed_form_for_constant_duty_cycle(tmp_path, monk
     T = 86400.0
     windows = 23  # windows of 1 h from a phase in (0, 1 h) that end within 24 h
     sp = 300.0
-    # and the samples of the 24th window taken before the run ends: one every 5 min from phase + 23 h
-    samples = windows * 12 + np.ceil((T - result.plans[0].phase_s - windows * 3600.0) / sp)
-    assert np.all((samples > windows * 12) & (samples <= windows * 12 + 12))
+    # and the sample periods of the 24th window completed before the run ends: one every 5 min from phase + 23 h
+    samples = windows * 12 + np.floor((T - result.plans[0].phase_s - windows * 3600.0) / sp)
+    assert np.all((samples >= windows * 12) & (samples < windows * 12 + 12))
     mcu_t = samples * min(b.mcu.wake_time_s, sp)
     sens_t = samples * min(max(s.sample_time_s for s in b.sensors), sp)
     raw_bytes = 12 * 3 * 2

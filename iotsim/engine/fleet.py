@@ -56,6 +56,8 @@ class Verdicts:
     device_confidence: np.ndarray  # float32, confidence of the predicted class
     cloud_positive: np.ndarray  # bool
     pool_device_positive: np.ndarray | None = None  # the pool's own verdicts (false-alarm rate), where known
+    wake_max: np.ndarray | None = None  # per window: the watched channel's largest and smallest sample (wake:)
+    wake_min: np.ndarray | None = None
 
 
 @dataclass
@@ -92,6 +94,7 @@ class GroupPlan:
     pool_false_positive_se: float
     pool_size: int
     fresh_windows: int
+    triggered: np.ndarray | None = None  # per flat window: it wakes the node (workload.wake); None: every window
     seed: int = 0
     duration_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -149,10 +152,13 @@ def _predict(model, cloud_model, windows: np.ndarray) -> Verdicts:
 def _concat(parts: list[Verdicts]) -> Verdicts:
     if not parts:
         return Verdicts(np.zeros(0, bool), np.zeros(0, np.float32), np.zeros(0, bool))
+    wake = parts[0].wake_max is not None
     return Verdicts(
         np.concatenate([p.device_positive for p in parts]),
         np.concatenate([p.device_confidence for p in parts]),
         np.concatenate([p.cloud_positive for p in parts]),
+        wake_max=np.concatenate([p.wake_max for p in parts]) if wake else None,
+        wake_min=np.concatenate([p.wake_min for p in parts]) if wake else None,
     )
 
 
@@ -162,12 +168,17 @@ def _batch(workload, masks: np.ndarray) -> int:
     return max(16, min(INFERENCE_BATCH, INFERENCE_BATCH_ELEMENTS // per_window))
 
 
-def _infer_generated(workload, model, cloud_model, rng, masks: np.ndarray, progress=None) -> Verdicts:
+def _infer_generated(workload, model, cloud_model, rng, masks: np.ndarray, progress=None,
+                     wake_channel: int | None = None) -> Verdicts:
     parts = []
     batch = _batch(workload, masks)
     for lo in range(0, masks.shape[0], batch):
         windows = workload.generate(rng, masks[lo : lo + batch])
-        parts.append(_predict(model, cloud_model, windows))
+        v = _predict(model, cloud_model, windows)
+        if wake_channel is not None:
+            v.wake_max = windows[:, :, wake_channel].max(axis=1)
+            v.wake_min = windows[:, :, wake_channel].min(axis=1)
+        parts.append(v)
         if progress:
             progress(min(lo + batch, masks.shape[0]), masks.shape[0])
     return _concat(parts)
@@ -226,14 +237,19 @@ class WindowSet:
             raise ValueError("this group's windows were not kept: no update runs another model on it")
         return np.unpackbits(self.fresh_masks_packed, axis=1, count=self.window_samples).astype(bool)
 
-    def verdicts(self, model, cloud_model, progress=None, fresh_masks: np.ndarray | None = None) -> Verdicts:
-        """Per flat window: `model`'s verdicts on the node and `cloud_model`'s (None: not run, False)."""
+    def verdicts(self, model, cloud_model, progress=None, fresh_masks: np.ndarray | None = None,
+                 wake_channel: int | None = None) -> Verdicts:
+        """Per flat window: `model`'s verdicts on the node and `cloud_model`'s (None: not run, False); with
+        `wake_channel`, each window's largest and smallest sample on that channel too."""
         fresh_masks = self._fresh_masks(fresh_masks)
         pool_masks = np.zeros((self.pool_size, self.window_samples), dtype=bool)
         pool = _concat([_infer_generated(wl, model, cloud_model, phase_rng(self.seed, STREAM_POOL, self.group_index, k),
-                                         pool_masks) for k, wl in enumerate(self.workloads)])
+                                         pool_masks, wake_channel=wake_channel) for k, wl in enumerate(self.workloads)])
+        wake = wake_channel is not None
         out = Verdicts(pool.device_positive[self.pool_index], pool.device_confidence[self.pool_index],
-                       pool.cloud_positive[self.pool_index])
+                       pool.cloud_positive[self.pool_index],
+                       wake_max=pool.wake_max[self.pool_index] if wake else None,
+                       wake_min=pool.wake_min[self.pool_index] if wake else None)
         total, done = fresh_masks.shape[0], 0
         for k, wl in enumerate(self.workloads):
             sel = np.flatnonzero(self.fresh_phase == k)
@@ -241,11 +257,15 @@ class WindowSet:
                 continue
             report = (lambda d, t, base=done: progress(base + d, total)) if progress else None
             fresh = _infer_generated(wl, model, cloud_model, phase_rng(self.seed, STREAM_EVENT_WINDOWS,
-                                                                       self.group_index, k), fresh_masks[sel], report)
+                                                                       self.group_index, k), fresh_masks[sel], report,
+                                     wake_channel=wake_channel)
             at = self.fresh_flat[sel]
             out.device_positive[at] = fresh.device_positive
             out.device_confidence[at] = fresh.device_confidence
             out.cloud_positive[at] = fresh.cloud_positive
+            if wake:
+                out.wake_max[at] = fresh.wake_max
+                out.wake_min[at] = fresh.wake_min
             done += sel.size
         out.pool_device_positive = pool.device_positive
         return out
@@ -417,7 +437,29 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     pool_index = (np.concatenate(pool_draws) if pool_draws else np.zeros(0, np.int64)) + window_phase * pool_size
     windows = WindowSet(workloads, seed, index, pool_size, window_samples, WindowSet.pack(masks) if updated else None,
                         pool_index, fresh_flat, window_phase[fresh_flat], phase_starts)
-    verdicts = windows.verdicts(model, cloud_model, progress, fresh_masks=masks)
+    wake = wl.wake
+    wake_channel = None
+    if wake is not None:
+        names = list(workload.channels)
+        if isinstance(wake.channel, str):
+            if wake.channel not in names:
+                raise InputError(f"workload.wake.channel {wake.channel!r} is not a channel of {wl.signal} "
+                                 f"({', '.join(names)})", field=f"{where}.workload.wake.channel")
+            wake_channel = names.index(wake.channel)
+        elif not 0 <= wake.channel < len(names):
+            raise InputError(f"workload.wake.channel {wake.channel} is out of range: {wl.signal} has {len(names)} "
+                             f"channels ({', '.join(names)})", field=f"{where}.workload.wake.channel")
+        else:
+            wake_channel = int(wake.channel)
+    verdicts = windows.verdicts(model, cloud_model, progress, fresh_masks=masks, wake_channel=wake_channel)
+    triggered = None
+    if wake is not None:
+        triggered = np.zeros(total_windows, dtype=bool)
+        if wake.above is not None:
+            triggered |= verdicts.wake_max > wake.above
+        if wake.below is not None:
+            triggered |= verdicts.wake_min < wake.below
+        verdicts.wake_max = verdicts.wake_min = None
     event_id = np.full(total_windows, -1, dtype=np.int64)
     event_id[fresh_flat] = fresh_event
 
@@ -440,8 +482,8 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         verdicts=verdicts, windows=windows, event_id=event_id, event_node=event_node, event_onset_s=event_onset,
         event_end_s=event_end, inference_time_s=inference_time, inference_cost_source=cost_source,
         raw_window_bytes=raw_bytes, pool_false_positive_rate=fp, pool_false_positive_se=se,
-        pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]), seed=seed, duration_s=float(duration),
-        warnings=warnings,
+        pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]), triggered=triggered, seed=seed,
+        duration_s=float(duration), warnings=warnings,
     )
 
 

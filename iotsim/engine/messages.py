@@ -21,6 +21,8 @@ def policy_messages(plans: list[GroupPlan], policy: Policy) -> Messages:
     for plan in plans:
         v = plan.verdicts
         actions = policy.actions(v.device_positive, v.device_confidence)
+        if plan.triggered is not None:  # event-driven sensing: only the windows that woke the node are handled
+            actions = np.where(plan.triggered, actions, NOTHING).astype(actions.dtype)
         flat = np.flatnonzero(actions != NOTHING)
         local = np.searchsorted(plan.window_offset, flat, side="right") - 1
         ready = plan.window_end_s(flat)

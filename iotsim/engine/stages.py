@@ -60,6 +60,9 @@ class FleetNodes:
 def fleet_nodes(plans: list[GroupPlan], link: Link) -> FleetNodes:
     group = np.concatenate([np.full(p.n_nodes, p.index, dtype=np.int64) for p in plans])
     rows = [slot_currents_a(p.board, link.tx_power_dbm) for p in plans]
+    for p, row in zip(plans, rows):  # event-driven sensing: the watching draws all the time, on the sensor's rail
+        if p.spec.workload.wake is not None:
+            row[SLOT_INDEX[("sensor", "sleep")]] += p.spec.workload.wake.monitor_current_ua * 1e-6
     powers = [BoardPower(p.board, row) for p, row in zip(plans, rows)]
     input_rows = [np.add(*bp.slot_powers_w(row)) for bp, row in zip(powers, rows)]
     startup = np.concatenate([np.full(p.n_nodes, p.board.radio.startup_time_s) for p in plans])
@@ -121,6 +124,7 @@ class NodeLoads:
     sensor_active_per_sample_s: np.ndarray
     sample_period_s: np.ndarray
     window_samples: np.ndarray
+    triggered_windows: tuple | None  # event-driven groups: (node, end time, mask of event-driven nodes); else None
     steady_w: np.ndarray  # mean power without frames
     frame_energy_j: np.ndarray  # per frame: radio energy above sleep, all attempts
     keep_alive: KeepAlive | None
@@ -136,6 +140,7 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
     mcu_t = np.zeros(n)
     sens_t = np.zeros(n)
     mcu_sample, sens_sample, sample_period, window_samples = np.zeros(n), np.zeros(n), np.ones(n), np.ones(n)
+    trig_node, trig_end, event_driven = [], [], np.zeros(n, dtype=bool)
     win_delta_j = np.zeros(n)  # battery energy above sleep per window
     start = 0
     for p in plans:
@@ -144,6 +149,7 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
         mcu_sample[sl] = min(p.board.mcu.wake_time_s, sp)
         sens_sample[sl] = min(max((x.sample_time_s for x in p.board.sensors), default=0.0), sp)
         sample_period[sl], window_samples[sl] = sp, p.window_samples
+        event_driven[sl] = p.triggered is not None
         m = p.window_samples * min(p.board.mcu.wake_time_s, sp)
         if policy.runs_on_device_inference:
             m += p.inference_time_s
@@ -157,6 +163,14 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
             m * (pin[SLOT_INDEX[("mcu", "active")]] - pin[SLOT_INDEX[("mcu", "sleep")]])
             + s * (pin[SLOT_INDEX[("sensor", "active")]] - pin[SLOT_INDEX[("sensor", "sleep")]])
         )
+        if p.triggered is not None:  # only the windows that woke the node cost work: the mean over its windows
+            woke = np.add.reduceat(p.triggered.astype(np.float64), p.window_offset[:-1]) if p.triggered.size \
+                else np.zeros(p.n_nodes)
+            woke = np.where(p.n_windows > 0, woke, 0.0)
+            win_delta_j[sl] *= np.where(p.n_windows > 0, woke / np.maximum(p.n_windows, 1), 0.0)
+            flat = np.flatnonzero(p.triggered)
+            trig_node.append(np.searchsorted(p.window_offset, flat, side="right") - 1 + start)
+            trig_end.append(p.window_end_s(flat))
         start += p.n_nodes
     pin = nodes.input_w
     radio_sleep_w = pin[:, SLOT_INDEX[("radio", "sleep")]]
@@ -172,8 +186,11 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
             keep_alive.standby_s * standby_w + keep_alive.tx_s * tx_w + keep_alive.rx_s * rx_w
         ) / keep_alive.period_s
     bursts = listening.bursts() if listening is not None and listening.node.size else None
-    return NodeLoads(mcu_t, sens_t, mcu_sample, sens_sample, sample_period, window_samples, steady_w, frame_j,
-                     keep_alive, listening, bursts, frame_tx)
+    triggered = None
+    if event_driven.any():
+        triggered = (np.concatenate(trig_node).astype(np.int64), np.concatenate(trig_end), event_driven)
+    return NodeLoads(mcu_t, sens_t, mcu_sample, sens_sample, sample_period, window_samples, triggered, steady_w,
+                     frame_j, keep_alive, listening, bursts, frame_tx)
 
 
 def frame_tx_power_w(nodes: FleetNodes, tx: Transmissions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -276,9 +293,14 @@ def charge_ledger(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air
     period, span, phase = nodes.window_period_s, nodes.window_span_s, nodes.phase_s
     windows_alive = np.clip(np.floor((lifetime_s - span - phase) / period) + 1, 0, nodes.n_windows)
     windows_alive = np.where(lifetime_s >= span + phase, windows_alive, 0)
-    # the window under way when the node died or the run ended: the samples it took (no inference)
-    under_way = np.clip(np.ceil((lifetime_s - phase - windows_alive * period) / loads.sample_period_s - 1e-9), 0,
+    # the window under way when the node died or the run ended: the sample periods it completed (no inference)
+    under_way = np.clip(np.floor((lifetime_s - phase - windows_alive * period) / loads.sample_period_s + 1e-9), 0,
                         loads.window_samples)
+    if loads.triggered_windows is not None:  # event-driven nodes: the windows that woke them, while alive
+        node, end, event_driven = loads.triggered_windows
+        alive = end <= lifetime_s[node]
+        windows_alive = np.where(event_driven, np.bincount(node[alive], minlength=n), windows_alive)
+        under_way = np.where(event_driven, 0.0, under_way)
     all_nodes = np.arange(n)
     ledger.charge("mcu", "active", all_nodes, windows_alive * loads.mcu_active_per_window_s
                   + under_way * loads.mcu_active_per_sample_s)

@@ -86,6 +86,24 @@ class WorkloadPhase(_Strict):
     params: dict[str, ParamValue] = Field(description="generator parameters, as in workload.params")
 
 
+class WakeSpec(_Strict):
+    """Event-driven sensing: instead of sampling every window, the node sleeps while a low-power comparator (or a
+    sensor's wake-on-motion logic) watches one channel; a window in which that channel crosses a threshold wakes
+    the node, which then takes and handles that window (the sensor's FIFO holds it)."""
+
+    channel: int | str = Field(description="the watched channel: its index or name in the signal")
+    above: float | None = Field(None, description="wake when a sample exceeds this (the channel's physical unit)")
+    below: float | None = Field(None, description="wake when a sample falls below this")
+    monitor_current_ua: float = Field(ge=0, le=100_000, description="what the watching draws, always (added to the "
+                                      "sensor's sleep current)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "WakeSpec":
+        if self.above is None and self.below is None:
+            raise ValueError("give a threshold: above, below or both")
+        return self
+
+
 class Workload(_Strict):
     """The sensor signal a group samples, and how it is cut into inference windows."""
 
@@ -105,6 +123,7 @@ class Workload(_Strict):
                                           "ranges)")
     phases: list[WorkloadPhase] = Field(default_factory=list, max_length=100, description="the signal changes: "
                                         "windows that start in a phase are generated with its parameters")
+    wake: WakeSpec | None = Field(None, description="wake on a threshold instead of handling every window")
 
     @model_validator(mode="after")
     def _check(self) -> "Workload":
