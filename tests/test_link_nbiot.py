@@ -211,3 +211,14 @@ def test_no_reports_no_frames():
                      kind=np.zeros(0, np.int8), window=np.zeros(0, np.int64), group=np.zeros(0, np.int64))
     tx = link.transmit(empty, one_node(150.0, n=3), np.random.default_rng(1), 3600.0)
     assert len(tx) == 0 and tx.node_stats["connections"].tolist() == [0, 0, 0]
+
+
+def test_the_busiest_cell_load_is_the_frames_resource_time(nbiot_result):
+    s = summary_table(nbiot_result).set_index("policy")
+    for out in nbiot_result.outcomes:
+        tx = out.tx
+        covered = tx.link_gateway >= 0
+        # 3.75 kHz single tone: 1/48 of the 180 kHz carrier, for each block transmission's time on air
+        by_hand = (tx.on_air_s[covered] / 48).sum() / nbiot_result.scenario.duration  # one cell
+        assert s.loc[out.policy.name, "busiest_cell_uplink_load"] == pytest.approx(by_hand, rel=1e-12)
+    assert s.loc["cloud_offload", "busiest_cell_uplink_load"] > s.loc["on_device", "busiest_cell_uplink_load"]

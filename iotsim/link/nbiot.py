@@ -31,7 +31,8 @@ Power states map onto the radio profile's: TX (uplink: preambles, NPUSCH, acknow
 NPDSCH reception), standby (awake between them, connected or idle eDRX) and sleep (power saving mode). Every
 periodic tracking area update (T3412) costs a random access and a release (`keep_alive`).
 
-Not modelled: contention on NPRACH and the cell's uplink capacity (nodes never wait for each other), paging
+Not modelled: contention on NPRACH and the cell's uplink capacity (nodes never wait for each other; the busiest
+cell's NPUSCH load, `busiest_cell_uplink_load`, says how far that holds), paging
 occasions in idle, link adaptation within a CE level (one uplink configuration per level, dimensioned for the
 level's worst coupling loss), re-acquiring synchronisation and system information after power saving mode.
 """
@@ -253,6 +254,10 @@ class NbIotLink(Link):
         tx.standby_s = tx.standby_s + tail_sb
         tx.busy_s = busy
         tx.start_s = start
+        # the uplink resources the frames take: time on air x the share of the 180 kHz carrier they occupy
+        share = s.subcarriers * s.subcarrier_spacing_hz / 180e3
+        tx.gateway_stats = {"npusch_resource_s": np.bincount(cell[tx.node][covered], weights=tx.on_air_s[covered] * share,
+                                                             minlength=nodes.rx_power_dbm.shape[1])}
         tx.node_stats = {
             "ce_level": level,
             "connections": np.bincount(tx.node[new], minlength=nodes.n).astype(np.int64),

@@ -411,6 +411,11 @@ METRICS: tuple[Metric, ...] = (
            lambda v: float(np.mean(_node_stat(v, "connected_s") / v.days)),
            "time in RRC connected (sending, then monitoring the search space until the release), per node per day "
            "alive", CELLULAR),
+    Metric("busiest_cell_uplink_load", "Busiest cell's uplink load", "cell load", "ratio",
+           lambda v: float(np.max(v.outcome.tx.gateway_stats.get("npusch_resource_s", np.zeros(1)))
+                           / v.result.scenario.duration),
+           "share of the busiest cell's NPUSCH resources (time x carrier share) the run's frames take, all groups "
+           "(contention is not modelled: the results hold while this stays well below 1)", CELLULAR),
     Metric("nodes_ce_level_2", "Nodes in CE level 2", "CE2", "int", lambda v: int((_node_stat(v, "ce_level") == 2).sum()),
            "nodes of the group in the deepest coverage enhancement level (the most repetitions)", CELLULAR),
     Metric("nodes_out_of_coverage", "Nodes out of coverage", "no cell", "int",
