@@ -184,3 +184,26 @@ network:""")
     nodes = nodes_table(result)
     assert (nodes[nodes.group == "cells"].battery_life_limit != "harvesting").all()
     assert (nodes[nodes.group == "field"].battery_life_limit == "harvesting").all()
+
+
+def test_a_battery_profile_as_the_store():
+    """`storage: {kind: battery, battery: 18650}`: the Li-ion profile's charge x nominal voltage between full and
+    the state of charge where its open-circuit voltage meets the board's brown-out, its own self-discharge; a
+    primary cell is refused."""
+    from iotsim.energy.battery import BatteryModel
+    from iotsim.energy.power_tree import board_brownout_v
+    from iotsim.hardware import load_board
+    from iotsim.hardware.profiles import load_profile
+
+    text = (RUN % "2").replace("storage: {kind: supercap, capacitance_f: 5, max_voltage_v: 3.6, min_voltage_v: 2.0, "
+                               "leakage_ua: 5,", "storage: {kind: battery, battery: \"18650\",")
+    result = run_scenario(load_scenario_text(text))
+    model = BatteryModel(load_profile("battery", "18650"))
+    brown = board_brownout_v(load_board("nrf52840_sx1262_2xaa"))
+    empty = float(model.min_soc(0.0, max(brown, model.profile.cutoff_voltage_v)))
+    _, r = result.outcomes[0].harvest.results[0]
+    assert r.capacity_j == pytest.approx(model.profile.capacity_c * model.nominal_voltage_v * (1 - empty))
+    assert r.energy_j[:, 0] == pytest.approx(0.5 * r.capacity_j)
+    assert np.abs(r.balance_j).max() < 1e-9
+    with pytest.raises(InputError, match="primary cell"):
+        run_scenario(load_scenario_text(text.replace('battery: "18650"', "battery: 2xaa")))

@@ -57,6 +57,7 @@ class StorageResult:
     leaked_j: np.ndarray
     clipped_j: np.ndarray
     low: np.ndarray | None = None  # (n, steps) bool: the step ran on the low-charge demand (energy-aware nodes)
+    capacity_j: float = float("nan")  # the store's usable energy
 
     @property
     def balance_j(self) -> np.ndarray:
@@ -121,7 +122,7 @@ def simulate_storage(harvest_j: np.ndarray, demand_j: np.ndarray, step_s: float,
         consumed[:, k], leaked[:, k], clipped[:, k] = met, leak, over
         up[:, k] = np.where(on, share, 0.0)
         on = np.where(on, ~short, energy[:, k + 1] >= restart)
-    return StorageResult(energy, up, harvest.copy(), consumed, charge_loss, leaked, clipped, low)
+    return StorageResult(energy, up, harvest.copy(), consumed, charge_loss, leaked, clipped, low, cap)
 
 
 __all__ = ["Storage", "StorageResult", "simulate_storage"]

@@ -26,6 +26,32 @@ from iotsim.energy.solar import HOURS_PER_YEAR, Panel, hourly_harvest_j, load_we
 from iotsim.energy.storage import Storage, StorageResult, simulate_storage
 
 HOUR_S = 3600.0
+RECHARGEABLE = ("li-ion", "lipo", "li-po", "nimh", "lifepo4")  # chemistry names a battery store may have
+
+
+def store_of(st, board) -> Storage:
+    """The `Storage` a scenario's store spec describes. A battery profile's usable energy: its rated charge x
+    nominal voltage between full and the state of charge where its open-circuit voltage meets the board's brown-out
+    (or the cell's cut-off, the higher), its self-discharge the profile's."""
+    per_day = 1.0 - (1.0 - st.self_discharge_per_month) ** (12 / 365.25)
+    if st.kind != "battery":
+        capacity = st.capacity_j
+    else:
+        from iotsim.energy.battery import BatteryModel
+        from iotsim.energy.power_tree import board_brownout_v
+        from iotsim.hardware.profiles import load_profile
+
+        model = BatteryModel(load_profile("battery", st.battery))
+        chemistry = model.profile.chemistry
+        if not chemistry.lower().startswith(RECHARGEABLE):
+            from iotsim.errors import InputError
+
+            raise InputError(f"battery '{st.battery}' ({chemistry}) is a primary cell: a harvesting store must be "
+                             f"rechargeable ({', '.join(RECHARGEABLE)})", field="solar.storage.battery")
+        empty = float(model.min_soc(0.0, model.death_voltage_v(board_brownout_v(board))))
+        capacity = model.profile.capacity_c * model.nominal_voltage_v * (1.0 - empty)
+        per_day = 1.0 - (1.0 - model.profile.self_discharge_per_year) ** (1 / 365.25)
+    return Storage(capacity, st.charge_efficiency, per_day, st.leakage_w, st.initial_fraction, st.restart_fraction)
 
 
 @dataclass
@@ -51,9 +77,7 @@ class HarvestPlan:
                           pn.charger_efficiency, pn.albedo, pn.transposition)
             year = hourly_harvest_j(load_weather(spec.site), panel)
             index = (spec.start_day * 24 + np.arange(hours)) % HOURS_PER_YEAR
-            st = spec.storage
-            storage = Storage(st.capacity_j, st.charge_efficiency, 1.0 - (1.0 - st.self_discharge_per_month) ** (12 / 365.25),
-                              st.leakage_w, st.initial_fraction, st.restart_fraction)
+            storage = store_of(spec.storage, p.board)
             groups[p.index] = (sl, year[index], storage)
         return cls(groups, hours) if groups else None
 
@@ -129,5 +153,5 @@ def storage_of(outcome: HarvestOutcome, group_index: int) -> StorageResult | Non
     return None if hit is None else hit[1]
 
 
-__all__ = ["HarvestPlan", "HarvestOutcome", "run_stores", "hourly_demand_j", "storage_of", "frame_hours",
+__all__ = ["store_of", "HarvestPlan", "HarvestOutcome", "run_stores", "hourly_demand_j", "storage_of", "frame_hours",
            "step_lengths_s"]

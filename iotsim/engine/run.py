@@ -330,11 +330,15 @@ def harvest_notes(plans: list[GroupPlan], outcomes: list[PolicyOutcome]) -> list
         if spec is None:
             continue
         pn, st = spec.panel, spec.storage
+        from iotsim.engine.harvest import store_of
+
+        store = store_of(st, p.board)
+        kind = f"{st.battery} battery" if st.kind == "battery" else st.kind
         notes.append(
             f"Solar harvesting, group {p.name}: a {pn.area_cm2:g} cm^2 panel ({pn.efficiency * 100:g} % efficient, tilt "
             f"{pn.tilt_deg:g} deg, azimuth {pn.azimuth_deg:g} deg, charger {pn.charger_efficiency * 100:g} %) under the "
             f"typical year of {spec.site} from day {spec.start_day}, hourly (pvlib: sun position, {pn.transposition} "
-            f"sky, Faiman cell temperature); a {st.kind} store of {st.capacity_j:,.0f} J usable (charge efficiency "
+            f"sky, Faiman cell temperature); a {kind} store of {store.capacity_j:,.0f} J usable (charge efficiency "
             f"{st.charge_efficiency:g}); a node browns out when the store empties and restarts at "
             f"{st.restart_fraction * 100:g} %. Battery life is not projected for these nodes; see their downtime.")
         for out in outcomes:
@@ -347,7 +351,7 @@ def harvest_notes(plans: list[GroupPlan], outcomes: list[PolicyOutcome]) -> list
                 f"Solar, {out.policy.name} / {p.name}: harvested {r.harvested_j.sum() / p.n_nodes / days:,.1f} J/node/day "
                 f"(clipped {r.clipped_j.sum() / p.n_nodes / days:,.1f} when full), consumed "
                 f"{r.consumed_j.sum() / p.n_nodes / days:,.1f}; {int((down > 0).sum())} of {p.n_nodes} nodes had downtime "
-                f"({down.sum() / p.n_nodes / 3600:,.1f} h per node); lowest store {r.energy_j.min() / st.capacity_j:.0%} "
+                f"({down.sum() / p.n_nodes / 3600:,.1f} h per node); lowest store {r.energy_j.min() / r.capacity_j:.0%} "
                 "of its capacity.")
             if out.low_hours is not None:
                 low = out.low_hours[sl]

@@ -215,7 +215,7 @@ def solar_daily_table(result: RunResult) -> pd.DataFrame:
             if plan.index not in h.results:
                 continue
             _, r = h.results[plan.index]
-            cap = plan.spec.solar.storage.capacity_j
+            cap = r.capacity_j
             steps = r.harvested_j.shape[1]
             for d in range(int(np.ceil(steps / 24))):
                 cols = slice(24 * d, min(24 * (d + 1), steps))

@@ -191,7 +191,9 @@ class StorageSpec(_Strict):
     """The rechargeable store of a harvesting node: a LiPo cell or a supercapacitor. Its usable energy lies
     between the empty limit (the cell's cut-off or the board's brown-out) and full (the charger's stop)."""
 
-    kind: Literal["lipo", "supercap"]
+    kind: Literal["lipo", "supercap", "battery"]
+    battery: str | None = Field(None, description="battery: a rechargeable profile in devices/battery/ (its capacity, "
+                                "open-circuit voltage curve and self-discharge); usable down to the board's brown-out")
     capacity_mah: float | None = Field(None, gt=0, le=1e6, description="lipo: rated capacity")
     nominal_voltage_v: float | None = Field(None, gt=0, le=60, description="lipo: nominal voltage")
     usable_fraction: float = Field(1.0, gt=0, le=1, description="lipo: share of the capacity between the charger's "
@@ -209,7 +211,7 @@ class StorageSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> "StorageSpec":
         need = {"lipo": ("capacity_mah", "nominal_voltage_v"),
-                "supercap": ("capacitance_f", "max_voltage_v", "min_voltage_v")}[self.kind]
+                "supercap": ("capacitance_f", "max_voltage_v", "min_voltage_v"), "battery": ("battery",)}[self.kind]
         missing = [f for f in need if getattr(self, f) is None]
         if missing:
             raise ValueError(f"a {self.kind} store needs {', '.join(missing)}")
@@ -219,6 +221,9 @@ class StorageSpec(_Strict):
 
     @property
     def capacity_j(self) -> float:
+        """Usable energy (lipo, supercap; a battery profile's depends on the board: iotsim.engine.harvest)."""
+        if self.kind == "battery":
+            raise ValueError("a battery store's capacity depends on the board's brown-out: see iotsim.engine.harvest")
         if self.kind == "lipo":
             return self.capacity_mah * 3.6 * self.nominal_voltage_v * self.usable_fraction
         return 0.5 * self.capacitance_f * (self.max_voltage_v ** 2 - self.min_voltage_v ** 2)
