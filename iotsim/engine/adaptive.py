@@ -22,7 +22,7 @@ import numpy as np
 
 from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, group_rng
-from iotsim.engine.harvest import HOUR_S, HarvestPlan, frame_hours, hourly_demand_j, run_stores, step_lengths_s
+from iotsim.engine.harvest import HOUR_S, HarvestPlan, hourly_demand_j, run_stores, step_lengths_s
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.link import Messages
 
@@ -102,4 +102,4 @@ def energy_aware(scenario, plans, policy, policy_index: int, link, nodes: stages
     return Adaptive(messages, tx, _blend(ld_n, ld_l, share_low), demand, low_demand, low, settled)
 
 
-__all__ = ["energy_aware", "Adaptive", "MAX_PASSES", "frame_hours"]
+__all__ = ["energy_aware", "Adaptive", "MAX_PASSES"]

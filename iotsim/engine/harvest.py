@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iotsim.energy.solar import HOURS_PER_YEAR, Panel, hourly_harvest_j, load_weather
-from iotsim.energy.storage import Storage, StorageResult, simulate_storage
+from iotsim.energy.storage import Storage, simulate_storage
 
 HOUR_S = 3600.0
 RECHARGEABLE = ("li-ion", "lipo", "li-po", "nimh", "lifepo4")  # chemistry names a battery store may have
@@ -148,10 +148,5 @@ def run_stores(plan: HarvestPlan, demand_j: np.ndarray, frame_node: np.ndarray, 
     return HarvestOutcome(results, up_s, float(duration_s)), off
 
 
-def storage_of(outcome: HarvestOutcome, group_index: int) -> StorageResult | None:
-    hit = outcome.results.get(group_index)
-    return None if hit is None else hit[1]
-
-
-__all__ = ["store_of", "HarvestPlan", "HarvestOutcome", "run_stores", "hourly_demand_j", "storage_of", "frame_hours",
+__all__ = ["store_of", "HarvestPlan", "HarvestOutcome", "run_stores", "hourly_demand_j", "frame_hours",
            "step_lengths_s"]
