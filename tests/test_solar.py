@@ -5,7 +5,6 @@ energy in every step and every day."""
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from iotsim.energy import solar
@@ -17,32 +16,15 @@ def test_a_clear_sky_day_equals_a_hand_integration_of_the_irradiance():
     sky: the model takes the hourly values at the middle of each hour; by hand, the plane-of-array irradiance
     DNI cos(AOI) + DHI (1 + cos tilt) / 2 + GHI albedo (1 - cos tilt) / 2 is integrated minute by minute from
     the sun's position, and the energy is area x efficiency x charger efficiency x that integral."""
-    from pvlib import location, solarposition
+    from iotsim.validation.checks import clear_sky_day
 
-    site = solar.SITES["greensboro_nc"]
-    loc = location.Location(site.latitude_deg, site.longitude_deg, altitude=site.altitude_m)
-    day = 171  # 21 June of the typical (non-leap) year, 0-based
-    hours = day * 24 + np.arange(24)
-    mid = solar.hour_midpoints(site, hours)
-    cs = loc.get_clearsky(mid, model="ineichen")
-    w = solar.Weather(site, cs["ghi"].to_numpy(), cs["dni"].to_numpy(), cs["dhi"].to_numpy(), np.full(24, 25.0),
-                      np.zeros(24), first_hour=int(hours[0]))
     panel = solar.Panel(area_cm2=40, efficiency=0.2, tilt_deg=40, azimuth_deg=135, gamma_per_c=0.0,
                         charger_efficiency=0.85, albedo=0.2)
+    w, hand_poa_wh_m2 = clear_sky_day("greensboro_nc", 171, panel)  # 21 June of the typical (non-leap) year
+    site = w.site
     model_j = (solar.dc_power_w(solar.plane_of_array_w_m2(w, panel), w.temp_c, w.wind_m_s, panel) * 3600
                * panel.charger_efficiency).sum()
-
-    # by hand, one minute at a time (local standard time UTC-5)
-    start = pd.Timestamp("2001-01-01") + pd.Timedelta(days=day) + pd.Timedelta(hours=5)
-    t = pd.date_range(start, periods=24 * 60, freq="1min", tz="UTC") + pd.Timedelta(seconds=30)
-    sun = solarposition.get_solarposition(t, site.latitude_deg, site.longitude_deg, altitude=site.altitude_m)
-    sky = loc.get_clearsky(t, model="ineichen")
-    z, az = np.radians(sun["apparent_zenith"].to_numpy()), np.radians(sun["azimuth"].to_numpy())
-    tilt, paz = np.radians(40.0), np.radians(135.0)
-    cos_aoi = np.cos(z) * np.cos(tilt) + np.sin(z) * np.sin(tilt) * np.cos(az - paz)
-    poa = (sky["dni"].to_numpy() * np.clip(cos_aoi, 0, None) + sky["dhi"].to_numpy() * (1 + np.cos(tilt)) / 2
-           + sky["ghi"].to_numpy() * 0.2 * (1 - np.cos(tilt)) / 2)
-    hand_j = 40e-4 * 0.2 * 0.85 * poa.sum() * 60.0
+    hand_j = 40e-4 * 0.2 * 0.85 * hand_poa_wh_m2 * 3600.0
     assert model_j == pytest.approx(hand_j, rel=0.01)
     assert 10_000 < hand_j < 25_000  # a clear June day on 40 cm^2 at 20 %: about 5 Wh
     # an hour's shift of the weather against the sun would show: the south-east panel favours the morning

@@ -8,7 +8,7 @@ engine closes the loop in passes (as it does for battery deaths under feedback):
    the previous hour was low) draws the low policy's demand (iotsim.energy.storage.simulate_storage);
 3. the run's messages are each policy's messages in the hours of its mode (by the hour the message is ready);
    the link schedules them once; the actual demand replaces the estimate for the hours each mode ran;
-4. repeat from 2 until the modes settle (at most MAX_PASSES).
+4. repeat from 2 until the modes settle (at most MAX_PASSES); the settled pass's stores are the run's.
 
 The loads of a node blend the two policies' per-window work (inference or not) by the share of its hours in each
 mode. Every frame's energy is the frame's own.
@@ -22,7 +22,7 @@ import numpy as np
 
 from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, group_rng
-from iotsim.engine.harvest import HOUR_S, HarvestPlan, hourly_demand_j, run_stores, step_lengths_s
+from iotsim.engine.harvest import HOUR_S, HarvestOutcome, HarvestPlan, hourly_demand_j, run_stores, step_lengths_s
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.link import Messages
 
@@ -37,7 +37,7 @@ class Adaptive:
     demand_j: np.ndarray  # (n, hours) the normal policy's demand (actual in its hours)
     low_demand_j: np.ndarray  # (n, hours) the low policy's
     low: np.ndarray  # (n, hours) bool: the modes the messages were chosen with
-    settled: bool
+    stores: HarvestOutcome | None  # the stores on these demands when the modes settled (None: not settled)
 
 
 def _select(messages: Messages, low: np.ndarray, want_low: bool, hours: int) -> Messages:
@@ -79,16 +79,14 @@ def energy_aware(scenario, plans, policy, policy_index: int, link, nodes: stages
         alone.append((msgs, hourly_demand_j(ld.steady_w, ld.frame_energy_j, tx.node, tx.start_s, sent, hours,
                                              duration)))
     demand, low_demand = alone[0][1], alone[1][1]
-    low = None
-    settled = False
+    low, settled = None, None
     for _ in range(MAX_PASSES):
-        stores, _ = run_stores(harvest, demand, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool), duration,
-                               low_demand, policy.below, policy.above)
+        stores = run_stores(harvest, demand, duration, low_demand, policy.below, policy.above)
         modes = np.zeros((nodes.n, hours), dtype=bool)
         for sl, r in stores.results.values():
             modes[sl] = r.low
         if low is not None and np.array_equal(modes, low):
-            settled = True
+            settled = stores
             break
         low = modes
         messages = merge_messages(_select(alone[0][0], low, False, hours), _select(alone[1][0], low, True, hours))

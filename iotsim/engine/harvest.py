@@ -122,31 +122,35 @@ def hourly_demand_j(steady_w: np.ndarray, frame_energy_j: np.ndarray, frame_node
     return np.asarray(steady_w)[:, None] * step_lengths_s(hours, duration_s)[None, :] + burst
 
 
-def run_stores(plan: HarvestPlan, demand_j: np.ndarray, frame_node: np.ndarray, frame_start_s: np.ndarray,
-               sent: np.ndarray, duration_s: float, low_demand_j: np.ndarray | None = None, below: float = 0.0,
-               above: float = 0.0) -> tuple[HarvestOutcome, np.ndarray]:
+def run_stores(plan: HarvestPlan, demand_j: np.ndarray, duration_s: float, low_demand_j: np.ndarray | None = None,
+               below: float = 0.0, above: float = 0.0) -> HarvestOutcome:
     """Run every harvesting node's store on its hourly demand (`low_demand_j`, `below`, `above`: an energy-aware
-    node's other demand and its thresholds); return the outcome and the mask of frames (among `sent`) the nodes
-    would have started while off."""
-    n = demand_j.shape[0]
-    hours = plan.hours
-    step_len = step_lengths_s(hours, duration_s)
-    hour = frame_hours(frame_start_s, hours)
-    off = np.zeros(frame_node.shape[0], dtype=bool)
-    up_s = np.full(n, float(duration_s))
+    node's other demand and its thresholds)."""
+    step_len = step_lengths_s(plan.hours, duration_s)
+    up_s = np.full(demand_j.shape[0], float(duration_s))
     results = {}
     for g, (sl, harvest, storage) in plan.groups.items():
         low = None if low_demand_j is None else low_demand_j[sl]
         r = simulate_storage(harvest * step_len / HOUR_S, demand_j[sl], HOUR_S, storage, low, below, above)
         results[g] = (sl, r)
         up_s[sl] = (r.up_share * step_len[None, :]).sum(axis=1)
-        # a frame is lost if the node was off at its start: off for the whole hour, or after its brown-out
+    return HarvestOutcome(results, up_s, float(duration_s))
+
+
+def frames_off(stores: HarvestOutcome, frame_node: np.ndarray, frame_start_s: np.ndarray,
+               sent: np.ndarray) -> np.ndarray:
+    """Mask of the frames (among `sent`) the nodes would have started while off: off for the whole hour, or after
+    the hour's brown-out."""
+    off = np.zeros(frame_node.shape[0], dtype=bool)
+    for sl, r in stores.results.values():
+        hours = r.up_share.shape[1]
+        step_len = step_lengths_s(hours, stores.duration_s)
+        hour = frame_hours(frame_start_s, hours)
         f = np.flatnonzero(sent & (frame_node >= sl.start) & (frame_node < sl.stop))
         share = r.up_share[frame_node[f] - sl.start, hour[f]]
-        offset = frame_start_s[f] - hour[f] * HOUR_S
-        off[f] = offset >= share * step_len[hour[f]]
-    return HarvestOutcome(results, up_s, float(duration_s)), off
+        off[f] = frame_start_s[f] - hour[f] * HOUR_S >= share * step_len[hour[f]]
+    return off
 
 
-__all__ = ["store_of", "HarvestPlan", "HarvestOutcome", "run_stores", "hourly_demand_j", "frame_hours",
+__all__ = ["store_of", "HarvestPlan", "HarvestOutcome", "run_stores", "frames_off", "hourly_demand_j", "frame_hours",
            "step_lengths_s"]

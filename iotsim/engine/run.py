@@ -24,7 +24,7 @@ from iotsim.engine.adaptive import energy_aware
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, group_rng, plan_group
 from iotsim.engine.federated import FederatedOutcome, FederatedPlan, PolicyRounds, federated_notes, plan_federated
 from iotsim.engine.federated import workdir as federated_workdir
-from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, hourly_demand_j, run_stores
+from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, frames_off, hourly_demand_j, run_stores
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, poll_energy_j,
                                    poll_messages, poll_notes, update_energy_j,
@@ -168,7 +168,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
     result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
         + update_notes(update_outcomes) + poll_notes(update_outcomes, outcomes) \
         + federated_notes(fed_plan, fed_outcomes) + battery_limit_notes(plans, outcomes) \
-        + harvest_notes(plans, outcomes)
+        + harvest_notes(plans, outcomes, harvest)
     result.wall_s = time.perf_counter() - t0
     return result
 
@@ -242,10 +242,11 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         if adaptive is None:
             demand = hourly_demand_j(loads.steady_w, loads.frame_energy_j, tx.node, tx.start_s, on_air, harvest.hours,
                                      duration)
-            stores, off = run_stores(harvest, demand, tx.node, tx.start_s, on_air, duration)
+            stores = run_stores(harvest, demand, duration)
         else:
-            stores, off = run_stores(harvest, adaptive.demand_j, tx.node, tx.start_s, on_air, duration,
-                                     adaptive.low_demand_j, policy.below, policy.above)
+            stores = adaptive.stores if adaptive.stores is not None else run_stores(
+                harvest, adaptive.demand_j, duration, adaptive.low_demand_j, policy.below, policy.above)
+        off = frames_off(stores, tx.node, tx.start_s, on_air)
         tx.fate[off] = Fate.NO_ENERGY
         on_air &= ~off
         lifetime = np.where(harvesting, stores.up_s, lifetime)
@@ -270,7 +271,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         event_latency_s=detection.event_latency_s, true_positive_decisions=detection.true_positive_decisions,
         positive_decisions=detection.positive_decisions, wall_s=time.perf_counter() - t0, harvest=stores,
         low_hours=None if adaptive is None else adaptive.low,
-        modes_settled=True if adaptive is None else adaptive.settled,
+        modes_settled=adaptive is None or adaptive.stores is not None,
     )
 
 
@@ -322,7 +323,7 @@ def battery_limit_notes(plans: list[GroupPlan], outcomes: list[PolicyOutcome]) -
     return notes
 
 
-def harvest_notes(plans: list[GroupPlan], outcomes: list[PolicyOutcome]) -> list[str]:
+def harvest_notes(plans: list[GroupPlan], outcomes: list[PolicyOutcome], harvest: HarvestPlan | None) -> list[str]:
     """Per harvesting group: how it is modelled; per policy: harvest, consumption and downtime."""
     notes = []
     for p in plans:
@@ -330,9 +331,7 @@ def harvest_notes(plans: list[GroupPlan], outcomes: list[PolicyOutcome]) -> list
         if spec is None:
             continue
         pn, st = spec.panel, spec.storage
-        from iotsim.engine.harvest import store_of
-
-        store = store_of(st, p.board)
+        store = harvest.groups[p.index][2]
         kind = f"{st.battery} battery" if st.kind == "battery" else st.kind
         notes.append(
             f"Solar harvesting, group {p.name}: a {pn.area_cm2:g} cm^2 panel ({pn.efficiency * 100:g} % efficient, tilt "

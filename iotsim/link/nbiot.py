@@ -284,12 +284,6 @@ class NbIotLink(Link):
                       + s.active_timer, tries * f.standby_s[2])
         return KeepAlive(period_s=s.tau_period, tx_s=tx, rx_s=rx, standby_s=sb)
 
-    def coverage(self, rx_power_dbm: np.ndarray) -> dict:
-        """Nodes per CE level and beyond coverage, for the notes and tests."""
-        _, loss, level = self.node_cells(rx_power_dbm)
-        return {"ce0": int((level == 0).sum()), "ce1": int((level == 1).sum()), "ce2": int((level == 2).sum()),
-                "out_of_coverage": int((level < 0).sum()), "coupling_loss_db": loss}
-
     def notes(self) -> list[str]:
         s, p = self.settings, self.procedure
         lo, hi = s.ce_thresholds_db

@@ -208,11 +208,11 @@ def _downtime_s(v: GroupView) -> np.ndarray:
     return np.zeros(v.plan.n_nodes) if h is None else h.downtime_s()[v.nodes_slice]
 
 
-def _harvest_per_node_day(v: GroupView, field: str) -> float:
+def _harvested_per_node_day(v: GroupView) -> float:
     h = v.outcome.harvest
     if h is None or v.plan.index not in h.results:
         return 0.0
-    return float(getattr(h.results[v.plan.index][1], field).sum() / v.plan.n_nodes / (h.duration_s / 86400.0))
+    return float(h.results[v.plan.index][1].harvested_j.sum() / v.plan.n_nodes / (h.duration_s / 86400.0))
 
 
 def _node_stat(v: GroupView, name: str) -> np.ndarray:
@@ -318,7 +318,7 @@ METRICS: tuple[Metric, ...] = (
              f"nodes whose battery life the {w} bound limits (see battery_life_limit in the nodes table)")
       for w in LIMITS),
     Metric("harvested_j_per_node_day", "Harvested (J/node/day)", "harvest J/d", "float",
-           lambda v: _harvest_per_node_day(v, "harvested_j"), "solar energy the charger delivered to the store, per "
+           _harvested_per_node_day, "solar energy the charger delivered to the store, per "
            "node per day of the run (clipped when full included)", harvesting=True),
     Metric("downtime_h_per_node_day", "Downtime (h/node/day)", "down h/d", "float",
            lambda v: float(np.mean(_downtime_s(v)) / 3600 / v.result.scenario.duration * 86400),

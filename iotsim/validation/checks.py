@@ -604,37 +604,46 @@ def nbiot():
 # ---------------------------------------------------------------------------------------------
 # Solar harvesting: a clear-sky day by hand, the typical years' sums, a store's energy balance
 
-@check("solar", quick=True)
-def solar():
-    """The panel model against a minute-by-minute hand integration of clear-sky irradiance on a tilted plane
-    (DNI cos AOI + isotropic diffuse + ground reflection), a flat panel's year against the weather's annual GHI,
-    and a store's energy balance over a month of hours with brown-outs and a full store."""
+def clear_sky_day(site_key: str, day: int, panel):
+    """A clear day at a site under pvlib's Ineichen sky: (the hourly Weather the panel model takes, at the middle of
+    each hour; the plane-of-array irradiance on `panel` integrated by hand, minute by minute, in Wh/m^2:
+    DNI cos(AOI) + DHI (1 + cos tilt) / 2 + GHI albedo (1 - cos tilt) / 2 from the sun's position)."""
     import pandas as pd
     from pvlib import location, solarposition
 
     from iotsim.energy import solar as sol
-    from iotsim.energy.storage import Storage, simulate_storage
 
-    site = sol.SITES["greensboro_nc"]
+    site = sol.SITES[site_key]
     loc = location.Location(site.latitude_deg, site.longitude_deg, altitude=site.altitude_m)
-    day, tilt_deg, az_deg = 171, 40.0, 135.0
     hours = day * 24 + np.arange(24)
     cs = loc.get_clearsky(sol.hour_midpoints(site, hours), model="ineichen")
-    w = sol.Weather(site, cs["ghi"].to_numpy(), cs["dni"].to_numpy(), cs["dhi"].to_numpy(), np.full(24, 25.0),
-                    np.zeros(24), first_hour=int(hours[0]))
-    panel = sol.Panel(area_cm2=40, efficiency=0.2, tilt_deg=tilt_deg, azimuth_deg=az_deg, gamma_per_c=0.0,
-                      charger_efficiency=1.0)
-    model_wh = float(sol.dc_power_w(sol.plane_of_array_w_m2(w, panel), w.temp_c, w.wind_m_s, panel).sum())
+    weather = sol.Weather(site, cs["ghi"].to_numpy(), cs["dni"].to_numpy(), cs["dhi"].to_numpy(), np.full(24, 25.0),
+                          np.zeros(24), first_hour=int(hours[0]))
     start = pd.Timestamp("2001-01-01") + pd.Timedelta(days=day) - pd.Timedelta(hours=site.utc_offset_h)
     t = pd.date_range(start, periods=24 * 60, freq="1min", tz="UTC") + pd.Timedelta(seconds=30)
     sun = solarposition.get_solarposition(t, site.latitude_deg, site.longitude_deg, altitude=site.altitude_m)
     sky = loc.get_clearsky(t, model="ineichen")
     z, az = np.radians(sun["apparent_zenith"].to_numpy()), np.radians(sun["azimuth"].to_numpy())
-    tilt, paz = np.radians(tilt_deg), np.radians(az_deg)
+    tilt, paz = np.radians(panel.tilt_deg), np.radians(panel.azimuth_deg)
     cos_aoi = np.clip(np.cos(z) * np.cos(tilt) + np.sin(z) * np.sin(tilt) * np.cos(az - paz), 0, None)
     poa = (sky["dni"].to_numpy() * cos_aoi + sky["dhi"].to_numpy() * (1 + np.cos(tilt)) / 2
-           + sky["ghi"].to_numpy() * 0.2 * (1 - np.cos(tilt)) / 2)
-    hand_wh = 40e-4 * 0.2 * poa.sum() / 60.0
+           + sky["ghi"].to_numpy() * panel.albedo * (1 - np.cos(tilt)) / 2)
+    return weather, float(poa.sum() / 60.0)
+
+
+@check("solar", quick=True)
+def solar():
+    """The panel model against a minute-by-minute hand integration of clear-sky irradiance on a tilted plane
+    (DNI cos AOI + isotropic diffuse + ground reflection), a flat panel's year against the weather's annual GHI,
+    and a store's energy balance over a month of hours with brown-outs and a full store."""
+    from iotsim.energy import solar as sol
+    from iotsim.energy.storage import Storage, simulate_storage
+
+    panel = sol.Panel(area_cm2=40, efficiency=0.2, tilt_deg=40.0, azimuth_deg=135.0, gamma_per_c=0.0,
+                      charger_efficiency=1.0)
+    w, hand_poa_wh_m2 = clear_sky_day("greensboro_nc", 171, panel)
+    model_wh = float(sol.dc_power_w(sol.plane_of_array_w_m2(w, panel), w.temp_c, w.wind_m_s, panel).sum())
+    hand_wh = 40e-4 * 0.2 * hand_poa_wh_m2
     out = [CheckResult("solar", "40 cm^2 at 20 %, tilt 40 deg to the SE, clear-sky 21 June at Greensboro (Wh)",
                        hand_wh, model_wh, 0.01, "Wh", relative=True,
                        source="hand integration, 1-minute steps, of Ineichen clear sky on the panel's plane")]
