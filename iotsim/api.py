@@ -135,6 +135,8 @@ class Result:
         """One row per frame (packets.parquet)."""
         from iotsim.results.tables import packets_table
 
+        if self.raw.packets_path is not None:  # a run in time chunks streamed it to disk
+            return pd.read_parquet(self.raw.packets_path)
         return packets_table(self.raw)
 
     @functools.cached_property
@@ -169,13 +171,10 @@ class Result:
         return self.figures([name])[name]
 
     def _plot_packets(self) -> pd.DataFrame:
-        """The packets columns the plots read (the whole table if already built, else only those columns)."""
-        from iotsim.report.plots import PACKET_COLUMNS
-        from iotsim.results.writer import _write_packets
+        """What the plots read of the packets table: its rows counted per (policy, group, fate)."""
+        from iotsim.results.tables import packet_counts
 
-        if "packets" in self.__dict__:
-            return self.packets
-        return _write_packets(self.raw, None, PACKET_COLUMNS)
+        return packet_counts(self.raw)
 
     def write(self, out_dir: str | Path | None = None, *, plots: bool | None = None, report: bool | None = None,
               packets: bool | None = None) -> Path:

@@ -37,6 +37,7 @@ STREAM_LINK = 5
 STREAM_HEARTBEATS = 6
 
 INFERENCE_BATCH = 8192
+SKIP_BLOCK = 1 << 16  # pool draws a lazy plan draws past at once
 INFERENCE_BATCH_ELEMENTS = 1 << 22  # cap on samples x channels per batch (1 s audio windows: 262 per batch)
 
 
@@ -58,6 +59,20 @@ class Verdicts:
     pool_device_positive: np.ndarray | None = None  # the pool's own verdicts (false-alarm rate), where known
     wake_max: np.ndarray | None = None  # per window: the watched channel's largest and smallest sample (wake:)
     wake_min: np.ndarray | None = None
+
+
+@dataclass
+class LazyWindows:
+    """A group's windows for a run in time chunks (`iotsim.engine.chunked`): what the whole-run plan would
+    hold per window, kept per node or per event instead, so that memory grows with nodes, not windows.
+
+    Each node's pool draws come from its own generator, resumed from `pool_states` (where the whole-run
+    plan starts drawing them) and advanced chunk by chunk: the same draws, in the same order."""
+
+    pool_states: list  # per node: its generator's state before its pool draws
+    pool: Verdicts  # the pool windows' verdicts (phase x pool_size + index)
+    fresh: Verdicts  # the verdicts of the windows an event touches, in `WindowSet.fresh_flat` order
+    fresh_event: np.ndarray  # the first event each of those windows overlaps
 
 
 @dataclass
@@ -95,6 +110,9 @@ class GroupPlan:
     pool_size: int
     fresh_windows: int
     triggered: np.ndarray | None = None  # per flat window: it wakes the node (workload.wake); None: every window
+    lazy: LazyWindows | None = None  # a plan for a run in time chunks: its windows are drawn chunk by chunk
+    first_window: np.ndarray | None = None  # a chunk's view: per node, the run's index of its first window here
+    heartbeat_span_s: tuple[float, float] | None = None  # a chunk's view: its heartbeats are those in [t0, t1)
     seed: int = 0
     duration_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -118,19 +136,23 @@ class GroupPlan:
             t = rng.random(node.shape[0]) * duration
             order = np.lexsort((t, node))
             return node[order], t[order]
-        counts = np.maximum(np.ceil((duration - self.heartbeat_phase_s) / period).astype(np.int64), 0)
+        lo_s, hi_s = (0.0, duration) if self.heartbeat_span_s is None else self.heartbeat_span_s
+        j0 = np.maximum(np.floor((lo_s - self.heartbeat_phase_s) / period).astype(np.int64) - 1, 0)
+        counts = np.maximum(np.ceil((min(hi_s, duration) - self.heartbeat_phase_s) / period).astype(np.int64) - j0, 0)
         node = np.repeat(np.arange(self.n_nodes), counts)
         first = np.zeros(self.n_nodes + 1, dtype=np.int64)
         np.cumsum(counts, out=first[1:])
-        j = np.arange(node.shape[0]) - first[node]
+        j = np.arange(node.shape[0]) - first[node] + j0[node]
         t = self.heartbeat_phase_s[node] + j * period
-        keep = t < duration
+        keep = (t < duration) & (t >= lo_s) & (t < hi_s)
         return node[keep], t[keep]
 
     def window_end_s(self, flat_index: np.ndarray) -> np.ndarray:
         """Time each window's data is complete (ready for inference or sending)."""
         node = np.searchsorted(self.window_offset, flat_index, side="right") - 1
         k = flat_index - self.window_offset[node]
+        if self.first_window is not None:
+            k = k + self.first_window[node]
         return self.phase_s[node] + k * self.window_period_s + self.window_span_s
 
 
@@ -237,20 +259,21 @@ class WindowSet:
             raise ValueError("this group's windows were not kept: no update runs another model on it")
         return np.unpackbits(self.fresh_masks_packed, axis=1, count=self.window_samples).astype(bool)
 
-    def verdicts(self, model, cloud_model, progress=None, fresh_masks: np.ndarray | None = None,
-                 wake_channel: int | None = None) -> Verdicts:
-        """Per flat window: `model`'s verdicts on the node and `cloud_model`'s (None: not run, False); with
-        `wake_channel`, each window's largest and smallest sample on that channel too."""
-        fresh_masks = self._fresh_masks(fresh_masks)
+    def pool_verdicts(self, model, cloud_model, wake_channel: int | None = None) -> Verdicts:
+        """The verdicts on each phase's pool (phase x pool_size + index in the phase's pool)."""
         pool_masks = np.zeros((self.pool_size, self.window_samples), dtype=bool)
-        pool = _concat([_infer_generated(wl, model, cloud_model, phase_rng(self.seed, STREAM_POOL, self.group_index, k),
+        return _concat([_infer_generated(wl, model, cloud_model, phase_rng(self.seed, STREAM_POOL, self.group_index, k),
                                          pool_masks, wake_channel=wake_channel) for k, wl in enumerate(self.workloads)])
-        wake = wake_channel is not None
-        out = Verdicts(pool.device_positive[self.pool_index], pool.device_confidence[self.pool_index],
-                       pool.cloud_positive[self.pool_index],
-                       wake_max=pool.wake_max[self.pool_index] if wake else None,
-                       wake_min=pool.wake_min[self.pool_index] if wake else None)
+
+    def fresh_verdicts(self, model, cloud_model, fresh_masks: np.ndarray | None = None, progress=None,
+                       wake_channel: int | None = None) -> Verdicts:
+        """The verdicts on the windows an event touches, in `fresh_flat` order."""
+        fresh_masks = self._fresh_masks(fresh_masks)
         total, done = fresh_masks.shape[0], 0
+        wake = wake_channel is not None
+        out = Verdicts(np.zeros(total, bool), np.zeros(total, np.float32), np.zeros(total, bool),
+                       wake_max=np.zeros(total, np.float32) if wake else None,
+                       wake_min=np.zeros(total, np.float32) if wake else None)
         for k, wl in enumerate(self.workloads):
             sel = np.flatnonzero(self.fresh_phase == k)
             if not sel.size:
@@ -259,14 +282,33 @@ class WindowSet:
             fresh = _infer_generated(wl, model, cloud_model, phase_rng(self.seed, STREAM_EVENT_WINDOWS,
                                                                        self.group_index, k), fresh_masks[sel], report,
                                      wake_channel=wake_channel)
-            at = self.fresh_flat[sel]
-            out.device_positive[at] = fresh.device_positive
-            out.device_confidence[at] = fresh.device_confidence
-            out.cloud_positive[at] = fresh.cloud_positive
+            out.device_positive[sel] = fresh.device_positive
+            out.device_confidence[sel] = fresh.device_confidence
+            out.cloud_positive[sel] = fresh.cloud_positive
             if wake:
-                out.wake_max[at] = fresh.wake_max
-                out.wake_min[at] = fresh.wake_min
+                out.wake_max[sel] = fresh.wake_max
+                out.wake_min[sel] = fresh.wake_min
             done += sel.size
+        return out
+
+    def verdicts(self, model, cloud_model, progress=None, fresh_masks: np.ndarray | None = None,
+                 wake_channel: int | None = None) -> Verdicts:
+        """Per flat window: `model`'s verdicts on the node and `cloud_model`'s (None: not run, False); with
+        `wake_channel`, each window's largest and smallest sample on that channel too."""
+        pool = self.pool_verdicts(model, cloud_model, wake_channel)
+        fresh = self.fresh_verdicts(model, cloud_model, fresh_masks, progress, wake_channel)
+        wake = wake_channel is not None
+        out = Verdicts(pool.device_positive[self.pool_index], pool.device_confidence[self.pool_index],
+                       pool.cloud_positive[self.pool_index],
+                       wake_max=pool.wake_max[self.pool_index] if wake else None,
+                       wake_min=pool.wake_min[self.pool_index] if wake else None)
+        at = self.fresh_flat
+        out.device_positive[at] = fresh.device_positive
+        out.device_confidence[at] = fresh.device_confidence
+        out.cloud_positive[at] = fresh.cloud_positive
+        if wake:
+            out.wake_max[at] = fresh.wake_max
+            out.wake_min[at] = fresh.wake_min
         out.pool_device_positive = pool.device_positive
         return out
 
@@ -297,8 +339,11 @@ class WindowSet:
 
 
 def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray, resources, link,
-               progress=None) -> GroupPlan:
-    """Build the policy-independent plan of fleet group `index` (`link`: the run's `iotsim.link.Link`)."""
+               progress=None, lazy_windows: bool = False) -> GroupPlan:
+    """Build the policy-independent plan of fleet group `index` (`link`: the run's `iotsim.link.Link`).
+
+    `lazy_windows`: for a run in time chunks, keep no per-window arrays (verdicts, event ids, pool draws):
+    the plan's `lazy` holds what draws them chunk by chunk (`iotsim.engine.chunked.WindowCursor`)."""
     spec = scenario.fleet[index]
     # the group's path as `--set` names it (fleet.soil), for messages
     where = field_path({"fleet": [{"group": g.group} for g in scenario.fleet]}, ["fleet", index])
@@ -353,7 +398,7 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     shadow = np.empty((n, gateways_xy.shape[0]))
     ev_node, ev_onset = [], []
     pool_size = scenario.simulation.background_pool
-    pool_draws = []
+    pool_draws, pool_states, n_windows = [], [], np.zeros(n, dtype=np.int64)
     placement = spec.placement
     for i, nid in enumerate(node_ids.tolist()):
         rng = node_rng(seed, STREAM_NODE, nid)
@@ -368,9 +413,14 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
             ev_node.append(np.full(n_ev, i))
             ev_onset.append(np.sort(rng.random(n_ev) * duration))
         nw = max(int(np.floor((duration - span - phase[i]) / period)) + 1, 0) if duration >= span + phase[i] else 0
-        pool_draws.append(rng.integers(0, pool_size, size=nw))
+        n_windows[i] = nw
+        if lazy_windows:  # keep where the pool draws start, then draw past them (in blocks: the same draws)
+            pool_states.append(rng.bit_generator.state)
+            for lo in range(0, nw, SKIP_BLOCK):
+                rng.integers(0, pool_size, size=min(SKIP_BLOCK, nw - lo))
+        else:
+            pool_draws.append(rng.integers(0, pool_size, size=nw))
         hb_phase[i] = rng.random() * spec.heartbeat
-    n_windows = np.array([d.shape[0] for d in pool_draws], dtype=np.int64)
     offset = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(n_windows, out=offset[1:])
     total_windows = int(offset[-1])
@@ -431,12 +481,19 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     updated = any(u.groups is None or spec.group in u.groups for u in scenario.updates) or (
         fed is not None and (fed.groups is None or spec.group in fed.groups))
     # a window belongs to the phase its first sample falls in; it draws from that phase's pool
-    window_start = (np.repeat(phase, n_windows) + (np.arange(total_windows) - np.repeat(offset[:-1], n_windows))
-                    * period) if total_windows else np.zeros(0)
-    window_phase = np.searchsorted(phase_starts, window_start, side="right") - 1
-    pool_index = (np.concatenate(pool_draws) if pool_draws else np.zeros(0, np.int64)) + window_phase * pool_size
+    if lazy_windows:  # the fresh windows' phases only
+        fresh_node = np.searchsorted(offset, fresh_flat, side="right") - 1
+        fresh_start = phase[fresh_node] + (fresh_flat - offset[fresh_node]) * period
+        fresh_phase = np.searchsorted(phase_starts, fresh_start, side="right") - 1
+        pool_index = None
+    else:
+        window_start = (np.repeat(phase, n_windows) + (np.arange(total_windows) - np.repeat(offset[:-1], n_windows))
+                        * period) if total_windows else np.zeros(0)
+        window_phase = np.searchsorted(phase_starts, window_start, side="right") - 1
+        pool_index = (np.concatenate(pool_draws) if pool_draws else np.zeros(0, np.int64)) + window_phase * pool_size
+        fresh_phase = window_phase[fresh_flat]
     windows = WindowSet(workloads, seed, index, pool_size, window_samples, WindowSet.pack(masks) if updated else None,
-                        pool_index, fresh_flat, window_phase[fresh_flat], phase_starts)
+                        pool_index, fresh_flat, fresh_phase, phase_starts)
     wake = wl.wake
     wake_channel = None
     if wake is not None:
@@ -451,7 +508,17 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
                              f"channels ({', '.join(names)})", field=f"{where}.workload.wake.channel")
         else:
             wake_channel = int(wake.channel)
-    verdicts = windows.verdicts(model, cloud_model, progress, fresh_masks=masks, wake_channel=wake_channel)
+    lazy = None
+    if lazy_windows:
+        if wake is not None:
+            raise InputError("a run in time chunks cannot wake on a threshold yet (workload.wake)",
+                             field=f"{where}.workload.wake")
+        pool = windows.pool_verdicts(model, cloud_model)
+        fresh = windows.fresh_verdicts(model, cloud_model, masks, progress)
+        lazy = LazyWindows(pool_states, pool, fresh, fresh_event)
+        verdicts = Verdicts(np.zeros(0, bool), np.zeros(0, np.float32), np.zeros(0, bool), pool.device_positive)
+    else:
+        verdicts = windows.verdicts(model, cloud_model, progress, fresh_masks=masks, wake_channel=wake_channel)
     triggered = None
     if wake is not None:
         triggered = np.zeros(total_windows, dtype=bool)
@@ -460,8 +527,11 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         if wake.below is not None:
             triggered |= verdicts.wake_min < wake.below
         verdicts.wake_max = verdicts.wake_min = None
-    event_id = np.full(total_windows, -1, dtype=np.int64)
-    event_id[fresh_flat] = fresh_event
+    if lazy_windows:
+        event_id = np.zeros(0, dtype=np.int64)
+    else:
+        event_id = np.full(total_windows, -1, dtype=np.int64)
+        event_id[fresh_flat] = fresh_event
 
     fp = float(verdicts.pool_device_positive.mean()) if pool_size else 0.0
     se = float(np.sqrt(fp * (1 - fp) / (pool_size * len(workloads)))) if pool_size else 0.0
@@ -482,7 +552,7 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         verdicts=verdicts, windows=windows, event_id=event_id, event_node=event_node, event_onset_s=event_onset,
         event_end_s=event_end, inference_time_s=inference_time, inference_cost_source=cost_source,
         raw_window_bytes=raw_bytes, pool_false_positive_rate=fp, pool_false_positive_se=se,
-        pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]), triggered=triggered, seed=seed,
+        pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]), triggered=triggered, lazy=lazy, seed=seed,
         duration_s=float(duration), warnings=warnings,
     )
 

@@ -26,6 +26,7 @@ from iotsim.engine.federated import FederatedOutcome, FederatedPlan, PolicyRound
 from iotsim.engine.federated import workdir as federated_workdir
 from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, frames_off, hourly_demand_j, run_stores
 from iotsim.engine.messages import merge_messages, policy_messages
+from iotsim.engine.tally import Tally, tally_of
 from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, poll_energy_j,
                                    poll_messages, poll_notes, update_energy_j,
                                    update_notes)
@@ -60,6 +61,7 @@ class PolicyOutcome:
     harvest: HarvestOutcome | None = None  # solar-harvesting groups: their stores hour by hour
     low_hours: np.ndarray | None = None  # energy-aware policy: (nodes, hours) the hours each node ran its low policy
     modes_settled: bool = True  # energy-aware policy: the modes its messages follow are the ones its stores give
+    tally: Tally | None = None  # per node: what the tables and metrics count (frames by fate, messages, ...)
 
 
 @dataclass
@@ -77,6 +79,8 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    packets_path: Path | None = None  # a run in time chunks: its packets table, streamed to parquet as it ran
+    workdir: object = None  # a run in time chunks: the temporary folder holding it (removed with the result)
 
     @property
     def n_nodes(self) -> int:
@@ -111,7 +115,14 @@ def load_group_resources(scenario, index: int, cache: dict):
 
 
 def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
-    """Simulate every policy of `scenario` on the same fleet. Library entry point behind `iotsim run`."""
+    """Simulate every policy of `scenario` on the same fleet. Library entry point behind `iotsim run`.
+
+    With `simulation.chunk` set, the run goes in time chunks (iotsim.engine.chunked): memory bounded by
+    nodes, not frames, for long runs of large fleets."""
+    if scenario.simulation.chunk is not None:
+        from iotsim.engine.chunked import run_chunked
+
+        return run_chunked(scenario, progress)
     t0 = time.perf_counter()
     say = progress or (lambda phase, done, total: None)
     gateways_xy = np.array([g.position_m for g in scenario.network.gateways], dtype=np.float64)
@@ -262,6 +273,9 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
     delivery = stages.deliver_messages(scenario.network, tx, len(messages))
     decisions = stages.decide(scenario.network, plans, messages, delivery)
     detection = stages.detect(plans, messages, decisions)
+    tally = tally_of(plans, messages, tx, delivery.delivered, decisions.positive,
+                     stages.cloud_waits(scenario.network, plans, messages, delivery, decisions), nodes.n,
+                     link.tx_power_dbm)
     return PolicyOutcome(
         policy=policy, messages=messages, tx=tx, message_delivered=delivery.delivered,
         message_arrival_s=delivery.arrival_s, decision_time_s=decisions.time_s,
@@ -271,7 +285,7 @@ def simulate_policy(scenario, plans: list[GroupPlan], policy: Policy, policy_ind
         event_latency_s=detection.event_latency_s, true_positive_decisions=detection.true_positive_decisions,
         positive_decisions=detection.positive_decisions, wall_s=time.perf_counter() - t0, harvest=stores,
         low_hours=None if adaptive is None else adaptive.low,
-        modes_settled=adaptive is None or adaptive.stores is not None,
+        modes_settled=adaptive is None or adaptive.stores is not None, tally=tally,
     )
 
 

@@ -217,15 +217,16 @@ def frame_tx_power_w(nodes: FleetNodes, tx: Transmissions) -> tuple[np.ndarray, 
     return power, current, loss
 
 
-def policy_powers(nodes: FleetNodes, tx: Transmissions, on_air: np.ndarray,
+def policy_powers(nodes: FleetNodes, tx: Transmissions | None, on_air: np.ndarray | None,
                   frame_tx: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(load power, regulator loss) per node and slot for this policy. Where TX power varied per frame,
     the TX slot draws the time-weighted means of the frames' powers, so that TX time x power is the
-    frames' energy. `frame_tx`: frame_tx_power_w's result for `tx` where it is at hand (NodeLoads)."""
+    frames' energy. `frame_tx`: frame_tx_power_w's result for `tx` where it is at hand (NodeLoads). `tx` None:
+    every frame at the configured TX power."""
     load_w, loss_w = np.zeros(nodes.currents_a.shape), np.zeros(nodes.currents_a.shape)
     for g, sl in nodes.group_rows():
         load_w[sl], loss_w[sl] = nodes.powers[g].slot_powers_w(nodes.currents_a[sl])
-    if tx.tx_power_dbm is None:
+    if tx is None or tx.tx_power_dbm is None:
         return load_w, loss_w
     slot = SLOT_INDEX[("radio", "tx")]
     sel = on_air & (tx.tx_s > 0)
@@ -286,10 +287,9 @@ def fates_before_air(tx: Transmissions, died: np.ndarray, duration_s: float) -> 
 
 
 # ---- energy ledger ---------------------------------------------------------------------------------
-def charge_ledger(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air: np.ndarray,
-                  lifetime_s: np.ndarray) -> EnergyLedger:
+def charge_windows(ledger: EnergyLedger, nodes: FleetNodes, loads: NodeLoads, lifetime_s: np.ndarray) -> None:
+    """Charge each node's window work (MCU and sensor active time) for the windows it completed while alive."""
     n = nodes.n
-    ledger = EnergyLedger(n)
     period, span, phase = nodes.window_period_s, nodes.window_span_s, nodes.phase_s
     windows_alive = np.clip(np.floor((lifetime_s - span - phase) / period) + 1, 0, nodes.n_windows)
     windows_alive = np.where(lifetime_s >= span + phase, windows_alive, 0)
@@ -306,6 +306,14 @@ def charge_ledger(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air
                   + under_way * loads.mcu_active_per_sample_s)
     ledger.charge("sensor", "active", all_nodes, windows_alive * loads.sensor_active_per_window_s
                   + under_way * loads.sensor_active_per_sample_s)
+
+
+def charge_ledger(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air: np.ndarray,
+                  lifetime_s: np.ndarray) -> EnergyLedger:
+    n = nodes.n
+    ledger = EnergyLedger(n)
+    charge_windows(ledger, nodes, loads, lifetime_s)
+    all_nodes = np.arange(n)
     air_nodes = tx.node[on_air]
     ledger.charge("radio", "standby", air_nodes, tx.standby_s[on_air])
     ledger.charge("radio", "tx", air_nodes, tx.tx_s[on_air])
@@ -384,6 +392,14 @@ def decide(network, plans: list[GroupPlan], messages: Messages, delivery: Delive
         sel = raw_idx[messages.group[raw_idx] == p.index]
         positive[sel] = p.verdicts.cloud_positive[messages.window[sel]]
     return Decisions(time_s, positive, int(raw_idx.size), cloud.start_s - delivery.arrival_s[raw_idx])
+
+
+def cloud_waits(network, plans: list[GroupPlan], messages: Messages, delivery: Delivery,
+                decisions: Decisions) -> list[np.ndarray]:
+    """Per group: each cloud inference's queueing (decided, minus arrived, minus the inference itself)."""
+    raw = delivery.delivered & (messages.kind == MessageKind.RAW)
+    wait = decisions.time_s - delivery.arrival_s - network.cloud.inference_time
+    return [wait[raw & (messages.group == p.index)] for p in plans]
 
 
 @dataclass

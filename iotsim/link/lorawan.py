@@ -114,7 +114,9 @@ class LoRaWanLink(Link):
         return (s.engine == "closed_loop" or s.confirmed or s.adr or s.nb_trans > 1 or s.downlinks_per_day > 0)
 
     def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
-                 stop_s: np.ndarray | None = None) -> Transmissions:
+                 stop_s: np.ndarray | None = None, carry: ScheduleCarry | None = None) -> Transmissions:
+        """`carry` (open loop only): a run in time chunks hands each node's duty-cycle state from one chunk's
+        frames to the next (updated in place)."""
         if self.closed_loop:
             from iotsim.link.lorawan_loop import ClosedLoop
 
@@ -126,7 +128,7 @@ class LoRaWanLink(Link):
         rx_done = tx.airtime_s + self.region.rx2_delay_s + rx2  # the node is free once RX2 has closed
         tx.start_s, tx.channel, tx.dropped = schedule_uplinks(
             tx.ready_s, tx.airtime_s, rx_done, tx.node, tx.message, u, band_of_channel, band_dc,
-            self.settings.duty_cycle_mode)
+            self.settings.duty_cycle_mode, carry)
         tx.tx_s = tx.airtime_s
         tx.rx_s = rx1 + rx2
         tx.standby_s = nodes.startup_s[tx.node]
@@ -284,9 +286,35 @@ class LoRaWanLink(Link):
         ]
 
 
+class ScheduleCarry:
+    """Each node's duty-cycle state between the chunks of a run in time chunks: when the node is free again
+    (its last receive windows closed) and when each sub-band is open again for it. `schedule_uplinks` starts
+    every node from it and leaves it as the node's last frame left it."""
+
+    def __init__(self, n_nodes: int, n_bands: int):
+        self.node_free = np.full(n_nodes, -np.inf)
+        self.band_free = np.full((n_nodes, n_bands), -np.inf)
+
+    def update(self, node: np.ndarray, start: np.ndarray, rx_done: np.ndarray, airtime: np.ndarray,
+               band: np.ndarray, band_dc: np.ndarray, sent: np.ndarray) -> None:
+        """After scheduling frames sorted by (node, ready): each node's and sub-band's release time after its
+        last frame sent (the expressions of the schedule loop)."""
+        idx = np.flatnonzero(sent)
+        if not idx.size:
+            return
+        n = node[idx]
+        last = idx[np.r_[n[1:] != n[:-1], True]]
+        self.node_free[node[last]] = start[last] + rx_done[last]
+        key = node[idx] * self.band_free.shape[1] + band[idx]
+        order = np.argsort(key, kind="stable")
+        k = key[order]
+        last_b = idx[order][np.r_[k[1:] != k[:-1], True]]
+        self.band_free[node[last_b], band[last_b]] = start[last_b] + airtime[last_b] / band_dc[band[last_b]]
+
+
 def schedule_uplinks(ready: np.ndarray, airtime: np.ndarray, rx_done: np.ndarray, node: np.ndarray,
                      message: np.ndarray, u: np.ndarray, band_of_channel: np.ndarray, band_dc: np.ndarray,
-                     mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     mode: str, carry: ScheduleCarry | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(start, channel, dropped) of every frame; frames sorted by (node, ready, fragment).
 
     `u` holds one uniform draw in [0, 1) per frame: the channel is the floor(u * k)-th of the k
@@ -311,8 +339,8 @@ def schedule_uplinks(ready: np.ndarray, airtime: np.ndarray, rx_done: np.ndarray
         first = np.concatenate(([True], node[1:] != node[:-1]))
         node_free = np.concatenate(([-np.inf], (ready + rx_done)[:-1]))
         band_free = np.concatenate(([-np.inf], (ready + airtime / band_dc[band_of_channel[ch]])[:-1]))
-        node_free[first] = -np.inf
-        band_free[first] = -np.inf
+        node_free[first] = -np.inf if carry is None else carry.node_free[node[first]]
+        band_free[first] = -np.inf if carry is None else carry.band_free[node[first]].max(axis=1)
         # every earlier frame of the node has released its sub-band: the running maximum per node
         ok = (node_free <= ready) & (_running_max_per_node(band_free, first) <= ready)
         slow_nodes = np.unique(node[~ok])
@@ -325,7 +353,9 @@ def schedule_uplinks(ready: np.ndarray, airtime: np.ndarray, rx_done: np.ndarray
         los, his = node_runs(node)
         sel = np.isin(node[los], slow_nodes)
         _schedule_loop(ready, airtime, rx_done, message, u, band_of_channel, band_dc, mode,
-                       los[sel].tolist(), his[sel].tolist(), start, channel, dropped)
+                       los[sel].tolist(), his[sel].tolist(), start, channel, dropped, carry, node)
+    if carry is not None:
+        carry.update(node, start, rx_done, airtime, band_of_channel[np.maximum(channel, 0)], band_dc, ~dropped)
     return start, channel, dropped
 
 
@@ -341,7 +371,7 @@ def _running_max_per_node(values: np.ndarray, first: np.ndarray) -> np.ndarray:
 
 
 def _schedule_loop(ready, airtime, rx_done, message, u, band_of_channel, band_dc, mode, los, his,
-                   start, channel, dropped) -> None:
+                   start, channel, dropped, carry=None, node=None) -> None:
     """The exact per-frame schedule of the nodes whose frames [lo, hi) are given."""
     ready_l, air_l, rx_l, msg_l, u_l = ready.tolist(), airtime.tolist(), rx_done.tolist(), message.tolist(), u.tolist()
     chan_band = band_of_channel.tolist()
@@ -349,8 +379,12 @@ def _schedule_loop(ready, airtime, rx_done, message, u, band_of_channel, band_dc
     n_bands = len(dc)
     wait = mode == "wait"
     for lo, hi in zip(los, his):
-        band_free = [-np.inf] * n_bands
-        node_free = -np.inf
+        if carry is None:
+            band_free = [-np.inf] * n_bands
+            node_free = -np.inf
+        else:
+            band_free = carry.band_free[node[lo]].tolist()
+            node_free = float(carry.node_free[node[lo]])
         current_msg, sending = -1, True
         for i in range(lo, hi):
             earliest_band = min(band_free)
@@ -374,4 +408,4 @@ def _schedule_loop(ready, airtime, rx_done, message, u, band_of_channel, band_dc
             node_free = t + rx_l[i]
 
 
-__all__ = ["LoRaWanLink", "schedule_uplinks"]
+__all__ = ["LoRaWanLink", "ScheduleCarry", "schedule_uplinks"]

@@ -225,7 +225,8 @@ def energy_per_node_day(nodes: pd.DataFrame) -> pd.DataFrame:
 def packet_fate(packets: pd.DataFrame) -> pd.DataFrame:
     """Packet counts per policy by fate: ``"delivered"`` then each loss reason (sorted).
 
-    Lost packets with an empty reason are counted as ``"lost (unknown)"``.
+    One row per packet, or rows counting ``count`` packets each. Lost packets with an empty reason are
+    counted as ``"lost (unknown)"``.
     """
     packets = _frame(packets)
     if len(packets) == 0:
@@ -236,7 +237,10 @@ def packet_fate(packets: pd.DataFrame) -> pd.DataFrame:
     reason = p["loss_reason"] if "loss_reason" in p.columns else pd.Series("", index=p.index)
     reason = reason.fillna("").astype(str).replace("", "lost (unknown)")
     fate = reason.where(~delivered, "delivered")
-    counts = pd.crosstab(p["policy"], fate)
+    if "count" in p.columns:  # rows of `count` packets each (iotsim.results.tables.packet_counts)
+        counts = pd.crosstab(p["policy"], fate, values=p["count"], aggfunc="sum").fillna(0).astype(np.int64)
+    else:
+        counts = pd.crosstab(p["policy"], fate)
     counts.columns.name = None
     losses = sorted(c for c in counts.columns if c != "delivered")
     cols = (["delivered"] if "delivered" in counts.columns else []) + losses

@@ -374,8 +374,8 @@ def _precision_flag(plan, rows: pd.DataFrame, views: dict[str, GroupView], tag: 
     policy = low.idxmax()  # the best of the flagged policies: even it is far below
     view = views[policy]
     tp, pos = _decisions(view)
-    event_windows = int((plan.event_id >= 0).sum())
-    free_windows = int(plan.event_id.shape[0]) - event_windows
+    event_windows = plan.fresh_windows  # the windows an event touches
+    free_windows = int(plan.n_windows.sum()) - event_windows
     if not event_windows or not free_windows:
         return []
     base = event_windows / (event_windows + free_windows)

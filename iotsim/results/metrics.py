@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from iotsim.energy.battery import LIMITS
-from iotsim.network.fate import NOT_OFFERED, Fate, on_air
-from iotsim.policies import MessageKind
+from iotsim.network.fate import Fate
 
 ALL_TECHNOLOGIES = frozenset({"lorawan", "ble", "wifi", "ieee802154", "nbiot"})
 
@@ -31,30 +30,22 @@ class GroupView:
     group_position: int  # position of the group in the run's plans
     nodes: pd.DataFrame  # rows of the nodes table for this policy and group
 
-    @cached_property
-    def offered(self) -> np.ndarray:
-        """Frames of the group the nodes handed to their radio within the run."""
-        tx, m = self.outcome.tx, self.outcome.messages
-        in_group = m.group[tx.message] == self.plan.index
-        return in_group & ~np.isin(tx.fate, list(NOT_OFFERED))
+    @property
+    def tally(self):
+        """The policy's per-node counts (iotsim.engine.tally.Tally)."""
+        return self.outcome.tally
 
-    @cached_property
-    def fates(self) -> np.ndarray:
-        return self.outcome.tx.fate[self.offered]
+    def total(self, per_node: np.ndarray) -> int:
+        """A per-node count of the tally summed over the group's nodes."""
+        return int(per_node[self.nodes_slice].sum())
 
-    @cached_property
-    def messages_in_group(self) -> np.ndarray:
-        """The group's messages, class A unicast polls excepted (the link's own traffic for an update: their
-        frames count among the packets, not the messages)."""
-        m = self.outcome.messages
-        return (m.group == self.plan.index) & (m.kind != MessageKind.POLL)
+    def node_values(self, per_node: np.ndarray) -> np.ndarray:
+        """A per-node count of the tally for the group's nodes, as float64 (one row per node)."""
+        return np.asarray(per_node[self.nodes_slice], dtype=np.float64)
 
-    @cached_property
-    def messages_offered(self) -> np.ndarray:
-        """Messages with at least one frame offered."""
-        sent = np.zeros(len(self.outcome.messages), dtype=bool)
-        sent[self.outcome.tx.message[self.offered]] = True
-        return sent & self.messages_in_group
+    @property
+    def node_stats(self) -> dict:
+        return self.tally.node_stats
 
     @cached_property
     def days(self) -> np.ndarray:
@@ -65,29 +56,19 @@ class GroupView:
         return self.outcome.event_latency_s[self.group_position]
 
     def count(self, fate: Fate) -> int:
-        return int((self.fates == fate).sum())
+        """Frames of the group with this fate."""
+        return self.total(self.tally.count(fate))
 
-    @cached_property
-    def on_air(self) -> np.ndarray:
-        """Offered frames of the group that went on air."""
-        return self.offered & on_air(self.outcome.tx.fate)
-
-    def attempts_on_air(self) -> int:
-        tx = self.outcome.tx
-        return int(tx.attempts[self.on_air].sum()) if tx.attempts is not None else int(self.on_air.sum())
+    def cloud_wait_percentile(self, q: float) -> float:
+        waits = self.tally.cloud_waits[self.group_position]
+        return _pct(waits, q) if isinstance(waits, np.ndarray) else waits.percentile(q)
 
     def node_stat(self, name: str) -> float:
         """A per-node counter the link reports (downlinks, ACKs, ...), summed over the group's nodes; 0 if none."""
-        values = self.outcome.tx.node_stats.get(name)
+        values = self.node_stats.get(name)
         if values is None:
             return 0
         return values[self.nodes_slice].sum().item()
-
-    def per_node(self, global_node: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """Counts (or sums of `weights`) per node of the group, from global node indices of its rows."""
-        sl = self.nodes_slice
-        return np.bincount(np.asarray(global_node, dtype=np.int64) - sl.start, weights=weights,
-                           minlength=sl.stop - sl.start)[: sl.stop - sl.start].astype(np.float64)
 
     @property
     def nodes_slice(self) -> slice:
@@ -147,36 +128,24 @@ def _nodes_column(column: str) -> Callable[[GroupView], np.ndarray]:
 
 def _messages_by_node(v: GroupView) -> np.ndarray:
     """Per node: (messages delivered, messages offered)."""
-    m, o = v.outcome.messages, v.outcome
-    return np.column_stack([v.per_node(m.node[v.messages_in_group & o.message_delivered]),
-                            v.per_node(m.node[v.messages_offered])])
+    t = v.tally
+    return np.column_stack([v.node_values(t.messages_delivered), v.node_values(t.messages_offered)])
 
 
 def _packets_by_node(v: GroupView, lost: bool) -> np.ndarray:
-    tx = v.outcome.tx
-    fate = tx.fate[v.offered]
-    node = tx.node[v.offered]
-    return v.per_node(node[fate != Fate.DELIVERED]) if lost else np.column_stack(
-        [v.per_node(node[fate == Fate.DELIVERED]), v.per_node(node)])
+    t = v.tally
+    offered, delivered = v.node_values(t.offered()), v.node_values(t.count(Fate.DELIVERED))
+    return offered - delivered if lost else np.column_stack([delivered, offered])
 
 
 def _decisions_by_node(v: GroupView) -> np.ndarray:
     """Per node: (positive decisions about windows overlapping an event, positive decisions)."""
-    m, o = v.outcome.messages, v.outcome
-    positive = np.flatnonzero(o.decision_positive & v.messages_in_group)
-    true = v.plan.event_id[m.window[positive]] >= 0
-    return np.column_stack([v.per_node(m.node[positive[true]]), v.per_node(m.node[positive])])
+    t = v.tally
+    return np.column_stack([v.node_values(t.true_positive_decisions), v.node_values(t.positive_decisions)])
 
 
 def _cloud_by_node(v: GroupView) -> np.ndarray:
-    o = v.outcome
-    return v.per_node(o.messages.node[v.messages_in_group & (o.messages.kind == MessageKind.RAW) & o.message_delivered])
-
-
-def _cloud_waits(v: GroupView) -> np.ndarray:
-    o = v.outcome
-    raw = v.messages_in_group & (o.messages.kind == MessageKind.RAW) & o.message_delivered
-    return o.decision_time_s[raw] - o.message_arrival_s[raw] - v.result.scenario.network.cloud.inference_time
+    return v.node_values(v.tally.cloud_inferences)
 
 
 LORAWAN = frozenset({"lorawan"})
@@ -217,7 +186,7 @@ def _harvested_per_node_day(v: GroupView) -> float:
 
 def _node_stat(v: GroupView, name: str) -> np.ndarray:
     """Per node of the group: a counter the link reports (zeros if it reports none)."""
-    values = v.outcome.tx.node_stats.get(name)
+    values = v.node_stats.get(name)
     n = v.nodes_slice.stop - v.nodes_slice.start
     return np.zeros(n) if values is None else np.asarray(values)[v.nodes_slice]
 
@@ -336,38 +305,36 @@ METRICS: tuple[Metric, ...] = (
     Metric("airtime_s_per_node_day", "Airtime (s/node/day)", "air s/node/day", "float",
            _per_node_day("airtime_s"), "time on air per node per day, every attempt",
            better="lower", sample=Sample("node", _node_days("airtime_s"), "mean")),
-    Metric("messages_offered", "Messages offered", "msgs", "int", lambda v: int(v.messages_offered.sum()),
+    Metric("messages_offered", "Messages offered", "msgs", "int", lambda v: v.total(v.tally.messages_offered),
            "messages the nodes handed to their radio within the run (unicast polls count as packets only)"),
     Metric("messages_delivered", "Messages delivered", "msgs ok", "int",
-           lambda v: int((v.messages_in_group & v.outcome.message_delivered).sum()),
-           "messages whose every frame was delivered"),
+           lambda v: v.total(v.tally.messages_delivered), "messages whose every frame was delivered"),
     Metric("message_delivery_ratio", "Messages delivered (ratio)", "msg deliv.", "ratio",
-           lambda v: _ratio(int((v.messages_in_group & v.outcome.message_delivered).sum()),
-                            int(v.messages_offered.sum())),
+           lambda v: _ratio(v.total(v.tally.messages_delivered), v.total(v.tally.messages_offered)),
            "messages delivered / messages offered", terminal=True,
            better="higher", sample=Sample("node", _messages_by_node, "ratio")),
-    Metric("packets_offered", "Packets offered", "pkts", "int", lambda v: int(v.fates.size),
+    Metric("packets_offered", "Packets offered", "pkts", "int", lambda v: v.total(v.tally.offered()),
            "frames handed to the radio within the run (on air or dropped before air)"),
     Metric("packets_on_air", "Packets on air", "pkts on air", "int",
-           lambda v: int(on_air(v.fates).sum()), "frames put on air (in a mesh: handed to the network)"),
+           lambda v: v.total(v.tally.on_air()), "frames put on air (in a mesh: handed to the network)"),
     Metric("packets_delivered", "Packets delivered", "pkts ok", "int", lambda v: v.count(Fate.DELIVERED),
            "frames delivered to the network"),
     Metric("packets_lost", "Packets lost", "pkts lost", "int",
-           lambda v: int((v.fates != Fate.DELIVERED).sum()),
+           lambda v: v.total(v.tally.offered()) - v.count(Fate.DELIVERED),
            "frames offered but not delivered: the sum of the packets_lost_<reason> columns", terminal=True,
            better="lower", sample=Sample("node", lambda v: _packets_by_node(v, lost=True), "sum")),
     *(_loss_metric(f) for f in LOSS_FATES),
     Metric("packets_pending_at_end", "Packets pending at end", "pending", "int",
-           lambda v: int(((v.outcome.messages.group[v.outcome.tx.message] == v.plan.index)
-                          & (v.outcome.tx.fate == Fate.PENDING)).sum()),
+           lambda v: v.count(Fate.PENDING),
            "frames still waiting to be sent when the run ended (not offered)"),
     Metric("packet_delivery_ratio", "Packets delivered (ratio)", "pkt deliv.", "ratio",
-           lambda v: _ratio(v.count(Fate.DELIVERED), int(v.fates.size)), "packets delivered / packets offered",
+           lambda v: _ratio(v.count(Fate.DELIVERED), v.total(v.tally.offered())), "packets delivered / packets offered",
            better="higher", sample=Sample("node", lambda v: _packets_by_node(v, lost=False), "ratio")),
     Metric("attempts_per_packet", "Attempts per packet on air", "attempts", "float",
-           lambda v: _ratio(v.attempts_on_air(), int(v.on_air.sum())),
+           lambda v: _ratio(v.total(v.tally.attempts_on_air), v.total(v.tally.on_air())),
            "mean transmissions per frame put on air (retransmissions and link-layer retries included)"),
-    Metric("retransmissions", "Retransmissions", "retx", "int", lambda v: v.attempts_on_air() - int(v.on_air.sum()),
+    Metric("retransmissions", "Retransmissions", "retx", "int",
+           lambda v: v.total(v.tally.attempts_on_air) - v.total(v.tally.on_air()),
            "transmissions beyond the first of each frame on air"),
     Metric("acks_received", "ACKs received", "acks", "int", lambda v: v.node_stat("acks_received"),
            "acknowledgements of confirmed uplinks the nodes received", LORAWAN),
@@ -391,8 +358,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("relays", "Relays", "relays", "int", lambda v: int(_relays(v).sum()),
            "nodes of the group that forwarded frames for others", MESH),
     Metric("relay_radio_s_per_node_day", "Relay radio time (s/node/day)", "relay s/d", "float",
-           lambda v: float(np.mean((np.asarray(v.outcome.tx.node_stats.get("relay_tx_s", 0.0))[v.nodes_slice]
-                                    + np.asarray(v.outcome.tx.node_stats.get("relay_rx_s", 0.0))[v.nodes_slice])
+           lambda v: float(np.mean((np.asarray(v.node_stats.get("relay_tx_s", 0.0))[v.nodes_slice]
+                                    + np.asarray(v.node_stats.get("relay_rx_s", 0.0))[v.nodes_slice])
                                    / v.days)),
            "radio time spent receiving, acknowledging and sending others' frames, per node per day alive", MESH),
     Metric("first_relay_death_days", "First relay to die (days)", "1st relay (d)", "float", _first_relay_death_days,
@@ -412,7 +379,7 @@ METRICS: tuple[Metric, ...] = (
            "time in RRC connected (sending, then monitoring the search space until the release), per node per day "
            "alive", CELLULAR),
     Metric("busiest_cell_uplink_load", "Busiest cell's uplink load", "cell load", "ratio",
-           lambda v: float(np.max(v.outcome.tx.gateway_stats.get("npusch_resource_s", np.zeros(1)))
+           lambda v: float(np.max(v.tally.gateway_stats.get("npusch_resource_s", np.zeros(1)))
                            / v.result.scenario.duration),
            "share of the busiest cell's NPUSCH resources (time x carrier share) the run's frames take, all groups "
            "(contention is not modelled: the results hold while this stays well below 1)", CELLULAR),
@@ -440,12 +407,11 @@ METRICS: tuple[Metric, ...] = (
            "events detected / events", terminal=True,
            better="higher", sample=Sample("event", lambda v: np.isfinite(v.latency).astype(np.float64), "mean")),
     Metric("cloud_inferences", "Cloud inferences", "cloud inf.", "int",
-           lambda v: int((v.messages_in_group & (v.outcome.messages.kind == MessageKind.RAW)
-                          & v.outcome.message_delivered).sum()),
+           lambda v: v.total(v.tally.cloud_inferences),
            "raw windows inferred in the cloud", terminal=True,
            better="lower", sample=Sample("node", _cloud_by_node, "sum")),
     Metric("cloud_wait_p95_s", "Cloud queueing p95 (s)", "cloud wait p95 (s)", "float",
-           lambda v: _pct(_cloud_waits(v), 95), "95th percentile of queueing before a cloud inference"),
+           lambda v: v.cloud_wait_percentile(95), "95th percentile of queueing before a cloud inference"),
 )
 BY_NAME = {m.name: m for m in METRICS}
 ID_COLUMNS = ("policy", "group")

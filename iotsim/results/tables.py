@@ -9,7 +9,7 @@ import pyarrow as pa
 from iotsim.energy.battery import LIMITS, SECONDS_PER_DAY
 from iotsim.energy.ledger import ROWS, EnergyLedger
 from iotsim.engine.run import RunResult
-from iotsim.network.fate import REASON_NAMES, Fate, on_air
+from iotsim.network.fate import REASON_NAMES, Fate
 from iotsim.policies import KIND_NAMES
 from iotsim.results.metrics import GroupView, metrics_for, summary_columns
 
@@ -20,16 +20,7 @@ def nodes_table(result: RunResult) -> pd.DataFrame:
     parts = []
     for out in result.outcomes:
         by_comp = EnergyLedger.by_component(out.energy_slots_j)
-        tx = out.tx
-        sent = on_air(tx.fate)
-        n = out.energy_slots_j.shape[0]
-        attempts = np.ones(len(tx)) if tx.attempts is None else tx.attempts
-        if tx.on_air_s is not None:  # retries resend part of a frame: its bytes in proportion to its time on air
-            with np.errstate(divide="ignore", invalid="ignore"):
-                attempts = np.where(tx.airtime_s > 0, tx.on_air_s / tx.airtime_s, attempts)
-        bytes_up = np.bincount(tx.node[sent], weights=(tx.phy_bytes * attempts)[sent], minlength=n)
-        airtime = np.bincount(tx.node[sent], weights=tx.total_airtime_s[sent], minlength=n)
-        final_sf, final_power = _final_radio_settings(result, out, n)
+        t = out.tally
         start = 0
         for plan in result.plans:
             sl = slice(start, start + plan.n_nodes)
@@ -40,8 +31,8 @@ def nodes_table(result: RunResult) -> pd.DataFrame:
                 "x_m": plan.positions_m[:, 0],
                 "y_m": plan.positions_m[:, 1],
                 "sf": plan.sf,
-                "sf_final": final_sf[sl],
-                "tx_power_dbm_final": final_power[sl],
+                "sf_final": t.final_sf[sl],
+                "tx_power_dbm_final": t.final_tx_power_dbm[sl],
                 "energy_j": out.energy_slots_j[sl].sum(axis=1),
             }
             for c in ROWS:
@@ -51,28 +42,13 @@ def nodes_table(result: RunResult) -> pd.DataFrame:
                 "battery_life_limit": np.asarray(LIMITS, dtype=object)[out.battery_life_limit[sl]],
                 "died_at_s": np.where(np.isfinite(out.died_at_s[sl]), out.died_at_s[sl], np.nan),
                 "lifetime_in_run_s": out.ledger.lifetime_s[sl],
-                "bytes_uplinked": bytes_up[sl].astype(np.int64),
-                "airtime_s": airtime[sl],
+                "bytes_uplinked": t.bytes_uplinked[sl].astype(np.int64),
+                "airtime_s": t.airtime_s[sl],
                 "duration_s": float(result.scenario.duration),
             })
             parts.append(pd.DataFrame(frame))
             start += plan.n_nodes
     return pd.concat(parts, ignore_index=True)
-
-
-def _final_radio_settings(result: RunResult, out, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each node's spreading factor and TX power of its last frame on air (its plan's if none; ADR changes them)."""
-    plan_sf = np.concatenate([p.sf for p in result.plans])
-    sf = plan_sf.copy()
-    power = np.full(n, float(result.tx_power_dbm))
-    tx = out.tx
-    sent = np.flatnonzero(on_air(tx.fate))
-    if sent.size:
-        last = sent[np.r_[tx.node[sent][1:] != tx.node[sent][:-1], True]]  # frames sorted by node
-        sf[tx.node[last]] = tx.sf[last]
-        if tx.tx_power_dbm is not None:
-            power[tx.node[last]] = tx.tx_power_dbm[last]
-    return sf, power
 
 
 def gateways_table(result: RunResult) -> pd.DataFrame:
@@ -82,7 +58,7 @@ def gateways_table(result: RunResult) -> pd.DataFrame:
     duration = float(result.scenario.duration)
     paths = result.scenario.network.reception.demodulator_paths
     for out in result.outcomes:
-        st = out.tx.gateway_stats
+        st = out.tally.gateway_stats
         for g, gid in enumerate(result.gateway_ids):
             busy = float(st["path_busy_s"][g]) if "path_busy_s" in st else float("nan")
             bands = st["tx_band_s"][g] if "tx_band_s" in st else {}
@@ -320,8 +296,9 @@ def _packet_rows(outcome) -> np.ndarray:
     return np.flatnonzero(outcome.tx.fate != Fate.NODE_DEAD)
 
 
-def _packets_part(result: RunResult, outcome, rows: np.ndarray) -> pd.DataFrame:
-    """Rows of the packets table for the frames `rows` (indices into outcome.frames) of one policy."""
+def packets_part(result: RunResult, outcome, rows: np.ndarray, message_id: np.ndarray | None = None) -> pd.DataFrame:
+    """Rows of the packets table for the frames `rows` (indices into outcome.tx) of one policy. `message_id`:
+    per message of outcome.messages, the number the table gives it (default: its index)."""
     group_names = [p.name for p in result.plans]
     node_ids = np.concatenate([p.node_ids for p in result.plans])
     gw_names = result.gateway_ids + [""]  # gateway -1 (none) is the last
@@ -335,7 +312,7 @@ def _packets_part(result: RunResult, outcome, rows: np.ndarray) -> pd.DataFrame:
         "node_id": node_ids[f.node[rows]],
         "policy": outcome.policy.name,
         "group": _text(group_names, m.group[msg]),
-        "message": msg,
+        "message": msg if message_id is None else message_id[msg],
         "kind": _text(KIND_NAMES, m.kind[msg]),
         "fragment": f.fragment[rows],
         "ready_s": f.ready_s[rows],
@@ -365,10 +342,31 @@ def _text(names: list[str], codes: np.ndarray) -> pd.api.extensions.ExtensionArr
     return pa.array(names, type=pa.large_string()).take(codes).to_pandas().array
 
 
+def packet_counts(result: RunResult) -> pd.DataFrame:
+    """The packets table counted per (policy, group, fate): what the plots read of it, in rows of `count` frames
+    (`airtime_s`: the group's time on air, every attempt, on its delivered row), from each policy's tally, so
+    that no run keeps its frames for them."""
+    rows = []
+    for out in result.outcomes:
+        t = out.tally
+        start = 0
+        for plan in result.plans:
+            sl = slice(start, start + plan.n_nodes)
+            counts = t.frames[sl].sum(axis=0)
+            for f in Fate:
+                if f is Fate.NODE_DEAD or not (counts[int(f)] or f is Fate.DELIVERED):
+                    continue
+                rows.append({"policy": out.policy.name, "group": plan.name,
+                             "airtime_s": float(t.airtime_s[sl].sum()) if f is Fate.DELIVERED else 0.0,
+                             "delivered": f is Fate.DELIVERED, "loss_reason": f.reason, "count": int(counts[int(f)])})
+            start += plan.n_nodes
+    return pd.DataFrame(rows, columns=["policy", "group", "airtime_s", "delivered", "loss_reason", "count"])
+
+
 def packets_table(result: RunResult) -> pd.DataFrame:
     """One row per LoRaWAN frame the node handed to its MAC within the run (the frames a node would have
     sent after dying are left out; frames still waiting for the duty cycle at the end are listed)."""
-    return pd.concat([_packets_part(result, out, _packet_rows(out)) for out in result.outcomes], ignore_index=True)
+    return pd.concat([packets_part(result, out, _packet_rows(out)) for out in result.outcomes], ignore_index=True)
 
 
 def packets_row_groups(result: RunResult, rows_per_group: int = PACKETS_ROW_GROUP_ROWS):
@@ -383,7 +381,7 @@ def packets_row_groups(result: RunResult, rows_per_group: int = PACKETS_ROW_GROU
         lo = 0
         while lo < rows.size:
             hi = min(lo + rows_per_group - filled, rows.size)
-            parts.append(_packets_part(result, out, rows[lo:hi]))
+            parts.append(packets_part(result, out, rows[lo:hi]))
             filled += hi - lo
             total += hi - lo
             lo = hi

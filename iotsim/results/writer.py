@@ -4,7 +4,9 @@ renamed into place only when complete, so a failed run leaves no half-written ou
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 import sys
 from contextlib import contextmanager
 from importlib import metadata
@@ -20,7 +22,7 @@ from iotsim.results.findings import run_findings, write_findings
 from iotsim.engine.run import Progress
 from iotsim.results.tables import (PACKETS_ROW_GROUP_ROWS, events_table, federated_table, gateways_table, mesh_hops_table,
                                    solar_daily_table,
-                                   mesh_table, nodes_table,
+                                   mesh_table, nodes_table, packet_counts,
                                    packets_row_groups, summary_table, updates_table)
 from iotsim.scenario.loader import scenario_hash
 
@@ -68,6 +70,14 @@ PARQUET_COMPRESSION = "zstd"
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     # no pandas index, fixed compression; row order is deterministic, so bytes are too
     frame.to_parquet(path, index=False, compression=PARQUET_COMPRESSION)
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """A hard link where both are on one file system (a year's packets table is large), else a copy."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 def _write_packets(result, path: Path | None, keep_columns: list[str] | None,
@@ -137,22 +147,19 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
         with _step(progress, "findings"):
             findings = run_findings(result, summary, nodes)
             write_findings(findings, tmp, f"Findings: {result.scenario.name}")
-        packet_frame = None
-        if packets or plots:
-            plot_columns = None
-            if plots:
-                from iotsim.report.plots import PACKET_COLUMNS
-
-                plot_columns = PACKET_COLUMNS
+        if packets:
             with _step(progress, "packets"):
-                packet_frame = _write_packets(result, tmp / "packets.parquet" if packets else None, plot_columns)
+                if result.packets_path is not None:  # a run in time chunks streamed it as it ran
+                    _link_or_copy(result.packets_path, tmp / "packets.parquet")
+                else:
+                    _write_packets(result, tmp / "packets.parquet", None)
         if plots or report:
             from iotsim.report import write_plots, write_report
 
             plot_paths = []
             if plots:
                 with _step(progress, "plots"):
-                    plot_paths = write_plots(tmp, summary, nodes, events, packet_frame)
+                    plot_paths = write_plots(tmp, summary, nodes, events, packet_counts(result))
                     if mesh is not None and len(mesh):
                         from iotsim.report.plots import MESH_TREE_PNG, plot_mesh_tree
 

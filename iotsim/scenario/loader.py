@@ -166,7 +166,10 @@ def model_before(scenario: Scenario, index: int, group):
 
 def scenario_hash(scenario: Scenario) -> str:
     """SHA-256 of the validated scenario in canonical JSON (field order and formatting do not matter)."""
-    canonical = json.dumps(scenario.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    dump = scenario.model_dump(mode="json")
+    if dump["simulation"].get("chunk") is None:  # added later: scenarios without it keep their hash
+        del dump["simulation"]["chunk"]
+    canonical = json.dumps(dump, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -702,6 +702,11 @@ class Simulation(_Strict):
         description="event-free windows generated and inferred once per group; nodes draw from this "
         "Monte Carlo pool (event windows are always generated fresh)",
     )
+    chunk: Duration | None = Field(
+        None, gt=0,
+        description="run in time chunks of this length (e.g. 1d): memory bounded by the fleet, not by the frames, "
+        "for long runs of large fleets; every table is the same whatever the length (open-loop LoRaWAN fleets "
+        "that outlive the run; see docs/design.md)")
 
 
 class Update(_Strict):

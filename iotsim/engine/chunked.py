@@ -1,0 +1,590 @@
+"""A run in time chunks: memory bounded by nodes, not by frames, and the same bytes whatever the chunk length.
+
+`simulation.chunk: 1d` runs a scenario one chunk of time after the other. Per chunk, each group's
+windows that end in it (`WindowCursor`: each node's pool draws resumed from its own generator, the
+fresh event windows' verdicts kept from the plan) and its heartbeats become each policy's messages;
+the link schedules their frames from each node's duty-cycle state left by the chunk before
+(`iotsim.link.lorawan.ScheduleCarry`); gateway reception runs as frames become decidable (all frames
+that start before the end of the chunk are known: a later chunk's frames are ready after it), with
+each gateway's demodulator paths carried (`iotsim.network.reception.PathAllocator`); the frames of a
+chunk whose fates are all known are then added, in the run's canonical order, to the per-node tally
+and energy ledger, the packets table (streamed to parquet) and the cloud queue, which serves requests
+in arrival order once no later request can arrive before them (`CloudQueue`, the FIFO recurrence of
+`iotsim.network.cloud.simulate_cloud`).
+
+Canonical order: messages by (due time, node, kind), where a window's message is due when its window
+ends and a heartbeat when it fires (chunks are cut on due times, so concatenating chunks keeps the
+order); frames by their message's rank, then fragment. Every sum over frames is made one frame at a
+time in that order onto running totals, so no float depends on where the chunks were cut.
+
+What it runs: the open-loop LoRaWAN link (ALOHA, duty cycle, gateway reception as ns-3 models it),
+periodic heartbeats, every policy but the energy-aware one; nodes must outlive the run (a battery that
+would empty is reported as an error: the whole-run engine finds its death time). What it refuses with a
+clear message: feedback (confirmed uplinks, ADR, downlinks), other radios, model updates, federated
+rounds, solar harvesting, event-driven wake-ups, Poisson heartbeats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from iotsim.energy.ledger import EnergyLedger
+from iotsim.engine import stages
+from iotsim.engine.fleet import STREAM_LINK, GroupPlan, Verdicts, group_rng, plan_group
+from iotsim.engine.messages import policy_messages
+from iotsim.engine.tally import Tally, WaitSpill
+from iotsim.errors import InputError
+from iotsim.link import Messages, make_link
+from iotsim.link.lorawan import ScheduleCarry
+from iotsim.network import reception
+from iotsim.network.fate import Fate
+from iotsim.policies import EnergyAware, MessageKind, make_policy
+from iotsim.radio import lora
+
+WHERE = "simulation.chunk"
+PACKETS_ROW_GROUP_ROWS = 1024 * 1024  # as the whole-run packets table (iotsim.results.tables)
+
+
+# ---- what runs in chunks --------------------------------------------------------------------------
+def check_chunkable(scenario, link, policies) -> None:
+    """Raise InputError (at simulation.chunk) naming the first thing a run in time chunks does not model."""
+    why = None
+    if link.technology != "lorawan":
+        why = f"network.technology {link.technology!r}: only the open-loop LoRaWAN link runs in chunks so far"
+    elif link.closed_loop:
+        why = ("the LoRaWAN closed loop (confirmed uplinks, ADR, nb_trans, downlinks or engine: closed_loop) needs "
+               "the whole run")
+    elif scenario.updates:
+        why = "model updates over the air (updates:)"
+    elif scenario.federated is not None:
+        why = "federated rounds (federated:)"
+    else:
+        for g in scenario.fleet:
+            if g.solar is not None:
+                why = f"solar harvesting (fleet group {g.group}: solar)"
+            elif g.workload.wake is not None:
+                why = f"event-driven wake-ups (fleet group {g.group}: workload.wake)"
+            elif g.heartbeat_arrivals != "periodic":
+                why = f"Poisson heartbeats (fleet group {g.group}: heartbeat_arrivals)"
+            if why:
+                break
+    if why is None:
+        for p in policies:
+            if isinstance(p, EnergyAware):
+                why = f"the energy-aware policy {p.name!r}"
+                break
+    if why:
+        raise InputError(f"a run in time chunks does not support {why}; remove simulation.chunk to run it whole",
+                         field=WHERE)
+
+
+# ---- windows, chunk by chunk ----------------------------------------------------------------------
+class WindowCursor:
+    """A lazy group plan's windows handed out chunk by chunk: each chunk's view is a GroupPlan holding only
+    the windows that end in it (with the verdicts and event ids the whole-run plan would give them)."""
+
+    def __init__(self, plan: GroupPlan):
+        lz = plan.lazy
+        self.plan = plan
+        self.gens = []
+        for state in lz.pool_states:
+            g = np.random.Generator(np.random.PCG64())
+            g.bit_generator.state = state
+            self.gens.append(g)
+        self.taken = np.zeros(plan.n_nodes, dtype=np.int64)  # windows handed out so far, per node
+        self.run_offset = plan.window_offset  # flat index of each node's first window in the whole run
+        self.t0 = 0.0
+
+    def windows_before(self, t_s: float) -> np.ndarray:
+        """Per node: how many of its windows end before t_s (ends computed as GroupPlan.window_end_s does)."""
+        p = self.plan
+        if not np.isfinite(t_s):
+            return p.n_windows.copy()
+        end = lambda k: p.phase_s + k * p.window_period_s + p.window_span_s  # noqa: E731
+        k = np.clip(np.ceil((t_s - p.phase_s - p.window_span_s) / p.window_period_s), 0, p.n_windows).astype(np.int64)
+        for _ in range(4):  # settle float rounding: end(k - 1) < t <= end(k)
+            up = (k < p.n_windows) & (end(k) < t_s)
+            down = (k > 0) & (end(k - 1) >= t_s)
+            if not (up.any() or down.any()):
+                break
+            k = k + up - down
+        return k
+
+    def take(self, t1_s: float) -> tuple[GroupPlan, np.ndarray]:
+        """(view, run flat index of each of its windows) for the windows ending in [previous t1, t1_s)."""
+        p, lz = self.plan, self.plan.lazy
+        hi = np.maximum(self.windows_before(t1_s), self.taken)
+        counts = hi - self.taken
+        offset = np.zeros(p.n_nodes + 1, dtype=np.int64)
+        np.cumsum(counts, out=offset[1:])
+        total = int(offset[-1])
+        draws = np.empty(total, dtype=np.int64)
+        for i in np.flatnonzero(counts).tolist():
+            draws[offset[i]:offset[i + 1]] = self.gens[i].integers(0, p.pool_size, size=int(counts[i]))
+        node = np.repeat(np.arange(p.n_nodes), counts)
+        k = np.arange(total) - offset[node] + self.taken[node]
+        flat = self.run_offset[node] + k
+        start = p.phase_s[node] + k * p.window_period_s
+        phase = np.searchsorted(p.windows.phase_starts_s, start, side="right") - 1
+        pool_index = draws + phase * p.pool_size
+        v = Verdicts(lz.pool.device_positive[pool_index], lz.pool.device_confidence[pool_index],
+                     lz.pool.cloud_positive[pool_index])
+        event_id = np.full(total, -1, dtype=np.int64)
+        fresh = p.windows.fresh_flat
+        at = np.searchsorted(flat, fresh)
+        hit = at < total
+        hit[hit] = flat[at[hit]] == fresh[hit]
+        if hit.any():
+            rows, src = at[hit], np.flatnonzero(hit)
+            v.device_positive[rows] = lz.fresh.device_positive[src]
+            v.device_confidence[rows] = lz.fresh.device_confidence[src]
+            v.cloud_positive[rows] = lz.fresh.cloud_positive[src]
+            event_id[rows] = lz.fresh_event[src]
+        view = dataclasses.replace(p, verdicts=v, n_windows=counts, window_offset=offset, event_id=event_id,
+                                   first_window=self.taken.copy(), heartbeat_span_s=(self.t0, t1_s), lazy=None)
+        self.taken = hi
+        self.t0 = t1_s
+        return view, flat
+
+
+# ---- gateway reception across chunks --------------------------------------------------------------
+class ReceptionCarry:
+    """Frames on air not yet decided, and those a later frame may still overlap, with the gateways' paths.
+
+    `step(T)`: every frame starting before T is known. Frames starting before T are fed to the path
+    allocator in (start, node) order; frames ending by T are decided against every known frame."""
+
+    def __init__(self, link, nodes, n_gateways: int):
+        self.link = link
+        self.nodes = nodes
+        self.model = link.reception_model()
+        self.allocator = reception.PathAllocator(n_gateways, self.model.demodulator_paths)
+        self.n_gw = n_gateways
+        sens = np.full(13, np.inf)
+        sens[7:] = [lora.gateway_sensitivity_dbm(s, link.settings.bandwidth_hz) for s in range(7, 13)]
+        self.sens = sens
+        self.cols = None  # dict of arrays: start, airtime, channel, sf, node, chunk, row, fed, fate_arrival, locked
+        self.rx_power = np.asarray(nodes.link.rx_power_dbm, dtype=np.float64)
+
+    def add(self, chunk: int, tx, rows: np.ndarray) -> None:
+        """Frames `rows` of chunk `chunk`'s transmissions went on air."""
+        new = {"start": tx.start_s[rows], "airtime": tx.airtime_s[rows], "channel": tx.channel[rows],
+               "sf": tx.sf[rows], "node": tx.node[rows], "chunk": np.full(rows.size, chunk, np.int64), "row": rows,
+               "fed": np.zeros(rows.size, bool), "decided": np.zeros(rows.size, bool),
+               "arr_fate": np.zeros(rows.size, np.int8), "locked": np.zeros((rows.size, (self.n_gw + 7) // 8), np.uint8)}
+        self.cols = new if self.cols is None else {k: np.concatenate([self.cols[k], new[k]]) for k in new}
+
+    def step(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Decide what can be decided; (chunk, row, fate, gateway) of the frames decided, or None."""
+        c = self.cols
+        if c is None or not c["start"].size:
+            return None
+        order = np.lexsort((c["node"], c["start"]))
+        c = {k: v[order] for k, v in c.items()}
+        frames = reception.Frames(c["start"], c["airtime"], c["channel"], c["sf"], c["node"], self.sens[c["sf"]])
+        feed = np.flatnonzero(~c["fed"] & (c["start"] < t_s))
+        if feed.size:  # in (start, node) order, after every frame fed before
+            arrival = reception.arrive(frames.take(feed), self.rx_power, self.allocator)
+            c["arr_fate"][feed] = arrival.fate
+            c["locked"][feed] = arrival.locked
+            c["fed"][feed] = True
+        end = frames.end_s
+        targets = np.flatnonzero(c["fed"] & ~c["decided"] & (end <= t_s))
+        out = None
+        if targets.size:  # against every frame known (those starting before t_s), in the same order
+            ctx = np.flatnonzero(c["start"] < t_s)
+            dec = reception.decode(frames.take(ctx), reception.Arrival(c["locked"][targets], c["arr_fate"][targets]),
+                                   self.rx_power, self.model, targets=np.searchsorted(ctx, targets))
+            out = (c["chunk"][targets], c["row"][targets], dec.status, dec.gateway)
+            c["decided"][targets] = True
+        # keep the undecided, and the decided that may overlap a frame decided later
+        undecided = ~c["decided"]
+        later = min(float(c["start"][undecided].min()) if undecided.any() else np.inf, t_s)
+        keep = undecided | (end > later)
+        self.cols = {k: v[keep] for k, v in c.items()}
+        return out
+
+    def gateway_stats(self) -> dict:
+        n = self.n_gw
+        stats = {"path_busy_s": self.allocator.path_busy_s, "frames_locked": self.allocator.frames_locked.copy(),
+                 "tx_airtime_s": np.zeros(n), "tx_band_s": [{} for _ in range(n)]}
+        self.link.add_schedule_airtime(stats)
+        return stats
+
+
+# ---- the cloud across chunks ------------------------------------------------------------------------
+class CloudQueue:
+    """`servers` servers behind one FIFO queue, fed requests in arrival order over successive calls, with the
+    float operations of iotsim.network.cloud.simulate_cloud (a server free at `now` serves a request arriving at
+    `a` from max(a, now) and is free again at now + ((max(a, now) - now) + service))."""
+
+    def __init__(self, service_time_s: float, servers: int):
+        self.service = float(service_time_s)
+        self.free = [(0.0, s) for s in range(servers)]  # (when free, order it became free)
+        heapq.heapify(self.free)
+        self.seq = servers
+
+    def serve(self, arrival_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start, done) of requests arriving at `arrival_s` (sorted), after every request served before."""
+        start = np.empty(arrival_s.size)
+        done = np.empty(arrival_s.size)
+        free, service, seq = self.free, self.service, self.seq
+        for k, a in enumerate(arrival_s.tolist()):
+            now, _ = heapq.heappop(free)
+            begin = a if a > now else now
+            d = now + (begin - now + service)
+            start[k], done[k] = begin, d
+            heapq.heappush(free, (d, seq))
+            seq += 1
+        self.seq = seq
+        return start, done
+
+
+# ---- the packets table, streamed ------------------------------------------------------------------
+class PacketSink:
+    """Rows appended as arrow tables, written in row groups of exactly `rows` rows (the last shorter), so the
+    file's bytes depend on the rows only, not on how they were appended."""
+
+    def __init__(self, path: Path, rows: int = PACKETS_ROW_GROUP_ROWS):
+        self.path, self.rows = path, rows
+        self.parts, self.filled, self.writer = [], 0, None
+
+    def append(self, table: pa.Table) -> None:
+        while table.num_rows:
+            take = min(self.rows - self.filled, table.num_rows)
+            self.parts.append(table.slice(0, take))
+            self.filled += take
+            table = table.slice(take)
+            if self.filled == self.rows:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self.parts:
+            return
+        table = pa.concat_tables(self.parts).combine_chunks()
+        if self.writer is None:
+            from iotsim.results.writer import PARQUET_COMPRESSION
+
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression=PARQUET_COMPRESSION)
+        self.writer.write_table(table, row_group_size=self.rows)
+        self.parts, self.filled = [], 0
+
+    def close(self, empty: pa.Table | None = None) -> None:
+        self._flush()
+        if self.writer is None and empty is not None:  # no rows: the columns only
+            self.append(empty)
+            table = empty
+            from iotsim.results.writer import PARQUET_COMPRESSION
+
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression=PARQUET_COMPRESSION)
+            self.writer.write_table(table, row_group_size=self.rows)
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+# ---- one policy, chunk after chunk ------------------------------------------------------------------
+@dataclass
+class _Chunk:
+    """A chunk's messages and frames, waiting until every frame's fate is known."""
+
+    messages: Messages  # in the link's (node, ready, kind) order; windows as the run's flat indices
+    local_window: np.ndarray  # per message: its window's index in its group's chunk view (-1: heartbeat)
+    due_s: np.ndarray  # per message: when it is due (its window's end, or the heartbeat's time)
+    tx: object  # Transmissions
+    frame_j: np.ndarray  # per frame: radio energy above sleep (the battery's view)
+    views: list  # per group: the chunk's GroupPlan view
+    undecided: int  # frames on air whose fate reception has not given yet
+
+
+class PolicyChunks:
+    """One policy's run over successive chunks: its carried state and running totals."""
+
+    def __init__(self, scenario, plans: list[GroupPlan], policy, policy_index: int, link, nodes,
+                 packets_path: Path | None, gateway_ids: list[str]):
+        self.scenario, self.plans, self.policy, self.pi, self.link, self.nodes = (scenario, plans, policy, policy_index,
+                                                                                  link, nodes)
+        n = nodes.n
+        self.tally = Tally.empty(n, len(plans), np.concatenate([p.sf for p in plans]), link.tx_power_dbm)
+        self.carry = ScheduleCarry(n, link.channel_bands()[1].shape[0])
+        self.rx = ReceptionCarry(link, nodes, len(gateway_ids))
+        cloud = scenario.network.cloud
+        self.cloud = CloudQueue(cloud.inference_time, cloud.servers)
+        self.cloud_waiting: list[tuple] = []  # (arrival, message id, group, event, positive) arrays not yet served
+        self.chunks: dict[int, _Chunk] = {}
+        self.radio = {s: np.zeros(n) for s in ("standby", "tx", "rx")}  # radio time of frames on air, per node
+        self.burst_j = np.zeros(n)  # radio energy of the frames the nodes sent
+        self.first_seen = [np.full(p.event_onset_s.shape[0], np.inf) for p in plans]
+        self.n_messages = 0
+        self.loads = None
+        self.sink = PacketSink(packets_path) if packets_path is not None else None
+        self.packet_context = _PacketContext(plans, gateway_ids, policy)
+        self.wall_s = 0.0
+
+    # ---- a chunk's messages and frames
+    def add_chunk(self, index: int, views: list[GroupPlan], flats: list[np.ndarray], t1_s: float) -> None:
+        t0 = time.perf_counter()
+        m = policy_messages(views, self.policy)
+        run_window = np.full(len(m), -1, dtype=np.int64)
+        due = m.ready_s.copy()
+        for g, (view, flat) in enumerate(zip(views, flats)):
+            sel = np.flatnonzero((m.group == view.index) & (m.window >= 0))
+            run_window[sel] = flat[m.window[sel]]
+            due[sel] = view.window_end_s(m.window[sel])
+        global_m = dataclasses.replace(m, window=run_window)
+        duration = self.scenario.duration
+        tx = self.link.transmit(global_m, self.nodes.link, group_rng(self.scenario.seed, STREAM_LINK, self.pi),
+                                duration, carry=self.carry)
+        on_air = stages.fates_before_air(tx, np.full(self.nodes.n, np.inf), duration)
+        self.loads = stages.node_loads(self.plans, self.policy, self.nodes, tx, None)
+        rows = np.flatnonzero(on_air)
+        self.rx.add(index, tx, rows)
+        self.chunks[index] = _Chunk(global_m, m.window, due, tx, self.loads.frame_energy_j, views, int(rows.size))
+        self._settle(t1_s)
+        self.wall_s += time.perf_counter() - t0
+
+    def _settle(self, t_s: float) -> None:
+        decided = self.rx.step(t_s)
+        if decided is not None:
+            chunk, row, fate, gateway = decided
+            for c in np.unique(chunk).tolist():
+                sel = chunk == c
+                ch = self.chunks[c]
+                ch.tx.fate[row[sel]] = fate[sel]
+                ch.tx.gateway[row[sel]] = gateway[sel]
+                ch.undecided -= int(sel.sum())
+        while self.chunks:
+            first = min(self.chunks)
+            if self.chunks[first].undecided:
+                break
+            self._emit(self.chunks.pop(first))
+        # requests arriving before every frame still undecided started (and before t_s) can be served
+        starts = [ch.tx.start_s[ch.tx.fate == Fate.DELIVERED].min() for ch in self.chunks.values()
+                  if (ch.tx.fate == Fate.DELIVERED).any()]
+        self._serve(min([t_s, *starts]))
+
+    def _emit(self, ch: _Chunk) -> None:
+        """Add a chunk whose fates are all known, in canonical order."""
+        m, tx = ch.messages, ch.tx
+        network = self.scenario.network
+        delivery = stages.deliver_messages(network, tx, len(m))
+        order_m = np.lexsort((m.kind, m.node, ch.due_s))
+        rank = np.empty(len(m), dtype=np.int64)
+        rank[order_m] = np.arange(len(m))
+        order_f = np.lexsort((tx.fragment, rank[tx.message]))
+        node, fate = tx.node[order_f], tx.fate[order_f]
+        ones = np.ones(order_f.size, dtype=np.int64)
+        self.tally.add_frames(node, fate.astype(np.int64), ones, tx.phy_bytes[order_f], tx.airtime_s[order_f],
+                              tx.sf[order_f], None)
+        aired = ~np.isin(fate, [Fate.DUTY_CYCLE, Fate.PENDING, Fate.NODE_DEAD])
+        np.add.at(self.radio["standby"], node[aired], tx.standby_s[order_f][aired])
+        np.add.at(self.radio["tx"], node[aired], tx.tx_s[order_f][aired])
+        np.add.at(self.radio["rx"], node[aired], tx.rx_s[order_f][aired])
+        sent = ~tx.dropped[order_f]
+        np.add.at(self.burst_j, node[sent], ch.frame_j[order_f][sent])
+        # messages: delivery, decisions, detection
+        offered = np.zeros(len(m), dtype=bool)
+        offered[tx.message[~np.isin(tx.fate, [Fate.NODE_DEAD, Fate.PENDING, Fate.NO_ENERGY])]] = True
+        raw_ok = delivery.delivered & (m.kind == MessageKind.RAW)
+        event_ok = delivery.delivered & (m.kind == MessageKind.EVENT)
+        cloud_pos = np.zeros(len(m), dtype=bool)
+        event = np.full(len(m), -1, dtype=np.int64)
+        for view in ch.views:
+            sel = np.flatnonzero((m.group == view.index) & (ch.local_window >= 0))
+            cloud_pos[sel] = view.verdicts.cloud_positive[ch.local_window[sel]]
+            event[sel] = view.event_id[ch.local_window[sel]]
+        positive = event_ok | (raw_ok & cloud_pos)
+        self.tally.add_messages(m.node, m.kind, offered, delivery.delivered, positive, event >= 0)
+        for g, p in enumerate(self.plans):
+            hit = np.flatnonzero(event_ok & (m.group == p.index) & (event >= 0))
+            np.minimum.at(self.first_seen[g], event[hit], delivery.arrival_s[hit])
+        raw = np.flatnonzero(raw_ok)
+        if raw.size:
+            self.cloud_waiting.append((delivery.arrival_s[raw], self.n_messages + rank[raw], m.group[raw], event[raw],
+                                       cloud_pos[raw]))
+        if self.sink is not None:
+            self.sink.append(self.packet_context.table(m, tx, order_f, self.n_messages + rank))
+        self.n_messages += len(m)
+
+    def _serve(self, before_s: float) -> None:
+        """Serve, in (arrival, message) order, the cloud requests arriving before `before_s`."""
+        if not self.cloud_waiting:
+            return
+        arrival, msg, group, event, positive = (np.concatenate(a) for a in zip(*self.cloud_waiting))
+        order = np.lexsort((msg, arrival))
+        now = order[arrival[order] < before_s]
+        later = order[arrival[order] >= before_s]
+        self.cloud_waiting = [tuple(a[later] for a in (arrival, msg, group, event, positive))] if later.size else []
+        if not now.size:
+            return
+        _, done = self.cloud.serve(arrival[now])
+        wait = done - arrival[now] - self.scenario.network.cloud.inference_time
+        for g, p in enumerate(self.plans):
+            mine = group[now] == p.index
+            self.tally.cloud_waits[g].append(wait[mine])
+            hit = mine & positive[now] & (event[now] >= 0)
+            np.minimum.at(self.first_seen[g], event[now][hit], done[hit])
+
+    # ---- the end of the run
+    def finish(self):
+        """Decide and add what is left, then the policy's energy, batteries and detection."""
+        from iotsim.engine.run import PolicyOutcome
+
+        t0 = time.perf_counter()
+        self._settle(np.inf)
+        self._serve(np.inf)
+        if self.sink is not None:
+            self.sink.close(self.packet_context.empty())
+        nodes, loads, duration = self.nodes, self.loads, self.scenario.duration
+        budget = stages.battery_budget(nodes, loads.steady_w + self.burst_j / duration)
+        at_risk = ((loads.steady_w + budget.self_discharge_w) * duration + self.burst_j >= budget.usable_j) \
+            | (budget.shelf_life_s <= duration)
+        if at_risk.any():
+            raise InputError(
+                f"{int(at_risk.sum())} node(s) would empty their battery within the run under policy "
+                f"{self.policy.name!r} (node {int(np.flatnonzero(at_risk)[0])} first): a run in time chunks needs "
+                "nodes that outlive it; remove simulation.chunk to find when they die", field=WHERE)
+        died = np.full(nodes.n, np.inf)
+        lifetime = np.full(nodes.n, float(duration))
+        ledger = EnergyLedger(nodes.n)
+        stages.charge_windows(ledger, nodes, loads, lifetime)
+        every = np.arange(nodes.n)
+        for state in ("standby", "tx", "rx"):
+            ledger.charge("radio", state, every, self.radio[state])
+        ledger.close(lifetime)
+        energy = ledger.energy_j(*stages.policy_powers(nodes, None, None))
+        life, limit = stages.battery_life(nodes, energy, np.maximum(lifetime, 1e-9), died)
+        t = self.tally
+        t.gateway_stats = self.rx.gateway_stats()
+        latency, tp, pos = [], [], []
+        for g, p in enumerate(self.plans):
+            sl = slice(int(np.searchsorted(nodes.group, p.index)), int(np.searchsorted(nodes.group, p.index, "right")))
+            seen = self.first_seen[g]
+            latency.append(np.where(np.isfinite(seen), seen - p.event_onset_s, np.nan))
+            tp.append(int(t.true_positive_decisions[sl].sum()))
+            pos.append(int(t.positive_decisions[sl].sum()))
+        self.wall_s += time.perf_counter() - t0
+        return PolicyOutcome(
+            policy=self.policy, messages=None, tx=None, message_delivered=None, message_arrival_s=None,
+            decision_time_s=None, decision_positive=None, cloud_inferences=int(t.cloud_inferences.sum()),
+            cloud_wait_s=None, ledger=ledger, energy_slots_j=energy, died_at_s=died, battery_life_s=life,
+            battery_life_limit=limit, event_latency_s=latency, true_positive_decisions=tp, positive_decisions=pos,
+            wall_s=self.wall_s, tally=t)
+
+
+class _PacketContext:
+    """Builds packets-table rows of a chunk's frames (the columns of iotsim.results.tables' packets table)."""
+
+    def __init__(self, plans, gateway_ids, policy):
+        from types import SimpleNamespace
+
+        self.result = SimpleNamespace(plans=plans, gateway_ids=gateway_ids)
+        self.policy = policy
+
+    def table(self, messages, tx, rows, message_id) -> pa.Table:
+        from types import SimpleNamespace
+
+        from iotsim.results.tables import packets_part
+
+        frame = packets_part(self.result, SimpleNamespace(policy=self.policy, tx=tx, messages=messages), rows,
+                             message_id)
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+    def empty(self) -> pa.Table:
+        from iotsim.link.base import Transmissions
+
+        m = Messages(*(np.zeros(0, np.int64) for _ in range(3)), np.zeros(0, np.int8), np.zeros(0, np.int64),
+                     np.zeros(0, np.int64))
+        z, f = np.zeros(0, np.int64), np.zeros(0)
+        tx = Transmissions(message=z, node=z, fragment=z, phy_bytes=z, sf=z, airtime_s=f, ready_s=f, start_s=f,
+                           dropped=np.zeros(0, bool), channel=np.zeros(0, np.int8))
+        tx.fate, tx.gateway = np.zeros(0, np.int8), np.zeros(0, np.int16)
+        return self.table(m, tx, z, z)
+
+
+# ---- the run ------------------------------------------------------------------------------------------
+def run_chunked(scenario, progress=None):
+    """Simulate every policy of `scenario` in time chunks of `simulation.chunk` (see the module's text)."""
+    from iotsim.engine.run import RunResult, battery_limit_notes, load_group_resources, methodology_notes
+
+    t_start = time.perf_counter()
+    say = progress or (lambda phase, done, total: None)
+    chunk_s = float(scenario.simulation.chunk)
+    duration = float(scenario.duration)
+    link = make_link(scenario.network)
+    policies = [make_policy(p) for p in scenario.policies]
+    check_chunkable(scenario, link, policies)
+    gateways_xy = np.array([g.position_m for g in scenario.network.gateways], dtype=np.float64)
+    cache: dict = {}
+    plans, start = [], 0
+    for index, spec in enumerate(scenario.fleet):
+        resources = load_group_resources(scenario, index, cache)
+        plans.append(plan_group(scenario, index, start, gateways_xy, resources, link, lazy_windows=True,
+                                progress=lambda d, t, g=spec.group: say(f"windows {g}", d, t)))
+        say(f"windows {spec.group}", 1, 1)
+        start += spec.count
+    nodes = stages.fleet_nodes(plans, link)
+    link.attach(nodes.link, scenario.seed)
+    gateway_ids = [g.id for g in scenario.network.gateways]
+    workdir = tempfile.TemporaryDirectory(prefix="iotsim-chunks-")
+    packets = scenario.outputs.packets_table
+    runs = [PolicyChunks(scenario, plans, policy, pi, link, nodes,
+                         Path(workdir.name) / f"packets-{pi}.parquet" if packets else None, gateway_ids)
+            for pi, policy in enumerate(policies)]
+    cursors = [WindowCursor(p) for p in plans]
+    n_chunks = max(1, int(np.ceil(duration / chunk_s)))
+    for c in range(n_chunks):
+        t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf  # the last chunk takes what is left
+        views, flats = zip(*[cur.take(t1) for cur in cursors])
+        for run in runs:
+            run.add_chunk(c, list(views), list(flats), t1)
+        say("chunks", c + 1, n_chunks)
+    outcomes = []
+    for run in runs:
+        say(f"policy {run.policy.name}", 0, 1)
+        outcomes.append(run.finish())
+        say(f"policy {run.policy.name}", 1, 1)
+    packets_path = None
+    if packets:
+        packets_path = Path(workdir.name) / "packets.parquet"
+        sink = PacketSink(packets_path)
+        for pi in range(len(runs)):
+            part = pq.ParquetFile(Path(workdir.name) / f"packets-{pi}.parquet")
+            for batch in part.iter_batches(batch_size=PACKETS_ROW_GROUP_ROWS):
+                sink.append(pa.Table.from_batches([batch], schema=part.schema_arrow))
+            (Path(workdir.name) / f"packets-{pi}.parquet").unlink()
+        sink.close(runs[0].packet_context.empty() if runs else None)
+    result = RunResult(scenario, plans, outcomes, gateway_ids, link.technology, link.tx_power_dbm,
+                       link_state=link.state())
+    result.packets_path = packets_path
+    result.workdir = workdir
+    result.warnings = [w for p in plans for w in p.warnings]
+    result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
+        + battery_limit_notes(plans, outcomes) + [
+            f"Run in {n_chunks:,} time chunks of {chunk_s:g} s (simulation.chunk): every table is the same whatever "
+            "the chunk length; packets are listed in the run's canonical order (by when each message was due)."]
+    result.wall_s = time.perf_counter() - t_start
+    return result
+
+
+def move_packets(result, dest: Path) -> bool:
+    """Move a chunked run's streamed packets table to `dest`; False if the run has none."""
+    path = getattr(result, "packets_path", None)
+    if path is None or not Path(path).exists():
+        return False
+    shutil.move(str(path), str(dest))
+    return True
+
+
+__all__ = ["run_chunked", "check_chunkable", "WindowCursor", "CloudQueue", "PacketSink", "ReceptionCarry",
+           "PolicyChunks", "move_packets"]

@@ -1,0 +1,214 @@
+"""Runs in time chunks (iotsim.engine.chunked): the chunk length changes no output byte, and the tables equal
+the whole-run engine's; the carried pieces (cloud queue, window draws, heartbeats, percentiles) equal their
+whole-run counterparts."""
+
+import filecmp
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from iotsim.engine import run_scenario
+from iotsim.engine.chunked import CloudQueue, WindowCursor
+from iotsim.engine.fleet import plan_group
+from iotsim.engine.run import load_group_resources
+from iotsim.engine.tally import WaitSpill
+from iotsim.errors import InputError
+from iotsim.link import make_link
+from iotsim.network.cloud import simulate_cloud
+from iotsim.results import write_results
+from iotsim.results.tables import events_table, gateways_table, nodes_table, packets_table, summary_table
+from iotsim.scenario import load_scenario_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A congested fleet: SF12 frames of two fragments every 4 minutes against a 1 % duty cycle (backlogs that
+# wait across chunk boundaries), one demodulator path per gateway (paths held across boundaries), a cloud of
+# two servers at 20 s per inference (a queue that carries over), heartbeats and events, two groups.
+STRESS = """\
+name: stress
+seed: 7
+duration: 1d
+fleet:
+  - group: soil
+    count: 60
+    device: nrf52840_sx1262_2xaa
+    placement: {{kind: uniform, area_m: [3000, 2000]}}
+    workload: {{signal: farm.soil_climate, sample_period: 20s, window: 12, events_per_day: 3}}
+    model: farm_soil_int8
+    heartbeat: 1h
+  - group: edge
+    count: 20
+    device: nrf52840_sx1262_2xaa
+    placement: {{kind: uniform, area_m: [3000, 2000]}}
+    workload: {{signal: farm.soil_climate, sample_period: 5min, window: 12}}
+    model: farm_soil_int8
+    heartbeat: 3h
+network:
+  technology: lorawan
+  region: EU868
+  lorawan: {{sf: 12, duty_cycle_mode: {mode}}}
+  propagation: {{pl_d0_db: 98.91, d0_m: 1000, exponent: 3.522, shadowing_sigma_db: 8.0}}
+  reception: {{demodulator_paths: 1}}
+  gateways:
+    - {{id: gw1, position_m: [1000, 1000]}}
+    - {{id: gw2, position_m: [2000, 1000]}}
+  cloud: {{inference_time: 20s, servers: 2}}
+policies: [cloud_offload, on_device, {{cascade: {{confidence_below: 0.8}}}}]
+simulation: {{background_pool: 500{chunk}}}
+outputs: {{plots: false, report: none}}
+"""
+
+
+def stress(mode: str = "wait", chunk: str | None = None):
+    return load_scenario_text(STRESS.format(mode=mode, chunk="" if chunk is None else f", chunk: {chunk}"))
+
+
+def tables(result) -> dict[str, pd.DataFrame]:
+    nodes = nodes_table(result)
+    packets = pd.read_parquet(result.packets_path) if result.packets_path is not None else packets_table(result)
+    return {"summary": summary_table(result, nodes), "nodes": nodes, "events": events_table(result),
+            "gateways": gateways_table(result), "packets": packets}
+
+
+@pytest.fixture(scope="module", params=["wait", "drop"])
+def runs(request):
+    mode = request.param
+    whole = run_scenario(stress(mode))
+    chunked = {c: run_scenario(stress(mode, c)) for c in ("2h", "26003s", "1d")}
+    return mode, whole, chunked
+
+
+def test_the_stress_fleet_exercises_what_chunks_carry(runs):
+    mode, whole, _ = runs
+    fates = packets_table(whole).loss_reason.value_counts()
+    assert fates.get("demodulators_busy", 0) > 1000 and fates.get("collision", 0) > 100
+    if mode == "wait":
+        assert fates.get("pending_at_end", 0) > 0  # backlogs the duty cycle holds across boundaries
+    else:
+        assert fates.get("duty_cycle", 0) > 100
+    wait = whole.outcomes[0].tally.cloud_waits[0]
+    assert np.percentile(wait, 95) > 1.0  # the cloud queues
+
+
+def test_chunk_length_changes_no_output_byte(runs, tmp_path):
+    _, _, chunked = runs
+    folders = []
+    for c, result in chunked.items():
+        folders.append(write_results(result, tmp_path / c.replace(" ", "")))
+    names = sorted(p.name for p in folders[0].iterdir())
+    assert {"summary.csv", "nodes.parquet", "events.parquet", "packets.parquet", "gateways.csv",
+            "findings.md", "findings.json"} <= set(names)
+    for other in folders[1:]:
+        assert sorted(p.name for p in other.iterdir()) == names
+        for name in names:
+            if name == "manifest.json":  # it records the scenario (its chunk length) and the command
+                continue
+            assert filecmp.cmp(folders[0] / name, other / name, shallow=False), name
+
+
+def test_chunked_tables_equal_the_whole_run_engine(runs):
+    _, whole, chunked = runs
+    a, b = tables(whole), tables(chunked["2h"])
+    for name in ("summary", "nodes", "events", "gateways"):
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+    # the packets table lists the same frames, by when each message was due rather than by node
+    key = ["policy", "node_id", "ready_s", "fragment"]
+    x = a["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
+    y = b["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(x, y, check_exact=True)
+    due = b["packets"].groupby("policy", sort=False).message.apply(lambda m: bool((np.diff(m) >= 0).all()))
+    assert due.all()  # message numbers run in table order within each policy
+
+
+def test_the_cloud_queue_fed_in_pieces_equals_simpy():
+    rng = np.random.default_rng(1)
+    arrival = np.sort(rng.exponential(0.4, 5000).cumsum())
+    arrival[100:110] = arrival[100]  # simultaneous arrivals
+    whole = simulate_cloud(arrival, 1.3, 3)
+    q = CloudQueue(1.3, 3)
+    cuts = np.sort(rng.integers(0, arrival.size, 20))
+    start, done = [], []
+    for part in np.split(arrival, cuts):
+        s, d = q.serve(part)
+        start.append(s)
+        done.append(d)
+    np.testing.assert_array_equal(np.concatenate(start), whole.start_s)
+    np.testing.assert_array_equal(np.concatenate(done), whole.done_s)
+
+
+@pytest.mark.parametrize("q", [0, 10, 50, 95, 99.9, 100])
+def test_spilled_percentiles_equal_numpy(monkeypatch, q):
+    monkeypatch.setattr(WaitSpill, "BLOCK", 64)  # force the passes through the file
+    rng = np.random.default_rng(2)
+    values = np.concatenate([np.zeros(700), rng.exponential(3.0, 900), np.full(50, 2.5), [np.nan, np.inf]])
+    rng.shuffle(values)
+    spill = WaitSpill()
+    for part in np.array_split(values, 7):
+        spill.append(part)
+    finite = values[np.isfinite(values)]
+    assert spill.n == finite.size
+    assert spill.percentile(q) == float(np.percentile(finite, q))
+    spill.close()
+
+
+def test_window_cursor_hands_out_the_whole_run_plans_windows():
+    scenario = load_scenario_text(STRESS.format(mode="wait", chunk=""))
+    link = make_link(scenario.network)
+    gw = np.array([g.position_m for g in scenario.network.gateways], dtype=np.float64)
+    resources = load_group_resources(scenario, 0, {})
+    whole = plan_group(scenario, 0, 0, gw, resources, link)
+    lazy = plan_group(scenario, 0, 0, gw, resources, link, lazy_windows=True)
+    np.testing.assert_array_equal(lazy.n_windows, whole.n_windows)
+    np.testing.assert_array_equal(lazy.heartbeat_phase_s, whole.heartbeat_phase_s)  # drawn after the pool draws
+    cursor = WindowCursor(lazy)
+    parts, flats, hb = [], [], []
+    for t1 in (3000.0, 3001.0, 20000.0, 20000.0, 55555.5, np.inf):
+        view, flat = cursor.take(t1)
+        parts.append(view)
+        flats.append(flat)
+        node, t = view.heartbeats()
+        hb.append(np.column_stack([node, t]))
+        local = np.arange(flat.size)
+        np.testing.assert_array_equal(view.window_end_s(local), whole.window_end_s(flat))
+        if flat.size:
+            assert (view.window_end_s(local) < t1).all()
+    flat = np.concatenate(flats)
+    order = np.argsort(flat, kind="stable")
+    np.testing.assert_array_equal(flat[order], np.arange(whole.window_offset[-1]))
+    for name in ("device_positive", "device_confidence", "cloud_positive"):
+        got = np.concatenate([getattr(p.verdicts, name) for p in parts])[order]
+        np.testing.assert_array_equal(got, getattr(whole.verdicts, name))
+    np.testing.assert_array_equal(np.concatenate([p.event_id for p in parts])[order], whole.event_id)
+    hb = np.concatenate(hb)
+    node, t = whole.heartbeats()
+    got = hb[np.lexsort((hb[:, 1], hb[:, 0]))]
+    np.testing.assert_array_equal(got[:, 0], node)
+    np.testing.assert_array_equal(got[:, 1], t)
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ("duty_cycle_mode: {mode}}}", "duty_cycle_mode: {mode}, confirmed: true}}", "closed loop"),
+    ("heartbeat: 3h", "heartbeat: 3h\n    heartbeat_arrivals: poisson", "Poisson heartbeats (fleet group edge"),
+])
+def test_what_chunks_do_not_model_is_refused_clearly(old, new, words):
+    assert old in STRESS
+    text = STRESS.replace(old, new).format(mode="wait", chunk=", chunk: 1d")
+    with pytest.raises(InputError) as err:
+        run_scenario(load_scenario_text(text))
+    assert "simulation.chunk" in str(err.value) and words in str(err.value)
+
+
+def test_a_battery_that_empties_in_a_chunked_run_is_an_error(tmp_path, monkeypatch):
+    devices = tmp_path / "devices"
+    shutil.copytree(REPO / "devices", devices)
+    battery = devices / "battery" / "2xaa.yaml"
+    data = yaml.safe_load(battery.read_text())
+    data["capacity_mah"]["value"] = 0.05
+    battery.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    with pytest.raises(InputError, match="would empty their battery within the run"):
+        run_scenario(stress(chunk="6h"))
