@@ -56,7 +56,7 @@ def gateway_grid(side_m: float, spacing_m: float) -> list[dict]:
 
 
 def large_scenario(nodes: int, days: float, spacing_m: float = GATEWAY_SPACING_M, plots: bool = True,
-                   report: bool = True) -> Scenario:
+                   report: bool = True, chunk: str | None = None, packets: bool = True) -> Scenario:
     side_m = math.sqrt(nodes / NODES_PER_M2)
     pl_d0, d0, exponent = hata_open_area_log_distance()
     return Scenario.model_validate({
@@ -87,7 +87,8 @@ def large_scenario(nodes: int, days: float, spacing_m: float = GATEWAY_SPACING_M
             "cloud": {"inference_time": "8ms", "servers": 4},
         },
         "policies": ["cloud_offload", "on_device", {"cascade": {"confidence_below": 0.8}}],
-        "outputs": {"plots": plots, "report": "html" if report else "none", "packets_table": True},
+        "outputs": {"plots": plots, "report": "html" if report else "none", "packets_table": packets},
+        **({"simulation": {"chunk": chunk}} if chunk else {}),
     })
 
 
@@ -174,10 +175,12 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="run_scenario only, no results folder")
     ap.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     ap.add_argument("--no-report", action="store_true", help="write no report.html")
+    ap.add_argument("--no-packets", action="store_true", help="no packets table (outputs.packets_table: false)")
+    ap.add_argument("--chunk", help="run in time chunks of this length (simulation.chunk), e.g. 1d")
     args = ap.parse_args()
 
     scenario = large_scenario(args.nodes, args.days, args.gateway_spacing_m, plots=not args.no_plots,
-                              report=not args.no_report)
+                              report=not args.no_report, chunk=args.chunk, packets=not args.no_packets)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="iotsim-large-")) / "results"
     t_start = time.perf_counter()
     with MemorySampler() as sampler:
@@ -194,7 +197,8 @@ def main() -> None:
     print(f"{args.nodes:,} nodes x {args.days:g} d, {n_gw} gateways, policies: "
           f"{', '.join(o.policy.name for o in result.outcomes)}")
     for o in result.outcomes:
-        print(f"  {o.policy.name:>14}: {len(o.messages):,} messages, {len(o.tx):,} frames")
+        print(f"  {o.policy.name:>14}: {int(o.tally.messages_offered.sum()):,} messages offered, "
+              f"{int(o.tally.frames.sum()):,} frames")
     print(f"{'phase':<28} {'wall (s)':>9} {'peak RSS (MB)':>14}")
     for name, wall in clock.rows:
         print(f"{name:<28} {wall:9.1f} {sampler.peaks.get(name, 0) / 2**20:14,.0f}")

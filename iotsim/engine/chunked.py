@@ -17,18 +17,20 @@ ends and a heartbeat when it fires (chunks are cut on due times, so concatenatin
 order); frames by their message's rank, then fragment. Every sum over frames is made one frame at a
 time in that order onto running totals, so no float depends on where the chunks were cut.
 
+Batteries that empty within the run: the first pass gives each node's usable energy (at its mean power,
+as the whole-run engine); a pass of schedules only finds when each at-risk node dies (`DeathWatch`), and
+the chunks run again with those deaths.
+
 What it runs: the open-loop LoRaWAN link (ALOHA, duty cycle, gateway reception as ns-3 models it),
-periodic heartbeats, every policy but the energy-aware one; nodes must outlive the run (a battery that
-would empty is reported as an error: the whole-run engine finds its death time). What it refuses with a
-clear message: feedback (confirmed uplinks, ADR, downlinks), other radios, model updates, federated
-rounds, solar harvesting, event-driven wake-ups, Poisson heartbeats.
+periodic heartbeats, every policy but the energy-aware one. What it refuses with a clear message:
+feedback (confirmed uplinks, ADR, downlinks), other radios, model updates, federated rounds, solar
+harvesting, event-driven wake-ups, Poisson heartbeats.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,12 +44,12 @@ from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, Verdicts, group_rng, plan_group
 from iotsim.engine.messages import policy_messages
-from iotsim.engine.tally import Tally, WaitSpill
+from iotsim.engine.tally import Tally
 from iotsim.errors import InputError
 from iotsim.link import Messages, make_link
 from iotsim.link.lorawan import ScheduleCarry
 from iotsim.network import reception
-from iotsim.network.fate import Fate
+from iotsim.network.fate import NOT_OFFERED, Fate, on_air
 from iotsim.policies import EnergyAware, MessageKind, make_policy
 from iotsim.radio import lora
 
@@ -173,8 +175,10 @@ class ReceptionCarry:
         sens = np.full(13, np.inf)
         sens[7:] = [lora.gateway_sensitivity_dbm(s, link.settings.bandwidth_hz) for s in range(7, 13)]
         self.sens = sens
-        self.cols = None  # dict of arrays: start, airtime, channel, sf, node, chunk, row, fed, fate_arrival, locked
+        self.cols = None  # per frame: start, airtime, channel, sf, node, chunk and row (where its fate goes), fed,
+        #                   decided, and what `arrive` recorded (arr_fate, locked)
         self.rx_power = np.asarray(nodes.link.rx_power_dbm, dtype=np.float64)
+        self.rx_power_mw = 10.0 ** (self.rx_power / 10.0)  # as decode computes it, once for the run
 
     def add(self, chunk: int, tx, rows: np.ndarray) -> None:
         """Frames `rows` of chunk `chunk`'s transmissions went on air."""
@@ -204,7 +208,8 @@ class ReceptionCarry:
         if targets.size:  # against every frame known (those starting before t_s), in the same order
             ctx = np.flatnonzero(c["start"] < t_s)
             dec = reception.decode(frames.take(ctx), reception.Arrival(c["locked"][targets], c["arr_fate"][targets]),
-                                   self.rx_power, self.model, targets=np.searchsorted(ctx, targets))
+                                   self.rx_power, self.model, targets=np.searchsorted(ctx, targets),
+                                   node_rx_power_mw=self.rx_power_mw)
             out = (c["chunk"][targets], c["row"][targets], dec.status, dec.gateway)
             c["decided"][targets] = True
         # keep the undecided, and the decided that may overlap a frame decided later
@@ -226,27 +231,41 @@ class ReceptionCarry:
 class CloudQueue:
     """`servers` servers behind one FIFO queue, fed requests in arrival order over successive calls, with the
     float operations of iotsim.network.cloud.simulate_cloud (a server free at `now` serves a request arriving at
-    `a` from max(a, now) and is free again at now + ((max(a, now) - now) + service))."""
+    `a` from max(a, now) and is free again at now + ((max(a, now) - now) + service)); the server free first takes
+    the next request (ties: the one free first, as SimPy orders its events). A C loop (iotsim.network.native)
+    where it builds, else the same loop in Python."""
+
+    NATIVE_MAX_SERVERS = 64  # the C loop scans the servers for the first free
 
     def __init__(self, service_time_s: float, servers: int):
         self.service = float(service_time_s)
-        self.free = [(0.0, s) for s in range(servers)]  # (when free, order it became free)
-        heapq.heapify(self.free)
-        self.seq = servers
+        self.free = np.zeros(servers)
+        self.seq = np.arange(servers, dtype=np.int64)
+        self.next_seq = np.array([servers], dtype=np.int64)
 
     def serve(self, arrival_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start, done) of requests arriving at `arrival_s` (sorted), after every request served before."""
+        from iotsim.network import native
+
+        if self.free.size <= self.NATIVE_MAX_SERVERS:
+            out = native.cloud_fifo(arrival_s, self.service, self.free, self.seq, self.next_seq)
+            if out is not None:
+                return out
         start = np.empty(arrival_s.size)
         done = np.empty(arrival_s.size)
-        free, service, seq = self.free, self.service, self.seq
-        for k, a in enumerate(arrival_s.tolist()):
-            now, _ = heapq.heappop(free)
+        heap = list(zip(self.free.tolist(), self.seq.tolist(), range(self.free.size)))
+        heapq.heapify(heap)
+        service, seq = self.service, int(self.next_seq[0])
+        for k, a in enumerate(np.asarray(arrival_s, dtype=np.float64).tolist()):
+            now, _, s = heapq.heappop(heap)
             begin = a if a > now else now
             d = now + (begin - now + service)
             start[k], done[k] = begin, d
-            heapq.heappush(free, (d, seq))
+            heapq.heappush(heap, (d, seq, s))
             seq += 1
-        self.seq = seq
+        for now, q, s in heap:
+            self.free[s], self.seq[s] = now, q
+        self.next_seq[0] = seq
         return start, done
 
 
@@ -311,10 +330,15 @@ class PolicyChunks:
     """One policy's run over successive chunks: its carried state and running totals."""
 
     def __init__(self, scenario, plans: list[GroupPlan], policy, policy_index: int, link, nodes,
-                 packets_path: Path | None, gateway_ids: list[str]):
+                 packets_path: Path | None, gateway_ids: list[str], died: np.ndarray | None = None):
+        """`died`: when each node dies (inf: it lasts), where a first pass found batteries that empty; None: only
+        cells past their shelf life die (each at its shelf life) and `finish` tells whether a battery empties."""
         self.scenario, self.plans, self.policy, self.pi, self.link, self.nodes = (scenario, plans, policy, policy_index,
                                                                                   link, nodes)
         n = nodes.n
+        self.deaths_known = died is not None
+        self.died = died if died is not None else shelf_deaths(nodes, scenario.duration)
+        self.at_risk = None  # after `finish`: (usable energy, drain power, mask) when a battery empties in the run
         self.tally = Tally.empty(n, len(plans), np.concatenate([p.sf for p in plans]), link.tx_power_dbm)
         self.carry = ScheduleCarry(n, link.channel_bands()[1].shape[0])
         self.rx = ReceptionCarry(link, nodes, len(gateway_ids))
@@ -334,22 +358,15 @@ class PolicyChunks:
     # ---- a chunk's messages and frames
     def add_chunk(self, index: int, views: list[GroupPlan], flats: list[np.ndarray], t1_s: float) -> None:
         t0 = time.perf_counter()
-        m = policy_messages(views, self.policy)
-        run_window = np.full(len(m), -1, dtype=np.int64)
-        due = m.ready_s.copy()
-        for g, (view, flat) in enumerate(zip(views, flats)):
-            sel = np.flatnonzero((m.group == view.index) & (m.window >= 0))
-            run_window[sel] = flat[m.window[sel]]
-            due[sel] = view.window_end_s(m.window[sel])
-        global_m = dataclasses.replace(m, window=run_window)
+        global_m, local_window, due = _chunk_messages(views, flats, self.policy)
         duration = self.scenario.duration
         tx = self.link.transmit(global_m, self.nodes.link, group_rng(self.scenario.seed, STREAM_LINK, self.pi),
                                 duration, carry=self.carry)
-        on_air = stages.fates_before_air(tx, np.full(self.nodes.n, np.inf), duration)
+        on_air = stages.fates_before_air(tx, self.died, duration)
         self.loads = stages.node_loads(self.plans, self.policy, self.nodes, tx, None)
         rows = np.flatnonzero(on_air)
         self.rx.add(index, tx, rows)
-        self.chunks[index] = _Chunk(global_m, m.window, due, tx, self.loads.frame_energy_j, views, int(rows.size))
+        self.chunks[index] = _Chunk(global_m, local_window, due, tx, self.loads.frame_energy_j, views, int(rows.size))
         self._settle(t1_s)
         self.wall_s += time.perf_counter() - t0
 
@@ -386,7 +403,7 @@ class PolicyChunks:
         ones = np.ones(order_f.size, dtype=np.int64)
         self.tally.add_frames(node, fate.astype(np.int64), ones, tx.phy_bytes[order_f], tx.airtime_s[order_f],
                               tx.sf[order_f], None)
-        aired = ~np.isin(fate, [Fate.DUTY_CYCLE, Fate.PENDING, Fate.NODE_DEAD])
+        aired = on_air(fate)
         np.add.at(self.radio["standby"], node[aired], tx.standby_s[order_f][aired])
         np.add.at(self.radio["tx"], node[aired], tx.tx_s[order_f][aired])
         np.add.at(self.radio["rx"], node[aired], tx.rx_s[order_f][aired])
@@ -394,7 +411,7 @@ class PolicyChunks:
         np.add.at(self.burst_j, node[sent], ch.frame_j[order_f][sent])
         # messages: delivery, decisions, detection
         offered = np.zeros(len(m), dtype=bool)
-        offered[tx.message[~np.isin(tx.fate, [Fate.NODE_DEAD, Fate.PENDING, Fate.NO_ENERGY])]] = True
+        offered[tx.message[~np.isin(tx.fate, list(NOT_OFFERED))]] = True
         raw_ok = delivery.delivered & (m.kind == MessageKind.RAW)
         event_ok = delivery.delivered & (m.kind == MessageKind.EVENT)
         cloud_pos = np.zeros(len(m), dtype=bool)
@@ -413,7 +430,8 @@ class PolicyChunks:
             self.cloud_waiting.append((delivery.arrival_s[raw], self.n_messages + rank[raw], m.group[raw], event[raw],
                                        cloud_pos[raw]))
         if self.sink is not None:
-            self.sink.append(self.packet_context.table(m, tx, order_f, self.n_messages + rank))
+            listed = order_f[fate != Fate.NODE_DEAD]  # as the whole-run table: not the frames never sent
+            self.sink.append(self.packet_context.table(m, tx, listed, self.n_messages + rank))
         self.n_messages += len(m)
 
     def _serve(self, before_s: float) -> None:
@@ -446,16 +464,14 @@ class PolicyChunks:
         if self.sink is not None:
             self.sink.close(self.packet_context.empty())
         nodes, loads, duration = self.nodes, self.loads, self.scenario.duration
-        budget = stages.battery_budget(nodes, loads.steady_w + self.burst_j / duration)
-        at_risk = ((loads.steady_w + budget.self_discharge_w) * duration + self.burst_j >= budget.usable_j) \
-            | (budget.shelf_life_s <= duration)
-        if at_risk.any():
-            raise InputError(
-                f"{int(at_risk.sum())} node(s) would empty their battery within the run under policy "
-                f"{self.policy.name!r} (node {int(np.flatnonzero(at_risk)[0])} first): a run in time chunks needs "
-                "nodes that outlive it; remove simulation.chunk to find when they die", field=WHERE)
-        died = np.full(nodes.n, np.inf)
-        lifetime = np.full(nodes.n, float(duration))
+        if not self.deaths_known:  # as stages.node_deaths: the nodes whose battery may empty within the run
+            budget = stages.battery_budget(nodes, loads.steady_w + self.burst_j / duration)
+            at_risk = (loads.steady_w + budget.self_discharge_w) * duration + self.burst_j >= budget.usable_j
+            if at_risk.any():
+                self.at_risk = (budget.usable_j, loads.steady_w + budget.self_discharge_w, at_risk)
+                return None
+        died = self.died
+        lifetime = np.minimum(died, float(duration))
         ledger = EnergyLedger(nodes.n)
         stages.charge_windows(ledger, nodes, loads, lifetime)
         every = np.arange(nodes.n)
@@ -480,6 +496,88 @@ class PolicyChunks:
             cloud_wait_s=None, ledger=ledger, energy_slots_j=energy, died_at_s=died, battery_life_s=life,
             battery_life_limit=limit, event_latency_s=latency, true_positive_decisions=tp, positive_decisions=pos,
             wall_s=self.wall_s, tally=t)
+
+
+def shelf_deaths(nodes, duration_s: float) -> np.ndarray:
+    """Per node: its cell's shelf life where that ends within the run (inf otherwise), as stages.node_deaths."""
+    shelf = np.array([b.shelf_life_s for b in nodes.batteries])[nodes.group]
+    return np.where(shelf <= duration_s, shelf, np.inf)
+
+
+class DeathWatch:
+    """When each watched node's battery empties, from its bursts fed in time order over successive calls: the
+    arithmetic of iotsim.energy.battery.death_time_s (drain = power x t + the bursts so far; death inside the
+    first burst that reaches the budget, or between bursts where the steady drain does), one burst at a time."""
+
+    def __init__(self, budget_j: np.ndarray, power_w: np.ndarray, watch: np.ndarray):
+        self.budget, self.power, self.watch = budget_j, power_w, watch
+        n = budget_j.shape[0]
+        self.before = np.zeros(n)  # energy of the bursts so far
+        self.start = np.zeros(n)  # the last burst's time: the current interval's start
+        self.died = np.full(n, np.inf)
+
+    def bursts(self, node: np.ndarray, t_s: np.ndarray, energy_j: np.ndarray) -> None:
+        """A chunk's bursts, sorted by (node, time), each later than the node's bursts fed before."""
+        sel = np.flatnonzero(self.watch[node] & np.isinf(self.died[node]))
+        budget, power, before, start, died = self.budget, self.power, self.before, self.start, self.died
+        for i, t, e in zip(node[sel].tolist(), t_s[sel].tolist(), energy_j[sel].tolist()):
+            if died[i] < np.inf:
+                continue
+            if power[i] > 0:
+                crossing = (budget[i] - before[i]) / power[i]
+                if start[i] <= crossing < t:  # the steady drain empties it before this burst
+                    died[i] = crossing
+                    continue
+            before[i] = before[i] + e
+            if power[i] * t + before[i] >= budget[i]:  # this burst empties it
+                died[i] = t
+                continue
+            start[i] = t
+
+    def close(self) -> np.ndarray:
+        """After the last burst: the steady drain's crossing after it, for the nodes still alive."""
+        alive = self.watch & np.isinf(self.died) & (self.power > 0)
+        with np.errstate(divide="ignore"):
+            crossing = (self.budget - self.before) / np.where(alive, self.power, 1.0)
+        late = alive & (crossing >= self.start)
+        self.died[late] = crossing[late]
+        return self.died
+
+
+def death_times(scenario, plans, policy, policy_index: int, link, nodes, at_risk: tuple, say) -> np.ndarray:
+    """When each node dies under `policy` (inf: it lasts): the chunks again, messages and schedules only (an open
+    loop's schedule does not depend on who died), each at-risk node's bursts fed to a DeathWatch."""
+    budget_j, power_w, watch = at_risk
+    deaths = DeathWatch(budget_j, power_w, watch)
+    carry = ScheduleCarry(nodes.n, link.channel_bands()[1].shape[0])
+    cursors = [WindowCursor(p) for p in plans]
+    chunk_s, duration = float(scenario.simulation.chunk), float(scenario.duration)
+    n_chunks = max(1, int(np.ceil(duration / chunk_s)))
+    for c in range(n_chunks):
+        t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf
+        views, flats = zip(*[cur.take(t1) for cur in cursors])
+        m = _chunk_messages(list(views), list(flats), policy)[0]
+        tx = link.transmit(m, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index), duration, carry=carry)
+        frame_j = stages.node_loads(plans, policy, nodes, tx, None).frame_energy_j
+        sent = ~tx.dropped
+        deaths.bursts(tx.node[sent], tx.start_s[sent], frame_j[sent])
+        say(f"battery deaths {policy.name}", c + 1, n_chunks)
+    died = np.minimum(deaths.close(), shelf_deaths(nodes, duration))
+    died[died > duration] = np.inf
+    return died
+
+
+def _chunk_messages(views: list[GroupPlan], flats: list[np.ndarray], policy):
+    """A chunk's messages (windows as the run's flat indices, for the link's keyed draws), each message's window
+    in its group's chunk view, and when each is due (its window's end, or the heartbeat's time)."""
+    m = policy_messages(views, policy)
+    run_window = np.full(len(m), -1, dtype=np.int64)
+    due = m.ready_s.copy()
+    for view, flat in zip(views, flats):
+        sel = np.flatnonzero((m.group == view.index) & (m.window >= 0))
+        run_window[sel] = flat[m.window[sel]]
+        due[sel] = view.window_end_s(m.window[sel])
+    return dataclasses.replace(m, window=run_window), m.window, due
 
 
 class _PacketContext:
@@ -538,22 +636,35 @@ def run_chunked(scenario, progress=None):
     gateway_ids = [g.id for g in scenario.network.gateways]
     workdir = tempfile.TemporaryDirectory(prefix="iotsim-chunks-")
     packets = scenario.outputs.packets_table
-    runs = [PolicyChunks(scenario, plans, policy, pi, link, nodes,
-                         Path(workdir.name) / f"packets-{pi}.parquet" if packets else None, gateway_ids)
-            for pi, policy in enumerate(policies)]
-    cursors = [WindowCursor(p) for p in plans]
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))
-    for c in range(n_chunks):
-        t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf  # the last chunk takes what is left
-        views, flats = zip(*[cur.take(t1) for cur in cursors])
+
+    def chunks(items: list[tuple[int, object, np.ndarray | None]], phase: str) -> list:
+        """Every chunk for the policies `items` ((index, policy, death times or None)), then their outcomes."""
+        runs = [PolicyChunks(scenario, plans, policy, pi, link, nodes,
+                             Path(workdir.name) / f"packets-{pi}.parquet" if packets else None, gateway_ids, died)
+                for pi, policy, died in items]
+        cursors = [WindowCursor(p) for p in plans]
+        say(phase, 0, n_chunks)
+        for c in range(n_chunks):
+            t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf  # the last chunk takes what is left
+            views, flats = zip(*[cur.take(t1) for cur in cursors])
+            for run in runs:
+                run.add_chunk(c, list(views), list(flats), t1)
+            say(phase, c + 1, n_chunks)
         for run in runs:
-            run.add_chunk(c, list(views), list(flats), t1)
-        say("chunks", c + 1, n_chunks)
-    outcomes = []
-    for run in runs:
-        say(f"policy {run.policy.name}", 0, 1)
-        outcomes.append(run.finish())
-        say(f"policy {run.policy.name}", 1, 1)
+            say(f"policy {run.policy.name}", 0, 1)
+            run.outcome = run.finish()
+            say(f"policy {run.policy.name}", 1, 1)
+        return runs
+
+    runs = chunks([(pi, p, None) for pi, p in enumerate(policies)], "chunks")
+    # a battery empties within the run: when, from the same schedules, then the chunks again with those deaths
+    again = [(run.pi, run.policy, death_times(scenario, plans, run.policy, run.pi, link, nodes, run.at_risk, say))
+             for run in runs if run.outcome is None]
+    if again:
+        redone = {run.pi: run for run in chunks(again, "chunks with battery deaths")}
+        runs = [redone.get(run.pi, run) for run in runs]
+    outcomes = [run.outcome for run in runs]
     packets_path = None
     if packets:
         packets_path = Path(workdir.name) / "packets.parquet"
@@ -577,14 +688,5 @@ def run_chunked(scenario, progress=None):
     return result
 
 
-def move_packets(result, dest: Path) -> bool:
-    """Move a chunked run's streamed packets table to `dest`; False if the run has none."""
-    path = getattr(result, "packets_path", None)
-    if path is None or not Path(path).exists():
-        return False
-    shutil.move(str(path), str(dest))
-    return True
-
-
 __all__ = ["run_chunked", "check_chunkable", "WindowCursor", "CloudQueue", "PacketSink", "ReceptionCarry",
-           "PolicyChunks", "move_packets"]
+           "PolicyChunks", "DeathWatch"]

@@ -10,7 +10,6 @@ frames (the cloud's waits, one per raw window served, spill to disk in a chunked
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass, field
 

@@ -341,8 +341,9 @@ def schedule_uplinks(ready: np.ndarray, airtime: np.ndarray, rx_done: np.ndarray
         band_free = np.concatenate(([-np.inf], (ready + airtime / band_dc[band_of_channel[ch]])[:-1]))
         node_free[first] = -np.inf if carry is None else carry.node_free[node[first]]
         band_free[first] = -np.inf if carry is None else carry.band_free[node[first]].max(axis=1)
-        # every earlier frame of the node has released its sub-band: the running maximum per node
-        ok = (node_free <= ready) & (_running_max_per_node(band_free, first) <= ready)
+        # every earlier frame of the node has released its sub-band: as a node's frames come in ready order, that
+        # holds for all of them when each frame finds the sub-band of the one before open
+        ok = (node_free <= ready) & (band_free <= ready)
         slow_nodes = np.unique(node[~ok])
         fast = ~np.isin(node, slow_nodes)
         start[fast] = ready[fast]
@@ -357,17 +358,6 @@ def schedule_uplinks(ready: np.ndarray, airtime: np.ndarray, rx_done: np.ndarray
     if carry is not None:
         carry.update(node, start, rx_done, airtime, band_of_channel[np.maximum(channel, 0)], band_dc, ~dropped)
     return start, channel, dropped
-
-
-def _running_max_per_node(values: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """Running maximum of `values` restarted where `first` is True (values of a new node start at -inf)."""
-    out = values.copy()
-    starts = np.flatnonzero(first)
-    ends = np.append(starts[1:], values.shape[0])
-    for lo, hi in zip(starts.tolist(), ends.tolist()):
-        if hi - lo > 1:
-            np.maximum.accumulate(out[lo:hi], out=out[lo:hi])
-    return out
 
 
 def _schedule_loop(ready, airtime, rx_done, message, u, band_of_channel, band_dc, mode, los, his,

@@ -240,3 +240,28 @@ void iotsim_verdict(int64_t n, int64_t n_gw, int64_t slots, const double *s, con
         status[r] = cnt > 0 ? (int8_t)delivered : rank_to_fate[rank];
     }
 }
+
+/* The cloud's FIFO queue on `servers` servers (iotsim.engine.chunked.CloudQueue): requests in arrival order
+ * each go to the server free first (ties: the one that became free first, by seq), which serves it from
+ * max(arrival, free) and is free again at free + ((max(arrival, free) - free) + service): the float operations
+ * of iotsim.network.cloud.simulate_cloud, where SimPy's clock advances by the timeout. */
+void iotsim_cloud_fifo(int64_t n, const double *arrival, double service, int64_t servers, double *free_t,
+                       int64_t *seq, int64_t *next_seq, double *start, double *done)
+{
+    int64_t s_next = *next_seq;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t best = 0;
+        for (int64_t s = 1; s < servers; s++)
+            if (free_t[s] < free_t[best] || (free_t[s] == free_t[best] && seq[s] < seq[best]))
+                best = s;
+        double now = free_t[best];
+        double a = arrival[k];
+        double begin = a > now ? a : now;
+        double d = now + ((begin - now) + service);
+        start[k] = begin;
+        done[k] = d;
+        free_t[best] = d;
+        seq[best] = s_next++;
+    }
+    *next_seq = s_next;
+}

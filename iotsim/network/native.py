@@ -84,6 +84,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.iotsim_verdict.restype = None
     lib.iotsim_verdict.argtypes = [_int, _int, _int, _p, _p, _p, _p, _p, _p, _p, _p, _int, _p, _int, ctypes.c_double,
                                    _p, _int, _p, _p, _p, _p, _p, _int, _p, _p, _p, _p, _p]
+    lib.iotsim_cloud_fifo.restype = None
+    lib.iotsim_cloud_fifo.argtypes = [_int, _p, ctypes.c_double, _int, _p, _p, _p, _p, _p]
     return lib
 
 
@@ -210,3 +212,18 @@ def verdict(s, e, grp, slot, node, lin, off, maxend, tp, slots: int, n_gw: int, 
 
 
 __all__ = ["SOURCE", "allocate", "energy", "verdict", "lib", "load_error", "reset"]
+
+
+def cloud_fifo(arrival_s: np.ndarray, service_s: float, free_s: np.ndarray, seq: np.ndarray,
+               next_seq: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(start, done) of requests arriving at `arrival_s` (sorted) on servers free at `free_s` (ties by `seq`),
+    updating the three state arrays in place (see iotsim.engine.chunked.CloudQueue); None without the kernels."""
+    k = lib()
+    if k is None:
+        return None
+    arrival = np.ascontiguousarray(arrival_s, dtype=np.float64)
+    start = np.empty(arrival.size)
+    done = np.empty(arrival.size)
+    k.iotsim_cloud_fifo(arrival.size, _ptr(arrival), float(service_s), free_s.size, _ptr(free_s), _ptr(seq),
+                        _ptr(next_seq), _ptr(start), _ptr(done))
+    return start, done
