@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- demodulator paths */
@@ -88,6 +89,56 @@ void iotsim_allocate(int64_t n, int64_t n_gw, const double *start, const double 
     }
 }
 
+/* `arrive` for frames that no gateway transmission meets (the open loop), fused with the allocation above:
+ * per frame and gateway, the received power dbm[node] (+ offset[q] where given) against the frame's
+ * sensitivity, then a path as iotsim_allocate gives it, without the (n, n_gw) matrices. Out: locked bits
+ * (nbytes per row, bit g little-endian) and rank[q] = max over gateways of -1 (locked), 2 (audible, every
+ * path held: demodulators busy), 0 (below sensitivity), as reception.arrive ranks them. */
+void iotsim_arrive(int64_t n, int64_t n_gw, const double *start, const double *end, const int64_t *ticks,
+                   const int64_t *node, const double *sens, const double *offset, const double *dbm, int64_t paths,
+                   double *heap, int64_t *heap_len, int64_t cap, int64_t nbytes, uint8_t *locked, int8_t *rank,
+                   int64_t *busy_ticks, int64_t *frames_locked)
+{
+    for (int64_t q = 0; q < n; q++) {
+        double s = start[q], sq = sens[q];
+        const double *row = dbm + node[q] * n_gw;
+        uint8_t *lk = locked + q * nbytes;
+        memset(lk, 0, (size_t)nbytes);
+        int r = -2;
+        for (int64_t g = 0; g < n_gw; g++) {
+            double p = offset ? row[g] + offset[q] : row[g];
+            if (!(p >= sq)) {
+                if (r < 0)
+                    r = 0;
+                continue;
+            }
+            double *h = heap + g * cap;
+            int64_t len = heap_len[g];
+            while (len > 0 && h[0] <= s) {
+                len--;
+                if (len > 0) {
+                    h[0] = h[len];
+                    sift_down(h, len, 0);
+                }
+            }
+            if (len < paths) {
+                h[len] = end[q];
+                sift_up(h, len);
+                len++;
+                lk[g >> 3] |= (uint8_t)(1u << (g & 7));
+                busy_ticks[g] += ticks[q];
+                frames_locked[g]++;
+                if (r < -1)
+                    r = -1;
+            } else {
+                r = 2;
+            }
+            heap_len[g] = len;
+        }
+        rank[q] = (int8_t)r;
+    }
+}
+
 /* ---------------------------------------------------------------- interference */
 
 static void add_energy(double *cell, const double *pw, const double *off, int64_t k, double ov, int64_t n_gw)
@@ -147,39 +198,63 @@ void iotsim_energy(int64_t n, int64_t n_gw, int64_t slots, const double *s, cons
         energy_of(tp[r], n, n_gw, slots, s, e, grp, slot, node, lin, off, maxend, energy + r * slots * n_gw);
 }
 
-/* One target p at every gateway: out[g] = 1 where interference destroys it, as reception.decode
- * decides from the energy (`work`: slots * n_gw doubles). With signal S = P_p * (e_p - s_p) and E_t
- * the energy of slot t:
+/* The verdict below, at one gateway g where the target locked a path: with signal S = P_p * (e_p - s_p) and E_t
+ * the interference energy of slot t, it is destroyed when
  *   co_mode 0 (no capture): E_own > 0;
  *   co_mode 1 (capture threshold > 0): E_own * k_co > S;
  *   co_mode 2 (threshold <= 0): E_own >= S and E_own > 0;
- * and, when k_inter is not NULL ((slots, slots), zero diagonal), E_t * k_inter[own][t] > S for some t. */
-static void destroyed_of(int64_t p, int64_t n, int64_t n_gw, int64_t slots, const double *s, const double *e,
-                         const int64_t *grp, const int64_t *slot, const int64_t *node, const double *lin,
-                         const double *off, const double *maxend, int64_t co_mode, double k_co,
-                         const double *k_inter, double *work, uint8_t *out)
+ * or, when k_inter is not NULL ((slots, slots), zero diagonal), E_t * k_inter[own][t] > S for some t. */
+
+/* Interference energy of target p at the gateways gl[0..ng) only (row: (slots, ng)): energy_of's sums at
+ * those gateways (the same additions in the same order: each gateway's sum is its own). */
+static void energy_at(int64_t p, int64_t n, int64_t n_gw, int64_t slots, const double *s, const double *e,
+                      const int64_t *grp, const int64_t *slot, const int64_t *node, const double *lin,
+                      const double *off, const double *maxend, const int64_t *gl, int64_t ng, double *row)
 {
-    energy_of(p, n, n_gw, slots, s, e, grp, slot, node, lin, off, maxend, work);
-    int64_t own = slot[p];
-    double dur = e[p] - s[p];
-    const double *pw = lin + node[p] * n_gw;
-    const double *e_co = work + own * n_gw;
-    for (int64_t g = 0; g < n_gw; g++) {
-        double sig = (off ? pw[g] * off[p] : pw[g]) * dur;
-        double x = e_co[g];
-        int dead;
-        if (co_mode == 0)
-            dead = x > 0;
-        else if (co_mode == 1)
-            dead = x * k_co > sig;
-        else
-            dead = (x >= sig) && (x > 0);
-        if (k_inter) {
-            const double *k = k_inter + own * slots;
-            for (int64_t t = 0; t < slots; t++)
-                dead |= work[t * n_gw + g] * k[t] > sig;
+    double sp = s[p], ep = e[p];
+    int64_t gp = grp[p];
+    memset(row, 0, (size_t)slots * (size_t)ng * sizeof(double));
+    int after = 1, before = 1;
+    for (int64_t d = 1; after || before; d++) {
+        int64_t k = -1;
+        double ov = 0.0;
+        if (after) {
+            int64_t j = p + d;
+            if (j < n && grp[j] == gp && s[j] < ep) {
+                k = j;
+                ov = (ep < e[j] ? ep : e[j]) - s[j];
+                double *cell = row + slot[k] * ng;
+                const double *pw = lin + node[k] * n_gw;
+                if (off) {
+                    double f = off[k];
+                    for (int64_t i = 0; i < ng; i++)
+                        cell[i] += (pw[gl[i]] * f) * ov;
+                } else {
+                    for (int64_t i = 0; i < ng; i++)
+                        cell[i] += pw[gl[i]] * ov;
+                }
+            } else
+                after = 0;
         }
-        out[g] = (uint8_t)dead;
+        if (before) {
+            int64_t i0 = p - d;
+            if (i0 < 0 || grp[i0] != gp || !(maxend[i0] > sp))
+                before = 0;
+            else if (sp < e[i0]) {
+                k = i0;
+                ov = (e[i0] < ep ? e[i0] : ep) - sp;
+                double *cell = row + slot[k] * ng;
+                const double *pw = lin + node[k] * n_gw;
+                if (off) {
+                    double f = off[k];
+                    for (int64_t i = 0; i < ng; i++)
+                        cell[i] += (pw[gl[i]] * f) * ov;
+                } else {
+                    for (int64_t i = 0; i < ng; i++)
+                        cell[i] += pw[gl[i]] * ov;
+                }
+            }
+        }
     }
 }
 
@@ -189,7 +264,8 @@ static void destroyed_of(int64_t p, int64_t n, int64_t n_gw, int64_t slots, cons
  * status[r]: `delivered` if decoded somewhere, else rank_to_fate[max(fate_rank[r], ranks at the
  * gateways where it locked a path: 1 cut, 3 collision)]; best[r]: the first gateway with the
  * highest dbm[node[p]] among those decoding it (-1 if none); count[r]: how many decode it.
- * work: slots * n_gw doubles, dead: n_gw bytes. */
+ * Interference is summed and judged at the gateways where the target locked a path only (the others
+ * cannot decode it), with destroyed_of's arithmetic. work: slots * n_gw doubles, dead: n_gw bytes. */
 void iotsim_verdict(int64_t n, int64_t n_gw, int64_t slots, const double *s, const double *e, const int64_t *grp,
                     const int64_t *slot, const int64_t *node, const double *lin, const double *off,
                     const double *maxend, int64_t rows, const int64_t *tp, int64_t co_mode, double k_co,
@@ -197,29 +273,53 @@ void iotsim_verdict(int64_t n, int64_t n_gw, int64_t slots, const double *s, con
                     const int8_t *fate_rank, const double *dbm, const int8_t *rank_to_fate, int64_t delivered,
                     double *work, uint8_t *dead, int8_t *status, int16_t *best, int16_t *count)
 {
+    int64_t *gl = (int64_t *)malloc((size_t)(n_gw > 0 ? n_gw : 1) * sizeof(int64_t));
+    if (!gl)
+        return;
     for (int64_t r = 0; r < rows; r++) {
         int64_t p = tp[r];
         const uint8_t *lk = locked + r * nbytes;
         const uint8_t *ct = cut ? cut + r * n_gw : NULL;
-        int any_locked = 0;
-        for (int64_t b = 0; b < nbytes; b++)
-            any_locked |= lk[b];
-        if (any_locked)
-            destroyed_of(p, n, n_gw, slots, s, e, grp, slot, node, lin, off, maxend, co_mode, k_co, k_inter, work,
-                         dead);
+        int64_t ng = 0;
+        for (int64_t g = 0; g < n_gw; g++)
+            if ((lk[g >> 3] >> (g & 7)) & 1)
+                gl[ng++] = g;
+        if (ng) {
+            energy_at(p, n, n_gw, slots, s, e, grp, slot, node, lin, off, maxend, gl, ng, work);
+            int64_t own = slot[p];
+            double dur = e[p] - s[p];
+            const double *pw = lin + node[p] * n_gw;
+            for (int64_t i = 0; i < ng; i++) {
+                int64_t g = gl[i];
+                double sig = (off ? pw[g] * off[p] : pw[g]) * dur;
+                double x = work[own * ng + i];
+                int d;
+                if (co_mode == 0)
+                    d = x > 0;
+                else if (co_mode == 1)
+                    d = x * k_co > sig;
+                else
+                    d = (x >= sig) && (x > 0);
+                if (k_inter) {
+                    const double *kk = k_inter + own * slots;
+                    for (int64_t t = 0; t < slots; t++)
+                        d |= work[t * ng + i] * kk[t] > sig;
+                }
+                dead[i] = (uint8_t)d;
+            }
+        }
         int rank = fate_rank[r];
         int16_t cnt = 0;
         int64_t bi = -1;
         double bv = 0.0;
         const double *pd = dbm + node[p] * n_gw;
-        for (int64_t g = 0; g < n_gw && any_locked; g++) {
-            if (!((lk[g >> 3] >> (g & 7)) & 1))
-                continue;
+        for (int64_t i = 0; i < ng; i++) {
+            int64_t g = gl[i];
             int is_cut = ct ? ct[g] != 0 : 0;
             int gr = is_cut ? 1 : 3;
             if (gr > rank)
                 rank = gr;
-            if (is_cut || dead[g])
+            if (is_cut || dead[i])
                 continue;
             cnt++;
             /* np.argmax over where(decoded, dbm, -inf): the first maximum (a NaN wins) */
@@ -239,6 +339,7 @@ void iotsim_verdict(int64_t n, int64_t n_gw, int64_t slots, const double *s, con
         best[r] = (int16_t)(cnt > 0 ? bi : -1);
         status[r] = cnt > 0 ? (int8_t)delivered : rank_to_fate[rank];
     }
+    free(gl);
 }
 
 /* The cloud's FIFO queue on `servers` servers (iotsim.engine.chunked.CloudQueue): requests in arrival order

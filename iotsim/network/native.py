@@ -84,6 +84,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.iotsim_verdict.restype = None
     lib.iotsim_verdict.argtypes = [_int, _int, _int, _p, _p, _p, _p, _p, _p, _p, _p, _int, _p, _int, ctypes.c_double,
                                    _p, _int, _p, _p, _p, _p, _p, _int, _p, _p, _p, _p, _p]
+    lib.iotsim_arrive.restype = None
+    lib.iotsim_arrive.argtypes = [_int, _int, _p, _p, _p, _p, _p, _p, _p, _int, _p, _p, _int, _int, _p, _p, _p, _p]
     lib.iotsim_cloud_fifo.restype = None
     lib.iotsim_cloud_fifo.argtypes = [_int, _p, ctypes.c_double, _int, _p, _p, _p, _p, _p]
     return lib
@@ -159,6 +161,43 @@ def allocate(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, candidat
     return locked.view(bool), out
 
 
+def arrive(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, node: np.ndarray, sens: np.ndarray,
+           offset: np.ndarray | None, dbm: np.ndarray, paths: int, held: list[np.ndarray], busy_ticks: np.ndarray,
+           frames_locked: np.ndarray):
+    """`reception.arrive` with no gateway transmitting, fused with the path allocation (see `allocate`):
+    (locked bits (n, ceil(n_gw / 8)) uint8, rank (n,) int8, each gateway's held ends after the last start), or
+    None without the kernels."""
+    k = lib()
+    if k is None:
+        return None
+    n = start_s.shape[0]
+    n_gw = dbm.shape[1]
+    held = [np.asarray(h, dtype=np.float64) for h in held]
+    cap = max([paths] + [h.size for h in held])
+    heap = np.zeros((n_gw, cap))
+    heap_len = np.zeros(n_gw, dtype=np.int64)
+    for g, h in enumerate(held):
+        heap[g, : h.size] = h  # sorted: a valid min-heap
+        heap_len[g] = h.size
+    for a in (busy_ticks, frames_locked):
+        if a.dtype != np.int64 or a.shape != (n_gw,) or not a.flags.c_contiguous:
+            raise ValueError("busy_ticks and frames_locked must be contiguous (n_gw,) int64 arrays")
+    nbytes = (n_gw + 7) // 8
+    locked = np.empty((n, nbytes), dtype=np.uint8)
+    rank = np.empty(n, dtype=np.int8)
+    c = np.ascontiguousarray
+    a = [c(start_s, dtype=np.float64), c(end_s, dtype=np.float64), c(ticks, dtype=np.int64), c(node, dtype=np.int64),
+         c(sens, dtype=np.float64), None if offset is None else c(offset, dtype=np.float64), c(dbm, dtype=np.float64)]
+    k.iotsim_arrive(n, n_gw, *(_ptr(x) for x in a), paths, _ptr(heap), _ptr(heap_len), cap, nbytes, _ptr(locked),
+                    _ptr(rank), _ptr(busy_ticks), _ptr(frames_locked))
+    last = start_s[-1] if n else -np.inf
+    out = []
+    for g in range(n_gw):
+        h = heap[g, : heap_len[g]]
+        out.append(np.sort(h[h > last]))
+    return locked, rank, out
+
+
 def energy(s, e, grp, slot, node, lin, off, maxend, tp, slots: int, n_gw: int) -> np.ndarray | None:
     """(rows * slots, n_gw) interference energy of the targets at positions `tp` (see `decode`), or None."""
     k = lib()
@@ -211,7 +250,7 @@ def verdict(s, e, grp, slot, node, lin, off, maxend, tp, slots: int, n_gw: int, 
     return status, best, count
 
 
-__all__ = ["SOURCE", "allocate", "energy", "verdict", "lib", "load_error", "reset"]
+__all__ = ["SOURCE", "allocate", "arrive", "cloud_fifo", "energy", "verdict", "lib", "load_error", "reset"]
 
 
 def cloud_fifo(arrival_s: np.ndarray, service_s: float, free_s: np.ndarray, seq: np.ndarray,

@@ -373,6 +373,24 @@ class PathAllocator:
         self._last_start = last
         return locked
 
+    def arrive_native(self, frames: Frames, node_rx_power_dbm: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """`arrive` and `allocate` in one C pass for frames no gateway transmission meets: (locked bits as
+        `Arrival.locked`, rank per frame: -1 locked somewhere and audible nowhere else it could not lock, 2
+        demodulators busy somewhere, 0 below sensitivity), or None where the kernels are not used."""
+        if self.paths is None or not self.n_gateways or _native() is None:
+            return None
+        start_s = frames.start_s
+        n = start_s.shape[0]
+        if start_s[0] < self._last_start or (n > 1 and (np.diff(start_s) < 0).any()):
+            raise ValueError("frames must be fed to the allocator in start order")
+        ticks = np.rint(frames.airtime_s * TICKS_PER_S).astype(np.int64)
+        locked, rank, held = native.arrive(start_s, frames.end_s, ticks, frames.node, frames.sensitivity_dbm,
+                                           frames.tx_power_offset_db, np.asarray(node_rx_power_dbm, dtype=np.float64),
+                                           self.paths, self._held, self._busy_ticks, self.frames_locked)
+        self._held = held
+        self._last_start = start_s[-1]
+        return locked, rank
+
     def _allocate_gateway(self, g: int, s: np.ndarray, e: np.ndarray) -> np.ndarray:
         paths = self.paths
         m = s.size
@@ -434,6 +452,11 @@ def arrive(frames: Frames, node_rx_power_dbm: np.ndarray, allocator: PathAllocat
     out = Arrival.empty(n, n_gw)
     if n_gw == 0 or n == 0:
         return out
+    if not tx.any:  # no gateway transmits: one C pass per frame, without (frames, gateways) matrices
+        fused = allocator.arrive_native(frames, node_rx_power_dbm)
+        if fused is not None:
+            locked, rank = fused
+            return Arrival(locked, _RANK_TO_FATE[np.maximum(rank, 0)])
     block = max(1, BLOCK_ELEMENTS // n_gw)
     for lo in range(0, n, block):
         hi = min(lo + block, n)

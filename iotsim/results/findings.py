@@ -201,8 +201,14 @@ def paired_difference(a: np.ndarray, b: np.ndarray, stat: str, confidence: float
         return point, float("nan"), float("nan"), "bootstrap"
     rng = rng or np.random.default_rng(BOOTSTRAP_SEED)
     resamples = max(200, min(BOOTSTRAP_RESAMPLES, BOOTSTRAP_MAX_DRAWS // n))
-    idx = rng.integers(0, n, size=(resamples, n))
-    d = statistic(b[idx], stat) - statistic(a[idx], stat)
+    # in blocks of resamples (the generator fills rows in order: the same draws as one call), so that a year of
+    # a large fleet's events does not hold resamples x units indices at once
+    block = max(1, BOOTSTRAP_MAX_DRAWS // n)
+    parts = []
+    for lo in range(0, resamples, block):
+        idx = rng.integers(0, n, size=(min(block, resamples - lo), n))
+        parts.append(statistic(b[idx], stat) - statistic(a[idx], stat))
+    d = np.concatenate(parts)
     d = d[np.isfinite(d)]
     if d.size < resamples // 2:
         return point, float("nan"), float("nan"), "bootstrap"
