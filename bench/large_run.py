@@ -151,12 +151,18 @@ class PhaseClock:
             self.sampler.enter("between phases")
             self._name = None
 
-    def progress(self, prefix: str):
-        """A progress callback for run_scenario / write_results: a phase per policy or output step."""
+    def progress(self, prefix: str, log_every: int = 0):
+        """A progress callback for run_scenario / write_results: a phase per policy or output step; with
+        `log_every`, a line every that many chunks of a chunked run (so a long run's pace shows as it goes)."""
+        t_start = time.perf_counter()
 
         def callback(step: str, done: float, total: float) -> None:
             if step.startswith("windows"):
                 return  # planning is one phase, started before run_scenario
+            if log_every and step.startswith("chunks") and done and (int(done) % log_every == 0 or done == total):
+                print(f"  {step}: {int(done):,} of {int(total):,} after {time.perf_counter() - t_start:,.0f} s, "
+                      f"RSS {MemorySampler.rss_bytes() / 2**20:,.0f} MB, peak so far "
+                      f"{max(self.sampler.peaks.values(), default=0) / 2**20:,.0f} MB", flush=True)
             if done == 0:
                 self.start(f"{prefix}{step}")
             elif done == total:
@@ -177,6 +183,7 @@ def main() -> None:
     ap.add_argument("--no-report", action="store_true", help="write no report.html")
     ap.add_argument("--no-packets", action="store_true", help="no packets table (outputs.packets_table: false)")
     ap.add_argument("--chunk", help="run in time chunks of this length (simulation.chunk), e.g. 1d")
+    ap.add_argument("--log-every", type=int, default=0, help="print the pace every N chunks (chunked runs)")
     args = ap.parse_args()
 
     scenario = large_scenario(args.nodes, args.days, args.gateway_spacing_m, plots=not args.no_plots,
@@ -186,7 +193,7 @@ def main() -> None:
     with MemorySampler() as sampler:
         clock = PhaseClock(sampler)
         clock.start("plan (windows, inference)")
-        result = run_scenario(scenario, progress=clock.progress("run: "))
+        result = run_scenario(scenario, progress=clock.progress("run: ", args.log_every))
         clock.stop()
         if not args.no_write:
             write_results(result, out, command="python bench/large_run.py", progress=clock.progress("write: "))
