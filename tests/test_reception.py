@@ -565,3 +565,24 @@ def test_native_builds_into_the_cache(monkeypatch, tmp_path):
         assert len(built) == 1 and built[0].suffix == ".so"  # no temporary left behind
     finally:
         native.reset()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_native_kernels_in_threads_equal_python(monkeypatch, threads):
+    """The fused arrival (gateways split between threads) and the verdict (targets split between threads) give
+    the bytes of the pure-Python path for any number of threads."""
+    _kernels_or_skip()
+    from iotsim.network import native
+
+    monkeypatch.setenv(native.THREADS_ENV, str(threads))
+    monkeypatch.setattr(native, "MIN_WORK_PER_THREAD", 1)
+    start, air, ch, sf, node, node_power, sens, offset, _ = _random_scenario(11, n=4000, n_gw=21, sfs=(7, 8, 9),
+                                                                     offsets=True)
+    for model in (ReceptionModel(demodulator_paths=2), ReceptionModel(capture_threshold_db=0.0, inter_sf="goursaud")):
+        out = {}
+        for use in (True, False):
+            monkeypatch.setattr(reception, "USE_NATIVE", use)
+            r = resolve_receptions(start, air, ch, sf, node, node_power, sens, model, tx_power_offset_db=offset)
+            out[use] = [r.status.tobytes(), r.gateway.tobytes(), r.gateways_decoding.tobytes(),
+                        r.path_busy_s.tobytes(), r.frames_locked.tobytes()]
+        assert out[True] == out[False]

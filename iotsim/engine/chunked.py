@@ -106,6 +106,14 @@ class WindowCursor:
         self.taken = np.zeros(plan.n_nodes, dtype=np.int64)  # windows handed out so far, per node
         self.run_offset = plan.window_offset  # flat index of each node's first window in the whole run
         self.t0 = 0.0
+        # the windows an event touches, by when they end (each chunk takes the next of them)
+        fresh = plan.windows.fresh_flat
+        self.fresh_node = np.searchsorted(plan.window_offset, fresh, side="right") - 1
+        self.fresh_k = fresh - plan.window_offset[self.fresh_node]
+        end = plan.phase_s[self.fresh_node] + self.fresh_k * plan.window_period_s + plan.window_span_s
+        self.fresh_order = np.argsort(end, kind="stable")
+        self.fresh_end = end[self.fresh_order]
+        self.fresh_taken = 0
 
     def windows_before(self, t_s: float) -> np.ndarray:
         """Per node: how many of its windows end before t_s (ends computed as GroupPlan.window_end_s does)."""
@@ -142,12 +150,13 @@ class WindowCursor:
         v = Verdicts(lz.pool.device_positive[pool_index], lz.pool.device_confidence[pool_index],
                      lz.pool.cloud_positive[pool_index])
         event_id = np.full(total, -1, dtype=np.int64)
-        fresh = p.windows.fresh_flat
-        at = np.searchsorted(flat, fresh)
-        hit = at < total
-        hit[hit] = flat[at[hit]] == fresh[hit]
-        if hit.any():
-            rows, src = at[hit], np.flatnonzero(hit)
+        # the event windows ending in this chunk (ends as windows_before computes them)
+        upto = self.fresh_order.size if not np.isfinite(t1_s) else int(np.searchsorted(self.fresh_end, t1_s))
+        src = self.fresh_order[self.fresh_taken:upto]
+        self.fresh_taken = max(upto, self.fresh_taken)
+        if src.size:
+            fn = self.fresh_node[src]
+            rows = offset[fn] + self.fresh_k[src] - self.taken[fn]
             v.device_positive[rows] = lz.fresh.device_positive[src]
             v.device_confidence[rows] = lz.fresh.device_confidence[src]
             v.cloud_positive[rows] = lz.fresh.cloud_positive[src]

@@ -451,29 +451,8 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
     event_node = np.concatenate(ev_node) if ev_node else np.zeros(0, np.int64)
     event_onset = np.concatenate(ev_onset) if ev_onset else np.zeros(0)
     event_end = event_onset + event_duration
-    pairs_e, pairs_k = [], []
-    for e in range(event_node.shape[0]):
-        i = event_node[e]
-        k_lo = max(int(np.floor((event_onset[e] - span - phase[i]) / period)) + 1, 0)
-        k_hi = min(int(np.ceil((event_end[e] - phase[i]) / period)) - 1, int(n_windows[i]) - 1)
-        if k_hi >= k_lo:
-            ks = np.arange(k_lo, k_hi + 1)
-            pairs_e.append(np.full(ks.shape, e))
-            pairs_k.append(ks)
-    pe = np.concatenate(pairs_e) if pairs_e else np.zeros(0, np.int64)
-    pk = np.concatenate(pairs_k) if pairs_k else np.zeros(0, np.int64)
-    pn = event_node[pe] if pe.size else np.zeros(0, np.int64)
-    flat = offset[pn] + pk
-    sample_t = (phase[pn] + pk * period)[:, None] + np.arange(window_samples)[None, :] * sample_period
-    pair_mask = (sample_t >= event_onset[pe][:, None]) & (sample_t < event_end[pe][:, None])
-    order = np.lexsort((pe, flat))
-    flat, pe, pair_mask = flat[order], pe[order], pair_mask[order]
-    uniq, first = np.unique(flat, return_index=True)
-    masks = np.logical_or.reduceat(pair_mask, first, axis=0) if uniq.size else np.zeros((0, window_samples), bool)
-    has_event = masks.any(axis=1)
-    fresh_flat = uniq[has_event]
-    fresh_event = pe[first][has_event]
-    masks = masks[has_event]
+    fresh_flat, fresh_event, masks = event_windows(event_node, event_onset, event_end, phase, n_windows, offset, span,
+                                                   period, sample_period, window_samples)
 
     # --- inference: the pool once, fresh event windows in batches
     # the event windows' masks are kept (packed) only where an update or federated rounds run another model on them
@@ -555,6 +534,52 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         pool_size=pool_size, fresh_windows=int(fresh_flat.shape[0]), triggered=triggered, lazy=lazy, seed=seed,
         duration_s=float(duration), warnings=warnings,
     )
+
+
+EVENT_PAIRS_PER_BLOCK = 1 << 20  # (event, window) pairs handled at once (a year of a large fleet has millions)
+
+
+def event_windows(event_node, event_onset, event_end, phase, n_windows, offset, span, period, sample_period,
+                  window_samples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The windows some event touches: (flat index, first event it overlaps, (windows, samples) mask of the
+    samples inside an event), sorted by flat index. Events come by node (each node's in onset order); they are
+    taken in blocks of whole nodes, whose windows no other block shares, so memory stays bounded."""
+    n_events = event_node.shape[0]
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, window_samples), bool))
+    if not n_events:
+        return empty
+    ph = phase[event_node]
+    k_lo = np.maximum(np.floor((event_onset - span - ph) / period).astype(np.int64) + 1, 0)
+    k_hi = np.minimum(np.ceil((event_end - ph) / period).astype(np.int64) - 1, n_windows[event_node] - 1)
+    counts = np.maximum(k_hi - k_lo + 1, 0)
+    # blocks of whole nodes, a new one where the running count of pairs passes a multiple of the block size
+    node_end = np.flatnonzero(np.r_[event_node[1:] != event_node[:-1], True]) + 1
+    block = np.cumsum(counts)[node_end - 1] // EVENT_PAIRS_PER_BLOCK
+    cuts = [0] + node_end[np.flatnonzero(np.r_[block[1:] != block[:-1], True])].tolist()
+    flats, events, mask_parts = [], [], []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        c = counts[lo:hi]
+        first_pair = np.zeros(hi - lo + 1, dtype=np.int64)
+        np.cumsum(c, out=first_pair[1:])
+        pe = np.repeat(np.arange(lo, hi), c)
+        pk = k_lo[pe] + (np.arange(int(first_pair[-1])) - first_pair[pe - lo])
+        pn = event_node[pe]
+        flat = offset[pn] + pk
+        sample_t = (phase[pn] + pk * period)[:, None] + np.arange(window_samples)[None, :] * sample_period
+        pair_mask = (sample_t >= event_onset[pe][:, None]) & (sample_t < event_end[pe][:, None])
+        order = np.lexsort((pe, flat))
+        flat, pe, pair_mask = flat[order], pe[order], pair_mask[order]
+        uniq, first = np.unique(flat, return_index=True)
+        if not uniq.size:
+            continue
+        masks = np.logical_or.reduceat(pair_mask, first, axis=0)
+        has_event = masks.any(axis=1)
+        flats.append(uniq[has_event])
+        events.append(pe[first][has_event])
+        mask_parts.append(masks[has_event])
+    if not flats:
+        return empty
+    return np.concatenate(flats), np.concatenate(events), np.concatenate(mask_parts)
 
 
 def inference_cost(model, mcu) -> tuple[float, str]:

@@ -97,15 +97,17 @@ void iotsim_allocate(int64_t n, int64_t n_gw, const double *start, const double 
 void iotsim_arrive(int64_t n, int64_t n_gw, const double *start, const double *end, const int64_t *ticks,
                    const int64_t *node, const double *sens, const double *offset, const double *dbm, int64_t paths,
                    double *heap, int64_t *heap_len, int64_t cap, int64_t nbytes, uint8_t *locked, int8_t *rank,
-                   int64_t *busy_ticks, int64_t *frames_locked)
+                   int64_t *busy_ticks, int64_t *frames_locked, int64_t g0, int64_t g1)
 {
+    /* gateways [g0, g1) only (g0 a multiple of 8: callers split the gateways between threads, each with its
+     * own bytes of `locked` and its own `rank`) */
     for (int64_t q = 0; q < n; q++) {
         double s = start[q], sq = sens[q];
         const double *row = dbm + node[q] * n_gw;
         uint8_t *lk = locked + q * nbytes;
-        memset(lk, 0, (size_t)nbytes);
+        memset(lk + (g0 >> 3), 0, (size_t)(((g1 + 7) >> 3) - (g0 >> 3)));
         int r = -2;
-        for (int64_t g = 0; g < n_gw; g++) {
+        for (int64_t g = g0; g < g1; g++) {
             double p = offset ? row[g] + offset[q] : row[g];
             if (!(p >= sq)) {
                 if (r < 0)

@@ -85,7 +85,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.iotsim_verdict.argtypes = [_int, _int, _int, _p, _p, _p, _p, _p, _p, _p, _p, _int, _p, _int, ctypes.c_double,
                                    _p, _int, _p, _p, _p, _p, _p, _int, _p, _p, _p, _p, _p]
     lib.iotsim_arrive.restype = None
-    lib.iotsim_arrive.argtypes = [_int, _int, _p, _p, _p, _p, _p, _p, _p, _int, _p, _p, _int, _int, _p, _p, _p, _p]
+    lib.iotsim_arrive.argtypes = [_int, _int, _p, _p, _p, _p, _p, _p, _p, _int, _p, _p, _int, _int, _p, _p, _p, _p,
+                                  _int, _int]
     lib.iotsim_cloud_fifo.restype = None
     lib.iotsim_cloud_fifo.argtypes = [_int, _p, ctypes.c_double, _int, _p, _p, _p, _p, _p]
     return lib
@@ -161,6 +162,36 @@ def allocate(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, candidat
     return locked.view(bool), out
 
 
+THREADS_ENV = "IOTSIM_THREADS"  # threads for the reception kernels (default: the CPUs, at most 8); 1: none
+MIN_WORK_PER_THREAD = 200_000  # (frames x gateways) below which one thread does it all
+
+
+def threads() -> int:
+    v = os.environ.get(THREADS_ENV)
+    if v:
+        return max(1, int(v))
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def _split(n: int, align: int, work: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of 0..n for the threads (boundaries multiples of `align`)."""
+    t = min(threads(), max(1, work // MIN_WORK_PER_THREAD), max(1, n // align))
+    if t <= 1:
+        return [(0, n)]
+    cuts = sorted({min(n, ((n * i // t) // align) * align) for i in range(t)} | {n})
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def _in_threads(run, count: int) -> None:
+    if count == 1:
+        run(0)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(run, range(count)))
+
+
 def arrive(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, node: np.ndarray, sens: np.ndarray,
            offset: np.ndarray | None, dbm: np.ndarray, paths: int, held: list[np.ndarray], busy_ticks: np.ndarray,
            frames_locked: np.ndarray):
@@ -188,8 +219,19 @@ def arrive(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, node: np.n
     c = np.ascontiguousarray
     a = [c(start_s, dtype=np.float64), c(end_s, dtype=np.float64), c(ticks, dtype=np.int64), c(node, dtype=np.int64),
          c(sens, dtype=np.float64), None if offset is None else c(offset, dtype=np.float64), c(dbm, dtype=np.float64)]
-    k.iotsim_arrive(n, n_gw, *(_ptr(x) for x in a), paths, _ptr(heap), _ptr(heap_len), cap, nbytes, _ptr(locked),
-                    _ptr(rank), _ptr(busy_ticks), _ptr(frames_locked))
+    # the gateways split between threads (ctypes lets go of the GIL; each thread its own gateways' heaps, bytes
+    # of `locked` and ranks): the same results for any number of threads
+    parts = _split(n_gw, 8, n * n_gw)
+    ranks = [rank] + [np.empty(n, dtype=np.int8) for _ in parts[1:]]
+
+    def run(i):
+        g0, g1 = parts[i]
+        k.iotsim_arrive(n, n_gw, *(_ptr(x) for x in a), paths, _ptr(heap), _ptr(heap_len), cap, nbytes,
+                        _ptr(locked), _ptr(ranks[i]), _ptr(busy_ticks), _ptr(frames_locked), g0, g1)
+
+    _in_threads(run, len(parts))
+    for other in ranks[1:]:
+        np.maximum(rank, other, out=rank)
     last = start_s[-1] if n else -np.inf
     out = []
     for g in range(n_gw):
@@ -242,11 +284,18 @@ def verdict(s, e, grp, slot, node, lin, off, maxend, tp, slots: int, n_gw: int, 
     a = [c(s, dtype=np.float64), c(e, dtype=np.float64), c(grp, dtype=np.int64), c(slot, dtype=np.int64),
          c(node, dtype=np.int64), c(lin, dtype=np.float64), off_c, c(maxend, dtype=np.float64)]
     tp_c, rank_c, dbm_c = c(tp, dtype=np.int64), c(fate_rank, dtype=np.int8), c(dbm, dtype=np.float64)
-    work, seen = np.empty(slots * n_gw), np.empty(n_gw, dtype=np.uint8)
-    k.iotsim_verdict(s.shape[0], n_gw, slots, *(_ptr(x) for x in a), rows, _ptr(tp_c), co_mode, float(k_co),
-                     _ptr(ki), locked.shape[1], _ptr(locked), _ptr(cut_c), _ptr(rank_c), _ptr(dbm_c),
-                     _ptr(rank_to_fate), int(delivered), _ptr(work), _ptr(seen), _ptr(status), _ptr(best),
-                     _ptr(count))
+    parts = _split(rows, 1, rows * n_gw)  # targets split between threads: each is decided on its own
+
+    def run(i):
+        lo, hi = parts[i]
+        work, seen = np.empty(slots * n_gw), np.empty(n_gw, dtype=np.uint8)
+        at = lambda x, w=1: None if x is None else _ptr(x) + lo * w * x.itemsize  # noqa: E731
+        k.iotsim_verdict(s.shape[0], n_gw, slots, *(_ptr(x) for x in a), hi - lo, at(tp_c), co_mode, float(k_co),
+                         _ptr(ki), locked.shape[1], at(locked, locked.shape[1]), at(cut_c, n_gw), at(rank_c),
+                         _ptr(dbm_c), _ptr(rank_to_fate), int(delivered), _ptr(work), _ptr(seen), at(status), at(best),
+                         at(count))
+
+    _in_threads(run, len(parts))
     return status, best, count
 
 
