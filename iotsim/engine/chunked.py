@@ -106,14 +106,8 @@ class WindowCursor:
         self.taken = np.zeros(plan.n_nodes, dtype=np.int64)  # windows handed out so far, per node
         self.run_offset = plan.window_offset  # flat index of each node's first window in the whole run
         self.t0 = 0.0
-        # the windows an event touches, by when they end (each chunk takes the next of them)
-        fresh = plan.windows.fresh_flat
-        self.fresh_node = np.searchsorted(plan.window_offset, fresh, side="right") - 1
-        self.fresh_k = fresh - plan.window_offset[self.fresh_node]
-        end = plan.phase_s[self.fresh_node] + self.fresh_k * plan.window_period_s + plan.window_span_s
-        self.fresh_order = np.argsort(end, kind="stable")
-        self.fresh_end = end[self.fresh_order]
-        self.fresh_taken = 0
+        # the windows an event touches (sorted by flat index: by node, then window): per node, how many are taken
+        self.fresh_taken = np.searchsorted(plan.windows.fresh_flat, plan.window_offset[:-1])
 
     def windows_before(self, t_s: float) -> np.ndarray:
         """Per node: how many of its windows end before t_s (ends computed as GroupPlan.window_end_s does)."""
@@ -150,13 +144,17 @@ class WindowCursor:
         v = Verdicts(lz.pool.device_positive[pool_index], lz.pool.device_confidence[pool_index],
                      lz.pool.cloud_positive[pool_index])
         event_id = np.full(total, -1, dtype=np.int64)
-        # the event windows ending in this chunk (ends as windows_before computes them)
-        upto = self.fresh_order.size if not np.isfinite(t1_s) else int(np.searchsorted(self.fresh_end, t1_s))
-        src = self.fresh_order[self.fresh_taken:upto]
-        self.fresh_taken = max(upto, self.fresh_taken)
+        # the event windows among this chunk's: per node, those before its window `hi`
+        fresh = p.windows.fresh_flat
+        upto = np.searchsorted(fresh, self.run_offset[:-1] + hi)
+        n_fresh = upto - self.fresh_taken
+        fn = np.repeat(np.arange(p.n_nodes), n_fresh)
+        first = np.zeros(p.n_nodes + 1, dtype=np.int64)
+        np.cumsum(n_fresh, out=first[1:])
+        src = self.fresh_taken[fn] + (np.arange(int(first[-1])) - first[fn])
+        self.fresh_taken = upto
         if src.size:
-            fn = self.fresh_node[src]
-            rows = offset[fn] + self.fresh_k[src] - self.taken[fn]
+            rows = offset[fn] + (fresh[src] - self.run_offset[fn]) - self.taken[fn]
             v.device_positive[rows] = lz.fresh.device_positive[src]
             v.device_confidence[rows] = lz.fresh.device_confidence[src]
             v.cloud_positive[rows] = lz.fresh.cloud_positive[src]
@@ -175,7 +173,7 @@ class ReceptionCarry:
     `step(T)`: every frame starting before T is known. Frames starting before T are fed to the path
     allocator in (start, node) order; frames ending by T are decided against every known frame."""
 
-    def __init__(self, link, nodes, n_gateways: int):
+    def __init__(self, link, nodes, n_gateways: int, received_mw: np.ndarray | None = None):
         self.link = link
         self.nodes = nodes
         self.model = link.reception_model()
@@ -187,7 +185,8 @@ class ReceptionCarry:
         self.cols = None  # per frame: start, airtime, channel, sf, node, chunk and row (where its fate goes), fed,
         #                   decided, and what `arrive` recorded (arr_fate, locked)
         self.rx_power = np.asarray(nodes.link.rx_power_dbm, dtype=np.float64)
-        self.rx_power_mw = 10.0 ** (self.rx_power / 10.0)  # as decode computes it, once for the run
+        # in mW, as decode computes it: once per run, shared by the policies (a large fleet's table is large)
+        self.rx_power_mw = 10.0 ** (self.rx_power / 10.0) if received_mw is None else received_mw
 
     def add(self, chunk: int, tx, rows: np.ndarray) -> None:
         """Frames `rows` of chunk `chunk`'s transmissions went on air."""
@@ -339,7 +338,8 @@ class PolicyChunks:
     """One policy's run over successive chunks: its carried state and running totals."""
 
     def __init__(self, scenario, plans: list[GroupPlan], policy, policy_index: int, link, nodes,
-                 packets_path: Path | None, gateway_ids: list[str], died: np.ndarray | None = None):
+                 packets_path: Path | None, gateway_ids: list[str], died: np.ndarray | None = None,
+                 received_mw: np.ndarray | None = None):
         """`died`: when each node dies (inf: it lasts), where a first pass found batteries that empty; None: only
         cells past their shelf life die (each at its shelf life) and `finish` tells whether a battery empties."""
         self.scenario, self.plans, self.policy, self.pi, self.link, self.nodes = (scenario, plans, policy, policy_index,
@@ -350,7 +350,7 @@ class PolicyChunks:
         self.at_risk = None  # after `finish`: (usable energy, drain power, mask) when a battery empties in the run
         self.tally = Tally.empty(n, len(plans), np.concatenate([p.sf for p in plans]), link.tx_power_dbm)
         self.carry = ScheduleCarry(n, link.channel_bands()[1].shape[0])
-        self.rx = ReceptionCarry(link, nodes, len(gateway_ids))
+        self.rx = ReceptionCarry(link, nodes, len(gateway_ids), received_mw)
         cloud = scenario.network.cloud
         self.cloud = CloudQueue(cloud.inference_time, cloud.servers)
         self.cloud_waiting: list[tuple] = []  # (arrival, message id, group, event, positive) arrays not yet served
@@ -646,11 +646,13 @@ def run_chunked(scenario, progress=None):
     workdir = tempfile.TemporaryDirectory(prefix="iotsim-chunks-")
     packets = scenario.outputs.packets_table
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))
+    received_mw = 10.0 ** (np.asarray(nodes.link.rx_power_dbm, dtype=np.float64) / 10.0)
 
     def chunks(items: list[tuple[int, object, np.ndarray | None]], phase: str) -> list:
         """Every chunk for the policies `items` ((index, policy, death times or None)), then their outcomes."""
         runs = [PolicyChunks(scenario, plans, policy, pi, link, nodes,
-                             Path(workdir.name) / f"packets-{pi}.parquet" if packets else None, gateway_ids, died)
+                             Path(workdir.name) / f"packets-{pi}.parquet" if packets else None, gateway_ids, died,
+                             received_mw)
                 for pi, policy, died in items]
         cursors = [WindowCursor(p) for p in plans]
         say(phase, 0, n_chunks)

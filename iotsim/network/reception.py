@@ -56,7 +56,12 @@ the sequential parts run as C kernels instead (`iotsim.network.native`, built on
 the user cache): path allocation as one pass of a min-heap of held path ends per gateway, and
 decode's sweep and verdict per target frame, summing the same floats in the same order as the
 numpy sweep, so that the results are bit-identical with or without them (`USE_NATIVE = False` or
-IOTSIM_NATIVE=0 forces the numpy/Python path; without a compiler it is used silently).
+IOTSIM_NATIVE=0 forces the numpy/Python path; without a compiler it is used silently). Where no
+gateway transmits (the open loop), `arrive` is one C pass per frame over the gateways (sensitivity
+and path together, no frames x gateways matrices), and the verdict sums and judges interference
+only at the gateways where the target locked a path (the only ones that can decode it: the same
+sums there). Both split their work between threads (the gateways, the targets; IOTSIM_THREADS,
+default the CPUs up to 8), each thread with its own data: the same bytes for any number.
 """
 
 from __future__ import annotations
