@@ -226,3 +226,32 @@ def test_batteries_that_empty_die_as_in_the_whole_run(tmp_path, monkeypatch):
         x = whole["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
         y = got["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
         pd.testing.assert_frame_equal(x, y, check_exact=True)
+
+
+@pytest.mark.parametrize("name, duration, chunks", [
+    ("wearable", "3h", ("1h", "2501s")),  # BLE: connection events, ECG streams, keep-alive
+    ("smart_home", "40min", ("10min", "1333s")),  # Wi-Fi: DTIM listening, 32 kB raw windows in datagrams
+])
+def test_ble_and_wifi_fleets_run_in_chunks_as_whole(name, duration, chunks):
+    doc = yaml.safe_load((REPO / "scenarios" / f"{name}.yaml").read_text())
+    doc["duration"] = duration
+    doc["outputs"] = {"plots": False, "report": "none", "packets_table": True}
+
+    def run(chunk):
+        d = dict(doc, simulation=dict(doc.get("simulation", {})))
+        if chunk:
+            d["simulation"]["chunk"] = chunk
+        return tables(run_scenario(load_scenario_text(yaml.safe_dump(d))))
+
+    whole = run(None)
+    assert len(whole["packets"]) > 1000
+    first = run(chunks[0])
+    for name_ in ("summary", "nodes", "events"):
+        pd.testing.assert_frame_equal(whole[name_], first[name_], check_exact=True, obj=name_)
+    key = ["policy", "node_id", "ready_s", "fragment"]
+    x = whole["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
+    y = first["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(x, y, check_exact=True)
+    other = run(chunks[1])
+    for name_ in first:
+        pd.testing.assert_frame_equal(first[name_], other[name_], check_exact=True, obj=name_)

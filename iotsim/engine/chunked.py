@@ -3,8 +3,9 @@
 `simulation.chunk: 1d` runs a scenario one chunk of time after the other. Per chunk, each group's
 windows that end in it (`WindowCursor`: each node's pool draws resumed from its own generator, the
 fresh event windows' verdicts kept from the plan) and its heartbeats become each policy's messages;
-the link schedules their frames from each node's duty-cycle state left by the chunk before
-(`iotsim.link.lorawan.ScheduleCarry`); gateway reception runs as frames become decidable (all frames
+the link schedules their frames from each node's state left by the chunk before
+(`Link.schedule_carry`: LoRaWAN's duty cycle, `iotsim.link.lorawan.ScheduleCarry`; BLE's and Wi-Fi's
+in-order service, `iotsim.link.schedule.ServeCarry`); gateway reception runs as frames become decidable (all frames
 that start before the end of the chunk are known: a later chunk's frames are ready after it), with
 each gateway's demodulator paths carried (`iotsim.network.reception.PathAllocator`); the frames of a
 chunk whose fates are all known are then added, in the run's canonical order, to the per-node tally
@@ -21,10 +22,11 @@ Batteries that empty within the run: the first pass gives each node's usable ene
 as the whole-run engine); a pass of schedules only finds when each at-risk node dies (`DeathWatch`), and
 the chunks run again with those deaths.
 
-What it runs: the open-loop LoRaWAN link (ALOHA, duty cycle, gateway reception as ns-3 models it),
+What it runs: the open-loop LoRaWAN link (ALOHA, duty cycle, gateway reception as ns-3 models it), BLE
+and Wi-Fi (each frame's fate decided as it is sent; their keep-alive charged as in the whole run),
 periodic heartbeats, every policy but the energy-aware one. What it refuses with a clear message:
-feedback (confirmed uplinks, ADR, downlinks), other radios, model updates, federated rounds, solar
-harvesting, event-driven wake-ups, Poisson heartbeats.
+feedback (confirmed uplinks, ADR, downlinks), the mesh and NB-IoT, model updates, federated rounds,
+solar harvesting, event-driven wake-ups, Poisson heartbeats.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from iotsim.engine.messages import policy_messages
 from iotsim.engine.tally import Tally
 from iotsim.errors import InputError
 from iotsim.link import Messages, make_link
-from iotsim.link.lorawan import ScheduleCarry
 from iotsim.network import reception
 from iotsim.network.fate import NOT_OFFERED, Fate, on_air
 from iotsim.policies import EnergyAware, MessageKind, make_policy
@@ -61,8 +62,9 @@ PACKETS_ROW_GROUP_ROWS = 1024 * 1024  # as the whole-run packets table (iotsim.r
 def check_chunkable(scenario, link, policies) -> None:
     """Raise InputError (at simulation.chunk) naming the first thing a run in time chunks does not model."""
     why = None
-    if link.technology != "lorawan":
-        why = f"network.technology {link.technology!r}: only the open-loop LoRaWAN link runs in chunks so far"
+    if link.technology not in ("lorawan", "ble", "wifi"):
+        why = (f"network.technology {link.technology!r}: only LoRaWAN (open loop), BLE and Wi-Fi run in chunks "
+               "so far")
     elif link.closed_loop:
         why = ("the LoRaWAN closed loop (confirmed uplinks, ADR, nb_trans, downlinks or engine: closed_loop) needs "
                "the whole run")
@@ -349,8 +351,10 @@ class PolicyChunks:
         self.died = died if died is not None else shelf_deaths(nodes, scenario.duration)
         self.at_risk = None  # after `finish`: (usable energy, drain power, mask) when a battery empties in the run
         self.tally = Tally.empty(n, len(plans), np.concatenate([p.sf for p in plans]), link.tx_power_dbm)
-        self.carry = ScheduleCarry(n, link.channel_bands()[1].shape[0])
-        self.rx = ReceptionCarry(link, nodes, len(gateway_ids), received_mw)
+        self.carry = link.schedule_carry(n)
+        # LoRaWAN: gateway reception across chunks; BLE and Wi-Fi decide each frame's fate as they send it
+        self.rx = ReceptionCarry(link, nodes, len(gateway_ids), received_mw) if link.technology == "lorawan" else None
+        self.keep_alive = link.keep_alive(nodes.link)
         cloud = scenario.network.cloud
         self.cloud = CloudQueue(cloud.inference_time, cloud.servers)
         self.cloud_waiting: list[tuple] = []  # (arrival, message id, group, event, positive) arrays not yet served
@@ -372,15 +376,19 @@ class PolicyChunks:
         tx = self.link.transmit(global_m, self.nodes.link, group_rng(self.scenario.seed, STREAM_LINK, self.pi),
                                 duration, carry=self.carry)
         on_air = stages.fates_before_air(tx, self.died, duration)
-        self.loads = stages.node_loads(self.plans, self.policy, self.nodes, tx, None)
+        self.loads = stages.node_loads(self.plans, self.policy, self.nodes, tx, self.keep_alive)
         rows = np.flatnonzero(on_air)
-        self.rx.add(index, tx, rows)
-        self.chunks[index] = _Chunk(global_m, local_window, due, tx, self.loads.frame_energy_j, views, int(rows.size))
+        if self.rx is None:
+            self.link.receive(tx, on_air, self.nodes.link)
+        else:
+            self.rx.add(index, tx, rows)
+        undecided = 0 if self.rx is None else int(rows.size)
+        self.chunks[index] = _Chunk(global_m, local_window, due, tx, self.loads.frame_energy_j, views, undecided)
         self._settle(t1_s)
         self.wall_s += time.perf_counter() - t0
 
     def _settle(self, t_s: float) -> None:
-        decided = self.rx.step(t_s)
+        decided = self.rx.step(t_s) if self.rx is not None else None
         if decided is not None:
             chunk, row, fate, gateway = decided
             for c in np.unique(chunk).tolist():
@@ -409,8 +417,8 @@ class PolicyChunks:
         rank[order_m] = np.arange(len(m))
         order_f = np.lexsort((tx.fragment, rank[tx.message]))
         node, fate = tx.node[order_f], tx.fate[order_f]
-        ones = np.ones(order_f.size, dtype=np.int64)
-        self.tally.add_frames(node, fate.astype(np.int64), ones, tx.phy_bytes[order_f], tx.airtime_s[order_f],
+        attempts = np.ones(order_f.size, dtype=np.int64) if tx.attempts is None else tx.attempts[order_f]
+        self.tally.add_frames(node, fate.astype(np.int64), attempts, tx.phy_bytes[order_f], tx.airtime_s[order_f],
                               tx.sf[order_f], None)
         aired = on_air(fate)
         np.add.at(self.radio["standby"], node[aired], tx.standby_s[order_f][aired])
@@ -486,11 +494,17 @@ class PolicyChunks:
         every = np.arange(nodes.n)
         for state in ("standby", "tx", "rx"):
             ledger.charge("radio", state, every, self.radio[state])
+        ka = loads.keep_alive
+        if ka is not None:  # as stages.charge_ledger: the keep-alive for the time alive, after the frames
+            k = lifetime / ka.period_s
+            ledger.charge("radio", "standby", every, k * ka.standby_s)
+            ledger.charge("radio", "tx", every, k * ka.tx_s)
+            ledger.charge("radio", "rx", every, k * ka.rx_s)
         ledger.close(lifetime)
         energy = ledger.energy_j(*stages.policy_powers(nodes, None, None))
         life, limit = stages.battery_life(nodes, energy, np.maximum(lifetime, 1e-9), died)
         t = self.tally
-        t.gateway_stats = self.rx.gateway_stats()
+        t.gateway_stats = self.rx.gateway_stats() if self.rx is not None else {}
         latency, tp, pos = [], [], []
         for g, p in enumerate(self.plans):
             sl = slice(int(np.searchsorted(nodes.group, p.index)), int(np.searchsorted(nodes.group, p.index, "right")))
@@ -558,7 +572,7 @@ def death_times(scenario, plans, policy, policy_index: int, link, nodes, at_risk
     loop's schedule does not depend on who died), each at-risk node's bursts fed to a DeathWatch."""
     budget_j, power_w, watch = at_risk
     deaths = DeathWatch(budget_j, power_w, watch)
-    carry = ScheduleCarry(nodes.n, link.channel_bands()[1].shape[0])
+    carry = link.schedule_carry(nodes.n)
     cursors = [WindowCursor(p) for p in plans]
     chunk_s, duration = float(scenario.simulation.chunk), float(scenario.duration)
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))

@@ -170,6 +170,11 @@ class Link(ABC):
         tx.fate[idx] = tx.link_fate[idx]
         tx.gateway[idx] = np.where(tx.link_fate[idx] == Fate.DELIVERED, tx.link_gateway[idx], -1)
 
+    def schedule_carry(self, n_nodes: int):
+        """What a run in time chunks (iotsim.engine.chunked) hands from one chunk's schedule to the next, passed to
+        `transmit(..., carry=)`; None: the link does not run in chunks."""
+        return None
+
     closed_loop: bool = False
     """True when the link's schedule depends on what the network tells the nodes: the engine then
     re-runs `transmit` with the nodes' death times so that dead nodes stop sending."""

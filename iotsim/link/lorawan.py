@@ -113,6 +113,11 @@ class LoRaWanLink(Link):
         s = self.settings
         return (s.engine == "closed_loop" or s.confirmed or s.adr or s.nb_trans > 1 or s.downlinks_per_day > 0)
 
+    def schedule_carry(self, n_nodes: int) -> ScheduleCarry | None:
+        """What a run in time chunks hands from one chunk's schedule to the next (None: the closed loop, which
+        does not run in chunks)."""
+        return None if self.closed_loop else ScheduleCarry(n_nodes, self.channel_bands()[1].shape[0])
+
     def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
                  stop_s: np.ndarray | None = None, carry: ScheduleCarry | None = None) -> Transmissions:
         """`carry` (open loop only): a run in time chunks hands each node's duty-cycle state from one chunk's

@@ -39,7 +39,7 @@ import numpy as np
 
 from iotsim.link.base import KeepAlive, Link, LinkNodes, Messages, Transmissions, frames_from_split
 from iotsim.link.draws import frame_salt, frame_uniforms
-from iotsim.link.schedule import serve_in_order
+from iotsim.link.schedule import ServeCarry, serve_in_order
 from iotsim.network.fate import Fate
 from iotsim.ota.star import BleTransfer, WifiTransfer
 from iotsim.radio import ble, fragmentation, wifi
@@ -97,8 +97,12 @@ class StarLink(Link):
     def _state_times(self, tx: Transmissions, attempts: np.ndarray, startup_s: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _schedule(self, tx: Transmissions, nodes: LinkNodes) -> np.ndarray:
+    def _schedule(self, tx: Transmissions, nodes: LinkNodes, carry: ServeCarry | None = None) -> np.ndarray:
         raise NotImplementedError
+
+    def schedule_carry(self, n_nodes: int) -> ServeCarry:
+        """What a run in time chunks hands from one chunk's schedule to the next (see `transmit`)."""
+        return ServeCarry(n_nodes)
 
     # shared
     def node_links(self, rx_power_dbm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +121,8 @@ class StarLink(Link):
                                  self.attempt_airtime_s(phy))
 
     def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
-                 stop_s: np.ndarray | None = None) -> Transmissions:
+                 stop_s: np.ndarray | None = None, carry: ServeCarry | None = None) -> Transmissions:
+        """`carry`: a run in time chunks hands each node's schedule from one chunk to the next (in place)."""
         tx = self.split(messages)
         node_gw, node_p = self.node_links(nodes.rx_power_dbm)
         u = 1.0 - frame_uniforms(frame_salt(rng), messages, tx)  # in (0, 1]
@@ -127,7 +132,7 @@ class StarLink(Link):
         tx.link_gateway = node_gw[tx.node].astype(np.int16)
         tx.channel = np.full(len(tx), -1, dtype=np.int8)  # BLE hops, Wi-Fi has one channel: not tracked
         self._state_times(tx, attempts, nodes.startup_s)
-        tx.start_s = self._schedule(tx, nodes)
+        tx.start_s = self._schedule(tx, nodes, carry)
         return tx
 
     transfer = None  # the technology's iotsim.ota.star transfer class
@@ -191,7 +196,7 @@ class BleLink(StarLink):
         interval = b.connection_interval / b.packets_per_event
         tx.busy_s = (a - 1) * interval + tx.airtime_s + ble.T_IFS_S + empty
 
-    def _schedule(self, tx, nodes) -> np.ndarray:
+    def _schedule(self, tx, nodes, carry=None) -> np.ndarray:
         b = self.settings
         phase = nodes.phase_s[tx.node]
         pair = 2 * ble.T_IFS_S + ble.empty_packet_time_s(b.phy)  # central's packet + IFS around ours
@@ -199,7 +204,7 @@ class BleLink(StarLink):
         # event start with the event), each attempt taking one slot
         events = np.ceil((tx.ready_s - phase) / b.connection_interval - 1e-12)
         earliest = np.maximum(events, 0) * b.packets_per_event
-        first_slot = serve_in_order(earliest, tx.attempts.astype(np.float64), tx.node)
+        first_slot = serve_in_order(earliest, tx.attempts.astype(np.float64), tx.node, carry)
         ev = np.floor(first_slot / b.packets_per_event)
         within = first_slot - ev * b.packets_per_event
         return phase + ev * b.connection_interval + within * (pair + tx.airtime_s)
@@ -258,11 +263,11 @@ class WifiLink(StarLink):
         tx.standby_s = np.zeros_like(tx.tx_s)
         tx.busy_s = access_total + a * (tx.airtime_s + wifi.SIFS_S + ack)
 
-    def _schedule(self, tx, nodes) -> np.ndarray:
+    def _schedule(self, tx, nodes, carry=None) -> np.ndarray:
         ready = tx.ready_s
         if self.settings.power_save == "reconnect":
             ready = np.where(tx.fragment == 0, ready + nodes.startup_s[tx.node], ready)
-        return serve_in_order(ready, tx.busy_s, tx.node)
+        return serve_in_order(ready, tx.busy_s, tx.node, carry)
 
     def keep_alive(self, nodes: LinkNodes) -> KeepAlive | None:
         w = self.settings

@@ -705,8 +705,8 @@ class Simulation(_Strict):
     chunk: Duration | None = Field(
         None, gt=0,
         description="run in time chunks of this length (e.g. 1d): memory bounded by the fleet, not by the frames, "
-        "for long runs of large fleets; every table is the same whatever the length (open-loop LoRaWAN fleets "
-        "that outlive the run; see docs/design.md)")
+        "for long runs of large fleets; every table is the same whatever the length (LoRaWAN without feedback, BLE "
+        "and Wi-Fi; see docs/design.md)")
 
 
 class Update(_Strict):
