@@ -73,7 +73,8 @@ _LOSS_COLORS = {  # by Fate.reason (iotsim.network.fate)
     "no_route": "#c5b0d5",
     "relay_dead": "#ff9896",
 }
-# The columns of the packets table the plots read (the writer passes only these for large runs).
+# The columns of the packets table the plots read (the writer passes iotsim.results.tables.packet_counts: these
+# columns counted per policy, group and fate, with a `count` column).
 PACKET_COLUMNS = ["policy", "group", "airtime_s", "delivered", "loss_reason"]
 _GROUP_LINESTYLES = ["-", "--", ":", "-."]
 _GROUP_HATCHES = ["", "//", "..", "xx", "\\\\", "++"]

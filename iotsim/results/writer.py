@@ -80,30 +80,24 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def _write_packets(result, path: Path | None, keep_columns: list[str] | None,
-                   rows_per_group: int = PACKETS_ROW_GROUP_ROWS) -> pd.DataFrame | None:
-    """Build the packets table one row group at a time, write each to `path` (unless None) and keep
-    only `keep_columns` of it (None: keep nothing), so the whole table is never in memory.
+def _write_packets(result, path: Path, rows_per_group: int = PACKETS_ROW_GROUP_ROWS) -> None:
+    """Build the packets table one row group at a time and write each to `path`, so the whole table is never in
+    memory.
 
     The file has the bytes `packets_table(result).to_parquet(path, index=False, compression="zstd",
     row_group_size=rows_per_group)` gives (by default the bytes of `_write_parquet`): the same row
     groups, schema, pandas metadata and options, written by the same pyarrow writer.
     """
-    kept = []
     writer = None
     try:
         for frame in packets_row_groups(result, rows_per_group):
-            if path is not None:
-                table = pa.Table.from_pandas(frame, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(path, table.schema, compression=PARQUET_COMPRESSION)
-                writer.write_table(table, row_group_size=rows_per_group)
-            if keep_columns is not None:
-                kept.append(frame[keep_columns].copy())  # a copy lets the other columns go
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression=PARQUET_COMPRESSION)
+            writer.write_table(table, row_group_size=rows_per_group)
     finally:
         if writer is not None:
             writer.close()
-    return pd.concat(kept, ignore_index=True) if keep_columns is not None else None
 
 
 def write_results(result, out_dir: str | Path, *, command: str | None = None, plots: bool | None = None,
@@ -152,7 +146,7 @@ def write_results(result, out_dir: str | Path, *, command: str | None = None, pl
                 if result.packets_path is not None:  # a run in time chunks streamed it as it ran
                     _link_or_copy(result.packets_path, tmp / "packets.parquet")
                 else:
-                    _write_packets(result, tmp / "packets.parquet", None)
+                    _write_packets(result, tmp / "packets.parquet")
         if plots or report:
             from iotsim.report import write_plots, write_report
 
