@@ -157,9 +157,7 @@ class WindowCursor:
         self.fresh_taken = upto
         if src.size:
             rows = offset[fn] + (fresh[src] - self.run_offset[fn]) - self.taken[fn]
-            v.device_positive[rows] = lz.fresh.device_positive[src]
-            v.device_confidence[rows] = lz.fresh.device_confidence[src]
-            v.cloud_positive[rows] = lz.fresh.cloud_positive[src]
+            v.put(rows, lz.fresh, src)
             event_id[rows] = lz.fresh_event[src]
         view = dataclasses.replace(p, verdicts=v, n_windows=counts, window_offset=offset, event_id=event_id,
                                    first_window=self.taken.copy(), heartbeat_span_s=(self.t0, t1_s), lazy=None)

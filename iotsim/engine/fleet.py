@@ -60,6 +60,15 @@ class Verdicts:
     wake_max: np.ndarray | None = None  # per window: the watched channel's largest and smallest sample (wake:)
     wake_min: np.ndarray | None = None
 
+    def put(self, at, other: Verdicts, src=slice(None)) -> None:
+        """Set the windows `at` to `other`'s verdicts `src` (the wake extremes too where both hold them)."""
+        self.device_positive[at] = other.device_positive[src]
+        self.device_confidence[at] = other.device_confidence[src]
+        self.cloud_positive[at] = other.cloud_positive[src]
+        if self.wake_max is not None and other.wake_max is not None:
+            self.wake_max[at] = other.wake_max[src]
+            self.wake_min[at] = other.wake_min[src]
+
 
 @dataclass
 class LazyWindows:
@@ -282,12 +291,7 @@ class WindowSet:
             fresh = _infer_generated(wl, model, cloud_model, phase_rng(self.seed, STREAM_EVENT_WINDOWS,
                                                                        self.group_index, k), fresh_masks[sel], report,
                                      wake_channel=wake_channel)
-            out.device_positive[sel] = fresh.device_positive
-            out.device_confidence[sel] = fresh.device_confidence
-            out.cloud_positive[sel] = fresh.cloud_positive
-            if wake:
-                out.wake_max[sel] = fresh.wake_max
-                out.wake_min[sel] = fresh.wake_min
+            out.put(sel, fresh)
             done += sel.size
         return out
 
@@ -302,13 +306,7 @@ class WindowSet:
                        pool.cloud_positive[self.pool_index],
                        wake_max=pool.wake_max[self.pool_index] if wake else None,
                        wake_min=pool.wake_min[self.pool_index] if wake else None)
-        at = self.fresh_flat
-        out.device_positive[at] = fresh.device_positive
-        out.device_confidence[at] = fresh.device_confidence
-        out.cloud_positive[at] = fresh.cloud_positive
-        if wake:
-            out.wake_max[at] = fresh.wake_max
-            out.wake_min[at] = fresh.wake_min
+        out.put(self.fresh_flat, fresh)
         out.pool_device_positive = pool.device_positive
         return out
 

@@ -41,6 +41,28 @@ static void sift_up(double *h, int64_t k)
     h[k] = x;
 }
 
+/* Gateway g's held paths (a min-heap of end times, `*len` long) at a frame starting at s and ending at e: release
+ * those held until <= s, then lock one when fewer than `paths` are held. Returns 1 if the frame locked a path. */
+static int lock_path(double *h, int64_t *len_p, int64_t paths, double s, double e)
+{
+    int64_t len = *len_p;
+    while (len > 0 && h[0] <= s) {
+        len--;
+        if (len > 0) {
+            h[0] = h[len];
+            sift_down(h, len, 0);
+        }
+    }
+    int locked = len < paths;
+    if (locked) {
+        h[len] = e;
+        sift_up(h, len);
+        len++;
+    }
+    *len_p = len;
+    return locked;
+}
+
 /* Frames in start order ask gateways for a demodulator path.
  *
  * start, end: (n,) the frames' start and end times, start non-decreasing; ticks: (n,) airtime in ticks.
@@ -65,26 +87,11 @@ void iotsim_allocate(int64_t n, int64_t n_gw, const double *start, const double 
                 lk[g] = 0;
                 continue;
             }
-            double *h = heap + g * cap;
-            int64_t len = heap_len[g];
-            while (len > 0 && h[0] <= s) {
-                len--;
-                if (len > 0) {
-                    h[0] = h[len];
-                    sift_down(h, len, 0);
-                }
-            }
-            if (len < paths) {
-                h[len] = end[q];
-                sift_up(h, len);
-                len++;
-                lk[g] = 1;
+            lk[g] = (uint8_t)lock_path(heap + g * cap, heap_len + g, paths, s, end[q]);
+            if (lk[g]) {
                 busy_ticks[g] += ticks[q];
                 frames_locked[g]++;
-            } else {
-                lk[g] = 0;
             }
-            heap_len[g] = len;
         }
     }
 }
@@ -114,19 +121,7 @@ void iotsim_arrive(int64_t n, int64_t n_gw, const double *start, const double *e
                     r = 0;
                 continue;
             }
-            double *h = heap + g * cap;
-            int64_t len = heap_len[g];
-            while (len > 0 && h[0] <= s) {
-                len--;
-                if (len > 0) {
-                    h[0] = h[len];
-                    sift_down(h, len, 0);
-                }
-            }
-            if (len < paths) {
-                h[len] = end[q];
-                sift_up(h, len);
-                len++;
+            if (lock_path(heap + g * cap, heap_len + g, paths, s, end[q])) {
                 lk[g >> 3] |= (uint8_t)(1u << (g & 7));
                 busy_ticks[g] += ticks[q];
                 frames_locked[g]++;
@@ -135,7 +130,6 @@ void iotsim_arrive(int64_t n, int64_t n_gw, const double *start, const double *e
             } else {
                 r = 2;
             }
-            heap_len[g] = len;
         }
         rank[q] = (int8_t)r;
     }

@@ -125,6 +125,30 @@ def reset() -> None:
     _lib, _tried, load_error = None, False, None
 
 
+def _heaps(held: list[np.ndarray], paths: int, n_gw: int, busy_ticks: np.ndarray, frames_locked: np.ndarray):
+    """(heap (n_gw, cap), heap_len, cap): each gateway's held path ends as a min-heap for the kernels."""
+    held = [np.asarray(h, dtype=np.float64) for h in held]
+    cap = max([paths] + [h.size for h in held])
+    heap = np.zeros((n_gw, cap))
+    heap_len = np.zeros(n_gw, dtype=np.int64)
+    for g, h in enumerate(held):
+        heap[g, : h.size] = h  # sorted: a valid min-heap
+        heap_len[g] = h.size
+    for a in (busy_ticks, frames_locked):
+        if a.dtype != np.int64 or a.shape != (n_gw,) or not a.flags.c_contiguous:
+            raise ValueError("busy_ticks and frames_locked must be contiguous (n_gw,) int64 arrays")
+    return heap, heap_len, cap
+
+
+def _held_after(heap: np.ndarray, heap_len: np.ndarray, last_s: float) -> list[np.ndarray]:
+    """Each gateway's held path ends after the last start fed, sorted."""
+    out = []
+    for g in range(heap.shape[0]):
+        h = heap[g, : heap_len[g]]
+        out.append(np.sort(h[h > last_s]))
+    return out
+
+
 def allocate(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, candidate: np.ndarray, paths: int,
              held: list[np.ndarray], busy_ticks: np.ndarray, frames_locked: np.ndarray):
     """Demodulator paths of every gateway for frames in start order (see `PathAllocator.allocate`).
@@ -137,16 +161,7 @@ def allocate(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, candidat
     if k is None:
         return None
     n, n_gw = candidate.shape
-    held = [np.asarray(h, dtype=np.float64) for h in held]
-    cap = max([paths] + [h.size for h in held])
-    heap = np.zeros((n_gw, cap))
-    heap_len = np.zeros(n_gw, dtype=np.int64)
-    for g, h in enumerate(held):
-        heap[g, : h.size] = h  # sorted: a valid min-heap
-        heap_len[g] = h.size
-    for a in (busy_ticks, frames_locked):
-        if a.dtype != np.int64 or a.shape != (n_gw,) or not a.flags.c_contiguous:
-            raise ValueError("busy_ticks and frames_locked must be contiguous (n_gw,) int64 arrays")
+    heap, heap_len, cap = _heaps(held, paths, n_gw, busy_ticks, frames_locked)
     cand = np.ascontiguousarray(candidate, dtype=bool).view(np.uint8)
     locked = np.empty((n, n_gw), dtype=np.uint8)
     s = np.ascontiguousarray(start_s, dtype=np.float64)
@@ -154,12 +169,7 @@ def allocate(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, candidat
     t = np.ascontiguousarray(ticks, dtype=np.int64)
     k.iotsim_allocate(n, n_gw, _ptr(s), _ptr(e), _ptr(t), _ptr(cand), paths, _ptr(heap), _ptr(heap_len), cap,
                       _ptr(locked), _ptr(busy_ticks), _ptr(frames_locked))
-    last = start_s[-1]
-    out = []
-    for g in range(n_gw):
-        h = heap[g, : heap_len[g]]
-        out.append(np.sort(h[h > last]))
-    return locked.view(bool), out
+    return locked.view(bool), _held_after(heap, heap_len, start_s[-1])
 
 
 THREADS_ENV = "IOTSIM_THREADS"  # threads for the reception kernels (default: the CPUs, at most 8); 1: none
@@ -203,16 +213,7 @@ def arrive(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, node: np.n
         return None
     n = start_s.shape[0]
     n_gw = dbm.shape[1]
-    held = [np.asarray(h, dtype=np.float64) for h in held]
-    cap = max([paths] + [h.size for h in held])
-    heap = np.zeros((n_gw, cap))
-    heap_len = np.zeros(n_gw, dtype=np.int64)
-    for g, h in enumerate(held):
-        heap[g, : h.size] = h  # sorted: a valid min-heap
-        heap_len[g] = h.size
-    for a in (busy_ticks, frames_locked):
-        if a.dtype != np.int64 or a.shape != (n_gw,) or not a.flags.c_contiguous:
-            raise ValueError("busy_ticks and frames_locked must be contiguous (n_gw,) int64 arrays")
+    heap, heap_len, cap = _heaps(held, paths, n_gw, busy_ticks, frames_locked)
     nbytes = (n_gw + 7) // 8
     locked = np.empty((n, nbytes), dtype=np.uint8)
     rank = np.empty(n, dtype=np.int8)
@@ -232,12 +233,7 @@ def arrive(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, node: np.n
     _in_threads(run, len(parts))
     for other in ranks[1:]:
         np.maximum(rank, other, out=rank)
-    last = start_s[-1] if n else -np.inf
-    out = []
-    for g in range(n_gw):
-        h = heap[g, : heap_len[g]]
-        out.append(np.sort(h[h > last]))
-    return locked, rank, out
+    return locked, rank, _held_after(heap, heap_len, start_s[-1] if n else -np.inf)
 
 
 def energy(s, e, grp, slot, node, lin, off, maxend, tp, slots: int, n_gw: int) -> np.ndarray | None:
