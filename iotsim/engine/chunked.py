@@ -31,10 +31,12 @@ solar harvesting, event-driven wake-ups, Poisson heartbeats.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import heapq
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +51,7 @@ from iotsim.engine.messages import policy_messages
 from iotsim.engine.tally import Tally
 from iotsim.errors import InputError
 from iotsim.link import Messages, make_link
-from iotsim.network import reception
+from iotsim.network import native, reception
 from iotsim.network.fate import NOT_OFFERED, Fate, on_air
 from iotsim.policies import EnergyAware, MessageKind, make_policy
 from iotsim.radio import lora
@@ -253,8 +255,6 @@ class CloudQueue:
 
     def serve(self, arrival_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start, done) of requests arriving at `arrival_s` (sorted), after every request served before."""
-        from iotsim.network import native
-
         if self.free.size <= self.NATIVE_MAX_SERVERS:
             out = native.cloud_fifo(arrival_s, self.service, self.free, self.seq, self.next_seq)
             if out is not None:
@@ -632,6 +632,23 @@ class _PacketContext:
 
 
 # ---- the run ------------------------------------------------------------------------------------------
+def _trim_heap() -> None:
+    """Hand the memory freed within a chunk back to the system (glibc's malloc_trim; elsewhere nothing): the
+    threads' heaps otherwise keep what the chunk's arrays left, and the resident size grows by it."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc = None
+
+
 def run_chunked(scenario, progress=None):
     """Simulate every policy of `scenario` in time chunks of `simulation.chunk` (see the module's text)."""
     from iotsim.engine.run import RunResult, battery_limit_notes, load_group_resources, methodology_notes
@@ -668,12 +685,25 @@ def run_chunked(scenario, progress=None):
                 for pi, policy, died in items]
         cursors = [WindowCursor(p) for p in plans]
         say(phase, 0, n_chunks)
-        for c in range(n_chunks):
-            t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf  # the last chunk takes what is left
-            views, flats = zip(*[cur.take(t1) for cur in cursors])
-            for run in runs:
-                run.add_chunk(c, list(views), list(flats), t1)
-            say(phase, c + 1, n_chunks)
+        # the policies share nothing they write (each its own carried state, generators and files): they run
+        # side by side on threads, the C kernels and numpy letting go of the lock
+        workers = min(len(runs), native.threads())
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="iotsim-policy") if workers > 1 else None
+        try:
+            for c in range(n_chunks):
+                t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf  # the last chunk takes what is left
+                views, flats = zip(*[cur.take(t1) for cur in cursors])
+                step = lambda run: run.add_chunk(c, list(views), list(flats), t1)  # noqa: E731
+                if pool is None:
+                    for run in runs:
+                        step(run)
+                else:
+                    list(pool.map(step, runs))
+                _trim_heap()
+                say(phase, c + 1, n_chunks)
+        finally:
+            if pool is not None:
+                pool.shutdown()
         for run in runs:
             say(f"policy {run.policy.name}", 0, 1)
             run.outcome = run.finish()

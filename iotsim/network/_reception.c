@@ -11,7 +11,7 @@
 
 /* ---------------------------------------------------------------- demodulator paths */
 
-static void sift_down(double *h, int64_t len, int64_t k)
+static inline void sift_down(double *h, int64_t len, int64_t k)
 {
     double x = h[k];
     for (;;) {
@@ -28,7 +28,7 @@ static void sift_down(double *h, int64_t len, int64_t k)
     h[k] = x;
 }
 
-static void sift_up(double *h, int64_t k)
+static inline void sift_up(double *h, int64_t k)
 {
     double x = h[k];
     while (k > 0) {
@@ -43,7 +43,7 @@ static void sift_up(double *h, int64_t k)
 
 /* Gateway g's held paths (a min-heap of end times, `*len` long) at a frame starting at s and ending at e: release
  * those held until <= s, then lock one when fewer than `paths` are held. Returns 1 if the frame locked a path. */
-static int lock_path(double *h, int64_t *len_p, int64_t paths, double s, double e)
+static inline __attribute__((always_inline)) int lock_path(double *h, int64_t *len_p, int64_t paths, double s, double e)
 {
     int64_t len = *len_p;
     while (len > 0 && h[0] <= s) {
@@ -137,7 +137,7 @@ void iotsim_arrive(int64_t n, int64_t n_gw, const double *start, const double *e
 
 /* ---------------------------------------------------------------- interference */
 
-static void add_energy(double *cell, const double *pw, const double *off, int64_t k, double ov, int64_t n_gw)
+static inline void add_energy(double *cell, const double *pw, const double *off, int64_t k, double ov, int64_t n_gw)
 {
     if (off) {
         double f = off[k];
@@ -202,56 +202,54 @@ void iotsim_energy(int64_t n, int64_t n_gw, int64_t slots, const double *s, cons
  * or, when k_inter is not NULL ((slots, slots), zero diagonal), E_t * k_inter[own][t] > S for some t. */
 
 /* Interference energy of target p at the gateways gl[0..ng) only (row: (slots, ng)): energy_of's sums at
- * those gateways (the same additions in the same order: each gateway's sum is its own). */
-static void energy_at(int64_t p, int64_t n, int64_t n_gw, int64_t slots, const double *s, const double *e,
-                      const int64_t *grp, const int64_t *slot, const int64_t *node, const double *lin,
-                      const double *off, const double *maxend, const int64_t *gl, int64_t ng, double *row)
+ * those gateways (the same additions in the same order: each gateway's sum is its own). Only the slots some
+ * overlapping frame adds to are written (zeroed when first touched); returns them as a bit mask (slots <= 32),
+ * 0 when no frame overlaps p. An untouched slot holds 0 in energy_of, and a zero energy destroys nothing in
+ * iotsim_verdict's rules (0 * k > S, 0 > 0 and 0 >= S with 0 > 0 are false for the signal S >= 0, or NaN). */
+static inline void add_at(double *row, unsigned *mask, int64_t t, int64_t ng, const double *pw, const int64_t *gl,
+                          const double *off, int64_t k, double ov)
+{
+    double *cell = row + t * ng;
+    if (!((*mask >> t) & 1u)) {
+        memset(cell, 0, (size_t)ng * sizeof(double));
+        *mask |= 1u << t;
+    }
+    if (off) {
+        double f = off[k];
+        for (int64_t i = 0; i < ng; i++)
+            cell[i] += (pw[gl[i]] * f) * ov;
+    } else {
+        for (int64_t i = 0; i < ng; i++)
+            cell[i] += pw[gl[i]] * ov;
+    }
+}
+
+static unsigned energy_at(int64_t p, int64_t n, int64_t n_gw, const double *s, const double *e, const int64_t *grp,
+                          const int64_t *slot, const int64_t *node, const double *lin, const double *off,
+                          const double *maxend, const int64_t *gl, int64_t ng, double *row)
 {
     double sp = s[p], ep = e[p];
     int64_t gp = grp[p];
-    memset(row, 0, (size_t)slots * (size_t)ng * sizeof(double));
+    unsigned mask = 0;
     int after = 1, before = 1;
     for (int64_t d = 1; after || before; d++) {
-        int64_t k = -1;
-        double ov = 0.0;
         if (after) {
             int64_t j = p + d;
-            if (j < n && grp[j] == gp && s[j] < ep) {
-                k = j;
-                ov = (ep < e[j] ? ep : e[j]) - s[j];
-                double *cell = row + slot[k] * ng;
-                const double *pw = lin + node[k] * n_gw;
-                if (off) {
-                    double f = off[k];
-                    for (int64_t i = 0; i < ng; i++)
-                        cell[i] += (pw[gl[i]] * f) * ov;
-                } else {
-                    for (int64_t i = 0; i < ng; i++)
-                        cell[i] += pw[gl[i]] * ov;
-                }
-            } else
+            if (j < n && grp[j] == gp && s[j] < ep)
+                add_at(row, &mask, slot[j], ng, lin + node[j] * n_gw, gl, off, j, (ep < e[j] ? ep : e[j]) - s[j]);
+            else
                 after = 0;
         }
         if (before) {
             int64_t i0 = p - d;
             if (i0 < 0 || grp[i0] != gp || !(maxend[i0] > sp))
                 before = 0;
-            else if (sp < e[i0]) {
-                k = i0;
-                ov = (e[i0] < ep ? e[i0] : ep) - sp;
-                double *cell = row + slot[k] * ng;
-                const double *pw = lin + node[k] * n_gw;
-                if (off) {
-                    double f = off[k];
-                    for (int64_t i = 0; i < ng; i++)
-                        cell[i] += (pw[gl[i]] * f) * ov;
-                } else {
-                    for (int64_t i = 0; i < ng; i++)
-                        cell[i] += pw[gl[i]] * ov;
-                }
-            }
+            else if (sp < e[i0])
+                add_at(row, &mask, slot[i0], ng, lin + node[i0] * n_gw, gl, off, i0,
+                       (e[i0] < ep ? e[i0] : ep) - sp);
         }
     }
+    return mask;
 }
 
 /* The verdict on the targets at positions tp, as reception.decode takes it: at gateway g the target
@@ -277,31 +275,44 @@ void iotsim_verdict(int64_t n, int64_t n_gw, int64_t slots, const double *s, con
         const uint8_t *lk = locked + r * nbytes;
         const uint8_t *ct = cut ? cut + r * n_gw : NULL;
         int64_t ng = 0;
-        for (int64_t g = 0; g < n_gw; g++)
-            if ((lk[g >> 3] >> (g & 7)) & 1)
-                gl[ng++] = g;
+        for (int64_t b = 0; b < nbytes; b++) {
+            unsigned v = lk[b];
+            while (v) {
+                int64_t g = b * 8 + __builtin_ctz(v);
+                v &= v - 1;
+                if (g < n_gw)
+                    gl[ng++] = g;
+            }
+        }
         if (ng) {
-            energy_at(p, n, n_gw, slots, s, e, grp, slot, node, lin, off, maxend, gl, ng, work);
-            int64_t own = slot[p];
-            double dur = e[p] - s[p];
-            const double *pw = lin + node[p] * n_gw;
-            for (int64_t i = 0; i < ng; i++) {
-                int64_t g = gl[i];
-                double sig = (off ? pw[g] * off[p] : pw[g]) * dur;
-                double x = work[own * ng + i];
-                int d;
-                if (co_mode == 0)
-                    d = x > 0;
-                else if (co_mode == 1)
-                    d = x * k_co > sig;
-                else
-                    d = (x >= sig) && (x > 0);
-                if (k_inter) {
-                    const double *kk = k_inter + own * slots;
-                    for (int64_t t = 0; t < slots; t++)
-                        d |= work[t * ng + i] * kk[t] > sig;
+            unsigned mask = energy_at(p, n, n_gw, s, e, grp, slot, node, lin, off, maxend, gl, ng, work);
+            if (!mask) {
+                memset(dead, 0, (size_t)ng); /* no frame overlaps p: nothing destroys it (see energy_at) */
+            } else {
+                int64_t own = slot[p];
+                int own_hit = (mask >> own) & 1u;
+                double dur = e[p] - s[p];
+                const double *pw = lin + node[p] * n_gw;
+                for (int64_t i = 0; i < ng; i++) {
+                    int64_t g = gl[i];
+                    double sig = (off ? pw[g] * off[p] : pw[g]) * dur;
+                    double x = own_hit ? work[own * ng + i] : 0.0;
+                    int d;
+                    if (co_mode == 0)
+                        d = x > 0;
+                    else if (co_mode == 1)
+                        d = x * k_co > sig;
+                    else
+                        d = (x >= sig) && (x > 0);
+                    if (k_inter) {
+                        const double *kk = k_inter + own * slots;
+                        for (unsigned m = mask; m; m &= m - 1) {
+                            int64_t t = __builtin_ctz(m);
+                            d |= work[t * ng + i] * kk[t] > sig;
+                        }
+                    }
+                    dead[i] = (uint8_t)d;
                 }
-                dead[i] = (uint8_t)d;
             }
         }
         int rank = fate_rank[r];

@@ -192,14 +192,21 @@ def _split(n: int, align: int, work: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
+_pool: tuple[int, int, object] | None = None  # (pid, workers, ThreadPoolExecutor): one pool per process, reused
+
+
 def _in_threads(run, count: int) -> None:
+    """run(0) .. run(count - 1), on a pool of threads kept for the process (a pool per call cost as much as the
+    kernels on the many small blocks of a large run)."""
+    global _pool
     if count == 1:
         run(0)
         return
-    from concurrent.futures import ThreadPoolExecutor
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] < count:  # a forked child builds its own
+        from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(count) as pool:
-        list(pool.map(run, range(count)))
+        _pool = (os.getpid(), count, ThreadPoolExecutor(count, thread_name_prefix="iotsim-reception"))
+    list(_pool[2].map(run, range(count)))
 
 
 def arrive(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, node: np.ndarray, sens: np.ndarray,
