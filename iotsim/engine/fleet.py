@@ -35,6 +35,7 @@ STREAM_POOL = 2
 STREAM_EVENT_WINDOWS = 3
 STREAM_LINK = 5
 STREAM_HEARTBEATS = 6
+STREAM_SHADOWING = 12  # per node: its links' shadowing to each gateway
 
 INFERENCE_BATCH = 8192
 SKIP_BLOCK = 1 << 16  # pool draws a lazy plan draws past at once
@@ -405,7 +406,6 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         else:
             positions[i] = placement.points_m[i % len(placement.points_m)]
         phase[i] = rng.random() * period
-        shadow[i] = rng.normal(0.0, prop.shadowing_sigma_db, size=gateways_xy.shape[0])
         n_ev = rng.poisson(events_per_day * duration / 86400.0)
         if n_ev:
             ev_node.append(np.full(n_ev, i))
@@ -419,6 +419,10 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         else:
             pool_draws.append(rng.integers(0, pool_size, size=nw))
         hb_phase[i] = rng.random() * spec.heartbeat
+        # from a stream of its own: the number of gateways sets how many draws it takes, and neither the node's
+        # signals and events nor its links may depend on the other (or on the run's length)
+        shadow[i] = node_rng(seed, STREAM_SHADOWING, nid).normal(0.0, prop.shadowing_sigma_db,
+                                                                 size=gateways_xy.shape[0])
     offset = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(n_windows, out=offset[1:])
     total_windows = int(offset[-1])
