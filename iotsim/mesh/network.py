@@ -37,6 +37,12 @@ terminals, capture and channel errors all follow from the powers. Acknowledgemen
 Exp(1) power gain drawn per copy and receiver), as the project's other links fade per frame; locking, CCAs and
 wake-ups use the mean powers.
 
+Random draws: one numpy Generator, consumed in event order and only through `random()` (doubles u in [0, 1)):
+a backoff of 0..2^BE - 1 unit periods is int(u 2^BE), a Rayleigh power gain is -log1p(-u) (Exp(1) by
+inversion), a reception succeeds when u < its success probability; the phases, when not given, are drawn
+`uniform` over a cycle before the loop. Doubles only, so that a compiled loop can continue the same stream
+(numpy's ziggurat exponential and its bounded integers are not worth reproducing in C).
+
 Forwarding: a node that receives a frame it has not seen before queues it for its parent (duplicates, after
 a lost acknowledgement, are acknowledged and dropped); a full queue (`queue_frames`, Contiki's QUEUEBUF_NUM
 8, core/net/queuebuf.h) drops the frame. Every radio second is charged to the node whose radio spent it, in
@@ -383,7 +389,10 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             for a, b in zip(cuts[:-1], cuts[1:]):
                 if b <= a:
                     continue
-                inter = sum(w for x, y, w in pieces if x < b and y > a)
+                inter = 0.0  # summed in order (sum() rounds differently from Python 3.12 on)
+                for x, y, w in pieces:
+                    if x < b and y > a:
+                        inter += w
                 p *= (1.0 - _ber(sig / (noise_mw + inter))) ** ((b - a) / BIT_S)
         return bool(rng.random() < p), bool(pieces)
 
@@ -393,11 +402,15 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             return 1.0
         g = c.fades.get(r)
         if g is None:
-            g = c.fades[r] = float(rng.exponential())
+            g = c.fades[r] = -math.log1p(-rng.random())
         return g
 
     def channel_energy_mw(k: int, t0: float, t1: float) -> float:
-        return sum(mwl[o.sender][k] for o in on_air if o.sender != k and o.start < t1 and o.end > t0)
+        e = 0.0
+        for o in on_air:
+            if o.sender != k and o.start < t1 and o.end > t0:
+                e += mwl[o.sender][k]
+        return e
 
     def unlock(j: int) -> None:
         """j stops receiving the frame it locked onto (it transmits, or dies)."""
@@ -448,7 +461,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         backoff(k, t)
 
     def backoff(k: int, t: float) -> None:
-        push(t + int(rng.integers(0, 2 ** int(be[k]))) * phy.UNIT_BACKOFF_S, "cca", k)
+        push(t + int(rng.random() * (1 << be[k])) * phy.UNIT_BACKOFF_S, "cca", k)
 
     def stop_sending(k: int, t: float) -> None:
         sending[k] = strobing[k] = waiting_ack[k] = False
