@@ -39,7 +39,7 @@ typedef struct {
     double duration, cycle, cca_check, listen_after_detect, inter_packet, strobe_s, guard_s;
     double noise_mw, senses_mw, ack_air, header_s, bit_s, unit_backoff_s, cca_s, turnaround_s, ack_wait_s;
     const double *offsets, *ber_c, *ber_e, *mw, *phase, *f_air, *f_ready, *death_t;
-    const uint8_t *always_on;
+    const uint8_t *always_on, *lockable; /* lockable: (m, m), j can lock onto i's frames */
     const int64_t *parent, *lock_off, *lock_idx, *wake_off, *wake_idx, *f_origin, *f_octets, *ready_order,
         *death_node, *reroute_parent;
     uint64_t rng[4];
@@ -109,6 +109,9 @@ typedef struct {
     int64_t *parent, *queue, *qhead, *qlen, qcap;
     int64_t *nb, *be, *retries, *hop_copies, *listen_token;
     uint8_t *dead, *sending, *strobing, *awake, *waiting_ack, *knows_phase;
+    int32_t *listening, *candidates; /* the duty-cycled nodes whose radio is on, in no order */
+    int64_t n_listening, *listen_pos;
+    double *wake_phase, quiet_lo; /* schedule_detection's shortcut: per wake_idx entry, its phase in the cycle */
     int32_t *awake_role;
     int64_t *awake_frame;
     double *tx_until, *awake_until, *awake_since, *detect_at, *hop_start, *strobe_start;
@@ -240,9 +243,19 @@ static event pop(loop_t *L)
 }
 
 /* ------------------------------------------------------------------ helpers */
-static inline double pymod(double x, double y) /* Python's float % */
+static inline double pymod(double x, double y) /* Python's float % for y > 0 */
 {
-    double r = fmod(x, y);
+    if (x >= 0.0 && x / y < 4503599627370496.0) {
+        /* fmod(x, y) is x - q y exactly, q the integer part of x / y: one fused multiply-add gives it
+           without rounding once q is known (x / y rounded is at most one off) */
+        double q = floor(x / y), r = fma(-q, y, x);
+        if (r < 0.0)
+            r = fma(-(q - 1.0), y, x);
+        else if (r >= y)
+            r = fma(-(q + 1.0), y, x);
+        return r; /* in [0, y): Python's result (+0.0 when it divides) */
+    }
+    double r = fmod(x, y); /* CPython's float_rem */
     if (r) {
         if ((y < 0) != (r < 0))
             r += y;
@@ -273,6 +286,8 @@ static void radio_on(loop_t *L, int32_t j, double t, int32_t role, int64_t frame
 {
     if (!L->in->always_on[j] && !L->awake[j]) {
         L->awake[j] = 1;
+        L->listen_pos[j] = L->n_listening;
+        L->listening[L->n_listening++] = j;
         L->awake_since[j] = t;
         L->awake_role[j] = role;
         L->awake_frame[j] = frame;
@@ -286,6 +301,9 @@ static void radio_off(loop_t *L, int32_t j, double t)
         if (L->awake_role[j] == OWN)
             L->out->own_rx[L->awake_frame[j]] += t - L->awake_since[j];
         L->awake[j] = 0;
+        int32_t last = L->listening[--L->n_listening];
+        L->listening[L->listen_pos[j]] = last;
+        L->listen_pos[last] = L->listen_pos[j];
     }
     L->awake_until[j] = 0.0;
 }
@@ -296,11 +314,26 @@ static double next_wake(loop_t *L, int32_t j, double t)
     return L->in->phase[j] + k * L->in->cycle;
 }
 
+#define QUIET_MARGIN 1e-6 /* s */
+
 static void schedule_detection(loop_t *L, copy_t *c)
 {
     const mesh_in *in = L->in;
     double c_start = c->start, length = c->end - c_start, cycle = in->cycle, cca_check = in->cca_check;
+    /* A shortcut that changes nothing: the copy starts `rel` into j's cycle, and when rel is past j's last
+       check (rel >= last offset + cca_check) with the copy ending before the next cycle (rel + length <=
+       cycle), no check overlaps it. Away from those bounds by QUIET_MARGIN, rel from c_start's and the phase's
+       offsets in the cycle (a few ulps of c_start off) decides it; near them, and for large times, the exact
+       computation below does. */
+    int quick = c_start >= 0.0 && c_start < 1e8;
+    double base = quick ? c_start - floor(c_start / cycle) * cycle : 0.0, quiet_hi = cycle - length - QUIET_MARGIN;
+    double lo = L->quiet_lo, lo2 = lo - cycle, hi2 = quiet_hi - cycle;
     for (int64_t w = in->wake_off[c->sender]; w < in->wake_off[c->sender + 1]; w++) {
+        if (quick) {
+            double d = base - L->wake_phase[w]; /* rel, or rel - cycle */
+            if (((d >= lo) & (d <= quiet_hi)) | ((d >= lo2) & (d <= hi2)))
+                continue; /* (without branches: either half holds about as often) */
+        }
         int32_t j = (int32_t)in->wake_idx[w];
         if (L->dead[j] || L->awake[j] || L->strobing[j])
             continue;
@@ -365,12 +398,6 @@ static double fade(loop_t *L, copy_t *c, int32_t r)
 }
 
 
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
 /* (received, anything overlapped it) for copy c at node r */
 static void success(loop_t *L, copy_t *c, int32_t r, int *got, int *interfered)
 {
@@ -396,9 +423,11 @@ static void success(loop_t *L, copy_t *c, int32_t r, int *got, int *interfered)
         }
     }
     double p;
-    if (np_ == 0)
-        p = pow(1.0 - ber(in, sig / in->noise_mw), (double)(8 * (int64_t)c->psdu));
-    else {
+    /* where the BER is 0, (1 - BER)^bits is exactly 1: pow is skipped there (the same doubles) */
+    if (np_ == 0) {
+        double b = ber(in, sig / in->noise_mw);
+        p = b == 0.0 ? 1.0 : pow(1.0 - b, (double)(8 * (int64_t)c->psdu));
+    } else {
         L->cuts_buf = grow(L, L->cuts_buf, &L->cuts_cap, 2 * np_ + 2, sizeof *L->cuts_buf);
         if (L->oom)
             return;
@@ -408,7 +437,15 @@ static void success(loop_t *L, copy_t *c, int32_t r, int *got, int *interfered)
             L->cuts_buf[nc++] = L->pieces_buf[i].a;
         for (int64_t i = 0; i < np_; i++)
             L->cuts_buf[nc++] = L->pieces_buf[i].b;
-        qsort(L->cuts_buf, (size_t)nc, sizeof *L->cuts_buf, cmp_double);
+        for (int64_t i = 1; i < nc; i++) { /* insertion sort: a few cuts */
+            double v = L->cuts_buf[i];
+            int64_t q = i;
+            while (q > 0 && L->cuts_buf[q - 1] > v) {
+                L->cuts_buf[q] = L->cuts_buf[q - 1];
+                q--;
+            }
+            L->cuts_buf[q] = v;
+        }
         int64_t u = 0;
         for (int64_t i = 0; i < nc; i++)
             if (u == 0 || L->cuts_buf[i] != L->cuts_buf[u - 1])
@@ -422,7 +459,9 @@ static void success(loop_t *L, copy_t *c, int32_t r, int *got, int *interfered)
             for (int64_t q = 0; q < np_; q++)
                 if (L->pieces_buf[q].a < b && L->pieces_buf[q].b > a)
                     inter += L->pieces_buf[q].w;
-            p *= pow(1.0 - ber(in, sig / (in->noise_mw + inter)), (b - a) / in->bit_s);
+            double e = ber(in, sig / (in->noise_mw + inter));
+            if (e != 0.0)
+                p *= pow(1.0 - e, (b - a) / in->bit_s);
         }
     }
     *got = pcg_double(&L->rng) < p;
@@ -466,10 +505,28 @@ static void put_on_air(loop_t *L, copy_t *c, double t)
     hold(c);
     L->tx_until[c->sender] = c->end;
     unlock(L, c->sender);
-    for (int64_t w = in->lock_off[c->sender]; w < in->lock_off[c->sender + 1]; w++) {
-        int32_t j = (int32_t)in->lock_idx[w];
-        if (!(in->always_on[j] || (L->awake[j] && t < L->awake_until[j])))
-            continue; /* neither always on nor listening */
+    /* the receivers that may lock onto it, in node order: the always-on ones that hear it and the listening
+       ones that hear it and are still in their listening window */
+    int64_t n = 0;
+    const uint8_t *hears = in->lockable + (int64_t)c->sender * L->m;
+    for (int64_t i = 0; i < L->n_listening; i++) {
+        int32_t j = L->listening[i];
+        if (hears[j] && t < L->awake_until[j])
+            L->candidates[n++] = j;
+    }
+    for (int64_t w = in->lock_off[c->sender]; w < in->lock_off[c->sender + 1]; w++)
+        L->candidates[n++] = (int32_t)in->lock_idx[w];
+    for (int64_t i = 1; i < n; i++) { /* insertion sort: a handful of nodes */
+        int32_t v = L->candidates[i];
+        int64_t q = i;
+        while (q > 0 && L->candidates[q - 1] > v) {
+            L->candidates[q] = L->candidates[q - 1];
+            q--;
+        }
+        L->candidates[q] = v;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int32_t j = L->candidates[i];
         if (L->dead[j] || L->locked[j] || L->tx_until[j] > t || L->strobing[j])
             continue;
         if (in->always_on[j] || t < L->awake_until[j]) {
@@ -844,7 +901,7 @@ static void release(loop_t *L)
     free(L->waiting_ack), free(L->knows_phase), free(L->awake_role), free(L->awake_frame), free(L->tx_until);
     free(L->awake_until), free(L->awake_since), free(L->detect_at), free(L->hop_start), free(L->strobe_start);
     free(L->locked), free(L->ack_incoming), free(L->holder), free(L->seen_head), free(L->seen_node);
-    free(L->seen_next);
+    free(L->seen_next), free(L->listening), free(L->wake_phase), free(L->candidates), free(L->listen_pos);
     free(L->pieces_buf), free(L->cuts_buf);
 }
 
@@ -865,6 +922,7 @@ int64_t iotsim_mesh_loop(const mesh_in *in, mesh_out *out)
     ALLOC(L.sending, m), ALLOC(L.strobing, m), ALLOC(L.awake, m), ALLOC(L.waiting_ack, m);
     ALLOC(L.awake_role, m), ALLOC(L.awake_frame, m), ALLOC(L.tx_until, m), ALLOC(L.awake_until, m);
     ALLOC(L.awake_since, m), ALLOC(L.detect_at, m), ALLOC(L.hop_start, m), ALLOC(L.strobe_start, m);
+    ALLOC(L.wake_phase, in->wake_off[m]), ALLOC(L.listening, m), ALLOC(L.candidates, m), ALLOC(L.listen_pos, m);
     ALLOC(L.locked, m), ALLOC(L.ack_incoming, m), ALLOC(L.holder, n), ALLOC(L.seen_head, n);
     if (in->rdc && in->phase_lock)
         ALLOC(L.knows_phase, m * m);
@@ -873,6 +931,13 @@ int64_t iotsim_mesh_loop(const mesh_in *in, mesh_out *out)
         return 1;
     }
     memcpy(L.parent, in->parent, (size_t)m * sizeof *L.parent);
+    if (in->rdc) {
+        L.quiet_lo = in->offsets[in->cca_count - 1] + in->cca_check + QUIET_MARGIN;
+        for (int64_t w = 0; w < in->wake_off[m]; w++) {
+            double ph = in->phase[in->wake_idx[w]];
+            L.wake_phase[w] = ph - floor(ph / in->cycle) * in->cycle;
+        }
+    }
     for (int64_t j = 0; j < m; j++) {
         L.awake_role[j] = IDLE, L.awake_frame[j] = -1, L.detect_at[j] = INFINITY;
     }
@@ -902,7 +967,8 @@ int64_t iotsim_mesh_loop(const mesh_in *in, mesh_out *out)
             let_go(&L, e.c);
             break;
         }
-        if (L.n_air > 64) {
+        if (L.n_air > 32) {
+            /* what ended 20 ms ago overlaps nothing any more (the Python loop sweeps at 64: the same results) */
             int64_t kept = 0;
             for (int64_t i = 0; i < L.n_air; i++) {
                 copy_t *o = L.on_air[i];
@@ -935,3 +1001,6 @@ int64_t iotsim_mesh_loop(const mesh_in *in, mesh_out *out)
 }
 
 void iotsim_mesh_free(double *p) { free(p); }
+
+/* Python's float % (the loop's pymod), for the test that it is CPython's */
+double iotsim_mesh_py_mod(double x, double y) { return pymod(x, y); }

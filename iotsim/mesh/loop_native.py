@@ -28,7 +28,8 @@ _IN_INTS = ("m", "n_frames", "n_deaths", "queue_frames", "min_be", "max_be", "ma
 _IN_DOUBLES = ("duration", "cycle", "cca_check", "listen_after_detect", "inter_packet", "strobe_s", "guard_s",
                "noise_mw", "senses_mw", "ack_air", "header_s", "bit_s", "unit_backoff_s", "cca_s", "turnaround_s",
                "ack_wait_s")
-_IN_ARRAYS = ("offsets", "ber_c", "ber_e", "mw", "phase", "f_air", "f_ready", "death_t", "always_on", "parent",
+_IN_ARRAYS = ("offsets", "ber_c", "ber_e", "mw", "phase", "f_air", "f_ready", "death_t", "always_on", "lockable",
+              "parent",
               "lock_off", "lock_idx", "wake_off", "wake_idx", "f_origin", "f_octets", "ready_order", "death_node",
               "reroute_parent")
 _OUT_ARRAYS = ("fate", "delivered_s", "own_tx_s", "own_rx_s", "tx_s", "rx_s", "hops", "lost_at", "transmissions",
@@ -66,6 +67,8 @@ def lib() -> ctypes.CDLL | None:
         so.iotsim_mesh_loop.argtypes = [ctypes.POINTER(_In), ctypes.POINTER(_Out)]
         so.iotsim_mesh_free.restype = None
         so.iotsim_mesh_free.argtypes = [_p]
+        so.iotsim_mesh_py_mod.restype = _d
+        so.iotsim_mesh_py_mod.argtypes = [_d, _d]
         _lib, load_error = so, None
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as e:
         _lib, load_error = None, f"{type(e).__name__}: {e}"
@@ -111,7 +114,7 @@ def run(mesh, duration_s: float, rng: np.random.Generator, reroute, out: dict) -
         for i, node in enumerate(dying.tolist()):
             dead[node] = True
             trees[i] = mn.rerouted(reroute, dead)
-    lock_off, lock_idx = _csr(mesh.lock_list)
+    lock_off, lock_idx = _csr(mesh.lock_always)
     wake_off, wake_idx = _csr(mesh.wake_list)
     c = np.ascontiguousarray
     arrays = {
@@ -122,6 +125,7 @@ def run(mesh, duration_s: float, rng: np.random.Generator, reroute, out: dict) -
         "mw": c(mesh.mw, dtype=np.float64), "phase": c(mesh.phase, dtype=np.float64),
         "f_air": c(mesh.f_air, dtype=np.float64), "f_ready": c(mesh.f_ready, dtype=np.float64),
         "death_t": c(mesh.dies[dying], dtype=np.float64), "always_on": c(mesh.always_on, dtype=np.uint8),
+        "lockable": c(mesh.lockable, dtype=np.uint8),
         "parent": c(mesh.parent, dtype=np.int64), "lock_off": lock_off, "lock_idx": lock_idx, "wake_off": wake_off,
         "wake_idx": wake_idx, "f_origin": c(mesh.f_node, dtype=np.int64), "f_octets": c(mesh.f_psdu, dtype=np.int64),
         "ready_order": c(np.argsort(mesh.f_ready, kind="stable"), dtype=np.int64),
