@@ -61,6 +61,17 @@ def test_a_grid_mesh(rdc, fading):
         assert r.overheard.sum() > 0
 
 
+def test_equal_phases_and_late_times():
+    """Every node checking the channel at the same instants (wake-ups at the same times: their order decides),
+    and a run whose clock reads 10^8 s (where the C loop takes no shortcut)."""
+    power, tree = grid_mesh()
+    node, ready = traffic(power.shape[0] - 1, 300, 250.0)
+    r = both(power, tree.parent, node, ready, 60, 300.0, settings=mn.MeshSettings(), phase_s=np.zeros(13))
+    assert r.overheard.sum() > 0
+    both(power, tree.parent, node, ready + 1e8, 60, 1e8 + 300.0, settings=mn.MeshSettings(rdc=mn.ContikiMac(
+        phase_lock=False)))
+
+
 def test_a_busy_mesh_with_every_kind_of_loss():
     """Saturated relays: channel access failures, missing acknowledgements and full queues together."""
     power, tree = grid_mesh(rows=4, cols=5)

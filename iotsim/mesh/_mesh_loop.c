@@ -111,7 +111,9 @@ typedef struct {
     uint8_t *dead, *sending, *strobing, *awake, *waiting_ack, *knows_phase;
     int32_t *listening, *candidates; /* the duty-cycled nodes whose radio is on, in no order */
     int64_t n_listening, *listen_pos;
-    double *wake_phase, quiet_lo; /* schedule_detection's shortcut: per wake_idx entry, its phase in the cycle */
+    /* schedule_detection's shortcut: each sender's wake list sorted by the nodes' phases in the cycle */
+    double *wake_sorted_phase, quiet_lo;
+    int64_t *wake_sorted_pos, *tried;
     int32_t *awake_role;
     int64_t *awake_frame;
     double *tx_until, *awake_until, *awake_since, *detect_at, *hop_start, *strobe_start;
@@ -314,45 +316,82 @@ static double next_wake(loop_t *L, int32_t j, double t)
     return L->in->phase[j] + k * L->in->cycle;
 }
 
-#define QUIET_MARGIN 1e-6 /* s */
+/* Does the copy wake j = wake_idx[w] (a check of j overlaps it)? Then j detects it at that check's end. */
+static void detect_one(loop_t *L, copy_t *c, int64_t w)
+{
+    const mesh_in *in = L->in;
+    int32_t j = (int32_t)in->wake_idx[w];
+    if (L->dead[j] || L->awake[j] || L->strobing[j])
+        return;
+    double c_start = c->start, length = c->end - c_start, cycle = in->cycle, cca_check = in->cca_check;
+    /* j's checks start at cycle offsets `offsets` from its phase; the copy starts `rel` into j's cycle. A check
+       at offset o overlaps the copy when rel - cca_check < o < rel + length: the first offset above
+       rel - cca_check is the only candidate in this cycle, else the next cycle's first check */
+    double rel = pymod(c_start - in->phase[j], cycle), found = INFINITY;
+    for (int64_t i = 0; i < in->cca_count; i++) {
+        double o = in->offsets[i];
+        if (o > rel - cca_check) {
+            if (o < rel + length)
+                found = c_start - rel + o + cca_check;
+            break;
+        }
+    }
+    if (found == INFINITY && cycle < rel + length)
+        found = c_start - rel + cycle + cca_check;
+    if (found < L->detect_at[j]) {
+        L->detect_at[j] = found;
+        push(L, found, EV_DETECT, j, NULL, 0, 0, 0.0);
+    }
+}
 
+#define QUIET_MARGIN 1e-6 /* s */
+#define ARC_SLACK 1e-7    /* s */
+
+/* Sleeping nodes whose channel check overlaps copy c and that sense it wake at that check's end.
+   A shortcut that changes nothing: no check of j overlaps the copy when it starts past j's last check of the
+   cycle (rel >= last offset + cca_check) and ends before the next cycle (rel + length <= cycle). Only the nodes
+   whose phase lies in the arc where that fails, widened by QUIET_MARGIN and ARC_SLACK (rel from c_start's and
+   the phase's positions in the cycle is a few ulps of c_start off), are tried, found by bisection among the
+   sender's wake list sorted by phase and tried in node order; for large or negative times all are. */
 static void schedule_detection(loop_t *L, copy_t *c)
 {
     const mesh_in *in = L->in;
-    double c_start = c->start, length = c->end - c_start, cycle = in->cycle, cca_check = in->cca_check;
-    /* A shortcut that changes nothing: the copy starts `rel` into j's cycle, and when rel is past j's last
-       check (rel >= last offset + cca_check) with the copy ending before the next cycle (rel + length <=
-       cycle), no check overlaps it. Away from those bounds by QUIET_MARGIN, rel from c_start's and the phase's
-       offsets in the cycle (a few ulps of c_start off) decides it; near them, and for large times, the exact
-       computation below does. */
-    int quick = c_start >= 0.0 && c_start < 1e8;
-    double base = quick ? c_start - floor(c_start / cycle) * cycle : 0.0, quiet_hi = cycle - length - QUIET_MARGIN;
-    double lo = L->quiet_lo, lo2 = lo - cycle, hi2 = quiet_hi - cycle;
-    for (int64_t w = in->wake_off[c->sender]; w < in->wake_off[c->sender + 1]; w++) {
-        if (quick) {
-            double d = base - L->wake_phase[w]; /* rel, or rel - cycle */
-            if (((d >= lo) & (d <= quiet_hi)) | ((d >= lo2) & (d <= hi2)))
-                continue; /* (without branches: either half holds about as often) */
-        }
-        int32_t j = (int32_t)in->wake_idx[w];
-        if (L->dead[j] || L->awake[j] || L->strobing[j])
-            continue;
-        double rel = pymod(c_start - in->phase[j], cycle), found = INFINITY;
-        for (int64_t i = 0; i < in->cca_count; i++) {
-            double o = in->offsets[i];
-            if (o > rel - cca_check) {
-                if (o < rel + length)
-                    found = c_start - rel + o + cca_check;
-                break;
-            }
-        }
-        if (found == INFINITY && cycle < rel + length)
-            found = c_start - rel + cycle + cca_check;
-        if (found < L->detect_at[j]) {
-            L->detect_at[j] = found;
-            push(L, found, EV_DETECT, j, NULL, 0, 0, 0.0);
-        }
+    int64_t w0 = in->wake_off[c->sender], w1 = in->wake_off[c->sender + 1];
+    double c_start = c->start, cycle = in->cycle;
+    if (!(c_start >= 0.0 && c_start < 1e8)) {
+        for (int64_t w = w0; w < w1; w++)
+            detect_one(L, c, w);
+        return;
     }
+    double base = c_start - floor(c_start / cycle) * cycle, quiet_hi = cycle - (c->end - c_start) - QUIET_MARGIN;
+    double a = base - L->quiet_lo - ARC_SLACK, width = L->quiet_lo + cycle - quiet_hi + 2 * ARC_SLACK;
+    while (a < 0.0)
+        a += cycle;
+    const double *ph = L->wake_sorted_phase;
+    int64_t lo = w0, hi = w1; /* the first phase >= a */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (ph[mid] < a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int64_t n = 0, *tried = L->tried;
+    for (int64_t i = lo; i < w1 && ph[i] < a + width; i++)
+        tried[n++] = L->wake_sorted_pos[i];
+    if (a + width > cycle) /* the arc wraps */
+        for (int64_t i = w0; i < lo && ph[i] < a + width - cycle; i++)
+            tried[n++] = L->wake_sorted_pos[i];
+    for (int64_t i = 1; i < n; i++) { /* node order, as the Python loop walks the wake list */
+        int64_t v = tried[i], q = i;
+        while (q > 0 && tried[q - 1] > v) {
+            tried[q] = tried[q - 1];
+            q--;
+        }
+        tried[q] = v;
+    }
+    for (int64_t i = 0; i < n; i++)
+        detect_one(L, c, tried[i]);
 }
 
 /* ------------------------------------------------------------------ physics */
@@ -882,6 +921,17 @@ static void handle(loop_t *L, const event *e)
     }
 }
 
+typedef struct {
+    double phase;
+    int64_t pos;
+} phase_entry;
+
+static int by_phase(const void *x, const void *y)
+{
+    const phase_entry *a = x, *b = y;
+    return a->phase < b->phase ? -1 : a->phase > b->phase ? 1 : (a->pos > b->pos) - (a->pos < b->pos);
+}
+
 #define ALLOC(p, n) ((p) = calloc((n) > 0 ? (size_t)(n) : 1, sizeof *(p)), ok = ok && (p))
 
 static void release(loop_t *L)
@@ -901,7 +951,7 @@ static void release(loop_t *L)
     free(L->waiting_ack), free(L->knows_phase), free(L->awake_role), free(L->awake_frame), free(L->tx_until);
     free(L->awake_until), free(L->awake_since), free(L->detect_at), free(L->hop_start), free(L->strobe_start);
     free(L->locked), free(L->ack_incoming), free(L->holder), free(L->seen_head), free(L->seen_node);
-    free(L->seen_next), free(L->listening), free(L->wake_phase), free(L->candidates), free(L->listen_pos);
+    free(L->seen_next), free(L->listening), free(L->wake_sorted_phase), free(L->wake_sorted_pos), free(L->tried), free(L->candidates), free(L->listen_pos);
     free(L->pieces_buf), free(L->cuts_buf);
 }
 
@@ -922,7 +972,8 @@ int64_t iotsim_mesh_loop(const mesh_in *in, mesh_out *out)
     ALLOC(L.sending, m), ALLOC(L.strobing, m), ALLOC(L.awake, m), ALLOC(L.waiting_ack, m);
     ALLOC(L.awake_role, m), ALLOC(L.awake_frame, m), ALLOC(L.tx_until, m), ALLOC(L.awake_until, m);
     ALLOC(L.awake_since, m), ALLOC(L.detect_at, m), ALLOC(L.hop_start, m), ALLOC(L.strobe_start, m);
-    ALLOC(L.wake_phase, in->wake_off[m]), ALLOC(L.listening, m), ALLOC(L.candidates, m), ALLOC(L.listen_pos, m);
+    ALLOC(L.wake_sorted_phase, in->wake_off[m]), ALLOC(L.wake_sorted_pos, in->wake_off[m]);
+    ALLOC(L.tried, in->wake_off[m]), ALLOC(L.listening, m), ALLOC(L.candidates, m), ALLOC(L.listen_pos, m);
     ALLOC(L.locked, m), ALLOC(L.ack_incoming, m), ALLOC(L.holder, n), ALLOC(L.seen_head, n);
     if (in->rdc && in->phase_lock)
         ALLOC(L.knows_phase, m * m);
@@ -933,10 +984,22 @@ int64_t iotsim_mesh_loop(const mesh_in *in, mesh_out *out)
     memcpy(L.parent, in->parent, (size_t)m * sizeof *L.parent);
     if (in->rdc) {
         L.quiet_lo = in->offsets[in->cca_count - 1] + in->cca_check + QUIET_MARGIN;
+        phase_entry *e = malloc((size_t)(in->wake_off[m] > 0 ? in->wake_off[m] : 1) * sizeof *e);
+        if (!e) {
+            release(&L);
+            return 1;
+        }
         for (int64_t w = 0; w < in->wake_off[m]; w++) {
             double ph = in->phase[in->wake_idx[w]];
-            L.wake_phase[w] = ph - floor(ph / in->cycle) * in->cycle;
+            ph -= floor(ph / in->cycle) * in->cycle;
+            e[w].phase = ph < 0.0 ? ph + in->cycle : ph >= in->cycle ? ph - in->cycle : ph;
+            e[w].pos = w;
         }
+        for (int64_t i = 0; i < m; i++)
+            qsort(e + in->wake_off[i], (size_t)(in->wake_off[i + 1] - in->wake_off[i]), sizeof *e, by_phase);
+        for (int64_t w = 0; w < in->wake_off[m]; w++)
+            L.wake_sorted_phase[w] = e[w].phase, L.wake_sorted_pos[w] = e[w].pos;
+        free(e);
     }
     for (int64_t j = 0; j < m; j++) {
         L.awake_role[j] = IDLE, L.awake_frame[j] = -1, L.detect_at[j] = INFINITY;
