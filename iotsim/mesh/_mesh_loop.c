@@ -39,7 +39,7 @@ typedef struct {
     double duration, cycle, cca_check, listen_after_detect, inter_packet, strobe_s, guard_s;
     double noise_mw, senses_mw, ack_air, header_s, bit_s, unit_backoff_s, cca_s, turnaround_s, ack_wait_s;
     const double *offsets, *ber_c, *ber_e, *mw, *phase, *f_air, *f_ready, *death_t;
-    const uint8_t *always_on, *lockable; /* lockable: (m, m), j can lock onto i's frames */
+    const uint8_t *always_on, *lockable; /* lockable: (m, ceil(m / 8)) bits (little-endian), j can lock onto i's */
     const int64_t *parent, *lock_off, *lock_idx, *wake_off, *wake_idx, *f_origin, *f_octets, *ready_order,
         *death_node, *reroute_parent;
     uint64_t rng[4];
@@ -547,10 +547,10 @@ static void put_on_air(loop_t *L, copy_t *c, double t)
     /* the receivers that may lock onto it, in node order: the always-on ones that hear it and the listening
        ones that hear it and are still in their listening window */
     int64_t n = 0;
-    const uint8_t *hears = in->lockable + (int64_t)c->sender * L->m;
+    const uint8_t *hears = in->lockable + (int64_t)c->sender * ((L->m + 7) / 8);
     for (int64_t i = 0; i < L->n_listening; i++) {
         int32_t j = L->listening[i];
-        if (hears[j] && t < L->awake_until[j])
+        if ((hears[j >> 3] >> (j & 7) & 1) && t < L->awake_until[j])
             L->candidates[n++] = j;
     }
     for (int64_t w = in->lock_off[c->sender]; w < in->lock_off[c->sender + 1]; w++)

@@ -125,7 +125,7 @@ def run(mesh, duration_s: float, rng: np.random.Generator, reroute, out: dict) -
         "mw": c(mesh.mw, dtype=np.float64), "phase": c(mesh.phase, dtype=np.float64),
         "f_air": c(mesh.f_air, dtype=np.float64), "f_ready": c(mesh.f_ready, dtype=np.float64),
         "death_t": c(mesh.dies[dying], dtype=np.float64), "always_on": c(mesh.always_on, dtype=np.uint8),
-        "lockable": c(mesh.lockable, dtype=np.uint8),
+        "lockable": c(np.packbits(mesh.lockable, axis=1, bitorder="little")),
         "parent": c(mesh.parent, dtype=np.int64), "lock_off": lock_off, "lock_idx": lock_idx, "wake_off": wake_off,
         "wake_idx": wake_idx, "f_origin": c(mesh.f_node, dtype=np.int64), "f_octets": c(mesh.f_psdu, dtype=np.int64),
         "ready_order": c(np.argsort(mesh.f_ready, kind="stable"), dtype=np.int64),
