@@ -243,6 +243,15 @@ def test_bad_inputs_are_refused():
         mn.simulate_mesh(power[:, :1], parent, [0], [0.0], 60, 1.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="parent"):
         mn.simulate_mesh(power, [5, ROOT], [0], [0.0], 60, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="frame_node"):
+        mn.simulate_mesh(power, parent, [2], [0.0], 60, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="frame_ready_s"):
+        mn.simulate_mesh(power, parent, [0], [np.nan], 60, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="one time per node"):
+        mn.simulate_mesh(power, parent, [0], [0.0], 60, 1.0, np.random.default_rng(0), death_s=[np.inf])
+    with pytest.raises(ValueError, match="reroute"):
+        mn.simulate_mesh(power, parent, [0], [0.0], 60, 1.0, np.random.default_rng(0), death_s=[np.inf, 0.5],
+                         reroute=lambda alive: [7, ROOT])
     with pytest.raises(ValueError, match="PSDU"):
         mn.simulate_mesh(power, parent, [0], [0.0], 128, 1.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="turnaround"):

@@ -260,7 +260,11 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     if parent.shape != (m,) or np.any((parent >= m) | ((parent < 0) & (parent != ROOT) & (parent != ORPHAN))):
         raise ValueError("parent must give, per node, a node index, ROOT or ORPHAN")
     f_node = np.asarray(frame_node, dtype=np.int64)
+    if f_node.ndim != 1 or np.any((f_node < 0) | (f_node >= m)):
+        raise ValueError("frame_node must give, per frame, the index of its node")
     f_ready = np.asarray(frame_ready_s, dtype=np.float64)
+    if f_ready.shape != f_node.shape or np.isnan(f_ready).any():
+        raise ValueError("frame_ready_s must give, per frame, when it is ready (no NaN)")
     f_psdu = np.broadcast_to(np.asarray(frame_psdu, dtype=np.int64), f_node.shape)
     if np.any(f_psdu > phy.MAX_PSDU_OCTETS) or np.any(f_psdu < 1):
         raise ValueError(f"a frame's PSDU holds 1 to {phy.MAX_PSDU_OCTETS} octets")
@@ -269,6 +273,8 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     phase = (rng.uniform(0.0, rdc.cycle_s, m) if phase_s is None else np.asarray(phase_s, dtype=np.float64)) \
         if rdc is not None else np.zeros(m)
     dies = np.full(m, np.inf) if death_s is None else np.asarray(death_s, dtype=np.float64)
+    if phase.shape != (m,) or dies.shape != (m,):
+        raise ValueError("phase_s and death_s must give one time per node")
     n_frames = f_node.shape[0]
     out = {"fate": np.full(n_frames, Hop.PENDING, dtype=np.int8), "delivered_s": np.full(n_frames, np.nan),
            "hops": np.zeros(n_frames, dtype=np.int64), "lost_at": np.full(n_frames, -1, dtype=np.int64),
@@ -314,7 +320,11 @@ class _Mesh:
 def rerouted(reroute, dead: np.ndarray) -> np.ndarray:
     """The parents `reroute` gives the alive nodes (int64; the dead: ORPHAN)."""
     alive = ~dead
-    return np.where(alive, np.asarray(reroute(alive), dtype=np.int64), ORPHAN)
+    parent = np.asarray(reroute(alive), dtype=np.int64)
+    m = dead.shape[0]
+    if parent.shape != (m,) or np.any((parent >= m) | ((parent < 0) & (parent != ROOT) & (parent != ORPHAN))):
+        raise ValueError("reroute must give, per node, a node index, ROOT or ORPHAN")
+    return np.where(alive, parent, ORPHAN)
 
 
 def _result(mesh: _Mesh, duration_s: float, out: dict, log: np.ndarray) -> MeshResult:
