@@ -32,7 +32,7 @@ def test_one_hop_always_on_worked_by_hand():
     the 11-octet acknowledgement: the border router has it when its acknowledgement ends."""
     power, parent = line(0)
     seed = 5
-    k = int(np.random.default_rng(seed).integers(0, 8))
+    k = int(np.random.default_rng(seed).random() * 8)  # the backoff's draw: 0..2^macMinBE - 1 periods
     r = mn.simulate_mesh(power, parent, [0], [0.25], 60, 1.0, np.random.default_rng(seed), ALWAYS_ON)
     assert r.fate.tolist() == [mn.Hop.DELIVERED]
     expected = 0.25 + k * 320 * US + 128 * US + 192 * US + AIR60 + 192 * US + 352 * US
@@ -53,9 +53,10 @@ def test_one_hop_through_a_duty_cycled_relay_worked_by_hand():
     seed, ready = 3, 0.010
     phases = np.array([0.0, 0.050, 0.0])
     draws = np.random.default_rng(seed)
-    k = int(draws.integers(0, 8))
-    draws.random(), draws.random()  # the relay's reception of the copy, node 0's of the acknowledgement
-    k2 = int(draws.integers(0, 8))
+    k = int(draws.random() * 8)  # node 0's backoff: 0..2^macMinBE - 1 periods
+    draws.random()  # the relay's reception of the copy
+    k2 = int(draws.random() * 8)  # the relay's backoff: it has the frame as its acknowledgement ends, before node 0
+    #                               has heard that acknowledgement (the next draw)
     r = mn.simulate_mesh(power, parent, [0], [ready], 60, 1.0, np.random.default_rng(seed), settings, phases)
 
     s0 = ready + k * 320 * US + 128 * US + 192 * US  # first copy
@@ -242,6 +243,15 @@ def test_bad_inputs_are_refused():
         mn.simulate_mesh(power[:, :1], parent, [0], [0.0], 60, 1.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="parent"):
         mn.simulate_mesh(power, [5, ROOT], [0], [0.0], 60, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="frame_node"):
+        mn.simulate_mesh(power, parent, [2], [0.0], 60, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="frame_ready_s"):
+        mn.simulate_mesh(power, parent, [0], [np.nan], 60, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="one time per node"):
+        mn.simulate_mesh(power, parent, [0], [0.0], 60, 1.0, np.random.default_rng(0), death_s=[np.inf])
+    with pytest.raises(ValueError, match="reroute"):
+        mn.simulate_mesh(power, parent, [0], [0.0], 60, 1.0, np.random.default_rng(0), death_s=[np.inf, 0.5],
+                         reroute=lambda alive: [7, ROOT])
     with pytest.raises(ValueError, match="PSDU"):
         mn.simulate_mesh(power, parent, [0], [0.0], 128, 1.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="turnaround"):

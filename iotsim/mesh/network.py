@@ -37,6 +37,17 @@ terminals, capture and channel errors all follow from the powers. Acknowledgemen
 Exp(1) power gain drawn per copy and receiver), as the project's other links fade per frame; locking, CCAs and
 wake-ups use the mean powers.
 
+Random draws: one numpy Generator, consumed in event order and only through `random()` (doubles u in [0, 1)):
+a backoff of 0..2^BE - 1 unit periods is int(u 2^BE), a Rayleigh power gain is -log1p(-u) (Exp(1) by
+inversion), a reception succeeds when u < its success probability; the phases, when not given, are drawn
+`uniform` over a cycle before the loop. Doubles only, so that the compiled loop can continue the same stream
+(numpy's ziggurat exponential and its bounded integers are not worth reproducing in C).
+
+The event loop is compiled (`_mesh_loop.c`, loaded by `iotsim.mesh.loop_native`) with a Python twin
+(`_event_loop`) that runs without a C compiler or with IOTSIM_NATIVE=0: the same events in the same order, the
+same floating-point operations and the same draws, so both give the same bytes and leave the generator in the
+same state (tests/test_mesh_native.py).
+
 Forwarding: a node that receives a frame it has not seen before queues it for its parent (duplicates, after
 a lost acknowledgement, are acknowledged and dropped); a full queue (`queue_frames`, Contiki's QUEUEBUF_NUM
 8, core/net/queuebuf.h) drops the frame. Every radio second is charged to the node whose radio spent it, in
@@ -61,7 +72,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from iotsim.mesh import phy
+from iotsim.mesh import loop_native, phy
 from iotsim.mesh.csma import MacSettings
 from iotsim.mesh.routing import ORPHAN, ROOT
 
@@ -228,7 +239,7 @@ def _ber(sinr: float) -> float:
 def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.ndarray, frame_ready_s: np.ndarray,
                   frame_psdu: np.ndarray, duration_s: float, rng: np.random.Generator,
                   settings: MeshSettings = MeshSettings(), phase_s: np.ndarray | None = None,
-                  death_s: np.ndarray | None = None, reroute=None) -> MeshResult:
+                  death_s: np.ndarray | None = None, reroute=None, compiled: bool | None = None) -> MeshResult:
     """Run the mesh for `duration_s`. Frames enter their node's queue at `frame_ready_s` (PSDU `frame_psdu`
     octets each, forwarded unchanged); `phase_s`: each duty-cycled node's first channel check (default: drawn
     uniformly over a cycle).
@@ -236,7 +247,11 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     `death_s`: when each node dies (inf: never): from then on it neither sends, receives nor forwards, and
     the frames in its queue are lost with it. `reroute(alive) -> parent`: the routing tree without the dead
     (`iotsim.mesh.routing.dodag` over the alive nodes), recomputed at each death; the orphans it leaves lose
-    their frames (no_route) until a later tree gives them a parent again. Without it the tree stays."""
+    their frames (no_route) until a later tree gives them a parent again. Without it the tree stays.
+
+    `compiled`: None runs the compiled event loop (`iotsim.mesh.loop_native`) when it is available and its
+    Python twin otherwise; False the Python loop; True the compiled one (an error if it cannot be built). Both
+    give the same bytes and leave `rng` in the same state."""
     power = np.asarray(rx_power_dbm, dtype=np.float64)
     m = power.shape[0]
     if power.shape != (m, m):
@@ -245,52 +260,128 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     if parent.shape != (m,) or np.any((parent >= m) | ((parent < 0) & (parent != ROOT) & (parent != ORPHAN))):
         raise ValueError("parent must give, per node, a node index, ROOT or ORPHAN")
     f_node = np.asarray(frame_node, dtype=np.int64)
+    if f_node.ndim != 1 or np.any((f_node < 0) | (f_node >= m)):
+        raise ValueError("frame_node must give, per frame, the index of its node")
     f_ready = np.asarray(frame_ready_s, dtype=np.float64)
+    if f_ready.shape != f_node.shape or np.isnan(f_ready).any():
+        raise ValueError("frame_ready_s must give, per frame, when it is ready (no NaN)")
     f_psdu = np.broadcast_to(np.asarray(frame_psdu, dtype=np.int64), f_node.shape)
     if np.any(f_psdu > phy.MAX_PSDU_OCTETS) or np.any(f_psdu < 1):
         raise ValueError(f"a frame's PSDU holds 1 to {phy.MAX_PSDU_OCTETS} octets")
-    s, mac, rdc = settings, settings.mac, settings.rdc
-    mw = np.power(10.0, power / 10.0)
-    noise_mw = 10 ** (phy.noise_floor_dbm(float(s.sensitivity_dbm)) / 10)
-    lockable = power >= s.sensitivity_dbm  # j can lock onto i's frames
-    senses_mw = 10 ** (s.cca_dbm / 10)
-    wakes = power >= s.cca_dbm  # i's transmission wakes a sleeping j in a channel check
-    always_on_arr = (parent == ROOT) | (rdc is None)
-    always_on = always_on_arr.tolist()
-    phase = ((rng.uniform(0.0, rdc.cycle_s, m) if phase_s is None else np.asarray(phase_s, dtype=np.float64))
-             if rdc is not None else np.zeros(m)).tolist()
-    ack_air = float(phy.frame_airtime_s(phy.ACK_PSDU_OCTETS))
-    n_frames = f_node.shape[0]
+    s, rdc = settings, settings.rdc
+    always_on = (parent == ROOT) | (rdc is None)
+    phase = (rng.uniform(0.0, rdc.cycle_s, m) if phase_s is None else np.asarray(phase_s, dtype=np.float64)) \
+        if rdc is not None else np.zeros(m)
     dies = np.full(m, np.inf) if death_s is None else np.asarray(death_s, dtype=np.float64)
+    if phase.shape != (m,) or dies.shape != (m,):
+        raise ValueError("phase_s and death_s must give one time per node")
+    n_frames = f_node.shape[0]
+    out = {"fate": np.full(n_frames, Hop.PENDING, dtype=np.int8), "delivered_s": np.full(n_frames, np.nan),
+           "hops": np.zeros(n_frames, dtype=np.int64), "lost_at": np.full(n_frames, -1, dtype=np.int64),
+           "own_tx_s": np.zeros(n_frames), "own_rx_s": np.zeros(n_frames), "tx_s": np.zeros((m, 3)),
+           "rx_s": np.zeros((m, 3)), "transmissions": np.zeros((m, 2), dtype=np.int64),
+           **{k: np.zeros(m, dtype=np.int64) for k in _COUNTERS}}
+    mesh = _Mesh(power, parent, always_on, phase, dies, f_node, f_ready, f_psdu, s)
+    why = loop_native.unsupported(rng) if compiled is not False else "not asked for"
+    if compiled and why:
+        raise RuntimeError(f"the compiled mesh loop cannot run: {why}")
+    if why:
+        log = _event_loop(mesh, float(duration_s), rng, reroute, out)
+    else:
+        log = loop_native.run(mesh, float(duration_s), rng, reroute, out)
+    return _result(mesh, float(duration_s), out, log)
+
+
+_COUNTERS = ("forwarded", "overheard", "acks", "collisions", "cca", "cca_busy")
+
+
+class _Mesh:
+    """What both event loops read: the links' powers in mW, who can lock onto and who is woken by whom, each
+    frame's origin, size and airtime, and the settings' constants."""
+
+    def __init__(self, power, parent, always_on, phase, dies, f_node, f_ready, f_psdu, s: MeshSettings):
+        self.m, self.settings = power.shape[0], s
+        self.parent, self.always_on, self.phase, self.dies = parent, always_on, phase, dies
+        self.f_node, self.f_ready, self.f_psdu = f_node, f_ready, f_psdu
+        self.f_air = phy.frame_airtime_s(f_psdu)
+        self.mw = np.power(10.0, power / 10.0)
+        self.noise_mw = 10 ** (phy.noise_floor_dbm(float(s.sensitivity_dbm)) / 10)
+        self.senses_mw = 10 ** (s.cca_dbm / 10)
+        self.ack_air = float(phy.frame_airtime_s(phy.ACK_PSDU_OCTETS))
+        self.lockable = lockable = power >= s.sensitivity_dbm  # j can lock onto i's frames
+        wakes = power >= s.cca_dbm  # i's transmission wakes a sleeping j in a channel check
+        np.fill_diagonal(lockable, False)
+        np.fill_diagonal(wakes, False)
+        wakes[:, always_on] = False
+        self.lock_always = [np.flatnonzero(row & always_on).tolist() for row in lockable]  # always-on ones
+        self.wake_list = [np.flatnonzero(row).tolist() for row in wakes]  # the duty-cycled j that i wakes
+
+
+def rerouted(reroute, dead: np.ndarray) -> np.ndarray:
+    """The parents `reroute` gives the alive nodes (int64; the dead: ORPHAN)."""
+    alive = ~dead
+    parent = np.asarray(reroute(alive), dtype=np.int64)
+    m = dead.shape[0]
+    if parent.shape != (m,) or np.any((parent >= m) | ((parent < 0) & (parent != ROOT) & (parent != ORPHAN))):
+        raise ValueError("reroute must give, per node, a node index, ROOT or ORPHAN")
+    return np.where(alive, parent, ORPHAN)
+
+
+def _result(mesh: _Mesh, duration_s: float, out: dict, log: np.ndarray) -> MeshResult:
+    """The MeshResult of a finished loop: periodic channel checks in closed form, always-on radios listening
+    whenever they do not transmit."""
+    s, mac, rdc = mesh.settings, mesh.settings.mac, mesh.settings.rdc
+    always_on, tx, rx = mesh.always_on, out["tx_s"], out["rx_s"]
+    alive_s = np.minimum(mesh.dies, duration_s)
+    if rdc is not None:
+        rx[~always_on, IDLE] += rdc.idle_check_s(1.0) * alive_s[~always_on]
+    tx_total = tx.sum(axis=1)
+    rx[always_on] = 0.0
+    rx[always_on, IDLE] = np.maximum(alive_s[always_on] - tx_total[always_on], 0.0)
+    notes = [f"802.15.4 mesh: macMinBE {mac.min_be}, macMaxBE {mac.max_be}, macMaxCSMABackoffs "
+             f"{mac.max_csma_backoffs}, macMaxFrameRetries {mac.max_frame_retries}; CCA threshold {s.cca_dbm:g} dBm, "
+             f"sensitivity {s.sensitivity_dbm:g} dBm; {s.queue_frames} queued frames per node"]
+    if rdc is not None:
+        notes.append(f"ContikiMAC: channel checks at {rdc.channel_check_rate_hz:g} Hz ({rdc.cca_count} CCAs of "
+                     f"{rdc.cca_check_s * 1e6:.0f} us), strobes up to {rdc.strobe_s * 1e3:.1f} ms, phase lock "
+                     f"{'on' if rdc.phase_lock else 'off'}")
+    return MeshResult(
+        **out, hop_frame=log[:, 0].astype(np.int64), hop_sender=log[:, 1].astype(np.int64),
+        hop_receiver=log[:, 2].astype(np.int64), hop_start_s=log[:, 3], hop_end_s=log[:, 4],
+        hop_copies=log[:, 5].astype(np.int64), always_on=always_on, duration_s=duration_s, notes=notes)
+
+
+def _event_loop(mesh: _Mesh, duration_s: float, rng: np.random.Generator, reroute, out: dict) -> np.ndarray:
+    """The event loop in Python (the compiled loop's twin, `_mesh_loop.c`): fills `out` and returns the hop log
+    (frame, sender, receiver, start, end, copies) per hop, as float64 rows."""
+    m, s = mesh.m, mesh.settings
+    mac, rdc = s.mac, s.rdc
+    noise_mw, senses_mw, ack_air = mesh.noise_mw, mesh.senses_mw, mesh.ack_air
+    always_on = mesh.always_on.tolist()
+    phase = mesh.phase.tolist()
+    dies = mesh.dies
     dead = [False] * m
-    parent = parent.tolist()
-    f_origin = f_node.tolist()
-    f_octets = f_psdu.tolist()
-    f_air = phy.frame_airtime_s(f_psdu).tolist()
-    mwl = mw.tolist()
-    lock_list = [[j for j in np.flatnonzero(lockable[i]).tolist() if j != i] for i in range(m)]
-    lock_always = [[j for j in row if always_on[j]] for row in lock_list]  # always-on neighbours that hear i
-    lock_set = [set(row) for row in lock_list]
+    parent = mesh.parent.tolist()
+    f_origin = mesh.f_node.tolist()
+    f_octets = mesh.f_psdu.tolist()
+    f_air = mesh.f_air.tolist()
+    mwl = mesh.mw.tolist()
+    wake_list = mesh.wake_list
+    lock_always = mesh.lock_always  # always-on neighbours that hear i
+    lock_set = [set(np.flatnonzero(row).tolist()) for row in mesh.lockable]
     listening: set[int] = set()  # duty-cycled nodes whose radio is on (listening windows, waiting for ACKs)
-    wake_list = [[j for j in np.flatnonzero(wakes[i]).tolist() if j != i and not always_on[j]] for i in range(m)]
     if rdc is not None:
         cycle, cca_check, cca_count = rdc.cycle_s, rdc.cca_check_s, rdc.cca_count
         step = rdc.cca_check_s + rdc.cca_sleep_s
         offsets = [i * step for i in range(cca_count)]  # a node's checks within its cycle
 
-    fate = np.full(n_frames, Hop.PENDING, dtype=np.int8)
-    delivered_s = np.full(n_frames, np.nan)
-    hops = np.zeros(n_frames, dtype=np.int64)
-    lost_at = np.full(n_frames, -1, dtype=np.int64)
-    own_tx = np.zeros(n_frames)
-    holder = f_node.copy()  # the furthest node that has each frame
-    own_rx = np.zeros(n_frames)
+    fate, delivered_s, hops, lost_at = out["fate"], out["delivered_s"], out["hops"], out["lost_at"]
+    own_tx, own_rx, tx, rx, transmissions = out["own_tx_s"], out["own_rx_s"], out["tx_s"], out["rx_s"], \
+        out["transmissions"]
+    holder = mesh.f_node.copy()  # the furthest node that has each frame
     hop_log: list[tuple] = []
-    tx = np.zeros((m, 3))
-    rx = np.zeros((m, 3))
     z = lambda: [0] * m  # noqa: E731
     forwarded, overheard, collisions, cca, cca_busy, acks = z(), z(), z(), z(), z(), z()
-    transmissions = np.zeros((m, 2), dtype=np.int64)
 
     # per node (Python lists: the event loop reads and writes them one element at a time)
     queue = [deque() for _ in range(m)]
@@ -383,7 +474,10 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             for a, b in zip(cuts[:-1], cuts[1:]):
                 if b <= a:
                     continue
-                inter = sum(w for x, y, w in pieces if x < b and y > a)
+                inter = 0.0  # summed in order (sum() rounds differently from Python 3.12 on)
+                for x, y, w in pieces:
+                    if x < b and y > a:
+                        inter += w
                 p *= (1.0 - _ber(sig / (noise_mw + inter))) ** ((b - a) / BIT_S)
         return bool(rng.random() < p), bool(pieces)
 
@@ -393,11 +487,15 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
             return 1.0
         g = c.fades.get(r)
         if g is None:
-            g = c.fades[r] = float(rng.exponential())
+            g = c.fades[r] = -math.log1p(-rng.random())
         return g
 
     def channel_energy_mw(k: int, t0: float, t1: float) -> float:
-        return sum(mwl[o.sender][k] for o in on_air if o.sender != k and o.start < t1 and o.end > t0)
+        e = 0.0
+        for o in on_air:
+            if o.sender != k and o.start < t1 and o.end > t0:
+                e += mwl[o.sender][k]
+        return e
 
     def unlock(j: int) -> None:
         """j stops receiving the frame it locked onto (it transmits, or dies)."""
@@ -448,7 +546,7 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         backoff(k, t)
 
     def backoff(k: int, t: float) -> None:
-        push(t + int(rng.integers(0, 2 ** int(be[k]))) * phy.UNIT_BACKOFF_S, "cca", k)
+        push(t + int(rng.random() * (1 << be[k])) * phy.UNIT_BACKOFF_S, "cca", k)
 
     def stop_sending(k: int, t: float) -> None:
         sending[k] = strobing[k] = waiting_ack[k] = False
@@ -528,9 +626,9 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
         sending[k] = strobing[k] = waiting_ack[k] = False
         unlock(k)
         if reroute is not None:
-            alive = ~np.array(dead)
-            parent[:] = [int(x) if a else ORPHAN for x, a in zip(np.asarray(reroute(alive)).tolist(), alive.tolist())]
+            parent[:] = rerouted(reroute, np.array(dead)).tolist()
 
+    f_ready, f_node = mesh.f_ready, mesh.f_node
     for f in np.argsort(f_ready, kind="stable").tolist():
         push(float(f_ready[f]), "ready", int(f_node[f]), f)
     for k in np.flatnonzero(dies < duration_s).tolist():
@@ -661,29 +759,9 @@ def simulate_mesh(rx_power_dbm: np.ndarray, parent: np.ndarray, frame_node: np.n
     for j in range(m):
         if not math.isnan(awake_since[j]):
             radio_off(j, duration_s)
-    alive_s = np.minimum(dies, duration_s)
-    if rdc is not None:
-        rx[~always_on_arr, IDLE] += rdc.idle_check_s(1.0) * alive_s[~always_on_arr]
-    tx_total = tx.sum(axis=1)
-    rx[always_on_arr] = 0.0
-    rx[always_on_arr, IDLE] = np.maximum(alive_s[always_on_arr] - tx_total[always_on_arr], 0.0)
-    log = np.array(hop_log, dtype=np.float64).reshape(-1, 6)
-    notes = [f"802.15.4 mesh: macMinBE {mac.min_be}, macMaxBE {mac.max_be}, macMaxCSMABackoffs "
-             f"{mac.max_csma_backoffs}, macMaxFrameRetries {mac.max_frame_retries}; CCA threshold {s.cca_dbm:g} dBm, "
-             f"sensitivity {s.sensitivity_dbm:g} dBm; {s.queue_frames} queued frames per node"]
-    if rdc is not None:
-        notes.append(f"ContikiMAC: channel checks at {rdc.channel_check_rate_hz:g} Hz ({rdc.cca_count} CCAs of "
-                     f"{rdc.cca_check_s * 1e6:.0f} us), strobes up to {rdc.strobe_s * 1e3:.1f} ms, phase lock "
-                     f"{'on' if rdc.phase_lock else 'off'}")
-    return MeshResult(
-        fate=fate, own_tx_s=own_tx, own_rx_s=own_rx, delivered_s=delivered_s, hops=hops, lost_at=lost_at,
-        hop_frame=log[:, 0].astype(np.int64), hop_sender=log[:, 1].astype(np.int64),
-        hop_receiver=log[:, 2].astype(np.int64), hop_start_s=log[:, 3], hop_end_s=log[:, 4],
-        hop_copies=log[:, 5].astype(np.int64), tx_s=tx, rx_s=rx, forwarded=np.array(forwarded, dtype=np.int64),
-        overheard=np.array(overheard, dtype=np.int64), transmissions=transmissions, acks=np.array(acks, dtype=np.int64),
-        collisions=np.array(collisions, dtype=np.int64), cca=np.array(cca, dtype=np.int64),
-        cca_busy=np.array(cca_busy, dtype=np.int64), always_on=always_on_arr,
-        duration_s=float(duration_s), notes=notes)
+    for name, values in zip(_COUNTERS, (forwarded, overheard, acks, collisions, cca, cca_busy)):
+        out[name][:] = values
+    return np.array(hop_log, dtype=np.float64).reshape(-1, 6)
 
 
 __all__ = ["ContikiMac", "Hop", "MeshResult", "MeshSettings", "QUEUE_FRAMES", "ROLES", "wakes_receiver",

@@ -538,7 +538,7 @@ def mesh():
     us = 1e-6
     out = []
     seed = 5
-    k = int(np.random.default_rng(seed).integers(0, 8))
+    k = int(np.random.default_rng(seed).random() * 8)  # the backoff's draw: 0..2^macMinBE - 1 periods
     power = np.array([[0.0, -60.0], [-60.0, 0.0]])
     r = mn.simulate_mesh(power, [1, ROOT], [0], [0.25], 60, 1.0, np.random.default_rng(seed),
                          mn.MeshSettings(rdc=None, fading=False))
