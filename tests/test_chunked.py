@@ -12,13 +12,13 @@ import pytest
 import yaml
 
 from iotsim.engine import run_scenario
-from iotsim.engine.chunked import CloudQueue, WindowCursor
+from iotsim.engine.chunked import WindowCursor
 from iotsim.engine.fleet import plan_group
 from iotsim.engine.run import load_group_resources
 from iotsim.engine.tally import WaitSpill
 from iotsim.errors import InputError
 from iotsim.link import make_link
-from iotsim.network.cloud import simulate_cloud
+from iotsim.network.cloud import CloudQueue, simulate_cloud
 from iotsim.results import write_results
 from iotsim.results.tables import events_table, gateways_table, nodes_table, packets_table, summary_table
 from iotsim.scenario import load_scenario_text
@@ -131,7 +131,7 @@ def test_the_cloud_queue_fed_in_pieces_equals_simpy(monkeypatch, native):
     rng = np.random.default_rng(1)
     arrival = np.sort(rng.exponential(0.4, 5000).cumsum())
     arrival[100:110] = arrival[100]  # simultaneous arrivals
-    whole = simulate_cloud(arrival, 1.3, 3)
+    whole = simulate_cloud(arrival, 1.3, 3, engine="simpy")
     q = CloudQueue(1.3, 3)
     cuts = np.sort(rng.integers(0, arrival.size, 20))
     start, done = [], []

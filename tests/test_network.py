@@ -6,7 +6,7 @@ import pytest
 from iotsim.network.cloud import simulate_cloud, simulate_cloud_with_resource
 
 
-@pytest.mark.parametrize("servers", [1, 2, 4])
+@pytest.mark.parametrize("servers", [1, 2, 4, 70])
 @pytest.mark.parametrize("load", [0.3, 0.95, 1.5])
 def test_fast_cloud_queue_equals_simpy_resource(servers, load):
     rng = np.random.default_rng(servers * 10 + int(load * 10))
@@ -16,12 +16,23 @@ def test_fast_cloud_queue_equals_simpy_resource(servers, load):
     arrivals = np.cumsum(rng.exponential(1 / rate, n))
     arrivals[100:110] = arrivals[100]  # simultaneous arrivals
     rng.shuffle(arrivals)  # order of the input must not matter
-    fast = simulate_cloud(arrivals, service, servers)
+    fast = simulate_cloud(arrivals, service, servers, engine="simpy")
     ref = simulate_cloud_with_resource(arrivals, service, servers)
     np.testing.assert_allclose(fast.start_s, ref.start_s, rtol=0, atol=1e-9)
     np.testing.assert_allclose(fast.done_s, ref.done_s, rtol=0, atol=1e-9)
     assert fast.events == n
     assert (fast.start_s >= arrivals - 1e-12).all()
+    # the recurrence runs use (C up to 64 servers, Python above) gives the SimPy processes' bytes
+    rec = simulate_cloud(arrivals, service, servers)
+    np.testing.assert_array_equal(rec.start_s, fast.start_s)
+    np.testing.assert_array_equal(rec.done_s, fast.done_s)
+    assert rec.events == n
+
+
+def test_cloud_engines_are_named():
+    with pytest.raises(ValueError, match="engine"):
+        simulate_cloud(np.zeros(3), 0.01, 1, engine="fast")
+    assert simulate_cloud(np.zeros(0), 0.01, 2).start_s.shape == (0,)
 
 
 def test_single_server_queue_is_lindley_recursion():

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import heapq
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +51,7 @@ from iotsim.engine.tally import Tally
 from iotsim.errors import InputError
 from iotsim.link import Messages, make_link
 from iotsim.network import native, reception
+from iotsim.network.cloud import CloudQueue
 from iotsim.network.fate import NOT_OFFERED, Fate, on_air
 from iotsim.policies import EnergyAware, MessageKind, make_policy
 from iotsim.radio import lora
@@ -235,46 +235,6 @@ class ReceptionCarry:
                  "tx_airtime_s": np.zeros(n), "tx_band_s": [{} for _ in range(n)]}
         self.link.add_schedule_airtime(stats)
         return stats
-
-
-# ---- the cloud across chunks ------------------------------------------------------------------------
-class CloudQueue:
-    """`servers` servers behind one FIFO queue, fed requests in arrival order over successive calls, with the
-    float operations of iotsim.network.cloud.simulate_cloud (a server free at `now` serves a request arriving at
-    `a` from max(a, now) and is free again at now + ((max(a, now) - now) + service)); the server free first takes
-    the next request (ties: the one free first, as SimPy orders its events). A C loop (iotsim.network.native)
-    where it builds, else the same loop in Python."""
-
-    NATIVE_MAX_SERVERS = 64  # the C loop scans the servers for the first free
-
-    def __init__(self, service_time_s: float, servers: int):
-        self.service = float(service_time_s)
-        self.free = np.zeros(servers)
-        self.seq = np.arange(servers, dtype=np.int64)
-        self.next_seq = np.array([servers], dtype=np.int64)
-
-    def serve(self, arrival_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(start, done) of requests arriving at `arrival_s` (sorted), after every request served before."""
-        if self.free.size <= self.NATIVE_MAX_SERVERS:
-            out = native.cloud_fifo(arrival_s, self.service, self.free, self.seq, self.next_seq)
-            if out is not None:
-                return out
-        start = np.empty(arrival_s.size)
-        done = np.empty(arrival_s.size)
-        heap = list(zip(self.free.tolist(), self.seq.tolist(), range(self.free.size)))
-        heapq.heapify(heap)
-        service, seq = self.service, int(self.next_seq[0])
-        for k, a in enumerate(np.asarray(arrival_s, dtype=np.float64).tolist()):
-            now, _, s = heapq.heappop(heap)
-            begin = a if a > now else now
-            d = now + (begin - now + service)
-            start[k], done[k] = begin, d
-            heapq.heappush(heap, (d, seq, s))
-            seq += 1
-        for now, q, s in heap:
-            self.free[s], self.seq[s] = now, q
-        self.next_seq[0] = seq
-        return start, done
 
 
 # ---- the packets table, streamed ------------------------------------------------------------------
