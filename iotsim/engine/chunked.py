@@ -204,7 +204,8 @@ class ReceptionCarry:
         if c is None or not c["start"].size:
             return None
         order = np.lexsort((c["node"], c["start"]))
-        c = {k: v[order] for k, v in c.items()}
+        self.cols = None  # (the unsorted columns go as the sorted copy is made: a large chunk's peak)
+        c = {k: c.pop(k)[order] for k in list(c)}
         frames = reception.Frames(c["start"], c["airtime"], c["channel"], c["sf"], c["node"], self.sens[c["sf"]])
         feed = np.flatnonzero(~c["fed"] & (c["start"] < t_s))
         if feed.size:  # in (start, node) order, after every frame fed before
@@ -217,7 +218,8 @@ class ReceptionCarry:
         out = None
         if targets.size:  # against every frame known (those starting before t_s), in the same order
             ctx = np.flatnonzero(c["start"] < t_s)
-            dec = reception.decode(frames.take(ctx), reception.Arrival(c["locked"][targets], c["arr_fate"][targets]),
+            known = frames if ctx.size == len(frames) else frames.take(ctx)  # (no copy when all are known)
+            dec = reception.decode(known, reception.Arrival(c["locked"][targets], c["arr_fate"][targets]),
                                    self.rx_power, self.model, targets=np.searchsorted(ctx, targets),
                                    node_rx_power_mw=self.rx_power_mw)
             out = (c["chunk"][targets], c["row"][targets], dec.status, dec.gateway)
