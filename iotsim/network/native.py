@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,7 @@ def _split(n: int, align: int, work: int) -> list[tuple[int, int]]:
 
 
 _pool: tuple[int, int, object] | None = None  # (pid, workers, ThreadPoolExecutor): one pool per process, reused
+_pool_lock = threading.Lock()  # policies of a chunked run call the kernels from their own threads
 
 
 def _in_threads(run, count: int) -> None:
@@ -202,11 +204,13 @@ def _in_threads(run, count: int) -> None:
     if count == 1:
         run(0)
         return
-    if _pool is None or _pool[0] != os.getpid() or _pool[1] < count:  # a forked child builds its own
-        from concurrent.futures import ThreadPoolExecutor
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < count:  # a forked child builds its own
+            from concurrent.futures import ThreadPoolExecutor
 
-        _pool = (os.getpid(), count, ThreadPoolExecutor(count, thread_name_prefix="iotsim-reception"))
-    list(_pool[2].map(run, range(count)))
+            _pool = (os.getpid(), count, ThreadPoolExecutor(count, thread_name_prefix="iotsim-reception"))
+        pool = _pool[2]
+    list(pool.map(run, range(count)))
 
 
 def arrive(start_s: np.ndarray, end_s: np.ndarray, ticks: np.ndarray, node: np.ndarray, sens: np.ndarray,
