@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -87,29 +86,24 @@ _lib: ctypes.CDLL | None = None
 _tried = False
 
 
+def _declare(so: ctypes.CDLL) -> None:
+    so.iotsim_lorawan_loop.restype = _i
+    so.iotsim_lorawan_loop.argtypes = [ctypes.POINTER(_LoopIn), ctypes.POINTER(_LoopOut)]
+    so.iotsim_lorawan_loop_rows.restype = None
+    so.iotsim_lorawan_loop_rows.argtypes = [ctypes.POINTER(_LoopIn), ctypes.POINTER(_LoopOut), _i] + [_p] * 17
+    so.iotsim_lorawan_loop_free.restype = None
+    so.iotsim_lorawan_loop_free.argtypes = [ctypes.POINTER(_LoopOut)]
+    so.iotsim_pcg64_doubles.restype = None
+    so.iotsim_pcg64_doubles.argtypes = [_p, _i, _p]
+
+
 def lib() -> ctypes.CDLL | None:
     """The loaded library, or None (then `load_error` says why). Built and loaded once per process."""
     global _lib, _tried, load_error
     if _tried:
         return _lib
     _tried = True
-    if os.environ.get(native.DISABLE_ENV, "1") == "0":
-        load_error = f"disabled by {native.DISABLE_ENV}=0"
-        return None
-    try:
-        so = ctypes.CDLL(str(native.build(SOURCE, "lorawan_loop")))
-        so.iotsim_lorawan_loop.restype = _i
-        so.iotsim_lorawan_loop.argtypes = [ctypes.POINTER(_LoopIn), ctypes.POINTER(_LoopOut)]
-        so.iotsim_lorawan_loop_rows.restype = None
-        so.iotsim_lorawan_loop_rows.argtypes = [ctypes.POINTER(_LoopIn), ctypes.POINTER(_LoopOut), _i] + [_p] * 17
-        so.iotsim_lorawan_loop_free.restype = None
-        so.iotsim_lorawan_loop_free.argtypes = [ctypes.POINTER(_LoopOut)]
-        so.iotsim_pcg64_doubles.restype = None
-        so.iotsim_pcg64_doubles.argtypes = [_p, _i, _p]
-        _lib = so
-        load_error = None
-    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as e:
-        _lib, load_error = None, f"{type(e).__name__}: {e}"
+    _lib, load_error = native.load(SOURCE, "lorawan_loop", _declare)
     return _lib
 
 

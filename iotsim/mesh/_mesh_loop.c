@@ -20,21 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------ numpy's PCG64 */
-typedef struct {
-    unsigned __int128 state, inc;
-} pcg64;
-
-static inline uint64_t pcg_next(pcg64 *r)
-{
-    const unsigned __int128 mult = ((unsigned __int128)2549297995355413924ULL << 64) | 4865540595714422341ULL;
-    r->state = r->state * mult + r->inc;
-    uint64_t x = (uint64_t)(r->state >> 64) ^ (uint64_t)r->state;
-    unsigned rot = (unsigned)(r->state >> 122);
-    return (x >> rot) | (x << ((-rot) & 63));
-}
-
-static inline double pcg_double(pcg64 *r) { return (double)(pcg_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+#include "../network/_pcg64.h" /* numpy's PCG64 */
 
 /* ------------------------------------------------------------------ inputs and outputs */
 typedef struct {

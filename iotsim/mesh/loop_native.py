@@ -11,8 +11,6 @@ leaves it.
 from __future__ import annotations
 
 import ctypes
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -52,26 +50,22 @@ _lib: ctypes.CDLL | None = None
 _tried = False
 
 
+def _declare(so: ctypes.CDLL) -> None:
+    so.iotsim_mesh_loop.restype = _i
+    so.iotsim_mesh_loop.argtypes = [ctypes.POINTER(_In), ctypes.POINTER(_Out)]
+    so.iotsim_mesh_free.restype = None
+    so.iotsim_mesh_free.argtypes = [_p]
+    so.iotsim_mesh_py_mod.restype = _d
+    so.iotsim_mesh_py_mod.argtypes = [_d, _d]
+
+
 def lib() -> ctypes.CDLL | None:
     """The loaded library, or None (then `load_error` says why). Built and loaded once per process."""
     global _lib, _tried, load_error
     if _tried:
         return _lib
     _tried = True
-    if os.environ.get(native.DISABLE_ENV, "1") == "0":
-        load_error = f"disabled by {native.DISABLE_ENV}=0"
-        return None
-    try:
-        so = ctypes.CDLL(str(native.build(SOURCE, "mesh_loop")))
-        so.iotsim_mesh_loop.restype = _i
-        so.iotsim_mesh_loop.argtypes = [ctypes.POINTER(_In), ctypes.POINTER(_Out)]
-        so.iotsim_mesh_free.restype = None
-        so.iotsim_mesh_free.argtypes = [_p]
-        so.iotsim_mesh_py_mod.restype = _d
-        so.iotsim_mesh_py_mod.argtypes = [_d, _d]
-        _lib, load_error = so, None
-    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as e:
-        _lib, load_error = None, f"{type(e).__name__}: {e}"
+    _lib, load_error = native.load(SOURCE, "mesh_loop", _declare)
     return _lib
 
 

@@ -14,6 +14,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import threading
@@ -51,6 +52,9 @@ def build(source: Path, stem: str) -> Path:
     if cc is None:
         raise RuntimeError("no host C compiler (cc or gcc) found")
     src = source.read_bytes()
+    # the project's headers it includes ("..." paths, relative to it) are part of what it compiles
+    for inc in re.findall(rb'^#include "([^"]+)"', src, flags=re.M):
+        src += b"\0" + (source.parent / inc.decode()).read_bytes()
     r = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=False)
     version = r.stdout.splitlines()[0].strip() if r.returncode == 0 and r.stdout else cc
     key = hashlib.sha256(b"\0".join([src, " ".join(FLAGS).encode(), version.encode(),
@@ -73,8 +77,7 @@ def build(source: Path, stem: str) -> Path:
     return out
 
 
-def _load(path: Path) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(path))
+def _declare(lib: ctypes.CDLL) -> None:
     # arrays go in as raw pointers (`_ptr`, after the callers made them contiguous with the right dtype):
     # ctypes' ndpointer checks cost more than the kernel on the small batches of the closed loop
     _p = ctypes.c_void_p
@@ -90,7 +93,19 @@ def _load(path: Path) -> ctypes.CDLL:
                                   _int, _int]
     lib.iotsim_cloud_fifo.restype = None
     lib.iotsim_cloud_fifo.argtypes = [_int, _p, ctypes.c_double, _int, _p, _p, _p, _p, _p]
-    return lib
+
+
+def load(source: Path, stem: str, declare) -> tuple[ctypes.CDLL | None, str | None]:
+    """Build (`build`) and load one C source, `declare(library)` setting its functions' types: (library, None),
+    or (None, why not) when IOTSIM_NATIVE=0, there is no compiler, or the build or the load fails."""
+    if os.environ.get(DISABLE_ENV, "1") == "0":
+        return None, f"disabled by {DISABLE_ENV}=0"
+    try:
+        so = ctypes.CDLL(str(build(source, stem)))
+        declare(so)
+        return so, None
+    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as e:
+        return None, f"{type(e).__name__}: {e}"
 
 
 def lib() -> ctypes.CDLL | None:
@@ -99,15 +114,7 @@ def lib() -> ctypes.CDLL | None:
     if _tried:
         return _lib
     _tried = True
-    if os.environ.get(DISABLE_ENV, "1") == "0":
-        load_error = f"disabled by {DISABLE_ENV}=0"
-        return None
-    try:
-        _lib = _load(build(SOURCE, "reception"))
-        load_error = None
-    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as e:
-        _lib = None
-        load_error = f"{type(e).__name__}: {e}"
+    _lib, load_error = load(SOURCE, "reception", _declare)
     return _lib
 
 
