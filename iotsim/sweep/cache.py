@@ -4,7 +4,7 @@ A run's key is the SHA-256 of: the validated scenario after overrides (canonical
 the seed), the iotsim version, and the content of what the scenario names outside itself: each
 model file and card, and the inference cost the engine will use (so a new firmware measurement
 or a retrained model is a new key). The iotsim version is the package version plus a fingerprint
-of the installed code and data (sources, zoo, signal data, device profiles), so a code change
+of the installed code and data (Python and C sources, zoo, signal data, device profiles), so a code change
 never serves a stale result.
 
 Each finished run is one JSON file `<root>/<key[:2]>/<key>.json`, written to a temporary file in
@@ -27,7 +27,7 @@ from iotsim.paths import PACKAGE_DIR, devices_dir, user_cache_dir
 from iotsim.files import atomic_write
 
 RECORD_FORMAT = 1
-_FINGERPRINT_SUFFIXES = {".py", ".tflite", ".json", ".npz", ".csv", ".yaml", ".yml"}
+_FINGERPRINT_SUFFIXES = {".py", ".c", ".h", ".tflite", ".json", ".npz", ".csv", ".yaml", ".yml"}  # C: the kernels and loops
 
 
 @lru_cache(maxsize=None)
