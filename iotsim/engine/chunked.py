@@ -22,11 +22,13 @@ Batteries that empty within the run: the first pass gives each node's usable ene
 as the whole-run engine); a pass of schedules only finds when each at-risk node dies (`DeathWatch`), and
 the chunks run again with those deaths.
 
-What it runs: the open-loop LoRaWAN link (ALOHA, duty cycle, gateway reception as ns-3 models it), BLE
-and Wi-Fi (each frame's fate decided as it is sent; their keep-alive charged as in the whole run),
-periodic heartbeats, every policy but the energy-aware one. What it refuses with a clear message:
-feedback (confirmed uplinks, ADR, downlinks), the mesh and NB-IoT, model updates, federated rounds,
-solar harvesting, event-driven wake-ups, Poisson heartbeats.
+What it runs: the open-loop LoRaWAN link (ALOHA, duty cycle, gateway reception as ns-3 models it), the
+LoRaWAN closed loop (confirmed uplinks, ADR, NbTrans, downlinks: one compiled loop kept across chunks,
+`iotsim.link.lorawan_loop.LoopChunks`, which hands back a chunk's frames, fates decided, once the nodes
+have sent all its messages), BLE and Wi-Fi (each frame's fate decided as it is sent; their keep-alive
+charged as in the whole run), periodic heartbeats, every policy but the energy-aware one. What it refuses
+with a clear message: the mesh and NB-IoT, model updates, federated rounds, solar harvesting, event-driven
+wake-ups, Poisson heartbeats, and batteries that empty within a closed-loop run.
 """
 
 from __future__ import annotations
@@ -67,9 +69,6 @@ def check_chunkable(scenario, link, policies) -> None:
     if link.technology not in ("lorawan", "ble", "wifi"):
         why = (f"network.technology {link.technology!r}: only LoRaWAN (open loop), BLE and Wi-Fi run in chunks "
                "so far")
-    elif link.closed_loop:
-        why = ("the LoRaWAN closed loop (confirmed uplinks, ADR, nb_trans, downlinks or engine: closed_loop) needs "
-               "the whole run")
     elif scenario.updates:
         why = "model updates over the air (updates:)"
     elif scenario.federated is not None:
@@ -290,10 +289,11 @@ class _Chunk:
     messages: Messages  # in the link's (node, ready, kind) order; windows as the run's flat indices
     local_window: np.ndarray  # per message: its window's index in its group's chunk view (-1: heartbeat)
     due_s: np.ndarray  # per message: when it is due (its window's end, or the heartbeat's time)
-    tx: object  # Transmissions
-    frame_j: np.ndarray  # per frame: radio energy above sleep (the battery's view)
+    tx: object  # Transmissions (None: the closed loop has not sent all of them yet)
+    frame_j: np.ndarray | None  # per frame: radio energy above sleep (the battery's view)
     views: list  # per group: the chunk's GroupPlan view
-    undecided: int  # frames on air whose fate reception has not given yet
+    undecided: int  # frames on air whose fate reception has not given yet (1 while tx is None)
+    frame_tx: tuple | None = None  # per frame at its own TX power (ADR): frame_tx_power_w's (power, current, loss)
 
 
 class PolicyChunks:
@@ -312,8 +312,21 @@ class PolicyChunks:
         self.at_risk = None  # after `finish`: (usable energy, drain power, mask) when a battery empties in the run
         self.tally = Tally.empty(n, len(plans), np.concatenate([p.sf for p in plans]), link.tx_power_dbm)
         self.carry = link.schedule_carry(n)
-        # LoRaWAN: gateway reception across chunks; BLE and Wi-Fi decide each frame's fate as they send it
-        self.rx = ReceptionCarry(link, nodes, len(gateway_ids), received_mw) if link.technology == "lorawan" else None
+        # the LoRaWAN closed loop: one compiled loop across chunks, which decides the fates itself
+        self.loop = None
+        if getattr(link, "closed_loop", False):
+            if np.isfinite(self.died).any():
+                raise InputError("a run in time chunks with the LoRaWAN closed loop cannot yet model cells past their "
+                                 "shelf life within the run; remove simulation.chunk to run it whole", field=WHERE)
+            from iotsim.link.lorawan_loop import LoopChunks
+
+            self.loop = LoopChunks(link, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index),
+                                   scenario.duration, where=WHERE)
+            self.loop_chunks: list[int] = []  # chunks fed to the loop whose frames it has not handed back
+        # open-loop LoRaWAN: gateway reception across chunks; BLE and Wi-Fi decide each frame's fate as they send it
+        self.rx = (ReceptionCarry(link, nodes, len(gateway_ids), received_mw)
+                   if link.technology == "lorawan" and self.loop is None else None)
+        self.tx_sums = None  # ADR: per node, TX time and its time-weighted current and loss (stages.tx_power_sums)
         self.keep_alive = link.keep_alive(nodes.link)
         cloud = scenario.network.cloud
         self.cloud = CloudQueue(cloud.inference_time, cloud.servers)
@@ -333,6 +346,14 @@ class PolicyChunks:
         t0 = time.perf_counter()
         global_m, local_window, due = _chunk_messages(views, flats, self.policy)
         duration = self.scenario.duration
+        if self.loop is not None:
+            self.chunks[index] = _Chunk(global_m, local_window, due, None, None, views, 1)
+            self.loop_chunks.append(index)
+            for tx in self.loop.feed(global_m, t1_s):
+                self._add_decided(self.chunks[self.loop_chunks.pop(0)], tx)
+            self._settle(t1_s)
+            self.wall_s += time.perf_counter() - t0
+            return
         tx = self.link.transmit(global_m, self.nodes.link, group_rng(self.scenario.seed, STREAM_LINK, self.pi),
                                 duration, carry=self.carry)
         on_air = stages.fates_before_air(tx, self.died, duration)
@@ -346,6 +367,13 @@ class PolicyChunks:
         self.chunks[index] = _Chunk(global_m, local_window, due, tx, self.loads.frame_energy_j, views, undecided)
         self._settle(t1_s)
         self.wall_s += time.perf_counter() - t0
+
+    def _add_decided(self, ch: _Chunk, tx) -> None:
+        """The closed loop's frames of chunk `ch`, fates decided."""
+        on_air = stages.fates_before_air(tx, self.died, self.scenario.duration)
+        self.loads = stages.node_loads(self.plans, self.policy, self.nodes, tx, self.keep_alive)
+        self.link.receive(tx, on_air, self.nodes.link)
+        ch.tx, ch.frame_j, ch.frame_tx, ch.undecided = tx, self.loads.frame_energy_j, self.loads.frame_tx, 0
 
     def _settle(self, t_s: float) -> None:
         decided = self.rx.step(t_s) if self.rx is not None else None
@@ -364,7 +392,9 @@ class PolicyChunks:
             self._emit(self.chunks.pop(first))
         # requests arriving before every frame still undecided started (and before t_s) can be served
         starts = [ch.tx.start_s[ch.tx.fate == Fate.DELIVERED].min() for ch in self.chunks.values()
-                  if (ch.tx.fate == Fate.DELIVERED).any()]
+                  if ch.tx is not None and (ch.tx.fate == Fate.DELIVERED).any()]
+        # (a chunk the closed loop has not handed back: its frames start once its messages are ready)
+        starts += [ch.due_s.min() for ch in self.chunks.values() if ch.tx is None and len(ch.due_s)]
         self._serve(min([t_s, *starts]))
 
     def _emit(self, ch: _Chunk) -> None:
@@ -379,8 +409,15 @@ class PolicyChunks:
         node, fate = tx.node[order_f], tx.fate[order_f]
         attempts = np.ones(order_f.size, dtype=np.int64) if tx.attempts is None else tx.attempts[order_f]
         self.tally.add_frames(node, fate.astype(np.int64), attempts, tx.phy_bytes[order_f], tx.airtime_s[order_f],
-                              tx.sf[order_f], None)
+                              tx.sf[order_f], None if tx.tx_power_dbm is None else tx.tx_power_dbm[order_f])
         aired = on_air(fate)
+        if tx.tx_power_dbm is not None:  # TX power per frame (ADR): the TX slot's time-weighted power, in order
+            n = self.nodes.n
+            if self.tx_sums is None:
+                self.tx_sums = (np.zeros(n), np.zeros(n), np.zeros(n))
+            _, current, loss = ch.frame_tx
+            tx_s = tx.tx_s[order_f]
+            stages.tx_power_sums(n, node, tx_s, current[order_f], loss[order_f], aired & (tx_s > 0), into=self.tx_sums)
         np.add.at(self.radio["standby"], node[aired], tx.standby_s[order_f][aired])
         np.add.at(self.radio["tx"], node[aired], tx.tx_s[order_f][aired])
         np.add.at(self.radio["rx"], node[aired], tx.rx_s[order_f][aired])
@@ -438,6 +475,10 @@ class PolicyChunks:
         t0 = time.perf_counter()
         self._settle(np.inf)
         self._serve(np.inf)
+        loop_stats = None
+        if self.loop is not None:
+            loop_stats = self.loop.stats()
+            self.loop.close()
         if self.sink is not None:
             self.sink.close(self.packet_context.empty())
         nodes, loads, duration = self.nodes, self.loads, self.scenario.duration
@@ -445,6 +486,11 @@ class PolicyChunks:
             budget = stages.battery_budget(nodes, loads.steady_w + self.burst_j / duration)
             at_risk = (loads.steady_w + budget.self_discharge_w) * duration + self.burst_j >= budget.usable_j
             if at_risk.any():
+                if self.loop is not None:
+                    raise InputError(
+                        f"under policy {self.policy.name!r}, {int(at_risk.sum()):,} node(s) may empty their battery "
+                        "within the run; a run in time chunks with the LoRaWAN closed loop cannot yet model deaths "
+                        "(each changes the others' traffic); remove simulation.chunk to run it whole", field=WHERE)
                 self.at_risk = (budget.usable_j, loads.steady_w + budget.self_discharge_w, at_risk)
                 return None
         died = self.died
@@ -461,10 +507,12 @@ class PolicyChunks:
             ledger.charge("radio", "tx", every, k * ka.tx_s)
             ledger.charge("radio", "rx", every, k * ka.rx_s)
         ledger.close(lifetime)
-        energy = ledger.energy_j(*stages.policy_powers(nodes, None, None))
+        energy = ledger.energy_j(*stages.policy_powers(nodes, None, None, tx_sums=self.tx_sums))
         life, limit = stages.battery_life(nodes, energy, np.maximum(lifetime, 1e-9), died)
         t = self.tally
         t.gateway_stats = self.rx.gateway_stats() if self.rx is not None else {}
+        if loop_stats is not None:
+            t.gateway_stats, t.node_stats = loop_stats
         latency, tp, pos = [], [], []
         for g, p in enumerate(self.plans):
             sl = slice(int(np.searchsorted(nodes.group, p.index)), int(np.searchsorted(nodes.group, p.index, "right")))

@@ -218,27 +218,39 @@ def frame_tx_power_w(nodes: FleetNodes, tx: Transmissions) -> tuple[np.ndarray, 
 
 
 def policy_powers(nodes: FleetNodes, tx: Transmissions | None, on_air: np.ndarray | None,
-                  frame_tx: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  frame_tx: tuple | None = None, tx_sums: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(load power, regulator loss) per node and slot for this policy. Where TX power varied per frame,
     the TX slot draws the time-weighted means of the frames' powers, so that TX time x power is the
     frames' energy. `frame_tx`: frame_tx_power_w's result for `tx` where it is at hand (NodeLoads). `tx` None:
-    every frame at the configured TX power."""
+    every frame at the configured TX power, or the sums `tx_sums` (tx_power_sums') a run in chunks kept."""
     load_w, loss_w = np.zeros(nodes.currents_a.shape), np.zeros(nodes.currents_a.shape)
     for g, sl in nodes.group_rows():
         load_w[sl], loss_w[sl] = nodes.powers[g].slot_powers_w(nodes.currents_a[sl])
-    if tx is None or tx.tx_power_dbm is None:
+    if tx is not None and tx.tx_power_dbm is not None:
+        _, current, loss = frame_tx_power_w(nodes, tx) if frame_tx is None else frame_tx
+        tx_sums = tx_power_sums(nodes.n, tx.node, tx.tx_s, current, loss, on_air & (tx.tx_s > 0))
+    if tx_sums is None:
         return load_w, loss_w
     slot = SLOT_INDEX[("radio", "tx")]
-    sel = on_air & (tx.tx_s > 0)
-    _, current, loss = frame_tx_power_w(nodes, tx) if frame_tx is None else frame_tx
     volts = np.array([bp.rail_voltage_v("radio") for bp in nodes.powers])[nodes.group]
-    t = np.bincount(tx.node[sel], weights=tx.tx_s[sel], minlength=nodes.n)
-    q = np.bincount(tx.node[sel], weights=(tx.tx_s * current)[sel], minlength=nodes.n)
-    lq = np.bincount(tx.node[sel], weights=(tx.tx_s * loss)[sel], minlength=nodes.n)
+    t, q, lq = tx_sums
     has = t > 0
     load_w[has, slot] = volts[has] * q[has] / t[has]
     loss_w[has, slot] = lq[has] / t[has]
     return load_w, loss_w
+
+
+def tx_power_sums(n: int, node: np.ndarray, tx_s: np.ndarray, current_a: np.ndarray, loss_w: np.ndarray,
+                  sel: np.ndarray, into: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per node, over the frames `sel` (on air, with TX time): TX time, TX time x current and TX time x regulator
+    loss, summed in frame order (`into`: onto these running sums, in place; a run in chunks)."""
+    node = node[sel]
+    parts = (tx_s[sel], (tx_s * current_a)[sel], (tx_s * loss_w)[sel])
+    if into is None:
+        return tuple(np.bincount(node, weights=w, minlength=n) for w in parts)
+    for total, w in zip(into, parts):
+        np.add.at(total, node, w)
+    return into
 
 
 # ---- battery -------------------------------------------------------------------------------------

@@ -21,6 +21,15 @@
  * then everything still open at once, and each node (in node order) finishes its messages without waiting
  * (what it plans then is never on air).
  *
+ * Messages come in batches (`iotsim_lorawan_loop_feed`): a run in time chunks feeds each chunk's and
+ * advances to its end (`iotsim_lorawan_loop_advance`), then takes the rows of the batches every node has
+ * finished (`iotsim_lorawan_loop_drain`); a whole run feeds one batch and advances to the end. A node that
+ * has sent every message fed so far waits (P_WAIT) and resumes when a batch brings it more, deciding then
+ * what it would have decided when its last message ended: its choices depend on its own state only, and a
+ * batch's messages are due at or after the end of the chunk before, so nothing the loop did before that
+ * end could have depended on them. An advance short of the end processes the events before it and
+ * arrives only the attempts that start before it (later ones may still be preceded by the next batch's).
+ *
  * Memory: an attempt's record is reused once the network has decided it, its node has read the
  * answer and it ends too long before anything still undecided to interfere with it; arrived attempts
  * are kept per (channel, SF), so the interferers of a frame are found from its channel's lists only,
@@ -66,7 +75,7 @@ static double keyed_uniform(uint64_t salt, int64_t node, int64_t kind, int64_t w
 /* ------------------------------------------------------------------ inputs and outputs */
 typedef struct {
     /* sizes */
-    int64_t n_nodes, n_msgs, n_gw, n_ch, n_bands, n_gw_bands; /* node sub-bands; gateway (downlink) sub-band indices */
+    int64_t n_nodes, n_gw, n_ch, n_bands, n_gw_bands; /* node sub-bands; gateway (downlink) sub-band indices */
     /* scalars */
     double duration, rx1_delay, rx2_delay, max_power_dbm, gw_tx_power_dbm, noise_dbm, adr_margin_db;
     double k_co, ticks_per_s, timeout_low, timeout_range;
@@ -76,11 +85,8 @@ typedef struct {
     uint64_t rng_retx[4], rng_timeouts[4]; /* state hi, state lo, inc hi, inc lo */
     uint64_t salt; /* keyed draws of first attempts (iotsim.link.draws) */
     /* per node */
-    const int64_t *sf0, *msg_lo, *initial_dr;
+    const int64_t *sf0, *initial_dr;
     const double *horizon, *startup, *power_dbm, *lin;
-    /* per message */
-    const double *ready;
-    const int64_t *app_bytes, *kind, *window; /* kind and window: a first attempt's keyed draw */
     /* per SF (index 0..12) */
     const int64_t *max_payload, *sf_dr;
     const double *air_tab, *rx_done_tab; /* [13][phy_cap] */
@@ -136,15 +142,17 @@ typedef struct { /* 64 bytes; its airtime, ready time and standby follow from th
 #define CHUNK_ROWS 32
 typedef struct {
     row_t r[CHUNK_ROWS];
-    int64_t next; /* next chunk of the node, -1 */
-    int64_t n;
+    int64_t next;  /* next chunk of the node, -1 */
+    int64_t n;     /* rows written */
+    int64_t first; /* rows before it were drained */
 } chunk_t;
 
 #define SLAB_CHUNKS 4096 /* chunks are allocated in slabs (never moved) */
 typedef struct {
-    int64_t n;        /* rows in all */
+    int64_t n;        /* rows held (written, not drained) */
     chunk_t **slabs;  /* chunk c is slabs[c / SLAB_CHUNKS][c % SLAB_CHUNKS] */
     int64_t n_chunks, cap_slabs;
+    int64_t free_head; /* drained chunks, for reuse (linked by next), -1 */
     int64_t *head, *tail; /* per node: first and last chunk, -1 */
 } rows_t;
 
@@ -358,7 +366,7 @@ typedef struct {
 } alist_t;
 
 /* ------------------------------------------------------------------ node state */
-enum { P_MSG, P_FRAME, P_ATTEMPT, P_RX1, P_RX2, P_DL, P_DONE };
+enum { P_MSG, P_FRAME, P_ATTEMPT, P_RX1, P_RX2, P_DL, P_WAIT };
 
 typedef struct {
     /* MAC */
@@ -368,9 +376,11 @@ typedef struct {
     int64_t bo_dr, bo_txi, bo_nb, bo_cnt;
     /* where the process is */
     int phase;
-    int64_t msg, hi;
+    int64_t batch, msg, hi; /* its batch (P_WAIT: the last it looked in), its message and the end of its own in
+                               that batch (numbers across batches) */
     /* the message */
     double ready, off;
+    int64_t app, kind, window; /* kind and window: a first attempt's keyed draw */
     int ack_req, split;
     int64_t nfrag, per, j;
     /* the frame */
@@ -389,10 +399,20 @@ typedef struct {
     int got;
 } node_t;
 
+/* a batch of messages: node k's are base + lo[k] .. base + lo[k + 1] (messages ordered by node) */
+typedef struct {
+    int64_t base, n;
+    int64_t *lo;
+    double *ready;
+    int64_t *app_bytes, *kind, *window;
+} batch_t;
+
 typedef struct {
     const loop_in *in;
     loop_out *out;
     node_t *nodes;
+    batch_t *batches; /* fed so far; those before n_drained are freed */
+    int64_t n_batches, cap_batches, n_drained, next_base;
     double *band_free; /* [n_nodes][n_bands] */
     /* records */
     rec_t *rec;
@@ -469,22 +489,29 @@ static int add_row(loop_t *L, int64_t k, int64_t msg, int64_t j, int64_t phy, in
     rows_t *R = &L->out->rows;
     int64_t c = R->tail[k];
     if (c < 0 || chunk_at(R, c)->n == CHUNK_ROWS) {
-        if (R->n_chunks % SLAB_CHUNKS == 0) { /* a new slab */
-            int64_t slab = R->n_chunks / SLAB_CHUNKS;
-            if (slab == R->cap_slabs) {
-                int64_t cap = R->cap_slabs ? 2 * R->cap_slabs : 64;
-                chunk_t **p = realloc(R->slabs, (size_t)cap * sizeof(chunk_t *));
-                if (!p)
+        int64_t fresh;
+        if (R->free_head >= 0) { /* a drained chunk */
+            fresh = R->free_head;
+            R->free_head = chunk_at(R, fresh)->next;
+        } else {
+            if (R->n_chunks % SLAB_CHUNKS == 0) { /* a new slab */
+                int64_t slab = R->n_chunks / SLAB_CHUNKS;
+                if (slab == R->cap_slabs) {
+                    int64_t cap = R->cap_slabs ? 2 * R->cap_slabs : 64;
+                    chunk_t **p = realloc(R->slabs, (size_t)cap * sizeof(chunk_t *));
+                    if (!p)
+                        return -1;
+                    R->slabs = p;
+                    R->cap_slabs = cap;
+                }
+                R->slabs[slab] = malloc((size_t)SLAB_CHUNKS * sizeof(chunk_t));
+                if (!R->slabs[slab])
                     return -1;
-                R->slabs = p;
-                R->cap_slabs = cap;
             }
-            R->slabs[slab] = malloc((size_t)SLAB_CHUNKS * sizeof(chunk_t));
-            if (!R->slabs[slab])
-                return -1;
+            fresh = R->n_chunks++;
         }
-        int64_t fresh = R->n_chunks++;
         chunk_at(R, fresh)->n = 0;
+        chunk_at(R, fresh)->first = 0;
         chunk_at(R, fresh)->next = -1;
         if (c < 0)
             R->head[k] = fresh;
@@ -1171,9 +1198,9 @@ static void next_uplink(loop_t *L, node_t *st, int *ack_req)
     st->bo_cnt = c + 1;
 }
 
-static int64_t n_frames_at(const loop_in *in, int64_t msg, int64_t sf, int64_t *per_frame, int *split)
+static int64_t n_frames_at(const loop_in *in, int64_t app, int64_t sf, int64_t *per_frame, int *split)
 {
-    int64_t app = in->app_bytes[msg], cap = in->max_payload[sf];
+    int64_t cap = in->max_payload[sf];
     if (app <= cap) {
         *split = 0;
         *per_frame = cap;
@@ -1187,9 +1214,8 @@ static int64_t n_frames_at(const loop_in *in, int64_t msg, int64_t sf, int64_t *
     return (app + per - 1) / per;
 }
 
-static int64_t frame_phy(const loop_in *in, int64_t msg, int64_t j, int64_t n, int64_t per, int split)
+static int64_t frame_phy(const loop_in *in, int64_t app, int64_t j, int64_t n, int64_t per, int split)
 {
-    int64_t app = in->app_bytes[msg];
     if (!split)
         return app + in->overhead;
     int64_t data = j == n - 1 ? app - j * per : per;
@@ -1227,7 +1253,23 @@ static int64_t announce(loop_t *L, int64_t k, node_t *st, double t, int64_t c)
     return slot;
 }
 
-/* Runs node k until it waits (returns 0 with the node waiting, or done) or fails (-1). */
+/* The next batch fed with messages of node k after its current one: 0 and the node on its first message, or 1
+   (none yet: the node's batch is then the last fed). */
+static int next_batch(loop_t *L, int64_t k, node_t *st)
+{
+    for (int64_t b = st->batch + 1; b < L->n_batches; b++) {
+        const batch_t *B = &L->batches[b];
+        st->batch = b;
+        if (B->lo[k] < B->lo[k + 1]) {
+            st->msg = B->base + B->lo[k];
+            st->hi = B->base + B->lo[k + 1];
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Runs node k until it waits (returns 0 with the node waiting for an event or for messages) or fails (-1). */
 static int run_node(loop_t *L, int64_t k)
 {
     const loop_in *in = L->in;
@@ -1237,18 +1279,25 @@ static int run_node(loop_t *L, int64_t k)
     for (;;) {
         switch (st->phase) {
         case P_MSG: {
-            if (st->msg >= st->hi) {
-                st->phase = P_DONE;
+            if (st->msg >= st->hi && next_batch(L, k, st)) {
+                st->phase = P_WAIT;
                 return 0;
             }
             int64_t msg = st->msg;
-            st->ready = in->ready[msg];
+            {
+                const batch_t *B = &L->batches[st->batch];
+                int64_t i = msg - B->base;
+                st->ready = B->ready[i];
+                st->app = B->app_bytes[i];
+                st->kind = B->kind[i];
+                st->window = B->window[i];
+            }
             st->ack_req = 0;
             if (in->adr)
                 next_uplink(L, st, &st->ack_req);
             int64_t per = 0;
             int split = 0;
-            st->nfrag = n_frames_at(in, msg, st->sf, &per, &split);
+            st->nfrag = n_frames_at(in, st->app, st->sf, &per, &split);
             st->per = per;
             st->split = split;
             if (st->nfrag < 0) {
@@ -1262,7 +1311,7 @@ static int run_node(loop_t *L, int64_t k)
                     min_bf = band_free[b];
             if (in->drop && !(st->ready >= st->node_free && st->ready >= min_bf)) {
                 for (int64_t j = 0; j < st->nfrag; j++) {
-                    int64_t phy = frame_phy(in, msg, j, st->nfrag, per, split);
+                    int64_t phy = frame_phy(in, st->app, j, st->nfrag, per, split);
                     if (add_row(L, k, msg, j, phy, st->sf, NAN, 1, 0, -1, 0.0, 0.0, 0.0, in->fate_dc, -1, st->tx_index))
                         return -1;
                 }
@@ -1281,7 +1330,7 @@ static int run_node(loop_t *L, int64_t k)
                 st->phase = P_MSG;
                 continue;
             }
-            int64_t phy = frame_phy(in, st->msg, st->j, st->nfrag, st->per, st->split);
+            int64_t phy = frame_phy(in, st->app, st->j, st->nfrag, st->per, st->split);
             if (st->ans_pending) {
                 phy += in->ans_bytes;
                 st->ans = 1;
@@ -1322,7 +1371,7 @@ static int run_node(loop_t *L, int64_t k)
                 t = mn;
             double u;
             if (st->attempts == 0)
-                u = keyed_uniform(in->salt, k, in->kind[st->msg], in->window[st->msg], in->ready[st->msg], st->j);
+                u = keyed_uniform(in->salt, k, st->kind, st->window, st->ready, st->j);
             else
                 u = pcg_double(&L->retx);
             int64_t c, n_ch = in->n_ch;
@@ -1494,6 +1543,16 @@ static int run_node(loop_t *L, int64_t k)
 }
 
 /* ------------------------------------------------------------------ the run */
+static void free_batch(batch_t *B)
+{
+    free(B->lo);
+    free(B->ready);
+    free(B->app_bytes);
+    free(B->kind);
+    free(B->window);
+    memset(B, 0, sizeof(*B));
+}
+
 static void free_loop(loop_t *L)
 {
     free(L->nodes);
@@ -1533,73 +1592,75 @@ static void free_loop(loop_t *L)
     free(L->app_head);
     free(L->ch_arrivals);
     free(L->targets_buf);
-    L->targets_buf = NULL;
-    L->targets_cap = 0;
+    for (int64_t b = 0; b < L->n_batches; b++)
+        free_batch(&L->batches[b]);
+    free(L->batches);
+    free(L);
 }
 
-/* Returns 0, or non-zero with out->error set (1: out of memory, 2: no room for data at out->error_sf,
-   3: a frame larger than the airtime table, 4: an attempt never decided). */
-int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
+/* A loop over `in` writing into `out` (which the caller keeps until iotsim_lorawan_loop_free), no messages
+   yet; NULL with out->error set when it cannot start (1: out of memory, 5: too many gateways). */
+loop_t *iotsim_lorawan_loop_open(const loop_in *in, loop_out *out)
 {
-    loop_t L;
-    memset(&L, 0, sizeof(L));
-    L.in = in;
-    L.out = out;
     int64_t N = in->n_nodes, G = in->n_gw, B = in->n_bands;
-    int rc = -1;
     if (G > MAX_GW) {
         out->error = 5;
-        return out->error;
+        return NULL;
     }
-    L.nodes = calloc((size_t)(N ? N : 1), sizeof(node_t));
-    L.band_free = malloc((size_t)(N * B + 1) * sizeof(double));
-    L.gw_band_free = malloc((size_t)(G * in->n_gw_bands + 1) * sizeof(double));
-    L.held = malloc((size_t)(G * (in->paths > 0 ? in->paths : 1) + 1) * sizeof(double));
-    L.hist = calloc((size_t)(N * HIST + 1), sizeof(double));
-    L.hist_n = calloc((size_t)(N + 1), sizeof(int64_t));
-    L.hist_head = calloc((size_t)(N + 1), sizeof(int64_t));
-    L.pend_has = calloc((size_t)(N + 1), sizeof(int8_t));
-    L.pend_dr = calloc((size_t)(N + 1), sizeof(int64_t));
-    L.pend_idx = calloc((size_t)(N + 1), sizeof(int64_t));
-    L.app_head = malloc((size_t)(N + 1) * sizeof(int64_t));
+    loop_t *L = calloc(1, sizeof(loop_t));
+    if (!L) {
+        out->error = 1;
+        return NULL;
+    }
+    L->in = in;
+    L->out = out;
+    out->rows.free_head = -1;
+    L->nodes = calloc((size_t)(N ? N : 1), sizeof(node_t));
+    L->band_free = malloc((size_t)(N * B + 1) * sizeof(double));
+    L->gw_band_free = malloc((size_t)(G * in->n_gw_bands + 1) * sizeof(double));
+    L->held = malloc((size_t)(G * (in->paths > 0 ? in->paths : 1) + 1) * sizeof(double));
+    L->hist = calloc((size_t)(N * HIST + 1), sizeof(double));
+    L->hist_n = calloc((size_t)(N + 1), sizeof(int64_t));
+    L->hist_head = calloc((size_t)(N + 1), sizeof(int64_t));
+    L->pend_has = calloc((size_t)(N + 1), sizeof(int8_t));
+    L->pend_dr = calloc((size_t)(N + 1), sizeof(int64_t));
+    L->pend_idx = calloc((size_t)(N + 1), sizeof(int64_t));
+    L->app_head = malloc((size_t)(N + 1) * sizeof(int64_t));
     out->rows.head = malloc((size_t)(N + 1) * sizeof(int64_t));
     out->rows.tail = malloc((size_t)(N + 1) * sizeof(int64_t));
-    if (!out->rows.head || !out->rows.tail)
+    L->arr = calloc((size_t)(in->n_ch * 6), sizeof(alist_t));
+    L->ch_arrivals = calloc((size_t)in->n_ch, sizeof(int64_t));
+    if (!out->rows.head || !out->rows.tail || !L->arr || !L->ch_arrivals || !L->nodes || !L->band_free ||
+        !L->gw_band_free || !L->held || !L->hist || !L->hist_n || !L->hist_head || !L->pend_has || !L->pend_dr ||
+        !L->pend_idx || !L->app_head)
         goto fail;
     for (int64_t k = 0; k < N; k++)
         out->rows.head[k] = out->rows.tail[k] = -1;
-    L.arr = calloc((size_t)(in->n_ch * 6), sizeof(alist_t));
-    L.ch_arrivals = calloc((size_t)in->n_ch, sizeof(int64_t));
-    if (!L.arr || !L.ch_arrivals || !L.nodes || !L.band_free || !L.gw_band_free || !L.held || !L.hist || !L.hist_n || !L.hist_head ||
-        !L.pend_has || !L.pend_dr || !L.pend_idx || !L.app_head)
-        goto fail;
     for (int64_t i = 0; i < N * B; i++)
-        L.band_free[i] = -INFINITY;
+        L->band_free[i] = -INFINITY;
     for (int64_t i = 0; i < G * in->n_gw_bands; i++)
-        L.gw_band_free[i] = -INFINITY;
+        L->gw_band_free[i] = -INFINITY;
     for (int64_t g = 0; g < G; g++) {
-        L.gw_busy_until[g] = -INFINITY;
+        L->gw_busy_until[g] = -INFINITY;
         for (int64_t i = 0; i < in->n_sched; i++) {
             if (in->sched_gw[i] >= 0 && in->sched_gw[i] != g)
                 continue;
-            if (ivl_insert(&L.gw_tx[g], in->sched_start[i], in->sched_end[i], 0, 0, 0, 0))
+            if (ivl_insert(&L->gw_tx[g], in->sched_start[i], in->sched_end[i], 0, 0, 0, 0))
                 goto fail;
-            L.gw_busy_until[g] = in->sched_end[i]; /* its own are disjoint and in order: the last ends last */
+            L->gw_busy_until[g] = in->sched_end[i]; /* its own are disjoint and in order: the last ends last */
         }
     }
     for (int64_t k = 0; k < N; k++)
-        L.app_head[k] = in->app_off[k];
-    L.max_air = 0.0;
-    L.max_dl_air = 0.0;
-    L.retx.state = ((unsigned __int128)in->rng_retx[0] << 64) | in->rng_retx[1];
-    L.retx.inc = ((unsigned __int128)in->rng_retx[2] << 64) | in->rng_retx[3];
-    L.timeouts.state = ((unsigned __int128)in->rng_timeouts[0] << 64) | in->rng_timeouts[1];
-    L.timeouts.inc = ((unsigned __int128)in->rng_timeouts[2] << 64) | in->rng_timeouts[3];
-    /* time 0: every node with messages runs to its first wait, in node order */
+        L->app_head[k] = in->app_off[k];
+    L->max_air = 0.0;
+    L->max_dl_air = 0.0;
+    L->retx.state = ((unsigned __int128)in->rng_retx[0] << 64) | in->rng_retx[1];
+    L->retx.inc = ((unsigned __int128)in->rng_retx[2] << 64) | in->rng_retx[3];
+    L->timeouts.state = ((unsigned __int128)in->rng_timeouts[0] << 64) | in->rng_timeouts[1];
+    L->timeouts.inc = ((unsigned __int128)in->rng_timeouts[2] << 64) | in->rng_timeouts[3];
     for (int64_t k = 0; k < N; k++) {
-        node_t *st = &L.nodes[k];
-        st->msg = in->msg_lo[k];
-        st->hi = in->msg_lo[k + 1];
+        node_t *st = &L->nodes[k];
+        st->batch = -1;
         st->sf = in->sf0[k];
         st->tx_index = 0;
         st->nb_trans = in->nb_trans;
@@ -1608,90 +1669,196 @@ int64_t iotsim_lorawan_loop(const loop_in *in, loop_out *out)
         st->bo_txi = 0;
         st->bo_nb = in->nb_trans;
         st->bo_cnt = 0;
-        st->phase = st->msg < st->hi ? P_MSG : P_DONE;
-        if (st->phase == P_MSG && run_node(&L, k))
-            goto fail;
+        st->phase = P_WAIT;
     }
+    return L;
+fail:
+    out->error = 1;
+    free_loop(L);
+    return NULL;
+}
+
+static void *copy_of(const void *src, size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (p && bytes)
+        memcpy(p, src, bytes);
+    return p;
+}
+
+/* The next batch of `n` messages, ordered by node (lo: [n_nodes + 1] per node offsets; each message's ready
+   time, application bytes, kind and window), copied. The nodes waiting for messages that have some in it
+   resume now, in node order. Returns 0, or out->error (1: out of memory; 2, 3: as iotsim_lorawan_loop_advance). */
+int64_t iotsim_lorawan_loop_feed(loop_t *L, int64_t n, const int64_t *lo, const double *ready, const int64_t *app_bytes,
+                                 const int64_t *kind, const int64_t *window)
+{
+    int64_t N = L->in->n_nodes;
+    if (L->n_batches == L->cap_batches) {
+        int64_t c = L->cap_batches ? 2 * L->cap_batches : 64;
+        batch_t *p = realloc(L->batches, (size_t)c * sizeof(batch_t));
+        if (!p)
+            goto fail;
+        L->batches = p;
+        L->cap_batches = c;
+    }
+    batch_t *B = &L->batches[L->n_batches];
+    memset(B, 0, sizeof(*B));
+    B->base = L->next_base;
+    B->n = n;
+    B->lo = copy_of(lo, (size_t)(N + 1) * sizeof(int64_t));
+    B->ready = copy_of(ready, (size_t)n * sizeof(double));
+    B->app_bytes = copy_of(app_bytes, (size_t)n * sizeof(int64_t));
+    B->kind = copy_of(kind, (size_t)n * sizeof(int64_t));
+    B->window = copy_of(window, (size_t)n * sizeof(int64_t));
+    L->n_batches++;
+    if (!B->lo || !B->ready || !B->app_bytes || !B->kind || !B->window)
+        goto fail;
+    L->next_base += n;
+    for (int64_t k = 0; k < N; k++) {
+        node_t *st = &L->nodes[k];
+        if (st->phase == P_WAIT && !next_batch(L, k, st)) {
+            st->phase = P_MSG;
+            if (run_node(L, k))
+                goto fail;
+        }
+    }
+    return 0;
+fail:
+    if (!L->out->error)
+        L->out->error = 1;
+    return L->out->error;
+}
+
+/* Processes the events before min(t_end, duration) (t_end past the duration: the end of the run; see the
+   file's text). Returns 0, or out->error (1: out of memory, 2: no room for data at out->error_sf, 3: a frame
+   larger than the airtime table, 4: an attempt never decided). */
+int64_t iotsim_lorawan_loop_advance(loop_t *L, double t_end)
+{
+    const loop_in *in = L->in;
+    int64_t N = in->n_nodes;
+    int final = !(t_end < in->duration);
+    double until = final ? in->duration : t_end;
     for (;;) {
         /* the next RX1 opening: of a decided uplink (queue) or of the earliest-ending undecided one */
-        double t_rx1 = L.rx1_head < L.rx1_n ? L.rx1_t[L.rx1_head] : INFINITY;
-        double t_ev = L.events.n ? L.events.h[0].t : INFINITY;
-        double t_rx2 = L.rx2_waits.n ? L.rx2_waits.h[0].t : INFINITY;
+        double t_rx1 = L->rx1_head < L->rx1_n ? L->rx1_t[L->rx1_head] : INFINITY;
+        double t_ev = L->events.n ? L->events.h[0].t : INFINITY;
+        double t_rx2 = L->rx2_waits.n ? L->rx2_waits.h[0].t : INFINITY;
         double t_next = t_ev < t_rx2 ? t_ev : t_rx2;
         if (t_rx1 < t_next)
             t_next = t_rx1;
         /* attempts not arrived yet that could end (and open RX1) before the next event arrive now: they
            start before it, so every one of them was announced, and every downlink that could cut them
-           at their start was decided at an RX opening already passed */
+           at their start was decided at an RX opening already passed. Short of the end, only those that
+           start before `until` (the next batch's may start at it) */
         for (;;) {
-            double t_end = L.ends.n ? L.ends.h[0].t + in->rx1_delay : INFINITY;
-            double bound = t_end < t_next ? t_end : t_next;
-            if (!(L.arrivals.n && L.arrivals.h[0].t + in->rx1_delay < bound))
+            double t_end1 = L->ends.n ? L->ends.h[0].t + in->rx1_delay : INFINITY;
+            double bound = t_end1 < t_next ? t_end1 : t_next;
+            if (!final && until + in->rx1_delay < bound)
+                bound = until + in->rx1_delay;
+            if (!(L->arrivals.n && L->arrivals.h[0].t + in->rx1_delay < bound))
                 break;
-            if (arrive_next(&L))
+            if (arrive_next(L))
                 goto fail;
         }
-        if (L.ends.n && L.ends.h[0].t + in->rx1_delay < t_rx1)
-            t_rx1 = L.ends.h[0].t + in->rx1_delay;
+        if (L->ends.n && L->ends.h[0].t + in->rx1_delay < t_rx1)
+            t_rx1 = L->ends.h[0].t + in->rx1_delay;
         if (t_rx2 < t_rx1 && t_rx2 <= t_ev) { /* a node listening in RX2 for an answer still to come */
-            if (!(t_rx2 < in->duration))
+            if (!(t_rx2 < until))
                 break;
-            L.now = t_rx2;
-            if (resolve_until(&L, t_rx2))
+            L->now = t_rx2;
+            if (resolve_until(L, t_rx2))
                 goto fail;
-            if (run_node(&L, heap_pop(&L.rx2_waits).ref))
+            if (run_node(L, heap_pop(&L->rx2_waits).ref))
                 goto fail;
         } else if (t_rx1 <= t_ev) {
-            if (!(t_rx1 < in->duration))
+            if (!(t_rx1 < until))
                 break;
-            L.now = t_rx1;
-            if (resolve_until(&L, t_rx1))
+            L->now = t_rx1;
+            if (resolve_until(L, t_rx1))
                 goto fail;
-            int64_t k = L.rx1_node[L.rx1_head++];
-            if (L.rx1_head + 3 < L.rx1_n) { /* nodes woken next: their state and their attempt's record */
-                __builtin_prefetch(&L.nodes[L.rx1_node[L.rx1_head + 3]]);
-                __builtin_prefetch(&L.rec[L.rx1_slot[L.rx1_head + 1]]);
+            int64_t k = L->rx1_node[L->rx1_head++];
+            if (L->rx1_head + 3 < L->rx1_n) { /* nodes woken next: their state and their attempt's record */
+                __builtin_prefetch(&L->nodes[L->rx1_node[L->rx1_head + 3]]);
+                __builtin_prefetch(&L->rec[L->rx1_slot[L->rx1_head + 1]]);
             }
-            if (run_node(&L, k))
+            if (run_node(L, k))
                 goto fail;
         } else {
-            if (!(t_ev < in->duration))
+            if (!(t_ev < until))
                 break;
-            hitem ev = heap_pop(&L.events);
-            L.now = ev.t;
-            if (run_node(&L, ev.ref))
+            hitem ev = heap_pop(&L->events);
+            L->now = ev.t;
+            if (run_node(L, ev.ref))
                 goto fail;
         }
     }
+    if (!final)
+        return 0;
     /* the end: decide everything, then each node finishes without waiting. First what the run decided by its
        end (the server's answers before the end book their downlinks before any later reception is decided, as
        the SimPy engine's clock runs to the end), then the rest */
-    L.offline = 1;
-    if (resolve_until(&L, in->duration) || resolve_until(&L, INFINITY))
+    L->offline = 1;
+    if (resolve_until(L, in->duration) || resolve_until(L, INFINITY))
         goto fail;
     for (int64_t k = 0; k < N; k++)
-        if (L.nodes[k].phase != P_DONE && run_node(&L, k))
+        if (L->nodes[k].phase != P_WAIT && run_node(L, k))
             goto fail;
-    rc = 0;
+    return 0;
 fail:
-    if (rc && !out->error)
-        out->error = 1;
-    free_loop(&L);
-    return out->error;
+    if (!L->out->error)
+        L->out->error = 1;
+    return L->out->error;
 }
 
-/* The rows in message order into columns of out->rows.n entries (allocated by the caller); `in` is the run's input. */
-void iotsim_lorawan_loop_rows(const loop_in *in, const loop_out *out, int64_t n_nodes, int64_t *msg, int64_t *frag, int64_t *phy,
-                              int64_t *sf, int64_t *attempts, int64_t *tx_index, double *air, double *ready,
-                              double *start, double *tx_s, double *rx_s, double *standby, double *busy,
-                              int8_t *dropped, int8_t *ch, int8_t *fate, int16_t *gw)
+/* How many batches (from the first) every node has sent all of: their rows are complete. */
+int64_t iotsim_lorawan_loop_finished(const loop_t *L)
 {
-    const rows_t *R = &out->rows;
-    int64_t i = 0;
-    for (int64_t k = 0; k < n_nodes; k++)
-        for (int64_t c = R->head ? R->head[k] : -1; c >= 0; c = chunk_at(R, c)->next)
-            for (int64_t q = 0; q < chunk_at(R, c)->n; q++, i++) {
-                const row_t *r = &chunk_at(R, c)->r[q];
+    int64_t done = L->n_batches;
+    for (int64_t k = 0; k < L->in->n_nodes; k++) {
+        const node_t *st = &L->nodes[k];
+        int64_t f = st->phase == P_WAIT ? st->batch + 1 : st->batch;
+        if (f < done)
+            done = f;
+    }
+    return done;
+}
+
+/* The rows of the messages of batches n_drained .. upto - 1 (finished): how many there are. */
+int64_t iotsim_lorawan_loop_count(const loop_t *L, int64_t upto)
+{
+    const rows_t *R = &L->out->rows;
+    int64_t limit = upto < L->n_batches ? L->batches[upto].base : L->next_base, n = 0;
+    for (int64_t k = 0; k < L->in->n_nodes; k++)
+        for (int64_t c = R->head[k]; c >= 0; c = chunk_at(R, c)->next) {
+            const chunk_t *ck = chunk_at(R, c);
+            int64_t q = ck->first;
+            while (q < ck->n && ck->r[q].msg < limit)
+                q++, n++;
+            if (q < ck->n)
+                break;
+        }
+    return n;
+}
+
+/* Those rows, by node then message (so in message order), into columns the caller allocated
+   (iotsim_lorawan_loop_count entries); their chunks are reused and the batches freed. */
+void iotsim_lorawan_loop_drain(loop_t *L, int64_t upto, int64_t *msg, int64_t *frag, int64_t *phy, int64_t *sf,
+                               int64_t *attempts, int64_t *tx_index, double *air, double *ready, double *start,
+                               double *tx_s, double *rx_s, double *standby, double *busy, int8_t *dropped, int8_t *ch,
+                               int8_t *fate, int16_t *gw)
+{
+    const loop_in *in = L->in;
+    rows_t *R = &L->out->rows;
+    int64_t limit = upto < L->n_batches ? L->batches[upto].base : L->next_base, i = 0;
+    for (int64_t k = 0; k < in->n_nodes; k++) {
+        int64_t b = L->n_drained;
+        while (R->head[k] >= 0) {
+            int64_t c = R->head[k];
+            chunk_t *ck = chunk_at(R, c);
+            for (; ck->first < ck->n && ck->r[ck->first].msg < limit; ck->first++, i++) {
+                const row_t *r = &ck->r[ck->first];
+                while (r->msg >= L->batches[b].base + L->batches[b].n)
+                    b++;
                 msg[i] = r->msg;
                 frag[i] = r->frag;
                 phy[i] = r->phy;
@@ -1699,7 +1866,7 @@ void iotsim_lorawan_loop_rows(const loop_in *in, const loop_out *out, int64_t n_
                 attempts[i] = r->attempts;
                 tx_index[i] = r->tx_index;
                 air[i] = in->air_tab[r->sf * in->phy_cap + r->phy]; /* as the loop took it */
-                ready[i] = in->ready[r->msg];
+                ready[i] = L->batches[b].ready[r->msg - L->batches[b].base];
                 start[i] = r->start;
                 tx_s[i] = r->tx_s;
                 rx_s[i] = r->rx_s;
@@ -1709,11 +1876,24 @@ void iotsim_lorawan_loop_rows(const loop_in *in, const loop_out *out, int64_t n_
                 ch[i] = r->ch;
                 fate[i] = r->fate;
                 gw[i] = r->gw;
+                R->n--;
             }
+            if (ck->first < ck->n || R->tail[k] == c) /* rows of later batches follow; or the node's last chunk */
+                break;
+            R->head[k] = ck->next; /* drained: reused */
+            ck->next = R->free_head;
+            R->free_head = c;
+        }
+    }
+    for (; L->n_drained < upto; L->n_drained++)
+        free_batch(&L->batches[L->n_drained]);
 }
 
-void iotsim_lorawan_loop_free(loop_out *out)
+/* Frees the loop and what `out` holds (its rows). */
+void iotsim_lorawan_loop_free(loop_t *L, loop_out *out)
 {
+    if (L)
+        free_loop(L);
     rows_t *r = &out->rows;
     for (int64_t i = 0; i < (r->n_chunks + SLAB_CHUNKS - 1) / SLAB_CHUNKS; i++)
         free(r->slabs[i]);

@@ -114,8 +114,8 @@ class LoRaWanLink(Link):
         return (s.engine == "closed_loop" or s.confirmed or s.adr or s.nb_trans > 1 or s.downlinks_per_day > 0)
 
     def schedule_carry(self, n_nodes: int) -> ScheduleCarry | None:
-        """What a run in time chunks hands from one chunk's schedule to the next (None: the closed loop, which
-        does not run in chunks)."""
+        """What a run in time chunks hands from one chunk's schedule to the next (None: the closed loop, whose
+        compiled loop carries its own state across chunks: iotsim.link.lorawan_loop.LoopChunks)."""
         return None if self.closed_loop else ScheduleCarry(n_nodes, self.channel_bands()[1].shape[0])
 
     def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,

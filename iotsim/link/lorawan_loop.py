@@ -1140,8 +1140,15 @@ class ClosedLoop:
         return self._build(cols, gateway_stats, {k: report["node_stats"][k] for k in self.stats})
 
     def _build(self, cols: dict, gateway_stats: dict, node_stats: dict) -> Transmissions:
+        tx = self._frames_of(cols, self.messages)
+        self.link.add_schedule_airtime(gateway_stats)
+        tx.gateway_stats = gateway_stats
+        tx.node_stats = node_stats
+        return tx
+
+    def _frames_of(self, cols: dict, m: Messages) -> Transmissions:
+        """The frames of `m` whose rows are `cols` (messages numbered as in `m`)."""
         n = len(cols["msg"])
-        m = self.messages
         msg = cols["msg"].astype(np.int64, copy=False)
         tx = Transmissions(
             message=msg, node=m.node[msg] if n else np.zeros(0, np.int64), fragment=cols["frag"].astype(np.int64, copy=False),
@@ -1159,10 +1166,83 @@ class ClosedLoop:
         tx.link_gateway = cols["gw"].astype(np.int16, copy=False)
         if self.s.adr:  # TX power varies per frame only under ADR
             tx.tx_power_dbm = (self.max_power_dbm - 2.0 * cols["tx_index"].astype(np.float64, copy=False)) if n else np.zeros(0)
-        self.link.add_schedule_airtime(gateway_stats)
-        tx.gateway_stats = gateway_stats
-        tx.node_stats = node_stats
         return tx
+
+
+class LoopChunks:
+    """The closed loop of a run in time chunks (iotsim.engine.chunked): one compiled loop (`loop_native.Session`)
+    kept across chunks, each chunk's messages fed as a batch, the loop advanced to the chunk's end, and the frames
+    of every chunk all of whose messages the nodes have sent handed back. The same bytes as `ClosedLoop.run()`
+    on the whole run's messages (the loop's text says why), with the nodes' MAC, ADR and duty-cycle state, the
+    network server's and the gateways' carried in the loop, and memory bounded by the nodes and what is on air.
+    It needs the compiled loop (the SimPy engine runs whole runs only)."""
+
+    def __init__(self, link, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
+                 stop_s: np.ndarray | None = None, where: str = "simulation.chunk"):
+        z = np.zeros(0, np.int64)
+        empty = Messages(z, np.zeros(0), z, np.zeros(0, np.int8), z, z)
+        self.loop = ClosedLoop(link, empty, nodes, rng, duration_s, stop_s)
+        why = None
+        if loop_native.engine_choice() == "simpy":
+            why = f"{loop_native.ENGINE_ENV}=simpy asks for the SimPy engine, which runs whole runs only"
+        else:
+            why = loop_native.unsupported(self.loop)
+            if why is None and loop_native.lib() is None:
+                why = f"it could not be built ({loop_native.load_error})"
+        if why:
+            raise InputError(f"a run in time chunks with the LoRaWAN closed loop needs the compiled loop: {why}; "
+                             "remove simulation.chunk to run it whole", field=where)
+        self.where = where
+        self.loop._queue_app_downlinks()  # (drawn as the whole run draws them: before the loop starts)
+        self.session = loop_native.Session(self.loop)
+        self.pending: list[tuple[int, Messages]] = []  # (first message number, messages) of batches not handed back
+        self._next_base = 0  # the number of the next batch's first message
+        self._drained = 0  # batches handed back
+
+    def feed(self, messages: Messages, t_end_s: float) -> list[Transmissions]:
+        """A chunk's messages (ordered by node), then the loop up to `t_end_s` (inf: to the end of the run).
+        Returns the frames of each chunk now complete, oldest first (fates in `link_fate`)."""
+        base = self._next_base
+        self.pending.append((base, messages))
+        self._next_base = base + len(messages)
+        try:
+            self.session.feed(messages)
+            self.session.advance(t_end_s)
+        except loop_native.Stopped as stop:
+            raise self._input_error(stop) from None
+        upto = self.session.finished()
+        done = upto - self._drained
+        if done <= 0:
+            return []
+        cols = self.session.drain(upto)
+        self._drained = upto
+        out = []
+        for base, m in self.pending[:done]:
+            mine = (cols["msg"] >= base) & (cols["msg"] < base + len(m))
+            part = {k: v[mine] for k, v in cols.items()}
+            part["msg"] = part["msg"] - base
+            out.append(self.loop._frames_of(part, m))
+        del self.pending[:done]
+        return out
+
+    def stats(self) -> tuple[dict, dict]:
+        """(gateway stats, node stats) of the run, once every chunk has been fed (as `Transmissions` carries them)."""
+        report = self.session.report()
+        gateway_stats = {"path_busy_s": report["busy_ticks"] / reception.TICKS_PER_S,
+                         "frames_locked": report["frames_locked"], "tx_airtime_s": report["tx_airtime_s"],
+                         "tx_band_s": report["tx_band_s"]}
+        self.loop.link.add_schedule_airtime(gateway_stats)
+        return gateway_stats, {k: report["node_stats"][k] for k in self.loop.stats}
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _input_error(self, stop) -> InputError:
+        if stop.code == 2:
+            return InputError(f"LoRaWAN frames at SF{stop.sf} leave no room for data after the fragment header",
+                              field="network.lorawan.fragment_header_bytes")
+        return InputError(f"the compiled LoRaWAN closed loop stopped (code {stop.code}) on this scenario; remove "
+                          "simulation.chunk to run it whole, where the SimPy engine reports the cause", field=self.where)
 
 
 ROW_COLUMNS = ("msg", "frag", "phy", "sf", "air", "ready", "start", "dropped", "attempts", "ch", "tx_s", "rx_s",
