@@ -56,7 +56,10 @@ def gateway_grid(side_m: float, spacing_m: float) -> list[dict]:
 
 
 def large_scenario(nodes: int, days: float, spacing_m: float = GATEWAY_SPACING_M, plots: bool = True,
-                   report: bool = True, chunk: str | None = None, packets: bool = True) -> Scenario:
+                   report: bool = True, chunk: str | None = None, packets: bool = True,
+                   feedback: bool = False) -> Scenario:
+    """`feedback`: confirmed uplinks (up to 8 transmissions) with ADR, on the closed loop (bench/fleet.py's confirmed
+    variants)."""
     side_m = math.sqrt(nodes / NODES_PER_M2)
     pl_d0, d0, exponent = hata_open_area_log_distance()
     return Scenario.model_validate({
@@ -78,7 +81,8 @@ def large_scenario(nodes: int, days: float, spacing_m: float = GATEWAY_SPACING_M
             "technology": "lorawan",
             "region": "EU868",
             "lorawan": {"sf": "auto", "bandwidth_hz": 125000, "coding_rate": "4/5", "tx_power_dbm": 14,
-                        "duty_cycle_mode": "wait"},
+                        "duty_cycle_mode": "wait",
+                        **({"confirmed": True, "nb_trans": 8, "adr": True} if feedback else {})},
             # as scenarios/farm.yaml: Okumura-Hata open area in log-distance form, 8 dB shadowing
             # (3GPP TR 38.901 Table 7.4.1-1, RMa NLOS)
             "propagation": {"pl_d0_db": pl_d0, "d0_m": d0, "exponent": exponent, "shadowing_sigma_db": 8.0},
@@ -184,10 +188,13 @@ def main() -> None:
     ap.add_argument("--no-packets", action="store_true", help="no packets table (outputs.packets_table: false)")
     ap.add_argument("--chunk", help="run in time chunks of this length (simulation.chunk), e.g. 1d")
     ap.add_argument("--log-every", type=int, default=0, help="print the pace every N chunks (chunked runs)")
+    ap.add_argument("--feedback", action="store_true",
+                    help="confirmed uplinks (nb_trans 8) and ADR: the LoRaWAN closed loop")
     args = ap.parse_args()
 
     scenario = large_scenario(args.nodes, args.days, args.gateway_spacing_m, plots=not args.no_plots,
-                              report=not args.no_report, chunk=args.chunk, packets=not args.no_packets)
+                              report=not args.no_report, chunk=args.chunk, packets=not args.no_packets,
+                              feedback=args.feedback)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="iotsim-large-")) / "results"
     t_start = time.perf_counter()
     with MemorySampler() as sampler:
