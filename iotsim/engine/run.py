@@ -27,9 +27,8 @@ from iotsim.engine.federated import workdir as federated_workdir
 from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, frames_off, hourly_demand_j, run_stores
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.tally import Tally, tally_of
-from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, plan_updates, poll_energy_j,
-                                   poll_messages, poll_notes, update_energy_j,
-                                   update_notes)
+from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, poll_messages, poll_notes,
+                                   run_updates, update_notes)
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.network.fate import Fate
 from iotsim.policies import EnergyAware, Policy, make_policy
@@ -144,11 +143,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
     update_outcomes = []
     if scenario.updates:
         say("updates", 0, 1)
-        update_outcomes = plan_updates(scenario, plans, link, cache)
-        for u in update_outcomes:
-            u.listen_energy_j, u.apply_energy_j = update_energy_j(u, nodes)
-            u.poll_energy_j = poll_energy_j(u, nodes)
-        link.gateway_schedule = gateway_schedule(update_outcomes)
+        update_outcomes = run_updates(scenario, plans, link, nodes, cache)
         # the windows after each node's activation get the new model's verdicts
         plans = [dataclasses.replace(p, verdicts=v) for p, v in zip(plans, effective_verdicts(plans, update_outcomes))]
         say("updates", 1, 1)

@@ -263,7 +263,7 @@ def node_deaths(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, duration
     burst_total = np.bincount(tx.node[sent], weights=loads.frame_energy_j[sent], minlength=n)
     lb = loads.listening_bursts
     if lb is not None:  # listening within the run (its chunks end by the end of the run)
-        burst_total = burst_total + np.bincount(lb[0], weights=np.where(lb[1] <= duration_s, lb[2], 0.0), minlength=n)
+        burst_total = burst_total + listening_burst_j(lb, n, duration_s)
     budget = battery_budget(nodes, loads.steady_w + burst_total / duration_s)
     at_risk = np.flatnonzero((loads.steady_w + budget.self_discharge_w) * duration_s + burst_total
                              >= budget.usable_j)
@@ -330,21 +330,7 @@ def charge_ledger(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air
     ledger.charge("radio", "standby", air_nodes, tx.standby_s[on_air])
     ledger.charge("radio", "tx", air_nodes, tx.tx_s[on_air])
     ledger.charge("radio", "rx", air_nodes, tx.rx_s[on_air])
-    li = loads.listening
-    if li is not None and li.node.size:  # receiving updates, until the node died or the run ended
-        lived = li.alive_share(lifetime_s)
-        ledger.charge("radio", "rx", li.node, lived * li.rx_s)
-        ledger.charge("radio", "tx", li.node, lived * li.tx_s)
-        ledger.charge("radio", "standby", li.node, lived * li.standby_s)
-        # applying updates: flash time and the integrity check. An MCU active all the time (a node that streams
-        # its samples) does this in time it would have spent active: that part moves from active to flash.
-        mcu = [SLOT_INDEX[("mcu", "active")], SLOT_INDEX[("mcu", "flash")]]
-        spare = np.maximum(lifetime_s - ledger.time_s[:, mcu].sum(axis=1), 0.0)
-        work = np.bincount(li.node, weights=lived * (li.flash_s + li.cpu_s), minlength=n)
-        displaced = np.maximum(work - spare, 0.0)
-        ledger.charge("mcu", "flash", li.node, lived * li.flash_s)
-        ledger.charge("mcu", "active", li.node, lived * li.cpu_s)
-        ledger.time_s[:, mcu[0]] -= displaced
+    charge_listening(ledger, loads.listening, lifetime_s)
     ka = loads.keep_alive
     if ka is not None:
         # a steady load: charged for the time alive (the mean over whole keep-alive periods)
@@ -354,6 +340,35 @@ def charge_ledger(nodes: FleetNodes, loads: NodeLoads, tx: Transmissions, on_air
         ledger.charge("radio", "rx", all_nodes, k * ka.rx_s)
     ledger.close(lifetime_s)
     return ledger
+
+
+def charge_listening(ledger: EnergyLedger, listening: Listening | None, lifetime_s: np.ndarray) -> None:
+    """Charge the time outside frames (receiving and applying updates, `Listening`), until each node died or
+    the run ended; after the windows and frames, before the keep-alive."""
+    li = listening
+    if li is None or not li.node.size:
+        return
+    lived = li.alive_share(lifetime_s)
+    ledger.charge("radio", "rx", li.node, lived * li.rx_s)
+    ledger.charge("radio", "tx", li.node, lived * li.tx_s)
+    ledger.charge("radio", "standby", li.node, lived * li.standby_s)
+    # applying updates: flash time and the integrity check. An MCU active all the time (a node that streams
+    # its samples) does this in time it would have spent active: that part moves from active to flash.
+    mcu = [SLOT_INDEX[("mcu", "active")], SLOT_INDEX[("mcu", "flash")]]
+    spare = np.maximum(lifetime_s - ledger.time_s[:, mcu].sum(axis=1), 0.0)
+    work = np.bincount(li.node, weights=lived * (li.flash_s + li.cpu_s), minlength=ledger.n_nodes)
+    displaced = np.maximum(work - spare, 0.0)
+    ledger.charge("mcu", "flash", li.node, lived * li.flash_s)
+    ledger.charge("mcu", "active", li.node, lived * li.cpu_s)
+    ledger.time_s[:, mcu[0]] -= displaced
+
+
+def listening_burst_j(listening_bursts: tuple | None, n: int, duration_s: float) -> np.ndarray | None:
+    """Per node: the energy of its listening bursts (NodeLoads.listening_bursts) within the run; None without."""
+    if listening_bursts is None:
+        return None
+    node, t, energy = listening_bursts
+    return np.bincount(node, weights=np.where(t <= duration_s, energy, 0.0), minlength=n)
 
 
 # ---- backhaul: message delivery --------------------------------------------------------------------

@@ -38,6 +38,8 @@ class Tally:
     true_positive_decisions: np.ndarray  # int64: of those, about a window that overlaps an event
     final_sf: np.ndarray  # int64: spreading factor of the last frame on air (the plan's if none)
     final_tx_power_dbm: np.ndarray  # float64: TX power of the last frame on air (configured if none)
+    polls: np.ndarray  # int64: class A unicast polls of model updates (messages of kind poll)
+    polls_delivered: np.ndarray  # int64: of those, the ones the link delivered
     cloud_waits: list = field(default_factory=list)  # per group: queueing before each cloud inference (s)
     node_stats: dict = field(default_factory=dict)  # per-node counters the link reports (Transmissions.node_stats)
     gateway_stats: dict = field(default_factory=dict)  # per-gateway figures (Transmissions.gateway_stats)
@@ -47,7 +49,7 @@ class Tally:
         z = lambda dtype: np.zeros(n, dtype=dtype)  # noqa: E731
         return cls(np.zeros((n, N_FATES), np.int64), z(np.int64), z(np.float64), z(np.float64), z(np.int64),
                    z(np.int64), z(np.int64), z(np.int64), z(np.int64), np.asarray(sf, np.int64).copy(),
-                   np.full(n, float(tx_power_dbm)), [WaitSpill() for _ in range(n_groups)])
+                   np.full(n, float(tx_power_dbm)), z(np.int64), z(np.int64), [WaitSpill() for _ in range(n_groups)])
 
     # ---- what the metrics read, per node
     def offered(self) -> np.ndarray:
@@ -88,6 +90,8 @@ class Tally:
         self.cloud_inferences += count(app & (kind == MessageKind.RAW) & delivered)
         self.positive_decisions += count(app & positive)
         self.true_positive_decisions += count(app & positive & true_positive)
+        self.polls += count(~app)
+        self.polls_delivered += count(~app & delivered)
 
 
 def _sorted(a: np.ndarray) -> bool:

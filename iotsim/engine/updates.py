@@ -150,6 +150,17 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
     return outcomes
 
 
+def run_updates(scenario, plans: list[GroupPlan], link, nodes, cache: dict) -> list[UpdateOutcome]:
+    """Every update's session and rollout (`plan_updates`) with each node's energy for it (listening, applying,
+    polling), and the link's `gateway_schedule` set to the gateways' transmissions of them."""
+    outcomes = plan_updates(scenario, plans, link, cache)
+    for u in outcomes:
+        u.listen_energy_j, u.apply_energy_j = update_energy_j(u, nodes)
+        u.poll_energy_j = poll_energy_j(u, nodes)
+    link.gateway_schedule = gateway_schedule(outcomes)
+    return outcomes
+
+
 def apply_costs(out: UpdateOutcome, plans: list[GroupPlan], offsets: np.ndarray) -> None:
     """Set each node's time to apply the update (flash, CPU work) from its group's MCU."""
     n = out.nodes.size
@@ -226,11 +237,11 @@ def poll_notes(updates: list[UpdateOutcome], outcomes) -> list[str]:
     assumed = float(np.concatenate([u.poll_success for u in uni]) @ weight / weight.sum()) if weight.sum() else 1.0
     notes = []
     for out in outcomes:
-        polls = out.messages.kind == MessageKind.POLL
-        if polls.any():
-            notes.append(f"Unicast polls, policy {out.policy.name}: {int(polls.sum()):,} on air, "
-                         f"{float(out.message_delivered[polls].mean()):.1%} delivered by the link (with the other "
-                         f"uplinks); the schedule of fragments took {assumed:.1%} (fading alone).")
+        polls, delivered = int(out.tally.polls.sum()), int(out.tally.polls_delivered.sum())
+        if polls:
+            notes.append(f"Unicast polls, policy {out.policy.name}: {polls:,} on air, {delivered / polls:.1%} "
+                         "delivered by the link (with the other uplinks); the schedule of fragments took "
+                         f"{assumed:.1%} (fading alone).")
     return notes
 
 
@@ -425,5 +436,5 @@ class Listening:
         return node[order], t[order], (share * np.repeat(energy, k))[order]
 
 
-__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "plan_updates", "update_energy_j",
-           "update_notes"]
+__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "plan_updates", "run_updates",
+           "update_energy_j", "update_notes"]

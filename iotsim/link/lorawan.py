@@ -152,17 +152,22 @@ class LoRaWanLink(Link):
         sens = np.full(13, np.inf)  # indexed by SF
         sens[7:] = [lora.gateway_sensitivity_dbm(s, self.settings.bandwidth_hz) for s in range(7, 13)]
         n_gw = nodes.rx_power_dbm.shape[1]
-        sched = self.gateway_schedule
-        gateway_tx = None if sched is None else [(sched.start_s[mine], sched.end_s[mine])
-                                                 for mine in map(sched.of_gateway, range(n_gw))]
         rec = reception.resolve_receptions(
             tx.start_s[idx], tx.airtime_s[idx], tx.channel[idx], tx.sf[idx], tx.node[idx], nodes.rx_power_dbm,
-            sens[tx.sf[idx]], self.reception_model(), gateway_tx=gateway_tx)
+            sens[tx.sf[idx]], self.reception_model(), gateway_tx=self.gateway_tx(n_gw))
         tx.fate[idx] = rec.status
         tx.gateway[idx] = rec.gateway
         tx.gateway_stats = {"path_busy_s": rec.path_busy_s, "frames_locked": rec.frames_locked,
                             "tx_airtime_s": np.zeros(n_gw), "tx_band_s": [{} for _ in range(n_gw)]}
         self.add_schedule_airtime(tx.gateway_stats)
+
+    def gateway_tx(self, n_gateways: int) -> reception.GatewayTx | None:
+        """Each gateway's own transmissions (`gateway_schedule`) as reception sees them (half duplex), or None."""
+        sched = self.gateway_schedule
+        if sched is None:
+            return None
+        return reception.GatewayTx([(sched.start_s[mine], sched.end_s[mine])
+                                    for mine in map(sched.of_gateway, range(n_gateways))], n_gateways)
 
     def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng, sf=None, horizon_s=np.inf):
         """A FUOTA class C multicast session (iotsim.ota.fuota) from every gateway; each node hears its strongest
