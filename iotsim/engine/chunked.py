@@ -48,8 +48,9 @@ import pyarrow.parquet as pq
 from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, Verdicts, group_rng, plan_group
-from iotsim.engine.messages import policy_messages
+from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.tally import Tally
+from iotsim.engine.updates import Listening, UpdateOutcome, poll_messages, poll_notes, run_updates, update_notes
 from iotsim.errors import InputError
 from iotsim.link import Messages, make_link
 from iotsim.network import native, reception
@@ -69,8 +70,6 @@ def check_chunkable(scenario, link, policies) -> None:
     if link.technology not in ("lorawan", "ble", "wifi"):
         why = (f"network.technology {link.technology!r}: only LoRaWAN (open loop), BLE and Wi-Fi run in chunks "
                "so far")
-    elif scenario.updates:
-        why = "model updates over the air (updates:)"
     elif scenario.federated is not None:
         why = "federated rounds (federated:)"
     else:
@@ -94,13 +93,44 @@ def check_chunkable(scenario, link, policies) -> None:
 
 
 # ---- windows, chunk by chunk ----------------------------------------------------------------------
+@dataclass
+class ModelSwitch:
+    """An update's new model on a group's windows, as `iotsim.engine.updates.effective_verdicts` switches them:
+    the windows that end once a node runs it get its on-device verdicts."""
+
+    activated_s: np.ndarray  # per node of the group: when it runs the new model (NaN: never)
+    pool: Verdicts  # the new model's verdicts on the group's pool (phase x pool_size + index)
+    fresh: Verdicts  # its verdicts on the windows an event touches, in `WindowSet.fresh_flat` order
+
+
+def model_switches(plans: list[GroupPlan], updates: list[UpdateOutcome]) -> list[list[ModelSwitch]]:
+    """Per group: the updates' new models on its windows, in order of start (a later one replaces an earlier)."""
+    out, start = [], 0
+    for p in plans:
+        mine = []
+        for u in updates:
+            if p.index not in u.group_indices:
+                continue
+            local = u.nodes - start
+            ours = (local >= 0) & (local < p.n_nodes)
+            act = np.full(p.n_nodes, np.nan)
+            act[local[ours]] = u.activated_s[ours]
+            mine.append(ModelSwitch(act, p.windows.pool_verdicts(u.model, None),
+                                    p.windows.fresh_verdicts(u.model, None)))
+        out.append(mine)
+        start += p.n_nodes
+    return out
+
+
 class WindowCursor:
     """A lazy group plan's windows handed out chunk by chunk: each chunk's view is a GroupPlan holding only
-    the windows that end in it (with the verdicts and event ids the whole-run plan would give them)."""
+    the windows that end in it (with the verdicts and event ids the whole-run plan would give them, the
+    updates' new models' on-device verdicts from each node's activation: `switches`)."""
 
-    def __init__(self, plan: GroupPlan):
+    def __init__(self, plan: GroupPlan, switches: list[ModelSwitch] = ()):
         lz = plan.lazy
         self.plan = plan
+        self.switches = switches
         self.gens = []
         for state in lz.pool_states:
             g = np.random.Generator(np.random.PCG64())
@@ -144,8 +174,6 @@ class WindowCursor:
         start = p.phase_s[node] + k * p.window_period_s
         phase = np.searchsorted(p.windows.phase_starts_s, start, side="right") - 1
         pool_index = draws + phase * p.pool_size
-        v = Verdicts(lz.pool.device_positive[pool_index], lz.pool.device_confidence[pool_index],
-                     lz.pool.cloud_positive[pool_index])
         event_id = np.full(total, -1, dtype=np.int64)
         # the event windows among this chunk's: per node, those before its window `hi`
         fresh = p.windows.fresh_flat
@@ -156,10 +184,25 @@ class WindowCursor:
         np.cumsum(n_fresh, out=first[1:])
         src = self.fresh_taken[fn] + (np.arange(int(first[-1])) - first[fn])
         self.fresh_taken = upto
-        if src.size:
-            rows = offset[fn] + (fresh[src] - self.run_offset[fn]) - self.taken[fn]
-            v.put(rows, lz.fresh, src)
-            event_id[rows] = lz.fresh_event[src]
+        rows = offset[fn] + (fresh[src] - self.run_offset[fn]) - self.taken[fn]
+        event_id[rows] = lz.fresh_event[src]
+
+        def verdicts(pool: Verdicts, fresh_v: Verdicts) -> Verdicts:
+            """A model's verdicts on the chunk's windows, from its verdicts on the pool and the event windows."""
+            v = Verdicts(pool.device_positive[pool_index], pool.device_confidence[pool_index],
+                         pool.cloud_positive[pool_index])
+            if src.size:
+                v.put(rows, fresh_v, src)
+            return v
+
+        v = verdicts(lz.pool, lz.fresh)
+        end = start + p.window_span_s  # (as GroupPlan.window_end_s computes it)
+        for switch in self.switches:  # in order of start: a later update's model replaces an earlier one's
+            after = end >= switch.activated_s[node]  # NaN: never
+            if after.any():
+                new = verdicts(switch.pool, switch.fresh)
+                v.device_positive[after] = new.device_positive[after]
+                v.device_confidence[after] = new.device_confidence[after]
         view = dataclasses.replace(p, verdicts=v, n_windows=counts, window_offset=offset, event_id=event_id,
                                    first_window=self.taken.copy(), heartbeat_span_s=(self.t0, t1_s), lazy=None)
         self.taken = hi
@@ -168,17 +211,40 @@ class WindowCursor:
 
 
 # ---- gateway reception across chunks --------------------------------------------------------------
+class MessageCursor:
+    """Messages known before the run (model updates' unicast polls) handed out chunk by chunk: each chunk's are
+    those ready in it (a poll is due when it is ready), in (node, ready time) order."""
+
+    def __init__(self, messages: Messages | None):
+        self.messages = messages
+        self.by_ready = None if messages is None else np.argsort(messages.ready_s, kind="stable")
+        self.ready_sorted_s = None if messages is None else messages.ready_s[self.by_ready]
+        self.taken = 0
+
+    def take(self, t1_s: float) -> Messages | None:
+        """The messages ready in [previous t1, t1_s) (None: there are none in the run)."""
+        m = self.messages
+        if m is None:
+            return None
+        hi = int(np.searchsorted(self.ready_sorted_s, t1_s, side="left"))
+        sel = np.sort(self.by_ready[self.taken:hi])
+        self.taken = hi
+        return Messages(m.node[sel], m.ready_s[sel], m.app_bytes[sel], m.kind[sel], m.window[sel], m.group[sel])
+
+
 class ReceptionCarry:
     """Frames on air not yet decided, and those a later frame may still overlap, with the gateways' paths.
 
     `step(T)`: every frame starting before T is known. Frames starting before T are fed to the path
-    allocator in (start, node) order; frames ending by T are decided against every known frame."""
+    allocator in (start, node) order; frames ending by T are decided against every known frame and the
+    gateways' own transmissions (`Link.gateway_schedule`: model updates; half duplex), known in advance."""
 
     def __init__(self, link, nodes, n_gateways: int, received_mw: np.ndarray | None = None):
         self.link = link
         self.nodes = nodes
         self.model = link.reception_model()
         self.allocator = reception.PathAllocator(n_gateways, self.model.demodulator_paths)
+        self.gateway_tx = link.gateway_tx(n_gateways)
         self.n_gw = n_gateways
         sens = np.full(13, np.inf)
         sens[7:] = [lora.gateway_sensitivity_dbm(s, link.settings.bandwidth_hz) for s in range(7, 13)]
@@ -208,7 +274,7 @@ class ReceptionCarry:
         frames = reception.Frames(c["start"], c["airtime"], c["channel"], c["sf"], c["node"], self.sens[c["sf"]])
         feed = np.flatnonzero(~c["fed"] & (c["start"] < t_s))
         if feed.size:  # in (start, node) order, after every frame fed before
-            arrival = reception.arrive(frames.take(feed), self.rx_power, self.allocator)
+            arrival = reception.arrive(frames.take(feed), self.rx_power, self.allocator, self.gateway_tx)
             c["arr_fate"][feed] = arrival.fate
             c["locked"][feed] = arrival.locked
             c["fed"][feed] = True
@@ -220,7 +286,7 @@ class ReceptionCarry:
             known = frames if ctx.size == len(frames) else frames.take(ctx)  # (no copy when all are known)
             dec = reception.decode(known, reception.Arrival(c["locked"][targets], c["arr_fate"][targets]),
                                    self.rx_power, self.model, targets=np.searchsorted(ctx, targets),
-                                   node_rx_power_mw=self.rx_power_mw)
+                                   gateway_tx=self.gateway_tx, node_rx_power_mw=self.rx_power_mw)
             out = (c["chunk"][targets], c["row"][targets], dec.status, dec.gateway)
             c["decided"][targets] = True
         # keep the undecided, and the decided that may overlap a frame decided later
@@ -301,11 +367,13 @@ class PolicyChunks:
 
     def __init__(self, scenario, plans: list[GroupPlan], policy, policy_index: int, link, nodes,
                  packets_path: Path | None, gateway_ids: list[str], died: np.ndarray | None = None,
-                 received_mw: np.ndarray | None = None):
+                 received_mw: np.ndarray | None = None, listening: Listening | None = None):
         """`died`: when each node dies (inf: it lasts), where a first pass found batteries that empty; None: only
-        cells past their shelf life die (each at its shelf life) and `finish` tells whether a battery empties."""
+        cells past their shelf life die (each at its shelf life) and `finish` tells whether a battery empties.
+        `listening`: the nodes' time receiving and applying model updates (outside frames)."""
         self.scenario, self.plans, self.policy, self.pi, self.link, self.nodes = (scenario, plans, policy, policy_index,
                                                                                   link, nodes)
+        self.listening = listening
         n = nodes.n
         self.deaths_known = died is not None
         self.died = died if died is not None else shelf_deaths(nodes, scenario.duration)
@@ -342,9 +410,11 @@ class PolicyChunks:
         self.wall_s = 0.0
 
     # ---- a chunk's messages and frames
-    def add_chunk(self, index: int, views: list[GroupPlan], flats: list[np.ndarray], t1_s: float) -> None:
+    def add_chunk(self, index: int, views: list[GroupPlan], flats: list[np.ndarray], t1_s: float,
+                  polls: Messages | None = None) -> None:
+        """Chunk `index`: its windows (`views`, `flats`: WindowCursor.take's) and the unicast polls due in it."""
         t0 = time.perf_counter()
-        global_m, local_window, due = _chunk_messages(views, flats, self.policy)
+        global_m, local_window, due = _chunk_messages(views, flats, self.policy, polls)
         duration = self.scenario.duration
         if self.loop is not None:
             self.chunks[index] = _Chunk(global_m, local_window, due, None, None, views, 1)
@@ -483,8 +553,10 @@ class PolicyChunks:
             self.sink.close(self.packet_context.empty())
         nodes, loads, duration = self.nodes, self.loads, self.scenario.duration
         if not self.deaths_known:  # as stages.node_deaths: the nodes whose battery may empty within the run
-            budget = stages.battery_budget(nodes, loads.steady_w + self.burst_j / duration)
-            at_risk = (loads.steady_w + budget.self_discharge_w) * duration + self.burst_j >= budget.usable_j
+            listen_j = stages.listening_burst_j(_bursts(self.listening), nodes.n, duration)
+            burst_j = self.burst_j if listen_j is None else self.burst_j + listen_j
+            budget = stages.battery_budget(nodes, loads.steady_w + burst_j / duration)
+            at_risk = (loads.steady_w + budget.self_discharge_w) * duration + burst_j >= budget.usable_j
             if at_risk.any():
                 if self.loop is not None:
                     raise InputError(
@@ -500,6 +572,7 @@ class PolicyChunks:
         every = np.arange(nodes.n)
         for state in ("standby", "tx", "rx"):
             ledger.charge("radio", state, every, self.radio[state])
+        stages.charge_listening(ledger, self.listening, lifetime)
         ka = loads.keep_alive
         if ka is not None:  # as stages.charge_ledger: the keep-alive for the time alive, after the frames
             k = lifetime / ka.period_s
@@ -538,17 +611,39 @@ def shelf_deaths(nodes, duration_s: float) -> np.ndarray:
 class DeathWatch:
     """When each watched node's battery empties, from its bursts fed in time order over successive calls: the
     arithmetic of iotsim.energy.battery.death_time_s (drain = power x t + the bursts so far; death inside the
-    first burst that reaches the budget, or between bursts where the steady drain does), one burst at a time."""
+    first burst that reaches the budget, or between bursts where the steady drain does), one burst at a time.
 
-    def __init__(self, budget_j: np.ndarray, power_w: np.ndarray, watch: np.ndarray):
+    Frames come chunk by chunk; the listening bursts (`NodeLoads.listening_bursts`: receiving and applying model
+    updates), known in advance, go in among them in time order (at one time, after the frames, as
+    death_time_s's stable sort puts them)."""
+
+    def __init__(self, budget_j: np.ndarray, power_w: np.ndarray, watch: np.ndarray,
+                 listening_bursts: tuple | None = None):
         self.budget, self.power, self.watch = budget_j, power_w, watch
         n = budget_j.shape[0]
         self.before = np.zeros(n)  # energy of the bursts so far
         self.start = np.zeros(n)  # the last burst's time: the current interval's start
         self.died = np.full(n, np.inf)
+        self.listening = listening_bursts  # (node, time, energy) sorted by node then time: those not fed yet
+
+    def frames(self, node: np.ndarray, t_s: np.ndarray, energy_j: np.ndarray, later_s: float) -> None:
+        """A chunk's frame bursts, sorted by (node, time), each later than the node's bursts fed before; every
+        later frame starts at `later_s` or after (a later chunk's messages are due from then), and after the
+        node's frames here. The listening bursts no later frame can come before go in with them."""
+        if self.listening is not None:
+            ln, lt, le = self.listening
+            last = np.full(self.budget.shape[0], -np.inf)
+            np.maximum.at(last, node, t_s)
+            now = (lt < later_s) | (lt <= last[ln])
+            self.listening = (ln[~now], lt[~now], le[~now])
+            src = np.r_[np.zeros(node.size, np.int8), np.ones(int(now.sum()), np.int8)]
+            node, t_s, energy_j = np.r_[node, ln[now]], np.r_[t_s, lt[now]], np.r_[energy_j, le[now]]
+            order = np.lexsort((src, t_s, node))
+            node, t_s, energy_j = node[order], t_s[order], energy_j[order]
+        self.bursts(node, t_s, energy_j)
 
     def bursts(self, node: np.ndarray, t_s: np.ndarray, energy_j: np.ndarray) -> None:
-        """A chunk's bursts, sorted by (node, time), each later than the node's bursts fed before."""
+        """Bursts sorted by (node, time), each later than the node's bursts fed before."""
         sel = np.flatnonzero(self.watch[node] & np.isinf(self.died[node]))
         budget, power, before, start, died = self.budget, self.power, self.before, self.start, self.died
         for i, t, e in zip(node[sel].tolist(), t_s[sel].tolist(), energy_j[sel].tolist()):
@@ -567,6 +662,9 @@ class DeathWatch:
 
     def close(self) -> np.ndarray:
         """After the last burst: the steady drain's crossing after it, for the nodes still alive."""
+        if self.listening is not None:  # those after every frame
+            self.bursts(*self.listening)
+            self.listening = None
         alive = self.watch & np.isinf(self.died) & (self.power > 0)
         with np.errstate(divide="ignore"):
             crossing = (self.budget - self.before) / np.where(alive, self.power, 1.0)
@@ -575,33 +673,44 @@ class DeathWatch:
         return self.died
 
 
-def death_times(scenario, plans, policy, policy_index: int, link, nodes, at_risk: tuple, say) -> np.ndarray:
+def _bursts(listening: Listening | None) -> tuple | None:
+    """The battery bursts (node, time, energy) of `listening` (Listening.bursts), or None without any."""
+    return listening.bursts() if listening is not None and listening.node.size else None
+
+
+def death_times(scenario, plans, policy, policy_index: int, link, nodes, at_risk: tuple, say,
+                switches: list[list[ModelSwitch]], polls: Messages | None, listening: Listening | None) -> np.ndarray:
     """When each node dies under `policy` (inf: it lasts): the chunks again, messages and schedules only (an open
-    loop's schedule does not depend on who died), each at-risk node's bursts fed to a DeathWatch."""
+    loop's schedule does not depend on who died), each at-risk node's bursts fed to a DeathWatch (with the
+    listening bursts of model updates)."""
     budget_j, power_w, watch = at_risk
-    deaths = DeathWatch(budget_j, power_w, watch)
+    deaths = DeathWatch(budget_j, power_w, watch, _bursts(listening))
     carry = link.schedule_carry(nodes.n)
-    cursors = [WindowCursor(p) for p in plans]
+    cursors = [WindowCursor(p, s) for p, s in zip(plans, switches)]
+    poll_cursor = MessageCursor(polls)
     chunk_s, duration = float(scenario.simulation.chunk), float(scenario.duration)
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))
     for c in range(n_chunks):
         t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf
         views, flats = zip(*[cur.take(t1) for cur in cursors])
-        m = _chunk_messages(list(views), list(flats), policy)[0]
+        m = _chunk_messages(list(views), list(flats), policy, poll_cursor.take(t1))[0]
         tx = link.transmit(m, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index), duration, carry=carry)
         frame_j = stages.node_loads(plans, policy, nodes, tx, None).frame_energy_j
         sent = ~tx.dropped
-        deaths.bursts(tx.node[sent], tx.start_s[sent], frame_j[sent])
+        deaths.frames(tx.node[sent], tx.start_s[sent], frame_j[sent], t1)
         say(f"battery deaths {policy.name}", c + 1, n_chunks)
     died = np.minimum(deaths.close(), shelf_deaths(nodes, duration))
     died[died > duration] = np.inf
     return died
 
 
-def _chunk_messages(views: list[GroupPlan], flats: list[np.ndarray], policy):
-    """A chunk's messages (windows as the run's flat indices, for the link's keyed draws), each message's window
-    in its group's chunk view, and when each is due (its window's end, or the heartbeat's time)."""
+def _chunk_messages(views: list[GroupPlan], flats: list[np.ndarray], policy, polls: Messages | None = None):
+    """A chunk's messages, its unicast polls `polls` among them (windows as the run's flat indices, for the link's
+    keyed draws), each message's window in its group's chunk view, and when each is due (its window's end, or
+    the heartbeat's or poll's time)."""
     m = policy_messages(views, policy)
+    if polls is not None and len(polls):  # as the whole run merges them
+        m = merge_messages(m, polls)
     run_window = np.full(len(m), -1, dtype=np.int64)
     due = m.ready_s.copy()
     for view, flat in zip(views, flats):
@@ -681,6 +790,14 @@ def run_chunked(scenario, progress=None):
         start += spec.count
     nodes = stages.fleet_nodes(plans, link)
     link.attach(nodes.link, scenario.seed)
+    update_outcomes = []
+    if scenario.updates:  # as the whole run: the rollouts before any policy, the same for every policy
+        say("updates", 0, 1)
+        update_outcomes = run_updates(scenario, plans, link, nodes, cache)
+        say("updates", 1, 1)
+    switches = model_switches(plans, update_outcomes)
+    listening = Listening.of(update_outcomes) if update_outcomes else None
+    polls = poll_messages(update_outcomes, plans)  # class A unicast polls: uplinks of every policy
     gateway_ids = [g.id for g in scenario.network.gateways]
     workdir = tempfile.TemporaryDirectory(prefix="iotsim-chunks-")
     packets = scenario.outputs.packets_table
@@ -691,9 +808,10 @@ def run_chunked(scenario, progress=None):
         """Every chunk for the policies `items` ((index, policy, death times or None)), then their outcomes."""
         runs = [PolicyChunks(scenario, plans, policy, pi, link, nodes,
                              Path(workdir.name) / f"packets-{pi}.parquet" if packets else None, gateway_ids, died,
-                             received_mw)
+                             received_mw, listening)
                 for pi, policy, died in items]
-        cursors = [WindowCursor(p) for p in plans]
+        cursors = [WindowCursor(p, s) for p, s in zip(plans, switches)]
+        poll_cursor = MessageCursor(polls)
         say(phase, 0, n_chunks)
         # the policies share nothing they write (each its own carried state, generators and files): they run
         # side by side on threads, the C kernels and numpy letting go of the lock
@@ -703,7 +821,8 @@ def run_chunked(scenario, progress=None):
             for c in range(n_chunks):
                 t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf  # the last chunk takes what is left
                 views, flats = zip(*[cur.take(t1) for cur in cursors])
-                step = lambda run: run.add_chunk(c, list(views), list(flats), t1)  # noqa: E731
+                chunk_polls = poll_cursor.take(t1)
+                step = lambda run: run.add_chunk(c, list(views), list(flats), t1, chunk_polls)  # noqa: E731
                 if pool is None:
                     for run in runs:
                         step(run)
@@ -722,7 +841,8 @@ def run_chunked(scenario, progress=None):
 
     runs = chunks([(pi, p, None) for pi, p in enumerate(policies)], "chunks")
     # a battery empties within the run: when, from the same schedules, then the chunks again with those deaths
-    again = [(run.pi, run.policy, death_times(scenario, plans, run.policy, run.pi, link, nodes, run.at_risk, say))
+    again = [(run.pi, run.policy, death_times(scenario, plans, run.policy, run.pi, link, nodes, run.at_risk, say,
+                                              switches, polls, listening))
              for run in runs if run.outcome is None]
     if again:
         redone = {run.pi: run for run in chunks(again, "chunks with battery deaths")}
@@ -739,11 +859,12 @@ def run_chunked(scenario, progress=None):
             (Path(workdir.name) / f"packets-{pi}.parquet").unlink()
         sink.close(runs[0].packet_context.empty() if runs else None)
     result = RunResult(scenario, plans, outcomes, gateway_ids, link.technology, link.tx_power_dbm,
-                       link_state=link.state())
+                       updates=update_outcomes, link_state=link.state())
     result.packets_path = packets_path
     result.workdir = workdir
     result.warnings = [w for p in plans for w in p.warnings]
     result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
+        + update_notes(update_outcomes) + poll_notes(update_outcomes, outcomes) \
         + battery_limit_notes(plans, outcomes) + [
             f"Run in {n_chunks:,} time chunks of {chunk_s:g} s (simulation.chunk): every table is the same whatever "
             "the chunk length; packets are listed in the run's canonical order (by when each message was due)."]
@@ -751,5 +872,5 @@ def run_chunked(scenario, progress=None):
     return result
 
 
-__all__ = ["run_chunked", "check_chunkable", "WindowCursor", "CloudQueue", "PacketSink", "ReceptionCarry",
-           "PolicyChunks", "DeathWatch"]
+__all__ = ["run_chunked", "check_chunkable", "WindowCursor", "ModelSwitch", "MessageCursor", "CloudQueue",
+           "PacketSink", "ReceptionCarry", "PolicyChunks", "DeathWatch"]
