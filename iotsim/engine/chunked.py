@@ -22,13 +22,22 @@ Batteries that empty within the run: the first pass gives each node's usable ene
 as the whole-run engine); a pass of schedules only finds when each at-risk node dies (`DeathWatch`), and
 the chunks run again with those deaths.
 
+Model updates (`updates:`): the rollouts are planned before any policy, as in the whole run
+(`iotsim.engine.updates.run_updates`). Each chunk's windows that end once their node runs a new model get
+its on-device verdicts on the same draws (`ModelSwitch`); the gateways' own transmissions (multicast and
+unicast fragments) block uplinks in `ReceptionCarry` as in the whole run's reception (and are in the
+closed loop's schedules); the class A unicast polls go out with the chunk they are due in
+(`MessageCursor`); the listening and applying time is charged at the end, its bursts in the battery
+budget and the `DeathWatch`.
+
 What it runs: the open-loop LoRaWAN link (ALOHA, duty cycle, gateway reception as ns-3 models it), the
 LoRaWAN closed loop (confirmed uplinks, ADR, NbTrans, downlinks: one compiled loop kept across chunks,
 `iotsim.link.lorawan_loop.LoopChunks`, which hands back a chunk's frames, fates decided, once the nodes
 have sent all its messages), BLE and Wi-Fi (each frame's fate decided as it is sent; their keep-alive
-charged as in the whole run), periodic heartbeats, every policy but the energy-aware one. What it refuses
-with a clear message: the mesh and NB-IoT, model updates, federated rounds, solar harvesting, event-driven
-wake-ups, Poisson heartbeats, and batteries that empty within a closed-loop run.
+charged as in the whole run), model updates over each of them (multicast, class A unicast, BLE and Wi-Fi
+transfers), periodic heartbeats, every policy but the energy-aware one. What it refuses with a clear
+message: the mesh and NB-IoT, federated rounds, solar harvesting, event-driven wake-ups, Poisson
+heartbeats, and batteries that empty within a closed-loop run.
 """
 
 from __future__ import annotations
@@ -92,7 +101,7 @@ def check_chunkable(scenario, link, policies) -> None:
                          field=WHERE)
 
 
-# ---- windows, chunk by chunk ----------------------------------------------------------------------
+# ---- windows and polls, chunk by chunk ------------------------------------------------------------
 @dataclass
 class ModelSwitch:
     """An update's new model on a group's windows, as `iotsim.engine.updates.effective_verdicts` switches them:
@@ -210,7 +219,6 @@ class WindowCursor:
         return view, flat
 
 
-# ---- gateway reception across chunks --------------------------------------------------------------
 class MessageCursor:
     """Messages known before the run (model updates' unicast polls) handed out chunk by chunk: each chunk's are
     those ready in it (a poll is due when it is ready), in (node, ready time) order."""
@@ -232,6 +240,7 @@ class MessageCursor:
         return Messages(m.node[sel], m.ready_s[sel], m.app_bytes[sel], m.kind[sel], m.window[sel], m.group[sel])
 
 
+# ---- gateway reception across chunks --------------------------------------------------------------
 class ReceptionCarry:
     """Frames on air not yet decided, and those a later frame may still overlap, with the gateways' paths.
 
