@@ -194,7 +194,7 @@ def test_window_cursor_hands_out_the_whole_run_plans_windows():
 
 
 @pytest.mark.parametrize("old, new, words", [
-    ("network:\n", "updates:\n  - {{at: 6h, model: farm_soil_int8}}\nnetwork:\n", "model updates"),
+    ("network:\n", "federated: {{start: 6h, every: 6h, rounds: 2}}\nnetwork:\n", "federated rounds (federated:)"),
     ("heartbeat: 3h", "heartbeat: 3h\n    heartbeat_arrivals: poisson", "Poisson heartbeats (fleet group edge"),
 ])
 def test_what_chunks_do_not_model_is_refused_clearly(old, new, words):
