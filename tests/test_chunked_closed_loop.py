@@ -51,7 +51,7 @@ def runs(request):
 
     def watched(self, messages, t_end_s):
         out = feed(self, messages, t_end_s)
-        held.setdefault(id(self), []).append((int(self.session.out.rows.n), sum(len(tx) for tx in out)))
+        held.setdefault(self, []).append((int(self.session.out.rows.n), sum(len(tx) for tx in out)))
         return out
 
     whole = run_scenario(scenario(variant))
