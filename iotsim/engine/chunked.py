@@ -70,6 +70,8 @@ def check_chunkable(scenario, link, policies) -> None:
     if link.technology not in ("lorawan", "ble", "wifi"):
         why = (f"network.technology {link.technology!r}: only LoRaWAN (open loop), BLE and Wi-Fi run in chunks "
                "so far")
+    elif getattr(link, "closed_loop", False) and _loop_unavailable():
+        why = f"the LoRaWAN closed loop without its compiled loop ({_loop_unavailable()})"
     elif scenario.updates:
         why = "model updates over the air (updates:)"
     elif scenario.federated is not None:
@@ -92,6 +94,12 @@ def check_chunkable(scenario, link, policies) -> None:
     if why:
         raise InputError(f"a run in time chunks does not support {why}; remove simulation.chunk to run it whole",
                          field=WHERE)
+
+
+def _loop_unavailable() -> str | None:
+    from iotsim.link.lorawan_loop import LoopChunks
+
+    return LoopChunks.unavailable()
 
 
 # ---- windows, chunk by chunk ----------------------------------------------------------------------
