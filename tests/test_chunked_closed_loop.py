@@ -51,7 +51,7 @@ def runs(request):
 
     def watched(self, messages, t_end_s):
         out = feed(self, messages, t_end_s)
-        held.setdefault(id(self), []).append((int(self.session.out.rows.n), sum(len(tx) for tx in out)))
+        held.setdefault(self, []).append((int(self.session.out.rows.n), sum(len(tx) for tx in out)))
         return out
 
     whole = run_scenario(scenario(variant))
@@ -121,14 +121,23 @@ def test_the_closed_loop_needs_the_compiled_engine_in_chunks(monkeypatch):
     assert "simulation.chunk" in str(err.value) and "compiled" in str(err.value)
 
 
-def test_batteries_that_empty_are_refused_clearly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("capacity_mah", [0.05, 0.4])
+def test_batteries_that_empty_die_as_in_the_whole_run(tmp_path, monkeypatch, capacity_mah):
+    """Small cells: nodes die within the day, each death changing the others' traffic; the chunks go through the
+    whole run's passes (deaths found, traffic run again with them, until they settle) and give its tables."""
     devices = tmp_path / "devices"
     shutil.copytree(REPO / "devices", devices)
     battery = devices / "battery" / "2xaa.yaml"
     data = yaml.safe_load(battery.read_text())
-    data["capacity_mah"]["value"] = 0.05
+    data["capacity_mah"]["value"] = capacity_mah
     battery.write_text(yaml.safe_dump(data))
     monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
-    with pytest.raises(InputError) as err:
-        run_scenario(scenario("confirmed", "2h"))
-    assert "simulation.chunk" in str(err.value) and "battery" in str(err.value)
+    whole = tables(run_scenario(scenario("confirmed")))
+    died = whole["nodes"].died_at_s.notna()
+    assert died.any() and (capacity_mah < 0.1 or not died.all())  # the larger cells: some nodes last the day
+    for chunk in ("2h", "26003s"):
+        got = tables(run_scenario(scenario("confirmed", chunk)))
+        for name in ("summary", "nodes", "events", "gateways"):
+            pd.testing.assert_frame_equal(whole[name], got[name], check_exact=True, obj=f"{name} ({chunk})")
+        pd.testing.assert_frame_equal(sorted_packets(whole["packets"]), sorted_packets(got["packets"]),
+                                      check_exact=True)

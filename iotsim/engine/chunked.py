@@ -20,7 +20,8 @@ time in that order onto running totals, so no float depends on where the chunks 
 
 Batteries that empty within the run: the first pass gives each node's usable energy (at its mean power,
 as the whole-run engine); a pass of schedules only finds when each at-risk node dies (`DeathWatch`), and
-the chunks run again with those deaths.
+the chunks run again with those deaths. Under the closed loop a death changes the others' traffic: the
+whole run's passes, over the chunks (`closed_loop_deaths`).
 
 Model updates (`updates:`): the rollouts are planned before any policy, as in the whole run
 (`iotsim.engine.updates.run_updates`). Each chunk's windows that end once their node runs a new model get
@@ -37,7 +38,7 @@ have sent all its messages), BLE and Wi-Fi (each frame's fate decided as it is s
 charged as in the whole run), model updates over each of them (multicast, class A unicast, BLE and Wi-Fi
 transfers), periodic heartbeats, every policy but the energy-aware one. What it refuses with a clear
 message: the mesh and NB-IoT, federated rounds, solar harvesting, event-driven wake-ups, Poisson
-heartbeats, and batteries that empty within a closed-loop run.
+heartbeats.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def check_chunkable(scenario, link, policies) -> None:
     if link.technology not in ("lorawan", "ble", "wifi"):
         why = (f"network.technology {link.technology!r}: only LoRaWAN (open loop), BLE and Wi-Fi run in chunks "
                "so far")
+    elif getattr(link, "closed_loop", False) and _loop_unavailable():
+        why = f"the LoRaWAN closed loop without its compiled loop ({_loop_unavailable()})"
     elif scenario.federated is not None:
         why = "federated rounds (federated:)"
     else:
@@ -99,6 +102,12 @@ def check_chunkable(scenario, link, policies) -> None:
     if why:
         raise InputError(f"a run in time chunks does not support {why}; remove simulation.chunk to run it whole",
                          field=WHERE)
+
+
+def _loop_unavailable() -> str | None:
+    from iotsim.link.lorawan_loop import LoopChunks
+
+    return LoopChunks.unavailable()
 
 
 # ---- windows and polls, chunk by chunk ------------------------------------------------------------
@@ -376,10 +385,13 @@ class PolicyChunks:
 
     def __init__(self, scenario, plans: list[GroupPlan], policy, policy_index: int, link, nodes,
                  packets_path: Path | None, gateway_ids: list[str], died: np.ndarray | None = None,
-                 received_mw: np.ndarray | None = None, listening: Listening | None = None):
+                 received_mw: np.ndarray | None = None, listening: Listening | None = None,
+                 stop: np.ndarray | None = None):
         """`died`: when each node dies (inf: it lasts), where a first pass found batteries that empty; None: only
         cells past their shelf life die (each at its shelf life) and `finish` tells whether a battery empties.
-        `listening`: the nodes' time receiving and applying model updates (outside frames)."""
+        `listening`: the nodes' time receiving and applying model updates (outside frames). `stop` (closed loop):
+        when each node stops sending in the loop (the death times its traffic was run with, `closed_loop_deaths`;
+        None: never)."""
         self.scenario, self.plans, self.policy, self.pi, self.link, self.nodes = (scenario, plans, policy, policy_index,
                                                                                   link, nodes)
         self.listening = listening
@@ -392,13 +404,10 @@ class PolicyChunks:
         # the LoRaWAN closed loop: one compiled loop across chunks, which decides the fates itself
         self.loop = None
         if getattr(link, "closed_loop", False):
-            if np.isfinite(self.died).any():
-                raise InputError("a run in time chunks with the LoRaWAN closed loop cannot yet model cells past their "
-                                 "shelf life within the run; remove simulation.chunk to run it whole", field=WHERE)
             from iotsim.link.lorawan_loop import LoopChunks
 
             self.loop = LoopChunks(link, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index),
-                                   scenario.duration, where=WHERE)
+                                   scenario.duration, stop_s=stop, where=WHERE)
             self.loop_chunks: list[int] = []  # chunks fed to the loop whose frames it has not handed back
         # open-loop LoRaWAN: gateway reception across chunks; BLE and Wi-Fi decide each frame's fate as they send it
         self.rx = (ReceptionCarry(link, nodes, len(gateway_ids), received_mw)
@@ -566,12 +575,9 @@ class PolicyChunks:
             burst_j = self.burst_j if listen_j is None else self.burst_j + listen_j
             budget = stages.battery_budget(nodes, loads.steady_w + burst_j / duration)
             at_risk = (loads.steady_w + budget.self_discharge_w) * duration + burst_j >= budget.usable_j
-            if at_risk.any():
-                if self.loop is not None:
-                    raise InputError(
-                        f"under policy {self.policy.name!r}, {int(at_risk.sum()):,} node(s) may empty their battery "
-                        "within the run; a run in time chunks with the LoRaWAN closed loop cannot yet model deaths "
-                        "(each changes the others' traffic); remove simulation.chunk to run it whole", field=WHERE)
+            # (with feedback a death changes the others' traffic: any death, a cell's shelf life too, sends the
+            # policy through the whole run's passes, closed_loop_deaths)
+            if at_risk.any() or (self.loop is not None and np.isfinite(self.died).any()):
                 self.at_risk = (budget.usable_j, loads.steady_w + budget.self_discharge_w, at_risk)
                 return None
         died = self.died
@@ -713,6 +719,90 @@ def death_times(scenario, plans, policy, policy_index: int, link, nodes, at_risk
     return died
 
 
+def closed_loop_deaths(scenario, plans, policy, policy_index: int, link, nodes, at_risk: tuple, say,
+                       switches: list[list[ModelSwitch]], polls: Messages | None,
+                       listening: Listening | None) -> tuple[np.ndarray | None, np.ndarray]:
+    """(stop, died) for a closed-loop policy whose first pass found a battery that may empty (`at_risk`, as
+    PolicyChunks.finish gives it) or a cell past its shelf life: the whole run's passes (engine.run.simulate_policy)
+    over the chunks. Each pass runs the loop with the deaths found so far (a death changes the others' traffic),
+    sums the nodes' bursts for their usable energy and, where one may empty, runs again feeding a DeathWatch,
+    until the deaths settle or MAX_DEATH_PASSES; unsettled, a node dies at the earlier of the two last death
+    times. The chunks are then run with `stop` as the loop's and `died` as the run's deaths. Model updates'
+    listening counts as the whole run counts it (in the budget and among the bursts)."""
+    from iotsim.engine.run import MAX_DEATH_PASSES
+
+    def deaths(stop, risk) -> np.ndarray:
+        """node_deaths of the traffic run with `stop` (`risk`: its at-risk tuple when already known)."""
+        if risk is None:
+            burst_j = np.zeros(nodes.n)
+
+            def add(tx, loads, _):
+                sent = ~tx.dropped
+                np.add.at(burst_j, tx.node[sent], loads.frame_energy_j[sent])
+
+            loads = _loop_pass(scenario, plans, policy, policy_index, link, nodes, stop, add, say, switches, polls)
+            duration = float(scenario.duration)
+            listen_j = stages.listening_burst_j(_bursts(listening), nodes.n, duration)
+            if listen_j is not None:
+                burst_j = burst_j + listen_j
+            budget = stages.battery_budget(nodes, loads.steady_w + burst_j / duration)
+            power = loads.steady_w + budget.self_discharge_w
+            risk = (budget.usable_j, power, power * duration + burst_j >= budget.usable_j)
+        died = np.full(nodes.n, np.inf)
+        if risk[2].any():
+            watch = DeathWatch(*risk, _bursts(listening))
+
+            def feed(tx, loads, t1):
+                sent = ~tx.dropped
+                watch.frames(tx.node[sent], tx.start_s[sent], loads.frame_energy_j[sent], t1)
+
+            _loop_pass(scenario, plans, policy, policy_index, link, nodes, stop, feed, say, switches, polls)
+            died = watch.close()
+        died = np.minimum(died, shelf_deaths(nodes, scenario.duration))
+        died[died > scenario.duration] = np.inf
+        return died
+
+    stop, died = None, deaths(None, at_risk)
+    for _ in range(MAX_DEATH_PASSES):
+        if not np.isfinite(died).any():
+            break
+        stop = died
+        again = deaths(stop, None)
+        settled = np.array_equal(again, died)
+        died = again if settled else np.minimum(again, died)
+        if settled:
+            break
+    return stop, died
+
+
+def _loop_pass(scenario, plans, policy, policy_index: int, link, nodes, stop, each, say,
+               switches: list[list[ModelSwitch]], polls: Messages | None):
+    """The closed loop's frames over every chunk, run with `stop`, and nothing else: each(tx, loads, t1) per chunk's
+    frames, in chunk order (per node in time order; t1: the end of the chunk the frames' messages were due in).
+    Returns the last chunk's loads."""
+    from iotsim.link.lorawan_loop import LoopChunks
+
+    loop = LoopChunks(link, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index), scenario.duration,
+                      stop_s=stop, where=WHERE)
+    cursors = [WindowCursor(p, s) for p, s in zip(plans, switches)]
+    poll_cursor = MessageCursor(polls)
+    chunk_s, duration = float(scenario.simulation.chunk), float(scenario.duration)
+    n_chunks = max(1, int(np.ceil(duration / chunk_s)))
+    keep_alive, loads, fed = link.keep_alive(nodes.link), None, []
+    try:
+        for c in range(n_chunks):
+            t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf
+            views, flats = zip(*[cur.take(t1) for cur in cursors])
+            fed.append(t1)
+            for tx in loop.feed(_chunk_messages(list(views), list(flats), policy, poll_cursor.take(t1))[0], t1):
+                loads = stages.node_loads(plans, policy, nodes, tx, keep_alive)
+                each(tx, loads, fed.pop(0))
+            say(f"battery deaths {policy.name}", c + 1, n_chunks)
+    finally:
+        loop.close()
+    return loads
+
+
 def _chunk_messages(views: list[GroupPlan], flats: list[np.ndarray], policy, polls: Messages | None = None):
     """A chunk's messages, its unicast polls `polls` among them (windows as the run's flat indices, for the link's
     keyed draws), each message's window in its group's chunk view, and when each is due (its window's end, or
@@ -813,12 +903,13 @@ def run_chunked(scenario, progress=None):
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))
     received_mw = 10.0 ** (np.asarray(nodes.link.rx_power_dbm, dtype=np.float64) / 10.0)
 
-    def chunks(items: list[tuple[int, object, np.ndarray | None]], phase: str) -> list:
-        """Every chunk for the policies `items` ((index, policy, death times or None)), then their outcomes."""
+    def chunks(items: list[tuple], phase: str) -> list:
+        """Every chunk for the policies `items` ((index, policy, death times or None, the closed loop's stop or
+        None)), then their outcomes."""
         runs = [PolicyChunks(scenario, plans, policy, pi, link, nodes,
                              Path(workdir.name) / f"packets-{pi}.parquet" if packets else None, gateway_ids, died,
-                             received_mw, listening)
-                for pi, policy, died in items]
+                             received_mw, listening, stop)
+                for pi, policy, died, stop in items]
         cursors = [WindowCursor(p, s) for p, s in zip(plans, switches)]
         poll_cursor = MessageCursor(polls)
         say(phase, 0, n_chunks)
@@ -848,11 +939,18 @@ def run_chunked(scenario, progress=None):
             say(f"policy {run.policy.name}", 1, 1)
         return runs
 
-    runs = chunks([(pi, p, None) for pi, p in enumerate(policies)], "chunks")
-    # a battery empties within the run: when, from the same schedules, then the chunks again with those deaths
-    again = [(run.pi, run.policy, death_times(scenario, plans, run.policy, run.pi, link, nodes, run.at_risk, say,
-                                              switches, polls, listening))
-             for run in runs if run.outcome is None]
+    runs = chunks([(pi, p, None, None) for pi, p in enumerate(policies)], "chunks")
+    # a battery empties within the run: when, from the same schedules (with feedback: the whole run's passes), then
+    # the chunks again with those deaths
+    again = []
+    for run in runs:
+        if run.outcome is None and run.loop is not None:
+            stop, died = closed_loop_deaths(scenario, plans, run.policy, run.pi, link, nodes, run.at_risk, say,
+                                            switches, polls, listening)
+            again.append((run.pi, run.policy, died, stop))
+        elif run.outcome is None:
+            again.append((run.pi, run.policy, death_times(scenario, plans, run.policy, run.pi, link, nodes,
+                                                          run.at_risk, say, switches, polls, listening), None))
     if again:
         redone = {run.pi: run for run in chunks(again, "chunks with battery deaths")}
         runs = [redone.get(run.pi, run) for run in runs]

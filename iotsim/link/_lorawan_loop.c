@@ -131,7 +131,7 @@ typedef struct {
 
 /* one frame's row; rows are kept per node in chunks (a node writes its rows in message order, and
    messages are ordered by node, so the nodes' rows one after the other are in message order) */
-typedef struct { /* 64 bytes; its airtime, ready time and standby follow from the inputs (iotsim_lorawan_loop_rows) */
+typedef struct { /* 64 bytes; its airtime, ready time and standby follow from the inputs (iotsim_lorawan_loop_drain) */
     double start, tx_s, rx_s, busy;
     int64_t msg;
     int32_t frag, phy;

@@ -7,8 +7,9 @@ place where node behaviour is extended (new feedback goes there first, then here
 variable IOTSIM_CLOSED_LOOP chooses: "auto" (default: compiled when it can be built), "simpy" or
 "compiled" (an error if it cannot be used).
 
-This module only marshals: it turns a ClosedLoop's tables into the C structure `loop_in`, calls
-`iotsim_lorawan_loop` and turns `loop_out` back into columns.
+This module only marshals: `Session` turns a ClosedLoop's tables into the C structure `loop_in`, feeds
+the loop its messages in batches (`iotsim_lorawan_loop_feed`), advances it (`_advance`) and turns the
+frames of finished batches back into columns (`_drain`); `run` is a whole run: one batch, to the end.
 """
 
 from __future__ import annotations

@@ -1182,13 +1182,7 @@ class LoopChunks:
         z = np.zeros(0, np.int64)
         empty = Messages(z, np.zeros(0), z, np.zeros(0, np.int8), z, z)
         self.loop = ClosedLoop(link, empty, nodes, rng, duration_s, stop_s)
-        why = None
-        if loop_native.engine_choice() == "simpy":
-            why = f"{loop_native.ENGINE_ENV}=simpy asks for the SimPy engine, which runs whole runs only"
-        else:
-            why = loop_native.unsupported(self.loop)
-            if why is None and loop_native.lib() is None:
-                why = f"it could not be built ({loop_native.load_error})"
+        why = self.unavailable() or loop_native.unsupported(self.loop)
         if why:
             raise InputError(f"a run in time chunks with the LoRaWAN closed loop needs the compiled loop: {why}; "
                              "remove simulation.chunk to run it whole", field=where)
@@ -1198,6 +1192,15 @@ class LoopChunks:
         self.pending: list[tuple[int, Messages]] = []  # (first message number, messages) of batches not handed back
         self._next_base = 0  # the number of the next batch's first message
         self._drained = 0  # batches handed back
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """Why the compiled loop cannot run here (None: it can)."""
+        if loop_native.engine_choice() == "simpy":
+            return f"{loop_native.ENGINE_ENV}=simpy asks for the SimPy engine, which runs whole runs only"
+        if loop_native.lib() is None:
+            return f"it could not be built ({loop_native.load_error})"
+        return None
 
     def feed(self, messages: Messages, t_end_s: float) -> list[Transmissions]:
         """A chunk's messages (ordered by node), then the loop up to `t_end_s` (inf: to the end of the run).
