@@ -204,3 +204,23 @@ def test_listening_counts_toward_batteries_that_empty_as_in_the_whole_run(always
     a = tables(whole)
     for c in ("2h", "26003s"):
         assert_tables_equal(a, tables(run_scenario(scenario(always, c))), c)
+
+
+def test_closed_loop_deaths_count_listening_as_in_the_whole_run(always, tmp_path, monkeypatch):
+    """The closed loop with cells that empty while listening: the chunks go through the whole run's death passes
+    (closed_loop_deaths) with the listening in each pass's budget and among its bursts."""
+    devices = tmp_path / "devices"
+    shutil.copytree(REPO / "devices", devices)
+    battery = devices / "battery" / "2xaa.yaml"
+    data = yaml.safe_load(battery.read_text())
+    data["capacity_mah"]["value"] = 2.0
+    battery.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    lorawan = "{confirmed: true, nb_trans: 2}"
+    whole = run_scenario(scenario(always, lorawan=lorawan))
+    second = whole.updates[1]
+    for out in whole.outcomes:  # they die once the second session has started
+        assert np.isfinite(out.died_at_s).all() and (out.died_at_s > second.start_s).all()
+    a = tables(whole)
+    for c in ("2h", "26003s"):
+        assert_tables_equal(a, tables(run_scenario(scenario(always, c, lorawan=lorawan))), c)
