@@ -115,7 +115,7 @@ def test_chunked_tables_equal_the_whole_run_engine(runs):
     a, b = tables(whole), tables(chunked["2h"])
     for name in ("summary", "nodes", "events", "gateways"):
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
-    # the packets table lists the same frames, by when each message was due rather than by node
+    # the packets table lists the same frames, by when each message was ready rather than by node
     key = ["policy", "node_id", "ready_s", "fragment"]
     x = a["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
     y = b["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
@@ -255,3 +255,43 @@ def test_ble_and_wifi_fleets_run_in_chunks_as_whole(name, duration, chunks):
     other = run(chunks[1])
     for name_ in first:
         pd.testing.assert_frame_equal(first[name_], other[name_], check_exact=True, obj=name_)
+
+
+def test_a_message_ready_across_a_boundary_keeps_the_whole_runs_order(monkeypatch):
+    """A window's message is ready one inference time after the window ends; a heartbeat of the same node can be
+    ready in between, and a chunk boundary can fall between the window's end and the heartbeat. The whole run
+    sends the heartbeat first (messages by ready time); so must the chunks, or the node's schedule changes."""
+    from iotsim.engine.fleet import GroupPlan
+
+    window = {"k": 0}  # every node's heartbeat comes half an inference after the end of its window k
+    plan0 = {}
+
+    def heartbeats(self):
+        lo, hi = (0.0, self.duration_s) if self.heartbeat_span_s is None else self.heartbeat_span_s
+        t = self.phase_s + window["k"] * self.window_period_s + self.window_span_s + self.inference_time_s / 2
+        node = np.flatnonzero((t >= lo) & (t < hi) & (t < self.duration_s))
+        if self.index == 0:
+            plan0.update(phase=self.phase_s[0], period=self.window_period_s, span=self.window_span_s,
+                         inference=self.inference_time_s)
+        return node, t[node]
+
+    monkeypatch.setattr(GroupPlan, "heartbeats", heartbeats)
+    first = tables(run_scenario(stress()))["packets"]
+    # a window of group soil's node 0 whose raw data the cascade sends (it was unsure on the node)
+    raw = first.query("policy == 'cascade' and node_id == 0 and group == 'soil' and kind == 'raw'").ready_s
+    end0 = float(raw[raw > 4 * 3600].iloc[0]) - plan0["inference"]
+    window["k"] = int(round((end0 - plan0["phase"] - plan0["span"]) / plan0["period"]))
+    whole = run_scenario(stress())
+    a = tables(whole)
+    cascade = a["packets"].query("policy == 'cascade' and node_id == 0 and group == 'soil'")
+    hb = float(cascade[cascade.kind == "heartbeat"].ready_s.iloc[0])
+    assert hb < float(raw[raw > 4 * 3600].iloc[0]) and hb > end0  # ready between the window's end and its message
+    # a boundary between node 0's window end and its heartbeat (a quarter of an inference after the end)
+    chunk = f"{float(end0 + plan0['inference'] / 4)!r}s"
+    b = tables(run_scenario(load_scenario_text(STRESS.format(mode="wait", chunk=f", chunk: {chunk}"))))
+    for name in ("summary", "nodes", "events", "gateways"):
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+    key = ["policy", "node_id", "ready_s", "fragment"]
+    x = a["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
+    y = b["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(x, y, check_exact=True)

@@ -13,9 +13,10 @@ and energy ledger, the packets table (streamed to parquet) and the cloud queue, 
 in arrival order once no later request can arrive before them (`CloudQueue`, the FIFO recurrence of
 `iotsim.network.cloud.simulate_cloud`).
 
-Canonical order: messages by (due time, node, kind), where a window's message is due when its window
-ends and a heartbeat when it fires (chunks are cut on due times, so concatenating chunks keeps the
-order); frames by their message's rank, then fragment. Every sum over frames is made one frame at a
+Canonical order: messages by (ready time, node, kind), where a window's message is ready when its window
+ends (plus the inference on the node for on-device policies) and a heartbeat or a poll when it fires
+(chunks are cut on ready times, `MessageStream`, so concatenating chunks keeps the order, and each node
+sends its messages in the whole run's order); frames by their message's rank, then fragment. Every sum over frames is made one frame at a
 time in that order onto running totals, so no float depends on where the chunks were cut.
 
 Batteries that empty within the run: the first pass gives each node's usable energy (at its mean power,
@@ -27,7 +28,7 @@ Model updates (`updates:`): the rollouts are planned before any policy, as in th
 (`iotsim.engine.updates.run_updates`). Each chunk's windows that end once their node runs a new model get
 its on-device verdicts on the same draws (`ModelSwitch`); the gateways' own transmissions (multicast and
 unicast fragments) block uplinks in `ReceptionCarry` as in the whole run's reception (and are in the
-closed loop's schedules); the class A unicast polls go out with the chunk they are due in
+closed loop's schedules); the class A unicast polls go out with the chunk they are ready in
 (`MessageCursor`); the listening and applying time is charged at the end, its bursts in the battery
 budget and the `DeathWatch`.
 
@@ -230,7 +231,7 @@ class WindowCursor:
 
 class MessageCursor:
     """Messages known before the run (model updates' unicast polls) handed out chunk by chunk: each chunk's are
-    those ready in it (a poll is due when it is ready), in (node, ready time) order."""
+    those ready in it, in (node, ready time) order."""
 
     def __init__(self, messages: Messages | None):
         self.messages = messages
@@ -370,12 +371,9 @@ class PacketSink:
 class _Chunk:
     """A chunk's messages and frames, waiting until every frame's fate is known."""
 
-    messages: Messages  # in the link's (node, ready, kind) order; windows as the run's flat indices
-    local_window: np.ndarray  # per message: its window's index in its group's chunk view (-1: heartbeat)
-    due_s: np.ndarray  # per message: when it is due (its window's end, or the heartbeat's time)
+    messages: "ChunkMessages"
     tx: object  # Transmissions (None: the closed loop has not sent all of them yet)
     frame_j: np.ndarray | None  # per frame: radio energy above sleep (the battery's view)
-    views: list  # per group: the chunk's GroupPlan view
     undecided: int  # frames on air whose fate reception has not given yet (1 while tx is None)
     frame_tx: tuple | None = None  # per frame at its own TX power (ADR): frame_tx_power_w's (power, current, loss)
 
@@ -418,6 +416,7 @@ class PolicyChunks:
         self.cloud = CloudQueue(cloud.inference_time, cloud.servers)
         self.cloud_waiting: list[tuple] = []  # (arrival, message id, group, event, positive) arrays not yet served
         self.chunks: dict[int, _Chunk] = {}
+        self.stream = MessageStream(policy)
         self.radio = {s: np.zeros(n) for s in ("standby", "tx", "rx")}  # radio time of frames on air, per node
         self.burst_j = np.zeros(n)  # radio energy of the frames the nodes sent
         self.first_seen = [np.full(p.event_onset_s.shape[0], np.inf) for p in plans]
@@ -430,12 +429,13 @@ class PolicyChunks:
     # ---- a chunk's messages and frames
     def add_chunk(self, index: int, views: list[GroupPlan], flats: list[np.ndarray], t1_s: float,
                   polls: Messages | None = None) -> None:
-        """Chunk `index`: its windows (`views`, `flats`: WindowCursor.take's) and the unicast polls due in it."""
+        """Chunk `index`: its windows (`views`, `flats`: WindowCursor.take's) and the unicast polls ready in it."""
         t0 = time.perf_counter()
-        global_m, local_window, due = _chunk_messages(views, flats, self.policy, polls)
+        cm = self.stream.take(views, flats, t1_s, polls)
+        global_m = cm.messages
         duration = self.scenario.duration
         if self.loop is not None:
-            self.chunks[index] = _Chunk(global_m, local_window, due, None, None, views, 1)
+            self.chunks[index] = _Chunk(cm, None, None, 1)
             self.loop_chunks.append(index)
             for tx in self.loop.feed(global_m, t1_s):
                 self._add_decided(self.chunks[self.loop_chunks.pop(0)], tx)
@@ -452,7 +452,7 @@ class PolicyChunks:
         else:
             self.rx.add(index, tx, rows)
         undecided = 0 if self.rx is None else int(rows.size)
-        self.chunks[index] = _Chunk(global_m, local_window, due, tx, self.loads.frame_energy_j, views, undecided)
+        self.chunks[index] = _Chunk(cm, tx, self.loads.frame_energy_j, undecided)
         self._settle(t1_s)
         self.wall_s += time.perf_counter() - t0
 
@@ -482,15 +482,16 @@ class PolicyChunks:
         starts = [ch.tx.start_s[ch.tx.fate == Fate.DELIVERED].min() for ch in self.chunks.values()
                   if ch.tx is not None and (ch.tx.fate == Fate.DELIVERED).any()]
         # (a chunk the closed loop has not handed back: its frames start once its messages are ready)
-        starts += [ch.due_s.min() for ch in self.chunks.values() if ch.tx is None and len(ch.due_s)]
+        starts += [ch.messages.messages.ready_s.min() for ch in self.chunks.values()
+                   if ch.tx is None and len(ch.messages.messages)]
         self._serve(min([t_s, *starts]))
 
     def _emit(self, ch: _Chunk) -> None:
         """Add a chunk whose fates are all known, in canonical order."""
-        m, tx = ch.messages, ch.tx
+        m, tx = ch.messages.messages, ch.tx
         network = self.scenario.network
         delivery = stages.deliver_messages(network, tx, len(m))
-        order_m = np.lexsort((m.kind, m.node, ch.due_s))
+        order_m = np.lexsort((m.kind, m.node, m.ready_s))
         rank = np.empty(len(m), dtype=np.int64)
         rank[order_m] = np.arange(len(m))
         order_f = np.lexsort((tx.fragment, rank[tx.message]))
@@ -516,12 +517,7 @@ class PolicyChunks:
         offered[tx.message[~np.isin(tx.fate, list(NOT_OFFERED))]] = True
         raw_ok = delivery.delivered & (m.kind == MessageKind.RAW)
         event_ok = delivery.delivered & (m.kind == MessageKind.EVENT)
-        cloud_pos = np.zeros(len(m), dtype=bool)
-        event = np.full(len(m), -1, dtype=np.int64)
-        for view in ch.views:
-            sel = np.flatnonzero((m.group == view.index) & (ch.local_window >= 0))
-            cloud_pos[sel] = view.verdicts.cloud_positive[ch.local_window[sel]]
-            event[sel] = view.event_id[ch.local_window[sel]]
+        cloud_pos, event = ch.messages.cloud_positive, ch.messages.event
         positive = event_ok | (raw_ok & cloud_pos)
         self.tally.add_messages(m.node, m.kind, offered, delivery.delivered, positive, event >= 0)
         for g, p in enumerate(self.plans):
@@ -643,7 +639,7 @@ class DeathWatch:
 
     def frames(self, node: np.ndarray, t_s: np.ndarray, energy_j: np.ndarray, later_s: float) -> None:
         """A chunk's frame bursts, sorted by (node, time), each later than the node's bursts fed before; every
-        later frame starts at `later_s` or after (a later chunk's messages are due from then), and after the
+        later frame starts at `later_s` or after (a later chunk's messages are ready from then), and after the
         node's frames here. The listening bursts no later frame can come before go in with them."""
         if self.listening is not None:
             ln, lt, le = self.listening
@@ -703,12 +699,13 @@ def death_times(scenario, plans, policy, policy_index: int, link, nodes, at_risk
     carry = link.schedule_carry(nodes.n)
     cursors = [WindowCursor(p, s) for p, s in zip(plans, switches)]
     poll_cursor = MessageCursor(polls)
+    stream = MessageStream(policy)
     chunk_s, duration = float(scenario.simulation.chunk), float(scenario.duration)
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))
     for c in range(n_chunks):
         t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf
         views, flats = zip(*[cur.take(t1) for cur in cursors])
-        m = _chunk_messages(list(views), list(flats), policy, poll_cursor.take(t1))[0]
+        m = stream.take(list(views), list(flats), t1, poll_cursor.take(t1)).messages
         tx = link.transmit(m, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index), duration, carry=carry)
         frame_j = stages.node_loads(plans, policy, nodes, tx, None).frame_energy_j
         sent = ~tx.dropped
@@ -778,7 +775,7 @@ def closed_loop_deaths(scenario, plans, policy, policy_index: int, link, nodes, 
 def _loop_pass(scenario, plans, policy, policy_index: int, link, nodes, stop, each, say,
                switches: list[list[ModelSwitch]], polls: Messages | None):
     """The closed loop's frames over every chunk, run with `stop`, and nothing else: each(tx, loads, t1) per chunk's
-    frames, in chunk order (per node in time order; t1: the end of the chunk the frames' messages were due in).
+    frames, in chunk order (per node in time order; t1: the end of the chunk the frames' messages were ready in).
     Returns the last chunk's loads."""
     from iotsim.link.lorawan_loop import LoopChunks
 
@@ -786,6 +783,7 @@ def _loop_pass(scenario, plans, policy, policy_index: int, link, nodes, stop, ea
                       stop_s=stop, where=WHERE)
     cursors = [WindowCursor(p, s) for p, s in zip(plans, switches)]
     poll_cursor = MessageCursor(polls)
+    stream = MessageStream(policy)
     chunk_s, duration = float(scenario.simulation.chunk), float(scenario.duration)
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))
     keep_alive, loads, fed = link.keep_alive(nodes.link), None, []
@@ -794,7 +792,7 @@ def _loop_pass(scenario, plans, policy, policy_index: int, link, nodes, stop, ea
             t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf
             views, flats = zip(*[cur.take(t1) for cur in cursors])
             fed.append(t1)
-            for tx in loop.feed(_chunk_messages(list(views), list(flats), policy, poll_cursor.take(t1))[0], t1):
+            for tx in loop.feed(stream.take(list(views), list(flats), t1, poll_cursor.take(t1)).messages, t1):
                 loads = stages.node_loads(plans, policy, nodes, tx, keep_alive)
                 each(tx, loads, fed.pop(0))
             say(f"battery deaths {policy.name}", c + 1, n_chunks)
@@ -803,20 +801,62 @@ def _loop_pass(scenario, plans, policy, policy_index: int, link, nodes, stop, ea
     return loads
 
 
-def _chunk_messages(views: list[GroupPlan], flats: list[np.ndarray], policy, polls: Messages | None = None):
-    """A chunk's messages, its unicast polls `polls` among them (windows as the run's flat indices, for the link's
-    keyed draws), each message's window in its group's chunk view, and when each is due (its window's end, or
-    the heartbeat's or poll's time)."""
-    m = policy_messages(views, policy)
-    if polls is not None and len(polls):  # as the whole run merges them
-        m = merge_messages(m, polls)
-    run_window = np.full(len(m), -1, dtype=np.int64)
-    due = m.ready_s.copy()
-    for view, flat in zip(views, flats):
-        sel = np.flatnonzero((m.group == view.index) & (m.window >= 0))
-        run_window[sel] = flat[m.window[sel]]
-        due[sel] = view.window_end_s(m.window[sel])
-    return dataclasses.replace(m, window=run_window), m.window, due
+@dataclass
+class ChunkMessages:
+    """A chunk's messages in the link's (node, ready, kind) order (windows as the run's flat indices, for the
+    link's keyed draws), with what deciding and detecting need of each one's window."""
+
+    messages: Messages
+    cloud_positive: np.ndarray  # bool: the cloud model's verdict on its window (False: no window)
+    event: np.ndarray  # int64: the event its window overlaps (-1: none, or no window)
+
+    def take(self, sel: np.ndarray) -> "ChunkMessages":
+        m = self.messages
+        return ChunkMessages(Messages(m.node[sel], m.ready_s[sel], m.app_bytes[sel], m.kind[sel], m.window[sel],
+                                      m.group[sel]), self.cloud_positive[sel], self.event[sel])
+
+    @staticmethod
+    def concat(a: "ChunkMessages", b: "ChunkMessages") -> "ChunkMessages":
+        """Both in one (node, ready, kind) order."""
+        cat = lambda name: np.concatenate([getattr(a.messages, name), getattr(b.messages, name)])  # noqa: E731
+        both = ChunkMessages(Messages(*(cat(f.name) for f in dataclasses.fields(Messages))),
+                             np.concatenate([a.cloud_positive, b.cloud_positive]), np.concatenate([a.event, b.event]))
+        m = both.messages
+        return both.take(np.lexsort((m.kind, m.ready_s, m.node)))
+
+
+class MessageStream:
+    """A policy's messages chunk by chunk, cut on their ready times. A window's message is ready when the window
+    ends, or one inference later (on-device policies): one whose window ends in a chunk but that is ready after
+    the chunk's end goes with the next chunk. So the chunks in order hold the messages in ready-time order, the
+    order each node sends them in (the whole run's); a heartbeat or a poll ready during that inference goes
+    before the window's message, as in the whole run."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.held: ChunkMessages | None = None  # ready at or after the last chunk's end
+
+    def take(self, views: list[GroupPlan], flats: list[np.ndarray], t1_s: float,
+             polls: Messages | None = None) -> ChunkMessages:
+        """The messages ready before `t1_s` and not handed out yet: those of the windows `views` (WindowCursor.take's,
+        `flats` their run flat indices) and the polls `polls`, and those held from before."""
+        m = policy_messages(views, self.policy)
+        if polls is not None and len(polls):  # as the whole run merges them
+            m = merge_messages(m, polls)
+        run_window = np.full(len(m), -1, dtype=np.int64)
+        cloud = np.zeros(len(m), dtype=bool)
+        event = np.full(len(m), -1, dtype=np.int64)
+        for view, flat in zip(views, flats):
+            sel = np.flatnonzero((m.group == view.index) & (m.window >= 0))
+            run_window[sel] = flat[m.window[sel]]
+            cloud[sel] = view.verdicts.cloud_positive[m.window[sel]]
+            event[sel] = view.event_id[m.window[sel]]
+        cm = ChunkMessages(dataclasses.replace(m, window=run_window), cloud, event)
+        if self.held is not None:
+            cm = ChunkMessages.concat(cm, self.held)
+        now = cm.messages.ready_s < t1_s
+        self.held = cm.take(np.flatnonzero(~now)) if not now.all() else None
+        return cm if self.held is None else cm.take(np.flatnonzero(now))
 
 
 class _PacketContext:
@@ -974,7 +1014,7 @@ def run_chunked(scenario, progress=None):
         + update_notes(update_outcomes) + poll_notes(update_outcomes, outcomes) \
         + battery_limit_notes(plans, outcomes) + [
             f"Run in {n_chunks:,} time chunks of {chunk_s:g} s (simulation.chunk): every table is the same whatever "
-            "the chunk length; packets are listed in the run's canonical order (by when each message was due)."]
+            "the chunk length; packets are listed in the run's canonical order (by when each message was ready)."]
     result.wall_s = time.perf_counter() - t_start
     return result
 

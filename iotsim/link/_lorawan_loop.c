@@ -26,7 +26,7 @@
  * finished (`iotsim_lorawan_loop_drain`); a whole run feeds one batch and advances to the end. A node that
  * has sent every message fed so far waits (P_WAIT) and resumes when a batch brings it more, deciding then
  * what it would have decided when its last message ended: its choices depend on its own state only, and a
- * batch's messages are due at or after the end of the chunk before, so nothing the loop did before that
+ * batch's messages are ready at or after the end of the chunk before, so nothing the loop did before that
  * end could have depended on them. An advance short of the end processes the events before it and
  * arrives only the attempts that start before it (later ones may still be preceded by the next batch's).
  *
