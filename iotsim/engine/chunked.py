@@ -35,11 +35,12 @@ budget and the `DeathWatch`.
 What it runs: the open-loop LoRaWAN link (ALOHA, duty cycle, gateway reception as ns-3 models it), the
 LoRaWAN closed loop (confirmed uplinks, ADR, NbTrans, downlinks: one compiled loop kept across chunks,
 `iotsim.link.lorawan_loop.LoopChunks`, which hands back a chunk's frames, fates decided, once the nodes
-have sent all its messages), BLE and Wi-Fi (each frame's fate decided as it is sent; their keep-alive
-charged as in the whole run), model updates over each of them (multicast, class A unicast, BLE and Wi-Fi
-transfers), periodic heartbeats, every policy but the energy-aware one. What it refuses with a clear
-message: the mesh and NB-IoT, federated rounds, solar harvesting, event-driven wake-ups, Poisson
-heartbeats.
+have sent all its messages), NB-IoT, BLE and Wi-Fi (each frame's fate decided as it is sent; their
+keep-alive charged as in the whole run; NB-IoT's reports added once the tail after each, which lasts until
+the node's next report, is settled: `iotsim.link.nbiot.NbIotCarry`), model updates over LoRaWAN, BLE and
+Wi-Fi (multicast, class A unicast, BLE and Wi-Fi transfers), periodic heartbeats, every policy but the
+energy-aware one. What it refuses with a clear message: the mesh, federated rounds, solar harvesting,
+event-driven wake-ups, Poisson heartbeats.
 """
 
 from __future__ import annotations
@@ -78,9 +79,8 @@ PACKETS_ROW_GROUP_ROWS = 1024 * 1024  # as the whole-run packets table (iotsim.r
 def check_chunkable(scenario, link, policies) -> None:
     """Raise InputError (at simulation.chunk) naming the first thing a run in time chunks does not model."""
     why = None
-    if link.technology not in ("lorawan", "ble", "wifi"):
-        why = (f"network.technology {link.technology!r}: only LoRaWAN (open loop), BLE and Wi-Fi run in chunks "
-               "so far")
+    if link.technology not in ("lorawan", "nbiot", "ble", "wifi"):
+        why = (f"network.technology {link.technology!r}: only LoRaWAN, NB-IoT, BLE and Wi-Fi run in chunks so far")
     elif getattr(link, "closed_loop", False) and _loop_unavailable():
         why = f"the LoRaWAN closed loop without its compiled loop ({_loop_unavailable()})"
     elif scenario.federated is not None:
@@ -444,15 +444,15 @@ class PolicyChunks:
             return
         tx = self.link.transmit(global_m, self.nodes.link, group_rng(self.scenario.seed, STREAM_LINK, self.pi),
                                 duration, carry=self.carry)
+        _settle_before(self.carry, t1_s)
         on_air = stages.fates_before_air(tx, self.died, duration)
-        self.loads = stages.node_loads(self.plans, self.policy, self.nodes, tx, self.keep_alive)
         rows = np.flatnonzero(on_air)
         if self.rx is None:
             self.link.receive(tx, on_air, self.nodes.link)
         else:
             self.rx.add(index, tx, rows)
         undecided = 0 if self.rx is None else int(rows.size)
-        self.chunks[index] = _Chunk(cm, tx, self.loads.frame_energy_j, undecided)
+        self.chunks[index] = _Chunk(cm, tx, None, undecided)
         self._settle(t1_s)
         self.wall_s += time.perf_counter() - t0
 
@@ -475,8 +475,12 @@ class PolicyChunks:
                 ch.undecided -= int(sel.sum())
         while self.chunks:
             first = min(self.chunks)
-            if self.chunks[first].undecided:
+            ch = self.chunks[first]
+            if ch.undecided or _unsettled(self.carry, ch.tx):
                 break
+            if ch.frame_j is None:  # the frames' radio times are final: their energy
+                self.loads = stages.node_loads(self.plans, self.policy, self.nodes, ch.tx, self.keep_alive)
+                ch.frame_j, ch.frame_tx = self.loads.frame_energy_j, self.loads.frame_tx
             self._emit(self.chunks.pop(first))
         # requests arriving before every frame still undecided started (and before t_s) can be served
         starts = [ch.tx.start_s[ch.tx.fate == Fate.DELIVERED].min() for ch in self.chunks.values()
@@ -498,7 +502,8 @@ class PolicyChunks:
         node, fate = tx.node[order_f], tx.fate[order_f]
         attempts = np.ones(order_f.size, dtype=np.int64) if tx.attempts is None else tx.attempts[order_f]
         self.tally.add_frames(node, fate.astype(np.int64), attempts, tx.phy_bytes[order_f], tx.airtime_s[order_f],
-                              tx.sf[order_f], None if tx.tx_power_dbm is None else tx.tx_power_dbm[order_f])
+                              tx.sf[order_f], None if tx.tx_power_dbm is None else tx.tx_power_dbm[order_f],
+                              None if tx.on_air_s is None else tx.on_air_s[order_f])
         aired = on_air(fate)
         if tx.tx_power_dbm is not None:  # TX power per frame (ADR): the TX slot's time-weighted power, in order
             n = self.nodes.n
@@ -557,6 +562,7 @@ class PolicyChunks:
         from iotsim.engine.run import PolicyOutcome
 
         t0 = time.perf_counter()
+        _settle_before(self.carry, np.inf)
         self._settle(np.inf)
         self._serve(np.inf)
         loop_stats = None
@@ -597,6 +603,8 @@ class PolicyChunks:
         t.gateway_stats = self.rx.gateway_stats() if self.rx is not None else {}
         if loop_stats is not None:
             t.gateway_stats, t.node_stats = loop_stats
+        elif hasattr(self.carry, "stats"):  # NB-IoT: its counters of the settled frames
+            t.gateway_stats, t.node_stats = self.carry.stats(nodes.link)
         latency, tp, pos = [], [], []
         for g, p in enumerate(self.plans):
             sl = slice(int(np.searchsorted(nodes.group, p.index)), int(np.searchsorted(nodes.group, p.index, "right")))
@@ -702,18 +710,41 @@ def death_times(scenario, plans, policy, policy_index: int, link, nodes, at_risk
     stream = MessageStream(policy)
     chunk_s, duration = float(scenario.simulation.chunk), float(scenario.duration)
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))
+    waiting = []  # (frames, end of their chunk) whose radio times are not all settled yet (NB-IoT's tails)
+
+    def feed(everything: bool = False) -> None:
+        while waiting and (everything or not _unsettled(carry, waiting[0][0])):
+            tx, t1 = waiting.pop(0)
+            frame_j = stages.node_loads(plans, policy, nodes, tx, None).frame_energy_j
+            sent = ~tx.dropped
+            deaths.frames(tx.node[sent], tx.start_s[sent], frame_j[sent], t1)
+
     for c in range(n_chunks):
         t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf
         views, flats = zip(*[cur.take(t1) for cur in cursors])
         m = stream.take(list(views), list(flats), t1, poll_cursor.take(t1)).messages
         tx = link.transmit(m, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index), duration, carry=carry)
-        frame_j = stages.node_loads(plans, policy, nodes, tx, None).frame_energy_j
-        sent = ~tx.dropped
-        deaths.frames(tx.node[sent], tx.start_s[sent], frame_j[sent], t1)
+        _settle_before(carry, t1)
+        waiting.append((tx, t1))
+        feed()
         say(f"battery deaths {policy.name}", c + 1, n_chunks)
+    _settle_before(carry, np.inf)
+    feed(everything=True)
     died = np.minimum(deaths.close(), shelf_deaths(nodes, duration))
     died[died > duration] = np.inf
     return died
+
+
+def _settle_before(carry, t_s: float) -> None:
+    """Every later frame starts at `t_s` or after: a carry that holds frames open until it knows the node's next
+    one (NB-IoT's tails) settles those it can."""
+    if hasattr(carry, "settle_before"):
+        carry.settle_before(t_s)
+
+
+def _unsettled(carry, tx) -> bool:
+    """Whether some frame of `tx` still waits for the carry to settle its radio times."""
+    return hasattr(carry, "is_open") and carry.is_open(tx)
 
 
 def closed_loop_deaths(scenario, plans, policy, policy_index: int, link, nodes, at_risk: tuple, say,

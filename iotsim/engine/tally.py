@@ -63,17 +63,24 @@ class Tally:
 
     # ---- a chunked run adds what it decided (frames and messages in the run's canonical order)
     def add_frames(self, node: np.ndarray, fate: np.ndarray, attempts: np.ndarray, phy_bytes: np.ndarray,
-                   airtime_s: np.ndarray, sf: np.ndarray, tx_power_dbm: np.ndarray | None) -> None:
-        """Frames whose fate is final, in time order per node (`airtime_s`: one attempt's)."""
+                   airtime_s: np.ndarray, sf: np.ndarray, tx_power_dbm: np.ndarray | None,
+                   on_air_s: np.ndarray | None = None) -> None:
+        """Frames whose fate is final, in time order per node (`airtime_s`: one attempt's; `on_air_s`: all attempts'
+        where a retry resends only part of a frame, as Transmissions.on_air_s)."""
         n = self.frames.shape[0]
         self.frames += np.bincount(node * N_FATES + fate, minlength=n * N_FATES).reshape(n, N_FATES)
         sent = on_air(fate)
         sn = node[sent]
         self.attempts_on_air += np.bincount(sn, weights=attempts[sent], minlength=n).astype(np.int64)
+        byte_attempts, total_airtime_s = attempts, airtime_s * attempts
+        if on_air_s is not None:  # as tally_of: the bytes in proportion to the time on air
+            with np.errstate(divide="ignore", invalid="ignore"):
+                byte_attempts = np.where(airtime_s > 0, on_air_s / airtime_s, attempts)
+            total_airtime_s = on_air_s
         # float sums one frame at a time, in order, onto the running totals: the same additions as one
         # bincount over the whole run's frames of a node (in its time order)
-        np.add.at(self.bytes_uplinked, sn, (phy_bytes * attempts)[sent])
-        np.add.at(self.airtime_s, sn, (airtime_s * attempts)[sent])
+        np.add.at(self.bytes_uplinked, sn, (phy_bytes * byte_attempts)[sent])
+        np.add.at(self.airtime_s, sn, total_airtime_s[sent])
         if sn.size:
             last = np.flatnonzero(np.r_[sn[1:] != sn[:-1], True]) if _sorted(sn) else _last_of_each(sn)
             self.final_sf[sn[last]] = sf[sent][last]

@@ -167,8 +167,13 @@ class NbIotLink(Link):
                 np.maximum.reduceat(sent, first).astype(np.int64),
                 np.bincount(owner, weights=failed, minlength=blocks.shape[0]) == 0)
 
+    def schedule_carry(self, n_nodes: int) -> "NbIotCarry":
+        return NbIotCarry(n_nodes)
+
     def transmit(self, messages: Messages, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
-                 stop_s: np.ndarray | None = None) -> Transmissions:
+                 stop_s: np.ndarray | None = None, carry: "NbIotCarry | None" = None) -> Transmissions:
+        """`carry`: a run in time chunks hands each node's last frame from one chunk's frames to the next (updated in
+        place; that frame's tail, connected then idle until the node's next frame, is settled once it is known)."""
         s, p = self.settings, self.procedure
         tx = self.split(messages)
         n = len(tx)
@@ -206,10 +211,16 @@ class NbIotLink(Link):
         pos = _position_in_node(tx.node)
         by_pos = np.argsort(pos, kind="stable")
         bounds = np.searchsorted(pos[by_pos], np.arange(int(pos.max()) + 2 if n else 1))
+        hold = 0.0 if s.release_assistance else s.inactivity_timer
         for k in range(bounds.shape[0] - 1):  # the k-th frame of every node at once
             idx = by_pos[bounds[k]:bounds[k + 1]]
             if k == 0:
                 start[idx] = tx.ready_s[idx]
+                if carry is not None:  # after the node's frames of the chunks before
+                    i = tx.node[idx]
+                    had = carry.has[i]
+                    start[idx] = np.where(had, np.maximum(tx.ready_s[idx], carry.data_end[i]), start[idx])
+                    connected[idx] = had & covered[idx] & carry.covered[i] & (start[idx] < carry.data_end[i] + hold)
             else:
                 prev = idx - 1
                 start[idx] = np.maximum(tx.ready_s[idx], data_end[prev])
@@ -230,13 +241,39 @@ class NbIotLink(Link):
         tx.rx_s[out] = tries * fail.rx_s[2]
         tx.standby_s[out] = tries * fail.standby_s[2]
 
-        # after the frame: connected until the next frame or the release, then idle for T3324 (or until the next)
+        # after the frame: connected until the next frame or the release, then idle for T3324 (or until the next);
+        # a node's last frame here has no next yet (a run in chunks settles it when the next chunk comes)
         nxt = np.arange(1, n + 1)
         has_next = np.zeros(n, dtype=bool)
         if n:
             has_next[:-1] = tx.node[1:] == tx.node[:-1]
         next_start = np.where(has_next, start[np.minimum(nxt, n - 1)], np.inf)
         next_connected = np.where(has_next, connected[np.minimum(nxt, n - 1)], False)
+        base = (tx.tx_s, tx.rx_s, tx.standby_s, np.where(covered, busy - np.where(new, wait, 0.0), 0.0))
+        tail = self._tails(data_end, covered, li, next_start, next_connected, duration_s)
+        tx.tx_s, tx.rx_s, tx.standby_s, frame_connected_s = (b + t for b, t in zip(base, tail))
+        tx.busy_s = busy
+        tx.start_s = start
+        # the uplink resources the frames take: time on air x the share of the 180 kHz carrier they occupy
+        frame_npusch_s = np.where(covered, tx.on_air_s * (s.subcarriers * s.subcarrier_spacing_hz / 180e3), 0.0)
+        if carry is None:
+            tx.gateway_stats = {"npusch_resource_s": self.per_cell(
+                np.bincount(tx.node, weights=frame_npusch_s, minlength=nodes.n), nodes)}
+            tx.node_stats = {
+                "ce_level": level,
+                "connections": np.bincount(tx.node[new], minlength=nodes.n).astype(np.int64),
+                "connected_s": np.bincount(tx.node, weights=frame_connected_s, minlength=nodes.n),
+            }
+        else:
+            carry.add(self, tx, start, connected, dict(data_end=data_end, covered=covered, li=li, base=base, new=new,
+                                                       connected_s=frame_connected_s, npusch_s=frame_npusch_s),
+                      has_next, duration_s)
+        return tx
+
+    def _tails(self, data_end, covered, li, next_start, next_connected, duration_s) -> tuple:
+        """(TX, RX, standby, connected) time after each frame: connected until the next frame (`next_start`, when
+        it finds the node connected) or the release, then idle for T3324 (or until the next)."""
+        s, p = self.settings, self.procedure
         end_of_run = np.maximum(duration_s - data_end, 0.0)
         hold = 0.0 if s.release_assistance else s.inactivity_timer
         conn = np.minimum(np.where(next_connected, next_start - data_end, hold), end_of_run)
@@ -249,22 +286,20 @@ class NbIotLink(Link):
         tail_rx = np.where(covered, conn * share, 0.0) + np.where(released, rel.rx_s[li], 0.0)
         tail_tx = np.where(released, rel.tx_s[li], 0.0)
         tail_sb = np.where(covered, conn * (1.0 - share), 0.0) + np.where(released, rel.standby_s[li] + idle, 0.0)
-        tx.tx_s = tx.tx_s + tail_tx
-        tx.rx_s = tx.rx_s + tail_rx
-        tx.standby_s = tx.standby_s + tail_sb
-        tx.busy_s = busy
-        tx.start_s = start
-        # the uplink resources the frames take: time on air x the share of the 180 kHz carrier they occupy
-        share = s.subcarriers * s.subcarrier_spacing_hz / 180e3
-        tx.gateway_stats = {"npusch_resource_s": np.bincount(cell[tx.node][covered], weights=tx.on_air_s[covered] * share,
-                                                             minlength=nodes.rx_power_dbm.shape[1])}
-        tx.node_stats = {
-            "ce_level": level,
-            "connections": np.bincount(tx.node[new], minlength=nodes.n).astype(np.int64),
-            "connected_s": np.bincount(tx.node, weights=np.where(covered, busy - np.where(new, wait, 0.0) + conn, 0.0),
-                                       minlength=nodes.n),
-        }
-        return tx
+        return tail_tx, tail_rx, tail_sb, np.where(covered, conn, 0.0)
+
+    def tail_horizon_s(self, li: np.ndarray) -> np.ndarray:
+        """After a frame's data ends: how soon the node's next frame must start to change the frame's tail (the
+        inactivity timer, the release, T3324); a later one leaves the tail as if no frame followed."""
+        s = self.settings
+        hold = 0.0 if s.release_assistance else s.inactivity_timer
+        return hold + self.procedure.release.duration_s[li] + s.active_timer
+
+    def per_cell(self, node_npusch_s: np.ndarray, nodes: LinkNodes) -> np.ndarray:
+        """Per cell: the NPUSCH resource time of its nodes (each node's own sum, added in node order)."""
+        cell, _, level = self.node_cells(nodes.rx_power_dbm)
+        mine = level >= 0
+        return np.bincount(cell[mine], weights=node_npusch_s[mine], minlength=nodes.rx_power_dbm.shape[1])
 
     def keep_alive(self, nodes: LinkNodes) -> KeepAlive:
         """The periodic tracking area update (T3412): a random access, the inactivity timer, the release and the
@@ -304,6 +339,79 @@ class NbIotLink(Link):
         ]
 
 
+class NbIotCarry:
+    """What a run in time chunks hands from one chunk's NB-IoT frames to the next: each node's last frame (when its
+    data ended, whether it had a cell), and that frame's tail until it is settled. The tail (connected, released,
+    idle) depends on when the node's next frame starts: the node's first frame in a later chunk settles it (the
+    frame's radio times are then rewritten in place), and so does a chunk's end past the tail's horizon
+    (`NbIotLink.tail_horizon_s`: the tail is then the one of a last frame). The per-node counters (connections,
+    connected time, NPUSCH resource time) take each frame once it is settled, in each node's frame order, as the
+    whole run sums them."""
+
+    def __init__(self, n_nodes: int):
+        self.has = np.zeros(n_nodes, dtype=bool)
+        self.data_end = np.zeros(n_nodes)
+        self.covered = np.zeros(n_nodes, dtype=bool)
+        self.pending: dict[int, tuple] = {}  # node -> (tx, row, its facts) of its last frame, not settled yet
+        self.open: dict[int, int] = {}  # id(tx) -> how many of its frames are not settled
+        self.connections = np.zeros(n_nodes, dtype=np.int64)
+        self.connected_s = np.zeros(n_nodes)
+        self.npusch_s = np.zeros(n_nodes)
+        self.link, self.duration_s = None, None
+
+    def add(self, link, tx, start, connected, frames: dict, has_next, duration_s) -> None:
+        """A chunk's frames (NbIotLink.transmit): first the nodes' pending frames these follow are settled, then
+        these are counted but for each node's last, which waits."""
+        self.link, self.duration_s = link, duration_s
+        if len(tx):
+            first = np.flatnonzero(np.r_[True, tx.node[1:] != tx.node[:-1]])
+            for f in first[np.isin(tx.node[first], list(self.pending))].tolist():
+                self._settle(int(tx.node[f]), float(start[f]), bool(connected[f]))
+        done = np.flatnonzero(has_next)
+        self._count(tx.node[done], frames["new"][done], frames["connected_s"][done], frames["npusch_s"][done])
+        for r in np.flatnonzero(~has_next).tolist():
+            self.pending[int(tx.node[r])] = (tx, r, {k: v[r] for k, v in frames.items() if k != "base"},
+                                             tuple(b[r] for b in frames["base"]))
+            self.open[id(tx)] = self.open.get(id(tx), 0) + 1
+        last = ~has_next
+        i = tx.node[last]
+        self.has[i] = True
+        self.data_end[i] = frames["data_end"][last]
+        self.covered[i] = frames["covered"][last]
+
+    def settle_before(self, t_s: float) -> None:
+        """Every later frame starts at `t_s` or after: settle the pending frames whose tail it can no longer change
+        (all of them at the end of the run: t_s infinite)."""
+        for k in [k for k, (_, _, f, _) in self.pending.items()
+                  if f["data_end"] + self.link.tail_horizon_s(f["li"]) <= t_s]:
+            self._settle(k, np.inf, False)
+
+    def is_open(self, tx) -> bool:
+        """Whether some frame of `tx` still waits for its tail."""
+        return self.open.get(id(tx), 0) > 0
+
+    def stats(self, nodes) -> tuple[dict, dict]:
+        """(gateway stats, node stats) once every frame is settled, as the whole run's transmit reports them."""
+        _, _, level = self.link.node_cells(nodes.rx_power_dbm)
+        return ({"npusch_resource_s": self.link.per_cell(self.npusch_s, nodes)},
+                {"ce_level": level, "connections": self.connections.copy(), "connected_s": self.connected_s.copy()})
+
+    def _settle(self, k: int, next_start: float, next_connected: bool) -> None:
+        tx, r, f, base = self.pending.pop(k)
+        tail = self.link._tails(np.array([f["data_end"]]), np.array([f["covered"]]), np.array([f["li"]]),
+                                np.array([next_start]), np.array([next_connected]), self.duration_s)
+        tx.tx_s[r], tx.rx_s[r], tx.standby_s[r], connected_s = (b + t[0] for b, t in zip(base, tail))
+        self._count(np.array([k]), np.array([f["new"]]), np.array([connected_s]), np.array([f["npusch_s"]]))
+        self.open[id(tx)] -= 1
+        if not self.open[id(tx)]:
+            del self.open[id(tx)]
+
+    def _count(self, node, new, connected_s, npusch_s) -> None:
+        np.add.at(self.connections, node[new], 1)
+        np.add.at(self.connected_s, node, connected_s)
+        np.add.at(self.npusch_s, node, npusch_s)
+
+
 def _position_in_node(node: np.ndarray) -> np.ndarray:
     """Index of each frame among its node's frames (frames sorted by node)."""
     n = node.shape[0]
@@ -314,4 +422,4 @@ def _position_in_node(node: np.ndarray) -> np.ndarray:
     return np.arange(n) - start
 
 
-__all__ = ["NbIotLink", "Procedure", "Costs", "OUT_OF_COVERAGE"]
+__all__ = ["NbIotLink", "NbIotCarry", "Procedure", "Costs", "OUT_OF_COVERAGE"]
