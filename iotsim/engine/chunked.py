@@ -1050,5 +1050,5 @@ def run_chunked(scenario, progress=None):
     return result
 
 
-__all__ = ["run_chunked", "check_chunkable", "WindowCursor", "ModelSwitch", "MessageCursor", "CloudQueue",
-           "PacketSink", "ReceptionCarry", "PolicyChunks", "DeathWatch"]
+__all__ = ["run_chunked", "check_chunkable", "WindowCursor", "ModelSwitch", "MessageCursor", "MessageStream",
+           "ChunkMessages", "CloudQueue", "PacketSink", "ReceptionCarry", "PolicyChunks", "DeathWatch"]
