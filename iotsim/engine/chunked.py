@@ -39,8 +39,9 @@ have sent all its messages), NB-IoT, BLE and Wi-Fi (each frame's fate decided as
 keep-alive charged as in the whole run; NB-IoT's reports added once the tail after each, which lasts until
 the node's next report, is settled: `iotsim.link.nbiot.NbIotCarry`), model updates over LoRaWAN, BLE and
 Wi-Fi (multicast, class A unicast, BLE and Wi-Fi transfers), periodic heartbeats, every policy but the
-energy-aware one. What it refuses with a clear message: the mesh, federated rounds, solar harvesting,
-event-driven wake-ups, Poisson heartbeats.
+energy-aware one, event-driven wake-ups (each chunk's windows judged on their own samples; the windows that
+woke each node counted over the run, `WakeCount`). What it refuses with a clear message: the mesh,
+federated rounds, solar harvesting, Poisson heartbeats.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ import pyarrow.parquet as pq
 
 from iotsim.energy.ledger import EnergyLedger
 from iotsim.engine import stages
-from iotsim.engine.fleet import STREAM_LINK, GroupPlan, Verdicts, group_rng, plan_group
+from iotsim.engine.fleet import STREAM_LINK, GroupPlan, Verdicts, group_rng, plan_group, woken
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.tally import Tally
 from iotsim.engine.updates import Listening, UpdateOutcome, poll_messages, poll_notes, run_updates, update_notes
@@ -89,8 +90,6 @@ def check_chunkable(scenario, link, policies) -> None:
         for g in scenario.fleet:
             if g.solar is not None:
                 why = f"solar harvesting (fleet group {g.group}: solar)"
-            elif g.workload.wake is not None:
-                why = f"event-driven wake-ups (fleet group {g.group}: workload.wake)"
             elif g.heartbeat_arrivals != "periodic":
                 why = f"Poisson heartbeats (fleet group {g.group}: heartbeat_arrivals)"
             if why:
@@ -207,14 +206,19 @@ class WindowCursor:
         event_id[rows] = lz.fresh_event[src]
 
         def verdicts(pool: Verdicts, fresh_v: Verdicts) -> Verdicts:
-            """A model's verdicts on the chunk's windows, from its verdicts on the pool and the event windows."""
+            """A model's verdicts on the chunk's windows, from its verdicts on the pool and the event windows (and
+            the watched channel's extremes where the group wakes on a threshold)."""
             v = Verdicts(pool.device_positive[pool_index], pool.device_confidence[pool_index],
                          pool.cloud_positive[pool_index])
+            if pool.wake_max is not None:
+                v.wake_max, v.wake_min = pool.wake_max[pool_index], pool.wake_min[pool_index]
             if src.size:
                 v.put(rows, fresh_v, src)
             return v
 
         v = verdicts(lz.pool, lz.fresh)
+        wake = p.spec.workload.wake
+        triggered = woken(v, wake) if wake is not None else None  # the windows that wake the node
         end = start + p.window_span_s  # (as GroupPlan.window_end_s computes it)
         for switch in self.switches:  # in order of start: a later update's model replaces an earlier one's
             after = end >= switch.activated_s[node]  # NaN: never
@@ -223,7 +227,8 @@ class WindowCursor:
                 v.device_positive[after] = new.device_positive[after]
                 v.device_confidence[after] = new.device_confidence[after]
         view = dataclasses.replace(p, verdicts=v, n_windows=counts, window_offset=offset, event_id=event_id,
-                                   first_window=self.taken.copy(), heartbeat_span_s=(self.t0, t1_s), lazy=None)
+                                   first_window=self.taken.copy(), heartbeat_span_s=(self.t0, t1_s), lazy=None,
+                                   triggered=triggered)
         self.taken = hi
         self.t0 = t1_s
         return view, flat
@@ -366,6 +371,49 @@ class PacketSink:
             self.writer = None
 
 
+# ---- event-driven nodes' windows, chunk by chunk ---------------------------------------------------
+class WakeCount:
+    """The windows that woke the nodes of event-driven groups (`workload.wake`), counted chunk by chunk: over the
+    run (a node's mean window work is its windows' energy times the share that woke it) and those that ended while
+    the node was alive (the ledger's window work), as the whole run counts them from its plans."""
+
+    def __init__(self, plans: list[GroupPlan], lifetime_s: np.ndarray):
+        n = sum(p.n_nodes for p in plans)
+        self.offset = dict(zip([p.index for p in plans], np.cumsum([0] + [p.n_nodes for p in plans]).tolist()))
+        self.driven = np.concatenate([np.full(p.n_nodes, p.spec.workload.wake is not None) for p in plans])
+        self.windows = np.concatenate([p.n_windows for p in plans])  # per node: its windows in the whole run
+        self.lifetime_s = lifetime_s
+        self.woke = np.zeros(n)
+        self.woke_alive = np.zeros(n, dtype=np.int64)
+
+    @staticmethod
+    def of(plans: list[GroupPlan], lifetime_s: np.ndarray) -> "WakeCount | None":
+        return WakeCount(plans, lifetime_s) if any(p.spec.workload.wake is not None for p in plans) else None
+
+    def add(self, views: list[GroupPlan]) -> None:
+        """A chunk's window views (WindowCursor.take's)."""
+        for v in views:
+            if v.triggered is None:
+                continue
+            flat = np.flatnonzero(v.triggered)
+            node = np.searchsorted(v.window_offset, flat, side="right") - 1 + self.offset[v.index]
+            np.add.at(self.woke, node, 1.0)
+            alive = v.window_end_s(flat) <= self.lifetime_s[node]
+            np.add.at(self.woke_alive, node[alive], 1)
+
+    def loads(self, views: list[GroupPlan], policy, nodes, keep_alive) -> stages.NodeLoads:
+        """The nodes' loads with the run's counts (their frames' energies left out: none given)."""
+        return stages.node_loads(views, policy, nodes, _no_frames(), keep_alive, woke=(self.woke, self.windows))
+
+
+def _no_frames():
+    from iotsim.link.base import Transmissions
+
+    z, f = np.zeros(0, np.int64), np.zeros(0)
+    return Transmissions(message=z, node=z, fragment=z, phy_bytes=z, sf=z, airtime_s=f, ready_s=f, start_s=f,
+                         dropped=np.zeros(0, bool), channel=np.zeros(0, np.int8))
+
+
 # ---- one policy, chunk after chunk ------------------------------------------------------------------
 @dataclass
 class _Chunk:
@@ -417,6 +465,8 @@ class PolicyChunks:
         self.cloud_waiting: list[tuple] = []  # (arrival, message id, group, event, positive) arrays not yet served
         self.chunks: dict[int, _Chunk] = {}
         self.stream = MessageStream(policy)
+        self.wake = WakeCount.of(plans, np.minimum(self.died, float(scenario.duration)))
+        self.views = None  # the last chunk's window views
         self.radio = {s: np.zeros(n) for s in ("standby", "tx", "rx")}  # radio time of frames on air, per node
         self.burst_j = np.zeros(n)  # radio energy of the frames the nodes sent
         self.first_seen = [np.full(p.event_onset_s.shape[0], np.inf) for p in plans]
@@ -431,6 +481,9 @@ class PolicyChunks:
                   polls: Messages | None = None) -> None:
         """Chunk `index`: its windows (`views`, `flats`: WindowCursor.take's) and the unicast polls ready in it."""
         t0 = time.perf_counter()
+        self.views = views
+        if self.wake is not None:
+            self.wake.add(views)
         cm = self.stream.take(views, flats, t1_s, polls)
         global_m = cm.messages
         duration = self.scenario.duration
@@ -572,6 +625,8 @@ class PolicyChunks:
         if self.sink is not None:
             self.sink.close(self.packet_context.empty())
         nodes, loads, duration = self.nodes, self.loads, self.scenario.duration
+        if self.wake is not None:  # event-driven nodes: their window work from the run's counts, not a chunk's
+            loads = self.wake.loads(self.views, self.policy, nodes, self.keep_alive)
         if not self.deaths_known:  # as stages.node_deaths: the nodes whose battery may empty within the run
             listen_j = stages.listening_burst_j(_bursts(self.listening), nodes.n, duration)
             burst_j = self.burst_j if listen_j is None else self.burst_j + listen_j
@@ -585,7 +640,8 @@ class PolicyChunks:
         died = self.died
         lifetime = np.minimum(died, float(duration))
         ledger = EnergyLedger(nodes.n)
-        stages.charge_windows(ledger, nodes, loads, lifetime)
+        stages.charge_windows(ledger, nodes, loads, lifetime,
+                              None if self.wake is None else (self.wake.woke_alive, self.wake.driven))
         every = np.arange(nodes.n)
         for state in ("standby", "tx", "rx"):
             ledger.charge("radio", state, every, self.radio[state])
@@ -807,7 +863,7 @@ def _loop_pass(scenario, plans, policy, policy_index: int, link, nodes, stop, ea
                switches: list[list[ModelSwitch]], polls: Messages | None):
     """The closed loop's frames over every chunk, run with `stop`, and nothing else: each(tx, loads, t1) per chunk's
     frames, in chunk order (per node in time order; t1: the end of the chunk the frames' messages were ready in).
-    Returns the last chunk's loads."""
+    Returns the nodes' loads (the run's steady power)."""
     from iotsim.link.lorawan_loop import LoopChunks
 
     loop = LoopChunks(link, nodes.link, group_rng(scenario.seed, STREAM_LINK, policy_index), scenario.duration,
@@ -818,10 +874,13 @@ def _loop_pass(scenario, plans, policy, policy_index: int, link, nodes, stop, ea
     chunk_s, duration = float(scenario.simulation.chunk), float(scenario.duration)
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))
     keep_alive, loads, fed = link.keep_alive(nodes.link), None, []
+    wake = WakeCount.of(plans, np.full(nodes.n, np.inf))
     try:
         for c in range(n_chunks):
             t1 = (c + 1) * chunk_s if c + 1 < n_chunks else np.inf
             views, flats = zip(*[cur.take(t1) for cur in cursors])
+            if wake is not None:
+                wake.add(views)
             fed.append(t1)
             for tx in loop.feed(stream.take(list(views), list(flats), t1, poll_cursor.take(t1)).messages, t1):
                 loads = stages.node_loads(plans, policy, nodes, tx, keep_alive)
@@ -829,6 +888,8 @@ def _loop_pass(scenario, plans, policy, policy_index: int, link, nodes, stop, ea
             say(f"battery deaths {policy.name}", c + 1, n_chunks)
     finally:
         loop.close()
+    if wake is not None:  # event-driven nodes: their window work from the run's counts, not the last chunk's
+        loads = wake.loads(list(views), policy, nodes, keep_alive)
     return loads
 
 
@@ -909,13 +970,10 @@ class _PacketContext:
         return pa.Table.from_pandas(frame, preserve_index=False)
 
     def empty(self) -> pa.Table:
-        from iotsim.link.base import Transmissions
-
         m = Messages(*(np.zeros(0, np.int64) for _ in range(3)), np.zeros(0, np.int8), np.zeros(0, np.int64),
                      np.zeros(0, np.int64))
-        z, f = np.zeros(0, np.int64), np.zeros(0)
-        tx = Transmissions(message=z, node=z, fragment=z, phy_bytes=z, sf=z, airtime_s=f, ready_s=f, start_s=f,
-                           dropped=np.zeros(0, bool), channel=np.zeros(0, np.int8))
+        z = np.zeros(0, np.int64)
+        tx = _no_frames()
         tx.fate, tx.gateway = np.zeros(0, np.int8), np.zeros(0, np.int16)
         return self.table(m, tx, z, z)
 

@@ -166,6 +166,18 @@ class GroupPlan:
         return self.phase_s[node] + k * self.window_period_s + self.window_span_s
 
 
+def woken(verdicts: Verdicts, wake) -> np.ndarray:
+    """Per window: whether its watched channel crossed the threshold (`workload.wake`), from the verdicts' wake
+    extremes, which it then drops (nothing else reads them)."""
+    triggered = np.zeros(verdicts.wake_max.shape[0], dtype=bool)
+    if wake.above is not None:
+        triggered |= verdicts.wake_max > wake.above
+    if wake.below is not None:
+        triggered |= verdicts.wake_min < wake.below
+    verdicts.wake_max = verdicts.wake_min = None
+    return triggered
+
+
 def _predict(model, cloud_model, windows: np.ndarray) -> Verdicts:
     """Both models' verdicts (cloud_model None: the cloud's are left False)."""
     cls, conf = model.predict(windows)
@@ -490,24 +502,16 @@ def plan_group(scenario, index: int, node_id_start: int, gateways_xy: np.ndarray
         else:
             wake_channel = int(wake.channel)
     lazy = None
-    if lazy_windows:
-        if wake is not None:
-            raise InputError("a run in time chunks cannot wake on a threshold yet (workload.wake)",
-                             field=f"{where}.workload.wake")
-        pool = windows.pool_verdicts(model, cloud_model)
-        fresh = windows.fresh_verdicts(model, cloud_model, masks, progress)
+    if lazy_windows:  # (with wake: the watched channel's extremes per pool and event window, for each chunk's views)
+        pool = windows.pool_verdicts(model, cloud_model, wake_channel)
+        fresh = windows.fresh_verdicts(model, cloud_model, masks, progress, wake_channel)
         lazy = LazyWindows(pool_states, pool, fresh, fresh_event)
         verdicts = Verdicts(np.zeros(0, bool), np.zeros(0, np.float32), np.zeros(0, bool), pool.device_positive)
     else:
         verdicts = windows.verdicts(model, cloud_model, progress, fresh_masks=masks, wake_channel=wake_channel)
     triggered = None
-    if wake is not None:
-        triggered = np.zeros(total_windows, dtype=bool)
-        if wake.above is not None:
-            triggered |= verdicts.wake_max > wake.above
-        if wake.below is not None:
-            triggered |= verdicts.wake_min < wake.below
-        verdicts.wake_max = verdicts.wake_min = None
+    if wake is not None and not lazy_windows:
+        triggered = woken(verdicts, wake)
     if lazy_windows:
         event_id = np.zeros(0, dtype=np.int64)
     else:

@@ -134,8 +134,11 @@ class NodeLoads:
 
 
 def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Transmissions,
-               keep_alive: KeepAlive | None, listening: Listening | None = None) -> NodeLoads:
-    """Battery-side loads: every power is what the node draws from its battery (through its power tree)."""
+               keep_alive: KeepAlive | None, listening: Listening | None = None,
+               woke: tuple[np.ndarray, np.ndarray] | None = None) -> NodeLoads:
+    """Battery-side loads: every power is what the node draws from its battery (through its power tree).
+    `woke` (a run in chunks, whose `plans` are one chunk's): per node of the run, the windows that woke it and its
+    windows, over the whole run (event-driven nodes' mean window work)."""
     n = nodes.n
     mcu_t = np.zeros(n)
     sens_t = np.zeros(n)
@@ -164,10 +167,14 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
             + s * (pin[SLOT_INDEX[("sensor", "active")]] - pin[SLOT_INDEX[("sensor", "sleep")]])
         )
         if p.triggered is not None:  # only the windows that woke the node cost work: the mean over its windows
-            woke = np.add.reduceat(p.triggered.astype(np.float64), p.window_offset[:-1]) if p.triggered.size \
-                else np.zeros(p.n_nodes)
-            woke = np.where(p.n_windows > 0, woke, 0.0)
-            win_delta_j[sl] *= np.where(p.n_windows > 0, woke / np.maximum(p.n_windows, 1), 0.0)
+            if woke is None:
+                n_woke = np.add.reduceat(p.triggered.astype(np.float64), p.window_offset[:-1]) if p.triggered.size \
+                    else np.zeros(p.n_nodes)
+                n_windows = p.n_windows
+            else:
+                n_woke, n_windows = woke[0][sl], woke[1][sl]
+            n_woke = np.where(n_windows > 0, n_woke, 0.0)
+            win_delta_j[sl] *= np.where(n_windows > 0, n_woke / np.maximum(n_windows, 1), 0.0)
             flat = np.flatnonzero(p.triggered)
             trig_node.append(np.searchsorted(p.window_offset, flat, side="right") - 1 + start)
             trig_end.append(p.window_end_s(flat))
@@ -299,8 +306,11 @@ def fates_before_air(tx: Transmissions, died: np.ndarray, duration_s: float) -> 
 
 
 # ---- energy ledger ---------------------------------------------------------------------------------
-def charge_windows(ledger: EnergyLedger, nodes: FleetNodes, loads: NodeLoads, lifetime_s: np.ndarray) -> None:
-    """Charge each node's window work (MCU and sensor active time) for the windows it completed while alive."""
+def charge_windows(ledger: EnergyLedger, nodes: FleetNodes, loads: NodeLoads, lifetime_s: np.ndarray,
+                   woke_alive: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Charge each node's window work (MCU and sensor active time) for the windows it completed while alive.
+    `woke_alive` (a run in chunks): per node, the windows that woke it and ended while it was alive, and whether
+    it is event-driven (instead of `loads.triggered_windows`, which then holds one chunk's)."""
     n = nodes.n
     period, span, phase = nodes.window_period_s, nodes.window_span_s, nodes.phase_s
     windows_alive = np.clip(np.floor((lifetime_s - span - phase) / period) + 1, 0, nodes.n_windows)
@@ -308,7 +318,11 @@ def charge_windows(ledger: EnergyLedger, nodes: FleetNodes, loads: NodeLoads, li
     # the window under way when the node died or the run ended: the sample periods it completed (no inference)
     under_way = np.clip(np.floor((lifetime_s - phase - windows_alive * period) / loads.sample_period_s + 1e-9), 0,
                         loads.window_samples)
-    if loads.triggered_windows is not None:  # event-driven nodes: the windows that woke them, while alive
+    if woke_alive is not None:  # event-driven nodes: the windows that woke them, while alive
+        count, event_driven = woke_alive
+        windows_alive = np.where(event_driven, count, windows_alive)
+        under_way = np.where(event_driven, 0.0, under_way)
+    elif loads.triggered_windows is not None:
         node, end, event_driven = loads.triggered_windows
         alive = end <= lifetime_s[node]
         windows_alive = np.where(event_driven, np.bincount(node[alive], minlength=n), windows_alive)
