@@ -195,13 +195,22 @@ def test_window_cursor_hands_out_the_whole_run_plans_windows():
 
 @pytest.mark.parametrize("old, new, words", [
     ("network:\n", "federated: {{start: 6h, every: 6h, rounds: 2}}\nnetwork:\n", "federated rounds (federated:)"),
-    ("heartbeat: 3h", "heartbeat: 3h\n    heartbeat_arrivals: poisson", "Poisson heartbeats (fleet group edge"),
 ])
 def test_what_chunks_do_not_model_is_refused_clearly(old, new, words):
     assert old in STRESS
     text = STRESS.replace(old, new).format(mode="wait", chunk=", chunk: 1d")
     with pytest.raises(InputError) as err:
         run_scenario(load_scenario_text(text))
+    assert "simulation.chunk" in str(err.value) and words in str(err.value)
+
+
+@pytest.mark.parametrize("name, words", [("farm_solar", "solar harvesting (fleet group soil: solar)"),
+                                         ("smart_city", "network.technology 'ieee802154'")])
+def test_shipped_scenarios_chunks_cannot_run_are_refused_clearly(name, words):
+    doc = yaml.safe_load((REPO / "scenarios" / f"{name}.yaml").read_text())
+    doc["simulation"] = dict(doc.get("simulation") or {}, chunk="1d")
+    with pytest.raises(InputError) as err:
+        run_scenario(load_scenario_text(yaml.safe_dump(doc)))
     assert "simulation.chunk" in str(err.value) and words in str(err.value)
 
 
@@ -391,6 +400,26 @@ def test_event_driven_nodes_run_in_chunks_as_whole(capacity_mah, tmp_path, monke
         assert died.any() and not died.all()
     for chunk in ("6h", "26003s", "2d"):
         b = tables(run(chunk))
+        for name in ("summary", "nodes", "events", "gateways"):
+            pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=f"{name} ({chunk})")
+        key = ["policy", "node_id", "ready_s", "fragment"]
+        x = a["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
+        y = b["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(x, y, check_exact=True, obj=f"packets ({chunk})")
+
+
+def test_poisson_heartbeats_run_in_chunks_as_whole():
+    """heartbeat_arrivals: poisson draws each node's arrivals by block of time from keyed hashes, so each chunk
+    draws its own from its blocks: the tables equal the whole run's, whatever the chunk length."""
+    text = STRESS.replace("heartbeat: 3h", "heartbeat: 3h\n    heartbeat_arrivals: poisson")
+    assert text != STRESS
+    whole = run_scenario(load_scenario_text(text.format(mode="wait", chunk="")))
+    node, t = whole.plans[1].heartbeats()
+    gaps = np.diff(t)[np.diff(node) == 0]
+    assert node.size > 100 and 0.8 < np.std(gaps) / np.mean(gaps) < 1.2  # exponential gaps: CV 1
+    a = tables(whole)
+    for chunk in ("2h", "26003s"):
+        b = tables(run_scenario(load_scenario_text(text.format(mode="wait", chunk=f", chunk: {chunk}"))))
         for name in ("summary", "nodes", "events", "gateways"):
             pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=f"{name} ({chunk})")
         key = ["policy", "node_id", "ready_s", "fragment"]

@@ -40,8 +40,9 @@ keep-alive charged as in the whole run; NB-IoT's reports added once the tail aft
 the node's next report, is settled: `iotsim.link.nbiot.NbIotCarry`), model updates over LoRaWAN, BLE and
 Wi-Fi (multicast, class A unicast, BLE and Wi-Fi transfers), periodic heartbeats, every policy but the
 energy-aware one, event-driven wake-ups (each chunk's windows judged on their own samples; the windows that
-woke each node counted over the run, `WakeCount`). What it refuses with a clear message: the mesh,
-federated rounds, solar harvesting, Poisson heartbeats.
+woke each node counted over the run, `WakeCount`), Poisson heartbeats (keyed by node and block of time,
+`fleet.poisson_arrivals`). What it refuses with a clear message: the mesh, federated rounds, solar
+harvesting (and with it the energy-aware policy).
 """
 
 from __future__ import annotations
@@ -90,9 +91,6 @@ def check_chunkable(scenario, link, policies) -> None:
         for g in scenario.fleet:
             if g.solar is not None:
                 why = f"solar harvesting (fleet group {g.group}: solar)"
-            elif g.heartbeat_arrivals != "periodic":
-                why = f"Poisson heartbeats (fleet group {g.group}: heartbeat_arrivals)"
-            if why:
                 break
     if why is None:
         for p in policies:

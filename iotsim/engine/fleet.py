@@ -135,18 +135,15 @@ class GroupPlan:
         """(local node, time) of every heartbeat within the run, sorted by node then time.
 
         Periodic: every `heartbeat` from the node's own heartbeat phase. Poisson: a Poisson process of
-        mean interval `heartbeat` per node (counts then uniform times, from the group's own stream).
+        mean interval `heartbeat` per node (`poisson_arrivals`: keyed by node and block of time, so that a run in
+        chunks draws each chunk's from its blocks alone).
         """
         period = self.spec.heartbeat
         duration = self.duration_s
-        if self.spec.heartbeat_arrivals == "poisson":
-            rng = group_rng(self.seed, STREAM_HEARTBEATS, self.index)
-            counts = rng.poisson(duration / period, size=self.n_nodes)
-            node = np.repeat(np.arange(self.n_nodes), counts)
-            t = rng.random(node.shape[0]) * duration
-            order = np.lexsort((t, node))
-            return node[order], t[order]
         lo_s, hi_s = (0.0, duration) if self.heartbeat_span_s is None else self.heartbeat_span_s
+        if self.spec.heartbeat_arrivals == "poisson":
+            salt = int(group_rng(self.seed, STREAM_HEARTBEATS, self.index).integers(0, 2**63))
+            return poisson_arrivals(salt, self.n_nodes, period, lo_s, min(hi_s, duration))
         j0 = np.maximum(np.floor((lo_s - self.heartbeat_phase_s) / period).astype(np.int64) - 1, 0)
         counts = np.maximum(np.ceil((min(hi_s, duration) - self.heartbeat_phase_s) / period).astype(np.int64) - j0, 0)
         node = np.repeat(np.arange(self.n_nodes), counts)
@@ -164,6 +161,39 @@ class GroupPlan:
         if self.first_window is not None:
             k = k + self.first_window[node]
         return self.phase_s[node] + k * self.window_period_s + self.window_span_s
+
+
+POISSON_BLOCK_ARRIVALS = 8.0
+"""Mean arrivals per block of a keyed Poisson process (`poisson_arrivals`)."""
+
+
+def poisson_arrivals(salt: int, n_nodes: int, mean_interval_s: float, lo_s: float,
+                     hi_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """(node, time) of a Poisson process of mean interval `mean_interval_s` per node within [lo_s, hi_s), sorted by
+    node then time. Time is cut into blocks of POISSON_BLOCK_ARRIVALS mean intervals from 0; each (node, block)
+    draws its count (Poisson, by inversion) and its times (uniform in the block) from hashes of the salt, the node,
+    the block and the arrival's number (iotsim.link.draws.keyed_uniforms): counts then uniform times is a Poisson
+    process, and any span draws the same arrivals, so the chunks of a run together give the whole run's."""
+    from iotsim.link.draws import keyed_uniforms
+
+    block_s = POISSON_BLOCK_ARRIVALS * mean_interval_s
+    if not hi_s > lo_s or n_nodes == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    blocks = np.arange(int(np.floor(lo_s / block_s)), int(np.ceil(hi_s / block_s)), dtype=np.int64)
+    node = np.repeat(np.arange(n_nodes, dtype=np.int64), blocks.size)
+    block = np.tile(blocks, n_nodes)
+    k = np.arange(4 * int(POISSON_BLOCK_ARRIVALS) + 40)  # the pmf beyond is below 1e-17
+    log_pmf = k * np.log(POISSON_BLOCK_ARRIVALS) - POISSON_BLOCK_ARRIVALS - np.cumsum(np.log(np.maximum(k, 1)))
+    cdf = np.cumsum(np.exp(log_pmf))
+    count = np.minimum(np.searchsorted(cdf, keyed_uniforms(salt, node, block, np.full(node.size, -1)), side="right"),
+                       k[-1])
+    node, block = np.repeat(node, count), np.repeat(block, count)
+    j = np.arange(node.size) - np.repeat(np.cumsum(count) - count, count)  # the arrival's number in its block
+    t = (block + keyed_uniforms(salt, node, block, j)) * block_s
+    keep = (t >= lo_s) & (t < hi_s)
+    node, t = node[keep], t[keep]
+    order = np.lexsort((t, node))
+    return node[order], t[order]
 
 
 def woken(verdicts: Verdicts, wake) -> np.ndarray:
