@@ -33,8 +33,9 @@
  * Memory: an attempt's record is reused once the network has decided it, its node has read the
  * answer and it ends too long before anything still undecided to interfere with it; arrived attempts
  * are kept per (channel, SF), so the interferers of a frame are found from its channel's lists only,
- * walked from the frame's place in each (sum_list): nothing is copied per batch, and the sums come in
- * an order that does not depend on which frames are decided together.
+ * walked from the frame's place in each (sum_list): nothing is copied per decision, and the sums come in
+ * an order that does not depend on which frames are decided together. The rows of drained batches are freed
+ * (their chunks reused), and so are the batches' messages.
  */
 #include <math.h>
 #include <stdint.h>
