@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from reference_models import MLPERF_DIR, mlperf_model
+from reference_models import mlperf_model
 from typer.testing import CliRunner
 
 from iotsim.cli import app

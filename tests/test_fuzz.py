@@ -13,7 +13,6 @@ since the fuzz is about input handling, not scale.
 from __future__ import annotations
 
 import copy
-import math
 import random
 import re
 import time

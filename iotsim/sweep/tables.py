@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from iotsim.results.metrics import BY_NAME, ID_COLUMNS, METRICS as REGISTRY, summary_columns
+from iotsim.results.metrics import BY_NAME, METRICS as REGISTRY, summary_columns
 from iotsim.sweep.grid import SweepPlan
 from iotsim.sweep.stats import mean_ci
 
