@@ -64,7 +64,8 @@ from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, Verdicts, group_rng, plan_group, woken
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.tally import Tally
-from iotsim.engine.updates import Listening, UpdateOutcome, poll_messages, poll_notes, run_updates, update_notes
+from iotsim.engine.updates import (Listening, UpdateOutcome, activation_s, poll_messages, poll_notes, run_updates,
+                                   update_notes)
 from iotsim.errors import InputError
 from iotsim.link import Messages, make_link
 from iotsim.network import native, reception
@@ -127,11 +128,7 @@ def model_switches(plans: list[GroupPlan], updates: list[UpdateOutcome]) -> list
         for u in updates:
             if p.index not in u.group_indices:
                 continue
-            local = u.nodes - start
-            ours = (local >= 0) & (local < p.n_nodes)
-            act = np.full(p.n_nodes, np.nan)
-            act[local[ours]] = u.activated_s[ours]
-            mine.append(ModelSwitch(act, p.windows.pool_verdicts(u.model, None),
+            mine.append(ModelSwitch(activation_s(u, p, start), p.windows.pool_verdicts(u.model, None),
                                     p.windows.fresh_verdicts(u.model, None)))
         out.append(mine)
         start += p.n_nodes
@@ -250,7 +247,7 @@ class MessageCursor:
         hi = int(np.searchsorted(self.ready_sorted_s, t1_s, side="left"))
         sel = np.sort(self.by_ready[self.taken:hi])
         self.taken = hi
-        return Messages(m.node[sel], m.ready_s[sel], m.app_bytes[sel], m.kind[sel], m.window[sel], m.group[sel])
+        return m.take(sel)
 
 
 # ---- gateway reception across chunks --------------------------------------------------------------
@@ -901,9 +898,7 @@ class ChunkMessages:
     event: np.ndarray  # int64: the event its window overlaps (-1: none, or no window)
 
     def take(self, sel: np.ndarray) -> "ChunkMessages":
-        m = self.messages
-        return ChunkMessages(Messages(m.node[sel], m.ready_s[sel], m.app_bytes[sel], m.kind[sel], m.window[sel],
-                                      m.group[sel]), self.cloud_positive[sel], self.event[sel])
+        return ChunkMessages(self.messages.take(sel), self.cloud_positive[sel], self.event[sel])
 
     @staticmethod
     def concat(a: "ChunkMessages", b: "ChunkMessages") -> "ChunkMessages":
@@ -968,12 +963,10 @@ class _PacketContext:
         return pa.Table.from_pandas(frame, preserve_index=False)
 
     def empty(self) -> pa.Table:
-        m = Messages(*(np.zeros(0, np.int64) for _ in range(3)), np.zeros(0, np.int8), np.zeros(0, np.int64),
-                     np.zeros(0, np.int64))
         z = np.zeros(0, np.int64)
         tx = _no_frames()
         tx.fate, tx.gateway = np.zeros(0, np.int8), np.zeros(0, np.int16)
-        return self.table(m, tx, z, z)
+        return self.table(Messages.empty(), tx, z, z)
 
 
 # ---- the run ------------------------------------------------------------------------------------------

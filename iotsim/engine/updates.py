@@ -350,6 +350,16 @@ def powers_above_sleep(nodes, component: str, states: tuple[str, ...]) -> list[n
     return [nodes.input_w[:, SLOT_INDEX[(component, s)]] - sleep for s in states]
 
 
+def activation_s(u: UpdateOutcome, plan: GroupPlan, start: int) -> np.ndarray:
+    """Per node of `plan` (whose first node is the run's node `start`): when it runs update `u`'s model (NaN:
+    never)."""
+    local = u.nodes - start
+    mine = (local >= 0) & (local < plan.n_nodes)
+    act = np.full(plan.n_nodes, np.nan)
+    act[local[mine]] = u.activated_s[mine]
+    return act
+
+
 def effective_verdicts(plans: list[GroupPlan], updates: list[UpdateOutcome],
                        verdicts: list[Verdicts] | None = None) -> list[Verdicts]:
     """Per group: the verdicts of the model each node runs when each window ends (the cloud's unchanged), the
@@ -363,11 +373,7 @@ def effective_verdicts(plans: list[GroupPlan], updates: list[UpdateOutcome],
         for u in updates:  # in order of start: a later update's model replaces an earlier one's
             if p.index not in u.group_indices:
                 continue
-            local = u.nodes - start
-            mine = (local >= 0) & (local < p.n_nodes)
-            act = np.full(p.n_nodes, np.nan)
-            act[local[mine]] = u.activated_s[mine]
-            after = window_end >= act[window_node]  # NaN: never
+            after = window_end >= activation_s(u, p, start)[window_node]  # NaN: never
             if not after.any():
                 continue
             new = p.windows.verdicts(u.model, None)

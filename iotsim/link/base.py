@@ -39,6 +39,16 @@ class Messages:
     def __len__(self) -> int:
         return int(self.node.shape[0])
 
+    def take(self, sel: np.ndarray) -> "Messages":
+        """The messages `sel` (indices or a mask), in that order."""
+        return Messages(self.node[sel], self.ready_s[sel], self.app_bytes[sel], self.kind[sel], self.window[sel],
+                        self.group[sel])
+
+    @staticmethod
+    def empty() -> "Messages":
+        z = np.zeros(0, np.int64)
+        return Messages(z, np.zeros(0), z, np.zeros(0, np.int8), z, z)
+
 
 @dataclass
 class LinkNodes:

@@ -1179,9 +1179,7 @@ class LoopChunks:
 
     def __init__(self, link, nodes: LinkNodes, rng: np.random.Generator, duration_s: float,
                  stop_s: np.ndarray | None = None, where: str = "simulation.chunk"):
-        z = np.zeros(0, np.int64)
-        empty = Messages(z, np.zeros(0), z, np.zeros(0, np.int8), z, z)
-        self.loop = ClosedLoop(link, empty, nodes, rng, duration_s, stop_s)
+        self.loop = ClosedLoop(link, Messages.empty(), nodes, rng, duration_s, stop_s)
         why = self.unavailable() or loop_native.unsupported(self.loop)
         if why:
             raise InputError(f"a run in time chunks with the LoRaWAN closed loop needs the compiled loop: {why}; "
