@@ -63,6 +63,35 @@ outputs: {{plots: false, report: none}}
 """
 
 
+TABLES = ("summary", "nodes", "events", "gateways")
+
+
+def sorted_packets(frame: pd.DataFrame) -> pd.DataFrame:
+    """The packets table by (policy, node, ready time, fragment): a chunked run lists them by ready time."""
+    key = ["policy", "node_id", "ready_s", "fragment"]
+    return frame.drop(columns="message").sort_values(key).reset_index(drop=True)
+
+
+def assert_same_tables(a: dict, b: dict, what: str = "", names: tuple = TABLES, packets: bool = True) -> None:
+    """Two runs' tables (`tables`) are identical, and their packets tables hold the same rows."""
+    for name in names:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=f"{name} {what}")
+    if packets:
+        pd.testing.assert_frame_equal(sorted_packets(a["packets"]), sorted_packets(b["packets"]), check_exact=True,
+                                      obj=f"packets {what}")
+
+
+def small_cells(tmp_path: Path, monkeypatch, battery: str, capacity_mah: float) -> None:
+    """The run's devices with battery profile `battery` holding only `capacity_mah` (IOTSIM_DEVICES)."""
+    devices = tmp_path / "devices"
+    shutil.copytree(REPO / "devices", devices)
+    path = devices / "battery" / f"{battery}.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["capacity_mah"]["value"] = capacity_mah
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+
+
 def stress(mode: str = "wait", chunk: str | None = None):
     return load_scenario_text(STRESS.format(mode=mode, chunk="" if chunk is None else f", chunk: {chunk}"))
 
@@ -113,13 +142,8 @@ def test_chunk_length_changes_no_output_byte(runs, tmp_path):
 def test_chunked_tables_equal_the_whole_run_engine(runs):
     _, whole, chunked = runs
     a, b = tables(whole), tables(chunked["2h"])
-    for name in ("summary", "nodes", "events", "gateways"):
-        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
     # the packets table lists the same frames, by when each message was ready rather than by node
-    key = ["policy", "node_id", "ready_s", "fragment"]
-    x = a["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-    y = b["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-    pd.testing.assert_frame_equal(x, y, check_exact=True)
+    assert_same_tables(a, b)
     due = b["packets"].groupby("policy", sort=False).message.apply(lambda m: bool((np.diff(m) >= 0).all()))
     assert due.all()  # message numbers run in table order within each policy
 
@@ -217,24 +241,13 @@ def test_shipped_scenarios_chunks_cannot_run_are_refused_clearly(name, words):
 def test_batteries_that_empty_die_as_in_the_whole_run(tmp_path, monkeypatch):
     """Cells of 0.05 mAh: every node dies within hours, a pass finds when (the same schedules), and the chunks
     run again with those deaths: the tables equal the whole-run engine's, whatever the chunk length."""
-    devices = tmp_path / "devices"
-    shutil.copytree(REPO / "devices", devices)
-    battery = devices / "battery" / "2xaa.yaml"
-    data = yaml.safe_load(battery.read_text())
-    data["capacity_mah"]["value"] = 0.05
-    battery.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    small_cells(tmp_path, monkeypatch, "2xaa", 0.05)
     whole = tables(run_scenario(stress()))
     assert whole["nodes"].died_at_s.notna().all()
     assert (whole["packets"].loss_reason == "").any()
     for chunk in ("2h", "26003s"):
         got = tables(run_scenario(stress(chunk=chunk)))
-        for name in ("summary", "nodes", "events", "gateways"):
-            pd.testing.assert_frame_equal(whole[name], got[name], check_exact=True, obj=f"{name} ({chunk})")
-        key = ["policy", "node_id", "ready_s", "fragment"]
-        x = whole["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-        y = got["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-        pd.testing.assert_frame_equal(x, y, check_exact=True)
+        assert_same_tables(whole, got, f"({chunk})")
 
 
 @pytest.mark.parametrize("name, duration, chunks", [
@@ -255,12 +268,7 @@ def test_ble_and_wifi_fleets_run_in_chunks_as_whole(name, duration, chunks):
     whole = run(None)
     assert len(whole["packets"]) > 1000
     first = run(chunks[0])
-    for name_ in ("summary", "nodes", "events"):
-        pd.testing.assert_frame_equal(whole[name_], first[name_], check_exact=True, obj=name_)
-    key = ["policy", "node_id", "ready_s", "fragment"]
-    x = whole["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-    y = first["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-    pd.testing.assert_frame_equal(x, y, check_exact=True)
+    assert_same_tables(whole, first, names=("summary", "nodes", "events"))
     other = run(chunks[1])
     for name_ in first:
         pd.testing.assert_frame_equal(first[name_], other[name_], check_exact=True, obj=name_)
@@ -298,12 +306,7 @@ def test_a_message_ready_across_a_boundary_keeps_the_whole_runs_order(monkeypatc
     # a boundary between node 0's window end and its heartbeat (a quarter of an inference after the end)
     chunk = f"{float(end0 + plan0['inference'] / 4)!r}s"
     b = tables(run_scenario(load_scenario_text(STRESS.format(mode="wait", chunk=f", chunk: {chunk}"))))
-    for name in ("summary", "nodes", "events", "gateways"):
-        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
-    key = ["policy", "node_id", "ready_s", "fragment"]
-    x = a["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-    y = b["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-    pd.testing.assert_frame_equal(x, y, check_exact=True)
+    assert_same_tables(a, b)
 
 
 def test_nbiot_runs_in_chunks_as_whole():
@@ -332,24 +335,13 @@ def test_nbiot_runs_in_chunks_as_whole():
     a = tables(whole)
     for chunk in ("1h", "2501s", "6h"):
         b = tables(run(chunk))
-        for name in ("summary", "nodes", "events", "gateways"):
-            pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=f"{name} ({chunk})")
-        key = ["policy", "node_id", "ready_s", "fragment"]
-        x = a["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-        y = b["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-        pd.testing.assert_frame_equal(x, y, check_exact=True, obj=f"packets ({chunk})")
+        assert_same_tables(a, b, f"({chunk})")
 
 
 def test_nbiot_batteries_that_empty_die_as_in_the_whole_run(tmp_path, monkeypatch):
     """Small cells on NB-IoT: the pass that finds who dies when feeds each chunk's reports once their tails are
     settled (the tail's energy is part of the report's), in order; the tables equal the whole run's."""
-    devices = tmp_path / "devices"
-    shutil.copytree(REPO / "devices", devices)
-    battery = devices / "battery" / "18650.yaml"
-    data = yaml.safe_load(battery.read_text())
-    data["capacity_mah"]["value"] = 8
-    battery.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    small_cells(tmp_path, monkeypatch, "18650", 8)
     doc = yaml.safe_load((REPO / "scenarios" / "smart_city_nbiot.yaml").read_text())
     doc["outputs"] = {"plots": False, "report": "none", "packets_table": True}
     doc["duration"] = "6h"
@@ -365,8 +357,7 @@ def test_nbiot_batteries_that_empty_die_as_in_the_whole_run(tmp_path, monkeypatc
     assert died.any() and not died.all()
     for chunk in ("1h", "2501s"):
         got = run(chunk)
-        for name in ("summary", "nodes", "events", "gateways"):
-            pd.testing.assert_frame_equal(whole[name], got[name], check_exact=True, obj=f"{name} ({chunk})")
+        assert_same_tables(whole, got, f"({chunk})", packets=False)
 
 
 @pytest.mark.parametrize("capacity_mah", [None, 10.0])
@@ -378,13 +369,7 @@ def test_event_driven_nodes_run_in_chunks_as_whole(capacity_mah, tmp_path, monke
     import test_wake
 
     if capacity_mah is not None:
-        devices = tmp_path / "devices"
-        shutil.copytree(REPO / "devices", devices)
-        battery = devices / "battery" / "18650.yaml"
-        data = yaml.safe_load(battery.read_text())
-        data["capacity_mah"]["value"] = capacity_mah
-        battery.write_text(yaml.safe_dump(data))
-        monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+        small_cells(tmp_path, monkeypatch, "18650", capacity_mah)
 
     def run(chunk):
         text = test_wake.RUN % test_wake.WAKE
@@ -400,12 +385,7 @@ def test_event_driven_nodes_run_in_chunks_as_whole(capacity_mah, tmp_path, monke
         assert died.any() and not died.all()
     for chunk in ("6h", "26003s", "2d"):
         b = tables(run(chunk))
-        for name in ("summary", "nodes", "events", "gateways"):
-            pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=f"{name} ({chunk})")
-        key = ["policy", "node_id", "ready_s", "fragment"]
-        x = a["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-        y = b["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-        pd.testing.assert_frame_equal(x, y, check_exact=True, obj=f"packets ({chunk})")
+        assert_same_tables(a, b, f"({chunk})")
 
 
 def test_poisson_heartbeats_run_in_chunks_as_whole():
@@ -420,9 +400,4 @@ def test_poisson_heartbeats_run_in_chunks_as_whole():
     a = tables(whole)
     for chunk in ("2h", "26003s"):
         b = tables(run_scenario(load_scenario_text(text.format(mode="wait", chunk=f", chunk: {chunk}"))))
-        for name in ("summary", "nodes", "events", "gateways"):
-            pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=f"{name} ({chunk})")
-        key = ["policy", "node_id", "ready_s", "fragment"]
-        x = a["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-        y = b["packets"].drop(columns="message").sort_values(key).reset_index(drop=True)
-        pd.testing.assert_frame_equal(x, y, check_exact=True, obj=f"packets ({chunk})")
+        assert_same_tables(a, b, f"({chunk})")

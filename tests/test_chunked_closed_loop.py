@@ -3,22 +3,17 @@ MAC and ADR state, the network server's and the gateways' carried from chunk to 
 and the chunk length changes no output byte."""
 
 import filecmp
-import shutil
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import yaml
 
 from iotsim.engine import run_scenario
 from iotsim.errors import InputError
 from iotsim.link.lorawan_loop import LoopChunks
 from iotsim.results import write_results
 from iotsim.scenario import load_scenario_text
-from test_chunked import STRESS, tables
+from test_chunked import STRESS, assert_same_tables, small_cells, tables
 
-REPO = Path(__file__).resolve().parents[1]
 CHUNK_S = 7200.0
 
 # feedback on the congested stress fleet: ACKs and retransmissions (their timeouts and channels drawn in event
@@ -36,11 +31,6 @@ def scenario(variant: str, chunk: str | None = None):
     text = STRESS.replace("duty_cycle_mode: {mode}}}", "duty_cycle_mode: {mode}, " + extra + "}}")
     assert text != STRESS
     return load_scenario_text(text.format(mode=mode, chunk="" if chunk is None else f", chunk: {chunk}"))
-
-
-def sorted_packets(frame: pd.DataFrame) -> pd.DataFrame:
-    key = ["policy", "node_id", "ready_s", "fragment"]
-    return frame.drop(columns="message").sort_values(key).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
@@ -86,9 +76,7 @@ def test_chunked_closed_loop_tables_equal_the_whole_run(runs):
     a = tables(whole)
     for c, result in chunked.items():
         b = tables(result)
-        for name in ("summary", "nodes", "events", "gateways"):
-            pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=f"{name} ({c})")
-        pd.testing.assert_frame_equal(sorted_packets(a["packets"]), sorted_packets(b["packets"]), check_exact=True)
+        assert_same_tables(a, b, f"({c})")
 
 
 def test_chunk_length_changes_no_output_byte(runs, tmp_path):
@@ -125,19 +113,10 @@ def test_the_closed_loop_needs_the_compiled_engine_in_chunks(monkeypatch):
 def test_batteries_that_empty_die_as_in_the_whole_run(tmp_path, monkeypatch, capacity_mah):
     """Small cells: nodes die within the day, each death changing the others' traffic; the chunks go through the
     whole run's passes (deaths found, traffic run again with them, until they settle) and give its tables."""
-    devices = tmp_path / "devices"
-    shutil.copytree(REPO / "devices", devices)
-    battery = devices / "battery" / "2xaa.yaml"
-    data = yaml.safe_load(battery.read_text())
-    data["capacity_mah"]["value"] = capacity_mah
-    battery.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    small_cells(tmp_path, monkeypatch, "2xaa", capacity_mah)
     whole = tables(run_scenario(scenario("confirmed")))
     died = whole["nodes"].died_at_s.notna()
     assert died.any() and (capacity_mah < 0.1 or not died.all())  # the larger cells: some nodes last the day
     for chunk in ("2h", "26003s"):
         got = tables(run_scenario(scenario("confirmed", chunk)))
-        for name in ("summary", "nodes", "events", "gateways"):
-            pd.testing.assert_frame_equal(whole[name], got[name], check_exact=True, obj=f"{name} ({chunk})")
-        pd.testing.assert_frame_equal(sorted_packets(whole["packets"]), sorted_packets(got["packets"]),
-                                      check_exact=True)
+        assert_same_tables(whole, got, f"({chunk})")

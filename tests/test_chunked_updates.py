@@ -4,14 +4,12 @@ polls go out with the chunk they are due in, listening and applying are charged;
 run's, and the chunk length changes no output byte (open loop, closed loop, BLE and Wi-Fi)."""
 
 import filecmp
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from iotsim.engine import run_scenario
 from iotsim.engine.chunked import WindowCursor, model_switches
@@ -23,10 +21,9 @@ from iotsim.results.tables import updates_table
 from iotsim.scenario import load_scenario_text
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_chunked import tables  # noqa: E402
+from test_chunked import assert_same_tables, small_cells, tables  # noqa: E402
 from test_updates import SCENARIO, _star_run, always_positive_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 CHUNKS = ("2h", "26003s", "1d")
 CHUNK_S = {"2h": 7200.0, "26003s": 26003.0, "1d": 86400.0}
 # the nodes switch to a model that always says 'leak' (a delta, at 9 h), then back to the zoo's (a full image
@@ -43,18 +40,6 @@ def scenario(always: Path, chunk: str | None = None, lorawan: str | None = None,
     if chunk is not None:
         text = text.replace("outputs:", f"simulation: {{chunk: {chunk}}}\noutputs:")
     return load_scenario_text(text)
-
-
-def sorted_packets(frame: pd.DataFrame) -> pd.DataFrame:
-    key = ["policy", "node_id", "ready_s", "fragment"]
-    return frame.drop(columns="message").sort_values(key).reset_index(drop=True)
-
-
-def assert_tables_equal(a: dict, b: dict, what: str) -> None:
-    for name in ("summary", "nodes", "events", "gateways"):
-        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=f"{name} ({what})")
-    pd.testing.assert_frame_equal(sorted_packets(a["packets"]), sorted_packets(b["packets"]), check_exact=True,
-                                  obj=f"packets ({what})")
 
 
 def assert_same_files(results: dict, tmp_path: Path) -> None:
@@ -139,7 +124,7 @@ def test_chunked_tables_with_updates_equal_the_whole_run(runs):
     whole, chunked = runs
     a = tables(whole)
     for c, result in chunked.items():
-        assert_tables_equal(a, tables(result), c)
+        assert_same_tables(a, tables(result), f"({c})")
         pd.testing.assert_frame_equal(updates_table(whole), updates_table(result), check_exact=True)
         assert result.notes[:-1] == whole.notes  # the updates' and polls' notes too (the last: the chunks')
 
@@ -158,7 +143,7 @@ def test_the_closed_loop_carries_updates_in_chunks(always, tmp_path):
     a = tables(whole)
     chunked = {c: run_scenario(scenario(always, c, lorawan=lorawan)) for c in ("2h", "26003s")}
     for c, result in chunked.items():
-        assert_tables_equal(a, tables(result), c)
+        assert_same_tables(a, tables(result), f"({c})")
     assert_same_files(chunked, tmp_path)
 
 
@@ -174,7 +159,7 @@ def test_ble_and_wifi_updates_run_in_chunks_as_whole(always, technology, updates
     chunked = {c: _star_run(technology, text, f"simulation: {{background_pool: 200, chunk: {c}}}")
                for c in ("1h", "2501s")}
     for c, result in chunked.items():
-        assert_tables_equal(a, tables(result), c)
+        assert_same_tables(a, tables(result), f"({c})")
     assert_same_files(chunked, tmp_path)
     if technology == "ble":  # the new model says 'leak' on every window between the updates
         events = a["packets"].query("kind == 'event'").ready_s
@@ -186,13 +171,7 @@ def test_listening_counts_toward_batteries_that_empty_as_in_the_whole_run(always
     """Cells so small that the nodes die while they listen to the second update's session: their listening
     bursts (a minute of receiver each) go in among the frames' when the chunks find who dies when (the same
     budget, the same order), as in the whole run."""
-    devices = tmp_path / "devices"
-    shutil.copytree(REPO / "devices", devices)
-    battery = devices / "battery" / "2xaa.yaml"
-    data = yaml.safe_load(battery.read_text())
-    data["capacity_mah"]["value"] = 2.0
-    battery.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    small_cells(tmp_path, monkeypatch, "2xaa", 2.0)
     whole = run_scenario(scenario(always))
     second = whole.updates[1]
     for out in whole.outcomes:
@@ -203,19 +182,13 @@ def test_listening_counts_toward_batteries_that_empty_as_in_the_whole_run(always
         assert (np.minimum(r, 60.0 - r) < 1e-6).sum() > 30
     a = tables(whole)
     for c in ("2h", "26003s"):
-        assert_tables_equal(a, tables(run_scenario(scenario(always, c))), c)
+        assert_same_tables(a, tables(run_scenario(scenario(always, c))), f"({c})")
 
 
 def test_closed_loop_deaths_count_listening_as_in_the_whole_run(always, tmp_path, monkeypatch):
     """The closed loop with cells that empty while listening: the chunks go through the whole run's death passes
     (closed_loop_deaths) with the listening in each pass's budget and among its bursts."""
-    devices = tmp_path / "devices"
-    shutil.copytree(REPO / "devices", devices)
-    battery = devices / "battery" / "2xaa.yaml"
-    data = yaml.safe_load(battery.read_text())
-    data["capacity_mah"]["value"] = 2.0
-    battery.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("IOTSIM_DEVICES", str(devices))
+    small_cells(tmp_path, monkeypatch, "2xaa", 2.0)
     lorawan = "{confirmed: true, nb_trans: 2}"
     whole = run_scenario(scenario(always, lorawan=lorawan))
     second = whole.updates[1]
@@ -223,4 +196,4 @@ def test_closed_loop_deaths_count_listening_as_in_the_whole_run(always, tmp_path
         assert np.isfinite(out.died_at_s).all() and (out.died_at_s > second.start_s).all()
     a = tables(whole)
     for c in ("2h", "26003s"):
-        assert_tables_equal(a, tables(run_scenario(scenario(always, c, lorawan=lorawan))), c)
+        assert_same_tables(a, tables(run_scenario(scenario(always, c, lorawan=lorawan))), f"({c})")
