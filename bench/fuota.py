@@ -4,7 +4,7 @@ class A unicast only (the baseline), at several fleet sizes.
 The farm scenario (scenarios/farm.yaml: three gateways, EU868, SF by link budget) with the update of a
 retrained farm model (`iotsim models build farm --small`, built here into a temporary folder unless
 --model gives one) as a delta, sent on day 1 at the region's RX2 data rate (DR0). The runs use the
-on_device policy only (the rollout is the same for every policy; the unicast polls are uplinks of the run).
+on_device policy only (the unicast polls are uplinks of the run, and the fragments answer the polls it heard).
 
     python bench/fuota.py                              # 300 and 5,000 nodes, 10 days
     python bench/fuota.py --nodes 300 --days 4 --loss 0.2
@@ -63,8 +63,8 @@ def main() -> None:
             "unicast_poll_energy_j_per_node"]
     print(f"farm, update on day 1 of {args.days}: {model}")
     print("| nodes | variant | updated | 50 % | 95 % | 99 % | unicast nodes | unicast fragments | polls / node "
-          "| radio J / node | polls delivered | app. messages delivered | wall s |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| radio J / node | polls delivered | app. messages delivered | passes | wall s |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 
     def t(s):
         return "never" if s != s else (f"{s / 60:.1f} min" if s < 2 * 86400 else f"{s / 86400:.1f} d")
@@ -85,8 +85,12 @@ def main() -> None:
             polls = o.messages.kind == MessageKind.POLL
             pd_share = f"{o.message_delivered[polls].mean():.1%}" if polls.any() else ""
             app = float(summary_table(result).message_delivery_ratio.iloc[0])
+            # class A unicast: the runs until the fragments answered exactly the polls the run heard (* not settled)
+            settled = o.poll_passes is None or o.poll_passes[1:] == (0, 0)
+            passes = "" if o.poll_passes is None else f"{o.poll_passes[0]}" + ("" if settled else "*")
             print(f"| {n:,} | {name} | {int(r.nodes_updated):,} | {t(r.time_to_50pct_s)} | {t(r.time_to_95pct_s)} | "
-                  f"{t(r.time_to_99pct_s)} | {un} | {uf} | {up} | {radio:.3g} | {pd_share} | {app:.2%} | {wall:.1f} |",
+                  f"{t(r.time_to_99pct_s)} | {un} | {uf} | {up} | {radio:.3g} | {pd_share} | {app:.2%} | {passes} "
+                  f"| {wall:.1f} |",
                   flush=True)
 
 

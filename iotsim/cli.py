@@ -134,9 +134,13 @@ def _print_updates(result) -> None:
             return "never"
         return f"{s:.3g} s" if s < 120 else (f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h")
 
-    for u, row in zip(result.updates, updates_table(result).itertuples()):
+    per_policy = any(o.updates is not None for o in result.outcomes)  # class A unicast: each policy its own
+    pairs = [(u, o.policy.name) for o in result.outcomes for u in result.updates_of(o)]
+    for (u, policy), row in zip(pairs, updates_table(result).itertuples()):
+        if not per_policy and policy != result.outcomes[0].policy.name:
+            continue
         console.print(
-            f"update {row.update} ({row.model}, {row.mode}, {row.payload_bytes:,} B of a {row.model_bytes:,} B model): "
+            (f"{policy}: " if per_policy else "") + f"update {row.update} ({row.model}, {row.mode}, {row.payload_bytes:,} B of a {row.model_bytes:,} B model): "
             f"{u.session.describe()}; {row.nodes_updated:,} of {row.nodes:,} nodes updated ({row.nodes_skipped:,} left "
             f"out); 50 % after {dur(row.time_to_50pct_s)}, 95 % after {dur(row.time_to_95pct_s)}; "
             f"receiving {row.listen_energy_j_per_node:.3g} J per node"

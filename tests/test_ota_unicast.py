@@ -110,6 +110,34 @@ def test_a_repair_continues_with_the_coded_fragments_the_session_did_not_send():
     assert counts["fragments_sent"] == rollout.received[0] >= 2
 
 
+def test_the_polls_a_run_heard_are_answered_at_their_heard_frame_worked_by_hand():
+    """A run's verdicts replace the fading draws: poll 0 unheard, poll 1 heard with its frame 3 s late (the duty
+    cycle held it), poll 2 heard on time. m = 2: the first fragment goes RECEIVE_DELAY2 after the late frame's
+    end, the second after poll 2's; the node decodes then and made three polls."""
+    from iotsim.ota.unicast import PollVerdicts
+
+    period, m = 40.0, 2
+    first = np.random.default_rng(5).random(1)[0] * period
+    heard = PollVerdicts(np.zeros(3, np.int64), np.arange(3), np.array([False, True, True]),
+                         np.array([np.nan, first + period + 3.0, first + 2 * period]))
+    ns = nodes(1, period, p_poll=0.0)  # without a verdict no poll would be heard: every one answered has one
+    rollout, counts = simulate_unicast(ns, [fec.Decoder(m)], first_index=1, fragment_airtime_s=D,
+                                       rx2_delay_s=LEAD_DELAY, rx2_window_s=RX2, duty_cycle=0.1, start_s=0.0,
+                                       horizon_s=1e9, rng=np.random.default_rng(5), verdicts=heard)
+    lead = AIR + LEAD_DELAY
+    np.testing.assert_allclose(counts["send_s"], [first + period + 3.0 + lead, first + 2 * period + lead], rtol=0,
+                               atol=1e-9)
+    assert rollout.decoded_at[0] == m and counts["polls_per_node"].tolist() == [3]
+    assert rollout.done_s[0] == pytest.approx(first + 2 * period + lead + D, abs=1e-9)
+    # past the polls a run gave verdicts for, fading decides again: here nothing is heard, so no decoding
+    short = PollVerdicts(np.zeros(2, np.int64), np.arange(2), np.array([False, True]),
+                         np.array([np.nan, first + period]))
+    rollout, counts = simulate_unicast(ns, [fec.Decoder(m)], first_index=1, fragment_airtime_s=D,
+                                       rx2_delay_s=LEAD_DELAY, rx2_window_s=RX2, duty_cycle=0.1, start_s=0.0,
+                                       horizon_s=1000.0, rng=np.random.default_rng(5), verdicts=short)
+    assert counts["fragments_sent"] == 1 and not rollout.decoded[0]
+
+
 def test_a_node_that_runs_out_of_time_stays_without_the_update():
     rollout, counts = run(nodes(1, 40.0), 5, horizon=130.0)
     assert not rollout.decoded[0] and np.isnan(rollout.done_s[0])
@@ -130,7 +158,9 @@ def _run(update: str):
 def test_repair_updates_the_nodes_the_session_left_and_leaves_the_others_alone(model):
     plain = _run(f"at: 1d, model: {model}, fragment_loss: 0.3")
     repaired = _run(f"at: 1d, model: {model}, fragment_loss: 0.3, unicast: repair")
-    (a,), (b,) = plain.updates, repaired.updates
+    pa = next(o for o in plain.outcomes if o.policy.name == "cloud_offload")
+    pb = next(o for o in repaired.outcomes if o.policy.name == "cloud_offload")
+    (a,), (b,) = plain.updates_of(pa), repaired.updates_of(pb)
     left = ~a.rollout.decoded
     assert left.sum() > 10 and b.rollout.decoded.all()
     # the session's draws are the same: nodes that decoded it did so at the same moment
@@ -142,7 +172,7 @@ def test_repair_updates_the_nodes_the_session_left_and_leaves_the_others_alone(m
     assert (b.rollout.done_s[left] > a.session.session_s).all()
     assert (b.unicast.polls_per_node > 0).all() and b.unicast.node_pos.tolist() == np.flatnonzero(left).tolist()
     assert (b.rollout.rx_s[left] > a.rollout.rx_s[left]).all()  # the fragments received beyond RX2's window
-    row = updates_table(repaired).iloc[0]
+    row = updates_table(repaired).set_index("policy").loc["cloud_offload"]
     assert row.unicast_nodes == left.sum() and row.unicast_fragments_sent >= left.sum()
     assert row.nodes_updated == 60 and updates_table(plain).iloc[0].nodes_updated == 60 - left.sum()
     assert any("class A unicast" in note for note in repaired.notes)
@@ -151,8 +181,6 @@ def test_repair_updates_the_nodes_the_session_left_and_leaves_the_others_alone(m
     from iotsim.energy.ledger import SLOT_INDEX
     from iotsim.policies import MessageKind
 
-    pa = next(o for o in plain.outcomes if o.policy.name == "cloud_offload")
-    pb = next(o for o in repaired.outcomes if o.policy.name == "cloud_offload")
     poll = pb.messages.kind[pb.tx.message] == MessageKind.POLL
     assert poll.sum() == b.unicast.polls_per_node.sum() == b.unicast.polls
     outside = np.zeros(60)
@@ -172,9 +200,9 @@ def test_polls_are_uplinks_that_load_the_network(model):
 
     multicast = _run(f"at: 1d, model: {model}")
     only = _run(f"at: 1d, model: {model}, unicast: only")
-    (u,) = only.updates
-    pos, t = u.unicast.polls_of()
     o = next(x for x in only.outcomes if x.policy.name == "cloud_offload")
+    (u,) = only.updates_of(o)
+    pos, t = u.unicast.polls_of()
     polls = o.messages.kind == MessageKind.POLL
     got = np.lexsort((o.messages.ready_s[polls], o.messages.node[polls]))
     want = np.lexsort((u.start_s + t, u.nodes[pos]))
@@ -240,7 +268,7 @@ def test_unicast_fragments_keep_their_own_gateway_from_receiving(model):
         "    - {id: gw1, position_m: [600, 600]}",
         "    - {id: gw1, position_m: [300, 600]}\n    - {id: gw2, position_m: [900, 600]}")
     result = run_scenario(load_scenario_text(two))
-    (u,) = result.updates
+    (u,) = result.updates_of(next(o for o in result.outcomes if o.policy.name == "on_device"))
     sent = np.bincount(u.unicast.send_gw, minlength=2)
     assert (sent > 0).all()
     gw = gateways_table(result)
@@ -315,3 +343,55 @@ def test_holds_split_into_every_gateways_and_each_gateways_own_merged():
                                (f, 3.0, 4.0, 0), (f, 1.0, 2.0)], region)
     assert shared == [(b, 0.0, 10.0), (b, 1.0, 2.0)]  # -1 and 3-tuples: every gateway
     assert own == {(1, b): ([5.0, 20.0], [9.0, 21.0]), (0, b): ([3.0], [4.0])}  # overlapping windows merged
+
+
+def _answers_follow_the_run(result, outcome):
+    """Check the network's answers against what `outcome`'s run made of the polls: every fragment answers a
+    poll the run heard (RECEIVE_DELAY2 after that frame's end, on the node's strongest gateway, at most once
+    per poll), and each gateway answered every heard poll of a node still without the update whose RX2 opened
+    while its sub-band had duty cycle left. Returns the number of heard polls."""
+    from iotsim.engine.updates import poll_fates
+    from iotsim.radio import lora
+
+    (u,) = result.updates_of(outcome)
+    uc = u.unicast
+    node, ready, begun = poll_fates(outcome.messages, outcome.tx)
+    heard = ~np.isnan(begun)
+    rx = np.concatenate([p.rx_power_dbm for p in result.plans])
+    sf = np.concatenate([p.sf for p in result.plans])
+    air = np.asarray(lora.time_on_air_s(np.full(node.shape, lora.LORAWAN_OVERHEAD_BYTES), sf[node]), dtype=float)
+    opens = begun + air + 2.0 - u.start_s  # EU868 RECEIVE_DELAY2: 2 s
+    gw = rx.argmax(axis=1)[node]
+    done = np.full(rx.shape[0], np.inf)
+    done[u.nodes] = np.where(np.isnan(u.rollout.done_s), np.inf, u.rollout.done_s)
+    gap = uc.fragment_airtime_s / uc.duty_cycle
+    for g in np.unique(uc.send_gw):
+        sends = np.sort(uc.send_s[uc.send_gw == g])
+        cand = heard & (gw == g)
+        o = np.sort(opens[cand])
+        i = np.searchsorted(o, sends - 1e-6)
+        assert (i < o.size).all() and np.allclose(o[np.minimum(i, o.size - 1)], sends, rtol=0, atol=1e-6)
+        # no heard poll of a node still polling was passed over while the sub-band was free
+        free = np.r_[-np.inf, sends[:-1] + gap]
+        t = opens[cand & (opens <= done[node] - uc.fragment_airtime_s + 1e-6)]  # nodes still polling
+        k = np.searchsorted(sends, t - 1e-6)  # the next fragment from the poll's RX2 on
+        kk = np.minimum(k, sends.size - 1)
+        passed = (k < sends.size) & (t >= free[kk] - 1e-6) & (t < sends[kk] - 1e-6)
+        assert not passed.any(), f"gateway {g} passed over {int(passed.sum())} heard polls"
+    return int(heard.sum())
+
+
+def test_the_network_answers_exactly_the_polls_each_policys_run_heard(model):
+    """The closed loop of class A unicast: the fragments answer the polls the run heard (not a fading draw),
+    each policy its own (cloud_offload's traffic costs it polls on_device keeps), settled in passes."""
+    only = _run(f"at: 1d, model: {model}, unicast: only")
+    heard = {}
+    for o in only.outcomes:
+        passes, missing, differ = o.poll_passes
+        assert passes >= 2 and missing == differ == 0
+        heard[o.policy.name] = _answers_follow_the_run(only, o)
+    a, b = (only.updates_of(o)[0] for o in only.outcomes)
+    assert not np.array_equal(a.unicast.send_s, b.unicast.send_s)  # each policy's own rollout
+    table = updates_table(only)
+    assert table.policy.tolist() == ["cloud_offload", "on_device"]
+    assert any(f"settled after {o.poll_passes[0]} passes" in n for o in only.outcomes for n in only.notes)

@@ -289,7 +289,10 @@ def test_iotsim_run_prints_each_update_and_writes_updates_csv(tmp_path):
     assert ("update 0 (farm_soil_int8, full, 10,672 B of a 10,672 B model): 59 fragments of 219 B (49 uncoded) "
             "multicast at DR5 (SF7)") in proc.stdout
     table = pd.read_csv(tmp_path / "out" / "updates.csv")
-    assert list(table.columns)[:3] == ["update", "model", "groups"] and table.fragments_total[0] == 49 + 10
+    assert list(table.columns)[:4] == ["policy", "update", "model", "groups"] and table.fragments_total[0] == 49 + 10
+    assert table.policy.tolist() == ["cloud_offload", "on_device"]  # a multicast session: the same for both
+    pd.testing.assert_frame_equal(table.iloc[[0]].drop(columns="policy").reset_index(drop=True),
+                                  table.iloc[[1]].drop(columns="policy").reset_index(drop=True))
 
 
 def test_updates_that_overlap_are_refused():

@@ -64,8 +64,8 @@ from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, Verdicts, group_rng, plan_group, woken
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.tally import Tally
-from iotsim.engine.updates import (Listening, UpdateOutcome, activation_s, poll_messages, poll_notes, run_updates,
-                                   update_notes)
+from iotsim.engine.updates import (Listening, UpdateOutcome, activation_s, gateway_schedule, poll_fates,
+                                   poll_messages, poll_notes, run_updates, settle_polls, update_notes)
 from iotsim.errors import InputError
 from iotsim.link import Messages, make_link
 from iotsim.network import native, reception
@@ -466,6 +466,7 @@ class PolicyChunks:
         self.burst_j = np.zeros(n)  # radio energy of the frames the nodes sent
         self.first_seen = [np.full(p.event_onset_s.shape[0], np.inf) for p in plans]
         self.n_messages = 0
+        self.poll_fates: list[tuple] = []  # per chunk with unicast polls: updates.poll_fates's arrays
         self.loads = None
         self.sink = PacketSink(packets_path) if packets_path is not None else None
         self.packet_context = _PacketContext(plans, gateway_ids, policy)
@@ -580,6 +581,8 @@ class PolicyChunks:
         if raw.size:
             self.cloud_waiting.append((delivery.arrival_s[raw], self.n_messages + rank[raw], m.group[raw], event[raw],
                                        cloud_pos[raw]))
+        if (m.kind == MessageKind.POLL).any():  # class A unicast: what the run made of each poll
+            self.poll_fates.append(poll_fates(m, tx))
         if self.sink is not None:
             listed = order_f[fate != Fate.NODE_DEAD]  # as the whole-run table: not the frames never sent
             self.sink.append(self.packet_context.table(m, tx, listed, self.n_messages + rank))
@@ -669,7 +672,8 @@ class PolicyChunks:
             decision_time_s=None, decision_positive=None, cloud_inferences=int(t.cloud_inferences.sum()),
             cloud_wait_s=None, ledger=ledger, energy_slots_j=energy, died_at_s=died, battery_life_s=life,
             battery_life_limit=limit, event_latency_s=latency, true_positive_decisions=tp, positive_decisions=pos,
-            wall_s=self.wall_s, tally=t)
+            wall_s=self.wall_s, tally=t,
+            poll_fates=tuple(np.concatenate(a) for a in zip(*self.poll_fates)) if self.poll_fates else None)
 
 
 def shelf_deaths(nodes, duration_s: float) -> np.ndarray:
@@ -1010,22 +1014,22 @@ def run_chunked(scenario, progress=None):
     nodes = stages.fleet_nodes(plans, link)
     link.attach(nodes.link, scenario.seed)
     update_outcomes = []
-    if scenario.updates:  # as the whole run: the rollouts before any policy, the same for every policy
+    if scenario.updates:  # as the whole run: the rollouts before any policy (with unicast: pass 0 of each policy's)
         say("updates", 0, 1)
         update_outcomes = run_updates(scenario, plans, link, nodes, cache)
         say("updates", 1, 1)
-    switches = model_switches(plans, update_outcomes)
-    listening = Listening.of(update_outcomes) if update_outcomes else None
-    polls = poll_messages(update_outcomes, plans)  # class A unicast polls: uplinks of every policy
     gateway_ids = [g.id for g in scenario.network.gateways]
     workdir = tempfile.TemporaryDirectory(prefix="iotsim-chunks-")
     packets = scenario.outputs.packets_table
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))
     received_mw = 10.0 ** (np.asarray(nodes.link.rx_power_dbm, dtype=np.float64) / 10.0)
 
-    def chunks(items: list[tuple], phase: str) -> list:
+    def chunks(items: list[tuple], phase: str, updates: list[UpdateOutcome]) -> list:
         """Every chunk for the policies `items` ((index, policy, death times or None, the closed loop's stop or
-        None)), then their outcomes."""
+        None)) with the model updates `updates`, then their outcomes."""
+        switches = model_switches(plans, updates)
+        listening = Listening.of(updates) if updates else None
+        polls = poll_messages(updates, plans)  # class A unicast polls: uplinks of the run
         runs = [PolicyChunks(scenario, plans, policy, pi, link, nodes,
                              Path(workdir.name) / f"packets-{pi}.parquet" if packets else None, gateway_ids, died,
                              received_mw, listening, stop)
@@ -1057,23 +1061,44 @@ def run_chunked(scenario, progress=None):
             say(f"policy {run.policy.name}", 0, 1)
             run.outcome = run.finish()
             say(f"policy {run.policy.name}", 1, 1)
+        # a battery empties within the run: when, from the same schedules (with feedback: the whole run's passes),
+        # then the chunks again with those deaths
+        again = []
+        for run in runs:
+            if run.outcome is None and run.loop is not None:
+                stop, died = closed_loop_deaths(scenario, plans, run.policy, run.pi, link, nodes, run.at_risk, say,
+                                                switches, polls, listening)
+                again.append((run.pi, run.policy, died, stop))
+            elif run.outcome is None:
+                again.append((run.pi, run.policy, death_times(scenario, plans, run.policy, run.pi, link, nodes,
+                                                              run.at_risk, say, switches, polls, listening), None))
+        if again:
+            redone = {run.pi: run for run in chunks(again, f"{phase} with battery deaths", updates)}
+            runs = [redone.get(run.pi, run) for run in runs]
         return runs
 
-    runs = chunks([(pi, p, None, None) for pi, p in enumerate(policies)], "chunks")
-    # a battery empties within the run: when, from the same schedules (with feedback: the whole run's passes), then
-    # the chunks again with those deaths
-    again = []
-    for run in runs:
-        if run.outcome is None and run.loop is not None:
-            stop, died = closed_loop_deaths(scenario, plans, run.policy, run.pi, link, nodes, run.at_risk, say,
-                                            switches, polls, listening)
-            again.append((run.pi, run.policy, died, stop))
-        elif run.outcome is None:
-            again.append((run.pi, run.policy, death_times(scenario, plans, run.policy, run.pi, link, nodes,
-                                                          run.at_risk, say, switches, polls, listening), None))
-    if again:
-        redone = {run.pi: run for run in chunks(again, "chunks with battery deaths")}
-        runs = [redone.get(run.pi, run) for run in runs]
+    if any(u.unicast is not None for u in update_outcomes):
+        # class A unicast: each policy's polls decide its fragments, in passes over all the chunks (as the whole
+        # run, iotsim.engine.updates.settle_polls); the gateways' schedule is the pass's, so one policy at a time
+        runs = []
+        for pi, policy in enumerate(policies):
+            passes = iter(range(1, 10**6))
+
+            def run_pass(ups, pi=pi, policy=policy, passes=passes):
+                link.gateway_schedule = gateway_schedule(ups)
+                (run,) = chunks([(pi, policy, None, None)], f"chunks, {policy.name} pass {next(passes)}", ups)
+                fates = run.outcome.poll_fates if run.outcome.poll_fates is not None else \
+                    (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+                runs_of[pi] = run
+                return run.outcome, fates
+
+            runs_of: dict = {}
+            settle_polls(update_outcomes, plans,
+                         lambda heard: run_updates(scenario, plans, link, nodes, cache, heard), run_pass)
+            runs.append(runs_of[pi])
+        update_outcomes = runs[0].outcome.updates
+    else:
+        runs = chunks([(pi, p, None, None) for pi, p in enumerate(policies)], "chunks", update_outcomes)
     outcomes = [run.outcome for run in runs]
     packets_path = None
     if packets:
@@ -1091,7 +1116,7 @@ def run_chunked(scenario, progress=None):
     result.workdir = workdir
     result.warnings = [w for p in plans for w in p.warnings]
     result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
-        + update_notes(update_outcomes) + poll_notes(update_outcomes, outcomes) \
+        + update_notes(update_outcomes) + poll_notes(outcomes) \
         + battery_limit_notes(plans, outcomes) + [
             f"Run in {n_chunks:,} time chunks of {chunk_s:g} s (simulation.chunk): every table is the same whatever "
             "the chunk length; packets are listed in the run's canonical order (by when each message was ready)."]

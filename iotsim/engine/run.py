@@ -27,8 +27,8 @@ from iotsim.engine.federated import workdir as federated_workdir
 from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, frames_off, hourly_demand_j, run_stores
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.tally import Tally, tally_of
-from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, poll_messages, poll_notes,
-                                   run_updates, update_notes)
+from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, poll_fates, poll_messages,
+                                   poll_notes, run_updates, settle_polls, update_notes)
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.network.fate import Fate
 from iotsim.policies import EnergyAware, Policy, make_policy
@@ -61,6 +61,11 @@ class PolicyOutcome:
     low_hours: np.ndarray | None = None  # energy-aware policy: (nodes, hours) the hours each node ran its low policy
     modes_settled: bool = True  # energy-aware policy: the modes its messages follow are the ones its stores give
     tally: Tally | None = None  # per node: what the tables and metrics count (frames by fate, messages, ...)
+    # model updates by class A unicast: this policy's own (its run's polls decide the fragments), and the passes
+    # that took (passes, polls without a verdict, polls whose verdict differs from the one the fragments answered)
+    updates: list | None = None
+    poll_passes: tuple[int, int, int] | None = None
+    poll_fates: tuple | None = None  # a run in time chunks: what it made of its unicast polls (updates.poll_fates)
 
 
 @dataclass
@@ -71,7 +76,9 @@ class RunResult:
     gateway_ids: list[str]
     technology: str = "lorawan"
     tx_power_dbm: float = 14.0  # the nodes' configured TX power
-    updates: list = field(default_factory=list)  # iotsim.engine.updates.UpdateOutcome per update, by start
+    # iotsim.engine.updates.UpdateOutcome per update, by start: the same for every policy, except with class A
+    # unicast, where each policy has its own (PolicyOutcome.updates; `updates_of`) and this is the first policy's
+    updates: list = field(default_factory=list)
     federated: list = field(default_factory=list)  # iotsim.engine.federated.FederatedOutcome per policy
     federated_plan: object = None  # iotsim.engine.federated.FederatedPlan (None: no federated rounds)
     link_state: dict | None = None  # what the link set up for the fleet (a mesh: graph, tree, positions)
@@ -84,6 +91,10 @@ class RunResult:
     @property
     def n_nodes(self) -> int:
         return sum(p.n_nodes for p in self.plans)
+
+    def updates_of(self, outcome: PolicyOutcome) -> list:
+        """The model updates as `outcome`'s policy ran them."""
+        return outcome.updates if outcome.updates is not None else self.updates
 
 
 def load_group_resources(scenario, index: int, cache: dict):
@@ -140,6 +151,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         start += spec.count
     nodes = stages.fleet_nodes(plans, link)
     link.attach(nodes.link, scenario.seed)
+    base_plans = plans
     update_outcomes = []
     if scenario.updates:
         say("updates", 0, 1)
@@ -147,6 +159,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         # the windows after each node's activation get the new model's verdicts
         plans = [dataclasses.replace(p, verdicts=v) for p, v in zip(plans, effective_verdicts(plans, update_outcomes))]
         say("updates", 1, 1)
+    by_polls = any(u.unicast is not None for u in update_outcomes)  # each policy's polls decide its fragments
     listening = Listening.of(update_outcomes) if update_outcomes else None
     polls = poll_messages(update_outcomes, plans)  # class A unicast polls: uplinks of every policy
     fed_plan = None
@@ -159,24 +172,50 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
     policies = [make_policy(p) for p in scenario.policies]
     for pi, policy in enumerate(policies):
         say(f"policy {policy.name}", 0, 1)
-        if fed_plan is None:
-            outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening, extra_messages=polls,
-                                            harvest=harvest))
-        else:
+        if fed_plan is not None:
             outcome, fed_outcome = simulate_federated(scenario, plans, policy, pi, link, nodes, fed_plan, harvest)
             outcomes.append(outcome)
             fed_outcomes.append(fed_outcome)
+        elif by_polls:
+            outcomes.append(simulate_with_polls(scenario, base_plans, policy, pi, link, nodes, cache, harvest,
+                                                (update_outcomes, plans)))
+        else:
+            outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening, extra_messages=polls,
+                                            harvest=harvest))
         say(f"policy {policy.name}", 1, 1)
+    if by_polls:  # the run's updates and the plans' verdicts: the first policy's, as RunResult.updates says
+        update_outcomes = outcomes[0].updates
+        plans = [dataclasses.replace(p, verdicts=v)
+                 for p, v in zip(base_plans, effective_verdicts(base_plans, update_outcomes))]
     result = RunResult(scenario, plans, outcomes, [g.id for g in scenario.network.gateways], link.technology,
                        link.tx_power_dbm, updates=update_outcomes, federated=fed_outcomes, federated_plan=fed_plan,
                        link_state=link.state())
     result.warnings = [w for p in plans for w in p.warnings]
     result.notes = [f"Warning: {w}" for w in result.warnings] + methodology_notes(scenario, plans, link) \
-        + update_notes(update_outcomes) + poll_notes(update_outcomes, outcomes) \
+        + update_notes(update_outcomes) + poll_notes(outcomes) \
         + federated_notes(fed_plan, fed_outcomes) + battery_limit_notes(plans, outcomes) \
         + harvest_notes(plans, outcomes, harvest)
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+def simulate_with_polls(scenario, plans: list[GroupPlan], policy: Policy, policy_index: int, link: Link,
+                        nodes: stages.FleetNodes, cache: dict, harvest: HarvestPlan | None,
+                        first: tuple[list, list[GroupPlan]]) -> PolicyOutcome:
+    """A policy whose model updates go out by class A unicast, in passes until the fragments answer exactly the
+    polls its run heard (iotsim.engine.updates.settle_polls; `first`: the updates planned with fading alone and
+    `plans` with their verdicts)."""
+    ups0, plans0 = first
+
+    def run(ups):
+        plans_u = plans0 if ups is ups0 else [dataclasses.replace(p, verdicts=v)
+                                              for p, v in zip(plans, effective_verdicts(plans, ups))]
+        link.gateway_schedule = gateway_schedule(ups)
+        outcome = simulate_policy(scenario, plans_u, policy, policy_index, link, nodes, Listening.of(ups),
+                                  extra_messages=poll_messages(ups, plans_u), harvest=harvest)
+        return outcome, poll_fates(outcome.messages, outcome.tx)
+
+    return settle_polls(ups0, plans, lambda heard: run_updates(scenario, plans, link, nodes, cache, heard), run)
 
 
 def simulate_federated(scenario, plans: list[GroupPlan], policy: Policy, policy_index: int, link: Link,

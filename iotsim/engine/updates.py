@@ -41,6 +41,7 @@ import numpy as np
 from iotsim.engine.fleet import GroupPlan, Verdicts, group_rng
 from iotsim.errors import InputError
 from iotsim.link.base import GatewaySchedule, Messages
+from iotsim.network.fate import Fate
 from iotsim.ota import delta, fuota, unicast
 from iotsim.ota.apply import apply_cost
 from iotsim.ota.delta import UpdatePayload
@@ -94,8 +95,11 @@ class UpdateOutcome:
         return time_to_share(self.activated_s - self.start_s, share)
 
 
-def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[UpdateOutcome]:
-    """Every update's session and rollout, in order of start."""
+def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict,
+                 heard: dict | None = None) -> list[UpdateOutcome]:
+    """Every update's session and rollout, in order of start. `heard`: per update index, what a policy's run
+    made of its class A unicast polls (`poll_verdicts`); without it the polls are heard with their fading
+    probability."""
     from iotsim.scenario.loader import model_before, update_before, update_groups
     from iotsim.tinyml.runtime import load_model, model_key
 
@@ -117,7 +121,11 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
         groups = [scenario.fleet.index(g) for g in update_groups(scenario, spec)]
         base = model(model_before(scenario, j, scenario.fleet[groups[0]]))
         new = model(spec.model)
-        payload = delta.update_payload(base.path.read_bytes(), new.path.read_bytes(), spec.mode, spec.compression)
+        key = ("update payload", str(base.path), str(new.path), spec.mode, spec.compression)
+        if key not in cache:  # a run with class A unicast plans its updates once per policy and pass
+            cache[key] = delta.update_payload(base.path.read_bytes(), new.path.read_bytes(), spec.mode,
+                                              spec.compression)
+        payload = cache[key]
         members = np.concatenate([np.arange(offsets[g], offsets[g + 1]) for g in groups])
         base_update = update_before(scenario, j, scenario.fleet[groups[0]])
         if spec.mode == "full":
@@ -130,7 +138,8 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
         sf = np.concatenate([plans[g].sf for g in groups])[keep]
         session, rollout = link.plan_update(payload.payload_bytes, spec, rx, startup_s[eligible],
                                             group_rng(scenario.seed, STREAM_UPDATES, j), sf=sf,
-                                            horizon_s=float(scenario.duration) - float(spec.at))
+                                            horizon_s=float(scenario.duration) - float(spec.at),
+                                            verdicts=(heard or {}).get(j))
         out = UpdateOutcome(j, spec, new, groups, payload, session, float(spec.at), eligible, rollout,
                             int(members.size - eligible.size))
         if out.unicast is not None and out.unicast.polls > MAX_ITEMS_PER_GROUP:
@@ -150,10 +159,12 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict) -> list[Up
     return outcomes
 
 
-def run_updates(scenario, plans: list[GroupPlan], link, nodes, cache: dict) -> list[UpdateOutcome]:
-    """Every update's session and rollout (`plan_updates`) with each node's energy for it (listening, applying,
-    polling), and the link's `gateway_schedule` set to the gateways' transmissions of them."""
-    outcomes = plan_updates(scenario, plans, link, cache)
+def run_updates(scenario, plans: list[GroupPlan], link, nodes, cache: dict,
+                heard: dict | None = None) -> list[UpdateOutcome]:
+    """Every update's session and rollout (`plan_updates`, `heard` as there) with each node's energy for it
+    (listening, applying, polling), and the link's `gateway_schedule` set to the gateways' transmissions of
+    them."""
+    outcomes = plan_updates(scenario, plans, link, cache, heard)
     for u in outcomes:
         u.listen_energy_j, u.apply_energy_j = update_energy_j(u, nodes)
         u.poll_energy_j = poll_energy_j(u, nodes)
@@ -207,41 +218,120 @@ def poll_energy_j(out: UpdateOutcome, nodes) -> np.ndarray:
     return energy
 
 
-def poll_messages(updates: list[UpdateOutcome], plans: list[GroupPlan]) -> Messages | None:
-    """The updates' class A unicast polls as uplinks without payload (kind `poll`), in (node, ready time)
-    order; None without any."""
-    node, ready = [], []
-    for u in updates:
+def _polls(updates: list[UpdateOutcome], plans: list[GroupPlan]):
+    """The updates' class A unicast polls in (node, ready time) order: (Messages, and per poll its update's place
+    in `updates`, its node's place in the update's unicast phase and its number on the node's grid), or None."""
+    node, ready, which, pos_all, number = [], [], [], [], []
+    for i, u in enumerate(updates):
         if u.unicast is None:
             continue
-        pos, t = u.unicast.polls_of()
-        node.append(u.nodes[pos])
+        pos, t, j = u.unicast.polls_of(numbers=True)
+        node.append(u.nodes[u.unicast.node_pos[pos]])
         ready.append(u.start_s + t)
+        which.append(np.full(pos.size, i, np.int64))
+        pos_all.append(pos)
+        number.append(j)
     if not node:
         return None
     node, ready = np.concatenate(node).astype(np.int64), np.concatenate(ready)
     order = np.lexsort((ready, node))
     offsets = np.cumsum([0] + [p.n_nodes for p in plans])
     n = node.size
-    return Messages(node[order], ready[order], np.zeros(n, np.int64), np.full(n, MessageKind.POLL, np.int8),
-                    np.full(n, -1, np.int64), (np.searchsorted(offsets, node[order], side="right") - 1).astype(np.int64))
+    messages = Messages(node[order], ready[order], np.zeros(n, np.int64), np.full(n, MessageKind.POLL, np.int8),
+                        np.full(n, -1, np.int64),
+                        (np.searchsorted(offsets, node[order], side="right") - 1).astype(np.int64))
+    return messages, np.concatenate(which)[order], np.concatenate(pos_all)[order], np.concatenate(number)[order]
 
 
-def poll_notes(updates: list[UpdateOutcome], outcomes) -> list[str]:
-    """Per policy: how many class A unicast polls the link delivered in the run, against the share the
-    schedule of fragments took from fading alone."""
-    uni = [u.unicast for u in updates if u.unicast is not None]
-    if not uni:
-        return []
-    weight = np.concatenate([u.polls_per_node for u in uni]).astype(np.float64)
-    assumed = float(np.concatenate([u.poll_success for u in uni]) @ weight / weight.sum()) if weight.sum() else 1.0
+def poll_messages(updates: list[UpdateOutcome], plans: list[GroupPlan]) -> Messages | None:
+    """The updates' class A unicast polls as uplinks without payload (kind `poll`), in (node, ready time)
+    order; None without any."""
+    polls = _polls(updates, plans)
+    return None if polls is None else polls[0]
+
+
+def poll_fates(messages: Messages, tx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A run's class A unicast polls (its `messages` and frames `tx`, fates decided): per poll its node, its
+    ready time and when its first frame the network server heard began (NaN: not heard)."""
+    mine = np.flatnonzero(messages.kind == MessageKind.POLL)
+    begun = np.full(len(messages), np.nan)
+    hit = np.flatnonzero(tx.fate == Fate.DELIVERED)
+    hit = hit[messages.kind[tx.message[hit]] == MessageKind.POLL]
+    first, at = np.unique(tx.message[hit], return_index=True)  # each poll's first delivered frame
+    begun[first] = tx.start_s[hit[at]]
+    return messages.node[mine], messages.ready_s[mine], begun[mine]
+
+
+def poll_verdicts(updates: list[UpdateOutcome], plans: list[GroupPlan],
+                  fates: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[int, unicast.PollVerdicts]:
+    """Per update index with a class A unicast: what a run made of each of its polls (`fates`: `poll_fates`'s
+    arrays, in any order): heard by the network server or not, and when the heard frame began (from the
+    update's start)."""
+    polls = _polls(updates, plans)
+    if polls is None:
+        return {}
+    want, which, pos, number = polls
+    node, ready, begun = fates
+    order = np.lexsort((ready, node))
+    if not (np.array_equal(node[order], want.node) and np.array_equal(ready[order], want.ready_s)):
+        raise AssertionError("the run's polls are not the unicast schedule's")
+    begun = begun[order]
+    out = {}
+    for i, u in enumerate(updates):
+        sel = which == i
+        if u.unicast is not None:
+            out[u.index] = unicast.PollVerdicts(pos[sel], number[sel], ~np.isnan(begun[sel]), begun[sel] - u.start_s)
+    return out
+
+
+MAX_POLL_PASSES = 20
+"""Class A unicast: a policy's run is repeated with the fragments answering its polls until these settle."""
+
+
+def settle_polls(first: list[UpdateOutcome], plans: list[GroupPlan], replan, run):
+    """A policy's run when its model updates go out by class A unicast: the network answers the polls its run
+    heard.
+
+    The fragments depend on the polls' fates, and the traffic on the fragments (a gateway sending one hears
+    nothing; a node that has decoded stops polling and runs the new model), so the run goes in passes: pass 0
+    takes each poll as heard with its fading probability (`first`: the updates so planned); each later pass
+    plans the updates from what the previous pass's run made of the polls (`replan(heard)`), until the run
+    (`run(updates)` -> (outcome, `poll_fates` arrays)) hears exactly the polls the fragments answered, or
+    MAX_POLL_PASSES. That fixed point is the closed loop's answer: a link's outcome up to a time depends on the
+    traffic up to then only (iotsim.link.draws) and a poll's fragment comes after it, so each pass agrees with
+    the one before up to a later time than that one did. Returns the last pass's outcome, with its updates and
+    (passes, polls without a verdict, polls whose verdict differs) set."""
+    ups, heard = first, None
+    for k in range(MAX_POLL_PASSES):
+        if k:
+            ups = replan(heard)
+        outcome, fates = run(ups)
+        got = poll_verdicts(ups, plans, fates)
+        missing = differ = 0
+        for j, v in got.items():
+            m, d = v.agrees(heard[j]) if heard is not None else (v.pos.size, 0)
+            missing, differ = missing + m, differ + d
+        outcome.updates, outcome.poll_passes = ups, (k + 1, missing, differ)
+        if missing == differ == 0 or k + 1 == MAX_POLL_PASSES:
+            return outcome
+        heard, outcome, fates = got, None, None  # (the next pass's run need not share memory with this one)
+
+
+def poll_notes(outcomes) -> list[str]:
+    """Per policy with class A unicast polls: how many the link put on air and delivered, and whether the
+    fragments answer exactly the polls the run heard (the passes of `iotsim.engine.run.simulate_with_polls`)."""
     notes = []
     for out in outcomes:
+        if out.poll_passes is None:
+            continue
         polls, delivered = int(out.tally.polls.sum()), int(out.tally.polls_delivered.sum())
-        if polls:
-            notes.append(f"Unicast polls, policy {out.policy.name}: {polls:,} on air, {delivered / polls:.1%} "
-                         "delivered by the link (with the other uplinks); the schedule of fragments took "
-                         f"{assumed:.1%} (fading alone).")
+        passes, missing, differ = out.poll_passes
+        settled = (f"the fragments answer exactly the polls the run heard (settled after {passes} passes)"
+                   if missing == differ == 0 else
+                   f"not settled after {passes} passes: {differ:,} polls' fates differ from those the fragments "
+                   f"answered and {missing:,} had none (the fragments follow the pass before's run)")
+        notes.append(f"Unicast polls, policy {out.policy.name}: {polls:,} on air, "
+                     f"{delivered / max(polls, 1):.1%} delivered by the link (with the other uplinks); {settled}.")
     return notes
 
 
@@ -279,9 +369,10 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
             "policy's run (kind poll): on air with the other uplinks, under the duty cycle, charged as frames; each "
             "fragment is in its gateway's transmit schedule (half duplex: the gateway receives nothing meanwhile, and "
             "class A answers do not overlap it) and holds that gateway's RX2 sub-band for its off-time (class A "
-            "answers on the band through that gateway wait: the fragments, scheduled before the run, come first). "
-            "Not modelled: the schedule of fragments takes each poll's success from fading alone, not from the "
-            "link's verdict on it in the run (the notes compare the two).")
+            "answers on the band through that gateway wait: the fragments come first). The network answers the polls "
+            "the run heard (timed from the heard frame), so each policy has its own rollout: the run goes in passes "
+            "until the fragments answer exactly the polls it heard (the notes say after how many). Not modelled: "
+            "the answer goes through the node's strongest gateway whichever gateway heard the poll.")
     if over_star:
         notes.append(
             "Model updates over the node's own link: each gateway sends the update to its nodes one after another "

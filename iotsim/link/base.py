@@ -202,11 +202,12 @@ class Link(ABC):
         nodes and the routing tree), the same for every policy. Most links need nothing."""
 
     def plan_update(self, payload_bytes: int, spec, rx_power_dbm: np.ndarray, startup_s: np.ndarray,
-                    rng: np.random.Generator, sf: np.ndarray | None = None, horizon_s: float = np.inf):
+                    rng: np.random.Generator, sf: np.ndarray | None = None, horizon_s: float = np.inf,
+                    verdicts=None):
         """How a model update of `payload_bytes` reaches the nodes whose link budgets are the rows of
         `rx_power_dbm` (`spec`: the scenario's Update; `sf`: the nodes' uplink spreading factors where the link
-        has them; `horizon_s`: the run's end, from the update's start): (its plan, an
-        `iotsim.ota.rollout.Rollout`)."""
+        has them; `horizon_s`: the run's end, from the update's start; `verdicts`: what a run made of the
+        update's class A unicast polls, where the link has them): (its plan, an `iotsim.ota.rollout.Rollout`)."""
         from iotsim.errors import InputError
 
         raise InputError(f"model updates are not modelled over {self.technology}", field="updates")

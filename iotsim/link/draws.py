@@ -61,6 +61,14 @@ def keyed_uniform(salt: int, node: int, kind: int, window: int, ready_s: float, 
     return (h >> 11) * (1.0 / 9007199254740992.0)
 
 
+def keyed_uniform_of(salt: int, *keys: int) -> float:
+    """`keyed_uniforms` for one row of integer keys (plain Python: no array per draw)."""
+    h = _mix_int(salt & _M64)
+    for k in keys:
+        h = _mix_int(h ^ (k & _M64))
+    return (h >> 11) * (1.0 / 9007199254740992.0)
+
+
 def frame_salt(rng: np.random.Generator) -> int:
     """The run's salt for frame draws: the first draw of the link's generator."""
     return int(rng.integers(0, 2**63))
@@ -73,4 +81,4 @@ def frame_uniforms(salt: int, messages: Messages, tx: Transmissions) -> np.ndarr
                           np.ascontiguousarray(messages.ready_s[m], dtype=np.float64).view(np.int64), tx.fragment)
 
 
-__all__ = ["frame_salt", "frame_uniforms", "keyed_uniform", "keyed_uniforms"]
+__all__ = ["frame_salt", "frame_uniforms", "keyed_uniform", "keyed_uniform_of", "keyed_uniforms"]

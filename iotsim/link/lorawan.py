@@ -169,12 +169,13 @@ class LoRaWanLink(Link):
         return reception.GatewayTx([(sched.start_s[mine], sched.end_s[mine])
                                     for mine in map(sched.of_gateway, range(n_gateways))], n_gateways)
 
-    def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng, sf=None, horizon_s=np.inf):
+    def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng, sf=None, horizon_s=np.inf,
+                    verdicts=None):
         """A FUOTA class C multicast session (iotsim.ota.fuota) from every gateway; each node hears its strongest
         gateway (the reciprocal of its uplink budget at `gateway_tx_power_dbm`). With `unicast: repair` the nodes
         that could not decode it then poll for more fragments over class A; with `unicast: only` they are sent
         the update that way instead (iotsim.ota.unicast; `sf`: the nodes' uplink SFs; `horizon_s`: the run's
-        end, from the update's start)."""
+        end, from the update's start; `verdicts`: what a run made of the polls, iotsim.ota.unicast.PollVerdicts)."""
         import dataclasses
 
         from iotsim.ota import fec, fuota, unicast
@@ -198,7 +199,7 @@ class LoRaWanLink(Link):
             rollout, counts = unicast.simulate_unicast(
                 nodes, decoders, first_index=first_index, fragment_airtime_s=session.fragment_airtime_s,
                 rx2_delay_s=self.region.rx2_delay_s, rx2_window_s=rx2, duty_cycle=session.duty_cycle,
-                start_s=start_s, horizon_s=horizon_s, rng=rng)
+                start_s=start_s, horizon_s=horizon_s, rng=rng, verdicts=verdicts)
             summary = unicast.Unicast(session.data_rate, session.sf, session.fragments.fragment_bytes,
                                       session.fragment_airtime_s, session.duty_cycle, first_index, start_s,
                                       int(who.size), node_pos=who, **counts,

@@ -137,7 +137,8 @@ class StarLink(Link):
 
     transfer = None  # the technology's iotsim.ota.star transfer class
 
-    def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng, sf=None, horizon_s=np.inf):
+    def plan_update(self, payload_bytes, spec, rx_power_dbm, startup_s, rng, sf=None, horizon_s=np.inf,
+                    verdicts=None):
         """Unicast transfers over each node's link, its gateway serving its nodes one after another
         (iotsim.ota.star)."""
         from iotsim.errors import InputError

@@ -39,7 +39,6 @@ not from the link's verdict on that poll in the run (the run reports both).
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass
 
@@ -90,13 +89,14 @@ class Unicast:
     send_gw: np.ndarray | None = None
     frequency_hz: float = 0.0  # the downlinks' frequency
 
-    def polls_of(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every poll: (place of its node among the update's nodes, its time from the update's start), in that
-        order."""
+    def polls_of(self, numbers: bool = False) -> tuple[np.ndarray, ...]:
+        """Every poll: (place of its node among the phase's nodes, its time from the update's start[, its number
+        on the node's grid]), in that order."""
         count = self.polls_per_node
-        pos = np.repeat(self.node_pos, count)
+        k = np.repeat(np.arange(count.size), count)
         j = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-        return pos, np.repeat(self.first_poll_s, count) + j * np.repeat(self.poll_period_s, count)
+        t = np.repeat(self.first_poll_s, count) + j * np.repeat(self.poll_period_s, count)
+        return (k, t, j) if numbers else (self.node_pos[k], t)
 
     def table_row(self) -> dict:
         """The unicast columns of the updates table."""
@@ -130,9 +130,76 @@ class UnicastSession:
         return self.unicast.describe()
 
 
+@dataclass(frozen=True)
+class PollVerdicts:
+    """What a run made of one unicast phase's polls: per poll on air, its node's place in the phase, its number
+    on the node's grid (0: the first poll), whether the network server heard it and when the frame it heard
+    began (from the update's start; NaN when not heard). `poll_verdicts` in iotsim.engine.updates reads them
+    off a policy's run."""
+
+    pos: np.ndarray
+    number: np.ndarray
+    heard: np.ndarray
+    start_s: np.ndarray
+
+    def key(self) -> np.ndarray:
+        return _poll_key(self.pos, self.number)
+
+    def agrees(self, other: "PollVerdicts") -> tuple[int, int]:
+        """(polls of `self` that `other` has no verdict for, polls whose verdicts differ: heard or not, and the
+        heard frame's start)."""
+        mine, theirs = self.key(), other.key()
+        order = np.argsort(theirs, kind="stable")
+        i = np.searchsorted(theirs[order], mine)
+        found = i < theirs.size
+        found[found] = theirs[order][i[found]] == mine[found]
+        j = order[i[found]]
+        same = (self.heard[found] == other.heard[j]) & (
+            ~self.heard[found] | (self.start_s[found] == other.start_s[j]))
+        return int((~found).sum()), int((~same).sum())
+
+
+def _poll_key(pos, number) -> np.ndarray:
+    return np.asarray(pos, dtype=np.int64) * (1 << 32) + np.asarray(number, dtype=np.int64)
+
+
+class _Verdicts:
+    """Per node of a phase: what a run made of its polls (a prefix of its grid): how many it has verdicts for,
+    and the numbers and RX2 openings of those heard."""
+
+    def __init__(self, v: PollVerdicts | None, lead_s: np.ndarray):
+        n = lead_s.size
+        self.count = np.zeros(n, np.int64)
+        self.numbers: list = [None] * n
+        self.opens: list = [None] * n
+        if v is None or not v.pos.size:
+            return
+        order = np.lexsort((v.number, v.pos))
+        pos, number, heard, begun = v.pos[order], v.number[order], v.heard[order], v.start_s[order]
+        bounds = np.flatnonzero(np.diff(pos)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, pos.size]):
+            k = int(pos[lo])
+            self.count[k] = int(number[hi - 1]) + 1
+            h = heard[lo:hi]
+            self.numbers[k] = number[lo:hi][h]
+            self.opens[k] = begun[lo:hi][h] + lead_s[k]
+
+    def next_heard(self, k: int, j: int, t: float) -> tuple[float, int] | None:
+        """Among node k's polls with verdicts: the first heard one from number j on whose RX2 opens at or after
+        t (its opening, its number), or None."""
+        nums = self.numbers[k]
+        if nums is None or j >= self.count[k]:
+            return None
+        opens = self.opens[k]
+        i = max(int(np.searchsorted(nums, j)), int(np.searchsorted(opens, t)))
+        while i < nums.size and opens[i] < t:  # a run's frames of one node keep their order: rarely taken
+            i += 1
+        return (float(opens[i]), int(nums[i])) if i < nums.size else None
+
+
 def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_index: int, fragment_airtime_s: float,
                      rx2_delay_s: float, rx2_window_s: float, duty_cycle: float, start_s: float, horizon_s: float,
-                     rng: np.random.Generator) -> tuple[Rollout, dict]:
+                     rng: np.random.Generator, verdicts: PollVerdicts | None = None) -> tuple[Rollout, dict]:
     """Every node's polls and fragments from `start_s` (after the update's start) until it decodes or
     `horizon_s` (from the update's start). `decoders`: per node, what it holds already (a fresh
     `fec.Decoder` for the baseline). Returns the rollout (times from the update's start; its radio times
@@ -140,81 +207,107 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
     gateway_airtime_s, busy_until_s) with the polls per node (first_poll_s, poll_period_s, polls_per_node) and
     every fragment's start and gateway (send_s, send_gw).
 
-    Each gateway answers the first poll it can: the first one whose RX2 opens once its sub-band is free.
-    A node polls on a fixed grid (its first poll, then every period), so among the nodes that share a
-    period and a poll airtime the next poll after a moment is the next phase in their sorted phases:
-    one bisection per such class and fragment, not one look per node."""
+    `verdicts`: what a run made of these polls (heard or not, and when the heard frame began: its RX2 opens
+    RECEIVE_DELAY2 after its end). A poll without one (no run yet, or one past the node's last poll in it) is
+    heard with its fading probability and timed on its grid. The draws are keyed by node and poll number
+    (fragment number for a fragment's reception), not by their order, so a change in one poll's verdict
+    changes what follows from it only.
+
+    Each gateway answers the first heard poll it can: the first whose RX2 opens once its sub-band is free
+    (polls in order of their RX2 openings, one node's next poll at a time)."""
+    import heapq
+
+    from iotsim.link.draws import keyed_uniform_of
+
     n = nodes.gateway.shape[0]
     period = np.asarray(nodes.poll_period_s, dtype=np.float64)
     air = np.asarray(nodes.poll_air_s, dtype=np.float64)
     # the first poll: a random phase within one period (the nodes learn of the update at different moments)
     first = start_s + rng.random(n) * period
+    salt = int(rng.integers(0, 2**63))
+    lead = air + rx2_delay_s  # from a poll's start to its RX2 opening
+    # the last poll on each node's grid whose RX2 closes by the horizon
+    last_grid = np.floor((horizon_s - first - lead - rx2_window_s) / period)
+    last_grid = np.where(np.isfinite(last_grid), last_grid, np.iinfo(np.int64).max // 2).astype(np.int64)
+    known = _Verdicts(verdicts, lead)
     received = np.zeros(n, np.int64)
     decoded_at = np.full(n, -1, np.int64)
     done = np.full(n, np.nan)
-    last_poll = np.full(n, np.nan)  # the poll after which the node decoded
+    last_number = last_grid.copy()  # the node's last poll: the one after which it stopped, else its last on the grid
     next_index = np.full(n, first_index, np.int64)
     fragments_sent, airtime, busy_until = 0, 0.0, start_s
     send_s: list[float] = []  # every fragment's start (from the update's start) and its gateway
     send_gw: list[int] = []
     gap = fragment_airtime_s / duty_cycle if duty_cycle < 1.0 else fragment_airtime_s
-    lead = air + rx2_delay_s  # from a poll's start to its RX2 opening
-    phase = np.mod(first, period)
+    poll_success = np.asarray(nodes.poll_success, dtype=np.float64).tolist()
+    fragment_success = np.asarray(nodes.fragment_success, dtype=np.float64).tolist()
+
+    F, P, L, G, C = first.tolist(), period.tolist(), lead.tolist(), last_grid.tolist(), known.count.tolist()
+
+    def next_heard(k: int, j: int, t: float) -> tuple[float, int] | None:
+        """Node k's first poll from number j on that the network hears and whose RX2 opens at or after t:
+        (its RX2 opening, its number), or None."""
+        if j < C[k]:  # polls the run gave verdicts for
+            hit = known.next_heard(k, j, t)
+            if hit is not None:
+                return hit
+            j = C[k]
+        if t > F[k] + j * P[k] + L[k]:  # on its grid: jump to the first whose RX2 opens at or after t
+            j0, j = j, max(j, math.ceil((t - F[k] - L[k]) / P[k]))
+            while j > j0 and F[k] + (j - 1) * P[k] + L[k] >= t:  # rounding
+                j -= 1
+            while F[k] + j * P[k] + L[k] < t:
+                j += 1
+        while j <= G[k]:
+            if keyed_uniform_of(salt, 0, k, j) < poll_success[k]:
+                return F[k] + j * P[k] + L[k], j
+            j += 1
+        return None
+
     for g in np.unique(nodes.gateway).tolist():
-        mine = np.flatnonzero(nodes.gateway == g)
-        # classes of nodes with one period and one poll airtime: their phases sorted (with the node)
-        classes: dict[tuple[float, float], list] = {}
-        for k in mine.tolist():
-            classes.setdefault((float(period[k]), float(lead[k])), []).append((float(phase[k]), k))
-        for c in classes.values():
-            c.sort()
-        x = start_s  # the next poll the gateway can answer is at or after x
+        heap = []
+        for k in np.flatnonzero(nodes.gateway == g).tolist():
+            nxt = next_heard(k, 0, -math.inf)
+            if nxt is not None:
+                heap.append((nxt[0], k, nxt[1]))
+        heapq.heapify(heap)
         band_free = -math.inf
-        while classes:
-            best = None
-            for (p, ld), c in classes.items():
-                y = max(x, band_free - ld)
-                r = math.fmod(y, p)
-                i = bisect.bisect_left(c, (r, -1))
-                t = y + (c[i][0] - r) if i < len(c) else y + (c[0][0] + p - r)
-                i = i if i < len(c) else 0
-                if best is None or (t + ld, c[i][1]) < (best[0] + best[1], best[3]):
-                    best = (t, ld, (p, ld), c[i][1], i)
-            t, ld, key, k, i = best
-            t = first[k] + round((t - first[k]) / period[k]) * period[k]  # on the node's own grid
-            t_send = t + ld
-            if t_send + fragment_airtime_s > horizon_s:
-                break  # no later poll fits either: the rest stay without the update
-            x = math.nextafter(t, math.inf)
-            if rng.random() >= nodes.poll_success[k]:  # the gateway did not hear the poll
+        while heap:
+            t, k, j = heapq.heappop(heap)
+            if t < band_free:  # the sub-band is spent: the node's next heard poll once it is free
+                nxt = next_heard(k, j + 1, band_free)
+                if nxt is not None:
+                    heapq.heappush(heap, (nxt[0], k, nxt[1]))
                 continue
+            if t + fragment_airtime_s > horizon_s:
+                break  # its RX2 opens too late for a fragment: so do all later ones
             index = int(next_index[k])
             next_index[k] += 1
             fragments_sent += 1
             airtime += fragment_airtime_s
-            send_s.append(t_send)
+            send_s.append(t)
             send_gw.append(g)
-            band_free = t_send + gap
-            busy_until = max(busy_until, t_send + fragment_airtime_s)
-            got = rng.random() < nodes.fragment_success[k]
+            band_free = t + gap
+            busy_until = max(busy_until, t + fragment_airtime_s)
+            got = keyed_uniform_of(salt, 1, k, index) < fragment_success[k]
             if got:
                 received[k] += 1
             if (got and decoders[k].add(index)) or next_index[k] - first_index >= fec.MAX_FRAGMENTS:
                 if got and decoders[k].complete:
                     decoded_at[k] = index
-                    done[k] = t_send + fragment_airtime_s
-                    last_poll[k] = t
-                classes[key].pop(i)
-                if not classes[key]:
-                    del classes[key]
-    # every node polled on its grid from its first poll to its last (the one after which it decoded, else the
+                    done[k] = t + fragment_airtime_s
+                last_number[k] = j
+                continue
+            nxt = next_heard(k, j + 1, band_free)
+            if nxt is not None:
+                heapq.heappush(heap, (nxt[0], k, nxt[1]))
+    # every node polled on its grid from its first poll to its last (the one after which it stopped, else the
     # last whose RX2 closes by the horizon)
-    open_last = first + np.floor((horizon_s - first - lead - rx2_window_s) / period) * period
-    last = np.where(np.isnan(last_poll), open_last, last_poll)
-    polls = np.where(last >= first, np.floor((last - first) / period + 1e-9) + 1, 0).astype(np.int64)
+    polls = np.maximum(last_number + 1, 0)
     # the polls are frames of the run (TX, RX1 and RX2 windows, startup); outside them only a received
     # fragment's time on air beyond the RX2 window
     rx = received * max(fragment_airtime_s - rx2_window_s, 0.0)
+    last = first + last_number * period
     until = np.where(np.isnan(done), np.maximum(last + lead + rx2_window_s, first), done)
     rollout = Rollout(received, decoded_at, done, rx, np.minimum(first, until), until, np.zeros(n), np.zeros(n))
     return rollout, {"fragments_sent": fragments_sent, "polls": int(polls.sum()), "gateway_airtime_s": airtime,
@@ -222,4 +315,4 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
                      "polls_per_node": polls, "send_s": np.array(send_s), "send_gw": np.array(send_gw, np.int64)}
 
 
-__all__ = ["Unicast", "UnicastNodes", "UnicastSession", "simulate_unicast"]
+__all__ = ["PollVerdicts", "Unicast", "UnicastNodes", "UnicastSession", "simulate_unicast"]

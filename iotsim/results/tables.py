@@ -76,7 +76,7 @@ def gateways_table(result: RunResult) -> pd.DataFrame:
 
 
 UPDATE_COLUMNS = [
-    "update", "model", "groups", "mode", "start_s", "payload_bytes", "model_bytes",
+    "policy", "update", "model", "groups", "mode", "start_s", "payload_bytes", "model_bytes",
     # LoRaWAN multicast session
     "data_rate", "sf", "fragment_bytes", "fragments_uncoded", "fragments_total", "fragment_airtime_s",
     "fragment_interval_s", "session_s", "gateway_airtime_s", "gateway_duty_cycle_busiest_hour",
@@ -89,16 +89,17 @@ UPDATE_COLUMNS = [
     "time_to_50pct_s", "time_to_95pct_s", "time_to_99pct_s", "listen_s_per_node", "listen_energy_j_per_node",
     "apply_s_per_updated_node", "apply_energy_j_per_updated_node",
 ]
-"""The updates table's columns (times to a share: from the update's start; NaN when never reached or when a
-column does not apply to the run's technology)."""
+"""The updates table's columns, one row per policy and update (times to a share: from the update's start; NaN when
+never reached or when a column does not apply to the run's technology). The rows of one update are the same for
+every policy except with class A unicast, where each policy's polls decide its fragments."""
 
 
 def updates_table(result: RunResult) -> pd.DataFrame:
-    """One row per model update (scenario `updates:`): its payload and how it went out (the LoRaWAN session,
+    """One row per policy and model update (scenario `updates:`): its payload and how it went out (the LoRaWAN session,
     or the BLE / Wi-Fi transfers), how fast the fleet took it and what receiving it cost the nodes (radio
     time receiving and its battery energy, transmit and ramp-up included)."""
     rows = []
-    for u in result.updates:
+    for out, u in ((o, u) for o in result.outcomes for u in result.updates_of(o)):
         r = u.rollout
         n = int(u.nodes.size)
 
@@ -107,7 +108,8 @@ def updates_table(result: RunResult) -> pd.DataFrame:
             return t if np.isfinite(t) else float("nan")
 
         rows.append({
-            "update": u.index, "model": u.model.name, "groups": " ".join(result.plans[g].name for g in u.group_indices),
+            "policy": out.policy.name, "update": u.index, "model": u.model.name,
+            "groups": " ".join(result.plans[g].name for g in u.group_indices),
             "mode": u.payload.mode, "start_s": u.start_s, "payload_bytes": u.payload.payload_bytes,
             "model_bytes": u.payload.new_model_bytes, **u.session.table_row(),
             "nodes": n, "nodes_skipped": u.skipped, "nodes_updated": int(r.decoded.sum()),
