@@ -25,7 +25,9 @@ the chunks run again with those deaths. Under the closed loop a death changes th
 whole run's passes, over the chunks (`closed_loop_deaths`).
 
 Model updates (`updates:`): the rollouts are planned before any policy, as in the whole run
-(`iotsim.engine.updates.run_updates`). Each chunk's windows that end once their node runs a new model get
+(`iotsim.engine.updates.run_updates`); with class A unicast each policy runs over all the chunks in passes
+until the fragments answer exactly the polls it heard (`updates.settle_polls`, one policy at a time: each
+pass has its own gateway schedule). Each chunk's windows that end once their node runs a new model get
 its on-device verdicts on the same draws (`ModelSwitch`); the gateways' own transmissions (multicast and
 unicast fragments) block uplinks in `ReceptionCarry` as in the whole run's reception (and are in the
 closed loop's schedules); the class A unicast polls go out with the chunk they are ready in

@@ -7,7 +7,9 @@ over BLE and Wi-Fi each gateway sends the update to its nodes one after another 
 (`iotsim.ota.star`). A node runs the new model from the moment it has the update. The transfers do
 not depend on the uplinks, so the rollout is the same for every policy; its effects are per policy:
 the nodes' windows after activation get the new model's verdicts (`effective_verdicts`), and the
-radio time spent receiving is charged to each node's ledger and battery.
+radio time spent receiving is charged to each node's ledger and battery. Class A unicast is the
+exception: the network answers the polls a policy's run heard, so each policy has its own rollout
+(`settle_polls`).
 
 A node takes a delta update only if it runs the update's base model when the update starts (the
 model of the previous update to its group, activated before this one starts); a full image needs no
@@ -22,13 +24,15 @@ the new model into flash and checks the model's SHA-256, and runs the new model 
 the flash time is charged at the MCU's flash current, the check at its active current.
 
 LoRaWAN class A unicast (`unicast:`, `iotsim.ota.unicast`): the nodes poll with empty uplinks and the network
-answers each poll with one fragment in RX2, instead of the session (`only`, the baseline) or after it for the
-nodes that could not decode it (`repair`).
+answers each poll it heard with one fragment in RX2, instead of the session (`only`, the baseline) or after it
+for the nodes that could not decode it (`repair`). The polls are uplinks of the policy's run (`poll_messages`);
+which of them the network heard comes from that run (`poll_fates`, `poll_verdicts`), in passes until the
+fragments answer exactly those (`settle_polls`).
 
 Not modelled yet (stated in the run's notes): the new model's inference cost is taken equal to the old one's;
-LoRaWAN nodes hear only their strongest gateway's copy of each fragment; the unicast schedule takes a poll's
-success from fading alone (the polls themselves are uplinks of every policy's run: `poll_messages`); BLE and
-Wi-Fi transfers do not delay other nodes' uplinks.
+LoRaWAN nodes hear only their strongest gateway's copy of each fragment, and a unicast answer goes through
+the node's strongest gateway whichever gateway heard its poll; BLE and Wi-Fi transfers do not delay other
+nodes' uplinks.
 """
 
 from __future__ import annotations

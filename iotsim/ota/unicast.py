@@ -10,18 +10,25 @@ frequency, by default the region's RX2 ones: what the multicast session uses), R
 poll ends; nothing comes in RX1. Per gateway (each node is served by its strongest, as in the session):
 - a fragment goes out only when the gateway's sub-band on that frequency has duty cycle left (ETSI EN 300
   220 as iotsim applies it elsewhere: after t_air the sub-band waits t_air / d);
-- the gateway answers the first poll it can (the first whose RX2 opens once its sub-band is free), as a
+- the gateway answers the first heard poll it can (the first whose RX2 opens once its sub-band is free), as a
   network server sends a device's queued downlink at its next uplink when a gateway is free;
-- a poll reaches the gateway with the probability that its Rayleigh-faded power clears the gateway's
-  sensitivity at the node's SF (exp(-S/P), as the star links' attempts); a lost poll gets nothing (the
-  gateway heard nothing); a fragment reaches the node with the session's rule (exp(-S/P) at the node's
+- the network hears a poll as the policy's run decided it (`PollVerdicts`: its frame delivered, among the
+  other uplinks, under the duty cycle, against the gateways' own transmissions), and the answer's RX2 opens
+  RECEIVE_DELAY2 after the frame it heard (a frame the duty cycle held back answers late); a poll the run
+  has no verdict for (no run yet: pass 0; or a poll past the node's last one in that run) is heard with the
+  probability that its Rayleigh-faded power clears the gateway's sensitivity at the node's SF (exp(-S/P));
+  an unheard poll gets nothing; a fragment reaches the node with the session's rule (exp(-S/P) at the node's
   sensitivity, times 1 - fragment_loss); the server cannot tell a lost fragment (downlinks are not
   acknowledged) and sends the next one next time;
 - the baseline sends the uncoded fragments first, then coded ones; a repair sends the coded fragments the
   session did not (N + 1, N + 2, ...): each new parity row helps any node with high probability, and
   `fec.Decoder` decides when a node can decode;
 - a node polls until it can decode, until the run ends, or until TS004's fragment numbers run out.
-The polls are uplinks of the run (`Unicast.polls_of`: the engine adds them to every policy's messages,
+The draws are keyed by node and poll (or fragment) number, so a poll whose verdict changes changes only what
+follows from it. The engine (iotsim.engine.updates.settle_polls) runs each policy in passes, each planning the
+fragments from the run before, until the run hears exactly the polls the fragments answer.
+
+The polls are uplinks of the run (`Unicast.polls_of`: the engine adds them to the policy's messages,
 kind `poll`), so the link puts them on air with the other uplinks: they take the nodes' duty cycle,
 collide with the others, and their radio time (TX, the RX1 and RX2 windows, startup) is charged as frames.
 The rollout keeps only what lies outside those frames: a fragment received in RX2 keeps the radio on for its
@@ -30,11 +37,10 @@ time on air instead of the window.
 Every fragment sent (`Unicast.send_s`, `send_gw`) goes into its gateway's transmit schedule for the run
 (`iotsim.engine.updates.gateway_schedule`): half duplex, that gateway receives nothing meanwhile; and it
 holds that gateway's sub-band for its off-time (airtime / duty cycle), so the network server sends no class A
-answer (ACK, MAC command) on that band through that gateway meanwhile. The fragments come first: they were
-scheduled before the run, and the answers take the duty cycle they leave.
+answer (ACK, MAC command) on that band through that gateway meanwhile. The fragments come first: the answers
+take the duty cycle they leave.
 
-Not modelled (the run's notes say so): the schedule of fragments takes a poll's success from fading alone,
-not from the link's verdict on that poll in the run (the run reports both).
+Not modelled: the answer goes through the node's strongest gateway, whichever gateway heard the poll.
 """
 
 from __future__ import annotations
