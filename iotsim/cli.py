@@ -140,14 +140,17 @@ def _print_updates(result) -> None:
         if not per_policy and policy != result.outcomes[0].policy.name:
             continue
         console.print(
-            (f"{policy}: " if per_policy else "") + f"update {row.update} ({row.model}, {row.mode}, {row.payload_bytes:,} B of a {row.model_bytes:,} B model): "
+            (f"{policy}: " if per_policy else "")
+            + f"update {row.update} ({row.model}, {row.mode}, {row.payload_bytes:,} B of a {row.model_bytes:,} B model): "
             f"{u.session.describe()}; {row.nodes_updated:,} of {row.nodes:,} nodes updated ({row.nodes_skipped:,} left "
-            f"out); 50 % after {dur(row.time_to_50pct_s)}, 95 % after {dur(row.time_to_95pct_s)}; "
+            "out" + (f", {row.nodes_rolled_back:,} rolled back" if row.nodes_rolled_back else "")
+            + f"); 50 % after {dur(row.time_to_50pct_s)}, 95 % after {dur(row.time_to_95pct_s)}; "
             f"receiving {row.listen_energy_j_per_node:.3g} J per node"
             + ("" if math.isnan(row.unicast_poll_energy_j_per_node) else
                f" (and {row.unicast_poll_energy_j_per_node:.3g} J of unicast polls)")
             + ", applying (flash, integrity check) "
-            f"{row.apply_s_per_updated_node:.2g} s and {row.apply_energy_j_per_updated_node * 1e3:.3g} mJ per updated node "
+            f"{row.apply_s_per_updated_node:.2g} s and {row.apply_energy_j_per_updated_node * 1e3:.3g} mJ per node "
+            "applying it "
             "(updates.csv)", highlight=False, soft_wrap=True)
 
 

@@ -177,11 +177,47 @@ def test_a_chained_delta_needs_its_base_and_a_full_image_does_not(tmp_path):
     assert full.updates[1].skipped == 0 and full.updates[1].payload.payload_bytes == second.stat().st_size
 
 
+def test_an_image_that_fails_its_checks_rolls_back_to_the_old_model(runs, tmp_path):
+    """check_failure: the nodes drawn keep their old slot (A/B rollback): they paid for receiving and applying
+    the update (flash, patch, hash, signature) but their windows keep the old model's verdicts, and a later delta
+    based on the new model leaves them out. check_failure 1 (a bad signature): nobody switches, and on_device
+    sends exactly what it sends without the update."""
+    without, result, new = runs
+    (u,) = result.updates
+    bad = _run(f"  - {{at: 1d, model: {new}, redundancy: 0.3, check_failure: 1}}")
+    (b,) = bad.updates
+    np.testing.assert_array_equal(b.rollout.decoded, u.rollout.decoded)  # the same session and receptions
+    assert (b.rolled_back == b.rollout.decoded).all() and np.isnan(b.activated_s).all()
+    np.testing.assert_array_equal(b.apply_energy_j, u.apply_energy_j)  # the work was done all the same
+    np.testing.assert_array_equal(bad.plans[0].verdicts.device_positive, without.plans[0].verdicts.device_positive)
+    on = [next(o for o in r.outcomes if o.policy.name == "on_device") for r in (without, bad)]
+    np.testing.assert_array_equal(on[0].messages.window, on[1].messages.window)
+    row = updates_table(bad).iloc[0]
+    assert row.nodes_updated == 0 and row.nodes_rolled_back == u.rollout.decoded.sum() and row.updated_share == 0
+    assert np.isnan(row.time_to_50pct_s)
+    assert any("rolled back" in n for n in bad.notes)
+    # a share of the nodes, drawn per node: the rest switch at the same moments as without failures
+    second = tmp_path / "farm_v3.tflite"
+    second.write_bytes(new.read_bytes())
+    (tmp_path / "farm_v3.json").write_text(new.with_suffix(".json").read_text().replace("farm_always", "farm_v3"))
+    some = _run(f"  - {{at: 1d, model: {new}, redundancy: 0.3, check_failure: 0.3}}\n"
+                f"  - {{at: 36h, model: {second}}}")
+    s1, s2 = some.updates
+    rolled = s1.rolled_back
+    assert 0.1 < rolled.sum() / s1.rollout.decoded.sum() < 0.5 and not (rolled & ~s1.rollout.decoded).any()
+    ok = s1.rollout.decoded & ~rolled
+    np.testing.assert_array_equal(s1.activated_s[ok], u.activated_s[ok])
+    assert np.isnan(s1.activated_s[rolled]).all()
+    assert s2.skipped >= rolled.sum() and not np.isin(s1.nodes[rolled], s2.nodes).any()  # not on the delta's base
+    assert updates_table(some).iloc[0].nodes_rolled_back == rolled.sum()
+
+
 @pytest.mark.parametrize("updates,message", [
     ("  - {at: 3d, model: farm_soil_int8}", "starts after the run ends"),
     ("  - {at: 1d, model: farm_soil_int8, groups: [leaves]}", "unknown groups"),
     ("  - {at: 1d, model: factory_bearing_int8}", "window"),
     ("  - {at: 1d, model: farm_soil_int8, redundancy: -1}", "redundancy"),
+    ("  - {at: 1d, model: farm_soil_int8, check_failure: 1.5}", "check_failure"),
     ("  - {at: 1d, model: farm_soil_int8, data_rate: 7}", "not a LoRa data rate"),
 ])
 def test_bad_updates_are_refused_naming_the_field(updates, message):

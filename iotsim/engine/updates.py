@@ -55,6 +55,8 @@ from iotsim.scenario.model import MAX_ITEMS_PER_GROUP
 
 STREAM_UPDATES = 7
 """Random stream of the updates' fragment receptions (engine.fleet numbers the others)."""
+STREAM_UPDATE_CHECKS = 13
+"""Random stream of the nodes whose applied update fails its checks (`check_failure`)."""
 LISTEN_CHUNK_S = 60.0
 """An update's radio time is drawn from the battery in chunks of this length (each at its end), so a node
 that dies while it listens dies within a minute of the time its energy runs out."""
@@ -83,6 +85,7 @@ class UpdateOutcome:
     apply_energy_j: np.ndarray | None = None
     apply_missing: tuple[str, ...] = ()  # MCUs of the update's nodes whose profiles lack figures
     poll_energy_j: np.ndarray | None = None  # per node: battery energy of its class A unicast polls (frames of the run)
+    rolled_back: np.ndarray | None = None  # per node: it had the update but the new image failed its checks
 
     @property
     def unicast(self):
@@ -91,8 +94,14 @@ class UpdateOutcome:
 
     @property
     def activated_s(self) -> np.ndarray:
-        """Per node of `nodes`: when it runs the new model, received and applied (NaN: never)."""
-        return self.start_s + self.rollout.done_s + self.flash_s + self.cpu_s
+        """Per node of `nodes`: when it runs the new model, received and applied (NaN: never, or rolled back)."""
+        t = self.start_s + self.rollout.done_s + self.flash_s + self.cpu_s
+        return t if self.rolled_back is None else np.where(self.rolled_back, np.nan, t)
+
+    @property
+    def updated(self) -> np.ndarray:
+        """Per node of `nodes`: it runs the new model by the end (received, applied and checked)."""
+        return ~np.isnan(self.activated_s)
 
     def time_to_share_s(self, share: float) -> float:
         """Time after the start until `share` of the nodes run the new model (inf if never)."""
@@ -151,6 +160,10 @@ def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict,
                              f"{MAX_ITEMS_PER_GROUP:.0e} uplinks a run holds: set poll_period (the nodes poll as often "
                              "as their duty cycle allows without it), or fewer nodes", field=f"updates.{j}.poll_period")
         apply_costs(out, plans, offsets)
+        failure = float(getattr(spec, "check_failure", 0.0))
+        if failure > 0:  # an image that fails its checks: the node keeps its old slot (A/B rollback)
+            fails = group_rng(scenario.seed, STREAM_UPDATE_CHECKS, j).random(eligible.size) < failure
+            out.rolled_back = out.rollout.decoded & fails
         prev = outcomes[-1] if outcomes else None
         if prev is not None and prev.start_s + prev.session.busy_s(prev.rollout) > out.start_s:
             raise InputError(f"update {j} starts at {out.start_s:.0f} s while update {prev.index} is still being sent "
@@ -389,9 +402,10 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
                  "(the MCU profile's flash_write), checks the model's SHA-256 and its ECDSA P-256 signature (the "
                  "patch, the hash and the software signature check each measured on the emulated core, priced by the "
                  "MCU's cycle model; a crypto accelerator is not modelled), flips the slot record and runs the new "
-                 "model from then on, without a reboot (the model is data). Not modelled: an update that fails its "
-                 "checks (every decoded update passes: the fragments' MIC drops corrupted ones); the new model's "
-                 "inference cost is the old one's.")
+                 "model from then on, without a reboot (the model is data). An image fails its checks only where the "
+                 "update's check_failure draws the node (the fragments' MIC drops corrupted ones): it keeps the old "
+                 "slot and model (A/B rollback) and does not ask again. Not modelled: the new model's inference cost "
+                 "differs from the old one's.")
     missing = sorted({m for u in updates for m in u.apply_missing})
     if missing:
         notes.append("Updates: no flash figures or no measured CPU cost (patch, hash, signature) for MCU(s) "
@@ -399,8 +413,11 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
     for u in updates:
         notes.append(f"Update {u.index} ({u.model.name}): {u.payload.mode} payload {u.payload.payload_bytes:,} B "
                      f"({u.payload.new_model_bytes:,} B model), {u.session.describe()}; "
-                     f"{int(u.rollout.decoded.sum()):,} of {u.nodes.size:,} nodes updated, {u.skipped:,} left out "
-                     "(not running its base model).")
+                     f"{int(u.updated.sum()):,} of {u.nodes.size:,} nodes updated, {u.skipped:,} left out "
+                     "(not running its base model)"
+                     + ("." if u.rolled_back is None else
+                        f", {int(u.rolled_back.sum()):,} rolled back (the image failed its checks: check_failure "
+                        f"{u.spec.check_failure:g}; they keep the old model and do not ask again)."))
     return notes
 
 

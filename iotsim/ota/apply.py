@@ -7,9 +7,11 @@ written over the running model's copy), checks the new model's SHA-256 against t
 carries and the vendor's ECDSA P-256 signature over that digest, and flips the slot record (one page
 erased, one word written). The model is data the firmware loads, so no reboot: the next window runs
 the new model. A node whose image fails the checks, or that never gets the whole update, keeps
-running the old slot (the rollback of an A/B scheme). In the simulation every decoded update passes:
-a LoRaWAN fragment carries a 4-byte MIC, so a corrupted fragment is dropped, not kept (an undetected
-error has probability 2^-32 per fragment); the costs below are those of a successful update.
+running the old slot (the rollback of an A/B scheme). In the simulation a decoded update passes unless
+the update's `check_failure` draws the node (a corrupted flash write, power lost while applying, a bad
+signature): a LoRaWAN fragment carries a 4-byte MIC, so a corrupted fragment is dropped, not kept (an
+undetected error has probability 2^-32 per fragment). The costs below are the work of applying it, paid
+whether the checks pass or not.
 
 Costs: flash time from the MCU profile's `flash_write` (pages erased x page erase time + words
 programmed x word write time, at `current_ma`); on the CPU, each part measured on the emulated core

@@ -85,13 +85,15 @@ UPDATE_COLUMNS = [
     "unicast_poll_energy_j_per_node",
     # BLE / Wi-Fi transfers
     "packets", "packet_bytes",
-    "nodes", "nodes_skipped", "nodes_updated", "updated_share",
+    "nodes", "nodes_skipped", "nodes_updated", "nodes_rolled_back", "updated_share",
     "time_to_50pct_s", "time_to_95pct_s", "time_to_99pct_s", "listen_s_per_node", "listen_energy_j_per_node",
     "apply_s_per_updated_node", "apply_energy_j_per_updated_node",
 ]
 """The updates table's columns, one row per policy and update (times to a share: from the update's start; NaN when
 never reached or when a column does not apply to the run's technology). The rows of one update are the same for
-every policy except with class A unicast, where each policy's polls decide its fragments."""
+every policy except with class A unicast, where each policy's polls decide its fragments. nodes_updated: the nodes
+running the new model by the end; nodes_rolled_back: those that had it but whose image failed its checks
+(`check_failure`); apply_*_per_updated_node: per node that applied it, the rolled back included."""
 
 
 def updates_table(result: RunResult) -> pd.DataFrame:
@@ -112,8 +114,9 @@ def updates_table(result: RunResult) -> pd.DataFrame:
             "groups": " ".join(result.plans[g].name for g in u.group_indices),
             "mode": u.payload.mode, "start_s": u.start_s, "payload_bytes": u.payload.payload_bytes,
             "model_bytes": u.payload.new_model_bytes, **u.session.table_row(),
-            "nodes": n, "nodes_skipped": u.skipped, "nodes_updated": int(r.decoded.sum()),
-            "updated_share": float(r.decoded.mean()) if n else float("nan"),
+            "nodes": n, "nodes_skipped": u.skipped, "nodes_updated": int(u.updated.sum()),
+            "nodes_rolled_back": int(u.rolled_back.sum()) if u.rolled_back is not None else 0,
+            "updated_share": float(u.updated.mean()) if n else float("nan"),
             "time_to_50pct_s": share(0.5), "time_to_95pct_s": share(0.95), "time_to_99pct_s": share(0.99),
             "listen_s_per_node": float(r.rx_s.mean()) if n else 0.0,
             "listen_energy_j_per_node": float(u.listen_energy_j.mean()) if n else 0.0,
@@ -166,7 +169,7 @@ def federated_table(result: RunResult) -> pd.DataFrame:
                 "raw_bytes_uploaded": int(rp.raw_bytes.sum()) if fp.spec.mode == "central" else 0,
                 "raw_bytes_kept_on_nodes": int(rp.raw_bytes.sum()) if fp.spec.mode == "fedavg" else 0,
                 "push_bytes": fp.push_bytes, "pushed": push is not None,
-                "nodes_updated": int(push.rollout.decoded.sum()) if push is not None else 0,
+                "nodes_updated": int(push.updated.sum()) if push is not None else 0,
                 "time_to_50pct_s": share(0.5), "time_to_95pct_s": share(0.95),
                 "listen_energy_j_per_node": float(push.listen_energy_j.mean()) if push is not None else 0.0,
                 "accuracy": ro.accuracy, "recall": ro.recall, "false_positive_rate": ro.false_positive_rate,

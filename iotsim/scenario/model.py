@@ -734,6 +734,10 @@ class Update(_Strict):
                             "baseline); `none`")
     poll_period: Duration | None = Field(None, gt=0, le=86400, description="LoRaWAN unicast: time between a node's polls "
                                          "(default: as often as its duty cycle allows)")
+    check_failure: float = Field(0.0, ge=0, le=1, description="share of the nodes that have the whole update whose "
+                                 "new image then fails its checks (a corrupted flash write, power lost while "
+                                 "applying; 1: a bad signature), drawn per node: they roll back to the old slot "
+                                 "and keep the old model, having spent the work of applying it")
 
 
 class Federated(_Strict):
