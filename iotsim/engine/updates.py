@@ -404,8 +404,8 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
                  "MCU's cycle model; a crypto accelerator is not modelled), flips the slot record and runs the new "
                  "model from then on, without a reboot (the model is data). An image fails its checks only where the "
                  "update's check_failure draws the node (the fragments' MIC drops corrupted ones): it keeps the old "
-                 "slot and model (A/B rollback) and does not ask again. Not modelled: the new model's inference cost "
-                 "differs from the old one's.")
+                 "slot and model (A/B rollback) and does not ask again. Not modelled: the new model's own inference cost "
+                 "(it is taken as the old one's).")
     missing = sorted({m for u in updates for m in u.apply_missing})
     if missing:
         notes.append("Updates: no flash figures or no measured CPU cost (patch, hash, signature) for MCU(s) "
