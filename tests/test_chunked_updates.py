@@ -167,6 +167,26 @@ def test_ble_and_wifi_updates_run_in_chunks_as_whole(always, technology, updates
         assert ((events > activated) & (events < 3 * 3600)).sum() > 10 * max(int((events < 3600).sum()), 1)
 
 
+def test_a_new_models_inference_cost_is_the_same_in_chunks(always, monkeypatch):
+    """A new model costing ten times the old per inference: its windows' messages are ready later and the MCU
+    works longer from each node's activation, in chunks as in the whole run."""
+    import iotsim.engine.fleet as fleet
+
+    keep = fleet.inference_cost
+    monkeypatch.setattr(fleet, "inference_cost", lambda m, mcu, same_graph_as=None: (
+        (0.5, "patched") if m.name == "farm_always" else keep(m, mcu, same_graph_as)))
+    text = "  - {{at: 1h, model: {always}, mode: full}}\n  - {{at: 3h, model: farm_soil_int8, mode: full}}".format(
+        always=always)
+    whole = _star_run("ble", text, "simulation: {background_pool: 200}")
+    plan = whole.plans[0]
+    assert plan.model_steps[0][1] == 0.5 and plan.model_steps[1][1] == plan.inference_time_s < 0.05
+    assert (plan.node_inference_s > plan.inference_time_s).all()
+    a = tables(whole)
+    for c in ("1h", "2501s"):
+        assert_same_tables(a, tables(_star_run("ble", text, f"simulation: {{background_pool: 200, chunk: {c}}}")),
+                           f"({c})")
+
+
 def test_listening_counts_toward_batteries_that_empty_as_in_the_whole_run(always, tmp_path, monkeypatch):
     """Cells so small that the nodes die while they listen to the second update's session: their listening
     bursts (a minute of receiver each) go in among the frames' when the chunks find who dies when (the same

@@ -177,6 +177,45 @@ def test_a_chained_delta_needs_its_base_and_a_full_image_does_not(tmp_path):
     assert full.updates[1].skipped == 0 and full.updates[1].payload.payload_bytes == second.stat().st_size
 
 
+def test_a_new_model_brings_its_own_inference_cost_from_its_activation(runs, monkeypatch):
+    """A node's windows after it activates a new model take that model's inference time on its MCU: on_device's
+    events are ready that much later, and the MCU's active time grows by it for every window after activation
+    (the same model with a cost ten times the old here). The retrained always-leak model has the farm model's
+    graph, so without the patch it costs the same, measured (graph_signature)."""
+    import iotsim.engine.fleet as fleet
+    from iotsim.energy.ledger import SLOT_INDEX
+
+    _, result, new = runs
+    (u,) = result.updates
+    plan = result.plans[0]
+    same, source = fleet.inference_cost(u.model, plan.board.mcu, plan.model)
+    assert same == plan.inference_time_s and "the same graph" in source
+    assert fleet.graph_signature(u.model) == fleet.graph_signature(plan.model)
+    keep = fleet.inference_cost
+    slow = 10 * plan.inference_time_s
+    monkeypatch.setattr(fleet, "inference_cost", lambda m, mcu, same_graph_as=None: (
+        (slow, "patched") if m.name == u.model.name else keep(m, mcu, same_graph_as)))
+    costly = _run(f"  - {{at: 1d, model: {new}, redundancy: 0.3}}")
+    act = np.full(60, np.nan)
+    act[u.nodes] = u.activated_s
+    window_node = np.repeat(np.arange(plan.n_nodes), plan.n_windows)
+    after = plan.window_end_s(np.arange(int(plan.window_offset[-1]))) >= act[window_node]
+    n_after = np.bincount(window_node[after], minlength=60)
+    assert n_after.sum() > 1000 and (n_after == 0).any()
+    a, b = (next(o for o in r.outcomes if o.policy.name == "on_device") for r in (result, costly))
+    col = SLOT_INDEX[("mcu", "active")]
+    np.testing.assert_allclose(b.ledger.time_s[:, col] - a.ledger.time_s[:, col],
+                               n_after * (slow - plan.inference_time_s), rtol=1e-9, atol=1e-9)
+    # every window message is ready at its window's end plus the inference of the model its node ran then
+    events = b.messages.window >= 0
+    w = b.messages.window[events]
+    expected = plan.window_end_s(w) + np.where(after[w], slow, plan.inference_time_s)
+    np.testing.assert_allclose(b.messages.ready_s[events], expected, rtol=0, atol=1e-9)
+    # cloud_offload runs no inference on the node: its MCU is unchanged
+    c = [next(o for o in r.outcomes if o.policy.name == "cloud_offload") for r in (result, costly)]
+    np.testing.assert_array_equal(c[0].ledger.time_s[:, col], c[1].ledger.time_s[:, col])
+
+
 def test_an_image_that_fails_its_checks_rolls_back_to_the_old_model(runs, tmp_path):
     """check_failure: the nodes drawn keep their old slot (A/B rollback): they paid for receiving and applying
     the update (flash, patch, hash, signature) but their windows keep the old model's verdicts, and a later delta

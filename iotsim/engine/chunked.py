@@ -66,7 +66,7 @@ from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, Verdicts, group_rng, plan_group, woken
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.tally import Tally
-from iotsim.engine.updates import (Listening, UpdateOutcome, activation_s, gateway_schedule, poll_fates,
+from iotsim.engine.updates import (Listening, UpdateOutcome, activation_s, gateway_schedule, model_steps, poll_fates,
                                    poll_messages, poll_notes, run_updates, settle_polls, update_notes)
 from iotsim.errors import InputError
 from iotsim.link import Messages, make_link
@@ -159,18 +159,7 @@ class WindowCursor:
 
     def windows_before(self, t_s: float) -> np.ndarray:
         """Per node: how many of its windows end before t_s (ends computed as GroupPlan.window_end_s does)."""
-        p = self.plan
-        if not np.isfinite(t_s):
-            return p.n_windows.copy()
-        end = lambda k: p.phase_s + k * p.window_period_s + p.window_span_s  # noqa: E731
-        k = np.clip(np.ceil((t_s - p.phase_s - p.window_span_s) / p.window_period_s), 0, p.n_windows).astype(np.int64)
-        for _ in range(4):  # settle float rounding: end(k - 1) < t <= end(k)
-            up = (k < p.n_windows) & (end(k) < t_s)
-            down = (k > 0) & (end(k - 1) >= t_s)
-            if not (up.any() or down.any()):
-                break
-            k = k + up - down
-        return k
+        return self.plan.windows_ending_before(t_s)
 
     def take(self, t1_s: float) -> tuple[GroupPlan, np.ndarray]:
         """(view, run flat index of each of its windows) for the windows ending in [previous t1, t1_s)."""
@@ -1029,14 +1018,15 @@ def run_chunked(scenario, progress=None):
     def chunks(items: list[tuple], phase: str, updates: list[UpdateOutcome]) -> list:
         """Every chunk for the policies `items` ((index, policy, death times or None, the closed loop's stop or
         None)) with the model updates `updates`, then their outcomes."""
+        plans_u = model_steps(plans, updates)  # each window's inference time: the model its node runs then
         switches = model_switches(plans, updates)
         listening = Listening.of(updates) if updates else None
         polls = poll_messages(updates, plans)  # class A unicast polls: uplinks of the run
-        runs = [PolicyChunks(scenario, plans, policy, pi, link, nodes,
+        runs = [PolicyChunks(scenario, plans_u, policy, pi, link, nodes,
                              Path(workdir.name) / f"packets-{pi}.parquet" if packets else None, gateway_ids, died,
                              received_mw, listening, stop)
                 for pi, policy, died, stop in items]
-        cursors = [WindowCursor(p, s) for p, s in zip(plans, switches)]
+        cursors = [WindowCursor(p, s) for p, s in zip(plans_u, switches)]
         poll_cursor = MessageCursor(polls)
         say(phase, 0, n_chunks)
         # the policies share nothing they write (each its own carried state, generators and files): they run
@@ -1068,11 +1058,11 @@ def run_chunked(scenario, progress=None):
         again = []
         for run in runs:
             if run.outcome is None and run.loop is not None:
-                stop, died = closed_loop_deaths(scenario, plans, run.policy, run.pi, link, nodes, run.at_risk, say,
+                stop, died = closed_loop_deaths(scenario, plans_u, run.policy, run.pi, link, nodes, run.at_risk, say,
                                                 switches, polls, listening)
                 again.append((run.pi, run.policy, died, stop))
             elif run.outcome is None:
-                again.append((run.pi, run.policy, death_times(scenario, plans, run.policy, run.pi, link, nodes,
+                again.append((run.pi, run.policy, death_times(scenario, plans_u, run.policy, run.pi, link, nodes,
                                                               run.at_risk, say, switches, polls, listening), None))
         if again:
             redone = {run.pi: run for run in chunks(again, f"{phase} with battery deaths", updates)}
@@ -1112,6 +1102,7 @@ def run_chunked(scenario, progress=None):
                 sink.append(pa.Table.from_batches([batch], schema=part.schema_arrow))
             (Path(workdir.name) / f"packets-{pi}.parquet").unlink()
         sink.close(runs[0].packet_context.empty() if runs else None)
+    plans = model_steps(plans, update_outcomes)  # (the first policy's, as RunResult.updates)
     result = RunResult(scenario, plans, outcomes, gateway_ids, link.technology, link.tx_power_dbm,
                        updates=update_outcomes, link_state=link.state())
     result.packets_path = packets_path

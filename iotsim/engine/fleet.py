@@ -126,10 +126,49 @@ class GroupPlan:
     seed: int = 0
     duration_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    # model updates (iotsim.engine.updates.updated_plans): per update to the group, in order of start, (per node:
+    # when it runs the update's model, NaN never; that model's inference time per window; where that figure comes
+    # from; the model's name); and per node its mean inference time per window over the run's windows (None:
+    # inference_time_s for every window)
+    model_steps: tuple = ()
+    node_inference_s: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
         return int(self.node_ids.shape[0])
+
+    def inference_per_window_s(self) -> np.ndarray:
+        """Per node: its mean on-device inference time per window over the run (the models it ran)."""
+        return self.node_inference_s if self.node_inference_s is not None else np.full(self.n_nodes,
+                                                                                        self.inference_time_s)
+
+    def window_inference_s(self, flat_index: np.ndarray) -> np.ndarray | float:
+        """Per window: the on-device inference time of the model its node runs when the window ends (a float
+        when every window runs the group's model)."""
+        if not self.model_steps:
+            return self.inference_time_s
+        node = np.searchsorted(self.window_offset, flat_index, side="right") - 1
+        end = self.window_end_s(flat_index)
+        t = np.full(end.shape, self.inference_time_s)
+        for activated_s, inference_s, *_ in self.model_steps:  # a later update's model replaces an earlier one's
+            t[end >= activated_s[node]] = inference_s  # NaN: never
+        return t
+
+    def windows_ending_before(self, t_s) -> np.ndarray:
+        """Per node: how many of its windows end before t_s (a time, or one per node; NaN or inf: all)."""
+        end = lambda k: self.phase_s + k * self.window_period_s + self.window_span_s  # noqa: E731
+        t = np.broadcast_to(np.asarray(t_s, dtype=np.float64), self.phase_s.shape)
+        t = np.where(np.isfinite(t), t, np.inf)
+        with np.errstate(invalid="ignore"):
+            k = np.ceil((t - self.phase_s - self.window_span_s) / self.window_period_s)
+        k = np.where(np.isfinite(k), np.clip(k, 0, self.n_windows), self.n_windows).astype(np.int64)
+        for _ in range(4):  # settle float rounding: end(k - 1) < t <= end(k)
+            up = (k < self.n_windows) & (end(k) < t)
+            down = (k > 0) & (end(k - 1) >= t)
+            if not (up.any() or down.any()):
+                break
+            k = k + up - down
+        return k
 
     def heartbeats(self) -> tuple[np.ndarray, np.ndarray]:
         """(local node, time) of every heartbeat within the run, sorted by node then time.
@@ -618,13 +657,28 @@ def event_windows(event_node, event_onset, event_end, phase, n_windows, offset, 
     return np.concatenate(flats), np.concatenate(events), np.concatenate(mask_parts)
 
 
-def inference_cost(model, mcu) -> tuple[float, str]:
+def graph_signature(model) -> str:
+    """A model's graph without its weights: every operator (type, version, options) with its tensors' shapes
+    and types. Two models with the same signature make the same kernels do the same work."""
+    import json
+
+    from iotsim.tinyml.stats import model_stats
+
+    ops = model_stats(model.path)["ops"]
+    return json.dumps([[o["op"], o["version"], o["options"],
+                        [None if t is None else [t["shape"], t["dtype"]] for t in o["inputs"] + o["outputs"]]]
+                       for o in ops], sort_keys=True, default=str)
+
+
+def inference_cost(model, mcu, same_graph_as=None) -> tuple[float, str]:
     """(seconds per inference on this MCU, where the figure comes from).
 
     Measured when the firmware's instruction-class counts for this exact model (by sha256) on the
     MCU's core, with the MCU profile's kernel set (reference or optimized), are in a cost table
     (iotsim.firmware.cost): cycles from the MCU's cycle model (iotsim.firmware.cycles) / clock.
-    Otherwise estimated from the model's MACs x the MCU's cycles per MAC / clock.
+    Without one, `same_graph_as` (a model whose graph is this one's, `graph_signature`: an update that
+    retrained the weights) lends its measured counts: the int8 kernels' instructions do not depend on the
+    weights' values. Otherwise estimated from the model's MACs x the MCU's cycles per MAC / clock.
     """
     from iotsim.firmware.cost import emulated_core, lookup
     from iotsim.firmware.cycles import CycleParams, cycles
@@ -632,6 +686,12 @@ def inference_cost(model, mcu) -> tuple[float, str]:
     core = emulated_core(mcu.core)
     kernels = mcu.kernels
     measured = lookup(getattr(model, "path", None), model.sha256, core, kernels) if core else None
+    if measured is None and core and same_graph_as is not None \
+            and graph_signature(model) == graph_signature(same_graph_as):
+        measured = lookup(getattr(same_graph_as, "path", None), same_graph_as.sha256, core, kernels)
+        if measured is not None:
+            seconds, source = inference_cost(same_graph_as, mcu)
+            return seconds, f"{same_graph_as.name}'s, the same graph (operators and shapes): {source}"
     if measured is not None and mcu.cycle_model is None:
         why = f"{mcu.name} has no cycle_model to price measured instructions"
     elif measured is not None:

@@ -26,8 +26,8 @@ def policy_messages(plans: list[GroupPlan], policy: Policy) -> Messages:
         flat = np.flatnonzero(actions != NOTHING)
         local = np.searchsorted(plan.window_offset, flat, side="right") - 1
         ready = plan.window_end_s(flat)
-        if policy.runs_on_device_inference:
-            ready = ready + plan.inference_time_s
+        if policy.runs_on_device_inference:  # (the model the node runs then: model updates)
+            ready = ready + plan.window_inference_s(flat)
         kind = actions[flat]
         app = np.where(kind == SEND_RAW, plan.raw_window_bytes, plan.spec.event_payload_bytes).astype(np.int64)
         parts.append((local + node_start, ready, app, kind.astype(np.int8), flat, plan.index))

@@ -10,7 +10,6 @@ detection quality follows from the decisions.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,8 @@ from iotsim.engine.federated import workdir as federated_workdir
 from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, frames_off, hourly_demand_j, run_stores
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.tally import Tally, tally_of
-from iotsim.engine.updates import (Listening, effective_verdicts, gateway_schedule, poll_fates, poll_messages,
-                                   poll_notes, run_updates, settle_polls, update_notes)
+from iotsim.engine.updates import (Listening, gateway_schedule, poll_fates, poll_messages, poll_notes, run_updates,
+                                   settle_polls, update_notes, updated_plans)
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.network.fate import Fate
 from iotsim.policies import EnergyAware, Policy, make_policy
@@ -157,7 +156,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         say("updates", 0, 1)
         update_outcomes = run_updates(scenario, plans, link, nodes, cache)
         # the windows after each node's activation get the new model's verdicts
-        plans = [dataclasses.replace(p, verdicts=v) for p, v in zip(plans, effective_verdicts(plans, update_outcomes))]
+        plans = updated_plans(plans, update_outcomes)
         say("updates", 1, 1)
     by_polls = any(u.unicast is not None for u in update_outcomes)  # each policy's polls decide its fragments
     listening = Listening.of(update_outcomes) if update_outcomes else None
@@ -185,8 +184,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         say(f"policy {policy.name}", 1, 1)
     if by_polls:  # the run's updates and the plans' verdicts: the first policy's, as RunResult.updates says
         update_outcomes = outcomes[0].updates
-        plans = [dataclasses.replace(p, verdicts=v)
-                 for p, v in zip(base_plans, effective_verdicts(base_plans, update_outcomes))]
+        plans = updated_plans(base_plans, update_outcomes)
     result = RunResult(scenario, plans, outcomes, [g.id for g in scenario.network.gateways], link.technology,
                        link.tx_power_dbm, updates=update_outcomes, federated=fed_outcomes, federated_plan=fed_plan,
                        link_state=link.state())
@@ -208,8 +206,7 @@ def simulate_with_polls(scenario, plans: list[GroupPlan], policy: Policy, policy
     ups0, plans0 = first
 
     def run(ups):
-        plans_u = plans0 if ups is ups0 else [dataclasses.replace(p, verdicts=v)
-                                              for p, v in zip(plans, effective_verdicts(plans, ups))]
+        plans_u = plans0 if ups is ups0 else updated_plans(plans, ups)
         link.gateway_schedule = gateway_schedule(ups)
         outcome = simulate_policy(scenario, plans_u, policy, policy_index, link, nodes, Listening.of(ups),
                                   extra_messages=poll_messages(ups, plans_u), harvest=harvest)
@@ -347,6 +344,8 @@ def methodology_notes(scenario, plans: list[GroupPlan], link: Link) -> list[str]
             f"{p.pool_false_positive_se:.4f} s.e.). On-device inference {p.inference_time_s * 1e3:.3f} ms per window, "
             f"{p.inference_cost_source}. Node model {p.model.name} ({p.model.interpreter_name}); cloud model "
             f"{p.cloud_model.name}."
+            + "".join(f" From each node's activation of {name}: {seconds * 1e3:.3f} ms per window, {source}."
+                      for _, seconds, source, name in p.model_steps)
         )
     return notes
 

@@ -153,12 +153,12 @@ def node_loads(plans: list[GroupPlan], policy: Policy, nodes: FleetNodes, tx: Tr
         sens_sample[sl] = min(max((x.sample_time_s for x in p.board.sensors), default=0.0), sp)
         sample_period[sl], window_samples[sl] = sp, p.window_samples
         event_driven[sl] = p.triggered is not None
-        m = p.window_samples * min(p.board.mcu.wake_time_s, sp)
-        if policy.runs_on_device_inference:
-            m += p.inference_time_s
+        m = np.full(p.n_nodes, p.window_samples * min(p.board.mcu.wake_time_s, sp))
+        if policy.runs_on_device_inference:  # (per node: the models it ran, model updates)
+            m = m + p.inference_per_window_s()
         # a node that samples continuously (audio, ECG) infers while the next window streams in by DMA:
         # the MCU is at most always active (plan_group warns when inference cannot keep up)
-        m = min(m, p.window_period_s)
+        m = np.minimum(m, p.window_period_s)
         s = p.window_samples * min(max((x.sample_time_s for x in p.board.sensors), default=0.0), sp)
         mcu_t[sl], sens_t[sl] = m, s
         pin = nodes.input_w[start]

@@ -404,8 +404,8 @@ def update_notes(updates: list[UpdateOutcome]) -> list[str]:
                  "MCU's cycle model; a crypto accelerator is not modelled), flips the slot record and runs the new "
                  "model from then on, without a reboot (the model is data). An image fails its checks only where the "
                  "update's check_failure draws the node (the fragments' MIC drops corrupted ones): it keeps the old "
-                 "slot and model (A/B rollback) and does not ask again. Not modelled: the new model's own inference cost "
-                 "(it is taken as the old one's).")
+                 "slot and model (A/B rollback) and does not ask again. From its activation a node's windows take the new "
+                 "model's inference time on its MCU (the messages are ready after it, the MCU is active for it).")
     missing = sorted({m for u in updates for m in u.apply_missing})
     if missing:
         notes.append("Updates: no flash figures or no measured CPU cost (patch, hash, signature) for MCU(s) "
@@ -496,6 +496,48 @@ def effective_verdicts(plans: list[GroupPlan], updates: list[UpdateOutcome],
     return out
 
 
+def model_steps(plans: list[GroupPlan], updates: list[UpdateOutcome]) -> list[GroupPlan]:
+    """The plans with each node's inference time per window as the models it runs give it: per update to a
+    group, its nodes' activation times and the new model's inference time on the group's MCU
+    (`GroupPlan.model_steps`, for each window's own time: a message is ready after it), and per node the mean
+    over its windows of the run (`GroupPlan.node_inference_s`, for the MCU's active time)."""
+    from iotsim.engine.fleet import inference_cost
+
+    out, start = [], 0
+    for p in plans:
+        steps, before = [], p.model
+        for u in updates:  # in order of start: a later update's model replaces an earlier one's
+            if p.index in u.group_indices:
+                steps.append((activation_s(u, p, start), *inference_cost(u.model, p.board.mcu, before), u.model.name))
+                before = u.model
+        start += p.n_nodes
+        if not steps:
+            out.append(p)
+            continue
+        # windows per node that end at or after a time: c(a) = windows - those ending before a (NaN: none)
+        after = [p.n_windows - p.windows_ending_before(step[0]) for step in steps]
+        total = np.zeros(p.n_nodes)
+        runs_base = p.n_windows.astype(np.float64)
+        for i, (_, inference_s, *_) in enumerate(steps):
+            later = after[i + 1:]
+            # the windows of step i: from its activation until a later update's (the earliest) takes over
+            until = np.max(later, axis=0) if later else np.zeros(p.n_nodes, np.int64)
+            count = np.maximum(after[i] - until, 0)
+            total += count * inference_s
+            runs_base -= count
+        total += runs_base * p.inference_time_s
+        mean = np.divide(total, p.n_windows, out=np.full(p.n_nodes, p.inference_time_s), where=p.n_windows > 0)
+        out.append(dataclasses.replace(p, model_steps=tuple(steps), node_inference_s=mean))
+    return out
+
+
+def updated_plans(plans: list[GroupPlan], updates: list[UpdateOutcome]) -> list[GroupPlan]:
+    """The plans as the nodes run the updates' models: each window's on-device verdict (`effective_verdicts`)
+    and inference time (`model_steps`)."""
+    return [dataclasses.replace(p, verdicts=v) for p, v in zip(model_steps(plans, updates),
+                                                               effective_verdicts(plans, updates))]
+
+
 @dataclass
 class Listening:
     """Time outside frames, per entry: a node receiving and applying an update (an entry per node and
@@ -554,5 +596,5 @@ class Listening:
         return node[order], t[order], (share * np.repeat(energy, k))[order]
 
 
-__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "plan_updates", "run_updates",
-           "update_energy_j", "update_notes"]
+__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "model_steps", "plan_updates",
+           "run_updates", "update_energy_j", "update_notes", "updated_plans"]
