@@ -29,8 +29,9 @@ for the nodes that could not decode it (`repair`). The polls are uplinks of the 
 which of them the network heard comes from that run (`poll_fates`, `poll_verdicts`), in passes until the
 fragments answer exactly those (`settle_polls`).
 
-Not modelled yet (stated in the run's notes): the new model's inference cost is taken equal to the old one's;
-LoRaWAN nodes hear only their strongest gateway's copy of each fragment, and a unicast answer goes through
+From its activation a node's windows take the new model's inference time on its MCU (`model_steps`).
+
+Not modelled yet (stated in the run's notes): LoRaWAN nodes hear only their strongest gateway's copy of each fragment, and a unicast answer goes through
 the node's strongest gateway whichever gateway heard its poll; BLE and Wi-Fi transfers do not delay other
 nodes' uplinks.
 """
