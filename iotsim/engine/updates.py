@@ -270,35 +270,38 @@ def poll_messages(updates: list[UpdateOutcome], plans: list[GroupPlan]) -> Messa
 
 def poll_fates(messages: Messages, tx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A run's class A unicast polls (its `messages` and frames `tx`, fates decided): per poll its node, its
-    ready time and when its first frame the network server heard began (NaN: not heard)."""
+    ready time and when the transmission the network server heard ended (NaN: not heard). A delivered frame's
+    `busy_s` runs from its first attempt to the end of the one that got through (the closed loop stops there;
+    one attempt elsewhere)."""
     mine = np.flatnonzero(messages.kind == MessageKind.POLL)
-    begun = np.full(len(messages), np.nan)
+    ended = np.full(len(messages), np.nan)
     hit = np.flatnonzero(tx.fate == Fate.DELIVERED)
     hit = hit[messages.kind[tx.message[hit]] == MessageKind.POLL]
     first, at = np.unique(tx.message[hit], return_index=True)  # each poll's first delivered frame
-    begun[first] = tx.start_s[hit[at]]
-    return messages.node[mine], messages.ready_s[mine], begun[mine]
+    row = hit[at]
+    ended[first] = tx.start_s[row] + (tx.busy_s[row] if tx.busy_s is not None else tx.airtime_s[row])
+    return messages.node[mine], messages.ready_s[mine], ended[mine]
 
 
 def poll_verdicts(updates: list[UpdateOutcome], plans: list[GroupPlan],
                   fates: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[int, unicast.PollVerdicts]:
     """Per update index with a class A unicast: what a run made of each of its polls (`fates`: `poll_fates`'s
-    arrays, in any order): heard by the network server or not, and when the heard frame began (from the
+    arrays, in any order): heard by the network server or not, and when the heard transmission ended (from the
     update's start)."""
     polls = _polls(updates, plans)
     if polls is None:
         return {}
     want, which, pos, number = polls
-    node, ready, begun = fates
+    node, ready, ended = fates
     order = np.lexsort((ready, node))
     if not (np.array_equal(node[order], want.node) and np.array_equal(ready[order], want.ready_s)):
         raise AssertionError("the run's polls are not the unicast schedule's")
-    begun = begun[order]
+    ended = ended[order]
     out = {}
     for i, u in enumerate(updates):
         sel = which == i
         if u.unicast is not None:
-            out[u.index] = unicast.PollVerdicts(pos[sel], number[sel], ~np.isnan(begun[sel]), begun[sel] - u.start_s)
+            out[u.index] = unicast.PollVerdicts(pos[sel], number[sel], ~np.isnan(ended[sel]), ended[sel] - u.start_s)
     return out
 
 

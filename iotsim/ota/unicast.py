@@ -14,7 +14,8 @@ poll ends; nothing comes in RX1. Per gateway (each node is served by its stronge
   network server sends a device's queued downlink at its next uplink when a gateway is free;
 - the network hears a poll as the policy's run decided it (`PollVerdicts`: its frame delivered, among the
   other uplinks, under the duty cycle, against the gateways' own transmissions), and the answer's RX2 opens
-  RECEIVE_DELAY2 after the frame it heard (a frame the duty cycle held back answers late); a poll the run
+  RECEIVE_DELAY2 after the transmission it heard ended (a frame the duty cycle held back, or heard on a
+  repeat, is answered late); a poll the run
   has no verdict for (no run yet: pass 0; or a poll past the node's last one in that run) is heard with the
   probability that its Rayleigh-faded power clears the gateway's sensitivity at the node's SF (exp(-S/P));
   an unheard poll gets nothing; a fragment reaches the node with the session's rule (exp(-S/P) at the node's
@@ -139,21 +140,21 @@ class UnicastSession:
 @dataclass(frozen=True)
 class PollVerdicts:
     """What a run made of one unicast phase's polls: per poll on air, its node's place in the phase, its number
-    on the node's grid (0: the first poll), whether the network server heard it and when the frame it heard
-    began (from the update's start; NaN when not heard). `poll_verdicts` in iotsim.engine.updates reads them
-    off a policy's run."""
+    on the node's grid (0: the first poll), whether the network server heard it and when the transmission it
+    heard ended (from the update's start; NaN when not heard): the node's RX2 opens RECEIVE_DELAY2 later.
+    `poll_verdicts` in iotsim.engine.updates reads them off a policy's run."""
 
     pos: np.ndarray
     number: np.ndarray
     heard: np.ndarray
-    start_s: np.ndarray
+    end_s: np.ndarray
 
     def key(self) -> np.ndarray:
         return _poll_key(self.pos, self.number)
 
     def agrees(self, other: "PollVerdicts") -> tuple[int, int]:
         """(polls of `self` that `other` has no verdict for, polls whose verdicts differ: heard or not, and the
-        heard frame's start)."""
+        heard transmission's end)."""
         mine, theirs = self.key(), other.key()
         order = np.argsort(theirs, kind="stable")
         i = np.searchsorted(theirs[order], mine)
@@ -161,7 +162,7 @@ class PollVerdicts:
         found[found] = theirs[order][i[found]] == mine[found]
         j = order[i[found]]
         same = (self.heard[found] == other.heard[j]) & (
-            ~self.heard[found] | (self.start_s[found] == other.start_s[j]))
+            ~self.heard[found] | (self.end_s[found] == other.end_s[j]))
         return int((~found).sum()), int((~same).sum())
 
 
@@ -173,22 +174,21 @@ class _Verdicts:
     """Per node of a phase: what a run made of its polls (a prefix of its grid): how many it has verdicts for,
     and the numbers and RX2 openings of those heard."""
 
-    def __init__(self, v: PollVerdicts | None, lead_s: np.ndarray):
-        n = lead_s.size
+    def __init__(self, v: PollVerdicts | None, n: int, rx2_delay_s: float):
         self.count = np.zeros(n, np.int64)
         self.numbers: list = [None] * n
         self.opens: list = [None] * n
         if v is None or not v.pos.size:
             return
         order = np.lexsort((v.number, v.pos))
-        pos, number, heard, begun = v.pos[order], v.number[order], v.heard[order], v.start_s[order]
+        pos, number, heard, ended = v.pos[order], v.number[order], v.heard[order], v.end_s[order]
         bounds = np.flatnonzero(np.diff(pos)) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, pos.size]):
             k = int(pos[lo])
             self.count[k] = int(number[hi - 1]) + 1
             h = heard[lo:hi]
             self.numbers[k] = number[lo:hi][h]
-            self.opens[k] = begun[lo:hi][h] + lead_s[k]
+            self.opens[k] = ended[lo:hi][h] + rx2_delay_s
 
     def next_heard(self, k: int, j: int, t: float) -> tuple[float, int] | None:
         """Among node k's polls with verdicts: the first heard one from number j on whose RX2 opens at or after
@@ -213,8 +213,8 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
     gateway_airtime_s, busy_until_s) with the polls per node (first_poll_s, poll_period_s, polls_per_node) and
     every fragment's start and gateway (send_s, send_gw).
 
-    `verdicts`: what a run made of these polls (heard or not, and when the heard frame began: its RX2 opens
-    RECEIVE_DELAY2 after its end). A poll without one (no run yet, or one past the node's last poll in it) is
+    `verdicts`: what a run made of these polls (heard or not, and when the heard transmission ended: its RX2
+    opens RECEIVE_DELAY2 later). A poll without one (no run yet, or one past the node's last poll in it) is
     heard with its fading probability and timed on its grid. The draws are keyed by node and poll number
     (fragment number for a fragment's reception), not by their order, so a change in one poll's verdict
     changes what follows from it only.
@@ -235,7 +235,7 @@ def simulate_unicast(nodes: UnicastNodes, decoders: list[fec.Decoder], *, first_
     # the last poll on each node's grid whose RX2 closes by the horizon
     last_grid = np.floor((horizon_s - first - lead - rx2_window_s) / period)
     last_grid = np.where(np.isfinite(last_grid), last_grid, np.iinfo(np.int64).max // 2).astype(np.int64)
-    known = _Verdicts(verdicts, lead)
+    known = _Verdicts(verdicts, n, rx2_delay_s)
     received = np.zeros(n, np.int64)
     decoded_at = np.full(n, -1, np.int64)
     done = np.full(n, np.nan)
