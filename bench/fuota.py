@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=10, help="run length (the update goes out on day 1)")
     ap.add_argument("--loss", type=float, default=0.2, help="fragment_loss of the repaired variant")
     ap.add_argument("--model", type=Path, help="the new model's .tflite (default: build the retrained farm model)")
+    ap.add_argument("--only", help="run only the variants whose name contains this text")
     args = ap.parse_args()
     model = args.model
     if model is None:
@@ -71,6 +72,8 @@ def main() -> None:
 
     for n in args.nodes:
         for name, update in common + (fast if n <= 1000 else []) + slow:
+            if args.only and args.only not in name:
+                continue
             t0 = time.perf_counter()
             result = run_scenario(load_scenario_text(scenario_text(n, args.days, model, update)))
             wall = time.perf_counter() - t0
@@ -89,7 +92,7 @@ def main() -> None:
             settled = o.poll_passes is None or o.poll_passes[1:] == (0, 0)
             passes = "" if o.poll_passes is None else f"{o.poll_passes[0]}" + ("" if settled else "*")
             print(f"| {n:,} | {name} | {int(r.nodes_updated):,} | {t(r.time_to_50pct_s)} | {t(r.time_to_95pct_s)} | "
-                  f"{t(r.time_to_99pct_s)} | {un} | {uf} | {up} | {radio:.3g} | {pd_share} | {app:.2%} | {passes} "
+                  f"{t(r.time_to_99pct_s)} | {un} | {uf} | {up} | {radio:,.1f} | {pd_share} | {app:.2%} | {passes} "
                   f"| {wall:.1f} |",
                   flush=True)
 
