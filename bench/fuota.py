@@ -89,7 +89,7 @@ def main() -> None:
             pd_share = f"{o.message_delivered[polls].mean():.1%}" if polls.any() else ""
             app = float(summary_table(result).message_delivery_ratio.iloc[0])
             # class A unicast: the runs until the fragments answered exactly the polls the run heard (* not settled)
-            settled = o.poll_passes is None or o.poll_passes[1:] == (0, 0)
+            settled = o.poll_passes is None or o.poll_passes[1:3] == (0, 0)
             passes = "" if o.poll_passes is None else f"{o.poll_passes[0]}" + ("" if settled else "*")
             print(f"| {n:,} | {name} | {int(r.nodes_updated):,} | {t(r.time_to_50pct_s)} | {t(r.time_to_95pct_s)} | "
                   f"{t(r.time_to_99pct_s)} | {un} | {uf} | {up} | {radio:,.1f} | {pd_share} | {app:.2%} | {passes} "

@@ -389,8 +389,8 @@ def test_the_network_answers_exactly_the_polls_each_policys_run_heard(model):
     only = _run(f"at: 1d, model: {model}, unicast: only")
     heard = {}
     for o in only.outcomes:
-        passes, missing, differ = o.poll_passes
-        assert passes >= 2 and missing == differ == 0
+        passes, missing, differ, until = o.poll_passes
+        assert passes >= 2 and missing == differ == 0 and until == np.inf
         heard[o.policy.name] = _answers_follow_the_run(only, o)
     a, b = (only.updates_of(o)[0] for o in only.outcomes)
     assert not np.array_equal(a.unicast.send_s, b.unicast.send_s)  # each policy's own rollout
@@ -435,7 +435,10 @@ def test_the_closed_loop_under_backlog_says_when_the_polls_have_not_settled():
     scenario = load_scenario_text(BOTH.format(**params))
     result = run_scenario(scenario.model_copy(update={"policies": scenario.policies[1:]}))
     (o,) = result.outcomes
-    passes, missing, differ = o.poll_passes
+    passes, missing, differ, until = o.poll_passes
     assert passes == MAX_POLL_PASSES and missing + differ > 0
+    (u,) = result.updates_of(o)
+    assert u.start_s < until < scenario.duration  # settled up to a point of the run
     note = next(n for n in result.notes if n.startswith("Unicast polls, policy on_device"))
-    assert f"not settled after {MAX_POLL_PASSES} passes: {differ:,} polls' fates differ" in note
+    assert f"not settled after {MAX_POLL_PASSES} passes" in note and f"heard before {until:,.0f} s" in note
+    assert f"after it {differ:,} polls' fates differ" in note

@@ -61,9 +61,10 @@ class PolicyOutcome:
     modes_settled: bool = True  # energy-aware policy: the modes its messages follow are the ones its stores give
     tally: Tally | None = None  # per node: what the tables and metrics count (frames by fate, messages, ...)
     # model updates by class A unicast: this policy's own (its run's polls decide the fragments), and the passes
-    # that took (passes, polls without a verdict, polls whose verdict differs from the one the fragments answered)
+    # that took (passes, polls without a verdict, polls whose verdict differs from the one the fragments answered,
+    # the earliest time such a poll was on air: inf when settled)
     updates: list | None = None
-    poll_passes: tuple[int, int, int] | None = None
+    poll_passes: tuple[int, int, int, float] | None = None
     poll_fates: tuple | None = None  # a run in time chunks: what it made of its unicast polls (updates.poll_fates)
 
 

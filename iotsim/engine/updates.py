@@ -301,7 +301,8 @@ def poll_verdicts(updates: list[UpdateOutcome], plans: list[GroupPlan],
     for i, u in enumerate(updates):
         sel = which == i
         if u.unicast is not None:
-            out[u.index] = unicast.PollVerdicts(pos[sel], number[sel], ~np.isnan(ended[sel]), ended[sel] - u.start_s)
+            out[u.index] = unicast.PollVerdicts(pos[sel], number[sel], ~np.isnan(ended[sel]), ended[sel] - u.start_s,
+                                                want.ready_s[sel] - u.start_s)
     return out
 
 
@@ -321,7 +322,8 @@ def settle_polls(first: list[UpdateOutcome], plans: list[GroupPlan], replan, run
     MAX_POLL_PASSES. That fixed point is the closed loop's answer: a link's outcome up to a time depends on the
     traffic up to then only (iotsim.link.draws) and a poll's fragment comes after it, so each pass agrees with
     the one before up to a later time than that one did. Returns the last pass's outcome, with its updates and
-    (passes, polls without a verdict, polls whose verdict differs) set."""
+    (passes, polls without a verdict, polls whose verdict differs, the earliest time such a poll was on air)
+    set."""
     ups, heard = first, None
     for k in range(MAX_POLL_PASSES):
         if k:
@@ -329,10 +331,15 @@ def settle_polls(first: list[UpdateOutcome], plans: list[GroupPlan], replan, run
         outcome, fates = run(ups)
         got = poll_verdicts(ups, plans, fates)
         missing = differ = 0
-        for j, v in got.items():
-            m, d = v.agrees(heard[j]) if heard is not None else (v.pos.size, 0)
+        settled_until = np.inf  # the earliest time a poll that differs was on air (from the run's start)
+        for u in ups:
+            v = got.get(u.index)
+            if v is None:
+                continue
+            m, d, first = v.agrees(heard[u.index]) if heard is not None else (v.pos.size, 0, u.start_s)
             missing, differ = missing + m, differ + d
-        outcome.updates, outcome.poll_passes = ups, (k + 1, missing, differ)
+            settled_until = min(settled_until, u.start_s + first)
+        outcome.updates, outcome.poll_passes = ups, (k + 1, missing, differ, settled_until)
         if missing == differ == 0 or k + 1 == MAX_POLL_PASSES:
             return outcome
         heard, outcome, fates = got, None, None  # (the next pass's run need not share memory with this one)
@@ -346,11 +353,13 @@ def poll_notes(outcomes) -> list[str]:
         if out.poll_passes is None:
             continue
         polls, delivered = int(out.tally.polls.sum()), int(out.tally.polls_delivered.sum())
-        passes, missing, differ = out.poll_passes
+        passes, missing, differ, until = out.poll_passes
         settled = (f"the fragments answer exactly the polls the run heard (settled after {passes} passes)"
                    if missing == differ == 0 else
-                   f"not settled after {passes} passes: {differ:,} polls' fates differ from those the fragments "
-                   f"answered and {missing:,} had none (the fragments follow the pass before's run)")
+                   f"not settled after {passes} passes: the fragments answer exactly the polls the run heard before "
+                   f"{until:,.0f} s ({until / 86400:.2f} d); after it {differ:,} polls' fates differ "
+                   f"from those the fragments answered and {missing:,} had none (the fragments follow the pass "
+                   "before's run)")
         notes.append(f"Unicast polls, policy {out.policy.name}: {polls:,} on air, "
                      f"{delivered / max(polls, 1):.1%} delivered by the link (with the other uplinks); {settled}.")
     return notes

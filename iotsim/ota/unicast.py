@@ -148,22 +148,34 @@ class PollVerdicts:
     number: np.ndarray
     heard: np.ndarray
     end_s: np.ndarray
+    ready_s: np.ndarray | None = None  # when each poll was ready (from the update's start): for reports only
 
     def key(self) -> np.ndarray:
         return _poll_key(self.pos, self.number)
 
-    def agrees(self, other: "PollVerdicts") -> tuple[int, int]:
+    def agrees(self, other: "PollVerdicts") -> tuple[int, int, float]:
         """(polls of `self` that `other` has no verdict for, polls whose verdicts differ: heard or not, and the
-        heard transmission's end)."""
+        heard transmission's end; the earliest time one of those polls was heard in either, or else was ready,
+        inf when there are none)."""
         mine, theirs = self.key(), other.key()
         order = np.argsort(theirs, kind="stable")
         i = np.searchsorted(theirs[order], mine)
         found = i < theirs.size
         found[found] = theirs[order][i[found]] == mine[found]
         j = order[i[found]]
-        same = (self.heard[found] == other.heard[j]) & (
+        same = np.ones(mine.size, bool)
+        same[found] = (self.heard[found] == other.heard[j]) & (
             ~self.heard[found] | (self.end_s[found] == other.end_s[j]))
-        return int((~found).sum()), int((~same).sum())
+        # when each such poll was on air: the end of the transmission heard in either pass (else when it was ready)
+        on_air = np.where(self.heard, self.end_s, np.inf)
+        theirs_end = np.full(mine.size, np.inf)
+        theirs_end[found] = np.where(other.heard[j], other.end_s[j], np.inf)
+        on_air = np.minimum(on_air, theirs_end)
+        if self.ready_s is not None:
+            on_air = np.where(np.isfinite(on_air), on_air, self.ready_s)
+        off = ~found | ~same
+        first = float(on_air[off].min()) if off.any() else np.inf
+        return int((~found).sum()), int((found & ~same).sum()), first
 
 
 def _poll_key(pos, number) -> np.ndarray:
