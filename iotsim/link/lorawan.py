@@ -205,7 +205,7 @@ class LoRaWanLink(Link):
                                       int(who.size), node_pos=who, **counts,
                                       poll_radio_s=np.stack([nodes.poll_air_s, nodes.rx1_window_s + rx2,
                                                              nodes.startup_s], axis=1),
-                                      poll_success=nodes.poll_success, frequency_hz=session.frequency_hz)
+                                      frequency_hz=session.frequency_hz)
             return rollout, summary
 
         if mode == "only":

@@ -91,7 +91,6 @@ class Unicast:
     poll_period_s: np.ndarray | None = None
     polls_per_node: np.ndarray | None = None
     poll_radio_s: np.ndarray | None = None  # per node: one poll's (TX, RX, standby) seconds as its frame is charged
-    poll_success: np.ndarray | None = None  # per node: the probability the schedule took for a poll to be heard
     send_s: np.ndarray | None = None  # every fragment sent: its start (from the update's start) and its gateway
     send_gw: np.ndarray | None = None
     frequency_hz: float = 0.0  # the downlinks' frequency
