@@ -396,6 +396,11 @@ def test_the_network_answers_exactly_the_polls_each_policys_run_heard(model):
     assert not np.array_equal(a.unicast.send_s, b.unicast.send_s)  # each policy's own rollout
     table = updates_table(only)
     assert table.policy.tolist() == ["cloud_offload", "on_device"]
+    # the summary's update metrics read each policy's own rollout
+    summary = summary_table(only).set_index("policy")
+    for o, (_, row) in zip(only.outcomes, table.iterrows()):
+        assert summary.loc[o.policy.name, "update_nodes_on_latest_model"] == row.nodes_updated
+        assert summary.loc[o.policy.name, "update_s_to_95pct"] == pytest.approx(row.time_to_95pct_s, nan_ok=True)
     assert any(f"settled after {o.poll_passes[0]} passes" in n for o in only.outcomes for n in only.notes)
 
 

@@ -216,6 +216,27 @@ def test_a_new_model_brings_its_own_inference_cost_from_its_activation(runs, mon
     np.testing.assert_array_equal(c[0].ledger.time_s[:, col], c[1].ledger.time_s[:, col])
 
 
+def test_the_summary_reads_the_updates_from_the_metric_registry(runs):
+    """Runs with model updates get three summary metrics per policy and group (so sweeps and the report have them):
+    nodes on the latest update's model, its time to 95 % of the group, and the updates' energy per node. They
+    agree with the updates table and the update's own arrays; runs without updates leave the columns out."""
+    from iotsim.results.tables import summary_table
+
+    without, result, _ = runs
+    (u,) = result.updates
+    summary = summary_table(result).set_index("policy")
+    table = updates_table(result).set_index("policy")
+    for policy in ("cloud_offload", "on_device"):
+        row = summary.loc[policy]
+        assert row.update_nodes_on_latest_model == table.loc[policy, "nodes_updated"] == u.updated.sum()
+        # one group, every node in the update: the group's 95 % is the update's
+        assert row.update_s_to_95pct == pytest.approx(table.loc[policy, "time_to_95pct_s"], nan_ok=True)
+        energy = np.zeros(60)
+        energy[u.nodes] = u.listen_energy_j + u.apply_energy_j
+        assert row.update_energy_j_per_node == pytest.approx(energy.mean()) and energy.mean() > 0
+    assert not any(c.startswith("update_") for c in summary_table(without).columns)
+
+
 def test_an_image_that_fails_its_checks_rolls_back_to_the_old_model(runs, tmp_path):
     """check_failure: the nodes drawn keep their old slot (A/B rollback): they paid for receiving and applying
     the update (flash, patch, hash, signature) but their windows keep the old model's verdicts, and a later delta

@@ -245,7 +245,8 @@ def run_findings(result, summary: pd.DataFrame | None = None, nodes: pd.DataFram
              "replications gives it.")
     f = Findings(scope)
     harvesting = any(p.spec.solar is not None for p in result.plans)
-    metrics = [m for m in metrics_for(result.technology, harvesting) if m.better and m.sample is not None]
+    metrics = [m for m in metrics_for(result.technology, harvesting, bool(result.updates))
+               if m.better and m.sample is not None]
     for gi, plan in enumerate(result.plans):
         views = {out.policy.name: GroupView(result, out, plan, gi,
                                             nodes[(nodes.policy == out.policy.name) & (nodes.group == plan.name)])

@@ -103,6 +103,7 @@ class Metric:
     better: str = ""  # "higher" or "lower" if one policy can be best on it; "" for descriptive counts
     sample: Sample | None = None  # per-unit values for paired intervals between policies
     harvesting: bool = False  # only in runs with solar-harvesting groups
+    updates: bool = False  # only in runs with model updates (scenario `updates:`)
 
 
 def _pct(values: np.ndarray, q: float) -> float:
@@ -269,6 +270,50 @@ def _orphans(v: GroupView) -> int:
     return int((state["tree"].parent[v.nodes_slice] == ORPHAN).sum())
 
 
+# ---- model updates -------------------------------------------------------------------------------
+def _group_updates(v: GroupView) -> list:
+    """The model updates to the group, as the view's policy ran them, in order of start."""
+    return [u for u in v.result.updates_of(v.outcome) if v.plan.index in u.group_indices]
+
+
+def _update_members(v: GroupView, u) -> np.ndarray:
+    """Which of update `u`'s nodes belong to the group."""
+    return (u.nodes >= v.nodes_slice.start) & (u.nodes < v.nodes_slice.stop)
+
+
+def _on_latest_model(v: GroupView) -> int:
+    ups = _group_updates(v)
+    if not ups:
+        return 0
+    u = ups[-1]
+    return int(u.updated[_update_members(v, u)].sum())
+
+
+def _latest_s_to_95pct(v: GroupView) -> float:
+    """From the latest update's start until 95 % of the group's nodes run its model (NaN: never)."""
+    from iotsim.ota.rollout import time_to_share
+
+    ups = _group_updates(v)
+    if not ups:
+        return float("nan")
+    u = ups[-1]
+    done = np.full(v.plan.n_nodes, np.nan)  # the group's nodes left out of it never run it
+    done[u.nodes[_update_members(v, u)] - v.nodes_slice.start] = (u.activated_s - u.start_s)[_update_members(v, u)]
+    t = time_to_share(done, 0.95)
+    return t if np.isfinite(t) else float("nan")
+
+
+def _update_energy_by_node(v: GroupView) -> np.ndarray:
+    """Per node of the group: battery energy of its model updates: receiving (listening, fragments, unicast polls)
+    and applying."""
+    energy = np.zeros(v.plan.n_nodes)
+    for u in _group_updates(v):
+        mine = _update_members(v, u)
+        each = u.listen_energy_j + u.apply_energy_j + (u.poll_energy_j if u.poll_energy_j is not None else 0.0)
+        np.add.at(energy, u.nodes[mine] - v.nodes_slice.start, each[mine])
+    return energy
+
+
 METRICS: tuple[Metric, ...] = (
     Metric("nodes", "Nodes", "nodes", "int", lambda v: v.plan.n_nodes, "nodes in the group"),
     Metric("energy_j_per_node_day", "Energy (J/node/day)", "J/node/day", "float",
@@ -296,6 +341,16 @@ METRICS: tuple[Metric, ...] = (
                                          "mean")),
     Metric("nodes_with_downtime", "Nodes with downtime", "nodes down", "int",
            lambda v: int((_downtime_s(v) > 0).sum()), "nodes whose store emptied at least once", harvesting=True),
+    Metric("update_nodes_on_latest_model", "Nodes running the latest update's model", "on new model", "int",
+           _on_latest_model, "the group's nodes running the model of the latest update sent to it by the end of the "
+           "run (received, applied, checked)", better="higher", updates=True),
+    Metric("update_s_to_95pct", "Latest update: time to 95 % of the nodes (s)", "update 95% (s)", "float",
+           _latest_s_to_95pct, "from the latest update's start until 95 % of the group's nodes run its model "
+           "(NaN: never within the run)", better="lower", updates=True),
+    Metric("update_energy_j_per_node", "Model updates' energy (J/node)", "update J/node", "float",
+           lambda v: float(_update_energy_by_node(v).mean()), "battery energy per node of the run's model updates: "
+           "listening, fragments and class A polls, applying", better="lower",
+           sample=Sample("node", _update_energy_by_node, "mean"), updates=True),
     Metric("nodes_died", "Nodes died", "died", "int", lambda v: int(v.nodes.died_at_s.notna().sum()),
            "nodes whose battery emptied within the run",
            better="lower", sample=Sample("node", lambda v: v.nodes.died_at_s.notna().to_numpy(dtype=np.float64), "sum")),
@@ -417,14 +472,16 @@ BY_NAME = {m.name: m for m in METRICS}
 ID_COLUMNS = ("policy", "group")
 
 
-def metrics_for(technology: str, harvesting: bool = False) -> list[Metric]:
-    """The metrics that apply to a radio technology (and to harvesting groups if the run has any), in table order."""
-    return [m for m in METRICS if technology in m.technologies and (harvesting or not m.harvesting)]
+def metrics_for(technology: str, harvesting: bool = False, updates: bool = False) -> list[Metric]:
+    """The metrics that apply to a radio technology (and to harvesting groups, to model updates, if the run has
+    any), in table order."""
+    return [m for m in METRICS if technology in m.technologies and (harvesting or not m.harvesting)
+            and (updates or not m.updates)]
 
 
-def summary_columns(technology: str | None = None, harvesting: bool = False) -> list[str]:
+def summary_columns(technology: str | None = None, harvesting: bool = False, updates: bool = False) -> list[str]:
     """Columns of the summary table: the ids, then every metric (of one technology, or all)."""
-    metrics = METRICS if technology is None else metrics_for(technology, harvesting)
+    metrics = METRICS if technology is None else metrics_for(technology, harvesting, updates)
     return [*ID_COLUMNS, *(m.name for m in metrics)]
 
 

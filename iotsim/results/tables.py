@@ -407,10 +407,11 @@ def summary_table(result: RunResult, nodes: pd.DataFrame | None = None) -> pd.Da
     """One row per (policy, group): every metric of the registry that applies to the run's technology."""
     nodes = nodes_table(result) if nodes is None else nodes
     harvesting = any(p.spec.solar is not None for p in result.plans)
-    metrics = metrics_for(result.technology, harvesting)
+    updates = bool(result.updates)
+    metrics = metrics_for(result.technology, harvesting, updates)
     rows = []
     for out in result.outcomes:
         for gi, plan in enumerate(result.plans):
             view = GroupView(result, out, plan, gi, nodes[(nodes.policy == out.policy.name) & (nodes.group == plan.name)])
             rows.append({"policy": out.policy.name, "group": plan.name, **{m.name: m.compute(view) for m in metrics}})
-    return pd.DataFrame(rows, columns=summary_columns(result.technology, harvesting))
+    return pd.DataFrame(rows, columns=summary_columns(result.technology, harvesting, updates))
