@@ -1074,20 +1074,19 @@ def run_chunked(scenario, progress=None):
         # run, iotsim.engine.updates.settle_polls); the gateways' schedule is the pass's, so one policy at a time
         runs = []
         for pi, policy in enumerate(policies):
-            passes = iter(range(1, 10**6))
+            last = {"passes": 0, "run": None}  # this policy's passes so far and the last one's chunked run
 
-            def run_pass(ups, pi=pi, policy=policy, passes=passes):
+            def run_pass(ups, pi=pi, policy=policy, last=last):
                 link.gateway_schedule = gateway_schedule(ups)
-                (run,) = chunks([(pi, policy, None, None)], f"chunks, {policy.name} pass {next(passes)}", ups)
-                fates = run.outcome.poll_fates if run.outcome.poll_fates is not None else \
-                    (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-                runs_of[pi] = run
-                return run.outcome, fates
+                last["passes"] += 1
+                (last["run"],) = chunks([(pi, policy, None, None)], f"chunks, {policy.name} pass {last['passes']}", ups)
+                out = last["run"].outcome
+                empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+                return out, out.poll_fates if out.poll_fates is not None else empty
 
-            runs_of: dict = {}
             settle_polls(update_outcomes, plans,
                          lambda heard: run_updates(scenario, plans, link, nodes, cache, heard), run_pass)
-            runs.append(runs_of[pi])
+            runs.append(last["run"])
         update_outcomes = runs[0].outcome.updates
     else:
         runs = chunks([(pi, p, None, None) for pi, p in enumerate(policies)], "chunks", update_outcomes)
