@@ -31,9 +31,9 @@ fragments answer exactly those (`settle_polls`).
 
 From its activation a node's windows take the new model's inference time on its MCU (`model_steps`).
 
-Not modelled yet (stated in the run's notes): LoRaWAN nodes hear only their strongest gateway's copy of each fragment, and a unicast answer goes through
-the node's strongest gateway whichever gateway heard its poll; BLE and Wi-Fi transfers do not delay other
-nodes' uplinks.
+Not modelled yet (stated in the run's notes): LoRaWAN nodes hear only their strongest gateway's copy of each
+fragment, and a unicast answer goes through the node's strongest gateway whichever gateway heard its poll; BLE
+and Wi-Fi transfers do not delay other nodes' uplinks.
 """
 
 from __future__ import annotations
