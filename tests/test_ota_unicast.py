@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iotsim.engine import run_scenario
 from iotsim.errors import InputError
@@ -447,3 +449,65 @@ def test_the_closed_loop_under_backlog_says_when_the_polls_have_not_settled():
     note = next(n for n in result.notes if n.startswith("Unicast polls, policy on_device"))
     assert f"not settled after {MAX_POLL_PASSES} passes" in note and f"heard before {until:,.0f} s" in note
     assert f"after it {differ:,} polls' fates differ" in note
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 10), n_gw=st.integers(1, 3),
+       period=st.sampled_from([5.0, 40.0, 300.0]), m=st.integers(1, 5), p_poll=st.floats(0.2, 1.0),
+       p_frag=st.floats(0.3, 1.0))
+def test_the_schedule_answers_the_first_heard_poll_whatever_the_verdicts(seed, n, n_gw, period, m, p_poll, p_frag):
+    """Property: with any mix of a run's verdicts (a random prefix of each node's polls, heard or not, their
+    frames held back by up to half a period) and fading draws after them, each gateway sends a fragment only in
+    the RX2 of a poll heard from one of its nodes still without the update, at least D / 0.1 after its previous
+    one, and passes over no such poll once its sub-band is free; a node decodes exactly when what it received
+    spans the block."""
+    from iotsim.link.draws import keyed_uniform_of
+    from iotsim.ota.unicast import PollVerdicts
+
+    rng = np.random.default_rng(seed)
+    gateway = rng.integers(0, n_gw, n)
+    ns = UnicastNodes(gateway, np.full(n, AIR), np.full(n, period), np.full(n, p_poll), np.full(n, p_frag),
+                      np.full(n, RX1), np.full(n, STARTUP))
+    horizon = 60 * period + 5 * D / 0.1 * m
+    draws = np.random.default_rng(seed + 1)
+    first = draws.random(n) * period  # as simulate_unicast draws them from its generator, then the salt
+    salt = int(draws.integers(0, 2**63))
+    counts = rng.integers(0, 25, n)
+    pos = np.repeat(np.arange(n), counts)
+    number = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    heard_v = rng.random(pos.size) < 0.7
+    late = np.maximum.accumulate(rng.random(pos.size) * period / 2) if pos.size else np.zeros(0)
+    end = first[pos] + number * period + late + AIR
+    verdicts = PollVerdicts(pos, number, heard_v, np.where(heard_v, end, np.nan))
+    decoders = [fec.Decoder(m) for _ in range(n)]
+    rollout, c = simulate_unicast(ns, decoders, first_index=1, fragment_airtime_s=D, rx2_delay_s=LEAD_DELAY,
+                                  rx2_window_s=RX2, duty_cycle=0.1, start_s=0.0, horizon_s=horizon,
+                                  rng=np.random.default_rng(seed + 1), verdicts=verdicts)
+    # every heard poll's RX2 opening, per node: from the verdicts, then on the grid with the keyed fading draw
+    opens = []
+    for k in range(n):
+        mine = pos == k
+        opens += [(e + LEAD_DELAY, k) for e in end[mine & heard_v]]
+        j = int(counts[k])
+        while first[k] + j * period + AIR + LEAD_DELAY + RX2 <= horizon:
+            if keyed_uniform_of(salt, 0, k, j) < p_poll:
+                opens.append((first[k] + j * period + AIR + LEAD_DELAY, k))
+            j += 1
+    done = np.where(np.isnan(rollout.done_s), np.inf, rollout.done_s)
+    gap = D / 0.1
+    for g in range(n_gw):
+        sends = np.sort(c["send_s"][c["send_gw"] == g])
+        assert (np.diff(sends) >= gap - 1e-9).all()
+        polls = sorted((t, k) for t, k in opens if gateway[k] == g and t <= done[k] - D + 1e-9)
+        times = np.array([t for t, _ in polls])
+        for s in sends:  # each fragment answers a heard poll of a node still polling
+            assert np.isclose(times, s, rtol=0, atol=1e-9).any()
+        free = np.r_[-np.inf, sends + gap]
+        for t, _ in polls:  # none passed over: between a free moment and the next fragment
+            i = np.searchsorted(sends, t - 1e-9)
+            if t + D <= horizon and i < sends.size:
+                assert not (t >= free[i] - 1e-9 and t < sends[i] - 1e-9)
+            if t + D <= horizon and i == sends.size:
+                assert t < free[i] - 1e-9
+    for k in range(n):
+        assert rollout.decoded[k] == decoders[k].complete and rollout.received[k] >= (m if decoders[k].complete else 0)
