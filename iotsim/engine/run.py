@@ -161,7 +161,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         say("updates", 1, 1)
     by_polls = any(u.unicast is not None for u in update_outcomes)  # each policy's polls decide its fragments
     listening = Listening.of(update_outcomes) if update_outcomes else None
-    polls = poll_messages(update_outcomes, plans)  # class A unicast polls: uplinks of every policy
+    polls = None if by_polls else poll_messages(update_outcomes, plans)  # (with class A unicast: per policy)
     fed_plan = None
     if scenario.federated is not None:
         say("federated rounds", 0, 1)

@@ -112,8 +112,8 @@ class Unicast:
 
     def describe(self) -> str:
         return (f"class A unicast to {self.nodes:,} nodes from {self.start_s:.0f} s: {self.fragments_sent:,} fragments "
-                f"of {self.fragment_bytes} B in RX2 at DR{self.data_rate} (SF{self.sf}) answering "
-                f"{self.polls / max(self.nodes, 1):.3g} polls per node")
+                f"of {self.fragment_bytes} B in RX2 at DR{self.data_rate} (SF{self.sf}), answering the polls the "
+                f"network heard ({self.polls / max(self.nodes, 1):.3g} per node)")
 
 
 @dataclass(frozen=True)
