@@ -306,7 +306,7 @@ def poll_verdicts(updates: list[UpdateOutcome], plans: list[GroupPlan],
     return out
 
 
-MAX_POLL_PASSES = 20
+MAX_POLL_PASSES = 40
 """Class A unicast: a policy's run is repeated with the fragments answering its polls until these settle."""
 
 

@@ -521,6 +521,74 @@ def fuota_session():
     return out, []
 
 
+UNICAST_SCENARIO = """\
+name: unicast_check
+seed: 3
+duration: 2d
+fleet:
+  - group: soil
+    count: 60
+    device: nrf52840_sx1262_2xaa
+    placement: {kind: uniform, area_m: [1200, 1200]}
+    workload: {signal: farm.soil_climate, events_per_day: 1}
+    model: farm_soil_int8
+network:
+  propagation: {pl_d0_db: 100, d0_m: 40, exponent: 2.08, shadowing_sigma_db: 0}
+  gateways:
+    - {id: gw1, position_m: [600, 600]}
+policies: [cloud_offload, on_device]
+updates:
+  - {at: 1d, model: farm_soil_int8, mode: full, data_rate: 5, unicast: only}
+simulation: {background_pool: 200}
+outputs: {plots: false, report: none}
+"""
+
+
+@check("unicast", quick=False)
+def unicast_answers():
+    """Class A unicast of the farm model (a full image at DR5) to 60 nodes polling as fast as the duty cycle
+    allows, one gateway, two policies: per policy, read off the run's own frames, no fragment answers a poll the
+    network did not hear (RECEIVE_DELAY2 after the heard transmission), no heard poll of a node still without
+    the update was passed over while the gateway's RX2 sub-band had duty cycle left, and the passes settled."""
+    from iotsim.engine import run_scenario
+    from iotsim.engine.updates import MAX_POLL_PASSES
+    from iotsim.policies import MessageKind
+    from iotsim.scenario import load_scenario_text
+
+    result = run_scenario(load_scenario_text(UNICAST_SCENARIO))
+    src = "LoRaWAN 1.0.4 class A: a downlink only in the node's receive windows; ETSI EN 300 220 duty cycle"
+    out = []
+    for o in result.outcomes:
+        (u,) = result.updates_of(o)
+        uc = u.unicast
+        m, tx = o.messages, o.tx
+        heard = (m.kind[tx.message] == MessageKind.POLL) & (tx.fate == Fate.DELIVERED)
+        opens = np.sort(tx.start_s[heard] + tx.busy_s[heard] + 2.0 - u.start_s)  # EU868 RECEIVE_DELAY2
+        sends = np.sort(uc.send_s)
+        near = np.minimum(np.searchsorted(opens, sends - 1e-6), max(opens.size - 1, 0))
+        unheard = int((np.abs(opens[near] - sends) > 1e-6).sum()) if opens.size else int(sends.size)
+        done = np.full(result.n_nodes, np.inf)
+        done[u.nodes] = np.where(np.isnan(u.rollout.done_s), np.inf, u.rollout.done_s)
+        node = tx.node[heard]
+        t = (tx.start_s[heard] + tx.busy_s[heard] + 2.0 - u.start_s)
+        t = t[t <= done[node] - uc.fragment_airtime_s + 1e-6]  # polls of nodes still without the update
+        free = np.r_[-np.inf, sends + uc.fragment_airtime_s / uc.duty_cycle]
+        k = np.searchsorted(sends, t - 1e-6)
+        kk = np.minimum(k, max(sends.size - 1, 0))
+        passed = int(((k < sends.size) & (t >= free[kk] - 1e-6) & (t < sends[kk] - 1e-6)).sum()) if sends.size else 0
+        name = o.policy.name
+        out += [
+            CheckResult("updates", f"class A unicast, {name}: fragments answering no poll the run heard", 0, unheard,
+                        0, "fragments", source=src),
+            CheckResult("updates", f"class A unicast, {name}: heard polls passed over while the sub-band was free",
+                        0, passed, 0, "polls", source=src),
+            CheckResult("updates", f"class A unicast, {name}: polls whose fate differs from the one answered, after "
+                        f"{o.poll_passes[0]} of at most {MAX_POLL_PASSES} passes", 0,
+                        o.poll_passes[1] + o.poll_passes[2], 0, "polls", source="iotsim.engine.updates.settle_polls"),
+        ]
+    return out, []
+
+
 # ---------------------------------------------------------------------------------------------
 # IEEE 802.15.4 mesh: frame timing by hand, CSMA/CA's closed form for one sender, ContikiMAC's idle listening
 
