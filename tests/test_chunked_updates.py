@@ -134,9 +134,11 @@ def test_chunk_length_changes_no_output_byte_with_updates(runs, tmp_path):
     assert_same_files(chunked, tmp_path)
 
 
-def test_the_closed_loop_carries_updates_in_chunks(always, tmp_path):
+def test_the_closed_loop_carries_updates_in_chunks(always, tmp_path, monkeypatch):
     """Confirmed uplinks: the polls are acknowledged too, the fragments hold the gateways' radios and their
-    RX2 sub-band for the ACKs in the compiled loop, whatever the chunks."""
+    RX2 sub-band for the ACKs in the compiled loop, whatever the chunks. (Three unicast passes: each pass is
+    the same whole or in chunks, and a closed loop this busy settles only after many.)"""
+    monkeypatch.setattr("iotsim.engine.updates.MAX_POLL_PASSES", 3)
     lorawan = "{confirmed: true, nb_trans: 2}"
     whole = run_scenario(scenario(always, lorawan=lorawan))
     assert whole.outcomes[0].tally.node_stats["acks_received"].sum() > 1000
@@ -209,6 +211,7 @@ def test_closed_loop_deaths_count_listening_as_in_the_whole_run(always, tmp_path
     """The closed loop with cells that empty while listening: the chunks go through the whole run's death passes
     (closed_loop_deaths) with the listening in each pass's budget and among its bursts."""
     small_cells(tmp_path, monkeypatch, "2xaa", 2.0)
+    monkeypatch.setattr("iotsim.engine.updates.MAX_POLL_PASSES", 3)  # (as the test above)
     lorawan = "{confirmed: true, nb_trans: 2}"
     whole = run_scenario(scenario(always, lorawan=lorawan))
     second = whole.updates[1]

@@ -90,6 +90,8 @@ def _run(monkeypatch, engine, **case):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_compiled_loop_gives_the_simpy_engines_bytes(monkeypatch, case):
+    # class A unicast: three passes (each the same in both engines; this busy closed loop settles only after many)
+    monkeypatch.setattr("iotsim.engine.updates.MAX_POLL_PASSES", 3)
     simpy_run = _run(monkeypatch, "simpy", **CASES[case])
     compiled = _run(monkeypatch, "compiled", **CASES[case])
     for a, b in zip(_tables(simpy_run), _tables(compiled)):
