@@ -66,8 +66,8 @@ from iotsim.engine import stages
 from iotsim.engine.fleet import STREAM_LINK, GroupPlan, Verdicts, group_rng, plan_group, woken
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.tally import Tally
-from iotsim.engine.updates import (Listening, UpdateOutcome, activation_s, gateway_schedule, model_steps, poll_fates,
-                                   poll_messages, poll_notes, run_updates, settle_polls, update_notes)
+from iotsim.engine.updates import (Listening, Polls, UpdateOutcome, activation_s, gateway_schedule, model_steps,
+                                   poll_fates, poll_notes, run_updates, settle_polls, update_notes)
 from iotsim.errors import InputError
 from iotsim.link import Messages, make_link
 from iotsim.network import native, reception
@@ -1015,13 +1015,14 @@ def run_chunked(scenario, progress=None):
     n_chunks = max(1, int(np.ceil(duration / chunk_s)))
     received_mw = 10.0 ** (np.asarray(nodes.link.rx_power_dbm, dtype=np.float64) / 10.0)
 
-    def chunks(items: list[tuple], phase: str, updates: list[UpdateOutcome]) -> list:
+    def chunks(items: list[tuple], phase: str, updates: list[UpdateOutcome], poll_set: Polls | None = None) -> list:
         """Every chunk for the policies `items` ((index, policy, death times or None, the closed loop's stop or
-        None)) with the model updates `updates`, then their outcomes."""
+        None)) with the model updates `updates` (and their class A unicast polls `poll_set`, uplinks of the run),
+        then their outcomes."""
         plans_u = model_steps(plans, updates)  # each window's inference time: the model its node runs then
         switches = model_switches(plans, updates)
         listening = Listening.of(updates) if updates else None
-        polls = poll_messages(updates, plans)  # class A unicast polls: uplinks of the run
+        polls = poll_set.messages if poll_set is not None else None
         runs = [PolicyChunks(scenario, plans_u, policy, pi, link, nodes,
                              Path(workdir.name) / f"packets-{pi}.parquet" if packets else None, gateway_ids, died,
                              received_mw, listening, stop)
@@ -1065,7 +1066,7 @@ def run_chunked(scenario, progress=None):
                 again.append((run.pi, run.policy, death_times(scenario, plans_u, run.policy, run.pi, link, nodes,
                                                               run.at_risk, say, switches, polls, listening), None))
         if again:
-            redone = {run.pi: run for run in chunks(again, f"{phase} with battery deaths", updates)}
+            redone = {run.pi: run for run in chunks(again, f"{phase} with battery deaths", updates, poll_set)}
             runs = [redone.get(run.pi, run) for run in runs]
         return runs
 
@@ -1079,13 +1080,14 @@ def run_chunked(scenario, progress=None):
             def run_pass(ups, pi=pi, policy=policy, last=last):
                 link.gateway_schedule = gateway_schedule(ups)
                 last["passes"] += 1
-                (last["run"],) = chunks([(pi, policy, None, None)], f"chunks, {policy.name} pass {last['passes']}", ups)
+                poll_set = Polls.of(ups, plans)
+                (last["run"],) = chunks([(pi, policy, None, None)], f"chunks, {policy.name} pass {last['passes']}", ups,
+                                        poll_set)
                 out = last["run"].outcome
-                empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-                return out, out.poll_fates if out.poll_fates is not None else empty
+                return out, poll_set.verdicts(ups, out.poll_fates) if poll_set is not None else {}
 
-            settle_polls(update_outcomes, plans,
-                         lambda heard: run_updates(scenario, plans, link, nodes, cache, heard), run_pass)
+            settle_polls(update_outcomes, lambda heard: run_updates(scenario, plans, link, nodes, cache, heard),
+                         run_pass)
             runs.append(last["run"])
         update_outcomes = runs[0].outcome.updates
     else:

@@ -26,8 +26,8 @@ from iotsim.engine.federated import workdir as federated_workdir
 from iotsim.engine.harvest import HarvestOutcome, HarvestPlan, frames_off, hourly_demand_j, run_stores
 from iotsim.engine.messages import merge_messages, policy_messages
 from iotsim.engine.tally import Tally, tally_of
-from iotsim.engine.updates import (Listening, gateway_schedule, poll_fates, poll_messages, poll_notes, run_updates,
-                                   settle_polls, update_notes, updated_plans)
+from iotsim.engine.updates import (Listening, Polls, gateway_schedule, poll_fates, poll_notes, run_updates, settle_polls,
+                                   update_notes, updated_plans)
 from iotsim.link import Link, Messages, Transmissions, make_link
 from iotsim.network.fate import Fate
 from iotsim.policies import EnergyAware, Policy, make_policy
@@ -161,7 +161,6 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
         say("updates", 1, 1)
     by_polls = any(u.unicast is not None for u in update_outcomes)  # each policy's polls decide its fragments
     listening = Listening.of(update_outcomes) if update_outcomes else None
-    polls = None if by_polls else poll_messages(update_outcomes, plans)  # (with class A unicast: per policy)
     fed_plan = None
     if scenario.federated is not None:
         say("federated rounds", 0, 1)
@@ -180,8 +179,7 @@ def run_scenario(scenario, progress: Progress | None = None) -> RunResult:
             outcomes.append(simulate_with_polls(scenario, base_plans, policy, pi, link, nodes, cache, harvest,
                                                 (update_outcomes, plans)))
         else:
-            outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening, extra_messages=polls,
-                                            harvest=harvest))
+            outcomes.append(simulate_policy(scenario, plans, policy, pi, link, nodes, listening, harvest=harvest))
         say(f"policy {policy.name}", 1, 1)
     if by_polls:  # the run's updates and the plans' verdicts: the first policy's, as RunResult.updates says
         update_outcomes = outcomes[0].updates
@@ -209,11 +207,12 @@ def simulate_with_polls(scenario, plans: list[GroupPlan], policy: Policy, policy
     def run(ups):
         plans_u = plans0 if ups is ups0 else updated_plans(plans, ups)
         link.gateway_schedule = gateway_schedule(ups)
+        polls = Polls.of(ups, plans_u)
         outcome = simulate_policy(scenario, plans_u, policy, policy_index, link, nodes, Listening.of(ups),
-                                  extra_messages=poll_messages(ups, plans_u), harvest=harvest)
-        return outcome, poll_fates(outcome.messages, outcome.tx)
+                                  extra_messages=polls.messages if polls else None, harvest=harvest)
+        return outcome, polls.verdicts(ups, poll_fates(outcome.messages, outcome.tx)) if polls else {}
 
-    return settle_polls(ups0, plans, lambda heard: run_updates(scenario, plans, link, nodes, cache, heard), run)
+    return settle_polls(ups0, lambda heard: run_updates(scenario, plans, link, nodes, cache, heard), run)
 
 
 def simulate_federated(scenario, plans: list[GroupPlan], policy: Policy, policy_index: int, link: Link,

@@ -25,8 +25,8 @@ the flash time is charged at the MCU's flash current, the check at its active cu
 
 LoRaWAN class A unicast (`unicast:`, `iotsim.ota.unicast`): the nodes poll with empty uplinks and the network
 answers each poll it heard with one fragment in RX2, instead of the session (`only`, the baseline) or after it
-for the nodes that could not decode it (`repair`). The polls are uplinks of the policy's run (`poll_messages`);
-which of them the network heard comes from that run (`poll_fates`, `poll_verdicts`), in passes until the
+for the nodes that could not decode it (`repair`). The polls are uplinks of the policy's run (`Polls`); which
+of them the network heard comes from that run (`poll_fates`, `Polls.verdicts`), in passes until the
 fragments answer exactly those (`settle_polls`).
 
 From its activation a node's windows take the new model's inference time on its MCU (`model_steps`).
@@ -112,7 +112,7 @@ class UpdateOutcome:
 def plan_updates(scenario, plans: list[GroupPlan], link, cache: dict,
                  heard: dict | None = None) -> list[UpdateOutcome]:
     """Every update's session and rollout, in order of start. `heard`: per update index, what a policy's run
-    made of its class A unicast polls (`poll_verdicts`); without it the polls are heard with their fading
+    made of its class A unicast polls (`Polls.verdicts`); without it the polls are heard with their fading
     probability."""
     from iotsim.scenario.loader import model_before, update_before, update_groups
     from iotsim.tinyml.runtime import load_model, model_key
@@ -236,36 +236,60 @@ def poll_energy_j(out: UpdateOutcome, nodes) -> np.ndarray:
     return energy
 
 
-def _polls(updates: list[UpdateOutcome], plans: list[GroupPlan]):
-    """The updates' class A unicast polls in (node, ready time) order: (Messages, and per poll its update's place
-    in `updates`, its node's place in the update's unicast phase and its number on the node's grid), or None."""
-    node, ready, which, pos_all, number = [], [], [], [], []
-    for i, u in enumerate(updates):
-        if u.unicast is None:
-            continue
-        pos, t, j = u.unicast.polls_of(numbers=True)
-        node.append(u.nodes[u.unicast.node_pos[pos]])
-        ready.append(u.start_s + t)
-        which.append(np.full(pos.size, i, np.int64))
-        pos_all.append(pos)
-        number.append(j)
-    if not node:
-        return None
-    node, ready = np.concatenate(node).astype(np.int64), np.concatenate(ready)
-    order = np.lexsort((ready, node))
-    offsets = np.cumsum([0] + [p.n_nodes for p in plans])
-    n = node.size
-    messages = Messages(node[order], ready[order], np.zeros(n, np.int64), np.full(n, MessageKind.POLL, np.int8),
-                        np.full(n, -1, np.int64),
-                        (np.searchsorted(offsets, node[order], side="right") - 1).astype(np.int64))
-    return messages, np.concatenate(which)[order], np.concatenate(pos_all)[order], np.concatenate(number)[order]
+@dataclass(frozen=True)
+class Polls:
+    """The updates' class A unicast polls as uplinks of a run without payload (kind `poll`, in (node, ready time)
+    order), with per poll its update's place in the updates, its node's place in the update's unicast phase and
+    its number on the node's grid."""
 
+    messages: Messages
+    which: np.ndarray
+    pos: np.ndarray
+    number: np.ndarray
 
-def poll_messages(updates: list[UpdateOutcome], plans: list[GroupPlan]) -> Messages | None:
-    """The updates' class A unicast polls as uplinks without payload (kind `poll`), in (node, ready time)
-    order; None without any."""
-    polls = _polls(updates, plans)
-    return None if polls is None else polls[0]
+    @staticmethod
+    def of(updates: list[UpdateOutcome], plans: list[GroupPlan]) -> "Polls | None":
+        """The polls of `updates` (None without any)."""
+        node, ready, which, pos_all, number = [], [], [], [], []
+        for i, u in enumerate(updates):
+            if u.unicast is None:
+                continue
+            pos, t, j = u.unicast.polls_of(numbers=True)
+            node.append(u.nodes[u.unicast.node_pos[pos]])
+            ready.append(u.start_s + t)
+            which.append(np.full(pos.size, i, np.int64))
+            pos_all.append(pos)
+            number.append(j)
+        if not node:
+            return None
+        node, ready = np.concatenate(node).astype(np.int64), np.concatenate(ready)
+        order = np.lexsort((ready, node))
+        offsets = np.cumsum([0] + [p.n_nodes for p in plans])
+        n = node.size
+        messages = Messages(node[order], ready[order], np.zeros(n, np.int64), np.full(n, MessageKind.POLL, np.int8),
+                            np.full(n, -1, np.int64),
+                            (np.searchsorted(offsets, node[order], side="right") - 1).astype(np.int64))
+        return Polls(messages, np.concatenate(which)[order], np.concatenate(pos_all)[order],
+                     np.concatenate(number)[order])
+
+    def verdicts(self, updates: list[UpdateOutcome],
+                 fates: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[int, unicast.PollVerdicts]:
+        """Per update index with a class A unicast: what a run made of each of these polls (`fates`: `poll_fates`'s
+        arrays, in any order): heard by the network server or not, and when the heard transmission ended (from the
+        update's start)."""
+        want = self.messages
+        node, ready, ended = fates
+        order = np.lexsort((ready, node))
+        if not (np.array_equal(node[order], want.node) and np.array_equal(ready[order], want.ready_s)):
+            raise AssertionError("the run's polls are not the unicast schedule's")
+        ended = ended[order]
+        out = {}
+        for i, u in enumerate(updates):
+            sel = self.which == i
+            if u.unicast is not None:
+                out[u.index] = unicast.PollVerdicts(self.pos[sel], self.number[sel], ~np.isnan(ended[sel]),
+                                                    ended[sel] - u.start_s, want.ready_s[sel] - u.start_s)
+        return out
 
 
 def poll_fates(messages: Messages, tx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -283,34 +307,11 @@ def poll_fates(messages: Messages, tx) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return messages.node[mine], messages.ready_s[mine], ended[mine]
 
 
-def poll_verdicts(updates: list[UpdateOutcome], plans: list[GroupPlan],
-                  fates: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[int, unicast.PollVerdicts]:
-    """Per update index with a class A unicast: what a run made of each of its polls (`fates`: `poll_fates`'s
-    arrays, in any order): heard by the network server or not, and when the heard transmission ended (from the
-    update's start)."""
-    polls = _polls(updates, plans)
-    if polls is None:
-        return {}
-    want, which, pos, number = polls
-    node, ready, ended = fates
-    order = np.lexsort((ready, node))
-    if not (np.array_equal(node[order], want.node) and np.array_equal(ready[order], want.ready_s)):
-        raise AssertionError("the run's polls are not the unicast schedule's")
-    ended = ended[order]
-    out = {}
-    for i, u in enumerate(updates):
-        sel = which == i
-        if u.unicast is not None:
-            out[u.index] = unicast.PollVerdicts(pos[sel], number[sel], ~np.isnan(ended[sel]), ended[sel] - u.start_s,
-                                                want.ready_s[sel] - u.start_s)
-    return out
-
-
 MAX_POLL_PASSES = 40
 """Class A unicast: a policy's run is repeated with the fragments answering its polls until these settle."""
 
 
-def settle_polls(first: list[UpdateOutcome], plans: list[GroupPlan], replan, run):
+def settle_polls(first: list[UpdateOutcome], replan, run):
     """A policy's run when its model updates go out by class A unicast: the network answers the polls its run
     heard.
 
@@ -318,7 +319,7 @@ def settle_polls(first: list[UpdateOutcome], plans: list[GroupPlan], replan, run
     nothing; a node that has decoded stops polling and runs the new model), so the run goes in passes: pass 0
     takes each poll as heard with its fading probability (`first`: the updates so planned); each later pass
     plans the updates from what the previous pass's run made of the polls (`replan(heard)`), until the run
-    (`run(updates)` -> (outcome, `poll_fates` arrays)) hears exactly the polls the fragments answered, or
+    (`run(updates)` -> (outcome, `Polls.verdicts`)) hears exactly the polls the fragments answered, or
     MAX_POLL_PASSES. That fixed point is the closed loop's answer: a link's outcome up to a time depends on the
     traffic up to then only (iotsim.link.draws) and a poll's fragment comes after it, so each pass agrees with
     the one before up to a later time than that one did. Returns the last pass's outcome, with its updates and
@@ -328,8 +329,7 @@ def settle_polls(first: list[UpdateOutcome], plans: list[GroupPlan], replan, run
     for k in range(MAX_POLL_PASSES):
         if k:
             ups = replan(heard)
-        outcome, fates = run(ups)
-        got = poll_verdicts(ups, plans, fates)
+        outcome, got = run(ups)
         missing = differ = 0
         settled_until = np.inf  # the earliest time a poll that differs was on air (from the run's start)
         for u in ups:
@@ -342,7 +342,7 @@ def settle_polls(first: list[UpdateOutcome], plans: list[GroupPlan], replan, run
         outcome.updates, outcome.poll_passes = ups, (k + 1, missing, differ, settled_until)
         if missing == differ == 0 or k + 1 == MAX_POLL_PASSES:
             return outcome
-        heard, outcome, fates = got, None, None  # (the next pass's run need not share memory with this one)
+        heard, outcome = got, None  # (the next pass's run need not share memory with this one)
 
 
 def poll_notes(outcomes) -> list[str]:
@@ -609,5 +609,5 @@ class Listening:
         return node[order], t[order], (share * np.repeat(energy, k))[order]
 
 
-__all__ = ["Listening", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "model_steps", "plan_updates",
+__all__ = ["Listening", "Polls", "UpdateOutcome", "effective_verdicts", "gateway_schedule", "model_steps", "plan_updates",
            "run_updates", "update_energy_j", "update_notes", "updated_plans"]

@@ -141,7 +141,7 @@ class PollVerdicts:
     """What a run made of one unicast phase's polls: per poll on air, its node's place in the phase, its number
     on the node's grid (0: the first poll), whether the network server heard it and when the transmission it
     heard ended (from the update's start; NaN when not heard): the node's RX2 opens RECEIVE_DELAY2 later.
-    `poll_verdicts` in iotsim.engine.updates reads them off a policy's run."""
+    `Polls.verdicts` in iotsim.engine.updates reads them off a policy's run."""
 
     pos: np.ndarray
     number: np.ndarray
