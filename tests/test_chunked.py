@@ -309,19 +309,26 @@ def test_a_message_ready_across_a_boundary_keeps_the_whole_runs_order(monkeypatc
     assert_same_tables(a, b)
 
 
+def _nbiot_doc() -> dict:
+    """The NB-IoT smart city for 6 h, heartbeats every 5 min and the cell releasing a node 150 s after its last
+    data (some reports find their node still connected)."""
+    doc = yaml.safe_load((REPO / "scenarios" / "smart_city_nbiot.yaml").read_text())
+    doc["outputs"] = {"plots": False, "report": "none", "packets_table": True}
+    doc["duration"] = "6h"
+    doc["network"]["nbiot"]["inactivity_timer"] = "150s"
+    doc["fleet"][0]["heartbeat"] = "5min"
+    return doc
+
+
 def test_nbiot_runs_in_chunks_as_whole():
     """NB-IoT: a node's next report finds it still connected (no new random access) or not, and the tail after each
     report (connected, released, idle) lasts until the next: the chunks carry the node's last report and settle its
     tail when the next one is known, so the tables (connections, connected time, the cell's NPUSCH time) equal the
     whole run's, whatever the chunk length."""
-    doc = yaml.safe_load((REPO / "scenarios" / "smart_city_nbiot.yaml").read_text())
-    doc["outputs"] = {"plots": False, "report": "none", "packets_table": True}
-    doc["duration"] = "6h"
     # heartbeats every 5 min, the cell releasing a node 150 s after its last data: some reports find their node
     # still connected, across chunk boundaries too (the tail of a chunk's last report is settled by the next chunk's;
     # settling it as a last report instead fails this test)
-    doc["network"]["nbiot"]["inactivity_timer"] = "150s"
-    doc["fleet"][0]["heartbeat"] = "5min"
+    doc = _nbiot_doc()
 
     def run(chunk):
         d = dict(doc, simulation=dict(doc.get("simulation", {})))
@@ -342,11 +349,7 @@ def test_nbiot_batteries_that_empty_die_as_in_the_whole_run(tmp_path, monkeypatc
     """Small cells on NB-IoT: the pass that finds who dies when feeds each chunk's reports once their tails are
     settled (the tail's energy is part of the report's), in order; the tables equal the whole run's."""
     small_cells(tmp_path, monkeypatch, "18650", 8)
-    doc = yaml.safe_load((REPO / "scenarios" / "smart_city_nbiot.yaml").read_text())
-    doc["outputs"] = {"plots": False, "report": "none", "packets_table": True}
-    doc["duration"] = "6h"
-    doc["network"]["nbiot"]["inactivity_timer"] = "150s"
-    doc["fleet"][0]["heartbeat"] = "5min"
+    doc = _nbiot_doc()
 
     def run(chunk):
         d = dict(doc, simulation={"chunk": chunk} if chunk else {})
