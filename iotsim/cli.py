@@ -607,8 +607,9 @@ def firmware_verify(
     vectors: int = typer.Option(100, "--vectors", "-n", min=1, help="input vectors to run"),
     inputs: str = typer.Option("random", help="random, or real: data of the kind the model expects"),
     seed: int = typer.Option(0, help="seed of the inputs"),
-    kernels: str = typer.Option("reference", help="kernel set: reference (TFLite Micro's reference kernels) or "
-                                "optimized (CMSIS-NN-style DSP kernels; Cortex-M4/M33 only)"),
+    kernels: str = typer.Option("reference", help="kernel set: reference (TFLite Micro's reference kernels), "
+                                "optimized (CMSIS-NN-style DSP kernels; Cortex-M4/M33 only) or cmsis-nn (Arm's "
+                                "CMSIS-NN from $IOTSIM_CMSIS_NN, not shipped; Cortex-M4; not recorded)"),
     record: bool = typer.Option(True, "--record/--no-record", help="store a bit-exact measurement in the model's "
                                 "cost table, for the simulator"),
     keep: Optional[Path] = typer.Option(None, "--keep", help="keep the export and build in this folder"),

@@ -46,6 +46,7 @@ def fake_measurement(monkeypatch):
     """Optimized kernels built -Os: exactly the v0.5 latency's cycle count; built -O2: half of it;
     reference kernels: twice it."""
     mlperf_model("results.csv")  # skips without the MLPerf files
+    monkeypatch.delenv("IOTSIM_CMSIS_NN", raising=False)  # the comparisons of a machine without Arm's CMSIS-NN
     pub = mlperf.published("v0.5-tflm")
     calls = []
 
@@ -144,6 +145,25 @@ def test_validate_mlperf_check_fails_when_a_latency_is_off(fake_measurement, mon
     results, _ = checks.mlperf_tiny()
     failed = [r.check for r in results if not r.passed]
     assert failed == [next(r.check for r in results if "ic latency" in r.check)]
+
+
+def test_with_cmsis_nn_at_hand_its_rows_come_first_and_are_the_ones_judged(fake_measurement, monkeypatch):
+    """Where $IOTSIM_CMSIS_NN names Arm's CMSIS-NN, the cmsis-nn kernels built -Os are measured too, compared
+    with the v0.5 rows (the library those rows ran) and judged; our optimized kernels are then shown only."""
+    monkeypatch.setattr(mlperf_tiny, "cmsis_nn_unavailable", lambda: None)
+    rows = mlperf_tiny.rows_from(mlperf_tiny.measure(progress=None))
+    assert ("cmsis-nn", "-Os", "kws") in fake_measurement
+    keys = list(dict.fromkeys((r["kernels"], r["build"], r["compared_with"]) for r in rows))
+    assert keys == [("cmsis-nn", "-Os", "v0.5-tflm"), *mlperf_tiny.COMPARISONS]
+    assert [r["task"] for r in rows if r["checked"]] == list(mlperf.TASKS)
+    assert all(r["kernels"] == "cmsis-nn" for r in rows if r["checked"])
+    notes = " ".join(mlperf_tiny._notes(rows))
+    assert "cmsis-nn kernels (-Os) vs v0.5-tflm" in notes and "(judged by iotsim validate)" in notes
+    assert notes.count("judged by iotsim validate") == 1
+    # without it, the optimized kernels built -Os are the judged ones (the fixture's default)
+    monkeypatch.setattr(mlperf_tiny, "cmsis_nn_unavailable", lambda: "no tree")
+    rows = mlperf_tiny.rows_from(mlperf_tiny.measure(progress=None))
+    assert {(r["kernels"], r["build"]) for r in rows if r["checked"]} == {("optimized", "-Os")}
 
 
 def test_validate_mlperf_check_skips_without_the_files(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,10 @@ Two kernel sets (`kernels=`): "reference" (firmware_ref/kernels/, TFLite Micro's
 kernels) and "optimized" (firmware_ref/kernels_opt/: CONV_2D, DEPTHWISE_CONV_2D and
 FULLY_CONNECTED written with the Cortex-M DSP instructions the way CMSIS-NN is; every other
 op's source still comes from kernels/). Same functions, same results; the optimized set needs
-the DSP extension (Cortex-M4, M33) and is refused for the Cortex-M3.
+the DSP extension (Cortex-M4, M33) and is refused for the Cortex-M3. A third set, "cmsis-nn",
+links Arm's own CMSIS-NN, which iotsim does not ship: firmware_ref/kernels_cmsis/ calls it as
+TFLM's cmsis-nn kernels of 2020 did (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD), and the
+library's sources come from the tree $IOTSIM_CMSIS_NN names (`cmsis_nn()`); Cortex-M4 only.
 
 with include dirs export_dir and firmware_ref/include, and linked with the board's linker script
 (firmware_ref/boards/<board>.ld, which INCLUDEs common.ld).
@@ -49,8 +52,20 @@ ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi"
 COMMON_CFLAGS = ("-O2", "-std=c99", "-ffunction-sections", "-fdata-sections", "-Wall")
 HOST_CFLAGS = ("-O2", "-std=c99", "-Wall")
 VARIANTS = ("semihosting", "ram")
-KERNEL_SETS = ("reference", "optimized")
+KERNEL_SETS = ("reference", "optimized", "cmsis-nn")
 KERNELS_OPT_DIR = FIRMWARE_REF_DIR / "kernels_opt"
+KERNELS_CMSIS_DIR = FIRMWARE_REF_DIR / "kernels_cmsis"
+# Arm's CMSIS-NN, user-supplied: a CMSIS_5 tree (the directory holding CMSIS/NN) with the API of May 2020
+# that TFLM 2.3's cmsis-nn kernels called (arm_nnfunctions.h V.3.0.0: struct arguments for convolutions,
+# plain ones for depthwise, fully connected and pooling). The MLPerf Tiny v0.5 reference build vendored
+# such a tree (mlcommons/tiny, benchmark/reference_submissions/<task>/tensorflow/lite/micro/tools/make/
+# downloads/cmsis). Its sources in these folders are compiled; --gc-sections keeps what the glue calls.
+CMSIS_NN_ENV = "IOTSIM_CMSIS_NN"
+CMSIS_NN_SOURCE_DIRS = ("ConvolutionFunctions", "FullyConnectedFunctions", "NNSupportFunctions", "BasicMathFunctions")
+# what the v0.5 build defined for CMSIS (mlcommons/tiny .../BUILD/NUCLEO_L4R5ZI/GCC_ARM/.profile-c: mbed's
+# ARM_MATH_CM4 and __FPU_PRESENT=1, C as gnu11)
+CMSIS_NN_CFLAGS = ("-std=gnu11", "-DARM_MATH_CM4", "-D__FPU_PRESENT=1")
+CMSIS_NN_CORES = ("cortex-m4",)
 # cores with the DSP extension the optimized kernels use (SXTB16, SXTAB16, SMLAD, SMLABB/TT):
 # Armv7E-M (Cortex-M4) and Armv8-M Mainline with DSP (Cortex-M33: gcc's -mcpu=cortex-m33 enables
 # it, __ARM_FEATURE_DSP; QEMU's cortex-m33 implements it). The Cortex-M3 (Armv7-M) has none.
@@ -137,6 +152,10 @@ def check_kernels(kernels: str, board: "Board | None" = None) -> str:
     if kernels not in KERNEL_SETS:
         raise FirmwareBuildError(f"unknown kernel set '{kernels}': choose one of {', '.join(KERNEL_SETS)}",
                                  field="kernels")
+    if kernels == "cmsis-nn" and board is not None and board.core not in CMSIS_NN_CORES:
+        raise FirmwareBuildError(
+            f"the cmsis-nn kernels are built as the MLPerf Tiny v0.5 build built them, for the Cortex-M4; "
+            f"{board.name} is a {board.core}: use mps2-an386", field="kernels")
     if kernels == "optimized" and board is not None and board.core not in DSP_CORES:
         raise FirmwareBuildError(
             f"the optimized kernels use the DSP extension (SMLAD, SXTB16), which {board.name} ({board.core}) "
@@ -146,11 +165,55 @@ def check_kernels(kernels: str, board: "Board | None" = None) -> str:
     return kernels
 
 
+def kernel_dir(kernels: str) -> Path | None:
+    """The folder whose files replace kernels/<name> for a kernel set (None for the reference set)."""
+    return {"optimized": KERNELS_OPT_DIR, "cmsis-nn": KERNELS_CMSIS_DIR}.get(kernels)
+
+
 def kernel_sources(sources: tuple[Path, ...], kernels: str) -> list[Path]:
-    """The kernel files to compile: kernels_opt/<name> where the optimized set has one, else kernels/<name>."""
-    if kernels == "reference":
+    """The kernel files to compile: <the set's folder>/<name> where the set has one, else kernels/<name>
+    (for cmsis-nn, followed by the CMSIS-NN library's sources)."""
+    d = kernel_dir(kernels)
+    if d is None:
         return list(sources)
-    return [KERNELS_OPT_DIR / s.name if (KERNELS_OPT_DIR / s.name).is_file() else s for s in sources]
+    out = [d / s.name if (d / s.name).is_file() else s for s in sources]
+    if kernels == "cmsis-nn":
+        out += list(cmsis_nn().sources)
+    return out
+
+
+@dataclass(frozen=True)
+class CmsisNn:
+    """A CMSIS-NN tree: where $IOTSIM_CMSIS_NN points, its library sources and the include folders."""
+
+    root: Path
+    sources: tuple[Path, ...]
+    include_dirs: tuple[Path, ...]
+
+
+def cmsis_nn() -> CmsisNn:
+    """The CMSIS-NN tree $IOTSIM_CMSIS_NN names, or FirmwareBuildError saying what is missing.
+
+    Include folders: CMSIS/NN/Include, CMSIS/DSP/Include and CMSIS/Core/Include under the root (a CMSIS_5
+    checkout), and the root's parent, for trees laid out as TFLM's download step left them (sources that
+    include "cmsis/CMSIS/...")."""
+    value = os.environ.get(CMSIS_NN_ENV, "")
+    if not value:
+        raise FirmwareBuildError(
+            f"the cmsis-nn kernels link Arm's CMSIS-NN, which iotsim does not ship: set {CMSIS_NN_ENV} to a CMSIS_5 "
+            f"tree with the May 2020 API (the directory holding CMSIS/NN; docs/firmware.md says where to get one)",
+            field="kernels")
+    root = Path(value).expanduser()
+    nn = root / "CMSIS" / "NN"
+    if not (nn / "Include" / "arm_nnfunctions.h").is_file():
+        raise FirmwareBuildError(f"no CMSIS/NN/Include/arm_nnfunctions.h under {CMSIS_NN_ENV}", where=str(root))
+    sources = tuple(sorted(p for d in CMSIS_NN_SOURCE_DIRS for p in (nn / "Source" / d).glob("*.c")))
+    if not sources:
+        raise FirmwareBuildError(f"no CMSIS-NN sources in CMSIS/NN/Source/{{{','.join(CMSIS_NN_SOURCE_DIRS)}}}",
+                                 where=str(root))
+    includes = tuple(d for d in (nn / "Include", root / "CMSIS" / "DSP" / "Include", root / "CMSIS" / "Core" / "Include",
+                                 root.parent) if d.is_dir())
+    return CmsisNn(root=root, sources=sources, include_dirs=includes)
 
 
 def get_board(board: str | Board) -> Board:
@@ -531,12 +594,17 @@ def build_elf(
         f"-DIOTSIM_MAX_VECTORS={int(max_vectors)}",
     ]
     cflags = (*b.cpu_flags, *COMMON_CFLAGS, *defines, *extra_cflags)
-    includes = [f"-I{exp.dir.resolve()}", f"-I{(fw / 'include').resolve()}"]
     header_dirs = [exp.dir, fw / "include"]
-    if kernels == "optimized":
-        includes.append(f"-I{KERNELS_OPT_DIR.resolve()}")
-        header_dirs.append(KERNELS_OPT_DIR)
+    if kernel_dir(kernels) is not None:
+        header_dirs.append(kernel_dir(kernels))
     kernel_files = kernel_sources(exp.sources, kernels)
+    library = cmsis_nn() if kernels == "cmsis-nn" else None
+    if library is not None:
+        cflags = (*cflags, *CMSIS_NN_CFLAGS)
+        header_dirs += [d for d in library.include_dirs if d != library.root.parent]
+    includes = [f"-I{d.resolve()}" for d in header_dirs]
+    if library is not None and library.root.parent not in header_dirs:
+        includes.append(f"-I{library.root.parent.resolve()}")
     if variant == "semihosting":
         specs = ["-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs"]
     else:
@@ -618,6 +686,9 @@ def build_host(export_dir: str | os.PathLike, build_dir: str | os.PathLike, *, e
     "optimized" the DSP instructions are their plain-C equivalents (kernels_opt/iotsim_dsp.h).
     """
     check_kernels(kernels)
+    if kernels == "cmsis-nn":
+        raise FirmwareBuildError("the cmsis-nn kernels are Arm's Cortex-M code: they build for a board, not for this "
+                                 "machine", field="kernels")
     exp = read_export(export_dir)
     cc = host_cc()
     version = compiler_version(cc)

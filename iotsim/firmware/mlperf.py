@@ -48,7 +48,7 @@ PUBLISHED_ROWS = {
     "v0.5-tflm": ("v0.5", "reference"),
     "v1.0-xcube-ai": ("v1.0", "STMicroelectronics"),
 }
-KERNEL_SETS = ("reference", "optimized")
+KERNEL_SETS = ("reference", "optimized", "cmsis-nn")
 # Compiler optimisation of a build: the project's own (-O2, what the simulator's cost tables measure) or
 # the one the published v0.5 build used. The v0.5 reference submission's stored build flags
 # (mlcommons/tiny benchmark/reference_submissions/anomaly_detection/BUILD/NUCLEO_L4R5ZI/GCC_ARM/
