@@ -24,14 +24,33 @@ def test_one_frame_worked_by_hand():
 
 
 def test_one_saturated_sender_matches_its_closed_form():
-    """Alone and saturated, a cycle lasts E[k] x 320 us + CCA + 2 turnarounds + frame + ACK with E[k] =
-    (2^3 - 1) / 2: the channel's throughput is the frame's share of that."""
+    """Alone and saturated, a cycle lasts E[k] x 320 us + CCA + 2 turnarounds + frame + ACK + LIFS (640 us after
+    a 60-octet PSDU) with E[k] = (2^3 - 1) / 2: the channel's throughput is the frame's share of that. Without
+    the interframe spacing (the switch off), the LIFS drops out of the cycle."""
     air = float(phy.frame_airtime_s(60))
     cycle = 3.5 * 320 * US + 128 * US + 2 * 192 * US + air + 352 * US
     r = csma.simulate(1, 60, 20.0, np.random.default_rng(1))
-    assert r.throughput == pytest.approx(air / cycle, rel=0.01)
+    assert r.throughput == pytest.approx(air / (cycle + 640 * US), rel=0.01)
     assert r.delivered[0] == r.frames[0] > 4000 and r.transmissions[0] - r.frames[0] <= 1  # one on air at the end
     assert r.cca_busy[0] == 0 and r.collisions[0] == 0
+    off = csma.simulate(1, 60, 20.0, np.random.default_rng(1), settings=csma.MacSettings(ifs=False))
+    assert off.throughput == pytest.approx(air / cycle, rel=0.01)
+    assert off.throughput > r.throughput * 1.05
+
+
+@pytest.mark.parametrize("psdu, ifs_us", [(18, 192), (19, 640), (127, 640)])
+def test_back_to_back_frames_keep_the_interframe_spacing(psdu, ifs_us):
+    """Two frames queued at 0: the second's CSMA/CA starts SIFS (12 symbols, PSDU <= aMaxSIFSFrameSize 18
+    octets) or LIFS (40 symbols) after the first's acknowledgement; worked by hand from the two backoff draws."""
+    seed = 3
+    draws = np.random.default_rng(seed).integers(0, 8, size=2)
+    r = csma.simulate(1, psdu, 1.0, np.random.default_rng(seed), saturated=False, arrivals=[[0.0, 0.0]])
+    air = float(phy.frame_airtime_s(psdu)) / US
+    hop = 128 + 192 + air + 192 + 352  # CCA, turnaround, frame, turnaround, ACK (us)
+    first = draws[0] * 320 + hop
+    second = ifs_us + draws[1] * 320 + hop  # taken up when the first is acknowledged
+    assert r.latency_s == [pytest.approx(first * US, abs=1e-12), pytest.approx(second * US, abs=1e-12)]
+    assert phy.ifs_s(psdu) == pytest.approx(ifs_us * US)
 
 
 @pytest.mark.parametrize("n", [5, 20])

@@ -43,6 +43,25 @@ def test_one_hop_always_on_worked_by_hand():
     np.testing.assert_allclose(r.radio_s(), [1.0, 1.0])
 
 
+@pytest.mark.parametrize("psdu, ifs_us", [(15, 192), (60, 640)])
+def test_always_on_back_to_back_frames_keep_the_interframe_spacing(psdu, ifs_us):
+    """Two frames of one node ready together: the second's CSMA/CA starts the interframe spacing (SIFS up to
+    18 octets, LIFS above: IEEE 802.15.4-2006 7.5.1.3) after the first's acknowledgement, so with the same
+    draws it is delivered exactly that much later than with the spacing switched off."""
+    from iotsim.mesh.csma import MacSettings
+
+    power, parent = line(0)
+    runs = [mn.simulate_mesh(power, parent, [0, 0], [0.25, 0.25], psdu, 1.0, np.random.default_rng(9),
+                             mn.MeshSettings(rdc=None, fading=False, mac=MacSettings(ifs=ifs)))
+            for ifs in (True, False)]
+    on, off = runs
+    assert on.fate.tolist() == off.fate.tolist() == [mn.Hop.DELIVERED] * 2
+    assert on.delivered_s[0] == off.delivered_s[0]
+    assert on.delivered_s[1] - off.delivered_s[1] == pytest.approx(ifs_us * US, abs=1e-12)
+    assert any("interframe spacing (SIFS 12 / LIFS 40" in n for n in on.notes)
+    assert any("no interframe spacing" in n for n in off.notes)
+
+
 def test_one_hop_through_a_duty_cycled_relay_worked_by_hand():
     """Node 0 strobes its frame to the sleeping relay 1 (ContikiMAC, phase unknown): copies of 2.112 ms,
     0.4 ms apart, until a channel check of the relay overlaps one; the relay listens, takes the next whole copy

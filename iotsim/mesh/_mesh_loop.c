@@ -25,9 +25,10 @@
 /* ------------------------------------------------------------------ inputs and outputs */
 typedef struct {
     int64_t m, n_frames, n_deaths, queue_frames, min_be, max_be, max_csma_backoffs, max_frame_retries;
-    int64_t rdc, phase_lock, fading, cca_count, n_ber, ack_psdu, reroute;
+    int64_t rdc, phase_lock, fading, cca_count, n_ber, ack_psdu, reroute, ifs, max_sifs_octets;
     double duration, cycle, cca_check, listen_after_detect, inter_packet, strobe_s, guard_s;
     double noise_mw, senses_mw, ack_air, header_s, bit_s, unit_backoff_s, cca_s, turnaround_s, ack_wait_s;
+    double sifs_s, lifs_s; /* interframe spacing (ifs: applied, always-on radios only) */
     const double *offsets, *ber_c, *ber_e, *mw, *phase, *f_air, *f_ready, *death_t;
     const uint8_t *always_on, *lockable; /* lockable: (m, ceil(m / 8)) bits (little-endian), j can lock onto i's */
     const int64_t *parent, *lock_off, *lock_idx, *wake_off, *wake_idx, *f_origin, *f_octets, *ready_order,
@@ -111,7 +112,7 @@ typedef struct {
     int64_t *wake_sorted_pos, *tried;
     int32_t *awake_role;
     int64_t *awake_frame;
-    double *tx_until, *awake_until, *awake_since, *detect_at, *hop_start, *strobe_start;
+    double *tx_until, *awake_until, *awake_since, *detect_at, *hop_start, *strobe_start, *quiet_until;
     copy_t **locked, **ack_incoming;
     int64_t deaths_done;
     /* per frame */
@@ -611,6 +612,8 @@ static void new_attempt(loop_t *L, int32_t k, double t)
 {
     const mesh_in *in = L->in;
     L->nb[k] = 0, L->be[k] = in->min_be;
+    if (t < L->quiet_until[k])
+        t = L->quiet_until[k];
     int64_t d = L->parent[k];
     if (d == ORPHAN) {
         frame_lost(L, k, t, H_NO_ROUTE);
@@ -666,6 +669,8 @@ static void continue_strobe(loop_t *L, int32_t k, double t)
 
 static void hop_done(loop_t *L, int32_t k, double t, int32_t receiver)
 {
+    if (L->in->ifs)
+        L->quiet_until[k] = t + (L->in->f_octets[qfront(L, k)] <= L->in->max_sifs_octets ? L->in->sifs_s : L->in->lifs_s);
     qpop(L, k);
     if (L->knows_phase)
         L->knows_phase[k * L->m + receiver] = 1;
@@ -943,7 +948,7 @@ static void release(loop_t *L)
     free(L->parent), free(L->queue), free(L->qhead), free(L->qlen), free(L->nb), free(L->be), free(L->retries);
     free(L->hop_copies), free(L->listen_token), free(L->dead), free(L->sending), free(L->strobing), free(L->awake);
     free(L->waiting_ack), free(L->knows_phase), free(L->awake_role), free(L->awake_frame), free(L->tx_until);
-    free(L->awake_until), free(L->awake_since), free(L->detect_at), free(L->hop_start), free(L->strobe_start);
+    free(L->awake_until), free(L->awake_since), free(L->detect_at), free(L->hop_start), free(L->strobe_start), free(L->quiet_until);
     free(L->locked), free(L->ack_incoming), free(L->holder), free(L->seen_head), free(L->seen), free(L->listening);
     free(L->wake_sorted_phase), free(L->wake_sorted_pos), free(L->tried), free(L->candidates), free(L->listen_pos);
     free(L->pieces_buf), free(L->cuts_buf);
@@ -965,7 +970,7 @@ int64_t iotsim_mesh_loop(const mesh_in *in, mesh_out *out)
     ALLOC(L.be, m), ALLOC(L.retries, m), ALLOC(L.hop_copies, m), ALLOC(L.listen_token, m), ALLOC(L.dead, m);
     ALLOC(L.sending, m), ALLOC(L.strobing, m), ALLOC(L.awake, m), ALLOC(L.waiting_ack, m);
     ALLOC(L.awake_role, m), ALLOC(L.awake_frame, m), ALLOC(L.tx_until, m), ALLOC(L.awake_until, m);
-    ALLOC(L.awake_since, m), ALLOC(L.detect_at, m), ALLOC(L.hop_start, m), ALLOC(L.strobe_start, m);
+    ALLOC(L.awake_since, m), ALLOC(L.detect_at, m), ALLOC(L.hop_start, m), ALLOC(L.strobe_start, m), ALLOC(L.quiet_until, m);
     ALLOC(L.wake_sorted_phase, in->wake_off[m]), ALLOC(L.wake_sorted_pos, in->wake_off[m]);
     ALLOC(L.tried, in->wake_off[m]), ALLOC(L.listening, m), ALLOC(L.candidates, m), ALLOC(L.listen_pos, m);
     ALLOC(L.locked, m), ALLOC(L.ack_incoming, m), ALLOC(L.holder, n), ALLOC(L.seen_head, n);

@@ -9,7 +9,10 @@ macMaxCSMABackoffs busy assessments the attempt fails with a channel access fail
 acknowledges a frame it received aTurnaroundTime after its last symbol (7.5.6.4.2); the sender waits
 macAckWaitDuration (54 symbols) for it and otherwise sends the frame again, each retry with a fresh
 CSMA/CA, up to macMaxFrameRetries times (7.5.6.4.2). PIB defaults (7.4.2): macMinBE 3, macMaxBE 5,
-macMaxCSMABackoffs 4, macMaxFrameRetries 3. Timing from `iotsim.mesh.phy`.
+macMaxCSMABackoffs 4, macMaxFrameRetries 3. Between two frames of one sender lies at least the interframe
+spacing (7.5.1.3: SIFS after a PSDU of at most 18 octets, else LIFS), counted from the end of the acknowledgement
+(or of the frame, without acknowledgements); the sender starts its next CSMA/CA then (`MacSettings.ifs`).
+Timing from `iotsim.mesh.phy`.
 
 Who hears whom is a boolean matrix (`hears[i, j]`: node i senses node j's transmissions; the receiver is
 the last row and column), so hidden terminals are a matrix with holes; by default every node hears every
@@ -46,6 +49,7 @@ class MacSettings:
     max_csma_backoffs: int = MAC_MAX_CSMA_BACKOFFS
     max_frame_retries: int = MAC_MAX_FRAME_RETRIES
     ack: bool = True  # acknowledged data frames
+    ifs: bool = True  # the interframe spacing before a sender's next frame (False: none, the simplification)
 
     def __post_init__(self):
         if not 0 <= self.min_be <= self.max_be or not 3 <= self.max_be <= 8:
@@ -68,7 +72,9 @@ class MacResult:
     cca_busy: np.ndarray
     tx_s: np.ndarray
     rx_s: np.ndarray  # assessments, turnarounds, waiting for and receiving acknowledgements
-    latency_s: list = field(default_factory=list)  # per delivered frame: from its arrival to its acknowledgement
+    # per delivered frame: from when its sender took it up (its arrival, or the end of the frame before it: the
+    # queueing before that is not in it) to its acknowledgement
+    latency_s: list = field(default_factory=list)
     duration_s: float = 0.0
     frame_airtime_s: float = 0.0
 
@@ -112,10 +118,12 @@ def simulate(n: int, psdu_octets: int, duration_s: float, rng: np.random.Generat
 
     queue = [list(a) if a is not None else [] for a in (arrivals or [None] * n)]
     nb, be, retries, arrived = zeros(), zeros(), zeros(), np.full(n, np.nan)
+    ifs = phy.ifs_s(psdu_octets) if s.ifs else 0.0
+    quiet_until = np.zeros(n)  # a sender's next CSMA/CA starts after its interframe spacing
 
     def new_attempt(k: int, t: float) -> None:
         nb[k], be[k] = 0, s.min_be
-        backoff(k, t)
+        backoff(k, max(t, quiet_until[k]))
 
     def backoff(k: int, t: float) -> None:
         push(t + int(rng.integers(0, 2 ** int(be[k]))) * phy.UNIT_BACKOFF_S, "cca", k)
@@ -174,6 +182,7 @@ def simulate(n: int, psdu_octets: int, duration_s: float, rng: np.random.Generat
                 push(start + air, "tx_end", k, start)
         elif kind == "tx_end":
             start = data[0]
+            quiet_until[k] = t + ifs
             got = hears[rx_node, k] and not heard(rx_node, start, t, but=k) \
                 and not any(w == rx_node and a < t and b > start for a, b, w in on_air)
             if not got and hears[rx_node, k]:
@@ -192,6 +201,7 @@ def simulate(n: int, psdu_octets: int, duration_s: float, rng: np.random.Generat
             t_end, a0 = data
             if hears[k, rx_node] and not heard(k, a0, t, but=rx_node) and rng.random() < ok[k]:
                 res.rx_s[k] += t - t_end
+                quiet_until[k] = t + ifs
                 finish(k, t, True)
             else:
                 push(t_end + phy.ACK_WAIT_S, "ack_timeout", k)

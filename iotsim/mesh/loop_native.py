@@ -22,10 +22,11 @@ SOURCE = Path(__file__).with_name("_mesh_loop.c")
 
 _i, _d, _p = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
 _IN_INTS = ("m", "n_frames", "n_deaths", "queue_frames", "min_be", "max_be", "max_csma_backoffs",
-            "max_frame_retries", "rdc", "phase_lock", "fading", "cca_count", "n_ber", "ack_psdu", "reroute")
+            "max_frame_retries", "rdc", "phase_lock", "fading", "cca_count", "n_ber", "ack_psdu", "reroute", "ifs",
+            "max_sifs_octets")
 _IN_DOUBLES = ("duration", "cycle", "cca_check", "listen_after_detect", "inter_packet", "strobe_s", "guard_s",
                "noise_mw", "senses_mw", "ack_air", "header_s", "bit_s", "unit_backoff_s", "cca_s", "turnaround_s",
-               "ack_wait_s")
+               "ack_wait_s", "sifs_s", "lifs_s")
 _IN_ARRAYS = ("offsets", "ber_c", "ber_e", "mw", "phase", "f_air", "f_ready", "death_t", "always_on", "lockable",
               "parent",
               "lock_off", "lock_idx", "wake_off", "wake_idx", "f_origin", "f_octets", "ready_order", "death_node",
@@ -130,7 +131,8 @@ def run(mesh, duration_s: float, rng: np.random.Generator, reroute, out: dict) -
         min_be=int(mac.min_be), max_be=int(mac.max_be), max_csma_backoffs=int(mac.max_csma_backoffs),
         max_frame_retries=int(mac.max_frame_retries), rdc=rdc is not None, phase_lock=bool(rdc and rdc.phase_lock),
         fading=bool(s.fading), cca_count=int(rdc.cca_count) if rdc else 0, n_ber=len(mn._BER_TERMS),
-        ack_psdu=phy.ACK_PSDU_OCTETS, reroute=reroute is not None, duration=duration_s,
+        ack_psdu=phy.ACK_PSDU_OCTETS, reroute=reroute is not None, ifs=bool(mac.ifs and rdc is None),
+        max_sifs_octets=phy.MAX_SIFS_FRAME_OCTETS, sifs_s=phy.SIFS_S, lifs_s=phy.LIFS_S, duration=duration_s,
         cycle=rdc.cycle_s if rdc else 1.0, cca_check=rdc.cca_check_s if rdc else 0.0,
         listen_after_detect=rdc.listen_after_detect_s if rdc else 0.0,
         inter_packet=rdc.inter_packet_s if rdc else 0.0, strobe_s=rdc.strobe_s if rdc else 0.0,

@@ -11,7 +11,9 @@ Border routers are mains powered: always on, they never duty-cycle.
 Channel access (IEEE Std 802.15.4-2006 7.5.1.4, `iotsim.mesh.csma`): per attempt, a random backoff of
 0..2^BE - 1 unit periods and an 8-symbol CCA, repeated with a growing BE while the channel is busy, up to
 macMaxCSMABackoffs; an attempt that gets no acknowledgement is retried with a fresh CSMA/CA up to
-macMaxFrameRetries times. A CCA finds the channel busy when the power of the transmissions overlapping it
+macMaxFrameRetries times. With always-on radios a sender's next frame waits out the interframe spacing after
+the acknowledgement of the one before (7.5.1.3; `MacSettings.ifs`); duty-cycled senders pace their frames by
+ContikiMAC's own timing instead. A CCA finds the channel busy when the power of the transmissions overlapping it
 adds up to the energy-detection threshold (CCA mode 1; 6.9.9: at most 10 dB above the sensitivity, taken
 there by default).
 
@@ -341,6 +343,10 @@ def _result(mesh: _Mesh, duration_s: float, out: dict, log: np.ndarray) -> MeshR
     notes = [f"802.15.4 mesh: macMinBE {mac.min_be}, macMaxBE {mac.max_be}, macMaxCSMABackoffs "
              f"{mac.max_csma_backoffs}, macMaxFrameRetries {mac.max_frame_retries}; CCA threshold {s.cca_dbm:g} dBm, "
              f"sensitivity {s.sensitivity_dbm:g} dBm; {s.queue_frames} queued frames per node"]
+    if rdc is None:
+        notes.append("always-on radios: " + ("a sender's next frame waits the interframe spacing (SIFS 12 / LIFS 40 "
+                                             "symbols) after the acknowledgement" if mac.ifs else
+                                             "no interframe spacing between a sender's frames (switched off)"))
     if rdc is not None:
         notes.append(f"ContikiMAC: channel checks at {rdc.channel_check_rate_hz:g} Hz ({rdc.cca_count} CCAs of "
                      f"{rdc.cca_check_s * 1e6:.0f} us), strobes up to {rdc.strobe_s * 1e3:.1f} ms, phase lock "
@@ -397,6 +403,8 @@ def _event_loop(mesh: _Mesh, duration_s: float, rng: np.random.Generator, rerout
     detect_at = [math.inf] * m  # a wake-up already scheduled
     nb, be, retries = z(), z(), z()
     hop_start, hop_copies = [0.0] * m, z()
+    quiet_until = [0.0] * m  # a sender's next CSMA/CA waits out its interframe spacing (always-on radios)
+    ifs_on = mac.ifs and rdc is None
     strobe_start = [0.0] * m
     waiting_ack = [False] * m
     ack_incoming: list[_Copy | None] = [None] * m
@@ -537,6 +545,7 @@ def _event_loop(mesh: _Mesh, duration_s: float, rng: np.random.Generator, rerout
 
     def new_attempt(k: int, t: float) -> None:
         nb[k], be[k] = 0, mac.min_be
+        t = max(t, quiet_until[k])
         d = int(parent[k])
         if d == ORPHAN:  # its parent died and no other route was found
             frame_lost(k, t, Hop.NO_ROUTE)
@@ -595,6 +604,8 @@ def _event_loop(mesh: _Mesh, duration_s: float, rng: np.random.Generator, rerout
 
     def hop_done(k: int, t: float, receiver: int) -> None:
         """k has the acknowledgement of its head frame (the hop itself was logged when the receiver got it)."""
+        if ifs_on:
+            quiet_until[k] = t + phy.ifs_s(f_octets[queue[k][0]])
         queue[k].popleft()
         if knows_phase is not None:
             knows_phase[k, receiver] = True

@@ -39,12 +39,23 @@ TURNAROUND_S = 12 * SYMBOL_S  # aTurnaroundTime
 UNIT_BACKOFF_S = 20 * SYMBOL_S  # aUnitBackoffPeriod
 CCA_S = 8 * SYMBOL_S
 ACK_WAIT_S = (20 + 12 + 2 * SHR_OCTETS + 6 * SYMBOLS_PER_OCTET) * SYMBOL_S  # macAckWaitDuration: 54 symbols
+# Interframe spacing (IEEE 802.15.4-2006 7.5.1.3; Table 86 and 85, the same figures in Nordic's nRF5340 Product
+# Specification, "Interframe spacing (IFS)"): two frames a device sends are at least an IFS apart, counted from
+# the acknowledgement when the first asked for one; SIFS after an MPDU of at most aMaxSIFSFrameSize octets, else LIFS
+SIFS_S = 12 * SYMBOL_S  # macMinSIFSPeriod
+LIFS_S = 40 * SYMBOL_S  # macMinLIFSPeriod
+MAX_SIFS_FRAME_OCTETS = 18  # aMaxSIFSFrameSize
 STANDARD_SENSITIVITY_DBM = -85.0  # IEEE 802.15.4-2006 6.5.3.3: the least a compliant 2.4 GHz receiver hears
 SENSITIVITY_PSDU_OCTETS = 20  # ... with 1 % packet error on 20-octet PSDUs
 SENSITIVITY_PER = 0.01
 
 _SIGNS_BINOMIAL = np.array([(-1) ** k * math.comb(16, k) for k in range(2, 17)], dtype=np.float64)
 _K = np.arange(2, 17, dtype=np.float64)
+
+
+def ifs_s(psdu_octets: int) -> float:
+    """The interframe spacing after a frame with this PSDU (MPDU): SIFS up to aMaxSIFSFrameSize octets, else LIFS."""
+    return SIFS_S if int(psdu_octets) <= MAX_SIFS_FRAME_OCTETS else LIFS_S
 
 
 def frame_airtime_s(psdu_octets) -> np.ndarray:
@@ -119,6 +130,6 @@ def faded_link_success(rx_power_dbm, psdu_octets: int, sensitivity_dbm: float = 
     return faded_frame_success(snr, psdu_octets)
 
 
-__all__ = ["ACK_PSDU_OCTETS", "ACK_WAIT_S", "CCA_S", "MAX_PSDU_OCTETS", "OCTET_S", "SYMBOL_S", "TURNAROUND_S",
-           "UNIT_BACKOFF_S", "bit_error_rate", "faded_frame_success", "faded_link_success", "frame_airtime_s", "frame_success",
+__all__ = ["ACK_PSDU_OCTETS", "ACK_WAIT_S", "CCA_S", "LIFS_S", "MAX_PSDU_OCTETS", "MAX_SIFS_FRAME_OCTETS", "OCTET_S",
+           "SIFS_S", "SYMBOL_S", "TURNAROUND_S", "UNIT_BACKOFF_S", "bit_error_rate", "ifs_s", "faded_frame_success", "faded_link_success", "frame_airtime_s", "frame_success",
            "link_success", "noise_floor_dbm"]

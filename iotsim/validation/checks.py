@@ -596,7 +596,7 @@ def unicast_answers():
 def mesh():
     """The mesh simulation against numbers worked by hand: one frame over one hop (backoff, CCA, turnaround,
     frame, turnaround, ACK: IEEE 802.15.4-2006 timing), a saturated lone sender's throughput against its closed
-    form (iotsim.mesh.csma), and ContikiMAC's idle listening (8 Hz x 2 CCAs of 1/8192 s, contikimac.c)."""
+    form (iotsim.mesh.csma; each cycle ends with the interframe spacing), and ContikiMAC's idle listening (8 Hz x 2 CCAs of 1/8192 s, contikimac.c)."""
     import numpy as np
 
     from iotsim.mesh import csma, phy
@@ -616,9 +616,10 @@ def mesh():
                            float(r.delivered_s[0]), 1e-9, unit="s",
                            source="IEEE 802.15.4-2006 6.5, 7.5.1.4, 7.5.6.4 timing"))
     sat = csma.simulate(1, 60, 20.0, np.random.default_rng(1))
-    cycle = 3.5 * 320 * us + 128 * us + 2 * 192 * us + air + 352 * us
+    cycle = 3.5 * 320 * us + 128 * us + 2 * 192 * us + air + 352 * us + 640 * us
     out.append(CheckResult("mesh", "CSMA/CA, one saturated sender: channel throughput", air / cycle, sat.throughput,
-                           0.01, relative=True, source="closed form: E[backoff] + CCA + 2 turnarounds + frame + ACK"))
+                           0.01, relative=True,
+                           source="closed form: E[backoff] + CCA + 2 turnarounds + frame + ACK + LIFS (7.5.1.3)"))
     rdc = mn.ContikiMac()
     idle = mn.simulate_mesh(power, [1, ROOT], np.zeros(0, int), np.zeros(0), 60, 3600.0,
                             np.random.default_rng(1), mn.MeshSettings(rdc=rdc))
