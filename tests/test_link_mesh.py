@@ -106,6 +106,13 @@ def test_without_duty_cycling_the_radios_listen_all_day(mesh_result):
         assert a.ledger.time_s[:, rx].sum() > 100 * d.ledger.time_s[:, rx].sum()
 
 
+def test_the_interframe_spacing_switch_reaches_the_mac():
+    on = load_scenario_text(MESH % ", duty_cycling: none")
+    off = load_scenario_text(MESH % ", duty_cycling: none, interframe_spacing: false")
+    assert make_link(on.network).mesh_settings().mac.ifs is True
+    assert make_link(off.network).mesh_settings().mac.ifs is False
+
+
 def line_nodes(n=3, spacing_m=14.0):
     """Nodes on a line toward a border router at the far end (path loss 40 + 30 log10 d)."""
     xy = np.column_stack([np.arange(n) * spacing_m, np.zeros(n)])

@@ -67,7 +67,7 @@ class MeshLink(Link):
                if s.duty_cycling == "contikimac" else None)
         return mesh.MeshSettings(
             mac=MacSettings(min_be=s.min_be, max_be=s.max_be, max_csma_backoffs=s.max_csma_backoffs,
-                            max_frame_retries=s.max_frame_retries),
+                            max_frame_retries=s.max_frame_retries, ifs=s.interframe_spacing),
             rdc=rdc, queue_frames=s.queue_frames, sensitivity_dbm=s.sensitivity_dbm,
             cca_threshold_dbm=s.cca_threshold_dbm, fading=s.fading == "rayleigh")
 

@@ -423,6 +423,9 @@ class Ieee802154Settings(_Strict):
     max_be: int = Field(5, ge=3, le=8, description="macMaxBE (default 5)")
     max_csma_backoffs: int = Field(4, ge=0, le=5, description="macMaxCSMABackoffs (default 4)")
     max_frame_retries: int = Field(3, ge=0, le=7, description="macMaxFrameRetries (default 3)")
+    interframe_spacing: bool = Field(
+        True, description="with duty_cycling none: a sender's next frame waits SIFS (12 symbols) or LIFS (40) after "
+        "the acknowledgement (802.15.4-2006 7.5.1.3); false: no spacing, the simplification")
     duty_cycling: Literal["contikimac", "none"] = Field(
         "contikimac", description="contikimac: radio duty cycling as Contiki's ContikiMAC (Dunkels 2011); none: "
         "every radio always listening")
