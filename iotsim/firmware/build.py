@@ -601,9 +601,11 @@ def build_elf(
     library = cmsis_nn() if kernels == "cmsis-nn" else None
     if library is not None:
         cflags = (*cflags, *CMSIS_NN_CFLAGS)
+        # the library's include folders are searched and their headers hashed, all but the root's parent (only
+        # searched: it holds the whole download, whose CMSIS headers are the folders already hashed)
         header_dirs += [d for d in library.include_dirs if d != library.root.parent]
     includes = [f"-I{d.resolve()}" for d in header_dirs]
-    if library is not None and library.root.parent not in header_dirs:
+    if library is not None and library.root.parent in library.include_dirs:
         includes.append(f"-I{library.root.parent.resolve()}")
     if variant == "semihosting":
         specs = ["-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs"]

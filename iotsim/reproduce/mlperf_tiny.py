@@ -134,13 +134,12 @@ def measure(progress: Callable[[str], None] | None = _progress) -> dict[tuple[st
 
 
 def rows_from(classes: dict[tuple[str, str, str], dict]) -> list[dict]:
-    """The comparison rows from measured class counts: COMPARISONS x the four tasks."""
+    """The comparison rows from measured class counts: each comparison measured for all four tasks (the
+    cmsis-nn one first, where it was), x the four tasks."""
     rows = []
-    judged = checked({(k, b, a) for k, b, a in (CMSIS_NN_COMPARISON, *COMPARISONS)
-                      if all((k, b, t) in classes for t in mlperf.TASKS)})
-    for kernels, build, against in (CMSIS_NN_COMPARISON, *COMPARISONS):
-        if not all((kernels, build, t) in classes for t in mlperf.TASKS):
-            continue
+    made = [c for c in (CMSIS_NN_COMPARISON, *COMPARISONS) if all((c[0], c[1], t) in classes for t in mlperf.TASKS)]
+    judged = checked(set(made))
+    for kernels, build, against in made:
         pubs = mlperf.published(against)
         for task in mlperf.TASKS:
             row = mlperf.predict_row(task, classes[kernels, build, task], kernels=kernels, build=build,
@@ -162,11 +161,10 @@ def _notes(rows: list[dict]) -> list[str]:
 
     notes = [f"compared_with: v0.5-tflm = {mlperf.PUBLISHED_ROWS['v0.5-tflm']}, "
              f"v1.0-xcube-ai = {mlperf.PUBLISHED_ROWS['v1.0-xcube-ai']} (round, submitter) in results.csv"]
-    shown = dict.fromkeys((r["kernels"], r["build"], r["compared_with"]) for r in rows)
-    judged_key = next((k for k in shown if any(r["checked"] for r in rows if (r["kernels"], r["build"],
-                                                                             r["compared_with"]) == k)), None)
-    for kernels, build, against in shown:
-        judged = "judged by iotsim validate" if (kernels, build, against) == judged_key else "shown, not judged"
+    key = lambda r: (r["kernels"], r["build"], r["compared_with"])  # noqa: E731
+    judged_keys = {key(r) for r in rows if r["checked"]}
+    for kernels, build, against in dict.fromkeys(key(r) for r in rows):
+        judged = "judged by iotsim validate" if (kernels, build, against) in judged_keys else "shown, not judged"
         notes.append(f"{kernels} kernels ({build}) vs {against}: latency {band(kernels, build, against, 'latency_err')}, "
                      f"energy {band(kernels, build, against, 'energy_err')} ({judged})")
     by = {(r["kernels"], r["build"], r["task"]): r for r in rows}
