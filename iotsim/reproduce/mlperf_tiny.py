@@ -71,9 +71,10 @@ ASSUMPTIONS = [
     "Kernel library: the v0.5 reference submission's stored build (mlcommons/tiny benchmark/"
     "reference_submissions/anomaly_detection/BUILD/NUCLEO_L4R5ZI/GCC_ARM) links TFLM's cmsis-nn kernel variants "
     "compiled with -Os (its .profile-cxx), not the reference kernels; the other three tasks are assumed built "
-    "the same way (their builds are not stored; unconfirmed). So the v0.5 rows are judged against our "
-    "CMSIS-NN-style kernels built -Os; our reference kernels (-O2) are shown beside them, not judged: no "
-    "published row on this board ran TFLM's reference kernels.",
+    "the same way (their builds are not stored; unconfirmed). So the v0.5 rows are judged against Arm's "
+    "CMSIS-NN built -Os where $IOTSIM_CMSIS_NN names it, else against our CMSIS-NN-style kernels built -Os; our "
+    "reference kernels (-O2) are shown beside them, not judged: no published row on this board ran TFLM's "
+    "reference kernels.",
     "Our optimized kernels are CMSIS-NN-style code of our own (SMLAD/SXTB16, im2col), neither CMSIS-NN itself "
     "nor ST's X-CUBE-AI 7.3 (its own kernels, layer fusion and memory layout): the v1.0 ST rows are the board's "
     "optimized rows, not the same library.",
@@ -87,7 +88,8 @@ ASSUMPTIONS = [
     "the interpreter's per-op dispatch in the published runs is not counted (not measured here).",
     "Compiler: arm-none-eabi-gcc 12.2.1; -Os for the rows judged against v0.5 (that build's optimisation "
     "level; its other flags do not change integer code), -O2 (the project's, what the simulator's cost tables "
-    "measure) for the others. The v0.5 build's GCC version is not recorded (Mbed's GCC_ARM toolchain of 2020).",
+    "measure) for the others. The v0.5 build used GCC 10.3.1 (the IC build's linker map: "
+    "/usr/lib/gcc/arm-none-eabi/10.3.1), which is not at hand here.",
     "The emulated board (QEMU mps2-an386, Cortex-M4) runs the same instruction set as the STM32L4R5; its "
     "instruction counts are taken as the STM32's. SRAM accesses take no wait states (STM32L4R5 SRAM runs at "
     "the CPU clock: not checked against RM0432).",
