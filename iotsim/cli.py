@@ -646,8 +646,11 @@ def validate(
     unknown = sorted(set(only or []) - set(check_names()))
     if unknown:
         _fail(InputError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(check_names())}", field="--only"))
-    with err_console.status("validating") as status:
-        v = run_checks(quick=quick, only=only, progress=lambda name: status.update(f"validating: {name}"))
+    try:
+        with err_console.status("validating") as status:
+            v = run_checks(quick=quick, only=only, progress=lambda name: status.update(f"validating: {name}"))
+    except InputError as exc:  # e.g. $IOTSIM_CMSIS_NN set to something that is not a CMSIS-NN tree
+        _fail(exc)
     if as_json:
         typer.echo(json.dumps([{**asdict(r), "passed": r.passed} for r in v.results], indent=2))
     else:

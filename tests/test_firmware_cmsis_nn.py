@@ -68,6 +68,30 @@ def test_the_set_is_for_the_cortex_m4_and_not_for_the_host(tmp_path):
         build_host(tmp_path, tmp_path / "b", kernels="cmsis-nn")
 
 
+@needs_arm
+def test_the_cli_says_what_is_missing(monkeypatch):
+    from typer.testing import CliRunner
+
+    from iotsim.cli import app
+
+    monkeypatch.delenv(build.CMSIS_NN_ENV, raising=False)
+    r = CliRunner().invoke(app, ["firmware", "verify", "farm_soil_int8", "-n", "2", "--no-record", "--kernels", "cmsis-nn"])
+    assert r.exit_code == 2 and build.CMSIS_NN_ENV in r.output, r.output
+
+
+def test_validate_says_when_the_variable_names_no_tree(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from iotsim.cli import app
+    from iotsim.validation import checks
+
+    if checks.mlperf_unavailable():
+        pytest.skip(checks.mlperf_unavailable())
+    monkeypatch.setenv(build.CMSIS_NN_ENV, str(tmp_path))
+    r = CliRunner().invoke(app, ["validate", "--only", "mlperf"])
+    assert r.exit_code == 2 and "arm_nnfunctions.h" in r.output and "bug" not in r.output, r.output
+
+
 # ------------------------------------------------------------------------------ with Arm's CMSIS-NN
 @needs_arm
 @needs_cmsis_nn

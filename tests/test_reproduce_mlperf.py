@@ -150,7 +150,7 @@ def test_validate_mlperf_check_fails_when_a_latency_is_off(fake_measurement, mon
 def test_with_cmsis_nn_at_hand_its_rows_come_first_and_are_the_ones_judged(fake_measurement, monkeypatch):
     """Where $IOTSIM_CMSIS_NN names Arm's CMSIS-NN, the cmsis-nn kernels built -Os are measured too, compared
     with the v0.5 rows (the library those rows ran) and judged; our optimized kernels are then shown only."""
-    monkeypatch.setattr(mlperf_tiny, "cmsis_nn_unavailable", lambda: None)
+    monkeypatch.setattr(mlperf_tiny, "cmsis_nn_at_hand", lambda: True)
     rows = mlperf_tiny.rows_from(mlperf_tiny.measure(progress=None))
     assert ("cmsis-nn", "-Os", "kws") in fake_measurement
     keys = list(dict.fromkeys((r["kernels"], r["build"], r["compared_with"]) for r in rows))
@@ -161,9 +161,21 @@ def test_with_cmsis_nn_at_hand_its_rows_come_first_and_are_the_ones_judged(fake_
     assert "cmsis-nn kernels (-Os) vs v0.5-tflm" in notes and "(judged by iotsim validate)" in notes
     assert notes.count("judged by iotsim validate") == 1
     # without it, the optimized kernels built -Os are the judged ones (the fixture's default)
-    monkeypatch.setattr(mlperf_tiny, "cmsis_nn_unavailable", lambda: "no tree")
+    monkeypatch.setattr(mlperf_tiny, "cmsis_nn_at_hand", lambda: False)
     rows = mlperf_tiny.rows_from(mlperf_tiny.measure(progress=None))
     assert {(r["kernels"], r["build"]) for r in rows if r["checked"]} == {("optimized", "-Os")}
+    assert any("cmsis-nn kernels: not measured" in n for n in mlperf_tiny._notes(rows))
+
+
+def test_a_cmsis_nn_variable_that_names_no_tree_is_an_error(tmp_path, monkeypatch):
+    """Set but wrong is not "not at hand": the user asked for Arm's code, so the reproduction says what is missing."""
+    from iotsim.firmware.build import FirmwareBuildError
+
+    monkeypatch.setenv("IOTSIM_CMSIS_NN", str(tmp_path))
+    with pytest.raises(FirmwareBuildError, match="arm_nnfunctions.h"):
+        mlperf_tiny.comparisons()
+    monkeypatch.delenv("IOTSIM_CMSIS_NN")
+    assert mlperf_tiny.comparisons() == mlperf_tiny.COMPARISONS
 
 
 def test_validate_mlperf_check_skips_without_the_files(tmp_path, monkeypatch, capsys):
