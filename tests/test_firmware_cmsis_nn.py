@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 from reference_models import mlperf_model
-from test_firmware_opt_kernels import MLPERF, OP_MODELS, SIMD_CASES, ZOO, needs_arm
+from test_firmware_opt_kernels import MLPERF, OP_MODELS, SIMD_CASES, ZOO, assert_bit_exact, needs_arm, simd_case
 
 from iotsim.firmware import build
 from iotsim.firmware.build import FirmwareBuildError, build_elf, build_host, check_kernels, cmsis_nn, get_board
@@ -97,22 +97,15 @@ def test_validate_says_when_the_variable_names_no_tree(tmp_path, monkeypatch):
 @needs_cmsis_nn
 @pytest.mark.parametrize("name", sorted(SIMD_CASES))
 def test_single_op_models_bit_exact(name, tmp_path):
-    from iotsim.firmware.verify import verify_model
-
-    path = tmp_path / f"{name}.tflite"
-    path.write_bytes(SIMD_CASES[name])
-    r = verify_model(path, board="mps2-an386", vectors=8, kernels="cmsis-nn", record=False)
-    assert r["kernels"] == "cmsis-nn" and r["bit_exact"] and r["mismatches"] == 0, r
+    r = assert_bit_exact(simd_case(name, tmp_path), "cmsis-nn", vectors=8)
+    assert r["kernels"] == "cmsis-nn"
 
 
 @needs_arm
 @needs_cmsis_nn
 @pytest.mark.parametrize("name", ["mixed_int8", "residual_int8", "float_io_int8"])
 def test_op_test_models_bit_exact(name):
-    from iotsim.firmware.verify import verify_model
-
-    r = verify_model(OP_MODELS / f"{name}.tflite", board="mps2-an386", vectors=10, kernels="cmsis-nn", record=False)
-    assert r["bit_exact"] and r["mismatches"] == 0, r
+    assert_bit_exact(OP_MODELS / f"{name}.tflite", "cmsis-nn", vectors=10)
 
 
 @needs_arm
@@ -121,13 +114,10 @@ def test_op_test_models_bit_exact(name):
 def test_zoo_models_bit_exact_on_real_inputs(name, tmp_path, monkeypatch):
     """Bit-exact, and `record` leaves the cost table alone (the simulator prices only the sets iotsim ships)."""
     from iotsim.firmware import cost
-    from iotsim.firmware.verify import verify_model
 
     recorded = []
     monkeypatch.setattr(cost, "record", lambda *a, **k: recorded.append(a) or tmp_path / "never")
-    r = verify_model(ZOO_DIR / f"{name}.tflite", board="mps2-an386", vectors=8, inputs="real", seed=1, record=True,
-                     kernels="cmsis-nn")
-    assert r["bit_exact"] and r["mismatches"] == 0, r
+    r = assert_bit_exact(ZOO_DIR / f"{name}.tflite", "cmsis-nn", vectors=8, inputs="real", seed=1, record=True)
     assert recorded == [] and "cost_table" not in r
 
 
@@ -135,11 +125,7 @@ def test_zoo_models_bit_exact_on_real_inputs(name, tmp_path, monkeypatch):
 @needs_cmsis_nn
 @pytest.mark.parametrize("name", MLPERF)
 def test_mlperf_models_bit_exact(name):
-    from iotsim.firmware.verify import verify_model
-
-    r = verify_model(mlperf_model(f"{name}.tflite"), board="mps2-an386", vectors=3, inputs="random", seed=4,
-                     kernels="cmsis-nn", record=False)
-    assert r["bit_exact"] and r["mismatches"] == 0, r
+    assert_bit_exact(mlperf_model(f"{name}.tflite"), "cmsis-nn", vectors=3, inputs="random", seed=4)
 
 
 @needs_arm

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,46 +106,49 @@ def test_single_op_models_bit_exact_on_the_host(name, tmp_path):
     assert differ.size == 0, f"{name}: {differ.size}/{len(x)} vectors differ"
 
 
+def assert_bit_exact(model, kernels: str, **kw) -> dict:
+    """verify_model with a kernel set (on the Cortex-M4 board and without recording unless told), checked
+    bit-exact with TFLite Micro; its report."""
+    from iotsim.firmware.verify import verify_model
+
+    kw.setdefault("board", "mps2-an386")
+    kw.setdefault("record", False)
+    r = verify_model(model, kernels=kernels, **kw)
+    assert r["bit_exact"] and r["mismatches"] == 0, r
+    return r
+
+
+def simd_case(name: str, tmp_path) -> Path:
+    """A shaped single-op case written to a .tflite file."""
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(SIMD_CASES[name])
+    return path
+
+
 @needs_arm
 @pytest.mark.parametrize("name", sorted(SIMD_CASES))
 def test_single_op_models_bit_exact_in_qemu(name, tmp_path):
-    from iotsim.firmware.verify import verify_model
-
-    path = tmp_path / f"{name}.tflite"
-    path.write_bytes(SIMD_CASES[name])
-    r = verify_model(path, board="mps2-an386", vectors=8, kernels="optimized", record=False)
+    r = assert_bit_exact(simd_case(name, tmp_path), "optimized", vectors=8)
     assert r["kernels"] == "optimized"
-    assert r["bit_exact"] and r["mismatches"] == 0, r
 
 
 @needs_arm
 @pytest.mark.parametrize("name", ["mixed_int8", "residual_int8", "float_io_int8"])
 def test_op_test_models_bit_exact_in_qemu(name):
-    from iotsim.firmware.verify import verify_model
-
-    r = verify_model(OP_MODELS / f"{name}.tflite", board="mps2-an386", vectors=10, kernels="optimized", record=False)
-    assert r["bit_exact"] and r["mismatches"] == 0, r
+    assert_bit_exact(OP_MODELS / f"{name}.tflite", "optimized", vectors=10)
 
 
 @needs_arm
 @pytest.mark.parametrize("board", ["mps2-an386", "mps2-an505"])
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_models_bit_exact_on_real_inputs(name, board):
-    from iotsim.firmware.verify import verify_model
-
-    r = verify_model(ZOO_DIR / f"{name}.tflite", board=board, vectors=8, inputs="real", seed=1, record=False,
-                     kernels="optimized")
-    assert r["bit_exact"] and r["mismatches"] == 0, r
+    assert_bit_exact(ZOO_DIR / f"{name}.tflite", "optimized", board=board, vectors=8, inputs="real", seed=1)
 
 
 @needs_arm
 @pytest.mark.parametrize("name", MLPERF)
 def test_mlperf_models_bit_exact_on_cortex_m4(name):
-    from iotsim.firmware.verify import verify_model
-
-    r = verify_model(mlperf_model(f"{name}.tflite"), board="mps2-an386", vectors=3, inputs="random", seed=4,
-                     kernels="optimized", record=False)
-    assert r["bit_exact"] and r["mismatches"] == 0, r
+    assert_bit_exact(mlperf_model(f"{name}.tflite"), "optimized", vectors=3, inputs="random", seed=4)
 
 
 # ------------------------------------------------------------------------------ requantization
